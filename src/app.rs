@@ -1,0 +1,77 @@
+//! The application state, built once at start-up and shared by the HTTP server, the GraphQL
+//! schema, background tasks and the command line.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::crypto::{self, KeyRing};
+use crate::db::{Db, PoolOptions};
+use crate::domain::status::EventBus;
+use crate::net::{ClientOptions, GuardedClient, NetPolicy};
+
+/// Everything a request or task needs.
+pub struct App {
+    /// Validated configuration.
+    pub config: Config,
+    /// Database pool.
+    pub db: Db,
+    /// Encryption keys.
+    pub keys: KeyRing,
+    /// The guarded outbound HTTP client.
+    pub http: GuardedClient,
+    /// Status event fan-out.
+    pub events: EventBus,
+}
+
+/// Shared handle to the [`App`].
+pub type AppHandle = Arc<App>;
+
+impl App {
+    /// Build the app: open the pool and assemble the parts. Does not migrate.
+    pub async fn build(config: Config, keys: KeyRing) -> anyhow::Result<AppHandle> {
+        let db = Db::connect(
+            &config.database,
+            &PoolOptions {
+                max_size: config.db_pool_size,
+                ..PoolOptions::default()
+            },
+        )
+        .await
+        .context("opening the database")?;
+        let http = GuardedClient::new(
+            NetPolicy {
+                allow_private_networks: config.allow_private_networks,
+            },
+            ClientOptions::default(),
+        )
+        .context("building the outbound HTTP client")?;
+        Ok(Arc::new(App {
+            config,
+            db,
+            keys,
+            http,
+            events: EventBus::default(),
+        }))
+    }
+}
+
+/// The key ring the configuration asks for: keys given directly, else the key file (created
+/// on first start when the database is SQLite). PostgreSQL deployments must provide keys, so
+/// that every replica shares them.
+pub fn load_keys(config: &Config) -> anyhow::Result<KeyRing> {
+    if let Some(spec) = &config.encryption_keys {
+        return KeyRing::parse(spec.expose())
+            .context("invalid setting --encryption-keys / SWITCHBOARD_ENCRYPTION_KEYS");
+    }
+    let create = !config.database.is_postgres();
+    let Some(path) = config.key_file_path() else {
+        anyhow::bail!(
+            "PostgreSQL mode needs encryption keys shared by every replica: set \
+             SWITCHBOARD_ENCRYPTION_KEYS or SWITCHBOARD_KEY_FILE"
+        );
+    };
+    crypto::load_or_create_key_file(&path, create)
+        .with_context(|| format!("loading key file {}", path.display()))
+}

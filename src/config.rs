@@ -1,0 +1,327 @@
+//! Typed configuration from command-line flags, each with a `SWITCHBOARD_*` environment
+//! equivalent. A bad value stops start-up with a message naming the setting.
+//!
+//! | flag | environment | default |
+//! |---|---|---|
+//! | `--database-url` | `SWITCHBOARD_DATABASE_URL` | `sqlite://data/switchboard.db` |
+//! | `--bind` | `SWITCHBOARD_BIND` | `127.0.0.1:8080` |
+//! | `--public-url` | `SWITCHBOARD_PUBLIC_URL` | `http://<bind>` |
+//! | `--app-origins` | `SWITCHBOARD_APP_ORIGINS` | none (comma-separated origins allowed for CORS and `postMessage`) |
+//! | `--encryption-keys` | `SWITCHBOARD_ENCRYPTION_KEYS` | none (`kid:key,…`, first seals) |
+//! | `--key-file` | `SWITCHBOARD_KEY_FILE` | next to the SQLite database; created on first start |
+//! | `--allow-private-networks` | `SWITCHBOARD_ALLOW_PRIVATE_NETWORKS` | `false` |
+//! | `--log-format` | `SWITCHBOARD_LOG_FORMAT` | `text` (`json`) |
+//! | `--db-pool-size` | `SWITCHBOARD_DB_POOL_SIZE` | `16` |
+//! | `--max-body-bytes` | `SWITCHBOARD_MAX_BODY_BYTES` | `1048576` |
+//! | `--max-query-depth` | `SWITCHBOARD_MAX_QUERY_DEPTH` | `12` |
+//! | `--max-query-complexity` | `SWITCHBOARD_MAX_QUERY_COMPLEXITY` | `20000` |
+//!
+//! The log filter follows `RUST_LOG` (default `info`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use url::Url;
+
+use crate::db::DatabaseTarget;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The raw settings as given on the command line or in the environment.
+#[derive(Args, Clone, Debug)]
+pub struct ConfigArgs {
+    /// Database: `sqlite://path` (embedded, the default) or `postgres://…`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        default_value = "sqlite://data/switchboard.db",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub bind: String,
+    /// Public base URL of this server, used for OAuth redirect URIs and links.
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Comma-separated origins of the apps allowed to call the API from a browser.
+    #[arg(long, env = "SWITCHBOARD_APP_ORIGINS", global = true)]
+    pub app_origins: Option<String>,
+    /// Encryption keys `kid:key,…` (key = 64 hex chars or base64 of 32 bytes); the first seals.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_ENCRYPTION_KEYS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub encryption_keys: Option<String>,
+    /// Key file holding the encryption keys (created with mode 0600 in SQLite mode).
+    #[arg(long, env = "SWITCHBOARD_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// Allow outbound requests to loopback and private networks (local development, tests).
+    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", global = true, default_value = "false",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_private_networks: bool,
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Maximum database connections.
+    #[arg(long, env = "SWITCHBOARD_DB_POOL_SIZE", default_value = "16", global = true,
+          value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub db_pool_size: u16,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value = "1048576", global = true,
+          value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
+    pub max_body_bytes: u64,
+    /// Deepest accepted GraphQL query.
+    #[arg(long, env = "SWITCHBOARD_MAX_QUERY_DEPTH", default_value = "12", global = true,
+          value_parser = clap::value_parser!(u16).range(2..=64))]
+    pub max_query_depth: u16,
+    /// Highest accepted GraphQL query complexity.
+    #[arg(long, env = "SWITCHBOARD_MAX_QUERY_COMPLEXITY", default_value = "20000", global = true,
+          value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub max_query_complexity: u32,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Which database to use.
+    pub database: DatabaseTarget,
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Public base URL, without a trailing slash.
+    pub public_url: Url,
+    /// Origins (`scheme://host[:port]`) allowed for CORS and `postMessage`.
+    pub app_origins: Vec<String>,
+    /// Encryption keys given directly (never logged).
+    pub encryption_keys: Option<crate::crypto::Secret>,
+    /// Key file path.
+    pub key_file: Option<PathBuf>,
+    /// Whether outbound requests may reach private networks.
+    pub allow_private_networks: bool,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Pool size.
+    pub db_pool_size: usize,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+    /// Query depth limit.
+    pub max_query_depth: usize,
+    /// Query complexity limit.
+    pub max_query_complexity: usize,
+}
+
+/// A setting with a bad value.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    /// The flag and environment variable.
+    pub setting: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+impl ConfigArgs {
+    /// Validate the raw settings.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let database = DatabaseTarget::parse(&self.database_url)
+            .map_err(|m| bad("--database-url / SWITCHBOARD_DATABASE_URL", m))?;
+        let bind: SocketAddr = self.bind.trim().parse().map_err(|_| {
+            bad(
+                "--bind / SWITCHBOARD_BIND",
+                format!("{:?} is not an address like 127.0.0.1:8080", self.bind),
+            )
+        })?;
+        let public_url = match &self.public_url {
+            Some(raw) => parse_public_url(raw)?,
+            None => parse_public_url(&format!("http://{bind}"))?,
+        };
+        let app_origins = match &self.app_origins {
+            Some(raw) => raw
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(parse_origin)
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let encryption_keys = self
+            .encryption_keys
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(crate::crypto::Secret::new);
+        if let Some(keys) = &encryption_keys {
+            crate::crypto::KeyRing::parse(keys.expose()).map_err(|e| {
+                bad(
+                    "--encryption-keys / SWITCHBOARD_ENCRYPTION_KEYS",
+                    e.to_string(),
+                )
+            })?;
+        }
+        Ok(Config {
+            database,
+            bind,
+            public_url,
+            app_origins,
+            encryption_keys,
+            key_file: self.key_file.clone(),
+            allow_private_networks: self.allow_private_networks,
+            log_format: self.log_format,
+            db_pool_size: usize::from(self.db_pool_size),
+            max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            max_query_depth: usize::from(self.max_query_depth),
+            max_query_complexity: usize::try_from(self.max_query_complexity).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
+    const SETTING: &str = "--public-url / SWITCHBOARD_PUBLIC_URL";
+    let mut url = Url::parse(raw.trim()).map_err(|e| bad(SETTING, format!("{raw:?}: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad(SETTING, "must be an absolute http(s) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(bad(
+            SETTING,
+            "must not carry a query, fragment or credentials",
+        ));
+    }
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    const SETTING: &str = "--app-origins / SWITCHBOARD_APP_ORIGINS";
+    let url = Url::parse(raw).map_err(|e| bad(SETTING, format!("{raw:?}: {e}")))?;
+    let origin = url.origin();
+    if !origin.is_tuple() || !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(SETTING, format!("{raw:?} is not an http(s) origin")));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(bad(
+            SETTING,
+            format!("{raw:?} must be an origin only, like https://app.example.com"),
+        ));
+    }
+    Ok(origin.ascii_serialization())
+}
+
+impl Config {
+    /// Whether the public URL is https (needed to serve a client metadata document).
+    pub fn public_url_is_https(&self) -> bool {
+        self.public_url.scheme() == "https"
+    }
+
+    /// The key file to use: the configured one, else `switchboard.key` beside the SQLite file.
+    pub fn key_file_path(&self) -> Option<PathBuf> {
+        if let Some(path) = &self.key_file {
+            return Some(path.clone());
+        }
+        match &self.database {
+            DatabaseTarget::Sqlite(db) => {
+                let dir = db.parent().map(PathBuf::from).unwrap_or_default();
+                Some(dir.join("switchboard.key"))
+            }
+            DatabaseTarget::Postgres(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["switchboard"];
+        argv.extend_from_slice(args);
+        let probe = Probe::try_parse_from(argv).map_err(|e| e.to_string())?;
+        probe.args.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_run_embedded() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(
+            config.database,
+            DatabaseTarget::Sqlite("data/switchboard.db".into())
+        );
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url.as_str(), "http://127.0.0.1:8080/");
+        assert_eq!(
+            config.key_file_path(),
+            Some(PathBuf::from("data/switchboard.key"))
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let error = parse(&["--bind", "nowhere"]).expect_err("bad bind");
+        assert!(error.contains("SWITCHBOARD_BIND"), "{error}");
+        let error = parse(&["--public-url", "ftp://x"]).expect_err("bad url");
+        assert!(error.contains("SWITCHBOARD_PUBLIC_URL"), "{error}");
+        let error = parse(&["--app-origins", "https://a.example/path"]).expect_err("bad origin");
+        assert!(error.contains("SWITCHBOARD_APP_ORIGINS"), "{error}");
+        let error = parse(&["--database-url", "mysql://x"]).expect_err("bad db");
+        assert!(error.contains("SWITCHBOARD_DATABASE_URL"), "{error}");
+        let error = parse(&["--encryption-keys", "k1:short"]).expect_err("bad key");
+        assert!(error.contains("SWITCHBOARD_ENCRYPTION_KEYS"), "{error}");
+        assert!(
+            !error.contains("short"),
+            "key material must not be echoed: {error}"
+        );
+        let error = parse(&["--allow-private-networks", "maybe"]).expect_err("bad bool");
+        assert!(error.contains("allow-private-networks"), "{error}");
+    }
+
+    #[test]
+    fn origins_are_normalised() {
+        let config = parse(&[
+            "--app-origins",
+            "https://App.Example.com, http://localhost:3000",
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.app_origins,
+            vec!["https://app.example.com", "http://localhost:3000"]
+        );
+    }
+}

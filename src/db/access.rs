@@ -1,0 +1,198 @@
+//! Workspaces, users, memberships and API tokens.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::models::{ApiTokenRow, MemberRow, UserRow, WorkspaceRow};
+use super::schema::{api_tokens, users, workspace_members, workspaces};
+use super::{DbConn, DbError, DbTime, DbUuid};
+use crate::with_conn;
+
+/// Insert a user.
+pub async fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(users::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Insert a workspace.
+pub async fn insert_workspace(conn: &mut DbConn, row: &WorkspaceRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(workspaces::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Add a member, or change the role of an existing one.
+pub async fn upsert_member(conn: &mut DbConn, row: &MemberRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::insert_into(workspace_members::table)
+            .values(row)
+            .on_conflict((workspace_members::workspace_id, workspace_members::user_id))
+            .do_update()
+            .set(workspace_members::role.eq(&row.role))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Whether any user exists (an empty database gets bootstrapped).
+pub async fn any_user(conn: &mut DbConn) -> Result<bool, DbError> {
+    let found: Option<DbUuid> = with_conn!(conn, |c| {
+        users::table.select(users::id).first(c).await.optional()
+    })?;
+    Ok(found.is_some())
+}
+
+/// Find a user.
+pub async fn find_user(conn: &mut DbConn, id: Uuid) -> Result<Option<UserRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        users::table
+            .find(DbUuid(id))
+            .select(UserRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Find a workspace.
+pub async fn find_workspace(conn: &mut DbConn, id: Uuid) -> Result<Option<WorkspaceRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspaces::table
+            .find(DbUuid(id))
+            .select(WorkspaceRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Users by id, in one query.
+pub async fn users_by_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<UserRow>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    Ok(with_conn!(conn, |c| {
+        users::table
+            .filter(users::id.eq_any(&ids))
+            .select(UserRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Workspaces by id, in one query.
+pub async fn workspaces_by_ids(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+) -> Result<Vec<WorkspaceRow>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    Ok(with_conn!(conn, |c| {
+        workspaces::table
+            .filter(workspaces::id.eq_any(&ids))
+            .select(WorkspaceRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Every membership of a user.
+pub async fn memberships_of(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<MemberRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspace_members::table
+            .filter(workspace_members::user_id.eq(DbUuid(user_id)))
+            .select(MemberRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// One membership.
+pub async fn find_member(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<MemberRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspace_members::table
+            .find((DbUuid(workspace_id), DbUuid(user_id)))
+            .select(MemberRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Insert an API token.
+pub async fn insert_token(conn: &mut DbConn, row: &ApiTokenRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(api_tokens::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The live (not revoked) token with this hash and its user.
+pub async fn find_live_token(
+    conn: &mut DbConn,
+    token_hash: &str,
+) -> Result<Option<(ApiTokenRow, UserRow)>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        api_tokens::table
+            .inner_join(users::table)
+            .filter(api_tokens::token_hash.eq(token_hash))
+            .filter(api_tokens::revoked_at.is_null())
+            .select((ApiTokenRow::as_select(), UserRow::as_select()))
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Record that a token was used.
+pub async fn touch_token(conn: &mut DbConn, id: Uuid, at: DbTime) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(api_tokens::table.find(DbUuid(id)))
+            .set(api_tokens::last_used_at.eq(Some(at)))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Revoke one of the user's own live tokens; returns whether one was revoked.
+pub async fn revoke_token(
+    conn: &mut DbConn,
+    id: Uuid,
+    user_id: Uuid,
+    at: DbTime,
+) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::update(
+            api_tokens::table
+                .filter(api_tokens::id.eq(DbUuid(id)))
+                .filter(api_tokens::user_id.eq(DbUuid(user_id)))
+                .filter(api_tokens::revoked_at.is_null()),
+        )
+        .set(api_tokens::revoked_at.eq(Some(at)))
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// A user's tokens, newest first (hashes included; callers must not expose them).
+pub async fn tokens_of(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<ApiTokenRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        api_tokens::table
+            .filter(api_tokens::user_id.eq(DbUuid(user_id)))
+            .order(api_tokens::id.desc())
+            .select(ApiTokenRow::as_select())
+            .load(c)
+            .await
+    })?)
+}

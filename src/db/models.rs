@@ -1,0 +1,214 @@
+//! Row types: exactly what a table holds. Sealed columns hold ciphertext only.
+
+use diesel::prelude::*;
+
+use super::schema::*;
+use super::types::{DbTime, DbUuid};
+
+/// A workspace.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = workspaces, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct WorkspaceRow {
+    /// Id.
+    pub id: DbUuid,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: DbTime,
+}
+
+/// A user.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct UserRow {
+    /// Id.
+    pub id: DbUuid,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: DbTime,
+}
+
+/// A user's role in a workspace.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = workspace_members, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct MemberRow {
+    /// Workspace.
+    pub workspace_id: DbUuid,
+    /// Member.
+    pub user_id: DbUuid,
+    /// `viewer`, `editor` or `admin`.
+    pub role: String,
+    /// When the membership was created.
+    pub created_at: DbTime,
+}
+
+/// An API token; only the SHA-256 of the token is stored.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = api_tokens, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ApiTokenRow {
+    /// Id.
+    pub id: DbUuid,
+    /// Owner.
+    pub user_id: DbUuid,
+    /// Label chosen by the owner.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the token.
+    pub token_hash: String,
+    /// The first characters of the token, for recognising it in lists.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: DbTime,
+    /// Last successful authentication (updated at most once a minute).
+    pub last_used_at: Option<DbTime>,
+    /// Set when revoked; a revoked token never authenticates again.
+    pub revoked_at: Option<DbTime>,
+}
+
+/// A registered MCP server.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
+#[diesel(table_name = mcp_servers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct McpServerRow {
+    /// Id.
+    pub id: DbUuid,
+    /// Owning workspace.
+    pub workspace_id: DbUuid,
+    /// Creator, if still a user.
+    pub created_by: Option<DbUuid>,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The MCP endpoint as entered.
+    pub url: String,
+    /// The URL in the form used for the per-workspace uniqueness check.
+    pub normalized_url: String,
+    /// `streamable_http` or `sse`.
+    pub transport: String,
+    /// Disabled servers are neither checked nor called.
+    pub enabled: bool,
+    /// Per-request timeout.
+    pub timeout_ms: i32,
+    /// Retries of failed connection attempts.
+    pub retries: i32,
+    /// `none`, `headers` or `oauth`.
+    pub auth_type: String,
+    /// JSON array of the static header names (names are not secret).
+    pub header_names: String,
+    /// Sealed JSON object of the static headers, names and values.
+    pub headers_sealed: Option<String>,
+    /// Pre-registered OAuth client id.
+    pub oauth_client_id: Option<String>,
+    /// Sealed pre-registered OAuth client secret.
+    pub oauth_client_secret_sealed: Option<String>,
+    /// `connected`, `disconnected` or `error`.
+    pub connection_status: String,
+    /// `not_required`, `authorized`, `authorization_required`, … (see the domain).
+    pub auth_status: String,
+    /// Machine-readable reason of the last status change.
+    pub status_reason: Option<String>,
+    /// Safe, human-readable text of the last failure.
+    pub last_error: Option<String>,
+    /// Last successful connection.
+    pub last_connected_at: Option<DbTime>,
+    /// Failed checks in a row.
+    pub consecutive_failures: i32,
+    /// Number of tools in the stored catalogue.
+    pub tool_count: i32,
+    /// When the catalogue was last listed.
+    pub tools_refreshed_at: Option<DbTime>,
+    /// Creation time.
+    pub created_at: DbTime,
+    /// Last change.
+    pub updated_at: DbTime,
+}
+
+/// The OAuth grant of a server, shared by its workspace, and its pending flow.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
+#[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct OauthGrantRow {
+    /// The server this grant belongs to.
+    pub server_id: DbUuid,
+    /// Authorization server issuer.
+    pub issuer: Option<String>,
+    /// The protected resource sent as `resource`.
+    pub resource: Option<String>,
+    /// `pre_registered`, `metadata_document` or `dynamic`.
+    pub registration_kind: Option<String>,
+    /// Sealed client registration (keyed by issuer).
+    pub client_information_sealed: Option<String>,
+    /// Sealed token set.
+    pub tokens_sealed: Option<String>,
+    /// Absolute access-token expiry.
+    pub access_expires_at: Option<DbTime>,
+    /// Space-separated scopes granted.
+    pub granted_scopes: Option<String>,
+    /// Bumped on every token save; compare-and-swap guard.
+    pub token_generation: i64,
+    /// Last token save.
+    pub last_refreshed_at: Option<DbTime>,
+    /// Who completed the last authorization.
+    pub authorized_by: Option<DbUuid>,
+    /// SHA-256 of the pending flow's state.
+    pub state_hash: Option<String>,
+    /// When the pending flow started.
+    pub state_created_at: Option<DbTime>,
+    /// Sealed PKCE verifier of the pending flow.
+    pub code_verifier_sealed: Option<String>,
+    /// Who started the pending flow.
+    pub flow_user_id: Option<DbUuid>,
+    /// SHA-256 of the browser binding cookie.
+    pub browser_binding_hash: Option<String>,
+    /// Issuer the callback must report.
+    pub expected_issuer: Option<String>,
+    /// Scopes requested by the pending flow.
+    pub requested_scopes: Option<String>,
+    /// Redirect URI of the pending flow.
+    pub redirect_uri: Option<String>,
+    /// Creation time.
+    pub created_at: DbTime,
+    /// Last change.
+    pub updated_at: DbTime,
+}
+
+/// One tool of a server's stored catalogue.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = mcp_tools, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ToolRow {
+    /// Server.
+    pub server_id: DbUuid,
+    /// Tool name (unique per server).
+    pub name: String,
+    /// Display title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// JSON Schema of the arguments, as JSON text.
+    pub input_schema: String,
+    /// Tool annotations, as JSON text.
+    pub annotations: Option<String>,
+    /// When listed.
+    pub updated_at: DbTime,
+}
+
+/// One audit event.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = audit_events, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct AuditEventRow {
+    /// Id (time-ordered).
+    pub id: DbUuid,
+    /// Workspace.
+    pub workspace_id: DbUuid,
+    /// Who did it, if still a user.
+    pub actor_user_id: Option<DbUuid>,
+    /// What happened, e.g. `mcp_server.create`.
+    pub action: String,
+    /// The object acted on.
+    pub target_id: Option<DbUuid>,
+    /// JSON details; never secrets.
+    pub details: String,
+    /// When.
+    pub at: DbTime,
+}

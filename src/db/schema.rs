@@ -1,0 +1,167 @@
+//! The database schema, written by hand because one `table!` set serves both backends.
+//!
+//! Ids and timestamps use the portable types of [`crate::db::types`]; everything else uses SQL
+//! types both backends share. JSON documents are stored as text. Keep this file in step with
+//! `migrations/sqlite` and `migrations/postgres`; the migration tests round-trip every table.
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    workspaces (id) {
+        id -> PortableUuid,
+        name -> Text,
+        created_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    users (id) {
+        id -> PortableUuid,
+        name -> Text,
+        created_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    workspace_members (workspace_id, user_id) {
+        workspace_id -> PortableUuid,
+        user_id -> PortableUuid,
+        role -> Text,
+        created_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    api_tokens (id) {
+        id -> PortableUuid,
+        user_id -> PortableUuid,
+        name -> Text,
+        token_hash -> Text,
+        prefix -> Text,
+        created_at -> PortableTimestamp,
+        last_used_at -> Nullable<PortableTimestamp>,
+        revoked_at -> Nullable<PortableTimestamp>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_servers (id) {
+        id -> PortableUuid,
+        workspace_id -> PortableUuid,
+        created_by -> Nullable<PortableUuid>,
+        name -> Text,
+        description -> Nullable<Text>,
+        url -> Text,
+        normalized_url -> Text,
+        transport -> Text,
+        enabled -> Bool,
+        timeout_ms -> Integer,
+        retries -> Integer,
+        auth_type -> Text,
+        header_names -> Text,
+        headers_sealed -> Nullable<Text>,
+        oauth_client_id -> Nullable<Text>,
+        oauth_client_secret_sealed -> Nullable<Text>,
+        connection_status -> Text,
+        auth_status -> Text,
+        status_reason -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        last_connected_at -> Nullable<PortableTimestamp>,
+        consecutive_failures -> Integer,
+        tool_count -> Integer,
+        tools_refreshed_at -> Nullable<PortableTimestamp>,
+        created_at -> PortableTimestamp,
+        updated_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_server_oauth (server_id) {
+        server_id -> PortableUuid,
+        issuer -> Nullable<Text>,
+        resource -> Nullable<Text>,
+        registration_kind -> Nullable<Text>,
+        client_information_sealed -> Nullable<Text>,
+        tokens_sealed -> Nullable<Text>,
+        access_expires_at -> Nullable<PortableTimestamp>,
+        granted_scopes -> Nullable<Text>,
+        token_generation -> BigInt,
+        last_refreshed_at -> Nullable<PortableTimestamp>,
+        authorized_by -> Nullable<PortableUuid>,
+        state_hash -> Nullable<Text>,
+        state_created_at -> Nullable<PortableTimestamp>,
+        code_verifier_sealed -> Nullable<Text>,
+        flow_user_id -> Nullable<PortableUuid>,
+        browser_binding_hash -> Nullable<Text>,
+        expected_issuer -> Nullable<Text>,
+        requested_scopes -> Nullable<Text>,
+        redirect_uri -> Nullable<Text>,
+        created_at -> PortableTimestamp,
+        updated_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_tools (server_id, name) {
+        server_id -> PortableUuid,
+        name -> Text,
+        title -> Nullable<Text>,
+        description -> Nullable<Text>,
+        input_schema -> Text,
+        annotations -> Nullable<Text>,
+        updated_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    audit_events (id) {
+        id -> PortableUuid,
+        workspace_id -> PortableUuid,
+        actor_user_id -> Nullable<PortableUuid>,
+        action -> Text,
+        target_id -> Nullable<PortableUuid>,
+        details -> Text,
+        at -> PortableTimestamp,
+    }
+}
+
+diesel::joinable!(workspace_members -> workspaces (workspace_id));
+diesel::joinable!(workspace_members -> users (user_id));
+diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(mcp_servers -> workspaces (workspace_id));
+diesel::joinable!(mcp_server_oauth -> mcp_servers (server_id));
+diesel::joinable!(mcp_tools -> mcp_servers (server_id));
+diesel::joinable!(audit_events -> workspaces (workspace_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    workspaces,
+    users,
+    workspace_members,
+    api_tokens,
+    mcp_servers,
+    mcp_server_oauth,
+    mcp_tools,
+    audit_events,
+);

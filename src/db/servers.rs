@@ -1,0 +1,246 @@
+//! MCP servers, their OAuth grants and their tool catalogues.
+
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use super::models::{McpServerRow, OauthGrantRow, ToolRow};
+use super::schema::{mcp_server_oauth, mcp_servers, mcp_tools};
+use super::{DbConn, DbError, DbUuid};
+use crate::with_conn;
+
+/// Insert a server.
+pub async fn insert(conn: &mut DbConn, row: &McpServerRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(mcp_servers::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Write every column of an existing server, scoped by its workspace; returns whether a row
+/// was written.
+pub async fn save(conn: &mut DbConn, row: &McpServerRow) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::update(
+            mcp_servers::table
+                .filter(mcp_servers::id.eq(row.id))
+                .filter(mcp_servers::workspace_id.eq(row.workspace_id)),
+        )
+        .set(row)
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Delete a server inside its workspace; the grant and the tools go with it (cascade).
+pub async fn delete(conn: &mut DbConn, id: Uuid, workspace_id: Uuid) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_servers::table
+                .filter(mcp_servers::id.eq(DbUuid(id)))
+                .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Find a server by id, whatever its workspace (callers check access next).
+pub async fn find(conn: &mut DbConn, id: Uuid) -> Result<Option<McpServerRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_servers::table
+            .find(DbUuid(id))
+            .select(McpServerRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// The server of a workspace registered under this normalised URL.
+pub async fn find_by_normalized_url(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    normalized_url: &str,
+) -> Result<Option<McpServerRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_servers::table
+            .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
+            .filter(mcp_servers::normalized_url.eq(normalized_url))
+            .select(McpServerRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// A page of a workspace's servers in id (creation) order, after `after` when given.
+pub async fn page(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<McpServerRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = mcp_servers::table
+            .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
+            .order(mcp_servers::id.asc())
+            .limit(limit)
+            .select(McpServerRow::as_select())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(mcp_servers::id.gt(DbUuid(after)));
+        }
+        query.load(c).await
+    })?)
+}
+
+/// Every server, in id order, after `after` (used to re-seal secrets in batches).
+pub async fn batch_after(
+    conn: &mut DbConn,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<McpServerRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = mcp_servers::table
+            .order(mcp_servers::id.asc())
+            .limit(limit)
+            .select(McpServerRow::as_select())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(mcp_servers::id.gt(DbUuid(after)));
+        }
+        query.load(c).await
+    })?)
+}
+
+/// Replace the sealed columns of a server (key rotation).
+pub async fn save_sealed(
+    conn: &mut DbConn,
+    id: DbUuid,
+    headers_sealed: Option<&str>,
+    oauth_client_secret_sealed: Option<&str>,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(mcp_servers::table.find(id))
+            .set((
+                mcp_servers::headers_sealed.eq(headers_sealed),
+                mcp_servers::oauth_client_secret_sealed.eq(oauth_client_secret_sealed),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// The grants of these servers, in one query.
+pub async fn grants_by_server_ids(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+) -> Result<Vec<OauthGrantRow>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    Ok(with_conn!(conn, |c| {
+        mcp_server_oauth::table
+            .filter(mcp_server_oauth::server_id.eq_any(&ids))
+            .select(OauthGrantRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Insert a grant row.
+pub async fn insert_grant(conn: &mut DbConn, row: &OauthGrantRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(mcp_server_oauth::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// Remove a server's grant; returns whether there was one.
+pub async fn delete_grant(conn: &mut DbConn, server_id: Uuid) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::delete(mcp_server_oauth::table.find(DbUuid(server_id)))
+            .execute(c)
+            .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Every grant, in server order, after `after` (used to re-seal secrets in batches).
+pub async fn grant_batch_after(
+    conn: &mut DbConn,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<OauthGrantRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = mcp_server_oauth::table
+            .order(mcp_server_oauth::server_id.asc())
+            .limit(limit)
+            .select(OauthGrantRow::as_select())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(mcp_server_oauth::server_id.gt(DbUuid(after)));
+        }
+        query.load(c).await
+    })?)
+}
+
+/// Replace the sealed columns of a grant (key rotation).
+pub async fn save_grant_sealed(
+    conn: &mut DbConn,
+    server_id: DbUuid,
+    client_information_sealed: Option<&str>,
+    tokens_sealed: Option<&str>,
+    code_verifier_sealed: Option<&str>,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(mcp_server_oauth::table.find(server_id))
+            .set((
+                mcp_server_oauth::client_information_sealed.eq(client_information_sealed),
+                mcp_server_oauth::tokens_sealed.eq(tokens_sealed),
+                mcp_server_oauth::code_verifier_sealed.eq(code_verifier_sealed),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Remove a server's stored tool catalogue.
+pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(mcp_tools::table.filter(mcp_tools::server_id.eq(DbUuid(server_id))))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// The tools of these servers, in one query, ordered by server then name.
+pub async fn tools_by_server_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<ToolRow>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    Ok(with_conn!(conn, |c| {
+        mcp_tools::table
+            .filter(mcp_tools::server_id.eq_any(&ids))
+            .order((mcp_tools::server_id.asc(), mcp_tools::name.asc()))
+            .select(ToolRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Servers by id, in one query (callers check access).
+pub async fn by_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<McpServerRow>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    Ok(with_conn!(conn, |c| {
+        mcp_servers::table
+            .filter(mcp_servers::id.eq_any(&ids))
+            .select(McpServerRow::as_select())
+            .load(c)
+            .await
+    })?)
+}

@@ -1,0 +1,173 @@
+//! Principals, roles and workspace scoping.
+//!
+//! A request is authenticated once, from its API token, into a [`Principal`] that carries the
+//! caller's memberships. Every operation on a workspace object first resolves the object, then
+//! asks the principal for the needed role in the object's workspace: a caller who is not a
+//! member gets `NotFound` (the object's existence is not revealed), a member with too low a
+//! role gets `Forbidden`.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::{Error, Result};
+use crate::app::App;
+use crate::crypto::sha256_hex;
+use crate::db::{self, DbConn, DbTime};
+
+/// A role in a workspace, in increasing order of power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads and calls tools.
+    Viewer,
+    /// Also creates and updates servers and starts OAuth.
+    Editor,
+    /// Also deletes servers and manages members.
+    Admin,
+}
+
+impl Role {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parse the stored form.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "viewer" => Some(Role::Viewer),
+            "editor" => Some(Role::Editor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The user.
+    pub user_id: Uuid,
+    /// The token used.
+    pub token_id: Uuid,
+    /// Role per workspace, read when the request was authenticated.
+    pub memberships: HashMap<Uuid, Role>,
+}
+
+impl Principal {
+    /// The caller's role in a workspace, if a member.
+    pub fn role_in(&self, workspace_id: Uuid) -> Option<Role> {
+        self.memberships.get(&workspace_id).copied()
+    }
+
+    /// Require at least `needed` in the workspace: `NotFound` for non-members (nothing about
+    /// the workspace is revealed), `Forbidden` for members with a lower role.
+    pub fn require(&self, workspace_id: Uuid, needed: Role) -> Result<Role> {
+        match self.role_in(workspace_id) {
+            None => Err(Error::NotFound),
+            Some(role) if role >= needed => Ok(role),
+            Some(role) => Err(Error::Forbidden(format!(
+                "this needs the {needed} role; you are {role} in this workspace"
+            ))),
+        }
+    }
+
+    /// Workspaces the caller belongs to.
+    pub fn workspace_ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self.memberships.keys().copied().collect();
+        ids.sort();
+        ids
+    }
+}
+
+/// Prefix of every API token, so leaked tokens are easy to recognise and scan for.
+pub const TOKEN_PREFIX: &str = "sbt_";
+
+/// How often `last_used_at` is written for a busy token: once a minute is enough to show
+/// activity and keeps reads from turning into writes.
+const TOUCH_INTERVAL: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Extract the token from an `Authorization` header value (`Bearer <token>`).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Authenticate an API token: `Unauthenticated` unless it is a live token.
+pub async fn authenticate(app: &App, token: &str) -> Result<Principal> {
+    if !token.starts_with(TOKEN_PREFIX) || token.len() > 256 {
+        return Err(Error::Unauthenticated);
+    }
+    let hash = sha256_hex(token);
+    let mut conn = app.db.conn().await?;
+    let Some((token_row, user)) = db::access::find_live_token(&mut conn, &hash).await? else {
+        return Err(Error::Unauthenticated);
+    };
+    let memberships = load_memberships(&mut conn, user.id.0).await?;
+    let now = db::now();
+    if token_row
+        .last_used_at
+        .is_none_or(|at| now - at.0 > TOUCH_INTERVAL)
+    {
+        db::access::touch_token(&mut conn, token_row.id.0, DbTime(now)).await?;
+    }
+    Ok(Principal {
+        user_id: user.id.0,
+        token_id: token_row.id.0,
+        memberships,
+    })
+}
+
+async fn load_memberships(conn: &mut DbConn, user_id: Uuid) -> Result<HashMap<Uuid, Role>> {
+    let rows = db::access::memberships_of(conn, user_id).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|m| Role::parse(&m.role).map(|role| (m.workspace_id.0, role)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Admin > Role::Editor && Role::Editor > Role::Viewer);
+        let ws = Uuid::now_v7();
+        let principal = Principal {
+            user_id: Uuid::now_v7(),
+            token_id: Uuid::now_v7(),
+            memberships: HashMap::from([(ws, Role::Editor)]),
+        };
+        assert!(principal.require(ws, Role::Viewer).is_ok());
+        assert!(principal.require(ws, Role::Editor).is_ok());
+        assert!(matches!(
+            principal.require(ws, Role::Admin),
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            principal.require(Uuid::now_v7(), Role::Viewer),
+            Err(Error::NotFound)
+        ));
+    }
+
+    #[test]
+    fn bearer_parsing() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

@@ -1,0 +1,71 @@
+//! The rules of the product: who may do what, how servers are created, changed and deleted,
+//! how status moves. Written against `db/`, `net/` and `crypto/`; tested without HTTP.
+
+pub mod access;
+pub mod admin;
+pub mod audit;
+pub mod servers;
+pub mod status;
+pub mod workspaces;
+
+use uuid::Uuid;
+
+use crate::crypto::CryptoError;
+use crate::db::DbError;
+
+/// What a domain operation can fail with. The API maps each variant to one stable
+/// `extensions.code` in `graphql/error.rs`; only the variants that describe the caller's own
+/// input carry text meant for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No valid API token.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// A member whose role does not allow the operation.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The object does not exist or is not visible to the caller.
+    #[error("not found")]
+    NotFound,
+    /// Malformed input; `field` names the input field.
+    #[error("{field}: {message}")]
+    BadInput {
+        /// The input field at fault.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The change collides with existing state.
+    #[error("{message}")]
+    Conflict {
+        /// What collides.
+        message: String,
+        /// The id of the existing object, when there is one.
+        existing_id: Option<Uuid>,
+    },
+    /// A URL that points somewhere outbound traffic must not go.
+    #[error("{field}: {message}")]
+    UnsafeUrl {
+        /// The input field at fault.
+        field: String,
+        /// Why it is refused.
+        message: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A secret could not be sealed or opened.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+}
+
+/// Shorthand for a bad-input error.
+pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::BadInput {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// Result of a domain operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

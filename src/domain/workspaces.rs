@@ -1,0 +1,193 @@
+//! Workspaces, members and API tokens as the API manages them.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use super::access::{Principal, Role, TOKEN_PREFIX};
+use super::{Error, Result, audit, bad_input};
+use crate::app::App;
+use crate::crypto::{Secret, random_token, sha256_hex};
+use crate::db::models::{ApiTokenRow, MemberRow, UserRow, WorkspaceRow};
+use crate::db::{self, DbConn, DbTime, DbUuid};
+use crate::transaction;
+
+/// A workspace visible to the caller, with the caller's role.
+pub async fn get(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Option<(WorkspaceRow, Role)>> {
+    let Some(role) = principal.role_in(id) else {
+        return Ok(None);
+    };
+    let mut conn = app.db.conn().await?;
+    Ok(db::access::find_workspace(&mut conn, id)
+        .await?
+        .map(|w| (w, role)))
+}
+
+/// Every workspace the caller belongs to, with the caller's role.
+pub async fn mine(app: &App, principal: &Principal) -> Result<Vec<(WorkspaceRow, Role)>> {
+    let ids = principal.workspace_ids();
+    let mut conn = app.db.conn().await?;
+    let rows = db::access::workspaces_by_ids(&mut conn, &ids).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|w| principal.role_in(w.id.0).map(|role| (w, role)))
+        .collect())
+}
+
+/// The calling user.
+pub async fn viewer(app: &App, principal: &Principal) -> Result<UserRow> {
+    let mut conn = app.db.conn().await?;
+    db::access::find_user(&mut conn, principal.user_id)
+        .await?
+        .ok_or(Error::Unauthenticated)
+}
+
+/// Create a workspace; the caller becomes its admin.
+pub async fn create(app: &App, principal: &Principal, name: &str) -> Result<WorkspaceRow> {
+    let name = validate_label("name", name)?;
+    let mut conn = app.db.conn().await?;
+    let workspace = transaction!(conn, {
+        let workspace = insert_workspace(&mut conn, &name, principal.user_id).await?;
+        audit::record(
+            &mut conn,
+            workspace.id.0,
+            principal.user_id,
+            "workspace.create",
+            Some(workspace.id.0),
+            json!({ "name": name }),
+        )
+        .await?;
+        Ok::<_, Error>(workspace)
+    })?;
+    Ok(workspace)
+}
+
+/// Add a user to a workspace, or change their role (admin role).
+pub async fn add_member(
+    app: &App,
+    principal: &Principal,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) -> Result<MemberRow> {
+    principal.require(workspace_id, Role::Admin)?;
+    if user_id == principal.user_id && role < Role::Admin {
+        return Err(bad_input("role", "you cannot lower your own role"));
+    }
+    let mut conn = app.db.conn().await?;
+    let member = transaction!(conn, {
+        if db::access::find_user(&mut conn, user_id).await?.is_none() {
+            return Err(bad_input("userId", "no such user"));
+        }
+        let member = MemberRow {
+            workspace_id: DbUuid(workspace_id),
+            user_id: DbUuid(user_id),
+            role: role.as_str().to_owned(),
+            created_at: DbTime(db::now()),
+        };
+        db::access::upsert_member(&mut conn, &member).await?;
+        audit::record(
+            &mut conn,
+            workspace_id,
+            principal.user_id,
+            "workspace.member.add",
+            Some(user_id),
+            json!({ "role": role.as_str() }),
+        )
+        .await?;
+        Ok::<_, Error>(member)
+    })?;
+    Ok(member)
+}
+
+/// A newly created API token: the plaintext is shown once and never stored.
+pub struct NewToken {
+    /// The token to give to the user.
+    pub token: Secret,
+    /// The stored row (hash only).
+    pub row: ApiTokenRow,
+}
+
+/// Create an API token for the caller.
+pub async fn create_token(app: &App, principal: &Principal, name: &str) -> Result<NewToken> {
+    let name = validate_label("name", name)?;
+    let mut conn = app.db.conn().await?;
+    issue_token(&mut conn, principal.user_id, &name).await
+}
+
+/// Revoke one of the caller's tokens.
+pub async fn revoke_token(app: &App, principal: &Principal, id: Uuid) -> Result<ApiTokenRow> {
+    let mut conn = app.db.conn().await?;
+    if !db::access::revoke_token(&mut conn, id, principal.user_id, DbTime(db::now())).await? {
+        return Err(Error::NotFound);
+    }
+    let tokens = db::access::tokens_of(&mut conn, principal.user_id).await?;
+    tokens
+        .into_iter()
+        .find(|t| t.id.0 == id)
+        .ok_or(Error::NotFound)
+}
+
+/// The caller's tokens, newest first.
+pub async fn tokens(app: &App, principal: &Principal) -> Result<Vec<ApiTokenRow>> {
+    let mut conn = app.db.conn().await?;
+    Ok(db::access::tokens_of(&mut conn, principal.user_id).await?)
+}
+
+/// Insert a workspace with `admin` as its admin (used by the API, the CLI and first start).
+pub async fn insert_workspace(conn: &mut DbConn, name: &str, admin: Uuid) -> Result<WorkspaceRow> {
+    let now = DbTime(db::now());
+    let workspace = WorkspaceRow {
+        id: DbUuid(Uuid::now_v7()),
+        name: name.to_owned(),
+        created_at: now,
+    };
+    db::access::insert_workspace(conn, &workspace).await?;
+    db::access::upsert_member(
+        conn,
+        &MemberRow {
+            workspace_id: workspace.id,
+            user_id: DbUuid(admin),
+            role: Role::Admin.as_str().to_owned(),
+            created_at: now,
+        },
+    )
+    .await?;
+    Ok(workspace)
+}
+
+/// Mint a token for a user (used by the API, the CLI and first start).
+pub async fn issue_token(conn: &mut DbConn, user_id: Uuid, name: &str) -> Result<NewToken> {
+    let token = Secret::new(format!("{TOKEN_PREFIX}{}", random_token(32)));
+    let row = ApiTokenRow {
+        id: DbUuid(Uuid::now_v7()),
+        user_id: DbUuid(user_id),
+        name: name.to_owned(),
+        token_hash: sha256_hex(token.expose()),
+        prefix: token
+            .expose()
+            .chars()
+            .take(TOKEN_PREFIX.len() + 4)
+            .collect(),
+        created_at: DbTime(db::now()),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    db::access::insert_token(conn, &row).await?;
+    Ok(NewToken { token, row })
+}
+
+/// Validate a short label (workspace, user and token names).
+pub fn validate_label(field: &str, raw: &str) -> Result<String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return Err(bad_input(field, "is required"));
+    }
+    if text.chars().count() > 200 || text.chars().any(char::is_control) {
+        return Err(bad_input(field, "must be at most 200 printable characters"));
+    }
+    Ok(text.to_owned())
+}

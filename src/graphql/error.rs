@@ -1,0 +1,85 @@
+//! The one place domain errors become GraphQL errors.
+//!
+//! Each error carries a stable `extensions.code`. Errors about the caller's own input keep
+//! their message; storage and crypto failures are logged here, once, and answered with a
+//! message that reveals nothing.
+
+use async_graphql::{Context, ErrorExtensions, ID};
+use uuid::Uuid;
+
+use crate::domain::{Error, access::Principal};
+
+/// Map a domain error to a GraphQL error.
+pub fn api_error(error: Error) -> async_graphql::Error {
+    match error {
+        Error::Unauthenticated => coded(
+            "authentication required: send a valid API token",
+            "UNAUTHENTICATED",
+        ),
+        Error::Forbidden(message) => coded(message, "FORBIDDEN"),
+        Error::NotFound => coded("not found", "NOT_FOUND"),
+        Error::BadInput { field, message } => {
+            async_graphql::Error::new(format!("{field}: {message}")).extend_with(|_, e| {
+                e.set("code", "BAD_USER_INPUT");
+                e.set("field", field.clone());
+            })
+        }
+        Error::UnsafeUrl { field, message } => {
+            async_graphql::Error::new(format!("{field}: {message}")).extend_with(|_, e| {
+                e.set("code", "UNSAFE_URL");
+                e.set("field", field.clone());
+            })
+        }
+        Error::Conflict {
+            message,
+            existing_id,
+        } => async_graphql::Error::new(message).extend_with(|_, e| {
+            e.set("code", "CONFLICT");
+            if let Some(id) = existing_id {
+                e.set("existingId", id.to_string());
+            }
+        }),
+        Error::Db(error) => {
+            tracing::error!(%error, "storage failure while handling a request");
+            internal()
+        }
+        Error::Crypto(error) => {
+            tracing::error!(%error, "secret could not be sealed or opened");
+            internal()
+        }
+    }
+}
+
+/// The answer to any failure the caller cannot act on.
+pub fn internal() -> async_graphql::Error {
+    coded("internal error", "INTERNAL")
+}
+
+fn coded(message: impl Into<String>, code: &'static str) -> async_graphql::Error {
+    async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code))
+}
+
+/// Convert domain results at the resolver boundary. Resolvers use `.api()?` rather than `?`
+/// on a domain error, which would bypass this mapping.
+pub trait ApiResult<T> {
+    /// Map the error with [`api_error`].
+    fn api(self) -> async_graphql::Result<T>;
+}
+
+impl<T> ApiResult<T> for Result<T, Error> {
+    fn api(self) -> async_graphql::Result<T> {
+        self.map_err(api_error)
+    }
+}
+
+/// The authenticated caller, or `UNAUTHENTICATED`.
+pub fn principal<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Principal> {
+    ctx.data_opt::<Principal>()
+        .ok_or_else(|| api_error(Error::Unauthenticated))
+}
+
+/// Parse an id argument; a malformed id is `BAD_USER_INPUT` naming the field.
+pub fn parse_id(field: &str, id: &ID) -> async_graphql::Result<Uuid> {
+    Uuid::parse_str(id.as_str())
+        .map_err(|_| api_error(crate::domain::bad_input(field, "is not a valid id")))
+}

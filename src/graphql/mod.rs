@@ -1,0 +1,76 @@
+//! The GraphQL API: schema, resolvers, loaders and the error mapping.
+//!
+//! Resolvers are short: authenticate (the principal is request data), parse ids, call one
+//! domain function, map the result. `schema.graphql` at the repository root is the exported
+//! SDL; a test fails when it drifts, and `switchboard schema` prints it.
+
+pub mod error;
+pub mod loaders;
+pub mod mutation;
+pub mod query;
+pub mod subscription;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::{Response, Schema, Value};
+
+use crate::app::AppHandle;
+use loaders::{GrantLoader, ServerLoader, ToolsLoader, UserLoader, WorkspaceLoader};
+use mutation::MutationRoot;
+use query::QueryRoot;
+use subscription::SubscriptionRoot;
+
+/// The schema type.
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Build the schema with its limits and shared data.
+pub fn build_schema(app: AppHandle) -> ApiSchema {
+    let config = &app.config;
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .limit_depth(config.max_query_depth)
+        .limit_complexity(config.max_query_complexity)
+        .limit_recursive_depth(32)
+        .extension(ErrorCodes)
+        .data(DataLoader::new(UserLoader(app.clone()), tokio::spawn))
+        .data(DataLoader::new(WorkspaceLoader(app.clone()), tokio::spawn))
+        .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
+        .data(DataLoader::new(GrantLoader(app.clone()), tokio::spawn))
+        .data(DataLoader::new(ToolsLoader(app.clone()), tokio::spawn))
+        .data(app)
+        .finish()
+}
+
+/// The SDL of the schema, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .finish()
+        .sdl()
+}
+
+/// Gives every error a code: errors raised by resolvers already have one; the rest come from
+/// parsing, validation, variable coercion and the query limits, which are all the caller's
+/// input, so they are `BAD_USER_INPUT`.
+struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        for error in &mut response.errors {
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            if extensions.get("code").is_none() {
+                extensions.set("code", Value::from("BAD_USER_INPUT"));
+            }
+        }
+        response
+    }
+}

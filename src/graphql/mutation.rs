@@ -1,0 +1,273 @@
+//! Mutation root and its inputs.
+
+use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
+
+use super::error::{ApiResult, parse_id, principal};
+use super::types::{
+    ApiToken, McpAuthType, McpServer, McpTransport, Workspace, WorkspaceMember, WorkspaceRole,
+};
+use crate::app::AppHandle;
+use crate::crypto::Secret;
+use crate::domain::access::Role;
+use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
+use crate::domain::workspaces;
+
+/// A static header sent to an MCP server. The value is stored encrypted and never returned.
+#[derive(InputObject)]
+pub struct HeaderInput {
+    /// Header name.
+    pub name: String,
+    /// Header value.
+    pub value: String,
+}
+
+/// Input of `createMcpServer`.
+#[derive(InputObject)]
+pub struct CreateMcpServerInput {
+    /// Workspace to register the server in.
+    pub workspace_id: ID,
+    /// Display name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// MCP endpoint (https, or http on loopback).
+    pub url: String,
+    /// Transport (default STREAMABLE_HTTP).
+    pub transport: Option<McpTransport>,
+    /// Enabled (default true).
+    pub enabled: Option<bool>,
+    /// Request timeout in milliseconds (1000–300000, default 30000).
+    pub timeout_ms: Option<i32>,
+    /// Connection retries (0–10, default 3).
+    pub retries: Option<i32>,
+    /// Auth type; inferred when absent.
+    pub auth_type: Option<McpAuthType>,
+    /// Static headers.
+    pub headers: Option<Vec<HeaderInput>>,
+    /// Pre-registered OAuth client id (`""` means none).
+    pub oauth_client_id: Option<String>,
+    /// Pre-registered OAuth client secret (`""` means none).
+    pub oauth_client_secret: Option<String>,
+}
+
+/// Input of `updateMcpServer`: an absent field is unchanged; `null` (or `""`) clears.
+#[derive(InputObject)]
+pub struct UpdateMcpServerInput {
+    /// Display name.
+    pub name: MaybeUndefined<String>,
+    /// Free text.
+    pub description: MaybeUndefined<String>,
+    /// MCP endpoint.
+    pub url: MaybeUndefined<String>,
+    /// Transport.
+    pub transport: MaybeUndefined<McpTransport>,
+    /// Enabled.
+    pub enabled: MaybeUndefined<bool>,
+    /// Request timeout in milliseconds.
+    pub timeout_ms: MaybeUndefined<i32>,
+    /// Connection retries.
+    pub retries: MaybeUndefined<i32>,
+    /// Auth type.
+    pub auth_type: MaybeUndefined<McpAuthType>,
+    /// Static headers (replace all; `null` or `[]` removes them).
+    pub headers: MaybeUndefined<Vec<HeaderInput>>,
+    /// Pre-registered OAuth client id.
+    pub oauth_client_id: MaybeUndefined<String>,
+    /// Pre-registered OAuth client secret.
+    pub oauth_client_secret: MaybeUndefined<String>,
+}
+
+/// Result of `createMcpServer`.
+#[derive(SimpleObject)]
+pub struct CreateMcpServerPayload {
+    /// The server.
+    pub server: McpServer,
+    /// The auth type that was given or detected.
+    pub auth_type: McpAuthType,
+}
+
+/// Result of `createApiToken`.
+#[derive(SimpleObject)]
+pub struct CreateApiTokenPayload {
+    /// The token: shown this once, store it now.
+    pub token: String,
+    /// The stored token.
+    pub api_token: ApiToken,
+}
+
+fn patch<T>(value: MaybeUndefined<T>) -> Patch<T> {
+    match value {
+        MaybeUndefined::Undefined => Patch::Unchanged,
+        MaybeUndefined::Null => Patch::Clear,
+        MaybeUndefined::Value(v) => Patch::Set(v),
+    }
+}
+
+/// `""` clears a nullable text field, like `null`.
+fn text_patch(value: MaybeUndefined<String>) -> Patch<String> {
+    match patch(value) {
+        Patch::Set(text) if text.trim().is_empty() => Patch::Clear,
+        other => other,
+    }
+}
+
+fn headers(list: Vec<HeaderInput>) -> Vec<DomainHeader> {
+    list.into_iter()
+        .map(|h| DomainHeader {
+            name: h.name,
+            value: Secret::new(h.value),
+        })
+        .collect()
+}
+
+/// Mutations.
+pub struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Create a workspace; the caller becomes its admin.
+    async fn create_workspace(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<Workspace> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let row = workspaces::create(app, principal, &name).await.api()?;
+        Ok(Workspace {
+            row,
+            role: Role::Admin,
+        })
+    }
+
+    /// Add a user to a workspace or change their role (admin).
+    async fn add_workspace_member(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+        role: WorkspaceRole,
+    ) -> async_graphql::Result<WorkspaceMember> {
+        let principal = principal(ctx)?;
+        let workspace = parse_id("workspaceId", &workspace_id)?;
+        let user = parse_id("userId", &user_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let member = workspaces::add_member(app, principal, workspace, user, role.into())
+            .await
+            .api()?;
+        Ok(WorkspaceMember {
+            user_id: ID(member.user_id.0.to_string()),
+            workspace_id: ID(member.workspace_id.0.to_string()),
+            role,
+        })
+    }
+
+    /// Create an API token for the caller. The token is returned this once.
+    async fn create_api_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<CreateApiTokenPayload> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let created = workspaces::create_token(app, principal, &name)
+            .await
+            .api()?;
+        Ok(CreateApiTokenPayload {
+            token: created.token.into_inner(),
+            api_token: ApiToken(created.row),
+        })
+    }
+
+    /// Revoke one of the caller's API tokens.
+    async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiToken> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        workspaces::revoke_token(app, principal, id)
+            .await
+            .api()
+            .map(ApiToken)
+    }
+
+    /// Register an MCP server (editor).
+    async fn create_mcp_server(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateMcpServerInput,
+    ) -> async_graphql::Result<CreateMcpServerPayload> {
+        let principal = principal(ctx)?;
+        let workspace_id = parse_id("workspaceId", &input.workspace_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let created = servers::create(
+            app,
+            principal,
+            workspace_id,
+            NewServer {
+                name: input.name,
+                description: input.description,
+                url: input.url,
+                transport: input.transport.map(Into::into),
+                enabled: input.enabled,
+                timeout_ms: input.timeout_ms,
+                retries: input.retries,
+                auth_type: input.auth_type.map(Into::into),
+                headers: input.headers.map(headers),
+                oauth_client_id: input.oauth_client_id,
+                oauth_client_secret: input.oauth_client_secret.map(Secret::new),
+            },
+        )
+        .await
+        .api()?;
+        Ok(CreateMcpServerPayload {
+            server: McpServer::single(created.server),
+            auth_type: created.auth_type.into(),
+        })
+    }
+
+    /// Change an MCP server (editor). Absent fields are unchanged; `null` or `""` clears.
+    async fn update_mcp_server(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateMcpServerInput,
+    ) -> async_graphql::Result<McpServer> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let changes = ServerChanges {
+            name: patch(input.name),
+            description: text_patch(input.description),
+            url: patch(input.url),
+            transport: patch(input.transport).map(Into::into),
+            enabled: patch(input.enabled),
+            timeout_ms: patch(input.timeout_ms),
+            retries: patch(input.retries),
+            auth_type: patch(input.auth_type).map(Into::into),
+            headers: match patch(input.headers) {
+                Patch::Set(list) if list.is_empty() => Patch::Clear,
+                other => other.map(headers),
+            },
+            oauth_client_id: text_patch(input.oauth_client_id),
+            oauth_client_secret: match patch(input.oauth_client_secret) {
+                Patch::Set(secret) if secret.is_empty() => Patch::Clear,
+                other => other.map(Secret::new),
+            },
+        };
+        servers::update(app, principal, id, changes)
+            .await
+            .api()
+            .map(McpServer::single)
+    }
+
+    /// Delete an MCP server (admin). Returns its id.
+    async fn delete_mcp_server(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        servers::delete(app, principal, id)
+            .await
+            .api()
+            .map(|id| ID(id.to_string()))
+    }
+}

@@ -1,0 +1,74 @@
+//! Query root.
+
+use async_graphql::{Context, ID, Object};
+
+use super::error::{ApiResult, parse_id, principal};
+use super::types::{ApiToken, McpServer, User, Workspace};
+use crate::app::AppHandle;
+use crate::domain::{servers, workspaces};
+
+/// Queries.
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The calling user.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        workspaces::viewer(app, principal).await.api().map(User)
+    }
+
+    /// The workspaces the caller belongs to.
+    async fn workspaces(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Workspace>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let rows = workspaces::mine(app, principal).await.api()?;
+        Ok(rows
+            .into_iter()
+            .map(|(row, role)| Workspace { row, role })
+            .collect())
+    }
+
+    /// A workspace; null when the caller is not a member.
+    async fn workspace(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<Workspace>> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        Ok(workspaces::get(app, principal, id)
+            .await
+            .api()?
+            .map(|(row, role)| Workspace { row, role }))
+    }
+
+    /// An MCP server; null outside the caller's workspaces.
+    async fn mcp_server(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<McpServer>> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        Ok(servers::get(app, principal, id)
+            .await
+            .api()?
+            .map(McpServer::single))
+    }
+
+    /// The caller's API tokens, newest first.
+    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        Ok(workspaces::tokens(app, principal)
+            .await
+            .api()?
+            .into_iter()
+            .map(ApiToken)
+            .collect())
+    }
+}

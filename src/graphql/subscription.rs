@@ -1,0 +1,98 @@
+//! Subscription root: live server status for dashboards.
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, ID, Object, Subscription};
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::error::{ApiResult, parse_id, principal};
+use super::loaders::{ServerLoader, load_error};
+use super::types::{McpServer, McpServerStatus};
+use crate::app::AppHandle;
+use crate::domain::access::Role;
+use crate::domain::status::StatusEvent;
+
+/// One status change of a server.
+pub struct McpServerStatusEvent(StatusEvent);
+
+#[Object]
+impl McpServerStatusEvent {
+    /// The server's id.
+    async fn server_id(&self) -> ID {
+        ID(self.0.server_id.to_string())
+    }
+    /// The server as it is now (null if it was deleted since).
+    async fn server(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<McpServer>> {
+        Ok(ctx
+            .data_unchecked::<DataLoader<ServerLoader>>()
+            .load_one(self.0.server_id)
+            .await
+            .map_err(load_error)?
+            .filter(|row| row.workspace_id.0 == self.0.workspace_id)
+            .map(McpServer::single))
+    }
+    /// Status before the change (null for a new server).
+    async fn previous(&self) -> Option<McpServerStatus> {
+        self.0.previous.clone().map(Into::into)
+    }
+    /// Status after the change.
+    async fn current(&self) -> McpServerStatus {
+        self.0.current.clone().into()
+    }
+    /// Reason of the change.
+    async fn reason(&self) -> Option<&str> {
+        self.0.current.reason.as_deref()
+    }
+    /// When it changed.
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+}
+
+/// Subscriptions.
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Status changes of a workspace's servers (members only), optionally of one server.
+    /// Events start from the moment of subscribing; read the current state with a query.
+    async fn mcp_server_status(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        server_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = McpServerStatusEvent> + use<>> {
+        let principal = principal(ctx)?;
+        let workspace_id = parse_id("workspaceId", &workspace_id)?;
+        let server_id = server_id.map(|id| parse_id("serverId", &id)).transpose()?;
+        principal.require(workspace_id, Role::Viewer).api()?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let receiver = app.events.subscribe();
+        Ok(futures_util::stream::unfold(
+            receiver,
+            move |mut receiver| async move {
+                loop {
+                    match receiver.recv().await {
+                        Ok(event) if wanted(&event, workspace_id, server_id) => {
+                            return Some((McpServerStatusEvent(event), receiver));
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(
+                                missed,
+                                "a status subscriber fell behind; events were dropped"
+                            );
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        ))
+    }
+}
+
+fn wanted(event: &StatusEvent, workspace_id: Uuid, server_id: Option<Uuid>) -> bool {
+    event.workspace_id == workspace_id && server_id.is_none_or(|id| id == event.server_id)
+}

@@ -1,0 +1,623 @@
+//! GraphQL output types and enums. Each object wraps a row; nested objects load through the
+//! DataLoaders. No secret is reachable from here: sealed columns have no field.
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::error::{ApiResult, internal, parse_id, principal};
+use super::loaders::{GrantLoader, ToolsLoader, UserLoader, WorkspaceLoader, load_error};
+use crate::app::AppHandle;
+use crate::db::models::{
+    ApiTokenRow, AuditEventRow, McpServerRow, OauthGrantRow, ToolRow, UserRow, WorkspaceRow,
+};
+use crate::domain::access::Role;
+use crate::domain::servers::{self, AuthType, Related, Transport};
+use crate::domain::status::{self, AuthStatus, ConnectionStatus};
+
+/// A role in a workspace.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum WorkspaceRole {
+    /// Reads and calls tools.
+    Viewer,
+    /// Also creates and updates servers and starts OAuth.
+    Editor,
+    /// Also deletes servers and manages members.
+    Admin,
+}
+
+impl From<Role> for WorkspaceRole {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Viewer => WorkspaceRole::Viewer,
+            Role::Editor => WorkspaceRole::Editor,
+            Role::Admin => WorkspaceRole::Admin,
+        }
+    }
+}
+
+impl From<WorkspaceRole> for Role {
+    fn from(role: WorkspaceRole) -> Self {
+        match role {
+            WorkspaceRole::Viewer => Role::Viewer,
+            WorkspaceRole::Editor => Role::Editor,
+            WorkspaceRole::Admin => Role::Admin,
+        }
+    }
+}
+
+/// How Switchboard authenticates to an MCP server.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpAuthType {
+    /// No authentication.
+    None,
+    /// Static headers.
+    Headers,
+    /// OAuth 2.1 with PKCE.
+    Oauth,
+}
+
+impl From<AuthType> for McpAuthType {
+    fn from(value: AuthType) -> Self {
+        match value {
+            AuthType::None => McpAuthType::None,
+            AuthType::Headers => McpAuthType::Headers,
+            AuthType::Oauth => McpAuthType::Oauth,
+        }
+    }
+}
+
+impl From<McpAuthType> for AuthType {
+    fn from(value: McpAuthType) -> Self {
+        match value {
+            McpAuthType::None => AuthType::None,
+            McpAuthType::Headers => AuthType::Headers,
+            McpAuthType::Oauth => AuthType::Oauth,
+        }
+    }
+}
+
+/// MCP transport.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpTransport {
+    /// Streamable HTTP.
+    StreamableHttp,
+    /// The older HTTP+SSE transport.
+    Sse,
+}
+
+impl From<Transport> for McpTransport {
+    fn from(value: Transport) -> Self {
+        match value {
+            Transport::StreamableHttp => McpTransport::StreamableHttp,
+            Transport::Sse => McpTransport::Sse,
+        }
+    }
+}
+
+impl From<McpTransport> for Transport {
+    fn from(value: McpTransport) -> Self {
+        match value {
+            McpTransport::StreamableHttp => Transport::StreamableHttp,
+            McpTransport::Sse => Transport::Sse,
+        }
+    }
+}
+
+/// Whether Switchboard can currently talk to the server.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpConnectionStatus {
+    /// Last contact succeeded.
+    Connected,
+    /// Not connected yet, or reset by a change.
+    Disconnected,
+    /// Repeated failures.
+    Error,
+}
+
+impl From<ConnectionStatus> for McpConnectionStatus {
+    fn from(value: ConnectionStatus) -> Self {
+        match value {
+            ConnectionStatus::Connected => McpConnectionStatus::Connected,
+            ConnectionStatus::Disconnected => McpConnectionStatus::Disconnected,
+            ConnectionStatus::Error => McpConnectionStatus::Error,
+        }
+    }
+}
+
+/// Where the server's authorization stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpAuthStatus {
+    /// No OAuth needed.
+    NotRequired,
+    /// A usable grant is stored.
+    Authorized,
+    /// Someone must run the OAuth flow.
+    AuthorizationRequired,
+    /// A flow is in progress.
+    Authorizing,
+    /// The last refresh failed (not a rejected grant).
+    RefreshFailed,
+    /// The server asked for more scopes than granted.
+    InsufficientScope,
+}
+
+impl From<AuthStatus> for McpAuthStatus {
+    fn from(value: AuthStatus) -> Self {
+        match value {
+            AuthStatus::NotRequired => McpAuthStatus::NotRequired,
+            AuthStatus::Authorized => McpAuthStatus::Authorized,
+            AuthStatus::AuthorizationRequired => McpAuthStatus::AuthorizationRequired,
+            AuthStatus::Authorizing => McpAuthStatus::Authorizing,
+            AuthStatus::RefreshFailed => McpAuthStatus::RefreshFailed,
+            AuthStatus::InsufficientScope => McpAuthStatus::InsufficientScope,
+        }
+    }
+}
+
+/// How the OAuth client of a grant was registered.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpOauthRegistration {
+    /// The server's pre-registered client id.
+    PreRegistered,
+    /// A Client ID Metadata Document.
+    MetadataDocument,
+    /// Dynamic Client Registration.
+    Dynamic,
+}
+
+/// A user.
+pub struct User(pub UserRow);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.0.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
+/// A workspace, seen by one of its members.
+pub struct Workspace {
+    /// The row.
+    pub row: WorkspaceRow,
+    /// The caller's role in it.
+    pub role: Role,
+}
+
+#[Object]
+impl Workspace {
+    async fn id(&self) -> ID {
+        ID(self.row.id.0.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+    /// The caller's role in this workspace.
+    async fn role(&self) -> WorkspaceRole {
+        self.role.into()
+    }
+    /// Registered MCP servers, oldest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn mcp_servers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, McpServer>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
+        let page = servers::page(app, principal, self.row.id.0, first.map(i64::from), after)
+            .await
+            .api()?;
+        // Nested rows of the whole page are loaded here, one query per kind, for exactly the
+        // fields the query selects; a timer-based loader batch could split under load.
+        let look = ctx.look_ahead();
+        let nodes = [look.field("edges").field("node"), look.field("nodes")];
+        let wants = |field: &str| nodes.iter().any(|n| n.field(field).exists());
+        let wanted = servers::Wanted {
+            grants: wants("oauth"),
+            tools: wants("tools"),
+            users: wants("createdBy")
+                || nodes
+                    .iter()
+                    .any(|n| n.field("oauth").field("authorizedBy").exists()),
+        };
+        let related = Arc::new(servers::related(app, &page.items, wanted).await.api()?);
+        let workspace = Arc::new(Workspace {
+            row: self.row.clone(),
+            role: self.role,
+        });
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(page.items.into_iter().map(|row| {
+            let cursor = row.id.0.to_string();
+            Edge::new(
+                cursor,
+                McpServer {
+                    row,
+                    related: Some(related.clone()),
+                    workspace: Some(workspace.clone()),
+                },
+            )
+        }));
+        Ok(connection)
+    }
+    /// The audit trail, newest first.
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, AuditEvent>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
+        let page =
+            crate::domain::audit::page(app, principal, self.row.id.0, first.map(i64::from), after)
+                .await
+                .api()?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|row| Edge::new(row.id.0.to_string(), AuditEvent(row))),
+        );
+        Ok(connection)
+    }
+}
+
+/// A registered MCP server. Header values and the client secret are never returned.
+pub struct McpServer {
+    /// The row.
+    pub row: McpServerRow,
+    /// Related rows loaded for a whole page; absent for a single server.
+    pub related: Option<Arc<Related>>,
+    /// The workspace, when the parent already has it.
+    pub workspace: Option<Arc<Workspace>>,
+}
+
+impl McpServer {
+    /// A server resolved on its own: nested fields go through the loaders.
+    pub fn single(row: McpServerRow) -> Self {
+        McpServer {
+            row,
+            related: None,
+            workspace: None,
+        }
+    }
+}
+
+#[Object]
+impl McpServer {
+    async fn id(&self) -> ID {
+        ID(self.row.id.0.to_string())
+    }
+    async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
+        if let Some(workspace) = &self.workspace {
+            return Ok(Workspace {
+                row: workspace.row.clone(),
+                role: workspace.role,
+            });
+        }
+        let principal = principal(ctx)?;
+        let id = self.row.workspace_id.0;
+        let role = principal.role_in(id).ok_or_else(internal)?;
+        let row = ctx
+            .data_unchecked::<DataLoader<WorkspaceLoader>>()
+            .load_one(id)
+            .await
+            .map_err(load_error)?
+            .ok_or_else(internal)?;
+        Ok(Workspace { row, role })
+    }
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+    async fn description(&self) -> Option<&str> {
+        self.row.description.as_deref()
+    }
+    async fn url(&self) -> &str {
+        &self.row.url
+    }
+    async fn transport(&self) -> McpTransport {
+        Transport::parse(&self.row.transport).into()
+    }
+    async fn enabled(&self) -> bool {
+        self.row.enabled
+    }
+    async fn timeout_ms(&self) -> i32 {
+        self.row.timeout_ms
+    }
+    async fn retries(&self) -> i32 {
+        self.row.retries
+    }
+    async fn auth_type(&self) -> McpAuthType {
+        AuthType::parse(&self.row.auth_type).into()
+    }
+    /// Names of the static headers; their values are never returned.
+    async fn header_names(&self) -> Vec<String> {
+        servers::header_names(&self.row)
+    }
+    async fn oauth_client_id(&self) -> Option<&str> {
+        self.row.oauth_client_id.as_deref()
+    }
+    async fn has_oauth_client_secret(&self) -> bool {
+        self.row.oauth_client_secret_sealed.is_some()
+    }
+    /// The workspace's OAuth grant for this server, if one exists.
+    async fn oauth(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<McpOauthGrant>> {
+        let related = self.related.clone();
+        if let Some(grants) = related.as_ref().and_then(|r| r.grants.as_ref()) {
+            return Ok(grants
+                .get(&self.row.id.0)
+                .cloned()
+                .map(|row| McpOauthGrant { row, related }));
+        }
+        Ok(ctx
+            .data_unchecked::<DataLoader<GrantLoader>>()
+            .load_one(self.row.id.0)
+            .await
+            .map_err(load_error)?
+            .map(|row| McpOauthGrant { row, related: None }))
+    }
+    async fn connection_status(&self) -> McpConnectionStatus {
+        ConnectionStatus::parse(&self.row.connection_status).into()
+    }
+    async fn auth_status(&self) -> McpAuthStatus {
+        AuthStatus::parse(&self.row.auth_status).into()
+    }
+    async fn status_reason(&self) -> Option<&str> {
+        self.row.status_reason.as_deref()
+    }
+    async fn last_error(&self) -> Option<&str> {
+        self.row.last_error.as_deref()
+    }
+    async fn last_connected_at(&self) -> Option<DateTime<Utc>> {
+        self.row.last_connected_at.map(|t| t.0)
+    }
+    /// The stored tool catalogue.
+    async fn tools(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<McpTool>> {
+        if let Some(tools) = self.related.as_ref().and_then(|r| r.tools.as_ref()) {
+            return Ok(tools
+                .get(&self.row.id.0)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(McpTool)
+                .collect());
+        }
+        Ok(ctx
+            .data_unchecked::<DataLoader<ToolsLoader>>()
+            .load_one(self.row.id.0)
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(McpTool)
+            .collect())
+    }
+    async fn tool_count(&self) -> i32 {
+        self.row.tool_count
+    }
+    async fn tools_refreshed_at(&self) -> Option<DateTime<Utc>> {
+        self.row.tools_refreshed_at.map(|t| t.0)
+    }
+    /// Who registered the server (null once that user is gone).
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        load_user(
+            ctx,
+            self.related.as_deref(),
+            self.row.created_by.map(|id| id.0),
+        )
+        .await
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at.0
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at.0
+    }
+}
+
+async fn load_user(
+    ctx: &Context<'_>,
+    related: Option<&Related>,
+    id: Option<Uuid>,
+) -> async_graphql::Result<Option<User>> {
+    let Some(id) = id else { return Ok(None) };
+    if let Some(users) = related.and_then(|r| r.users.as_ref()) {
+        return Ok(users.get(&id).cloned().map(User));
+    }
+    Ok(ctx
+        .data_unchecked::<DataLoader<UserLoader>>()
+        .load_one(id)
+        .await
+        .map_err(load_error)?
+        .map(User))
+}
+
+/// A pending OAuth flow older than this no longer counts as in progress.
+const FLOW_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// The OAuth grant of a server, shared by its workspace. Tokens are never returned.
+pub struct McpOauthGrant {
+    /// The row.
+    pub row: OauthGrantRow,
+    /// Related rows loaded for a whole page of servers.
+    pub related: Option<Arc<Related>>,
+}
+
+#[Object]
+impl McpOauthGrant {
+    /// Authorization server issuer.
+    async fn issuer(&self) -> Option<&str> {
+        self.row.issuer.as_deref()
+    }
+    /// Granted scopes.
+    async fn scopes(&self) -> Vec<String> {
+        self.row
+            .granted_scopes
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+    /// When the access token expires.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.row.access_expires_at.map(|t| t.0)
+    }
+    /// Last time tokens were saved (exchange or refresh).
+    async fn last_refreshed_at(&self) -> Option<DateTime<Utc>> {
+        self.row.last_refreshed_at.map(|t| t.0)
+    }
+    /// How the client was registered.
+    async fn registration(&self) -> Option<McpOauthRegistration> {
+        match self.row.registration_kind.as_deref() {
+            Some("pre_registered") => Some(McpOauthRegistration::PreRegistered),
+            Some("metadata_document") => Some(McpOauthRegistration::MetadataDocument),
+            Some("dynamic") => Some(McpOauthRegistration::Dynamic),
+            _ => None,
+        }
+    }
+    /// Who completed the last authorization.
+    async fn authorized_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        load_user(
+            ctx,
+            self.related.as_deref(),
+            self.row.authorized_by.map(|id| id.0),
+        )
+        .await
+    }
+    /// Whether someone started a flow in the last 10 minutes that has not completed.
+    async fn flow_in_progress(&self) -> bool {
+        self.row.state_hash.is_some()
+            && self
+                .row
+                .state_created_at
+                .is_some_and(|at| crate::db::now() - at.0 < FLOW_TTL)
+    }
+}
+
+/// One tool of a server's stored catalogue.
+pub struct McpTool(pub ToolRow);
+
+#[Object]
+impl McpTool {
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn title(&self) -> Option<&str> {
+        self.0.title.as_deref()
+    }
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+    /// JSON Schema of the arguments.
+    async fn input_schema(&self) -> Json<serde_json::Value> {
+        Json(serde_json::from_str(&self.0.input_schema).unwrap_or(serde_json::Value::Null))
+    }
+    /// Tool annotations as the server sent them.
+    async fn annotations(&self) -> Option<Json<serde_json::Value>> {
+        self.0
+            .annotations
+            .as_deref()
+            .and_then(|a| serde_json::from_str(a).ok())
+            .map(Json)
+    }
+}
+
+/// An API token; the token itself is shown only once, at creation.
+pub struct ApiToken(pub ApiTokenRow);
+
+#[Object]
+impl ApiToken {
+    async fn id(&self) -> ID {
+        ID(self.0.id.0.to_string())
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The first characters of the token, to recognise it.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at.0
+    }
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at.map(|t| t.0)
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at.map(|t| t.0)
+    }
+}
+
+/// One entry of the audit trail.
+pub struct AuditEvent(pub AuditEventRow);
+
+#[Object]
+impl AuditEvent {
+    async fn id(&self) -> ID {
+        ID(self.0.id.0.to_string())
+    }
+    /// What happened, e.g. `mcp_server.update`.
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    /// Who did it.
+    async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        load_user(ctx, None, self.0.actor_user_id.map(|id| id.0)).await
+    }
+    /// The object acted on.
+    async fn target_id(&self) -> Option<ID> {
+        self.0.target_id.map(|id| ID(id.0.to_string()))
+    }
+    /// Details; never secrets.
+    async fn details(&self) -> Json<serde_json::Value> {
+        Json(serde_json::from_str(&self.0.details).unwrap_or(serde_json::Value::Null))
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at.0
+    }
+}
+
+/// A member of a workspace.
+#[derive(SimpleObject)]
+pub struct WorkspaceMember {
+    /// The user's id.
+    pub user_id: ID,
+    /// The workspace's id.
+    pub workspace_id: ID,
+    /// Their role.
+    pub role: WorkspaceRole,
+}
+
+/// A server's status at one moment.
+#[derive(SimpleObject, Clone)]
+pub struct McpServerStatus {
+    /// Connection state.
+    pub connection_status: McpConnectionStatus,
+    /// Authorization state.
+    pub auth_status: McpAuthStatus,
+    /// Machine-readable reason.
+    pub reason: Option<String>,
+}
+
+impl From<status::Status> for McpServerStatus {
+    fn from(value: status::Status) -> Self {
+        McpServerStatus {
+            connection_status: value.connection.into(),
+            auth_status: value.auth.into(),
+            reason: value.reason,
+        }
+    }
+}

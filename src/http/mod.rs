@@ -1,0 +1,190 @@
+//! The HTTP surface: the router, GraphQL over HTTP and WebSocket, health endpoints.
+//!
+//! Handlers are thin: authenticate, call the schema or one domain function, answer. The
+//! request body limit and CORS (configured app origins only) apply to every route. Request
+//! logs carry the method, path and status only, never a query string or a header.
+
+mod health;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_graphql::Data;
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppHandle;
+use crate::domain::{self, access};
+use crate::graphql::{ApiSchema, build_schema};
+
+/// State shared by the handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The application.
+    pub app: AppHandle,
+    /// The GraphQL schema.
+    pub schema: ApiSchema,
+    /// Flips to `true` when the server shuts down, closing WebSocket sessions.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Build the router.
+pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
+    let schema = build_schema(app.clone());
+    let max_body = app.config.max_body_bytes;
+    let origins = app.config.app_origins.clone();
+    let state = HttpState {
+        app,
+        schema,
+        shutdown,
+    };
+    let mut router = Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+            }),
+        );
+    if !origins.is_empty() {
+        let origins: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    router
+}
+
+/// Serve until `shutdown` resolves, then stop accepting, close WebSocket sessions and wait
+/// for in-flight requests.
+pub async fn serve(
+    app: AppHandle,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (closing, closed) = watch::channel(false);
+    let router = router(app, closed);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = closing.send(true);
+        })
+        .await
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .title("Switchboard")
+            .finish(),
+    )
+}
+
+async fn graphql(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let mut request = request.into_inner();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value.to_str().ok().and_then(access::bearer_token);
+        let Some(token) = token else {
+            return unauthenticated();
+        };
+        match access::authenticate(&state.app, token).await {
+            Ok(principal) => request = request.data(principal),
+            Err(domain::Error::Unauthenticated) => return unauthenticated(),
+            Err(error) => {
+                tracing::error!(%error, "authentication failed on a storage error");
+                return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+            }
+        }
+    }
+    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+}
+
+/// A presented but invalid token: 401 with a GraphQL-shaped body so clients see the code.
+fn unauthenticated() -> Response {
+    let body = serde_json::json!({
+        "errors": [{
+            "message": "authentication required: send a valid API token",
+            "extensions": { "code": "UNAUTHENTICATED" }
+        }]
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let HttpState {
+        app,
+        schema,
+        mut shutdown,
+    } = state;
+    upgrade
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |stream| async move {
+            let session = GraphQLWebSocket::new(stream, schema, protocol)
+                .on_connection_init(move |payload| connection_init(app, payload))
+                .serve();
+            tokio::select! {
+                () = session => {}
+                _ = shutdown.wait_for(|closing| *closing) => {}
+            }
+        })
+}
+
+/// Authenticate a WebSocket session from its `connection_init` payload: `Authorization`
+/// (`Bearer …`) or `token`. A missing or invalid token closes the connection.
+async fn connection_init(
+    app: AppHandle,
+    payload: serde_json::Value,
+) -> async_graphql::Result<Data> {
+    let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str);
+    let token = text("Authorization")
+        .or_else(|| text("authorization"))
+        .and_then(access::bearer_token)
+        .or_else(|| text("token"));
+    let Some(token) = token else {
+        return Err(async_graphql::Error::new(
+            "authentication required: send a token in connection_init",
+        ));
+    };
+    let principal = access::authenticate(&app, token)
+        .await
+        .map_err(|_| async_graphql::Error::new("authentication failed"))?;
+    let mut data = Data::default();
+    data.insert(principal);
+    Ok(data)
+}

@@ -1,0 +1,245 @@
+//! The guarded HTTP client: DNS pinning through a checking resolver,
+//! re-checked redirects, timeouts and capped body reads.
+
+use std::error::Error as StdError;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::redirect::{Attempt, Policy};
+use reqwest::{Method, RequestBuilder, Response};
+use url::Url;
+
+use super::{NetError, NetPolicy, check_target, resolve_checked};
+
+/// 1 MiB cap for OAuth JSON documents (metadata, registration and token
+/// responses), which are small in practice; anything larger is hostile.
+pub const OAUTH_JSON_LIMIT: usize = 1 << 20;
+
+/// Timeouts, redirect and identification settings of a [`GuardedClient`].
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Total time for a request, from sending until the body is fully read.
+    pub timeout: Duration,
+    /// Time for name resolution plus TCP and TLS connection setup.
+    pub connect_timeout: Duration,
+    /// Redirects to follow; 0 returns the 3xx response to the caller.
+    pub max_redirects: usize,
+    /// The `User-Agent` header sent with every request.
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    /// 30 s total, 5 s connect, no redirects, `switchboard/<version>`.
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            max_redirects: 0,
+            user_agent: concat!("switchboard/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// The HTTP client for every outbound request of the product.
+///
+/// Cheap to clone: clones share one connection pool.
+///
+/// Always send through [`GuardedClient::send`] (or [`GuardedClient::get`]).
+/// Calling `.send()` directly on the builder from [`GuardedClient::request`]
+/// still gets resolver and redirect checks, but skips the scheme, https and
+/// IP-literal checks, because reqwest never consults a resolver for IP
+/// literals.
+#[derive(Clone, Debug)]
+pub struct GuardedClient {
+    inner: reqwest::Client,
+    policy: NetPolicy,
+}
+
+impl GuardedClient {
+    /// Build a client enforcing `policy`.
+    pub fn new(policy: NetPolicy, options: ClientOptions) -> Result<Self, NetError> {
+        let inner = reqwest::Client::builder()
+            // A proxy would resolve and connect on our behalf, bypassing
+            // every address check below.
+            .no_proxy()
+            .dns_resolver(Arc::new(PinnedResolver { policy }))
+            .redirect(redirect_policy(policy, options.max_redirects))
+            // The Referer would leak the previous URL, query included, to
+            // whatever host a redirect points at.
+            .referer(false)
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .user_agent(options.user_agent)
+            .build()
+            .map_err(|err| NetError::Request(describe(&err.without_url())))?;
+        Ok(Self { inner, policy })
+    }
+
+    /// The policy this client enforces.
+    pub fn policy(&self) -> NetPolicy {
+        self.policy
+    }
+
+    /// Start a request. Add headers and a body, then pass the builder to
+    /// [`GuardedClient::send`]; do not call `.send()` on it directly.
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        self.inner.request(method, url)
+    }
+
+    /// Send a request, enforcing the rules of [`super::check_url`]: the
+    /// scheme, userinfo and https rules and IP-literal hosts are checked
+    /// here, hostnames by the resolver at connect time, redirect targets by
+    /// the redirect policy. Timeouts are reported as [`NetError::Timeout`].
+    ///
+    /// The request always runs on this client, even if the builder came from
+    /// another one, so the checks cannot be sidestepped that way.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response, NetError> {
+        let (_, request) = request.build_split();
+        let request = request.map_err(map_reqwest_error)?;
+        check_target(request.url(), self.policy)?;
+        self.inner.execute(request).await.map_err(map_reqwest_error)
+    }
+
+    /// `GET` the URL with no extra headers.
+    pub async fn get(&self, url: Url) -> Result<Response, NetError> {
+        self.send(self.request(Method::GET, url)).await
+    }
+}
+
+/// Read the whole body, failing with [`NetError::BodyTooLarge`] as soon as
+/// more than `limit` bytes arrived. A declared `Content-Length` over the
+/// limit fails before anything is read; chunked or lying bodies are counted
+/// as they stream in, so memory use stays bounded by `limit`.
+pub async fn read_body_capped(response: Response, limit: usize) -> Result<Bytes, NetError> {
+    let declared = response.content_length();
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(NetError::BodyTooLarge { limit });
+    }
+    // Trust the declared length only as a capacity hint, never beyond the cap.
+    let capacity = declared.map_or(0, |len| usize::try_from(len).unwrap_or(limit).min(limit));
+    let mut body = BytesMut::with_capacity(capacity);
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(map_reqwest_error)?;
+        if chunk.len() > limit - body.len() {
+            return Err(NetError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// reqwest resolver that refuses a name if any of its addresses is
+/// disallowed. reqwest connects to exactly the addresses returned here, which
+/// is what pins the connection to the checked addresses.
+pub(super) struct PinnedResolver {
+    pub(super) policy: NetPolicy,
+}
+
+/// Upper bound for one lookup inside the client; the client's connect timeout
+/// normally fires first, this only guards against a missing one.
+const RESOLVER_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Resolve for PinnedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.policy;
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let ips = resolve_checked(&host, policy, RESOLVER_TIMEOUT)
+                .await
+                .map_err(|err| Box::new(err) as Box<dyn StdError + Send + Sync>)?;
+            // Port 0 makes reqwest substitute the URL's port or the scheme
+            // default.
+            let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip: IpAddr| (ip, 0).into()).collect();
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+fn redirect_policy(policy: NetPolicy, max_redirects: usize) -> Policy {
+    Policy::custom(move |attempt: Attempt| {
+        match redirect_decision(attempt.url(), attempt.previous(), policy, max_redirects) {
+            Ok(RedirectDecision::Follow) => attempt.follow(),
+            Ok(RedirectDecision::Stop) => attempt.stop(),
+            Err(err) => attempt.error(err),
+        }
+    })
+}
+
+/// What to do with one redirect hop.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum RedirectDecision {
+    /// Follow the redirect.
+    Follow,
+    /// Return the 3xx response to the caller.
+    Stop,
+}
+
+/// Decide on a redirect to `next`; `previous` holds the URLs requested so far,
+/// the original one first. Hostnames are re-checked by the resolver when the
+/// hop connects, so only what the resolver cannot see is checked here.
+pub(super) fn redirect_decision(
+    next: &Url,
+    previous: &[Url],
+    policy: NetPolicy,
+    max_redirects: usize,
+) -> Result<RedirectDecision, NetError> {
+    if max_redirects == 0 {
+        return Ok(RedirectDecision::Stop);
+    }
+    // `previous` includes the original request, so its length is the number
+    // of this hop.
+    if previous.len() > max_redirects {
+        return Err(NetError::TooManyRedirects);
+    }
+    check_target(next, policy)?;
+    // A downgrade would expose whatever the caller relied on TLS to protect,
+    // even towards a loopback host.
+    if previous.last().is_some_and(|prev| prev.scheme() == "https") && next.scheme() != "https" {
+        return Err(NetError::HttpsRequired);
+    }
+    Ok(RedirectDecision::Follow)
+}
+
+/// Turn a reqwest error into a [`NetError`], recovering our own refusals that
+/// the resolver and redirect policy raised inside reqwest.
+fn map_reqwest_error(err: reqwest::Error) -> NetError {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&err);
+    while let Some(current) = source {
+        if let Some(own) = current.downcast_ref::<NetError>() {
+            return own.clone();
+        }
+        source = current.source();
+    }
+    if err.is_timeout() {
+        return NetError::Timeout;
+    }
+    // The URL may carry query parameters the caller considers secret.
+    let is_connect = err.is_connect();
+    let message = describe(&err.without_url());
+    if is_connect {
+        NetError::Connect(message)
+    } else {
+        NetError::Request(message)
+    }
+}
+
+/// An error and its causes on one line; reqwest's top-level message alone
+/// ("error sending request") says nothing useful.
+fn describe(err: &(dyn StdError + 'static)) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(current) = source {
+        let text = current.to_string();
+        if !message.ends_with(&text) {
+            let _ = write!(message, ": {text}");
+        }
+        source = current.source();
+    }
+    message
+}

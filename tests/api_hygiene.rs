@@ -1,0 +1,209 @@
+//! The API contract and its guard rails: the committed SDL, query limits, the body limit,
+//! CORS, health endpoints, GraphiQL, and that a page of servers costs a constant number of
+//! SQL statements.
+
+mod support;
+
+use serde_json::json;
+use support::{Options, TestApp, error_code};
+
+#[test]
+fn committed_schema_matches_the_code() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .expect("schema.graphql is committed");
+    let current = switchboard::graphql::sdl();
+    assert!(
+        committed == current,
+        "schema.graphql is out of date: run `cargo run -- schema > schema.graphql` and review the diff"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn depth_and_complexity_limits() {
+    let t = TestApp::start_with(Options {
+        max_query_depth: 4,
+        max_query_complexity: 200,
+        ..Default::default()
+    })
+    .await;
+    let a = &t.admin;
+    let deep = "query($w: ID!) { workspace(id: $w) { mcpServers { edges { node { workspace { name } } } } } }";
+    let body = t
+        .gql(
+            Some(&a.token),
+            deep,
+            json!({ "w": a.workspace_id.to_string() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested"),
+        "{body}"
+    );
+
+    let wide = "query($w: ID!) { workspace(id: $w) { mcpServers(first: 100) { edges { node { id name url } } } } }";
+    let body = t
+        .gql(
+            Some(&a.token),
+            wide,
+            json!({ "w": a.workspace_id.to_string() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("complex"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_bodies_are_refused() {
+    let t = TestApp::start_with(Options {
+        max_body_bytes: 4096,
+        ..Default::default()
+    })
+    .await;
+    let big = "x".repeat(10_000);
+    let response = t
+        .http
+        .post(t.url("/graphql"))
+        .bearer_auth(&t.admin.token)
+        .json(&json!({ "query": "{ viewer { id } }", "variables": { "pad": big } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_only_for_configured_origins() {
+    let t = TestApp::start_with(Options {
+        app_origins: vec!["https://app.example.com".into()],
+        ..Default::default()
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        t.http
+            .request(reqwest::Method::OPTIONS, t.url("/graphql"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let allowed = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert!(
+        refused
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let plain = TestApp::start().await;
+    let response = plain
+        .http
+        .request(reqwest::Method::OPTIONS, plain.url("/graphql"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "no origins configured, no CORS"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_graphiql_and_graceful_stop() {
+    let t = TestApp::start().await;
+    let health = t.http.get(t.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = t.http.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let page = t
+        .http
+        .get(t.url("/graphql"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("graphiql") || page.contains("GraphiQL"),
+        "GraphiQL page"
+    );
+    assert!(page.contains("/graphql/ws"));
+    let addr = t.addr;
+    t.stop().await;
+    assert!(
+        reqwest::get(format!("http://{addr}/healthz"))
+            .await
+            .is_err(),
+        "stopped servers refuse connections"
+    );
+}
+
+/// A page of servers costs the same number of SQL statements whatever its size: every
+/// nested field (workspace, grant, tools, creator) is batched.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_of_servers_costs_a_constant_number_of_queries() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let query = "query($w: ID!) { workspace(id: $w) { mcpServers(first: 100) { edges { node { \
+        id name url authType connectionStatus authStatus toolCount headerNames \
+        workspace { id name } oauth { expiresAt issuer authorizedBy { name } } createdBy { id name } \
+        tools { name } } } } } }";
+    let vars = json!({ "w": a.workspace_id.to_string() });
+
+    let mut counts = Vec::new();
+    for target in [10, 100] {
+        let existing = t.ok(a, query, vars.clone()).await["workspace"]["mcpServers"]["edges"]
+            .as_array()
+            .unwrap()
+            .len();
+        for i in existing..target {
+            t.create_server(a, json!({ "name": format!("s{i}"), "url": format!("http://127.0.0.1:9/s{i}"), "authType": "OAUTH" }))
+                .await;
+        }
+        // Warm the connection pool, then measure one request.
+        t.ok(a, query, vars.clone()).await;
+        let before = t.app.db.statement_count();
+        let data = t.ok(a, query, vars.clone()).await;
+        let after = t.app.db.statement_count();
+        assert_eq!(
+            data["workspace"]["mcpServers"]["edges"]
+                .as_array()
+                .unwrap()
+                .len(),
+            target
+        );
+        counts.push(after - before);
+    }
+    assert_eq!(
+        counts[0], counts[1],
+        "statements per request must not grow with the page: {counts:?}"
+    );
+    assert!(
+        counts[0] <= 10,
+        "a page costs a handful of statements, got {}",
+        counts[0]
+    );
+}

@@ -1,0 +1,505 @@
+//! MCP server management over GraphQL: create, update, delete, list, with the product's
+//! semantics for secrets, client credentials, URL uniqueness and status resets.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{TestApp, error_code};
+use switchboard::db::models::OauthGrantRow;
+use switchboard::db::{self, DbTime, DbUuid};
+use switchboard::domain::access::Role;
+use uuid::Uuid;
+
+const SERVER_FIELDS: &str = "id name description url transport enabled timeoutMs retries authType headerNames \
+    oauthClientId hasOauthClientSecret connectionStatus authStatus statusReason toolCount \
+    oauth { issuer } createdBy { id name } workspace { id role }";
+
+async fn update(t: &TestApp, token: &str, id: &str, input: Value) -> Value {
+    let q = format!(
+        "mutation($id: ID!, $i: UpdateMcpServerInput!) {{ updateMcpServer(id: $id, input: $i) {{ {SERVER_FIELDS} }} }}"
+    );
+    t.gql(Some(token), &q, json!({ "id": id, "i": input }))
+        .await
+}
+
+async fn create(t: &TestApp, token: &str, input: Value) -> Value {
+    let q = format!(
+        "mutation($i: CreateMcpServerInput!) {{ createMcpServer(input: $i) {{ authType server {{ {SERVER_FIELDS} }} }} }}"
+    );
+    t.gql(Some(token), &q, json!({ "i": input })).await
+}
+
+async fn insert_grant(t: &TestApp, server_id: &str) {
+    let now = DbTime(db::now());
+    let row = OauthGrantRow {
+        server_id: DbUuid(Uuid::parse_str(server_id).unwrap()),
+        issuer: Some("https://as.example".into()),
+        resource: None,
+        registration_kind: Some("dynamic".into()),
+        client_information_sealed: None,
+        tokens_sealed: None,
+        access_expires_at: None,
+        granted_scopes: Some("read write".into()),
+        token_generation: 1,
+        last_refreshed_at: Some(now),
+        authorized_by: None,
+        state_hash: None,
+        state_created_at: None,
+        code_verifier_sealed: None,
+        flow_user_id: None,
+        browser_binding_hash: None,
+        expected_issuer: None,
+        requested_scopes: None,
+        redirect_uri: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let mut conn = t.app.db.conn().await.unwrap();
+    db::servers::insert_grant(&mut conn, &row).await.unwrap();
+}
+
+async fn grant_exists(t: &TestApp, server_id: &str) -> bool {
+    let mut conn = t.app.db.conn().await.unwrap();
+    !db::servers::grants_by_server_ids(&mut conn, &[Uuid::parse_str(server_id).unwrap()])
+        .await
+        .unwrap()
+        .is_empty()
+}
+
+async fn server_count(t: &TestApp, workspace: Uuid) -> usize {
+    let mut conn = t.app.db.conn().await.unwrap();
+    db::servers::page(&mut conn, workspace, None, 1000)
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_returns_safe_fields_and_defaults() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let body = create(
+        &t,
+        &a.token,
+        json!({
+            "workspaceId": a.workspace_id.to_string(),
+            "name": "  Docs  ",
+            "url": "http://127.0.0.1:9/mcp",
+            "headers": [{ "name": "X-Api-Key", "value": "hdr-secret-value" }],
+        }),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let created = &body["data"]["createMcpServer"];
+    assert_eq!(created["authType"], "HEADERS", "headers imply header auth");
+    let s = &created["server"];
+    assert_eq!(s["name"], "Docs");
+    assert_eq!(s["transport"], "STREAMABLE_HTTP");
+    assert_eq!(s["enabled"], true);
+    assert_eq!(s["timeoutMs"], 30000);
+    assert_eq!(s["retries"], 3);
+    assert_eq!(s["headerNames"], json!(["X-Api-Key"]));
+    assert_eq!(s["hasOauthClientSecret"], false);
+    assert_eq!(s["oauthClientId"], Value::Null);
+    assert_eq!(s["connectionStatus"], "DISCONNECTED");
+    assert_eq!(s["authStatus"], "NOT_REQUIRED");
+    assert_eq!(s["createdBy"]["id"], a.user_id.to_string());
+    assert_eq!(s["workspace"]["role"], "ADMIN");
+    assert!(!body.to_string().contains("hdr-secret-value"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_id_rules() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let ws = a.workspace_id.to_string();
+
+    // "" is stored as null and implies nothing.
+    let body = create(&t, &a.token, json!({ "workspaceId": ws, "name": "a", "url": "http://127.0.0.1:9/a", "oauthClientId": "" })).await;
+    assert_eq!(
+        body["data"]["createMcpServer"]["server"]["oauthClientId"],
+        Value::Null,
+        "{body}"
+    );
+    assert_eq!(body["data"]["createMcpServer"]["authType"], "HEADERS");
+
+    // A client id without an auth type means OAuth.
+    let body = create(
+        &t,
+        &a.token,
+        json!({ "workspaceId": ws, "name": "b", "url": "http://127.0.0.1:9/b", "oauthClientId": "client-1", "oauthClientSecret": "cs-secret-1" }),
+    )
+    .await;
+    let s = &body["data"]["createMcpServer"]["server"];
+    assert_eq!(
+        body["data"]["createMcpServer"]["authType"], "OAUTH",
+        "{body}"
+    );
+    assert_eq!(s["oauthClientId"], "client-1");
+    assert_eq!(s["hasOauthClientSecret"], true);
+    assert_eq!(s["authStatus"], "AUTHORIZATION_REQUIRED");
+    assert!(!body.to_string().contains("cs-secret-1"));
+
+    // An explicit auth type wins over the client id.
+    let body = create(
+        &t,
+        &a.token,
+        json!({ "workspaceId": ws, "name": "c", "url": "http://127.0.0.1:9/c", "oauthClientId": "client-2", "authType": "HEADERS" }),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["createMcpServer"]["authType"], "HEADERS",
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicate_url_after_normalisation_is_a_conflict_with_the_existing_id() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let id = t
+        .create_server(a, json!({ "name": "one", "url": "http://127.0.0.1:9/mcp" }))
+        .await;
+    for dup in [
+        "HTTP://127.0.0.1:9/mcp/",
+        "http://127.0.0.1:9/mcp#x",
+        "http://127.0.0.1:9/mcp/#",
+    ] {
+        let body = create(
+            &t,
+            &a.token,
+            json!({ "workspaceId": a.workspace_id.to_string(), "name": "two", "url": dup }),
+        )
+        .await;
+        assert_eq!(error_code(&body), Some("CONFLICT"), "{dup}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["existingId"], id.as_str());
+    }
+    assert_eq!(server_count(&t, a.workspace_id).await, 1);
+
+    // Another workspace may register the same URL.
+    let b = t.new_workspace_admin("bea").await;
+    t.create_server(
+        &b,
+        json!({ "name": "one", "url": "http://127.0.0.1:9/mcp" }),
+    )
+    .await;
+
+    // Updating another server onto the URL is a conflict too.
+    let other = t
+        .create_server(
+            a,
+            json!({ "name": "other", "url": "http://127.0.0.1:9/other" }),
+        )
+        .await;
+    let body = update(
+        &t,
+        &a.token,
+        &other,
+        json!({ "url": "http://127.0.0.1:9/MCP/".to_lowercase() }),
+    )
+    .await;
+    assert_eq!(error_code(&body), Some("CONFLICT"), "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["existingId"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_semantics_absent_null_and_empty() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let id = t
+        .create_server(
+            a,
+            json!({ "name": "s", "description": "d", "url": "http://127.0.0.1:9/s", "authType": "OAUTH",
+                    "oauthClientId": "cid", "oauthClientSecret": "sec", "headers": [{ "name": "X-A", "value": "1" }] }),
+        )
+        .await;
+
+    // Absent fields stay as they are.
+    let body = update(&t, &a.token, &id, json!({ "name": "renamed" })).await;
+    let s = &body["data"]["updateMcpServer"];
+    assert_eq!(s["name"], "renamed", "{body}");
+    assert_eq!(s["description"], "d");
+    assert_eq!(s["oauthClientId"], "cid");
+    assert_eq!(s["hasOauthClientSecret"], true);
+    assert_eq!(s["headerNames"], json!(["X-A"]));
+
+    // null clears description; "" clears the client id and the secret.
+    let body = update(
+        &t,
+        &a.token,
+        &id,
+        json!({ "description": null, "oauthClientId": "", "oauthClientSecret": "" }),
+    )
+    .await;
+    let s = &body["data"]["updateMcpServer"];
+    assert_eq!(s["description"], Value::Null, "{body}");
+    assert_eq!(s["oauthClientId"], Value::Null);
+    assert_eq!(s["hasOauthClientSecret"], false);
+    assert_eq!(s["authType"], "OAUTH");
+
+    // [] clears headers.
+    let body = update(&t, &a.token, &id, json!({ "headers": [] })).await;
+    assert_eq!(
+        body["data"]["updateMcpServer"]["headerNames"],
+        json!([]),
+        "{body}"
+    );
+
+    // Non-nullable fields refuse null.
+    let body = update(&t, &a.token, &id, json!({ "name": null })).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"));
+    assert_eq!(body["errors"][0]["extensions"]["field"], "name");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn url_credential_and_auth_type_changes_reset_status_and_remove_the_grant() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let id = t
+        .create_server(a, json!({ "name": "s", "url": "http://127.0.0.1:9/s", "authType": "OAUTH", "oauthClientId": "cid" }))
+        .await;
+
+    // A name change keeps the grant.
+    insert_grant(&t, &id).await;
+    let body = update(&t, &a.token, &id, json!({ "name": "n" })).await;
+    assert_eq!(
+        body["data"]["updateMcpServer"]["oauth"]["issuer"], "https://as.example",
+        "{body}"
+    );
+    assert!(grant_exists(&t, &id).await);
+
+    // Setting the same secret twice: the second time nothing changed, the grant stays.
+    update(&t, &a.token, &id, json!({ "oauthClientSecret": "s1" })).await;
+    insert_grant(&t, &id).await;
+    let body = update(&t, &a.token, &id, json!({ "oauthClientSecret": "s1" })).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    assert!(
+        grant_exists(&t, &id).await,
+        "an unchanged secret keeps the grant"
+    );
+
+    for (change, reason) in [
+        (json!({ "url": "http://127.0.0.1:9/s2" }), "url_changed"),
+        (json!({ "oauthClientId": "cid-2" }), "credentials_changed"),
+        (json!({ "oauthClientSecret": "s2" }), "credentials_changed"),
+    ] {
+        if !grant_exists(&t, &id).await {
+            insert_grant(&t, &id).await;
+        }
+        let body = update(&t, &a.token, &id, change.clone()).await;
+        let s = &body["data"]["updateMcpServer"];
+        assert_eq!(s["oauth"], Value::Null, "{change}: {body}");
+        assert_eq!(s["authStatus"], "AUTHORIZATION_REQUIRED");
+        assert_eq!(s["connectionStatus"], "DISCONNECTED");
+        assert_eq!(s["statusReason"], reason);
+        assert!(!grant_exists(&t, &id).await, "{change}");
+    }
+
+    // Switching away from OAuth removes the grant and no longer needs authorization.
+    insert_grant(&t, &id).await;
+    let body = update(&t, &a.token, &id, json!({ "authType": "HEADERS" })).await;
+    let s = &body["data"]["updateMcpServer"];
+    assert_eq!(s["authStatus"], "NOT_REQUIRED", "{body}");
+    assert_eq!(s["statusReason"], "auth_type_changed");
+    assert!(!grant_exists(&t, &id).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let ws = a.workspace_id.to_string();
+    let long = "x".repeat(201);
+    let cases = [
+        (json!({ "name": "", "url": "http://127.0.0.1:9/a" }), "name"),
+        (
+            json!({ "name": long, "url": "http://127.0.0.1:9/a" }),
+            "name",
+        ),
+        (json!({ "name": "a", "url": "" }), "url"),
+        (json!({ "name": "a", "url": "not a url" }), "url"),
+        (json!({ "name": "a", "url": "ftp://127.0.0.1/a" }), "url"),
+        (json!({ "name": "a", "url": "javascript:alert(1)" }), "url"),
+        (
+            json!({ "name": "a", "url": "http://u:p@127.0.0.1:9/a" }),
+            "url",
+        ),
+        (
+            json!({ "name": "a", "url": "http://127.0.0.1:9/a", "timeoutMs": 5 }),
+            "timeoutMs",
+        ),
+        (
+            json!({ "name": "a", "url": "http://127.0.0.1:9/a", "retries": 99 }),
+            "retries",
+        ),
+        (
+            json!({ "name": "a", "url": "http://127.0.0.1:9/a", "headers": [{ "name": "Host", "value": "x" }] }),
+            "headers",
+        ),
+        (
+            json!({ "name": "a", "url": "http://127.0.0.1:9/a", "headers": [{ "name": "bad name", "value": "x" }] }),
+            "headers",
+        ),
+        (
+            json!({ "name": "a", "url": "http://127.0.0.1:9/a", "headers": [{ "name": "X-A", "value": "a\nb" }] }),
+            "headers",
+        ),
+    ];
+    for (mut input, field) in cases {
+        input["workspaceId"] = json!(ws);
+        let body = create(&t, &a.token, input.clone()).await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{input}: {body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["field"], field,
+            "{input}: {body}"
+        );
+    }
+    // Type errors are the caller's input too.
+    let body = t.gql(Some(&a.token), "mutation { createMcpServer(input: { workspaceId: \"x\", name: 1, url: \"u\" }) { authType } }", json!({})).await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    let body = create(
+        &t,
+        &a.token,
+        json!({ "workspaceId": "not-an-id", "name": "a", "url": "http://127.0.0.1:9/a" }),
+    )
+    .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+    assert_eq!(server_count(&t, a.workspace_id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsafe_urls_are_refused_when_private_networks_are_not_allowed() {
+    let t = TestApp::start_with(support::Options {
+        allow_private_networks: false,
+        ..Default::default()
+    })
+    .await;
+    let a = &t.admin;
+    for url in [
+        "http://127.0.0.1:9/mcp",
+        "http://localhost:9/mcp",
+        "https://10.1.2.3/mcp",
+        "https://192.168.0.10/mcp",
+        "https://172.16.5.4/mcp",
+        "https://169.254.169.254/latest",
+        "https://100.64.0.1/mcp",
+        "https://[::1]/mcp",
+        "https://[::ffff:127.0.0.1]/mcp",
+        "https://[fd00::1]/mcp",
+        "https://0.0.0.0/mcp",
+        "http://93.184.216.34/mcp",
+    ] {
+        let body = create(
+            &t,
+            &a.token,
+            json!({ "workspaceId": a.workspace_id.to_string(), "name": "x", "url": url }),
+        )
+        .await;
+        assert_eq!(error_code(&body), Some("UNSAFE_URL"), "{url}: {body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "url");
+    }
+    assert_eq!(server_count(&t, a.workspace_id).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_gate_changes_and_delete_removes_everything() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let viewer = t.new_member("vic", a.workspace_id, Role::Viewer).await;
+    let editor = t.new_member("eve", a.workspace_id, Role::Editor).await;
+
+    let body = create(&t, &viewer.token, json!({ "workspaceId": a.workspace_id.to_string(), "name": "v", "url": "http://127.0.0.1:9/v" })).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+
+    let id = t
+        .create_server(
+            &editor,
+            json!({ "name": "e", "url": "http://127.0.0.1:9/e", "authType": "OAUTH" }),
+        )
+        .await;
+    insert_grant(&t, &id).await;
+    let body = update(&t, &viewer.token, &id, json!({ "name": "x" })).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+
+    let delete = "mutation($id: ID!) { deleteMcpServer(id: $id) }";
+    let body = t
+        .gql(Some(&editor.token), delete, json!({ "id": id }))
+        .await;
+    assert_eq!(
+        error_code(&body),
+        Some("FORBIDDEN"),
+        "editors cannot delete: {body}"
+    );
+    assert!(grant_exists(&t, &id).await);
+
+    let data = t.ok(a, delete, json!({ "id": id })).await;
+    assert_eq!(data["deleteMcpServer"], id.as_str());
+    assert!(
+        !grant_exists(&t, &id).await,
+        "the grant goes with the server"
+    );
+    let body = t.gql(Some(&a.token), delete, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("NOT_FOUND"));
+
+    let events = t
+        .ok(a, "query($w: ID!) { workspace(id: $w) { auditEvents(first: 10) { edges { node { action targetId actor { name } details } } } } }",
+            json!({ "w": a.workspace_id.to_string() }))
+        .await;
+    let actions: Vec<&str> = events["workspace"]["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["mcp_server.delete", "mcp_server.create"],
+        "newest first; refused attempts write nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn servers_page_as_a_relay_connection() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            t.create_server(
+                a,
+                json!({ "name": format!("s{i}"), "url": format!("http://127.0.0.1:9/s{i}") }),
+            )
+            .await,
+        );
+    }
+    let q = "query($w: ID!, $after: String) { workspace(id: $w) { mcpServers(first: 2, after: $after) { \
+             edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }";
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let data = t
+            .ok(
+                a,
+                q,
+                json!({ "w": a.workspace_id.to_string(), "after": after }),
+            )
+            .await;
+        let conn = &data["workspace"]["mcpServers"];
+        for edge in conn["edges"].as_array().unwrap() {
+            seen.push(edge["node"]["id"].as_str().unwrap().to_owned());
+        }
+        if !conn["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(seen, ids);
+    let body = t
+        .gql(
+            Some(&a.token),
+            "query($w: ID!) { workspace(id: $w) { mcpServers(first: 101) { edges { cursor } } } }",
+            json!({ "w": a.workspace_id.to_string() }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+}

@@ -1,0 +1,258 @@
+//! Test support: a `TestApp` that runs Switchboard in-process on 127.0.0.1:0 against a fresh
+//! database, and helpers to call its GraphQL API as different users.
+//!
+//! The database is a temporary SQLite file, or, when `SWITCHBOARD_TEST_DATABASE_URL` names a
+//! PostgreSQL server, a fresh database created on it for this test alone, so tests run in
+//! parallel on either backend.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support code"
+)]
+
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
+use switchboard::config::{Config, LogFormat};
+use switchboard::crypto::KeyRing;
+use switchboard::db::DatabaseTarget;
+use switchboard::domain::access::Role;
+use switchboard::domain::admin;
+use switchboard::{App, AppHandle};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A caller of the API: a user, their token and a workspace they belong to.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub token: String,
+    pub workspace_id: Uuid,
+}
+
+/// A running Switchboard.
+pub struct TestApp {
+    pub app: AppHandle,
+    pub addr: SocketAddr,
+    pub admin: Actor,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Options for [`TestApp::start_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub allow_private_networks: bool,
+    pub app_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_query_depth: usize,
+    pub max_query_complexity: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allow_private_networks: true,
+            app_origins: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_query_depth: 12,
+            max_query_complexity: 20_000,
+        }
+    }
+}
+
+/// The database a test should use: a fresh PostgreSQL database when configured, else a
+/// SQLite file in `dir`.
+pub async fn test_database(dir: &std::path::Path) -> DatabaseTarget {
+    match std::env::var("SWITCHBOARD_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let name = format!("sb_test_{}", Uuid::new_v4().simple());
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            tokio::spawn(connection);
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .expect("create test database");
+            let mut parsed = url::Url::parse(&url).expect("test database URL");
+            parsed.set_path(&format!("/{name}"));
+            DatabaseTarget::Postgres(parsed.to_string())
+        }
+        _ => DatabaseTarget::Sqlite(dir.join("switchboard.db")),
+    }
+}
+
+/// A configuration for tests.
+pub fn test_config(database: DatabaseTarget, options: &Options) -> Config {
+    Config {
+        database,
+        bind: "127.0.0.1:0".parse().expect("address"),
+        public_url: url::Url::parse("http://127.0.0.1").expect("url"),
+        app_origins: options.app_origins.clone(),
+        encryption_keys: None,
+        key_file: None,
+        allow_private_networks: options.allow_private_networks,
+        log_format: LogFormat::Text,
+        db_pool_size: 8,
+        max_body_bytes: options.max_body_bytes,
+        max_query_depth: options.max_query_depth,
+        max_query_complexity: options.max_query_complexity,
+    }
+}
+
+impl TestApp {
+    /// Start with default options.
+    pub async fn start() -> TestApp {
+        TestApp::start_with(Options::default()).await
+    }
+
+    /// Start with options.
+    pub async fn start_with(options: Options) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = test_database(dir.path()).await;
+        let config = test_config(database, &options);
+        let app = App::build(config, KeyRing::generate())
+            .await
+            .expect("build app");
+        app.db.migrate().await.expect("migrate");
+        let first = admin::bootstrap(&app)
+            .await
+            .expect("bootstrap")
+            .expect("empty database");
+        let admin = Actor {
+            user_id: first.user.id.0,
+            token: first.token.token.expose().to_owned(),
+            workspace_id: first.workspace.id.0,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(switchboard::http::serve(
+            app.clone(),
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TestApp {
+            app,
+            addr,
+            admin,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Base URL of the running server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST a GraphQL request; returns the JSON body (whatever the status).
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        self.gql_raw(token, query, variables).await.1
+    }
+
+    /// POST a GraphQL request; returns the status and the JSON body.
+    pub async fn gql_raw(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let body = response.json::<Value>().await.expect("JSON body");
+        (status, body)
+    }
+
+    /// Run a query that must succeed; returns `data`.
+    pub async fn ok(&self, actor: &Actor, query: &str, variables: Value) -> Value {
+        let body = self.gql(Some(&actor.token), query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// A new user, admin of a new workspace.
+    pub async fn new_workspace_admin(&self, name: &str) -> Actor {
+        let user = admin::create_user(&self.app, name).await.expect("user");
+        let workspace =
+            admin::create_workspace(&self.app, &format!("{name}'s workspace"), user.id.0)
+                .await
+                .expect("workspace");
+        let token = admin::create_token(&self.app, user.id.0, "test")
+            .await
+            .expect("token");
+        Actor {
+            user_id: user.id.0,
+            token: token.token.expose().to_owned(),
+            workspace_id: workspace.id.0,
+        }
+    }
+
+    /// A new user with `role` in `workspace_id`.
+    pub async fn new_member(&self, name: &str, workspace_id: Uuid, role: Role) -> Actor {
+        let user = admin::create_user(&self.app, name).await.expect("user");
+        admin::add_member(&self.app, workspace_id, user.id.0, role)
+            .await
+            .expect("member");
+        let token = admin::create_token(&self.app, user.id.0, "test")
+            .await
+            .expect("token");
+        Actor {
+            user_id: user.id.0,
+            token: token.token.expose().to_owned(),
+            workspace_id,
+        }
+    }
+
+    /// Create a server in the actor's workspace; returns its id.
+    pub async fn create_server(&self, actor: &Actor, input: Value) -> String {
+        let mut input = input;
+        input["workspaceId"] = json!(actor.workspace_id.to_string());
+        let data = self
+            .ok(actor, "mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { server { id } } }", json!({ "i": input }))
+            .await;
+        data["createMcpServer"]["server"]["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+
+    /// Stop the server gracefully and wait for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The `extensions.code` of the first error.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
