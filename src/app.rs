@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::crypto::{self, KeyRing};
 use crate::db::{Db, PoolOptions};
+use crate::domain::oauth::OauthState;
 use crate::domain::status::EventBus;
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
 
@@ -23,6 +24,8 @@ pub struct App {
     pub http: GuardedClient,
     /// Status event fan-out.
     pub events: EventBus,
+    /// OAuth discovery cache and refresh single-flight.
+    pub oauth: OauthState,
 }
 
 /// Shared handle to the [`App`].
@@ -53,6 +56,7 @@ impl App {
             keys,
             http,
             events: EventBus::default(),
+            oauth: OauthState::default(),
         }))
     }
 }

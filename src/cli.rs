@@ -173,6 +173,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             first.token.token.expose()
         );
     }
+    // Refresh grants shortly before they expire, so tool calls rarely wait for a refresh.
+    let sweep = crate::domain::oauth::tokens::spawn_refresh_sweep(
+        app.clone(),
+        std::time::Duration::from_secs(30),
+    );
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", app.config.bind))?;
@@ -180,6 +185,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     crate::http::serve(app, listener, shutdown_signal())
         .await
         .context("serving")?;
+    sweep.abort();
     tracing::info!("Switchboard stopped");
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! | `--bind` | `SWITCHBOARD_BIND` | `127.0.0.1:8080` |
 //! | `--public-url` | `SWITCHBOARD_PUBLIC_URL` | `http://<bind>` |
 //! | `--app-origins` | `SWITCHBOARD_APP_ORIGINS` | none (comma-separated origins allowed for CORS and `postMessage`) |
+//! | `--client-metadata-url` | `SWITCHBOARD_CLIENT_METADATA_URL` | `{public_url}/oauth/client-metadata.json` when https |
 //! | `--encryption-keys` | `SWITCHBOARD_ENCRYPTION_KEYS` | none (`kid:key,…`, first seals) |
 //! | `--key-file` | `SWITCHBOARD_KEY_FILE` | next to the SQLite database; created on first start |
 //! | `--allow-private-networks` | `SWITCHBOARD_ALLOW_PRIVATE_NETWORKS` | `false` |
@@ -62,6 +63,10 @@ pub struct ConfigArgs {
     /// Comma-separated origins of the apps allowed to call the API from a browser.
     #[arg(long, env = "SWITCHBOARD_APP_ORIGINS", global = true)]
     pub app_origins: Option<String>,
+    /// URL of the Client ID Metadata Document to use as OAuth client id (default: the one this
+    /// server serves when its public URL is https).
+    #[arg(long, env = "SWITCHBOARD_CLIENT_METADATA_URL", global = true)]
+    pub client_metadata_url: Option<String>,
     /// Encryption keys `kid:key,…` (key = 64 hex chars or base64 of 32 bytes); the first seals.
     #[arg(
         long,
@@ -115,6 +120,8 @@ pub struct Config {
     pub public_url: Url,
     /// Origins (`scheme://host[:port]`) allowed for CORS and `postMessage`.
     pub app_origins: Vec<String>,
+    /// Client ID Metadata Document URL override.
+    pub client_metadata_url: Option<Url>,
     /// Encryption keys given directly (never logged).
     pub encryption_keys: Option<crate::crypto::Secret>,
     /// Key file path.
@@ -188,8 +195,27 @@ impl ConfigArgs {
                 )
             })?;
         }
+        let client_metadata_url = match &self.client_metadata_url {
+            Some(raw) => {
+                let url = Url::parse(raw.trim()).map_err(|e| {
+                    bad(
+                        "--client-metadata-url / SWITCHBOARD_CLIENT_METADATA_URL",
+                        format!("{raw:?}: {e}"),
+                    )
+                })?;
+                if url.scheme() != "https" || url.path().trim_matches('/').is_empty() {
+                    return Err(bad(
+                        "--client-metadata-url / SWITCHBOARD_CLIENT_METADATA_URL",
+                        "must be an https URL with a path",
+                    ));
+                }
+                Some(url)
+            }
+            None => None,
+        };
         Ok(Config {
             database,
+            client_metadata_url,
             bind,
             public_url,
             app_origins,
@@ -242,6 +268,14 @@ impl Config {
     /// Whether the public URL is https (needed to serve a client metadata document).
     pub fn public_url_is_https(&self) -> bool {
         self.public_url.scheme() == "https"
+    }
+
+    /// An absolute URL on this server: the public URL's path plus `path` (which starts with `/`).
+    pub fn public_endpoint(&self, path: &str) -> Url {
+        let mut url = self.public_url.clone();
+        let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        url
     }
 
     /// The key file to use: the configured one, else `switchboard.key` beside the SQLite file.

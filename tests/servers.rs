@@ -53,14 +53,17 @@ async fn insert_grant(t: &TestApp, server_id: &str) {
         redirect_uri: None,
         created_at: now,
         updated_at: now,
+        flow_id_hash: None,
+        authorization_url_sealed: None,
+        authorization_server: None,
     };
     let mut conn = t.app.db.conn().await.unwrap();
-    db::servers::insert_grant(&mut conn, &row).await.unwrap();
+    db::oauth::insert_grant(&mut conn, &row).await.unwrap();
 }
 
 async fn grant_exists(t: &TestApp, server_id: &str) -> bool {
     let mut conn = t.app.db.conn().await.unwrap();
-    !db::servers::grants_by_server_ids(&mut conn, &[Uuid::parse_str(server_id).unwrap()])
+    !db::oauth::grants_by_server_ids(&mut conn, &[Uuid::parse_str(server_id).unwrap()])
         .await
         .unwrap()
         .is_empty()

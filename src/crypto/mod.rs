@@ -23,7 +23,7 @@ mod util;
 pub use keyfile::{load_or_create_key_file, write_key_file};
 pub use keyring::{KeyRing, SealContext};
 pub use secret::Secret;
-pub use util::{constant_time_eq, random_token, sha256_hex};
+pub use util::{constant_time_eq, pkce_s256, random_token, sha256_hex};
 
 /// Everything that can go wrong in this module.
 ///

@@ -24,6 +24,12 @@ pub fn random_token(n_bytes: usize) -> String {
     URL_SAFE_NO_PAD.encode(&buf)
 }
 
+/// The PKCE S256 code challenge of a verifier: base64url (no padding) of its SHA-256.
+#[must_use]
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 /// Constant-time comparison of two byte strings.
 ///
 /// The running time depends only on the lengths, never on where the first
@@ -45,6 +51,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pkce_matches_the_rfc_7636_example() {
+        assert_eq!(
+            pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
 
     #[test]
     fn sha256_known_vector() {

@@ -54,6 +54,27 @@ pub async fn run(db: &Db) -> Result<Vec<String>, DbError> {
     }
 }
 
+/// How many migrations are embedded for this database's backend.
+pub fn embedded_count(db: &Db) -> usize {
+    use diesel::migration::MigrationSource;
+    let count = |source: EmbeddedMigrations, pg: bool| {
+        if pg {
+            MigrationSource::<diesel::pg::Pg>::migrations(&source)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        } else {
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&source)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        }
+    };
+    if db.is_postgres() {
+        count(POSTGRES, true)
+    } else {
+        count(SQLITE, false)
+    }
+}
+
 /// Revert every applied migration (used by the migration round-trip test).
 pub async fn revert_all(db: &Db) -> Result<(), DbError> {
     match establish_for_migrations(db.target()).await? {

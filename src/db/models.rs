@@ -66,7 +66,7 @@ pub struct ApiTokenRow {
 }
 
 /// A registered MCP server.
-#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone, PartialEq)]
 #[diesel(table_name = mcp_servers, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_null = true)]
 pub struct McpServerRow {
@@ -122,6 +122,8 @@ pub struct McpServerRow {
     pub created_at: DbTime,
     /// Last change.
     pub updated_at: DbTime,
+    /// Accept an authorization server that omits `code_challenge_methods_supported`.
+    pub oauth_lenient_pkce: bool,
 }
 
 /// The OAuth grant of a server, shared by its workspace, and its pending flow.
@@ -171,6 +173,12 @@ pub struct OauthGrantRow {
     pub created_at: DbTime,
     /// Last change.
     pub updated_at: DbTime,
+    /// SHA-256 of the pending flow's begin-link id.
+    pub flow_id_hash: Option<String>,
+    /// Sealed authorization URL of the pending flow (it carries the state).
+    pub authorization_url_sealed: Option<String>,
+    /// JSON of the authorization server's endpoints, as discovered.
+    pub authorization_server: Option<String>,
 }
 
 /// One tool of a server's stored catalogue.

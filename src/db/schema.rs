@@ -85,6 +85,7 @@ diesel::table! {
         tools_refreshed_at -> Nullable<PortableTimestamp>,
         created_at -> PortableTimestamp,
         updated_at -> PortableTimestamp,
+        oauth_lenient_pkce -> Bool,
     }
 }
 
@@ -114,6 +115,9 @@ diesel::table! {
         redirect_uri -> Nullable<Text>,
         created_at -> PortableTimestamp,
         updated_at -> PortableTimestamp,
+        flow_id_hash -> Nullable<Text>,
+        authorization_url_sealed -> Nullable<Text>,
+        authorization_server -> Nullable<Text>,
     }
 }
 

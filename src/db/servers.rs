@@ -4,8 +4,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{McpServerRow, OauthGrantRow, ToolRow};
-use super::schema::{mcp_server_oauth, mcp_servers, mcp_tools};
+use super::models::{McpServerRow, ToolRow};
+use super::schema::{mcp_servers, mcp_tools};
 use super::{DbConn, DbError, DbUuid};
 use crate::with_conn;
 
@@ -136,80 +136,6 @@ pub async fn save_sealed(
     Ok(())
 }
 
-/// The grants of these servers, in one query.
-pub async fn grants_by_server_ids(
-    conn: &mut DbConn,
-    ids: &[Uuid],
-) -> Result<Vec<OauthGrantRow>, DbError> {
-    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-    Ok(with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .filter(mcp_server_oauth::server_id.eq_any(&ids))
-            .select(OauthGrantRow::as_select())
-            .load(c)
-            .await
-    })?)
-}
-
-/// Insert a grant row.
-pub async fn insert_grant(conn: &mut DbConn, row: &OauthGrantRow) -> Result<(), DbError> {
-    with_conn!(conn, |c| diesel::insert_into(mcp_server_oauth::table)
-        .values(row)
-        .execute(c)
-        .await)?;
-    Ok(())
-}
-
-/// Remove a server's grant; returns whether there was one.
-pub async fn delete_grant(conn: &mut DbConn, server_id: Uuid) -> Result<bool, DbError> {
-    let changed = with_conn!(conn, |c| {
-        diesel::delete(mcp_server_oauth::table.find(DbUuid(server_id)))
-            .execute(c)
-            .await
-    })?;
-    Ok(changed == 1)
-}
-
-/// Every grant, in server order, after `after` (used to re-seal secrets in batches).
-pub async fn grant_batch_after(
-    conn: &mut DbConn,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<OauthGrantRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        let mut query = mcp_server_oauth::table
-            .order(mcp_server_oauth::server_id.asc())
-            .limit(limit)
-            .select(OauthGrantRow::as_select())
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(mcp_server_oauth::server_id.gt(DbUuid(after)));
-        }
-        query.load(c).await
-    })?)
-}
-
-/// Replace the sealed columns of a grant (key rotation).
-pub async fn save_grant_sealed(
-    conn: &mut DbConn,
-    server_id: DbUuid,
-    client_information_sealed: Option<&str>,
-    tokens_sealed: Option<&str>,
-    code_verifier_sealed: Option<&str>,
-) -> Result<(), DbError> {
-    with_conn!(conn, |c| {
-        diesel::update(mcp_server_oauth::table.find(server_id))
-            .set((
-                mcp_server_oauth::client_information_sealed.eq(client_information_sealed),
-                mcp_server_oauth::tokens_sealed.eq(tokens_sealed),
-                mcp_server_oauth::code_verifier_sealed.eq(code_verifier_sealed),
-            ))
-            .execute(c)
-            .await
-    })?;
-    Ok(())
-}
-
 /// Remove a server's stored tool catalogue.
 pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
     with_conn!(conn, |c| {
@@ -243,4 +169,21 @@ pub async fn by_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<McpServerRow>
             .load(c)
             .await
     })?)
+}
+
+/// Replace a server's stored tool catalogue (inside the caller's transaction).
+pub async fn replace_tools(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    rows: &[ToolRow],
+) -> Result<(), DbError> {
+    delete_tools(conn, server_id).await?;
+    for row in rows {
+        // One statement per tool: SQLite has no multi-row insert in diesel's portable subset.
+        with_conn!(conn, |c| diesel::insert_into(mcp_tools::table)
+            .values(row)
+            .execute(c)
+            .await)?;
+    }
+    Ok(())
 }

@@ -153,7 +153,7 @@ pub async fn reseal_all(app: &App) -> Result<ResealReport> {
 
     let mut after = None;
     loop {
-        let batch = db::servers::grant_batch_after(&mut conn, after, BATCH).await?;
+        let batch = db::oauth::grant_batch_after(&mut conn, after, BATCH).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.server_id.0);
         transaction!(conn, {
@@ -170,7 +170,7 @@ pub async fn reseal_all(app: &App) -> Result<ResealReport> {
                 let client = reseal(&row.client_information_sealed, "client_information_sealed");
                 let tokens = reseal(&row.tokens_sealed, "tokens_sealed");
                 let verifier = reseal(&row.code_verifier_sealed, "code_verifier_sealed");
-                db::servers::save_grant_sealed(
+                db::oauth::save_grant_sealed(
                     &mut conn,
                     row.server_id,
                     client.as_deref(),

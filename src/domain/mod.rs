@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod oauth;
 pub mod servers;
 pub mod status;
 pub mod workspaces;
@@ -57,6 +58,15 @@ pub enum Error {
     /// A secret could not be sealed or opened.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// An OAuth step with an upstream server failed.
+    #[error(transparent)]
+    Oauth(oauth::OauthError),
+    /// The server's authorization must be renewed by a user before it can be used.
+    #[error("authorization required")]
+    ReauthRequired {
+        /// The server that needs it.
+        server_id: Uuid,
+    },
 }
 
 /// Shorthand for a bad-input error.

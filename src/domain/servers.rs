@@ -19,6 +19,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::access::{Principal, Role};
+use super::oauth::{probe, revoke};
 use super::status::{Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
 use crate::app::App;
@@ -132,6 +133,8 @@ pub struct NewServer {
     pub oauth_client_id: Option<String>,
     /// Pre-registered OAuth client secret (`""` means none).
     pub oauth_client_secret: Option<Secret>,
+    /// Accept an authorization server that omits `code_challenge_methods_supported`.
+    pub oauth_lenient_pkce: Option<bool>,
 }
 
 /// Input of [`update`]: every field optional.
@@ -159,6 +162,8 @@ pub struct ServerChanges {
     pub oauth_client_id: Patch<String>,
     /// Pre-registered OAuth client secret.
     pub oauth_client_secret: Patch<Secret>,
+    /// Accept an authorization server that omits `code_challenge_methods_supported`.
+    pub oauth_lenient_pkce: Patch<bool>,
 }
 
 /// Result of [`create`].
@@ -244,6 +249,18 @@ pub async fn page(
     Ok(Page { items, has_next })
 }
 
+/// Probe a URL without saving anything (editor role in the workspace).
+pub async fn probe(
+    app: &App,
+    principal: &Principal,
+    workspace_id: Uuid,
+    url: &str,
+) -> Result<probe::ProbeResult> {
+    principal.require(workspace_id, Role::Editor)?;
+    let target = validate_url(app, "url", url).await?;
+    Ok(probe::probe(&app.http, &target.parsed).await)
+}
+
 /// Which related rows a page of servers needs (the API asks only for what the query selects).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Wanted {
@@ -277,7 +294,7 @@ pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut conn = app.db.conn().await?;
     if wanted.grants || wanted.users {
-        let grants = db::servers::grants_by_server_ids(&mut conn, &ids).await?;
+        let grants = db::oauth::grants_by_server_ids(&mut conn, &ids).await?;
         related.grants = Some(grants.into_iter().map(|g| (g.server_id.0, g)).collect());
     }
     if wanted.tools {
@@ -334,13 +351,14 @@ pub async fn create(
     let client_id = validate_client_id(input.oauth_client_id.as_deref())?;
     let client_secret = validate_client_secret(input.oauth_client_secret)?;
 
-    // An explicit auth type always wins. Without one, a pre-registered client id means OAuth
-    // and static headers mean header auth; otherwise header auth is the conservative default.
-    let auth_type = input.auth_type.unwrap_or(if client_id.is_some() {
-        AuthType::Oauth
-    } else {
-        AuthType::Headers
-    });
+    // An explicit auth type always wins. Without one, a pre-registered client id means OAuth,
+    // static headers mean header auth, and otherwise the server is asked (one probe).
+    let auth_type = match input.auth_type {
+        Some(auth_type) => auth_type,
+        None if client_id.is_some() => AuthType::Oauth,
+        None if !headers.is_empty() => AuthType::Headers,
+        None => probe::probe(&app.http, &target.parsed).await.auth_type,
+    };
 
     let id = Uuid::now_v7();
     let row_id = id.to_string();
@@ -351,8 +369,8 @@ pub async fn create(
         created_by: Some(DbUuid(principal.user_id)),
         name,
         description,
-        url: target.url,
-        normalized_url: target.normalized,
+        url: target.url.clone(),
+        normalized_url: target.normalized.clone(),
         transport: input
             .transport
             .unwrap_or(Transport::StreamableHttp)
@@ -379,6 +397,7 @@ pub async fn create(
         tools_refreshed_at: None,
         created_at: DbTime(now),
         updated_at: DbTime(now),
+        oauth_lenient_pkce: input.oauth_lenient_pkce.unwrap_or(false),
     };
     Status::initial(auth_type == AuthType::Oauth, "created").apply_to(&mut row);
 
@@ -537,6 +556,14 @@ pub async fn update(
             new_secret.map(|s| app.keys.seal_str(s.expose(), secret_ctx));
         fields.push("oauthClientSecret");
     }
+    match changes.oauth_lenient_pkce {
+        Patch::Unchanged => {}
+        Patch::Clear => return Err(bad_input("oauthLenientPkce", "cannot be null")),
+        Patch::Set(lenient) => {
+            next.oauth_lenient_pkce = lenient;
+            fields.push("oauthLenientPkce");
+        }
+    }
     match changes.auth_type {
         Patch::Unchanged => {
             // A client id given on a non-OAuth server without an explicit auth type means the
@@ -571,6 +598,11 @@ pub async fn update(
     let previous = Status::of(&current);
     next.updated_at = DbTime(db::now());
     let mut conn = app.db.conn().await?;
+    if reason.is_some() {
+        // Revoke upstream before the grant row goes (the server is known to be the caller's).
+        revoke_upstream(app, &mut conn, &current).await?;
+        app.oauth.forget_discovery(id);
+    }
     transaction!(conn, {
         if next.normalized_url != current.normalized_url {
             ensure_url_free(&mut conn, workspace_id, &next.normalized_url, Some(id)).await?;
@@ -630,6 +662,15 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> 
     Ok(id)
 }
 
+/// Revoke a server's grant at its authorization server (best effort). Call only after the
+/// server was found inside the caller's workspace.
+async fn revoke_upstream(app: &App, conn: &mut DbConn, server: &McpServerRow) -> Result<()> {
+    if let Some(grant) = db::oauth::find_grant(conn, server.id.0).await? {
+        revoke::revoke_grant(app, server, &grant).await;
+    }
+    Ok(())
+}
+
 /// The one place a server's authorization is invalidated: its OAuth grant is removed and its
 /// status reset to what a never-contacted server of its auth type has. Runs inside the
 /// caller's transaction; the caller saves `row`.
@@ -638,7 +679,7 @@ pub async fn invalidate_authorization(
     row: &mut McpServerRow,
     reason: &str,
 ) -> Result<()> {
-    db::servers::delete_grant(conn, row.id.0).await?;
+    db::oauth::delete_grant(conn, row.id.0).await?;
     Status::initial(AuthType::parse(&row.auth_type) == AuthType::Oauth, reason).apply_to(row);
     row.last_connected_at = None;
     row.last_error = None;
@@ -740,6 +781,8 @@ pub struct ServerUrl {
     pub url: String,
     /// The form compared for uniqueness.
     pub normalized: String,
+    /// Parsed.
+    pub parsed: Url,
 }
 
 /// Validate a server URL and check it against the outbound rules (resolving the host).
@@ -752,6 +795,7 @@ pub async fn validate_url(app: &App, field: &str, raw: &str) -> Result<ServerUrl
     Ok(ServerUrl {
         url,
         normalized: normalize_url(&parsed),
+        parsed,
     })
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::db::models::McpServerRow;
+use crate::db::{self, DbConn, DbError, DbTime};
 
 /// Whether Switchboard can currently talk to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -193,4 +194,46 @@ pub fn change_event(previous: Option<&Status>, row: &McpServerRow) -> Option<Sta
         current,
         at: row.updated_at.0,
     })
+}
+
+/// Change a server's stored status with `change` and return the event to publish after the
+/// caller's transaction commits (`None` when nothing visible changed or the server is gone).
+pub async fn record(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    change: impl FnOnce(&mut McpServerRow),
+) -> Result<Option<StatusEvent>, DbError> {
+    let Some(mut row) = db::servers::find(conn, server_id).await? else {
+        return Ok(None);
+    };
+    let previous = Status::of(&row);
+    let before = row.clone();
+    change(&mut row);
+    if row == before {
+        return Ok(None);
+    }
+    row.updated_at = DbTime(db::now());
+    db::servers::save(conn, &row).await?;
+    Ok(change_event(Some(&previous), &row))
+}
+
+/// A grant is usable: authorized (the reason changes only when the status does).
+pub fn mark_authorized(row: &mut McpServerRow, reason: &str) {
+    if row.auth_status != AuthStatus::Authorized.as_str() {
+        row.auth_status = AuthStatus::Authorized.as_str().to_owned();
+        row.status_reason = Some(reason.to_owned());
+    }
+}
+
+/// The grant is gone or rejected: someone must authorize again.
+pub fn mark_needs_authorization(row: &mut McpServerRow, reason: &str) {
+    row.auth_status = AuthStatus::AuthorizationRequired.as_str().to_owned();
+    row.connection_status = ConnectionStatus::Disconnected.as_str().to_owned();
+    row.status_reason = Some(reason.to_owned());
+}
+
+/// A refresh failed for a transient reason; the tokens are kept.
+pub fn mark_refresh_failed(row: &mut McpServerRow) {
+    row.auth_status = AuthStatus::RefreshFailed.as_str().to_owned();
+    row.status_reason = Some("refresh_failed".to_owned());
 }

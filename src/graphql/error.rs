@@ -7,7 +7,9 @@
 use async_graphql::{Context, ErrorExtensions, ID};
 use uuid::Uuid;
 
+use crate::domain::oauth::OauthError;
 use crate::domain::{Error, access::Principal};
+use crate::net::NetError;
 
 /// Map a domain error to a GraphQL error.
 pub fn api_error(error: Error) -> async_graphql::Error {
@@ -47,6 +49,37 @@ pub fn api_error(error: Error) -> async_graphql::Error {
             tracing::error!(%error, "secret could not be sealed or opened");
             internal()
         }
+        Error::ReauthRequired { server_id } => reauth(server_id),
+        Error::Oauth(error) => oauth_error(error),
+    }
+}
+
+fn reauth(server_id: Uuid) -> async_graphql::Error {
+    async_graphql::Error::new(
+        "the server's authorization must be renewed: start the OAuth flow again",
+    )
+    .extend_with(|_, e| {
+        e.set("code", "REAUTH_REQUIRED");
+        e.set("serverId", server_id.to_string());
+    })
+}
+
+fn oauth_error(error: OauthError) -> async_graphql::Error {
+    match error {
+        OauthError::Storage(error) => {
+            tracing::error!(%error, "storage failure during OAuth");
+            internal()
+        }
+        OauthError::Net(NetError::Timeout) => coded(
+            "the authorization server did not answer in time",
+            "UPSTREAM_TIMEOUT",
+        ),
+        OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized => coded(
+            "authorization is required: start the OAuth flow again",
+            "REAUTH_REQUIRED",
+        ),
+        // These messages describe the upstream's behaviour and never carry secrets.
+        other => coded(other.to_string(), "UPSTREAM_ERROR"),
     }
 }
 

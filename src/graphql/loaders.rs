@@ -67,7 +67,7 @@ impl Loader<Uuid> for GrantLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OauthGrantRow>, LoadError> {
         let mut conn = self.0.db.conn().await?;
-        let rows = db::servers::grants_by_server_ids(&mut conn, keys).await?;
+        let rows = db::oauth::grants_by_server_ids(&mut conn, keys).await?;
         Ok(rows.into_iter().map(|r| (r.server_id.0, r)).collect())
     }
 }

@@ -1,6 +1,6 @@
 //! Mutation root and its inputs.
 
-use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, SimpleObject};
 
 use super::error::{ApiResult, parse_id, principal};
 use super::types::{
@@ -9,6 +9,7 @@ use super::types::{
 use crate::app::AppHandle;
 use crate::crypto::Secret;
 use crate::domain::access::Role;
+use crate::domain::oauth::flow;
 use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
 use crate::domain::workspaces;
 
@@ -48,6 +49,9 @@ pub struct CreateMcpServerInput {
     pub oauth_client_id: Option<String>,
     /// Pre-registered OAuth client secret (`""` means none).
     pub oauth_client_secret: Option<String>,
+    /// Accept an authorization server that omits `code_challenge_methods_supported` (some
+    /// large providers do, while supporting PKCE S256). Default false.
+    pub oauth_lenient_pkce: Option<bool>,
 }
 
 /// Input of `updateMcpServer`: an absent field is unchanged; `null` (or `""`) clears.
@@ -75,6 +79,8 @@ pub struct UpdateMcpServerInput {
     pub oauth_client_id: MaybeUndefined<String>,
     /// Pre-registered OAuth client secret.
     pub oauth_client_secret: MaybeUndefined<String>,
+    /// Accept an authorization server that omits `code_challenge_methods_supported`.
+    pub oauth_lenient_pkce: MaybeUndefined<bool>,
 }
 
 /// Result of `createMcpServer`.
@@ -84,6 +90,50 @@ pub struct CreateMcpServerPayload {
     pub server: McpServer,
     /// The auth type that was given or detected.
     pub auth_type: McpAuthType,
+}
+
+/// Whether `startMcpOauth` needs the browser.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpOauthStartStatus {
+    /// Open `authorizationUrl`.
+    Redirect,
+    /// The stored grant still works; nothing to do.
+    AlreadyAuthorized,
+}
+
+/// Result of `startMcpOauth`.
+#[derive(SimpleObject)]
+pub struct StartMcpOauthPayload {
+    /// What to do next.
+    pub status: McpOauthStartStatus,
+    /// The URL to open in a popup (Switchboard's own begin link), for `REDIRECT`.
+    pub authorization_url: Option<String>,
+    /// When the flow expires, for `REDIRECT`.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A failed completion: the reason code of the callback page, as a GraphQL error.
+fn flow_failure(failure: flow::FlowFailure) -> async_graphql::Error {
+    use async_graphql::ErrorExtensions;
+    let code = match failure.reason {
+        "invalid_state" | "missing_params" => "BAD_USER_INPUT",
+        "binding_mismatch" => "FORBIDDEN",
+        "server_gone" => "NOT_FOUND",
+        "insecure_url" => "UNSAFE_URL",
+        "unknown" => "INTERNAL",
+        _ => "UPSTREAM_ERROR",
+    };
+    async_graphql::Error::new(format!(
+        "the authorization could not be completed: {}",
+        failure.reason
+    ))
+    .extend_with(|_, e| {
+        e.set("code", code);
+        e.set("reason", failure.reason);
+        if let Some(id) = failure.server_id {
+            e.set("serverId", id.to_string());
+        }
+    })
 }
 
 /// Result of `createApiToken`.
@@ -215,6 +265,7 @@ impl MutationRoot {
                 headers: input.headers.map(headers),
                 oauth_client_id: input.oauth_client_id,
                 oauth_client_secret: input.oauth_client_secret.map(Secret::new),
+                oauth_lenient_pkce: input.oauth_lenient_pkce,
             },
         )
         .await
@@ -253,8 +304,77 @@ impl MutationRoot {
                 Patch::Set(secret) if secret.is_empty() => Patch::Clear,
                 other => other.map(Secret::new),
             },
+            oauth_lenient_pkce: patch(input.oauth_lenient_pkce),
         };
         servers::update(app, principal, id, changes)
+            .await
+            .api()
+            .map(McpServer::single)
+    }
+
+    /// Start the OAuth flow for a server (editor). Open `authorizationUrl` in a popup; the
+    /// callback page reports back with `postMessage` and the status subscription.
+    async fn start_mcp_oauth(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+    ) -> async_graphql::Result<StartMcpOauthPayload> {
+        let principal = principal(ctx)?;
+        let server_id = parse_id("serverId", &server_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        Ok(
+            match flow::start(app, principal, server_id, None).await.api()? {
+                flow::Started::Redirect {
+                    authorization_url,
+                    expires_at,
+                    ..
+                } => StartMcpOauthPayload {
+                    status: McpOauthStartStatus::Redirect,
+                    authorization_url: Some(authorization_url),
+                    expires_at: Some(expires_at),
+                },
+                flow::Started::AlreadyAuthorized => StartMcpOauthPayload {
+                    status: McpOauthStartStatus::AlreadyAuthorized,
+                    authorization_url: None,
+                    expires_at: None,
+                },
+            },
+        )
+    }
+
+    /// Complete a flow from an app that hosts its own callback page. Only the user who
+    /// started the flow can complete it.
+    async fn complete_mcp_oauth(
+        &self,
+        ctx: &Context<'_>,
+        state: String,
+        code: String,
+        iss: Option<String>,
+    ) -> async_graphql::Result<McpServer> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let params = flow::CallbackParams {
+            code: Some(code),
+            state: Some(state),
+            iss,
+            error: None,
+        };
+        match flow::complete(app, params, flow::Binding::User(principal.user_id)).await {
+            Ok(row) => Ok(McpServer::single(row)),
+            Err(failure) => Err(flow_failure(failure)),
+        }
+    }
+
+    /// Revoke and remove a server's OAuth grant (editor).
+    async fn disconnect_mcp_oauth(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+    ) -> async_graphql::Result<McpServer> {
+        let principal = principal(ctx)?;
+        let server_id = parse_id("serverId", &server_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        flow::disconnect(app, principal, server_id)
             .await
             .api()
             .map(McpServer::single)

@@ -3,7 +3,7 @@
 use async_graphql::{Context, ID, Object};
 
 use super::error::{ApiResult, parse_id, principal};
-use super::types::{ApiToken, McpServer, User, Workspace};
+use super::types::{ApiToken, McpProbeResult, McpServer, User, Workspace};
 use crate::app::AppHandle;
 use crate::domain::{servers, workspaces};
 
@@ -58,6 +58,25 @@ impl QueryRoot {
             .await
             .api()?
             .map(McpServer::single))
+    }
+
+    /// How a server at `url` wants to be authenticated, without saving anything (editor).
+    async fn probe_mcp_server(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        url: String,
+    ) -> async_graphql::Result<McpProbeResult> {
+        let principal = principal(ctx)?;
+        let workspace_id = parse_id("workspaceId", &workspace_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let result = servers::probe(app, principal, workspace_id, &url)
+            .await
+            .api()?;
+        Ok(McpProbeResult {
+            auth_type: result.auth_type.into(),
+            reason: result.reason,
+        })
     }
 
     /// The caller's API tokens, newest first.

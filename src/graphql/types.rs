@@ -349,6 +349,11 @@ impl McpServer {
     async fn oauth_client_id(&self) -> Option<&str> {
         self.row.oauth_client_id.as_deref()
     }
+    /// Whether an authorization server that omits `code_challenge_methods_supported` is
+    /// accepted for this server.
+    async fn oauth_lenient_pkce(&self) -> bool {
+        self.row.oauth_lenient_pkce
+    }
     async fn has_oauth_client_secret(&self) -> bool {
         self.row.oauth_client_secret_sealed.is_some()
     }
@@ -620,4 +625,13 @@ impl From<status::Status> for McpServerStatus {
             reason: value.reason,
         }
     }
+}
+
+/// What a probe found.
+#[derive(SimpleObject)]
+pub struct McpProbeResult {
+    /// The auth type the server asks for.
+    pub auth_type: McpAuthType,
+    /// Why, e.g. `oauth_challenge`, `bearer_challenge`, `no_auth_required`, `unreachable`.
+    pub reason: String,
 }

@@ -5,6 +5,7 @@
 //! logs carry the method, path and status only, never a query string or a header.
 
 mod health;
+pub mod oauth_pages;
 
 use std::future::Future;
 use std::time::Duration;
@@ -53,11 +54,23 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/oauth/begin/{flow}", get(oauth_pages::begin))
+        .route("/oauth/callback", get(oauth_pages::callback))
+        .route(
+            "/oauth/client-metadata.json",
+            get(oauth_pages::client_metadata),
+        )
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                tracing::info_span!("http", method = %request.method(), path = %request.uri().path())
+                // The route template, not the path: begin links carry a flow id.
+                let route = request
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map_or("unmatched", |p| p.as_str())
+                    .to_owned();
+                tracing::info_span!("http", method = %request.method(), route = %route)
             }),
         );
     if !origins.is_empty() {

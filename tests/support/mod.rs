@@ -92,6 +92,7 @@ pub fn test_config(database: DatabaseTarget, options: &Options) -> Config {
         bind: "127.0.0.1:0".parse().expect("address"),
         public_url: url::Url::parse("http://127.0.0.1").expect("url"),
         app_origins: options.app_origins.clone(),
+        client_metadata_url: None,
         encryption_keys: None,
         key_file: None,
         allow_private_networks: options.allow_private_networks,

@@ -1,0 +1,377 @@
+//! Client registration, in the specification's priority: the server's pre-registered client,
+//! else a Client ID Metadata Document, else Dynamic Client Registration (RFC 7591).
+//!
+//! Registrations are bound to the authorization server that issued them: the stored
+//! registration carries its issuer and redirect URI, and a different issuer or redirect URI
+//! means a fresh registration. Client secrets are sealed and never logged.
+
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use url::Url;
+
+use super::discovery::Discovery;
+use super::{OauthError, RegistrationKind};
+use crate::app::App;
+use crate::crypto::{SealContext, Secret};
+use crate::db::models::{McpServerRow, OauthGrantRow};
+use crate::domain::servers;
+use crate::net;
+
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(10);
+const GRANT_TABLE: &str = "mcp_server_oauth";
+const CLIENT_COLUMN: &str = "client_information_sealed";
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic with id and secret.
+    Basic,
+    /// Id and secret in the form body.
+    Post,
+    /// Public client: the id in the body, no secret.
+    None,
+}
+
+impl AuthMethod {
+    fn parse(text: &str) -> Option<AuthMethod> {
+        match text {
+            "client_secret_basic" => Some(AuthMethod::Basic),
+            "client_secret_post" => Some(AuthMethod::Post),
+            "none" => Some(AuthMethod::None),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "client_secret_basic",
+            AuthMethod::Post => "client_secret_post",
+            AuthMethod::None => "none",
+        }
+    }
+}
+
+/// A client ready to talk to the token endpoint.
+#[derive(Clone, Debug)]
+pub struct Client {
+    /// How it was registered.
+    pub kind: RegistrationKind,
+    /// Client id.
+    pub client_id: String,
+    /// Client secret, for confidential clients.
+    pub client_secret: Option<Secret>,
+    /// How it authenticates at the token endpoint.
+    pub auth_method: AuthMethod,
+}
+
+/// What is stored (sealed) about a registration.
+#[derive(Clone, Serialize, Deserialize)]
+struct StoredClient {
+    kind: RegistrationKind,
+    issuer: String,
+    redirect_uri: String,
+    client_id: String,
+    client_secret: Option<String>,
+    token_endpoint_auth_method: Option<String>,
+}
+
+/// The client to use for a new flow, and the sealed registration to store with the grant
+/// (for every kind but pre-registered, whose secret stays on the server row).
+pub async fn client_for_flow(
+    app: &App,
+    server: &McpServerRow,
+    grant: Option<&OauthGrantRow>,
+    discovery: &Discovery,
+    redirect_uri: &str,
+    scope: Option<&str>,
+) -> Result<(Client, Option<String>), OauthError> {
+    let supported = discovery.server.token_endpoint_auth_methods.as_deref();
+    if let Some(client) = pre_registered(app, server, supported)? {
+        return Ok((client, None));
+    }
+    if discovery.client_id_metadata_document_supported
+        && let Some(document) = metadata_document_url(app)
+    {
+        let stored = StoredClient {
+            kind: RegistrationKind::MetadataDocument,
+            issuer: discovery.server.issuer.clone(),
+            redirect_uri: redirect_uri.to_owned(),
+            client_id: document.to_string(),
+            client_secret: None,
+            token_endpoint_auth_method: Some("none".into()),
+        };
+        let sealed = seal(app, server, &stored)?;
+        return Ok((
+            Client {
+                kind: RegistrationKind::MetadataDocument,
+                client_id: stored.client_id,
+                client_secret: None,
+                auth_method: AuthMethod::None,
+            },
+            Some(sealed),
+        ));
+    }
+    // Reuse a dynamic registration made with this issuer for this redirect URI.
+    if let Some(grant) = grant
+        && let Some(stored) = open_stored(app, grant)
+        && stored.kind == RegistrationKind::Dynamic
+        && stored.issuer == discovery.server.issuer
+        && stored.redirect_uri == redirect_uri
+    {
+        let sealed = grant.client_information_sealed.clone();
+        return Ok((dynamic_client(&stored, supported), sealed));
+    }
+    let Some(endpoint) = &discovery.registration_endpoint else {
+        return Err(OauthError::NoRegistration);
+    };
+    let stored = register(
+        app,
+        endpoint,
+        &discovery.server.issuer,
+        redirect_uri,
+        scope,
+        supported,
+    )
+    .await?;
+    let sealed = seal(app, server, &stored)?;
+    Ok((dynamic_client(&stored, supported), Some(sealed)))
+}
+
+/// The client of an existing grant (for refresh and revocation).
+pub fn client_of_grant(
+    app: &App,
+    server: &McpServerRow,
+    grant: &OauthGrantRow,
+    supported: Option<&[String]>,
+) -> Result<Client, OauthError> {
+    match grant.registration_kind.as_deref() {
+        Some("pre_registered") => {
+            pre_registered(app, server, supported)?.ok_or(OauthError::InvalidClient)
+        }
+        Some("metadata_document" | "dynamic") => {
+            let stored = open_stored(app, grant).ok_or(OauthError::InvalidClient)?;
+            Ok(dynamic_client(&stored, supported))
+        }
+        _ => Err(OauthError::NotAuthorized),
+    }
+}
+
+/// The URL of Switchboard's own Client ID Metadata Document, when it can serve one: the
+/// configured URL, else `{public_url}/oauth/client-metadata.json` when the public URL is https.
+pub fn metadata_document_url(app: &App) -> Option<Url> {
+    if let Some(url) = &app.config.client_metadata_url {
+        return Some(url.clone());
+    }
+    app.config
+        .public_url_is_https()
+        .then(|| app.config.public_endpoint("/oauth/client-metadata.json"))
+}
+
+fn pre_registered(
+    app: &App,
+    server: &McpServerRow,
+    supported: Option<&[String]>,
+) -> Result<Option<Client>, OauthError> {
+    let Some(client_id) = &server.oauth_client_id else {
+        return Ok(None);
+    };
+    let client_secret = match &server.oauth_client_secret_sealed {
+        None => None,
+        Some(sealed) => {
+            let row_id = server.id.0.to_string();
+            let ctx = SealContext::new(servers::TABLE, servers::SECRET_COLUMN, &row_id);
+            Some(
+                app.keys
+                    .open_str(sealed, ctx)
+                    .map_err(|_| OauthError::UnreadableClientSecret)?,
+            )
+        }
+    };
+    let auth_method = choose_auth_method(client_secret.is_some(), None, supported);
+    Ok(Some(Client {
+        kind: RegistrationKind::PreRegistered,
+        client_id: client_id.clone(),
+        client_secret,
+        auth_method,
+    }))
+}
+
+fn dynamic_client(stored: &StoredClient, supported: Option<&[String]>) -> Client {
+    Client {
+        kind: stored.kind,
+        client_id: stored.client_id.clone(),
+        client_secret: stored.client_secret.clone().map(Secret::new),
+        auth_method: choose_auth_method(
+            stored.client_secret.is_some(),
+            stored.token_endpoint_auth_method.as_deref(),
+            supported,
+        ),
+    }
+}
+
+/// The token endpoint authentication: the registered method when the server accepts it,
+/// else Basic, then Post, for a client with a secret; `none` without one.
+pub fn choose_auth_method(
+    has_secret: bool,
+    registered: Option<&str>,
+    supported: Option<&[String]>,
+) -> AuthMethod {
+    if !has_secret {
+        return AuthMethod::None;
+    }
+    let accepts =
+        |method: AuthMethod| supported.is_none_or(|list| list.iter().any(|m| m == method.as_str()));
+    if let Some(method) = registered.and_then(AuthMethod::parse)
+        && method != AuthMethod::None
+        && accepts(method)
+    {
+        return method;
+    }
+    if accepts(AuthMethod::Basic) {
+        AuthMethod::Basic
+    } else if accepts(AuthMethod::Post) {
+        AuthMethod::Post
+    } else {
+        AuthMethod::Basic
+    }
+}
+
+async fn register(
+    app: &App,
+    endpoint: &Url,
+    issuer: &str,
+    redirect_uri: &str,
+    scope: Option<&str>,
+    supported: Option<&[String]>,
+) -> Result<StoredClient, OauthError> {
+    // Ask for a confidential client when the server accepts one: Switchboard keeps secrets
+    // sealed server-side.
+    let method = match supported {
+        None => AuthMethod::Basic,
+        Some(list) if list.iter().any(|m| m == "client_secret_basic") => AuthMethod::Basic,
+        Some(list) if list.iter().any(|m| m == "client_secret_post") => AuthMethod::Post,
+        Some(_) => AuthMethod::None,
+    };
+    let loopback_redirect = Url::parse(redirect_uri).is_ok_and(|u| net::is_loopback_host(&u));
+    let mut body = json!({
+        "client_name": "Switchboard",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": method.as_str(),
+        "application_type": if loopback_redirect { "native" } else { "web" },
+    });
+    if let Some(scope) = scope {
+        body["scope"] = json!(scope);
+    }
+    let request = app
+        .http
+        .request(reqwest::Method::POST, endpoint.clone())
+        .timeout(REGISTRATION_TIMEOUT)
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json")
+        .body(body.to_string());
+    let response = app.http.send(request).await?;
+    let status = response.status();
+    let bytes = net::read_body_capped(response, net::OAUTH_JSON_LIMIT).await?;
+    #[derive(Deserialize)]
+    struct Registered {
+        client_id: Option<String>,
+        client_secret: Option<String>,
+        token_endpoint_auth_method: Option<String>,
+        error: Option<String>,
+    }
+    let registered: Option<Registered> = serde_json::from_slice(&bytes).ok();
+    if !status.is_success() {
+        let code = registered
+            .and_then(|r| r.error)
+            .unwrap_or_else(|| status.as_u16().to_string());
+        return Err(OauthError::Registration(format!(
+            "the registration endpoint answered {code}"
+        )));
+    }
+    let registered = registered
+        .ok_or_else(|| OauthError::Registration("the registration response is not JSON".into()))?;
+    let client_id = registered
+        .client_id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| {
+            OauthError::Registration("the registration response has no client_id".into())
+        })?;
+    Ok(StoredClient {
+        kind: RegistrationKind::Dynamic,
+        issuer: issuer.to_owned(),
+        redirect_uri: redirect_uri.to_owned(),
+        client_id,
+        client_secret: registered.client_secret.filter(|s| !s.is_empty()),
+        token_endpoint_auth_method: registered
+            .token_endpoint_auth_method
+            .or_else(|| Some(method.as_str().to_owned())),
+    })
+}
+
+fn seal(app: &App, server: &McpServerRow, stored: &StoredClient) -> Result<String, OauthError> {
+    let json =
+        serde_json::to_string(stored).map_err(|e| OauthError::Registration(e.to_string()))?;
+    let row_id = server.id.0.to_string();
+    Ok(app
+        .keys
+        .seal_str(&json, SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id)))
+}
+
+/// The stored registration of a grant; `None` when absent or unreadable (lost key), which
+/// leads to a fresh registration.
+fn open_stored(app: &App, grant: &OauthGrantRow) -> Option<StoredClient> {
+    let sealed = grant.client_information_sealed.as_deref()?;
+    let row_id = grant.server_id.0.to_string();
+    let json = app
+        .keys
+        .open_str(
+            sealed,
+            SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id),
+        )
+        .ok()?;
+    serde_json::from_str(json.expose()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_method_follows_registration_and_metadata() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            choose_auth_method(false, Some("client_secret_basic"), None),
+            AuthMethod::None
+        );
+        assert_eq!(choose_auth_method(true, None, None), AuthMethod::Basic);
+        assert_eq!(
+            choose_auth_method(true, Some("client_secret_post"), None),
+            AuthMethod::Post
+        );
+        assert_eq!(
+            choose_auth_method(
+                true,
+                Some("client_secret_post"),
+                Some(&list(&["client_secret_basic"]))
+            ),
+            AuthMethod::Basic
+        );
+        assert_eq!(
+            choose_auth_method(true, None, Some(&list(&["client_secret_post"]))),
+            AuthMethod::Post
+        );
+        assert_eq!(
+            choose_auth_method(
+                true,
+                Some("client_secret_basic"),
+                Some(&list(&["client_secret_basic", "client_secret_post"]))
+            ),
+            AuthMethod::Basic
+        );
+    }
+}

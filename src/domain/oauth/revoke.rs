@@ -1,0 +1,72 @@
+//! Revocation (RFC 7009): best effort, refresh token first, then the access token, within
+//! five seconds. Callers revoke only after the server was found inside the caller's
+//! workspace; the revocation endpoint passes the same outbound checks as everything else.
+
+use std::time::Duration;
+
+use super::AuthorizationServer;
+use super::registration::client_of_grant;
+use super::tokens::{open_tokens, post_form};
+use crate::app::App;
+use crate::db::models::{McpServerRow, OauthGrantRow};
+
+/// The whole revocation may take this long.
+pub const REVOCATION_BUDGET: Duration = Duration::from_secs(5);
+
+/// Revoke a grant's tokens at its authorization server, if it offers revocation. Failures are
+/// logged and otherwise ignored: the grant is removed locally either way.
+pub async fn revoke_grant(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
+    if tokio::time::timeout(REVOCATION_BUDGET, revoke_inner(app, server, grant))
+        .await
+        .is_err()
+    {
+        tracing::warn!(mcp_server.id = %server.id.0, "token revocation timed out");
+    }
+}
+
+async fn revoke_inner(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
+    let Some(tokens) = open_tokens(app, grant) else {
+        return;
+    };
+    let Some(authorization_server) = grant
+        .authorization_server
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<AuthorizationServer>(json).ok())
+    else {
+        return;
+    };
+    let Some(endpoint) = authorization_server
+        .revocation_endpoint
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    else {
+        return;
+    };
+    let Ok(client) = client_of_grant(
+        app,
+        server,
+        grant,
+        authorization_server.token_endpoint_auth_methods.as_deref(),
+    ) else {
+        return;
+    };
+    let candidates = [
+        (tokens.refresh_token, "refresh_token"),
+        (Some(tokens.access_token), "access_token"),
+    ];
+    for (token, hint) in candidates {
+        let Some(token) = token else { continue };
+        let form = vec![("token", token), ("token_type_hint", hint.to_owned())];
+        match post_form(app, endpoint.as_str(), &client, form, REVOCATION_BUDGET).await {
+            Ok(response) if response.status().is_success() => {
+                tracing::info!(mcp_server.id = %server.id.0, token_type = hint, "token revoked");
+            }
+            Ok(response) => {
+                tracing::warn!(mcp_server.id = %server.id.0, status = response.status().as_u16(), token_type = hint, "revocation refused");
+            }
+            Err(error) => {
+                tracing::warn!(mcp_server.id = %server.id.0, %error, token_type = hint, "revocation failed")
+            }
+        }
+    }
+}
