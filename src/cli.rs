@@ -36,6 +36,22 @@ enum Command {
     /// Administrative tasks that work without the API.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Connect to one MCP server headlessly: detect its auth, run OAuth against an
+    /// authorization server that redirects straight back, initialize, list the tools and call
+    /// each with empty arguments, printing every step. Uses a throwaway database.
+    Connect {
+        /// The MCP server URL.
+        url: String,
+        /// Pre-registered OAuth client id.
+        #[arg(long, env = "SWITCHBOARD_CONNECT_CLIENT_ID")]
+        client_id: Option<String>,
+        /// Pre-registered OAuth client secret.
+        #[arg(long, env = "SWITCHBOARD_CONNECT_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+        /// Allow loopback and private addresses (same as --allow-private-networks).
+        #[arg(long)]
+        allow_loopback: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +163,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(admin) => run_admin(admin, config).await,
+        Command::Connect { url, client_id, client_secret, allow_loopback } => {
+            let options = crate::headless::ConnectOptions {
+                url,
+                client_id: client_id.filter(|id| !id.is_empty()),
+                client_secret: client_secret.filter(|s| !s.is_empty()).map(crypto::Secret::new),
+                client_metadata_url: config.client_metadata_url.clone(),
+                allow_loopback: allow_loopback || config.allow_private_networks,
+            };
+            let mut out = std::io::stdout();
+            crate::headless::connect(options, &mut out).await
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod graphql;
+pub mod headless;
 pub mod http;
 pub mod net;
 pub mod telemetry;

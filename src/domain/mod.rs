@@ -61,6 +61,20 @@ pub enum Error {
     /// An OAuth step with an upstream server failed.
     #[error(transparent)]
     Oauth(oauth::OauthError),
+    /// The server needs more scopes than were granted; a user must consent again.
+    #[error("more scopes are needed")]
+    InsufficientScope {
+        /// The server.
+        server_id: Uuid,
+        /// The scopes the server asked for.
+        scope: Option<String>,
+    },
+    /// An upstream server failed; the message is safe to show.
+    #[error("{0}")]
+    Upstream(String),
+    /// An upstream server did not answer in time.
+    #[error("the upstream server did not answer in time")]
+    UpstreamTimeout,
     /// The server's authorization must be renewed by a user before it can be used.
     #[error("authorization required")]
     ReauthRequired {

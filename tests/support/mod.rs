@@ -49,6 +49,7 @@ pub struct Options {
     pub max_body_bytes: usize,
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
+    pub client_metadata_url: Option<String>,
 }
 
 impl Default for Options {
@@ -59,6 +60,7 @@ impl Default for Options {
             max_body_bytes: 1 << 20,
             max_query_depth: 12,
             max_query_complexity: 20_000,
+            client_metadata_url: None,
         }
     }
 }
@@ -85,14 +87,19 @@ pub async fn test_database(dir: &std::path::Path) -> DatabaseTarget {
     }
 }
 
-/// A configuration for tests.
+/// A configuration for tests, for a server reachable at `addr`.
 pub fn test_config(database: DatabaseTarget, options: &Options) -> Config {
+    test_config_at(database, options, "127.0.0.1:0".parse().expect("address"))
+}
+
+/// A configuration for tests whose public URL is `http://{addr}`.
+pub fn test_config_at(database: DatabaseTarget, options: &Options, addr: SocketAddr) -> Config {
     Config {
         database,
-        bind: "127.0.0.1:0".parse().expect("address"),
-        public_url: url::Url::parse("http://127.0.0.1").expect("url"),
+        bind: addr,
+        public_url: url::Url::parse(&format!("http://{addr}")).expect("url"),
         app_origins: options.app_origins.clone(),
-        client_metadata_url: None,
+        client_metadata_url: options.client_metadata_url.as_deref().map(|u| url::Url::parse(u).expect("metadata URL")),
         encryption_keys: None,
         key_file: None,
         allow_private_networks: options.allow_private_networks,

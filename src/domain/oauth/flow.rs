@@ -27,6 +27,7 @@ use crate::crypto::{SealContext, Secret, constant_time_eq, pkce_s256, random_tok
 use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::access::{Principal, Role};
+use crate::domain::mcp::catalogue;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, AuthStatus};
 use crate::domain::{Error, Result, audit, bad_input};
@@ -568,7 +569,12 @@ pub async fn complete(
         app.events.publish(event);
     }
     tracing::info!(mcp_server.id = %server_id, "OAuth authorization completed");
-    Ok(server)
+    // List the tools with the new token; a failure is recorded in the status, the grant stays.
+    if let Err(error) = catalogue::refresh(app, &server).await {
+        tracing::warn!(mcp_server.id = %server_id, %error, "listing tools after authorization failed");
+    }
+    let mut conn = app.db.conn().await.map_err(unknown(Some(server_id)))?;
+    Ok(db::servers::find(&mut conn, server_id).await.ok().flatten().unwrap_or(server))
 }
 
 /// Store the tokens of a completed flow and mark the server authorized, in one transaction.

@@ -1,0 +1,206 @@
+//! Reaching a registered server with its current credentials, and keeping its tool
+//! catalogue: list every tool, store it, and record what the attempt says about the server's
+//! status.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::session::{self, McpError, McpSession, McpTarget, ToolInfo};
+use crate::app::App;
+use crate::db::models::{McpServerRow, ToolRow};
+use crate::db::{self, DbTime, DbUuid};
+use crate::domain::oauth::{OauthError, challenge, tokens};
+use crate::domain::servers::{self, AuthType, Transport};
+use crate::domain::status::{self, AuthStatus, ConnectionStatus};
+use crate::domain::{Error, Result};
+use crate::transaction;
+
+/// Open a session to a server with its static headers and, for OAuth servers, a usable access
+/// token (refreshed first when due). Returns the session and the grant generation of the
+/// token used.
+pub async fn connect(app: &App, server: &McpServerRow) -> Result<(McpSession, Option<i64>)> {
+    let (target, generation) = target(app, server).await?;
+    let session = session::open(&app.http, target).await.map_err(|e| mcp_error(server.id.0, e))?;
+    Ok((session, generation))
+}
+
+/// The target of a server with its current credentials.
+pub async fn target(app: &App, server: &McpServerRow) -> Result<(McpTarget, Option<i64>)> {
+    let url = url::Url::parse(&server.url).map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
+    // Headers that no longer open (lost key) are an internal failure, never sent half.
+    let headers = servers::open_headers(app, server)?;
+    let (bearer, generation) = if AuthType::parse(&server.auth_type) == AuthType::Oauth {
+        match tokens::access_token(app, server).await {
+            Ok(access) => (Some(access.token), Some(access.generation)),
+            Err(OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient) => {
+                return Err(Error::ReauthRequired { server_id: server.id.0 });
+            }
+            Err(other) => return Err(Error::Oauth(other)),
+        }
+    } else {
+        (None, None)
+    };
+    Ok((
+        McpTarget {
+            url,
+            transport: Transport::parse(&server.transport),
+            headers,
+            bearer,
+            timeout: Duration::from_millis(u64::try_from(server.timeout_ms).unwrap_or(30_000)),
+        },
+        generation,
+    ))
+}
+
+/// Reconnect, list every tool, store the catalogue and mark the server connected. Failures
+/// are recorded in the server's status and returned.
+pub async fn refresh(app: &App, server: &McpServerRow) -> Result<usize> {
+    let listed = async {
+        let (session, _) = connect(app, server).await?;
+        let tools = session.list_tools().await.map_err(|e| mcp_error(server.id.0, e));
+        session.close().await;
+        tools
+    }
+    .await;
+    match listed {
+        Ok(tools) => store(app, server.id.0, &tools).await.map(|()| tools.len()),
+        Err(error) => {
+            record_failure(app, server.id.0, &error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Store a listed catalogue and mark the server connected, in one transaction.
+async fn store(app: &App, server_id: Uuid, tools: &[ToolInfo]) -> Result<()> {
+    let now = DbTime(db::now());
+    let rows: Vec<ToolRow> = tools
+        .iter()
+        .map(|tool| ToolRow {
+            server_id: DbUuid(server_id),
+            name: tool.name.clone(),
+            title: tool.title.clone(),
+            description: tool.description.clone(),
+            input_schema: tool.input_schema.to_string(),
+            annotations: tool.annotations.as_ref().map(ToString::to_string),
+            updated_at: now,
+        })
+        .collect();
+    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    let mut conn = app.db.conn().await?;
+    let event = transaction!(conn, {
+        db::servers::replace_tools(&mut conn, server_id, &rows).await?;
+        let event = status::record(&mut conn, server_id, |row| {
+            row.connection_status = ConnectionStatus::Connected.as_str().to_owned();
+            if AuthType::parse(&row.auth_type) == AuthType::Oauth {
+                status::mark_authorized(row, "connected");
+            }
+            if row.status_reason.as_deref() != Some("authorized") {
+                row.status_reason = Some("connected".into());
+            }
+            row.last_error = None;
+            row.last_connected_at = Some(now);
+            row.consecutive_failures = 0;
+            row.tool_count = count;
+            row.tools_refreshed_at = Some(now);
+        })
+        .await?;
+        Ok::<_, Error>(event)
+    })?;
+    if let Some(event) = event {
+        app.events.publish(event);
+    }
+    Ok(())
+}
+
+/// Failures in a row before a server is marked `ERROR`.
+pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
+
+/// Record a failed contact: authorization problems set `AUTHORIZATION_REQUIRED` (never
+/// `ERROR`); other failures count, and the third in a row sets `ERROR`.
+pub async fn record_failure(app: &App, server_id: Uuid, error: &Error) {
+    let recorded = async {
+        let mut conn = app.db.conn().await?;
+        status::record(&mut conn, server_id, |row| match error {
+            Error::ReauthRequired { .. } => status::mark_needs_authorization(row, "authorization_required"),
+            Error::Oauth(OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized) => {
+                status::mark_needs_authorization(row, "authorization_required")
+            }
+            other => {
+                row.consecutive_failures += 1;
+                row.last_error = Some(safe_text(other));
+                row.status_reason = Some("unreachable".into());
+                row.connection_status = if row.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                    ConnectionStatus::Error
+                } else {
+                    ConnectionStatus::parse(&row.connection_status)
+                }
+                .as_str()
+                .to_owned();
+            }
+        })
+        .await
+    }
+    .await;
+    match recorded {
+        Ok(Some(event)) => app.events.publish(event),
+        Ok(None) => {}
+        Err(error) => tracing::error!(%error, mcp_server.id = %server_id, "cannot record a failed contact"),
+    }
+}
+
+/// A message about a failure that is safe to store and show.
+fn safe_text(error: &Error) -> String {
+    match error {
+        Error::Db(_) | Error::Crypto(_) => "internal error".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// Map a session error for a server: 401 means the grant must be renewed; 403
+/// `insufficient_scope` means more scopes are needed.
+pub fn mcp_error(server_id: Uuid, error: McpError) -> Error {
+    match error {
+        McpError::Unauthorized { .. } => Error::ReauthRequired { server_id },
+        McpError::Forbidden { www_authenticate } => {
+            let challenge = challenge::parse(www_authenticate.as_deref());
+            if challenge.as_ref().and_then(|c| c.error.as_deref()) == Some("insufficient_scope") {
+                Error::InsufficientScope { server_id, scope: challenge.and_then(|c| c.scope) }
+            } else {
+                Error::Upstream("the MCP server refused access".into())
+            }
+        }
+        McpError::Timeout => Error::UpstreamTimeout,
+        McpError::Net(net) => Error::Upstream(net.to_string()),
+        other => Error::Upstream(other.to_string()),
+    }
+}
+
+/// The server says a call needs more scopes: remember the union for the next flow and mark
+/// the server `INSUFFICIENT_SCOPE`.
+pub async fn note_insufficient_scope(app: &App, server_id: Uuid, scope: Option<&str>) -> Result<()> {
+    let mut conn = app.db.conn().await?;
+    let event = transaction!(conn, {
+        if let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? {
+            let union = crate::domain::oauth::scope_union([
+                crate::domain::oauth::scope_list(grant.requested_scopes.as_deref()).as_slice(),
+                crate::domain::oauth::scope_list(grant.granted_scopes.as_deref()).as_slice(),
+                crate::domain::oauth::scope_list(scope).as_slice(),
+            ]);
+            grant.requested_scopes = (!union.is_empty()).then(|| union.join(" "));
+            grant.updated_at = DbTime(db::now());
+            db::oauth::save_grant(&mut conn, &grant).await?;
+        }
+        let event = status::record(&mut conn, server_id, |row| {
+            row.auth_status = AuthStatus::InsufficientScope.as_str().to_owned();
+            row.status_reason = Some("insufficient_scope".into());
+        })
+        .await?;
+        Ok::<_, Error>(event)
+    })?;
+    if let Some(event) = event {
+        app.events.publish(event);
+    }
+    Ok(())
+}

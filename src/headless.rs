@@ -1,0 +1,226 @@
+//! `switchboard connect`: the headless client. It runs the whole product path against one MCP
+//! server without a browser — register the server in a throwaway embedded database, detect its
+//! auth, run the OAuth flow against an authorization server that redirects straight back
+//! (reading the code from the `Location` header), then initialize, list the tools and call
+//! each with empty arguments, printing every step. Operators use it to debug a server; the
+//! MCP conformance suite drives Switchboard's client through it.
+
+use std::io::Write;
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::Map;
+use url::Url;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::config::{Config, LogFormat};
+use crate::crypto::{KeyRing, Secret};
+use crate::db::DatabaseTarget;
+use crate::db::models::McpServerRow;
+use crate::domain::access::{Principal, Role};
+use crate::domain::mcp::catalogue;
+use crate::domain::oauth::challenge::Challenge;
+use crate::domain::oauth::flow::{self, Binding, CallbackParams, Started};
+use crate::domain::oauth::tokens;
+use crate::domain::servers::{self, AuthType, NewServer};
+use crate::domain::{self, Error, admin};
+use crate::net::{ClientOptions, GuardedClient, NetPolicy};
+
+/// Options of `switchboard connect`.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// The MCP server URL.
+    pub url: String,
+    /// Pre-registered client id.
+    pub client_id: Option<String>,
+    /// Pre-registered client secret.
+    pub client_secret: Option<Secret>,
+    /// Client ID Metadata Document URL to use as client id where accepted.
+    pub client_metadata_url: Option<Url>,
+    /// Allow loopback and private addresses (local servers, test suites).
+    pub allow_loopback: bool,
+}
+
+/// Authorization attempts per operation (the first plus step-ups) before giving up.
+const MAX_AUTHORIZATIONS_PER_OPERATION: usize = 3;
+
+/// Run the headless client, printing each step to `out`.
+pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let config = Config {
+        database: DatabaseTarget::Sqlite(dir.path().join("connect.db")),
+        bind: "127.0.0.1:0".parse()?,
+        public_url: Url::parse("http://localhost:3000")?,
+        app_origins: Vec::new(),
+        client_metadata_url: options.client_metadata_url.clone(),
+        encryption_keys: None,
+        key_file: None,
+        allow_private_networks: options.allow_loopback,
+        log_format: LogFormat::Text,
+        db_pool_size: 4,
+        max_body_bytes: 1 << 20,
+        max_query_depth: 12,
+        max_query_complexity: 20_000,
+    };
+    let app = App::build(config, KeyRing::generate()).await?;
+    app.db.migrate().await?;
+    let first = admin::bootstrap(&app).await.map_err(domain_error)?.ok_or_else(|| anyhow!("fresh database expected"))?;
+    let principal = Principal {
+        user_id: first.user.id.0,
+        token_id: first.token.row.id.0,
+        memberships: [(first.workspace.id.0, Role::Admin)].into(),
+    };
+    let created = servers::create(
+        &app,
+        &principal,
+        first.workspace.id.0,
+        NewServer {
+            name: "connect".into(),
+            url: options.url.clone(),
+            auth_type: options.client_id.as_ref().map(|_| AuthType::Oauth),
+            oauth_client_id: options.client_id.clone(),
+            oauth_client_secret: options.client_secret.clone(),
+            ..NewServer::default()
+        },
+    )
+    .await
+    .map_err(domain_error)?;
+    writeln!(out, "server: {} (auth: {})", created.server.url, created.auth_type.as_str())?;
+    let session = Session { app: &app, principal: &principal, server_id: created.server.id.0 };
+
+    // Initialize and list, authorizing when the server asks.
+    let tools = session
+        .with_authorization(out, |server| async move {
+            let (mcp, _) = catalogue::connect(session.app, &server).await?;
+            let tools = mcp.list_tools().await.map_err(|e| catalogue::mcp_error(server.id.0, e));
+            mcp.close().await;
+            tools
+        })
+        .await?;
+    writeln!(out, "initialized; {} tool(s): {}", tools.len(), tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))?;
+
+    for tool in &tools {
+        let name = tool.name.clone();
+        let outcome = session
+            .with_authorization(out, |server| {
+                let name = name.clone();
+                async move {
+                    let (mcp, _) = catalogue::connect(session.app, &server).await?;
+                    let outcome = mcp.call_tool(&name, Map::new()).await.map_err(|e| catalogue::mcp_error(server.id.0, e));
+                    mcp.close().await;
+                    outcome
+                }
+            })
+            .await?;
+        let text: Vec<String> = outcome.content.iter().map(ToString::to_string).collect();
+        writeln!(out, "called {name}: isError={} content={}", outcome.is_error, text.join(" "))?;
+    }
+    writeln!(out, "done")?;
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+struct Session<'a> {
+    app: &'a App,
+    principal: &'a Principal,
+    server_id: Uuid,
+}
+
+impl Session<'_> {
+    async fn server(&self) -> anyhow::Result<McpServerRow> {
+        let mut conn = self.app.db.conn().await?;
+        crate::db::servers::find(&mut conn, self.server_id).await?.ok_or_else(|| anyhow!("the server disappeared"))
+    }
+
+    /// Run one MCP operation; on a 401 refresh once, then authorize; on a 403
+    /// `insufficient_scope` authorize again with the union of scopes; at most
+    /// [`MAX_AUTHORIZATIONS_PER_OPERATION`] authorizations.
+    async fn with_authorization<T, F, Fut>(&self, out: &mut (dyn Write + Send), operation: F) -> anyhow::Result<T>
+    where
+        F: Fn(McpServerRow) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut authorizations = 0;
+        let mut refreshed = false;
+        loop {
+            let server = self.server().await?;
+            let challenge = match operation(server.clone()).await {
+                Ok(value) => return Ok(value),
+                Err(Error::ReauthRequired { .. }) => {
+                    // Try the refresh token once before asking for a new authorization.
+                    if !refreshed && tokens::refresh(self.app, &server, None).await.is_ok() {
+                        refreshed = true;
+                        writeln!(out, "token refreshed")?;
+                        continue;
+                    }
+                    self.challenge(&server).await
+                }
+                Err(Error::InsufficientScope { scope, .. }) => {
+                    writeln!(out, "server asks for more scopes: {}", scope.as_deref().unwrap_or("(unspecified)"))?;
+                    catalogue::note_insufficient_scope(self.app, self.server_id, scope.as_deref()).await.map_err(domain_error)?;
+                    Some(Challenge { scope, error: Some("insufficient_scope".into()), ..Challenge::default() })
+                }
+                Err(other) => return Err(domain_error(other)),
+            };
+            authorizations += 1;
+            if authorizations > MAX_AUTHORIZATIONS_PER_OPERATION {
+                bail!("still not authorized after {MAX_AUTHORIZATIONS_PER_OPERATION} authorizations; giving up");
+            }
+            if AuthType::parse(&server.auth_type) != AuthType::Oauth {
+                // Detected as something else, but the server wants OAuth: switch it.
+                servers::update(
+                    self.app,
+                    self.principal,
+                    self.server_id,
+                    servers::ServerChanges { auth_type: servers::Patch::Set(AuthType::Oauth), ..Default::default() },
+                )
+                .await
+                .map_err(domain_error)?;
+            }
+            self.authorize(out, challenge).await?;
+        }
+    }
+
+    /// The server's current challenge, from an unauthenticated request.
+    async fn challenge(&self, server: &McpServerRow) -> Option<Challenge> {
+        let url = Url::parse(&server.url).ok()?;
+        crate::domain::oauth::probe::probe(&self.app.http, &url).await.challenge.filter(|c| c.signals_oauth())
+    }
+
+    /// Run the flow headlessly: start, follow the authorization URL without a browser, and
+    /// complete with the code from the redirect.
+    async fn authorize(&self, out: &mut (dyn Write + Send), challenge: Option<Challenge>) -> anyhow::Result<()> {
+        let started = flow::start(self.app, self.principal, self.server_id, challenge).await.map_err(domain_error)?;
+        let Started::Redirect { upstream_url, .. } = started else {
+            writeln!(out, "already authorized")?;
+            return Ok(());
+        };
+        writeln!(out, "authorizing at {}", origin_and_path(&upstream_url))?;
+        // No redirects are followed: the authorization server's answer is read, not obeyed.
+        let http = GuardedClient::new(NetPolicy { allow_private_networks: self.app.config.allow_private_networks }, ClientOptions::default())?;
+        let response = http.get(upstream_url).await?;
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| anyhow!("the authorization endpoint answered {} without a redirect", response.status()))?;
+        let redirect = Url::parse(location).context("the authorization redirect is not a URL")?;
+        let value = |key: &str| redirect.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
+        let params = CallbackParams { code: value("code"), state: value("state"), iss: value("iss"), error: value("error") };
+        match flow::complete(self.app, params, Binding::User(self.principal.user_id)).await {
+            Ok(_) => {
+                writeln!(out, "authorized")?;
+                Ok(())
+            }
+            Err(failure) => bail!("authorization failed: {}", failure.reason),
+        }
+    }
+}
+
+fn origin_and_path(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
+}
+
+fn domain_error(error: domain::Error) -> anyhow::Error {
+    anyhow!("{error}")
+}
