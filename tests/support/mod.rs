@@ -14,6 +14,7 @@
     reason = "each test binary uses a different part of the support code"
 )]
 
+pub mod fake_as;
 pub mod fake_http;
 
 use std::net::SocketAddr;
