@@ -16,6 +16,7 @@
 
 pub mod fake_as;
 pub mod fake_http;
+pub mod fake_mcp;
 
 use std::net::SocketAddr;
 
