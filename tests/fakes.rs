@@ -1,0 +1,1195 @@
+//! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest,
+//! so the tests that rely on them can trust what they do.
+
+mod support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use serde_json::{Value, json};
+use support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure};
+use support::fake_http::{parse_form, pkce_challenge};
+use support::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
+
+const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+const VERIFIER: &str = "a-code-verifier-that-is-long-enough-for-rfc-7636-0123456789";
+
+/// A client that does not follow redirects, like a headless authorizer.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// POST a form; returns the status and the JSON body (`Null` if none).
+async fn post_form(url: &str, pairs: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+    let mut request = http()
+        .post(url)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(pairs));
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.expect("token request");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = http().get(url).send().await.expect("GET");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn register(auth: &FakeAuthServer, metadata: Value) -> (u16, Value) {
+    let response = http()
+        .post(format!("{}/register", auth.url()))
+        .json(&metadata)
+        .send()
+        .await
+        .expect("register");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// GET /authorize with a PKCE challenge for [`VERIFIER`]; returns the status and, for a
+/// redirect, the parameters of its `Location`.
+async fn authorize(
+    auth: &FakeAuthServer,
+    params: &[(&str, &str)],
+) -> (u16, BTreeMap<String, String>) {
+    let challenge = pkce_challenge(VERIFIER);
+    let mut query = vec![
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT_URI),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "state-1"),
+    ];
+    for (name, value) in params {
+        query.retain(|(existing, _)| existing != name);
+        query.push((*name, *value));
+    }
+    query.retain(|(_, value)| !value.is_empty());
+    let url = format!("{}/authorize?{}", auth.url(), form_body(&query));
+    let response = http().get(url).send().await.expect("authorize");
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get(LOCATION)
+        .map(|location| location.to_str().expect("ASCII").to_owned());
+    let params = location
+        .map(|location| {
+            let location = url::Url::parse(&location).expect("redirect URL");
+            assert!(location.as_str().starts_with(REDIRECT_URI), "{location}");
+            parse_form(location.query().unwrap_or_default().as_bytes())
+        })
+        .unwrap_or_default();
+    (status, params)
+}
+
+/// Authorize `client_id` and return the code.
+async fn code_for(auth: &FakeAuthServer, client_id: &str) -> String {
+    let (status, params) = authorize(auth, &[("client_id", client_id)]).await;
+    assert_eq!(status, 302);
+    params["code"].clone()
+}
+
+fn exchange<'a>(code: &'a str, client_id: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", REDIRECT_URI),
+        ("code_verifier", VERIFIER),
+        ("client_id", client_id),
+    ]
+}
+
+/// POST one JSON-RPC message to the MCP server.
+async fn rpc(mcp: &FakeMcpServer, headers: &[(&str, &str)], message: Value) -> reqwest::Response {
+    let mut request = http()
+        .post(mcp.url())
+        .header("accept", "application/json, text/event-stream")
+        .json(&message);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("MCP request")
+}
+
+fn call(id: u64, method: &str, params: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })
+}
+
+fn initialize() -> Value {
+    call(
+        1,
+        "initialize",
+        json!({
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": { "name": "test", "version": "0" },
+        }),
+    )
+}
+
+fn challenge_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .expect("WWW-Authenticate")
+        .to_str()
+        .expect("ASCII")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn oauth_flow_from_challenge_to_tool_call() {
+    let auth = FakeAuthServer::start(AsConfig {
+        scopes_supported: Some(vec!["tools:read".into(), "tools:call".into()]),
+        ..AsConfig::default()
+    })
+    .await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::OAuth {
+            auth_server: auth.clone(),
+            prm: PrmLocation::Header,
+            challenge_scope: Some("tools:read".into()),
+            scopes_supported: Some(vec!["tools:read".into(), "tools:call".into()]),
+            resource_override: None,
+            required_scopes: HashMap::from([("tools/call".into(), vec!["tools:call".into()])]),
+        },
+        ..McpConfig::default()
+    })
+    .await;
+
+    // Discovery: challenge, protected resource metadata, authorization server metadata.
+    let response = rpc(&mcp, &[], initialize()).await;
+    assert_eq!(response.status(), 401);
+    let prm_url = mcp.prm_url().expect("PRM URL");
+    assert_eq!(
+        challenge_of(&response),
+        format!(
+            r#"Bearer error="invalid_token", scope="tools:read", resource_metadata="{prm_url}""#
+        )
+    );
+    let (status, prm) = get_json(&prm_url).await;
+    assert_eq!(status, 200);
+    assert_eq!(prm["resource"], mcp.url());
+    assert_eq!(prm["authorization_servers"], json!([auth.issuer()]));
+    assert_eq!(prm["scopes_supported"], json!(["tools:read", "tools:call"]));
+    let (status, metadata) = get_json(&format!(
+        "{}/.well-known/oauth-authorization-server",
+        auth.url()
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(metadata["issuer"], auth.issuer());
+    assert_eq!(
+        metadata["code_challenge_methods_supported"],
+        json!(["S256"])
+    );
+    assert_eq!(
+        metadata["registration_endpoint"],
+        format!("{}/register", auth.url())
+    );
+    assert_eq!(
+        metadata["authorization_response_iss_parameter_supported"],
+        true
+    );
+
+    // Registration.
+    let (status, client) = register(
+        &auth,
+        json!({
+            "client_name": "Switchboard",
+            "redirect_uris": [REDIRECT_URI],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(client["client_id"], "dcr-client-1");
+    assert_eq!(client["client_secret"], "dcr-secret-1");
+    assert_eq!(client["token_endpoint_auth_method"], "client_secret_basic");
+    assert_eq!(client["client_name"], "Switchboard");
+    assert_eq!(auth.registrations()[0]["client_name"], "Switchboard");
+    let basic = Some(("dcr-client-1", "dcr-secret-1"));
+
+    // Authorization: an immediate redirect with code, state and iss.
+    let mcp_url = mcp.url();
+    let (status, redirect) = authorize(
+        &auth,
+        &[
+            ("client_id", "dcr-client-1"),
+            ("scope", "tools:read"),
+            ("resource", &mcp_url),
+        ],
+    )
+    .await;
+    assert_eq!(status, 302);
+    assert_eq!(redirect["code"], "code-1");
+    assert_eq!(redirect["state"], "state-1");
+    assert_eq!(redirect["iss"], auth.issuer());
+    let authorize_request = &auth.authorize_requests()[0];
+    assert_eq!(authorize_request["code_challenge_method"], "S256");
+    assert_eq!(authorize_request["resource"], mcp.url());
+
+    // Code exchange, once only.
+    let token_url = format!("{}/token", auth.url());
+    let mut exchange_form = exchange("code-1", "dcr-client-1");
+    exchange_form.retain(|(name, _)| *name != "client_id");
+    exchange_form.push(("resource", &mcp_url));
+    let (status, tokens) = post_form(&token_url, &exchange_form, basic).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(
+        tokens,
+        json!({
+            "access_token": "at-1",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": "rt-1",
+            "scope": "tools:read",
+        })
+    );
+    let (status, error) = post_form(&token_url, &exchange_form, basic).await;
+    assert_eq!((status, error), (400, json!({ "error": "invalid_grant" })));
+    let first = &auth.token_requests()[0];
+    assert_eq!(first.grant_type, "authorization_code");
+    assert_eq!(first.client_auth, ClientAuth::Basic);
+    assert_eq!(first.client_id.as_deref(), Some("dcr-client-1"));
+    assert_eq!(first.field("resource"), Some(mcp_url.as_str()));
+    assert_eq!(first.field("code_verifier"), Some(VERIFIER));
+
+    // The token opens the server, but not the tool call that needs another scope.
+    assert_eq!(
+        auth.validate_access_token("at-1"),
+        Some(vec!["tools:read".to_owned()])
+    );
+    let bearer = [("authorization", "Bearer at-1")];
+    let response = rpc(&mcp, &bearer, initialize()).await;
+    assert_eq!(response.status(), 200);
+    let response = rpc(
+        &mcp,
+        &bearer,
+        call(2, "tools/call", json!({ "name": "echo" })),
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(
+        challenge_of(&response),
+        format!(
+            r#"Bearer error="insufficient_scope", scope="tools:call", resource_metadata="{prm_url}""#
+        )
+    );
+    let stepped_up = auth.issue_access_token(&["tools:read", "tools:call"]);
+    let authorization = format!("Bearer {stepped_up}");
+    let response = rpc(
+        &mcp,
+        &[("authorization", &authorization)],
+        call(
+            3,
+            "tools/call",
+            json!({ "name": "echo", "arguments": { "message": "hi" } }),
+        ),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "message": "hi" })
+    );
+    let sent = mcp.requests();
+    assert_eq!(
+        sent.last().expect("request").header("authorization"),
+        Some(authorization.as_str())
+    );
+
+    // Refresh rotates; the old refresh token is dead.
+    let refresh = |token: &'static str| {
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("resource", mcp_url.as_str()),
+        ]
+    };
+    let (status, tokens) = post_form(&token_url, &refresh("rt-1"), basic).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["access_token"], "at-3");
+    assert_eq!(tokens["refresh_token"], "rt-2");
+    assert_eq!(tokens["scope"], "tools:read");
+    let (status, error) = post_form(&token_url, &refresh("rt-1"), basic).await;
+    assert_eq!((status, error), (400, json!({ "error": "invalid_grant" })));
+    assert_eq!(auth.refresh_count(), 2);
+    assert_eq!(
+        auth.token_requests()[2].field("resource"),
+        Some(mcp_url.as_str())
+    );
+
+    // Revocation is recorded and takes effect.
+    let (status, _) = post_form(
+        &format!("{}/revoke", auth.url()),
+        &[("token", "rt-2"), ("token_type_hint", "refresh_token")],
+        basic,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let revocation = &auth.revocations()[0];
+    assert_eq!(revocation.token, "rt-2");
+    assert_eq!(revocation.token_type_hint.as_deref(), Some("refresh_token"));
+    assert_eq!(revocation.client_id.as_deref(), Some("dcr-client-1"));
+    let (status, _) = post_form(&token_url, &refresh("rt-2"), basic).await;
+    assert_eq!(status, 400);
+
+    // Server-side expiry turns the access token away.
+    assert!(auth.validate_access_token("at-3").is_some());
+    auth.expire_access_tokens();
+    assert_eq!(auth.validate_access_token("at-3"), None);
+    let response = rpc(&mcp, &[("authorization", "Bearer at-3")], initialize()).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn authorization_requests_are_validated_before_redirecting() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("app".into(), Some("s3cret".into()))],
+        ..AsConfig::default()
+    })
+    .await;
+    let (_, client) = register(&auth, json!({ "redirect_uris": [REDIRECT_URI] })).await;
+    let dcr_client = client["client_id"].as_str().expect("client id");
+
+    for (params, why) in [
+        (vec![("client_id", "")], "no client"),
+        (vec![("client_id", "stranger")], "unknown client"),
+        (
+            vec![("client_id", "https://app.example/client")],
+            "CIMD is off",
+        ),
+        (
+            vec![
+                ("client_id", dcr_client),
+                ("redirect_uri", "http://127.0.0.1:9/other"),
+            ],
+            "unregistered redirect",
+        ),
+        (
+            vec![("client_id", "app"), ("response_type", "token")],
+            "implicit",
+        ),
+        (
+            vec![("client_id", "app"), ("code_challenge", "")],
+            "no PKCE",
+        ),
+        (
+            vec![("client_id", "app"), ("code_challenge_method", "plain")],
+            "plain PKCE",
+        ),
+        (vec![("client_id", "app"), ("state", "")], "no state"),
+    ] {
+        let (status, redirect) = authorize(&auth, &params).await;
+        assert_eq!((status, redirect.len()), (400, 0), "{why}");
+    }
+    assert_eq!(auth.authorize_requests().len(), 8);
+
+    // A pre-registered client may use any redirect URI.
+    let (status, redirect) = authorize(&auth, &[("client_id", "app")]).await;
+    assert_eq!(status, 302);
+    assert!(redirect.contains_key("code"));
+
+    auth.set_authorize_error(Some("access_denied"));
+    let (status, redirect) = authorize(&auth, &[("client_id", "app")]).await;
+    assert_eq!(status, 302);
+    let expected = BTreeMap::from([
+        ("error".to_owned(), "access_denied".to_owned()),
+        ("iss".to_owned(), auth.issuer()),
+        ("state".to_owned(), "state-1".to_owned()),
+    ]);
+    assert_eq!(redirect, expected);
+    auth.set_authorize_error(None);
+    assert_eq!(authorize(&auth, &[("client_id", "app")]).await.0, 302);
+}
+
+#[tokio::test]
+async fn code_exchange_checks_pkce_redirect_uri_and_client() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![
+            ("app".into(), Some("s3cret".into())),
+            ("public".into(), None),
+        ],
+        ..AsConfig::default()
+    })
+    .await;
+    let token_url = format!("{}/token", auth.url());
+
+    let code = code_for(&auth, "public").await;
+    let mut form = exchange(&code, "public");
+    form.retain(|(name, _)| *name != "code_verifier");
+    form.push(("code_verifier", "not-the-verifier"));
+    assert_eq!(post_form(&token_url, &form, None).await.0, 400);
+    // The failed attempt used the code up.
+    assert_eq!(
+        post_form(&token_url, &exchange(&code, "public"), None)
+            .await
+            .0,
+        400
+    );
+
+    let code = code_for(&auth, "public").await;
+    let mut form = exchange(&code, "public");
+    form.retain(|(name, _)| *name != "redirect_uri");
+    form.push(("redirect_uri", "http://127.0.0.1:9/elsewhere"));
+    assert_eq!(post_form(&token_url, &form, None).await.0, 400);
+
+    let code = code_for(&auth, "public").await;
+    let (status, error) =
+        post_form(&token_url, &exchange(&code, "app"), Some(("app", "s3cret"))).await;
+    assert_eq!(
+        (status, error),
+        (400, json!({ "error": "invalid_grant" })),
+        "another client's code"
+    );
+
+    // Confidential clients authenticate with the right secret, by header or in the form.
+    let code = code_for(&auth, "app").await;
+    let (status, _) = post_form(&token_url, &exchange(&code, "app"), Some(("app", "wrong"))).await;
+    assert_eq!(status, 401);
+    let (status, _) = post_form(&token_url, &exchange(&code, "app"), None).await;
+    assert_eq!(status, 401, "no secret at all");
+    let mut form = exchange(&code, "app");
+    form.push(("client_secret", "s3cret"));
+    let (status, tokens) = post_form(&token_url, &form, None).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens.get("scope").is_none(), "no scope was requested");
+
+    // A public client cannot pretend to have a secret.
+    let code = code_for(&auth, "public").await;
+    let (status, _) = post_form(
+        &token_url,
+        &exchange(&code, "public"),
+        Some(("public", "x")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        post_form(&token_url, &exchange(&code, "public"), None)
+            .await
+            .0,
+        200
+    );
+
+    let methods: Vec<ClientAuth> = auth
+        .token_requests()
+        .iter()
+        .map(|request| request.client_auth)
+        .collect();
+    assert_eq!(
+        &methods[4..],
+        [
+            ClientAuth::Basic,
+            ClientAuth::None,
+            ClientAuth::Post,
+            ClientAuth::Basic,
+            ClientAuth::None
+        ]
+    );
+}
+
+#[tokio::test]
+async fn client_authentication_follows_the_advertised_methods() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("app".into(), Some("s3cret".into()))],
+        token_auth_methods: vec!["client_secret_post".into()],
+        ..AsConfig::default()
+    })
+    .await;
+    let token_url = format!("{}/token", auth.url());
+    let code = code_for(&auth, "app").await;
+    let (status, error) =
+        post_form(&token_url, &exchange(&code, "app"), Some(("app", "s3cret"))).await;
+    assert_eq!((status, error), (401, json!({ "error": "invalid_client" })));
+    let mut form = exchange(&code, "app");
+    form.push(("client_secret", "s3cret"));
+    assert_eq!(post_form(&token_url, &form, None).await.0, 200);
+
+    // Registration is held to the same list, and a client keeps to the method it registered.
+    let (status, error) = register(
+        &auth,
+        json!({ "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none" }),
+    )
+    .await;
+    assert_eq!(
+        (status, error),
+        (400, json!({ "error": "invalid_client_metadata" }))
+    );
+    let (status, error) = register(&auth, json!({ "client_name": "no redirect" })).await;
+    assert_eq!(
+        (status, error),
+        (400, json!({ "error": "invalid_redirect_uri" }))
+    );
+
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let (_, client) = register(
+        &auth,
+        json!({ "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none" }),
+    )
+    .await;
+    assert!(client.get("client_secret").is_none(), "{client}");
+    assert_eq!(client["token_endpoint_auth_method"], "none");
+    let (_, client) = register(
+        &auth,
+        json!({ "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "client_secret_post" }),
+    )
+    .await;
+    let id = client["client_id"].as_str().expect("id");
+    let secret = client["client_secret"].as_str().expect("secret");
+    let code = code_for(&auth, id).await;
+    let (status, _) = post_form(
+        &format!("{}/token", auth.url()),
+        &exchange(&code, id),
+        Some((id, secret)),
+    )
+    .await;
+    assert_eq!(status, 401, "registered for client_secret_post, used basic");
+}
+
+#[tokio::test]
+async fn metadata_is_served_where_the_style_says() {
+    let styles = [
+        (
+            MetadataStyle::Rfc8414,
+            Some("/.well-known/oauth-authorization-server/tenant1"),
+        ),
+        (
+            MetadataStyle::Oidc,
+            Some("/.well-known/openid-configuration/tenant1"),
+        ),
+        (
+            MetadataStyle::OidcPathAppend,
+            Some("/tenant1/.well-known/openid-configuration"),
+        ),
+        (MetadataStyle::None, None),
+    ];
+    let candidates = [
+        "/.well-known/oauth-authorization-server/tenant1",
+        "/.well-known/openid-configuration/tenant1",
+        "/tenant1/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ];
+    for (style, served) in styles {
+        let auth = FakeAuthServer::start(AsConfig {
+            issuer_path: Some("/tenant1".into()),
+            metadata: style,
+            ..AsConfig::default()
+        })
+        .await;
+        assert_eq!(auth.issuer(), format!("{}/tenant1", auth.url()));
+        assert_eq!(
+            auth.metadata_url(),
+            served.map(|path| format!("{}{path}", auth.url()))
+        );
+        for candidate in candidates {
+            let (status, metadata) = get_json(&format!("{}{candidate}", auth.url())).await;
+            if Some(candidate) == served {
+                assert_eq!(status, 200, "{style:?} {candidate}");
+                assert_eq!(metadata["issuer"], auth.issuer());
+                assert_eq!(
+                    metadata["authorization_endpoint"],
+                    format!("{}/authorize", auth.url())
+                );
+            } else {
+                assert_eq!(status, 404, "{style:?} {candidate}");
+            }
+        }
+    }
+
+    // Without metadata the endpoints are still at the origin's conventional paths.
+    let auth = FakeAuthServer::start(AsConfig {
+        metadata: MetadataStyle::None,
+        ..AsConfig::default()
+    })
+    .await;
+    let (status, client) = register(&auth, json!({ "redirect_uris": [REDIRECT_URI] })).await;
+    assert_eq!(status, 201);
+    let id = client["client_id"].as_str().expect("id");
+    let code = code_for(&auth, id).await;
+    let secret = client["client_secret"].as_str().expect("secret");
+    let (status, _) = post_form(
+        &format!("{}/token", auth.url()),
+        &exchange(&code, id),
+        Some((id, secret)),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn metadata_variants_and_failures() {
+    let auth = FakeAuthServer::start(AsConfig {
+        wrong_issuer: true,
+        pkce_methods: None,
+        dcr: false,
+        revocation: false,
+        iss_parameter: false,
+        cimd: true,
+        scopes_supported: Some(vec!["read".into()]),
+        token_auth_methods: vec!["none".into()],
+        authorization_endpoint_override: Some("javascript:alert(1)".into()),
+        token_endpoint_override: Some("http://10.0.0.1/token".into()),
+        ..AsConfig::default()
+    })
+    .await;
+    let metadata_url = auth.metadata_url().expect("metadata URL");
+    let (_, metadata) = get_json(&metadata_url).await;
+    assert_ne!(metadata["issuer"], auth.issuer());
+    assert_eq!(metadata["authorization_endpoint"], "javascript:alert(1)");
+    assert_eq!(metadata["token_endpoint"], "http://10.0.0.1/token");
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["none"])
+    );
+    assert_eq!(metadata["scopes_supported"], json!(["read"]));
+    assert_eq!(metadata["client_id_metadata_document_supported"], true);
+    assert_eq!(metadata["response_types_supported"], json!(["code"]));
+    for absent in [
+        "code_challenge_methods_supported",
+        "registration_endpoint",
+        "revocation_endpoint",
+        "authorization_response_iss_parameter_supported",
+    ] {
+        assert!(metadata.get(absent).is_none(), "{absent}: {metadata}");
+    }
+    let (status, _) = register(&auth, json!({ "redirect_uris": [REDIRECT_URI] })).await;
+    assert_eq!(status, 404);
+
+    // A client id metadata document URL is a public client; the redirect carries no iss.
+    let cimd = "https://app.example/oauth/client.json";
+    let (status, redirect) = authorize(&auth, &[("client_id", cimd)]).await;
+    assert_eq!(status, 302);
+    assert!(!redirect.contains_key("iss"));
+    let (status, tokens) = post_form(
+        &format!("{}/token", auth.url()),
+        &exchange(&redirect["code"], cimd),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(auth.token_requests()[0].client_auth, ClientAuth::None);
+
+    auth.set_metadata_failure(true);
+    assert_eq!(get_json(&metadata_url).await.0, 500);
+    auth.set_metadata_failure(false);
+    assert_eq!(get_json(&metadata_url).await.0, 200);
+
+    let auth = FakeAuthServer::start(AsConfig {
+        revocation_endpoint_override: Some("http://169.254.169.254/revoke".into()),
+        registration_endpoint_override: Some("file:///etc/passwd".into()),
+        ..AsConfig::default()
+    })
+    .await;
+    let (_, metadata) = get_json(&auth.metadata_url().expect("metadata URL")).await;
+    assert_eq!(
+        metadata["revocation_endpoint"],
+        "http://169.254.169.254/revoke"
+    );
+    assert_eq!(metadata["registration_endpoint"], "file:///etc/passwd");
+    assert_eq!(
+        auth.requests()
+            .iter()
+            .map(|request| request.path.as_str())
+            .collect::<Vec<_>>(),
+        ["/.well-known/oauth-authorization-server"]
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_failure_switches() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+    let code = code_for(&auth, "public").await;
+    let form = exchange(&code, "public");
+
+    for (failure, status, body) in [
+        (
+            TokenFailure::InvalidGrant,
+            400,
+            json!({ "error": "invalid_grant" }),
+        ),
+        (
+            TokenFailure::InvalidClient,
+            401,
+            json!({ "error": "invalid_client" }),
+        ),
+        (TokenFailure::ServerError, 503, Value::Null),
+    ] {
+        auth.set_token_failure(failure);
+        assert_eq!(
+            post_form(&token_url, &form, None).await,
+            (status, body),
+            "{failure:?}"
+        );
+    }
+
+    // Slow answers normally, late; the failures above did not consume the code.
+    auth.set_token_failure(TokenFailure::Slow(Duration::from_millis(200)));
+    let started = Instant::now();
+    let (status, tokens) = post_form(&token_url, &form, None).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(auth.token_requests().len(), 4);
+}
+
+#[tokio::test]
+async fn refresh_tokens_can_be_kept_or_withheld() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        rotate_refresh_tokens: false,
+        access_token_ttl_secs: 60,
+        ..AsConfig::default()
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+    let code = code_for(&auth, "public").await;
+    let (_, tokens) = post_form(&token_url, &exchange(&code, "public"), None).await;
+    assert_eq!(tokens["expires_in"], 60);
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "rt-1"),
+        ("client_id", "public"),
+    ];
+    for access_token in ["at-2", "at-3"] {
+        let (status, tokens) = post_form(&token_url, &refresh, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(tokens["access_token"], access_token);
+        assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    }
+    auth.revoke_all();
+    assert_eq!(post_form(&token_url, &refresh, None).await.0, 400);
+    assert_eq!(auth.validate_access_token("at-3"), None);
+
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        issue_refresh_token: false,
+        access_token_ttl_secs: 0,
+        ..AsConfig::default()
+    })
+    .await;
+    let code = code_for(&auth, "public").await;
+    let (_, tokens) = post_form(&(auth.url() + "/token"), &exchange(&code, "public"), None).await;
+    assert!(tokens.get("refresh_token").is_none(), "{tokens}");
+    assert_eq!(
+        auth.validate_access_token("at-1"),
+        None,
+        "issued already expired"
+    );
+}
+
+#[tokio::test]
+async fn mcp_answers_json_rpc_and_pages_tools() {
+    let tools = ["a", "b", "c", "d", "e"].map(fake_mcp::tool).to_vec();
+    let mcp = FakeMcpServer::start(McpConfig {
+        tools,
+        page_size: 2,
+        ..McpConfig::default()
+    })
+    .await;
+
+    let response = rpc(&mcp, &[], initialize()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/json");
+    assert!(response.headers().get("mcp-session-id").is_none());
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({ "jsonrpc": "2.0", "id": 1, "result": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": { "tools": { "listChanged": false } },
+            "serverInfo": { "name": "fake-mcp", "version": "1.0.0" },
+        } })
+    );
+    let notification = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    let response = rpc(&mcp, &[], notification).await;
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.text().await.expect("body"), "");
+
+    let mut names = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let params = if cursor.is_null() {
+            json!({})
+        } else {
+            json!({ "cursor": cursor })
+        };
+        let body: Value = rpc(&mcp, &[], call(2, "tools/list", params))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        let page = body["result"]["tools"].as_array().expect("tools");
+        assert!(page.len() <= 2);
+        names.extend(
+            page.iter()
+                .map(|tool| tool["name"].as_str().expect("name").to_owned()),
+        );
+        cursor = body["result"]["nextCursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(names, ["a", "b", "c", "d", "e"]);
+    assert_eq!(mcp.count("tools/list"), 3);
+    let body: Value = rpc(
+        &mcp,
+        &[],
+        call(3, "tools/list", json!({ "cursor": "nonsense" })),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(body["error"]["code"], -32602);
+
+    let body: Value = rpc(&mcp, &[], call(4, "ping", json!({})))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["result"], json!({}));
+    let body: Value = rpc(&mcp, &[], call(5, "resources/list", json!({})))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["error"]["code"], -32601);
+
+    let response = http().get(mcp.url()).send().await.expect("GET");
+    assert_eq!(response.status(), 405);
+    let response = http()
+        .post(mcp.url())
+        .body("{not json")
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 400);
+    let recorded = mcp.requests();
+    assert_eq!(recorded.len(), 10);
+    assert_eq!(recorded[0].path, "/mcp");
+    assert_eq!(
+        recorded[0].header("accept"),
+        Some("application/json, text/event-stream")
+    );
+    assert_eq!(recorded[0].json()["method"], "initialize");
+}
+
+#[tokio::test]
+async fn mcp_tools_echo_fail_and_reject_unknown_names() {
+    let mcp = FakeMcpServer::start(McpConfig::default()).await;
+    let body: Value = rpc(&mcp, &[], call(1, "tools/list", json!({})))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        body["result"]["tools"],
+        json!([fake_mcp::echo_tool(), fake_mcp::fail_tool()])
+    );
+    assert!(body["result"].get("nextCursor").is_none());
+
+    let arguments = json!({ "message": "hello", "n": 2 });
+    let params = json!({ "name": "echo", "arguments": arguments });
+    let body: Value = rpc(&mcp, &[], call(2, "tools/call", params))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let result = &body["result"];
+    assert_eq!(result["isError"], false);
+    assert_eq!(result["structuredContent"], arguments);
+    assert_eq!(result["content"][0]["type"], "text");
+    let text: Value = serde_json::from_str(result["content"][0]["text"].as_str().expect("text"))
+        .expect("JSON text");
+    assert_eq!(text, arguments);
+
+    let body: Value = rpc(&mcp, &[], call(3, "tools/call", json!({ "name": "fail" })))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(body["result"]["isError"], true);
+    assert!(body["result"]["content"][0]["text"].is_string());
+
+    let body: Value = rpc(
+        &mcp,
+        &[],
+        call(4, "tools/call", json!({ "name": "missing" })),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(body["id"], 4);
+    assert_eq!(body["error"]["code"], -32602);
+    assert_eq!(mcp.count("tools/call"), 3);
+}
+
+#[tokio::test]
+async fn mcp_sessions_are_issued_required_and_ended() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..McpConfig::default()
+    })
+    .await;
+    let response = rpc(&mcp, &[], initialize()).await;
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let with_session = [("mcp-session-id", session.as_str())];
+    let list = || call(2, "tools/list", json!({}));
+
+    assert_eq!(rpc(&mcp, &[], list()).await.status(), 400);
+    assert_eq!(
+        rpc(&mcp, &[("mcp-session-id", "forged")], list())
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(rpc(&mcp, &with_session, list()).await.status(), 200);
+
+    let delete = |session: &str| {
+        http()
+            .delete(mcp.url())
+            .header("mcp-session-id", session)
+            .send()
+    };
+    assert_eq!(delete(&session).await.expect("DELETE").status(), 200);
+    assert_eq!(mcp.sessions_deleted(), vec![session.clone()]);
+    assert_eq!(rpc(&mcp, &with_session, list()).await.status(), 404);
+
+    let response = rpc(&mcp, &[], initialize()).await;
+    let second = response.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    assert_ne!(second, session);
+    mcp.expire_sessions();
+    assert_eq!(
+        rpc(&mcp, &[("mcp-session-id", &second)], list())
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(delete(&second).await.expect("DELETE").status(), 404);
+}
+
+#[tokio::test]
+async fn mcp_header_schemes_challenge_without_metadata() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::StaticHeader {
+            name: "X-Api-Key".into(),
+            value: "k1".into(),
+        },
+        ..McpConfig::default()
+    })
+    .await;
+    let response = rpc(&mcp, &[("x-api-key", "wrong")], initialize()).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenge_of(&response), r#"Bearer realm="fake""#);
+    assert_eq!(
+        rpc(&mcp, &[("x-api-key", "k1")], initialize())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(mcp.prm_url(), None);
+
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::BareInvalidToken,
+        ..McpConfig::default()
+    })
+    .await;
+    let response = rpc(&mcp, &[], initialize()).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(challenge_of(&response), r#"Bearer error="invalid_token""#);
+    let wk = format!("{}/.well-known/oauth-protected-resource/mcp", mcp.origin());
+    assert_eq!(get_json(&wk).await.0, 404);
+    let response = rpc(
+        &mcp,
+        &[(AUTHORIZATION.as_str(), "Bearer anything")],
+        initialize(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn protected_resource_metadata_is_published_where_configured() {
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let locations = [
+        (
+            PrmLocation::Header,
+            Some("/.well-known/oauth-protected-resource/mcp"),
+            true,
+        ),
+        (
+            PrmLocation::Path,
+            Some("/.well-known/oauth-protected-resource/mcp"),
+            false,
+        ),
+        (
+            PrmLocation::Root,
+            Some("/.well-known/oauth-protected-resource"),
+            false,
+        ),
+        (
+            PrmLocation::HeaderCustomPath("/meta/prm.json".into()),
+            Some("/meta/prm.json"),
+            true,
+        ),
+        (PrmLocation::None, None, false),
+    ];
+    let candidates = [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+        "/meta/prm.json",
+    ];
+    for (location, served, advertised) in locations {
+        let mcp = FakeMcpServer::start(McpConfig {
+            auth: McpAuth::OAuth {
+                auth_server: auth.clone(),
+                prm: location.clone(),
+                challenge_scope: None,
+                scopes_supported: None,
+                resource_override: None,
+                required_scopes: HashMap::new(),
+            },
+            ..McpConfig::default()
+        })
+        .await;
+        let served_url = served.map(|path| format!("{}{path}", mcp.origin()));
+        assert_eq!(mcp.prm_url(), served_url, "{location:?}");
+
+        let response = rpc(&mcp, &[("authorization", "Bearer unknown")], initialize()).await;
+        assert_eq!(response.status(), 401);
+        let expected = match (&served_url, advertised) {
+            (Some(url), true) => {
+                format!(r#"Bearer error="invalid_token", resource_metadata="{url}""#)
+            }
+            _ => r#"Bearer error="invalid_token""#.to_owned(),
+        };
+        assert_eq!(challenge_of(&response), expected, "{location:?}");
+
+        for candidate in candidates {
+            let (status, document) = get_json(&format!("{}{candidate}", mcp.origin())).await;
+            if Some(candidate) == served {
+                assert_eq!(status, 200, "{location:?} {candidate}");
+                let resource = if location == PrmLocation::Root {
+                    mcp.origin()
+                } else {
+                    mcp.url()
+                };
+                assert_eq!(
+                    document,
+                    json!({ "resource": resource, "authorization_servers": [auth.issuer()] })
+                );
+            } else {
+                assert_eq!(status, 404, "{location:?} {candidate}");
+            }
+        }
+
+        if location == PrmLocation::None {
+            // The authorization server's endpoints also answer on the MCP server's origin.
+            let response = http()
+                .get(format!("{}/authorize", mcp.origin()))
+                .send()
+                .await
+                .expect("GET");
+            assert_eq!(response.status(), 400);
+            assert_eq!(response.text().await.expect("body"), "missing client_id");
+            assert!(
+                auth.requests()
+                    .iter()
+                    .any(|request| request.path == "/authorize")
+            );
+        }
+    }
+
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::OAuth {
+            auth_server: auth.clone(),
+            prm: PrmLocation::Path,
+            challenge_scope: None,
+            scopes_supported: None,
+            resource_override: Some("https://elsewhere.example/mcp".into()),
+            required_scopes: HashMap::new(),
+        },
+        ..McpConfig::default()
+    })
+    .await;
+    let (_, document) = get_json(&mcp.prm_url().expect("PRM URL")).await;
+    assert_eq!(document["resource"], "https://elsewhere.example/mcp");
+}
+
+#[tokio::test]
+async fn mcp_failure_modes() {
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        ..McpConfig::default()
+    })
+    .await;
+    let token = auth.issue_access_token(&[]);
+    let authorization = format!("Bearer {token}");
+    let bearer = [("authorization", authorization.as_str())];
+
+    mcp.set_mode(Mode::Slow(Duration::from_millis(200)));
+    let started = Instant::now();
+    assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    mcp.set_mode(Mode::Drop);
+    let failure = http()
+        .post(mcp.url())
+        .json(&initialize())
+        .send()
+        .await
+        .expect_err("no answer");
+    assert!(failure.status().is_none(), "{failure:?}");
+
+    mcp.set_mode(Mode::InvalidJson);
+    let response = rpc(&mcp, &bearer, initialize()).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.json::<Value>().await.is_err());
+
+    mcp.set_mode(Mode::Oversized(100_000));
+    let response = rpc(&mcp, &bearer, initialize()).await;
+    let body = response.bytes().await.expect("body");
+    assert_eq!(body.len(), 100_000);
+    let parsed: Value = serde_json::from_slice(&body).expect("still JSON");
+    assert_eq!(parsed["id"], 1);
+
+    mcp.set_mode(Mode::ServerError);
+    assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 500);
+    // Metadata is not affected by the mode.
+    assert_eq!(get_json(&mcp.prm_url().expect("PRM URL")).await.0, 200);
+
+    mcp.set_mode(Mode::Normal);
+    assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 200);
+    assert_eq!(mcp.count("initialize"), 6);
+}

@@ -1,0 +1,647 @@
+//! A fake remote MCP server on `127.0.0.1:0` for integration tests.
+//!
+//! It speaks Streamable HTTP (JSON responses only, protocol version 2025-11-25): `POST` carries
+//! one JSON-RPC message, `DELETE` ends a session, `GET` is refused with 405 because the server
+//! never opens an event stream. It serves `initialize`, `ping`, a paginated `tools/list` and a
+//! `tools/call` where every tool echoes its arguments except `fail`.
+//!
+//! It can be protected by a static header, by a bare `invalid_token` challenge, or by OAuth
+//! against a [`FakeAuthServer`], publishing protected resource metadata (RFC 9728) where the
+//! [`PrmLocation`] says. Runtime [`Mode`]s make the MCP endpoint slow, broken or silent; they
+//! never affect the metadata documents. Every request is recorded.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the support code"
+)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+
+use super::fake_as::FakeAuthServer;
+pub use super::fake_http::Recorded;
+use super::fake_http::{self, HangUp, RequestLog, ServerTask};
+
+/// The protocol version the server announces.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// How the MCP endpoint behaves, switched at runtime with [`FakeMcpServer::set_mode`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Normal,
+    /// Wait this long, then answer normally.
+    Slow(Duration),
+    /// Close the connection without answering.
+    Drop,
+    /// Answer 200 `application/json` with a truncated JSON body.
+    InvalidJson,
+    /// Answer 200 with a valid JSON-RPC response of this many bytes.
+    Oversized(usize),
+    /// Answer 500.
+    ServerError,
+}
+
+/// Where the protected resource metadata document is published.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PrmLocation {
+    /// At the path-inserted well-known URL, also named in `resource_metadata` of challenges.
+    #[default]
+    Header,
+    /// At the path-inserted well-known URL only: `/.well-known/oauth-protected-resource/mcp`.
+    Path,
+    /// At the root well-known URL only, with the origin as `resource`.
+    Root,
+    /// At this path only, named in `resource_metadata` of challenges.
+    HeaderCustomPath(String),
+    /// Nowhere. The authorization server's routes are served on this origin as well, as in the
+    /// 2025-03-26 layout where the MCP server's origin is the authorization base URL.
+    None,
+}
+
+/// How the server authenticates requests.
+#[derive(Clone, Debug, Default)]
+pub enum McpAuth {
+    #[default]
+    None,
+    /// Requests must carry this header with exactly this value; otherwise 401
+    /// `Bearer realm="fake"`.
+    StaticHeader { name: String, value: String },
+    /// Requests without an `Authorization: Bearer …` header get 401
+    /// `Bearer error="invalid_token"` with no `resource_metadata`; any bearer token is accepted.
+    BareInvalidToken,
+    /// Bearer tokens issued by `auth_server`.
+    OAuth {
+        auth_server: FakeAuthServer,
+        prm: PrmLocation,
+        /// `scope` in the 401 challenge.
+        challenge_scope: Option<String>,
+        /// `scopes_supported` in the metadata document.
+        scopes_supported: Option<Vec<String>>,
+        /// `resource` in the metadata document, instead of the server's own.
+        resource_override: Option<String>,
+        /// Scopes a token needs per JSON-RPC method (`"tools/call"`); missing ones get 403.
+        required_scopes: HashMap<String, Vec<String>>,
+    },
+}
+
+impl McpAuth {
+    /// OAuth against `auth_server` with the metadata advertised in the challenge and no scope
+    /// requirements.
+    pub fn oauth(auth_server: &FakeAuthServer) -> McpAuth {
+        McpAuth::OAuth {
+            auth_server: auth_server.clone(),
+            prm: PrmLocation::Header,
+            challenge_scope: None,
+            scopes_supported: None,
+            resource_override: None,
+            required_scopes: HashMap::new(),
+        }
+    }
+}
+
+/// The configuration of a [`FakeMcpServer`].
+#[derive(Clone, Debug)]
+pub struct McpConfig {
+    /// The MCP endpoint's path.
+    pub path: String,
+    /// Issue an `Mcp-Session-Id` on `initialize` and require it afterwards.
+    pub sessions: bool,
+    /// Tool definitions as listed. `fail` fails; every other tool echoes its arguments.
+    pub tools: Vec<Value>,
+    /// Tools per `tools/list` page.
+    pub page_size: usize,
+    pub auth: McpAuth,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            path: "/mcp".into(),
+            sessions: false,
+            tools: vec![echo_tool(), fail_tool()],
+            page_size: 100,
+            auth: McpAuth::None,
+        }
+    }
+}
+
+/// The `echo` tool: returns its arguments as text and as structured content.
+pub fn echo_tool() -> Value {
+    json!({
+        "name": "echo",
+        "title": "Echo",
+        "description": "Returns its arguments.",
+        "inputSchema": {
+            "type": "object",
+            "properties": { "message": { "type": "string" } },
+        },
+        "annotations": { "readOnlyHint": true },
+    })
+}
+
+/// The `fail` tool: always returns a tool error.
+pub fn fail_tool() -> Value {
+    json!({
+        "name": "fail",
+        "title": "Fail",
+        "description": "Always fails.",
+        "inputSchema": { "type": "object" },
+        "annotations": { "readOnlyHint": true },
+    })
+}
+
+/// Another tool that echoes its arguments, e.g. to fill several pages.
+pub fn tool(name: &str) -> Value {
+    json!({
+        "name": name,
+        "description": format!("The {name} tool."),
+        "inputSchema": { "type": "object" },
+    })
+}
+
+/// A running fake MCP server; it stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeMcpServer {
+    shared: Arc<Shared>,
+    _task: Arc<ServerTask>,
+}
+
+impl std::fmt::Debug for FakeMcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeMcpServer")
+            .field("url", &self.shared.url)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    config: McpConfig,
+    origin: String,
+    url: String,
+    log: RequestLog,
+    state: Mutex<McpState>,
+}
+
+#[derive(Default)]
+struct McpState {
+    mode: Mode,
+    live_sessions: HashSet<String>,
+    sessions_issued: u64,
+    sessions_deleted: Vec<String>,
+}
+
+impl FakeMcpServer {
+    /// Start the server on a fresh loopback port.
+    pub async fn start(config: McpConfig) -> FakeMcpServer {
+        let listener = fake_http::bind().await;
+        let origin = format!("http://{}", listener.local_addr().expect("local address"));
+        let url = format!("{origin}{}", config.path);
+        let shared = Arc::new(Shared {
+            config,
+            origin,
+            url,
+            log: RequestLog::default(),
+            state: Mutex::new(McpState::default()),
+        });
+        let task = fake_http::serve(listener, routes(&shared));
+        FakeMcpServer {
+            shared,
+            _task: Arc::new(task),
+        }
+    }
+
+    /// The MCP endpoint: `http://127.0.0.1:PORT/mcp`.
+    pub fn url(&self) -> String {
+        self.shared.url.clone()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        self.shared.origin.clone()
+    }
+
+    /// Where the protected resource metadata document is served, if anywhere.
+    pub fn prm_url(&self) -> Option<String> {
+        prm_path(&self.shared.config).map(|path| format!("{}{path}", self.shared.origin))
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.shared.lock().mode = mode;
+    }
+
+    /// Forget every session, so requests carrying one get 404.
+    pub fn expire_sessions(&self) {
+        self.shared.lock().live_sessions.clear();
+    }
+
+    /// Every request received, on any path.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.log.all()
+    }
+
+    /// How many JSON-RPC messages with this method were posted, answered or not.
+    pub fn count(&self, method: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|request| request.method == "POST" && request.path == self.shared.config.path)
+            .filter(|request| request.json()["method"] == method)
+            .count()
+    }
+
+    /// The ids of sessions ended with `DELETE`.
+    pub fn sessions_deleted(&self) -> Vec<String> {
+        self.shared.lock().sessions_deleted.clone()
+    }
+}
+
+fn routes(shared: &Arc<Shared>) -> Router {
+    let mut router = Router::new().route(&shared.config.path, any(mcp_endpoint));
+    if let Some(path) = prm_path(&shared.config) {
+        router = router.route(&path, get(protected_resource_metadata));
+    }
+    let mut router = router.with_state(shared.clone());
+    if let McpAuth::OAuth {
+        auth_server,
+        prm: PrmLocation::None,
+        ..
+    } = &shared.config.auth
+    {
+        router = router.fallback_service(auth_server.routes());
+    }
+    shared.log.record(router)
+}
+
+fn prm_path(config: &McpConfig) -> Option<String> {
+    let McpAuth::OAuth { prm, .. } = &config.auth else {
+        return None;
+    };
+    match prm {
+        PrmLocation::Header | PrmLocation::Path => Some(format!(
+            "/.well-known/oauth-protected-resource{}",
+            config.path.trim_end_matches('/')
+        )),
+        PrmLocation::Root => Some("/.well-known/oauth-protected-resource".into()),
+        PrmLocation::HeaderCustomPath(path) => Some(path.clone()),
+        PrmLocation::None => None,
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, McpState> {
+        self.state.lock().expect("MCP server state")
+    }
+
+    /// The metadata URL named in challenges, if the location is one that is advertised.
+    fn advertised_prm_url(&self) -> Option<String> {
+        let McpAuth::OAuth { prm, .. } = &self.config.auth else {
+            return None;
+        };
+        match prm {
+            PrmLocation::Header | PrmLocation::HeaderCustomPath(_) => {
+                prm_path(&self.config).map(|path| format!("{}{path}", self.origin))
+            }
+            PrmLocation::Path | PrmLocation::Root | PrmLocation::None => None,
+        }
+    }
+
+    /// The scopes of the caller's token under OAuth, `None` under other schemes, or the
+    /// challenge to answer with.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Vec<String>>, Refusal> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty());
+        match &self.config.auth {
+            McpAuth::None => Ok(None),
+            McpAuth::StaticHeader { name, value } => {
+                if headers.get(name.as_str()).is_some_and(|sent| sent == value) {
+                    Ok(None)
+                } else {
+                    Err(Refusal::Challenge(
+                        StatusCode::UNAUTHORIZED,
+                        r#"Bearer realm="fake""#.into(),
+                    ))
+                }
+            }
+            McpAuth::BareInvalidToken => match bearer {
+                Some(_) => Ok(None),
+                None => Err(Refusal::Challenge(
+                    StatusCode::UNAUTHORIZED,
+                    r#"Bearer error="invalid_token""#.into(),
+                )),
+            },
+            McpAuth::OAuth {
+                auth_server,
+                challenge_scope,
+                ..
+            } => match bearer.and_then(|token| auth_server.validate_access_token(token)) {
+                Some(scopes) => Ok(Some(scopes)),
+                None => Err(self.bearer_challenge(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    challenge_scope.as_deref(),
+                )),
+            },
+        }
+    }
+
+    fn bearer_challenge(&self, status: StatusCode, error: &str, scope: Option<&str>) -> Refusal {
+        let mut value = format!(r#"Bearer error="{error}""#);
+        if let Some(scope) = scope {
+            value.push_str(&format!(r#", scope="{scope}""#));
+        }
+        if let Some(url) = self.advertised_prm_url() {
+            value.push_str(&format!(r#", resource_metadata="{url}""#));
+        }
+        Refusal::Challenge(status, value)
+    }
+
+    /// The 403 challenge when a token lacks the scopes `method` requires.
+    fn check_scopes(&self, granted: &[String], method: &str) -> Result<(), Refusal> {
+        let McpAuth::OAuth {
+            required_scopes, ..
+        } = &self.config.auth
+        else {
+            return Ok(());
+        };
+        match required_scopes.get(method) {
+            Some(needed) if !needed.iter().all(|scope| granted.contains(scope)) => Err(self
+                .bearer_challenge(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    Some(&needed.join(" ")),
+                )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Handle one posted JSON-RPC message.
+    fn post(&self, headers: &HeaderMap, body: &[u8], granted: Option<&[String]>) -> Response {
+        let Ok(message) = serde_json::from_slice::<Value>(body) else {
+            return Refusal::Rpc(StatusCode::BAD_REQUEST, -32700, "Parse error").into_response();
+        };
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            // A client's response to a server request is acknowledged; anything else is garbage.
+            return if message.get("result").is_some() || message.get("error").is_some() {
+                StatusCode::ACCEPTED.into_response()
+            } else {
+                Refusal::Rpc(StatusCode::BAD_REQUEST, -32600, "Invalid Request").into_response()
+            };
+        };
+        if let Some(granted) = granted
+            && let Err(refusal) = self.check_scopes(granted, method)
+        {
+            return refusal.into_response();
+        }
+
+        let mut new_session = None;
+        if self.config.sessions {
+            if method == "initialize" {
+                let mut state = self.lock();
+                state.sessions_issued += 1;
+                let session = format!("fake-session-{}", state.sessions_issued);
+                state.live_sessions.insert(session.clone());
+                new_session = Some(session);
+            } else if let Err(refusal) = self.check_session(headers) {
+                return refusal.into_response();
+            }
+        }
+
+        let Some(id) = message.get("id").cloned() else {
+            return StatusCode::ACCEPTED.into_response();
+        };
+        let params = message.get("params").cloned().unwrap_or(Value::Null);
+        let outcome = match method {
+            "initialize" => Ok(json!({
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": { "tools": { "listChanged": false } },
+                "serverInfo": { "name": "fake-mcp", "version": "1.0.0" },
+            })),
+            "ping" => Ok(json!({})),
+            "tools/list" => self.list_tools(&params),
+            "tools/call" => self.call_tool(&params),
+            _ => Err((-32601, "Method not found".to_owned())),
+        };
+        let reply = match outcome {
+            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+            Err((code, message)) => json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": { "code": code, "message": message },
+            }),
+        };
+        let mut response = axum::Json(reply).into_response();
+        if let Some(session) = new_session {
+            let value = HeaderValue::from_str(&session).expect("session ids are ASCII");
+            response.headers_mut().insert(SESSION_HEADER, value);
+        }
+        response
+    }
+
+    /// 400 without a session id, 404 with one that is unknown or expired.
+    fn check_session(&self, headers: &HeaderMap) -> Result<String, Refusal> {
+        let Some(session) = headers
+            .get(SESSION_HEADER)
+            .and_then(|value| value.to_str().ok())
+        else {
+            return Err(Refusal::Rpc(
+                StatusCode::BAD_REQUEST,
+                -32000,
+                "Bad Request: Mcp-Session-Id header is required",
+            ));
+        };
+        if !self.lock().live_sessions.contains(session) {
+            return Err(Refusal::Rpc(
+                StatusCode::NOT_FOUND,
+                -32001,
+                "Session not found",
+            ));
+        }
+        Ok(session.to_owned())
+    }
+
+    fn end_session(&self, headers: &HeaderMap) -> Response {
+        if !self.config.sessions {
+            return method_not_allowed();
+        }
+        match self.check_session(headers) {
+            Ok(session) => {
+                let mut state = self.lock();
+                state.live_sessions.remove(&session);
+                state.sessions_deleted.push(session);
+                StatusCode::OK.into_response()
+            }
+            Err(refusal) => refusal.into_response(),
+        }
+    }
+
+    fn list_tools(&self, params: &Value) -> Result<Value, (i64, String)> {
+        let tools = &self.config.tools;
+        let start = match params.get("cursor") {
+            None | Some(Value::Null) => 0,
+            Some(cursor) => cursor
+                .as_str()
+                .and_then(|cursor| cursor.parse::<usize>().ok())
+                .filter(|start| *start <= tools.len())
+                .ok_or((-32602, "Invalid cursor".to_owned()))?,
+        };
+        let end = (start + self.config.page_size.max(1)).min(tools.len());
+        let mut result = json!({ "tools": tools[start..end] });
+        if end < tools.len() {
+            result["nextCursor"] = json!(end.to_string());
+        }
+        Ok(result)
+    }
+
+    fn call_tool(&self, params: &Value) -> Result<Value, (i64, String)> {
+        let name = params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !self.config.tools.iter().any(|tool| tool["name"] == name) {
+            return Err((-32602, format!("Unknown tool: {name}")));
+        }
+        let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+        if name == "fail" {
+            return Ok(json!({
+                "content": [{ "type": "text", "text": "The tool failed on purpose." }],
+                "isError": true,
+            }));
+        }
+        Ok(json!({
+            "content": [{ "type": "text", "text": arguments.to_string() }],
+            "structuredContent": arguments,
+            "isError": false,
+        }))
+    }
+}
+
+async fn mcp_endpoint(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mode = shared.lock().mode;
+    match mode {
+        Mode::Normal => {}
+        Mode::Slow(delay) => tokio::time::sleep(delay).await,
+        Mode::Drop => return HangUp.into_response(),
+        Mode::InvalidJson => {
+            return json_text(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":["#.into());
+        }
+        Mode::Oversized(bytes) => return oversized(&body, bytes),
+        Mode::ServerError => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal server error").into_response();
+        }
+    }
+    let granted = match shared.authenticate(&headers) {
+        Ok(granted) => granted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    match method {
+        Method::POST => shared.post(&headers, &body, granted.as_deref()),
+        Method::DELETE => shared.end_session(&headers),
+        _ => method_not_allowed(),
+    }
+}
+
+async fn protected_resource_metadata(State(shared): State<Arc<Shared>>) -> Response {
+    let McpAuth::OAuth {
+        auth_server,
+        prm,
+        scopes_supported,
+        resource_override,
+        ..
+    } = &shared.config.auth
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let resource = match (resource_override, prm) {
+        (Some(resource), _) => resource.clone(),
+        (None, PrmLocation::Root) => shared.origin.clone(),
+        (None, _) => shared.url.clone(),
+    };
+    let mut document = json!({
+        "resource": resource,
+        "authorization_servers": [auth_server.issuer()],
+    });
+    if let Some(scopes) = scopes_supported {
+        document["scopes_supported"] = json!(scopes);
+    }
+    axum::Json(document).into_response()
+}
+
+/// A valid JSON-RPC response padded to `bytes` bytes (or the smallest possible).
+fn oversized(request: &[u8], bytes: usize) -> Response {
+    let id = serde_json::from_slice::<Value>(request)
+        .ok()
+        .and_then(|message| message.get("id").cloned())
+        .unwrap_or(Value::Null);
+    let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{"padding":""#);
+    let tail = r#""}}"#;
+    let padding = bytes.saturating_sub(head.len() + tail.len());
+    json_text(format!("{head}{}{tail}", "x".repeat(padding)))
+}
+
+fn json_text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Why the MCP endpoint turned a request away before handling it.
+enum Refusal {
+    /// 401 or 403 with this `WWW-Authenticate` challenge.
+    Challenge(StatusCode, String),
+    /// An HTTP error status with a JSON-RPC error.
+    Rpc(StatusCode, i64, &'static str),
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Challenge(status, challenge) => {
+                let error = if status == StatusCode::FORBIDDEN {
+                    "insufficient_scope"
+                } else {
+                    "invalid_token"
+                };
+                (
+                    status,
+                    [(header::WWW_AUTHENTICATE, challenge)],
+                    axum::Json(json!({ "error": error })),
+                )
+                    .into_response()
+            }
+            Refusal::Rpc(status, code, message) => {
+                let body = json!({
+                    "jsonrpc": "2.0",
+                    "id": null,
+                    "error": { "code": code, "message": message },
+                });
+                (status, axum::Json(body)).into_response()
+            }
+        }
+    }
+}
+
+fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST, DELETE")],
+    )
+        .into_response()
+}
