@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod mcp;
 pub mod servers;
 pub mod status;
 pub mod workspaces;
