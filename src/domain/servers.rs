@@ -206,8 +206,8 @@ pub(crate) const HEADERS_COLUMN: &str = "headers_sealed";
 /// Sealed client secret column.
 pub(crate) const SECRET_COLUMN: &str = "oauth_client_secret_sealed";
 
-/// Headers the transport owns; letting a user set them would corrupt requests.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers the transport owns; letting a user set them would corrupt requests. Lower case.
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",

@@ -1,17 +1,22 @@
-//! The guarded HTTP client: DNS pinning through a checking resolver,
-//! re-checked redirects, timeouts and capped body reads.
+//! The guarded HTTP client: DNS pinning through a checking resolver, target
+//! checks on every new connection, re-checked redirects, timeouts and capped
+//! body reads.
 
 use std::error::Error as StdError;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use futures_util::future::{Either, Ready, ready};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::redirect::{Attempt, Policy};
 use reqwest::{Method, RequestBuilder, Response};
+use tower_layer::Layer;
+use tower_service::Service;
 use url::Url;
 
 use super::{NetError, NetPolicy, check_target, resolve_checked};
@@ -49,11 +54,16 @@ impl Default for ClientOptions {
 ///
 /// Cheap to clone: clones share one connection pool.
 ///
-/// Always send through [`GuardedClient::send`] (or [`GuardedClient::get`]).
-/// Calling `.send()` directly on the builder from [`GuardedClient::request`]
-/// still gets resolver and redirect checks, but skips the scheme, https and
-/// IP-literal checks, because reqwest never consults a resolver for IP
-/// literals.
+/// The checks live inside the underlying `reqwest::Client`, not around it:
+/// hostnames are checked by its resolver, and the scheme, https and
+/// IP-literal rules by a layer over its connector, before any connection is
+/// opened. So a library that takes a `reqwest::Client` (the MCP SDK) can be
+/// handed [`GuardedClient::reqwest_client`] and stays inside the rules.
+///
+/// Our own code sends through [`GuardedClient::send`] (or
+/// [`GuardedClient::get`]) all the same: it checks before anything is built,
+/// also for requests that would reuse a pooled connection, and reports
+/// failures as [`NetError`].
 #[derive(Clone, Debug)]
 pub struct GuardedClient {
     inner: reqwest::Client,
@@ -68,6 +78,8 @@ impl GuardedClient {
             // every address check below.
             .no_proxy()
             .dns_resolver(Arc::new(PinnedResolver { policy }))
+            // reqwest connects to IP literals without asking the resolver.
+            .connector_layer(TargetGuardLayer { policy })
             .redirect(redirect_policy(policy, options.max_redirects))
             // The Referer would leak the previous URL, query included, to
             // whatever host a redirect points at.
@@ -86,9 +98,22 @@ impl GuardedClient {
     }
 
     /// Start a request. Add headers and a body, then pass the builder to
-    /// [`GuardedClient::send`]; do not call `.send()` on it directly.
+    /// [`GuardedClient::send`] rather than calling `.send()` on it, so that
+    /// failures come back as [`NetError`].
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
         self.inner.request(method, url)
+    }
+
+    /// The guarded `reqwest::Client` itself, for libraries that take one.
+    ///
+    /// Every connection it opens is checked like a request sent through
+    /// [`GuardedClient::send`]: scheme and https rule, IP-literal hosts, and
+    /// every resolved address of a hostname, with redirects re-checked per
+    /// hop. Its errors are `reqwest::Error`s; [`NetError::from_reqwest`]
+    /// recovers the refusal. The total and connect timeouts of
+    /// [`ClientOptions`] apply; body size caps are up to the caller.
+    pub fn reqwest_client(&self) -> &reqwest::Client {
+        &self.inner
     }
 
     /// Send a request, enforcing the rules of [`super::check_url`]: the
@@ -132,6 +157,76 @@ pub async fn read_body_capped(response: Response, limit: usize) -> Result<Bytes,
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// Connector layer that checks the target of every new connection before
+/// reqwest opens it: the shape rules of [`check_target`] (scheme, userinfo,
+/// https unless loopback) and IP-literal hosts, which never reach
+/// [`PinnedResolver`]. Hostnames pass on to the resolver.
+///
+/// Requests that reuse a pooled connection do not reach the connector, but
+/// the pool is keyed by scheme and authority and belongs to one client with
+/// one policy, so such a connection was checked for the same target when it
+/// was opened.
+#[derive(Clone, Copy, Debug)]
+struct TargetGuardLayer {
+    policy: NetPolicy,
+}
+
+impl<S> Layer<S> for TargetGuardLayer {
+    type Service = TargetGuard<S>;
+
+    fn layer(&self, inner: S) -> TargetGuard<S> {
+        TargetGuard {
+            inner,
+            policy: self.policy,
+        }
+    }
+}
+
+/// The service of [`TargetGuardLayer`].
+#[derive(Clone, Debug)]
+struct TargetGuard<S> {
+    inner: S,
+    policy: NetPolicy,
+}
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+impl<S, R> Service<R> for TargetGuard<S>
+where
+    S: Service<R, Error = BoxError>,
+    R: fmt::Debug,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = Either<S::Future, Ready<Result<S::Response, BoxError>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        match connect_target(&request).and_then(|target| check_target(&target, self.policy)) {
+            Ok(()) => Either::Left(self.inner.call(request)),
+            Err(err) => Either::Right(ready(Err(Box::new(err)))),
+        }
+    }
+}
+
+/// The URL a new connection is for.
+///
+/// reqwest hands connector layers its destination `Uri` inside a type whose
+/// only public interface is its derived `Debug`, `Unnameable(<uri>)`, so the
+/// URI is read from there. Anything that does not read as a URL is refused:
+/// should a reqwest upgrade change that form, requests fail closed (and the
+/// tests fail) instead of going out unchecked.
+pub(super) fn connect_target(request: &impl fmt::Debug) -> Result<Url, NetError> {
+    let text = format!("{request:?}");
+    text.split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .and_then(|uri| Url::parse(uri).ok())
+        .ok_or_else(|| NetError::Request("the connection target could not be checked".to_owned()))
 }
 
 /// reqwest resolver that refuses a name if any of its addresses is
@@ -206,26 +301,55 @@ pub(super) fn redirect_decision(
     Ok(RedirectDecision::Follow)
 }
 
-/// Turn a reqwest error into a [`NetError`], recovering our own refusals that
-/// the resolver and redirect policy raised inside reqwest.
 fn map_reqwest_error(err: reqwest::Error) -> NetError {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(&err);
-    while let Some(current) = source {
-        if let Some(own) = current.downcast_ref::<NetError>() {
-            return own.clone();
+    NetError::from_reqwest(&err)
+}
+
+impl NetError {
+    /// The refusal or failure behind an error of the guarded
+    /// `reqwest::Client` ([`GuardedClient::reqwest_client`]): our own
+    /// [`NetError`] when the resolver, the connector layer or the redirect
+    /// policy raised one, [`NetError::Timeout`] for timeouts, otherwise a
+    /// connection or request failure described without the URL.
+    pub fn from_reqwest(err: &reqwest::Error) -> NetError {
+        if let Some(own) = NetError::find_in(err) {
+            return own;
         }
-        source = current.source();
+        if err.is_timeout() {
+            return NetError::Timeout;
+        }
+        // reqwest's own message names the URL, whose query may carry values
+        // the caller considers secret, so only the causes are described.
+        let causes = err.source().map(describe);
+        if err.is_connect() {
+            return NetError::Connect(causes.unwrap_or_else(|| "no details".to_owned()));
+        }
+        let what = if err.is_builder() {
+            "the request could not be built"
+        } else if err.is_body() || err.is_decode() {
+            "the response body could not be read"
+        } else if err.is_redirect() {
+            "the redirect could not be followed"
+        } else {
+            "error sending request"
+        };
+        NetError::Request(match causes {
+            Some(causes) => format!("{what}: {causes}"),
+            None => what.to_owned(),
+        })
     }
-    if err.is_timeout() {
-        return NetError::Timeout;
-    }
-    // The URL may carry query parameters the caller considers secret.
-    let is_connect = err.is_connect();
-    let message = describe(&err.without_url());
-    if is_connect {
-        NetError::Connect(message)
-    } else {
-        NetError::Request(message)
+
+    /// The first [`NetError`] in an error's chain of causes, for errors of
+    /// libraries that wrap the guarded client's errors in their own.
+    pub fn find_in(err: &(dyn StdError + 'static)) -> Option<NetError> {
+        let mut source = Some(err);
+        while let Some(current) = source {
+            if let Some(own) = current.downcast_ref::<NetError>() {
+                return Some(own.clone());
+            }
+            source = current.source();
+        }
+        None
     }
 }
 

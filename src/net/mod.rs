@@ -16,7 +16,11 @@
 //!   private target through.
 //! - The connection goes to exactly the addresses that were checked: the
 //!   client's DNS resolver is the checker, so there is no second lookup a
-//!   rebinding DNS server could answer differently.
+//!   rebinding DNS server could answer differently. IP-literal hosts, which
+//!   reqwest connects to without asking a resolver, are checked by a layer
+//!   over the client's connector. Both sit inside the `reqwest::Client`, so
+//!   the client stays guarded when handed to a library
+//!   ([`GuardedClient::reqwest_client`]).
 //! - Redirects are followed only when asked for, and every hop is re-checked.
 //! - Response bodies are read with a size cap ([`read_body_capped`]) and
 //!   every request has a total and a connect timeout.
@@ -143,8 +147,8 @@ pub fn is_loopback_host(url: &Url) -> bool {
 }
 
 /// The checks that need no resolution: scheme, userinfo, host presence and
-/// the https rule. Shared by [`check_url`], `GuardedClient::send` and the
-/// redirect policy so the three cannot drift apart.
+/// the https rule. Shared by [`check_url`], `GuardedClient::send`, the
+/// connector layer and the redirect policy so they cannot drift apart.
 fn check_url_shape(url: &Url) -> Result<(), NetError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(NetError::UnsupportedScheme);
@@ -163,7 +167,8 @@ fn check_url_shape(url: &Url) -> Result<(), NetError> {
 
 /// Shape checks plus the address check for IP-literal hosts. Hostnames are
 /// left to the resolver, which checks them at connect time; IP literals never
-/// reach a resolver (neither reqwest's nor ours), so they must be checked here.
+/// reach a resolver (neither reqwest's nor ours), so they must be checked here
+/// (by `GuardedClient::send`, the connector layer and the redirect policy).
 fn check_target(url: &Url, policy: NetPolicy) -> Result<(), NetError> {
     check_url_shape(url)?;
     match url.host() {

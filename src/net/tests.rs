@@ -19,7 +19,7 @@ use bytes::Bytes;
 use reqwest::dns::Resolve;
 use url::Url;
 
-use super::client::{PinnedResolver, RedirectDecision, redirect_decision};
+use super::client::{PinnedResolver, RedirectDecision, connect_target, redirect_decision};
 use super::*;
 
 const DENY: NetPolicy = NetPolicy {
@@ -632,6 +632,129 @@ async fn refuses_requests_built_elsewhere() {
     let result = client(DENY).send(foreign).await;
     assert!(matches!(result, Err(NetError::DisallowedAddress { .. })));
     assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn exposed_reqwest_client_refuses_disallowed_literals() {
+    let server = spawn_server().await;
+    let guarded = client(DENY);
+    // Sent with reqwest's own `send`, as a library handed the client would.
+    let raw = guarded.reqwest_client();
+
+    let err = raw.get(server.url("/ok")).send().await.unwrap_err();
+    assert!(
+        matches!(
+            NetError::from_reqwest(&err),
+            NetError::DisallowedAddress { ref host, class: AddressClass::Loopback } if host == "127.0.0.1"
+        ),
+        "{err:?}"
+    );
+    // The message never names the URL.
+    assert!(!NetError::from_reqwest(&err).to_string().contains("http://"));
+
+    let mapped = url(&format!(
+        "http://[::ffff:127.0.0.1]:{}/ok",
+        server.addr.port()
+    ));
+    let err = raw.get(mapped).send().await.unwrap_err();
+    assert!(
+        matches!(
+            NetError::from_reqwest(&err),
+            NetError::DisallowedAddress {
+                class: AddressClass::Loopback,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Names still go through the resolver.
+    let err = raw
+        .get(server.localhost_url("/ok"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            NetError::from_reqwest(&err),
+            NetError::DisallowedAddress { ref host, .. } if host == "localhost"
+        ),
+        "{err:?}"
+    );
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn exposed_reqwest_client_applies_the_url_rules() {
+    let server = spawn_server().await;
+    let allowed = client(ALLOW);
+    let raw = allowed.reqwest_client();
+
+    // Always refused, even with private networks allowed. Were the guard
+    // missing, this would still only reach this host.
+    let unspecified = url(&format!("https://0.0.0.0:{}/ok", server.addr.port()));
+    let err = raw.get(unspecified).send().await.unwrap_err();
+    assert!(
+        matches!(
+            NetError::from_reqwest(&err),
+            NetError::DisallowedAddress {
+                class: AddressClass::Unspecified,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Plain http to a name that is not loopback is refused before any lookup.
+    let err = raw
+        .get("http://mcp.example.invalid/")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(NetError::from_reqwest(&err), NetError::HttpsRequired),
+        "{err:?}"
+    );
+    assert_eq!(server.hits(), 0);
+}
+
+#[tokio::test]
+async fn exposed_reqwest_client_reaches_loopback_when_allowed() {
+    let server = spawn_server().await;
+    let allowed = client(ALLOW);
+    let raw = allowed.reqwest_client();
+
+    let response = raw.get(server.url("/ok")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(&response.bytes().await.unwrap()[..], b"hello");
+    let response = raw.get(server.localhost_url("/ok")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.hits(), 2);
+}
+
+#[test]
+fn connect_target_reads_the_connector_request() {
+    /// Stands in for reqwest's connector request, which is read only through `Debug`.
+    #[derive(Debug)]
+    #[expect(dead_code, reason = "the field is read through Debug, like reqwest's")]
+    struct Unnameable(http::Uri);
+
+    let request = Unnameable("http://127.0.0.1:8080/".parse().unwrap());
+    assert_eq!(
+        connect_target(&request).unwrap(),
+        url("http://127.0.0.1:8080/")
+    );
+    let request = Unnameable("https://[::1]:443/".parse().unwrap());
+    assert_eq!(connect_target(&request).unwrap().host_str(), Some("[::1]"));
+    // Anything unreadable is refused rather than let through.
+    assert!(matches!(
+        connect_target(&"not a request"),
+        Err(NetError::Request(_))
+    ));
+    assert!(matches!(
+        connect_target(&Unnameable("/relative".parse().unwrap())),
+        Err(NetError::Request(_))
+    ));
 }
 
 #[tokio::test]

@@ -1,0 +1,25 @@
+//! MCP client sessions: the product's side of the Model Context Protocol, spoken through the
+//! official SDK (`rmcp`) over the Streamable HTTP transport.
+//!
+//! A session is opened for one piece of work (list the tools, call one tool) and closed again;
+//! the server's URL, transport, static headers, access token and timeout come from the caller
+//! as an [`McpTarget`].
+//!
+//! Invariants:
+//! - All traffic goes through the guarded client of `net/`: rmcp sends with its
+//!   `reqwest::Client`, whose resolver and connector enforce the outbound rules, and the URL is
+//!   checked with [`crate::net::check_url`] before the session opens.
+//! - When a bearer token is given it is the only `Authorization` the server sees: static
+//!   headers never override it, and headers the transport owns are never taken from them.
+//! - Tokens and header values never appear in errors or logs, and errors never carry response
+//!   bodies, so an [`McpError`] is safe to log and to map to an API error.
+//! - Every operation is bounded by the target's timeout. Nothing here retries: the caller
+//!   decides what a 401, a 403 or an expired session leads to.
+
+pub mod catalogue;
+pub mod session;
+
+#[cfg(test)]
+mod tests;
+
+pub use session::{McpError, McpSession, McpTarget, ToolCallOutcome, ToolInfo, open};

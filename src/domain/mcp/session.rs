@@ -1,0 +1,480 @@
+//! One MCP client session over Streamable HTTP: open (the `initialize` handshake), list the
+//! tools, call a tool, close. Also the mapping of rmcp's errors to [`McpError`].
+
+use std::collections::{HashMap, HashSet};
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ErrorData, Implementation, InitializeRequestParams,
+    PaginatedRequestParams, ProtocolVersion, Tool,
+};
+use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
+use rmcp::{RoleClient, ServiceError, ServiceExt};
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::crypto::Secret;
+use crate::domain::servers::{RESERVED_HEADERS, Transport};
+use crate::net::{self, GuardedClient, NetError};
+
+/// Most `tools/list` pages followed before the listing is given up as endless.
+const MAX_TOOL_PAGES: usize = 100;
+
+/// Largest JSON reply, and largest event of an event-stream reply, accepted from a server.
+/// rmcp's own default (16 MiB) is more than a tool result shown through the API should be.
+pub(crate) const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// How much of an error body rmcp may read. The text is never passed on, so little is needed.
+const MAX_ERROR_BODY_BYTES: usize = 1024;
+
+/// Longest server-supplied error message kept in an [`McpError::Protocol`].
+const MAX_SERVER_MESSAGE_CHARS: usize = 200;
+
+/// Where and how to reach one MCP server.
+#[derive(Clone, Debug)]
+pub struct McpTarget {
+    /// The server's endpoint URL.
+    pub url: Url,
+    /// The transport the server speaks.
+    pub transport: Transport,
+    /// Static headers sent with every request. `Authorization` among them is dropped when
+    /// [`McpTarget::bearer`] is set; headers the transport owns are always dropped.
+    pub headers: Vec<(String, Secret)>,
+    /// Access token sent as `Authorization: Bearer <token>`.
+    pub bearer: Option<Secret>,
+    /// Upper bound for each operation: opening, listing the tools, one tool call, closing.
+    pub timeout: Duration,
+}
+
+/// An open, initialized MCP client session.
+///
+/// Dropping it without [`McpSession::close`] also ends the session, with the cleanup running
+/// in the background.
+pub struct McpSession {
+    service: RunningService<RoleClient, InitializeRequestParams>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for McpSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("McpSession")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A tool as the server describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolInfo {
+    /// The name to call it by.
+    pub name: String,
+    /// Human-readable title.
+    pub title: Option<String>,
+    /// What the tool does.
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    pub input_schema: Value,
+    /// Behaviour hints (`readOnlyHint`, `destructiveHint`, …), as sent.
+    pub annotations: Option<Value>,
+}
+
+/// The result of one tool call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCallOutcome {
+    /// Content blocks (`{"type": "text", "text": …}` and the like), as sent.
+    pub content: Vec<Value>,
+    /// Structured result, when the tool returns one.
+    pub structured_content: Option<Value>,
+    /// The tool ran and reported a failure. This is the tool's answer, not a protocol error.
+    pub is_error: bool,
+}
+
+/// Why an MCP operation failed. Messages carry no secrets and no response bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// HTTP 401: the server wants (other) credentials.
+    #[error("the MCP server requires authorization")]
+    Unauthorized {
+        /// The raw `WWW-Authenticate` challenge, when the server sent one.
+        www_authenticate: Option<String>,
+    },
+    /// HTTP 403, e.g. `insufficient_scope`.
+    #[error("the MCP server refused access")]
+    Forbidden {
+        /// The raw `WWW-Authenticate` challenge, when the server sent one.
+        www_authenticate: Option<String>,
+    },
+    /// The target's timeout elapsed.
+    #[error("the MCP server did not answer in time")]
+    Timeout,
+    /// The server no longer knows the session (HTTP 404 on a request carrying a session id).
+    #[error("the MCP session expired")]
+    SessionExpired,
+    /// Invalid JSON-RPC, a JSON-RPC error, or a reply of an unexpected shape.
+    #[error("MCP protocol error: {0}")]
+    Protocol(String),
+    /// The connection failed, a body was too large, or the server answered another HTTP status.
+    #[error("MCP transport error: {0}")]
+    Transport(String),
+    /// The outbound rules refused the URL or an address it resolves to.
+    #[error(transparent)]
+    Net(NetError),
+}
+
+/// Open a session: check the URL against the outbound rules, then run the `initialize`
+/// handshake. Bounded by `target.timeout`.
+pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession, McpError> {
+    if matches!(target.transport, Transport::Sse) {
+        // rmcp 3 ships no client for the legacy HTTP+SSE transport.
+        return Err(McpError::Transport(
+            "the SSE transport is not supported".to_owned(),
+        ));
+    }
+    let timeout = target.timeout;
+    let service = bounded(timeout, connect(http, &target)).await?;
+    Ok(McpSession { service, timeout })
+}
+
+impl McpSession {
+    /// Every tool of the server, following `nextCursor` to the last page.
+    pub async fn list_tools(&self) -> Result<Vec<ToolInfo>, McpError> {
+        bounded(self.timeout, self.list_all_tools()).await
+    }
+
+    /// Call one tool. A tool that reports a failure is an `Ok` with
+    /// [`ToolCallOutcome::is_error`] set.
+    pub async fn call_tool(
+        &self,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<ToolCallOutcome, McpError> {
+        let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
+        let result = bounded(self.timeout, async {
+            self.service
+                .peer()
+                .call_tool(params)
+                .await
+                .map_err(|err| service_error(&err))
+        })
+        .await?;
+        let content = result
+            .content
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| McpError::Protocol("a content block could not be read".to_owned()))?;
+        Ok(ToolCallOutcome {
+            content,
+            structured_content: result.structured_content,
+            is_error: result.is_error.unwrap_or(false),
+        })
+    }
+
+    /// End the session, best effort: the server is told to delete it when it assigned one.
+    pub async fn close(self) {
+        let mut service = self.service;
+        match service.close_with_timeout(self.timeout).await {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::debug!("closing the MCP session timed out"),
+            Err(err) => tracing::debug!(error = %err, "closing the MCP session failed"),
+        }
+    }
+
+    async fn list_all_tools(&self) -> Result<Vec<ToolInfo>, McpError> {
+        let peer = self.service.peer();
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut seen_cursors = HashSet::new();
+        for _ in 0..MAX_TOOL_PAGES {
+            let params = cursor
+                .take()
+                .map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
+            let page = peer
+                .list_tools(params)
+                .await
+                .map_err(|err| service_error(&err))?;
+            for tool in page.tools {
+                tools.push(tool_info(tool)?);
+            }
+            match page.next_cursor {
+                None => return Ok(tools),
+                // A server handing out a cursor twice would keep us paging forever.
+                Some(next) if !seen_cursors.insert(next.clone()) => {
+                    return Err(McpError::Protocol(
+                        "the server repeated a tools/list cursor".to_owned(),
+                    ));
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+        Err(McpError::Protocol(format!(
+            "the tool list has more than {MAX_TOOL_PAGES} pages"
+        )))
+    }
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    operation: impl Future<Output = Result<T, McpError>>,
+) -> Result<T, McpError> {
+    tokio::time::timeout(timeout, operation)
+        .await
+        .map_err(|_| McpError::Timeout)?
+}
+
+async fn connect(
+    http: &GuardedClient,
+    target: &McpTarget,
+) -> Result<RunningService<RoleClient, InitializeRequestParams>, McpError> {
+    net::check_url(&target.url, http.policy())
+        .await
+        .map_err(McpError::Net)?;
+    initialize(http, target).await
+}
+
+/// The `initialize` handshake. rmcp sends with the guarded client's `reqwest::Client`, so each
+/// of its requests is checked again when it connects, whatever URL it goes to.
+pub(super) async fn initialize(
+    http: &GuardedClient,
+    target: &McpTarget,
+) -> Result<RunningService<RoleClient, InitializeRequestParams>, McpError> {
+    let transport = StreamableHttpClientTransport::with_client(
+        http.reqwest_client().clone(),
+        transport_config(target)?,
+    );
+    client_config()
+        .serve(transport)
+        .await
+        .map_err(|err| initialize_error(&err))
+}
+
+/// What Switchboard announces in `initialize`. It offers no client capabilities (no sampling,
+/// roots or elicitation), so the server has nothing to ask of it.
+fn client_config() -> InitializeRequestParams {
+    InitializeRequestParams::new(
+        ClientCapabilities::default(),
+        Implementation::new("switchboard", env!("CARGO_PKG_VERSION")),
+    )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+}
+
+fn transport_config(target: &McpTarget) -> Result<StreamableHttpClientTransportConfig, McpError> {
+    let mut headers = HashMap::new();
+    for (name, value) in &target.headers {
+        let lower = name.to_ascii_lowercase();
+        // The token must win: reqwest appends headers, so keeping both would send two
+        // Authorization values and leave the choice to the server.
+        if target.bearer.is_some() && lower == "authorization" {
+            continue;
+        }
+        // Input validation refuses these already; a row written before a rule was added
+        // must not break the transport either.
+        if RESERVED_HEADERS.contains(&lower.as_str()) {
+            tracing::debug!(header = %name, "skipping a static header the transport owns");
+            continue;
+        }
+        let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            McpError::Transport(format!("the static header name {name:?} is not valid"))
+        })?;
+        let mut header_value = HeaderValue::from_str(value.expose()).map_err(|_| {
+            McpError::Transport(format!(
+                "the value of the static header {name} is not valid"
+            ))
+        })?;
+        header_value.set_sensitive(true);
+        headers.insert(header_name, header_value);
+    }
+    let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str())
+        .custom_headers(headers)
+        .max_json_response_size(MAX_MESSAGE_BYTES)
+        .max_sse_event_size(MAX_MESSAGE_BYTES)
+        .max_error_response_size(MAX_ERROR_BODY_BYTES)
+        // A silent re-initialize would hide the expiry from the caller, whose decision a
+        // retry is.
+        .reinit_on_expired_session(false);
+    if let Some(bearer) = &target.bearer {
+        config = config.auth_header(bearer.expose());
+    }
+    Ok(config)
+}
+
+fn tool_info(tool: Tool) -> Result<ToolInfo, McpError> {
+    let annotations = tool
+        .annotations
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|_| McpError::Protocol("a tool's annotations could not be read".to_owned()))?;
+    Ok(ToolInfo {
+        name: tool.name.into_owned(),
+        title: tool.title,
+        description: tool.description.map(|text| text.into_owned()),
+        input_schema: Value::Object(Arc::unwrap_or_clone(tool.input_schema)),
+        annotations,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Errors. rmcp's messages may quote response bodies and reqwest's name the URL, so none of
+// them is passed on; each case gets a message of its own.
+
+fn initialize_error(err: &ClientInitializeError) -> McpError {
+    match err {
+        ClientInitializeError::TransportError { error, .. } => {
+            transport_error(error.error.as_ref())
+        }
+        ClientInitializeError::JsonRpcError(data) => rpc_error(data),
+        ClientInitializeError::ConnectionClosed(_) => {
+            McpError::Transport("the connection closed before initialization completed".to_owned())
+        }
+        ClientInitializeError::Cancelled => {
+            McpError::Transport("initialization was cancelled".to_owned())
+        }
+        _ => McpError::Protocol("the server did not complete the initialize handshake".to_owned()),
+    }
+}
+
+fn service_error(err: &ServiceError) -> McpError {
+    match err {
+        ServiceError::McpError(data) => rpc_error(data),
+        ServiceError::TransportSend(error) => transport_error(error.error.as_ref()),
+        ServiceError::TransportClosed => {
+            McpError::Transport("the connection to the server closed".to_owned())
+        }
+        ServiceError::Timeout { .. } => McpError::Timeout,
+        ServiceError::Cancelled { .. } => {
+            McpError::Transport("the request was cancelled".to_owned())
+        }
+        _ => McpError::Protocol("the server answered with an unexpected result".to_owned()),
+    }
+}
+
+fn rpc_error(data: &ErrorData) -> McpError {
+    let message: String = data
+        .message
+        .chars()
+        .take(MAX_SERVER_MESSAGE_CHARS)
+        .collect();
+    McpError::Protocol(format!(
+        "the server answered with error {}: {message}",
+        data.code.0
+    ))
+}
+
+fn transport_error(err: &(dyn StdError + 'static)) -> McpError {
+    let mut source = Some(err);
+    while let Some(current) = source {
+        if let Some(http) = current.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            return http_error(http);
+        }
+        source = current.source();
+    }
+    match NetError::find_in(err) {
+        Some(refused) => net_error(refused),
+        None => McpError::Transport("the transport failed".to_owned()),
+    }
+}
+
+fn http_error(err: &StreamableHttpError<reqwest::Error>) -> McpError {
+    use StreamableHttpError as E;
+
+    match err {
+        E::AuthRequired(challenge) => McpError::Unauthorized {
+            www_authenticate: Some(challenge.www_authenticate_header.clone()),
+        },
+        E::InsufficientScope(challenge) => McpError::Forbidden {
+            www_authenticate: Some(challenge.www_authenticate_header.clone()),
+        },
+        E::SessionExpired => McpError::SessionExpired,
+        E::Client(err) => net_error(NetError::from_reqwest(err)),
+        E::HttpStatus(status) => status_error(status.status),
+        E::UnexpectedServerResponse(message) => match status_in_message(message) {
+            Some(status) => status_error(status),
+            None => McpError::Protocol("the server sent an unexpected response".to_owned()),
+        },
+        E::ResponseBodyTooLarge { max_size } => {
+            McpError::Transport(format!("the response body exceeds {max_size} bytes"))
+        }
+        E::UnexpectedContentType(_) => {
+            McpError::Protocol("the server answered with an unexpected content type".to_owned())
+        }
+        E::Deserialize(_) => {
+            McpError::Protocol("the server sent a message that is not JSON-RPC".to_owned())
+        }
+        E::Sse(_) => McpError::Transport("the server's event stream failed".to_owned()),
+        E::UnexpectedEndOfStream => {
+            McpError::Transport("the server's event stream ended before the answer".to_owned())
+        }
+        E::MissingSessionIdInResponse => {
+            McpError::Protocol("the server assigned no session".to_owned())
+        }
+        E::ControlRequestTimeout => McpError::Timeout,
+        E::ReservedHeaderConflict(name) => {
+            McpError::Transport(format!("the header {name} is reserved by the transport"))
+        }
+        E::Io(err) => McpError::Transport(format!("i/o error ({})", err.kind())),
+        _ => McpError::Transport("the transport failed".to_owned()),
+    }
+}
+
+/// The HTTP status of an error rmcp reports only as text. Its reqwest client turns an error
+/// status that carries no challenge (and is neither 429 nor 5xx) into
+/// `UnexpectedServerResponse("HTTP {status}: {body}")`, so the status is read from that prefix
+/// and the rest, which quotes the body, is dropped.
+fn status_in_message(message: &str) -> Option<u16> {
+    let rest = message.strip_prefix("HTTP ")?;
+    let digits = rest.get(..3)?;
+    let follows = rest[3..].chars().next();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || follows.is_some_and(|c| c != ' ' && c != ':')
+    {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn status_error(status: u16) -> McpError {
+    match status {
+        401 => McpError::Unauthorized {
+            www_authenticate: None,
+        },
+        403 => McpError::Forbidden {
+            www_authenticate: None,
+        },
+        _ => McpError::Transport(format!("the server answered HTTP {status}")),
+    }
+}
+
+fn net_error(err: NetError) -> McpError {
+    match err {
+        NetError::Timeout => McpError::Timeout,
+        NetError::Connect(_) | NetError::Request(_) | NetError::BodyTooLarge { .. } => {
+            McpError::Transport(err.to_string())
+        }
+        refused => McpError::Net(refused),
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::status_in_message;
+
+    #[test]
+    fn reads_the_status_of_unchallenged_http_errors() {
+        assert_eq!(
+            status_in_message("HTTP 401 Unauthorized: {\"secret\": 1}"),
+            Some(401)
+        );
+        assert_eq!(status_in_message("HTTP 403 Forbidden: "), Some(403));
+        assert_eq!(status_in_message("HTTP 400"), Some(400));
+        assert_eq!(status_in_message("expect initialized, accepted"), None);
+        assert_eq!(status_in_message("HTTP 4011 nonsense"), None);
+        assert_eq!(status_in_message("HTTP x01"), None);
+    }
+}
