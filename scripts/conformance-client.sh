@@ -14,6 +14,8 @@
 #
 # Optional environment:
 #   SWITCHBOARD_CONFORMANCE_BIN   switchboard binary (default target/debug/switchboard)
+#   CONFORMANCE_CLIENT_TIMEOUT_S  kill the client after this many seconds (set by
+#                                 conformance.sh to the suite's per-scenario timeout)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,7 +37,10 @@ if [[ -n "${MCP_CONFORMANCE_CONTEXT:-}" ]]; then
     # context keys (names only, for the log).
     fields=$(python3 - <<'PY'
 import json, os, sys
-ctx = json.loads(os.environ["MCP_CONFORMANCE_CONTEXT"])
+try:
+    ctx = json.loads(os.environ["MCP_CONFORMANCE_CONTEXT"])
+except ValueError as e:  # the message carries a position, never the content
+    sys.exit(f"MCP_CONFORMANCE_CONTEXT is not valid JSON: {e}")
 if not isinstance(ctx, dict):
     sys.exit("MCP_CONFORMANCE_CONTEXT is not a JSON object")
 out = []
@@ -49,16 +54,16 @@ out.append(" ".join(sorted(k for k in ctx if k not in ("name", "client_id", "cli
 print("\n".join(out))
 PY
     )
-    {
-        IFS= read -r client_id
-        IFS= read -r client_secret
-        IFS= read -r other_keys
-    } <<<"$fields"
+    mapfile -t field <<<"$fields"
+    client_id=${field[0]:-}
+    client_secret=${field[1]:-}
+    other_keys=${field[2]:-}
     [[ -z "$client_id" ]] || args+=(--client-id "$client_id")
     [[ -z "$client_secret" ]] || args+=(--client-secret "$client_secret")
-    log "scenario=${MCP_CONFORMANCE_SCENARIO:-?} client_id=${client_id:-<none>}" \
-        "client_secret=$([[ -n "$client_secret" ]] && echo '<set>' || echo '<none>')" \
-        "${other_keys:+unmapped context keys: $other_keys}"
+    msg="scenario=${MCP_CONFORMANCE_SCENARIO:-?} client_id=${client_id:-<none>} client_secret="
+    if [[ -n "$client_secret" ]]; then msg+="<set>"; else msg+="<none>"; fi
+    [[ -z "$other_keys" ]] || msg+=" (unmapped context keys: $other_keys)"
+    log "$msg"
 else
     log "scenario=${MCP_CONFORMANCE_SCENARIO:-?} (no context)"
 fi
@@ -66,5 +71,10 @@ fi
 if [[ ! -x "$BIN" ]]; then
     log "no switchboard binary at $BIN (run: cargo build --bin switchboard)"
     exit 127
+fi
+# The CLI kills only its `sh -c` wrapper on timeout (dash forks, so that would
+# orphan us); bound our own run time when conformance.sh tells us the limit.
+if [[ -n "${CONFORMANCE_CLIENT_TIMEOUT_S:-}" ]]; then
+    exec timeout --kill-after=5 "$CONFORMANCE_CLIENT_TIMEOUT_S" "$BIN" "${args[@]}" "$URL"
 fi
 exec "$BIN" "${args[@]}" "$URL"

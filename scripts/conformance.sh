@@ -39,6 +39,9 @@ CONF_PKG="$CONF_DIR/node_modules/@modelcontextprotocol/conformance/package.json"
 CLIENT="$ROOT/scripts/conformance-client.sh"
 OUT_ROOT="$ROOT/target/conformance"
 TIMEOUT_MS="${CONFORMANCE_TIMEOUT_MS:-60000}"
+[[ "$TIMEOUT_MS" =~ ^[1-9][0-9]*$ ]] || { echo "CONFORMANCE_TIMEOUT_MS must be a positive integer" >&2; exit 1; }
+# Read by conformance-client.sh: the CLI's own timeout only kills the `sh -c` wrapper.
+export CONFORMANCE_CLIENT_TIMEOUT_S=$(((TIMEOUT_MS + 999) / 1000))
 export SWITCHBOARD_CONFORMANCE_BIN="${SWITCHBOARD_CONFORMANCE_BIN:-$ROOT/target/debug/switchboard}"
 
 say() { printf '==> %s\n' "$*"; }
@@ -190,6 +193,8 @@ if [[ ! -x "$SWITCHBOARD_CONFORMANCE_BIN" ]]; then
     cargo build --bin switchboard
     [[ -x "$SWITCHBOARD_CONFORMANCE_BIN" ]] || die "no binary at $SWITCHBOARD_CONFORMANCE_BIN after cargo build"
 fi
+"$SWITCHBOARD_CONFORMANCE_BIN" connect --help >/dev/null 2>&1 ||
+    die "${SWITCHBOARD_CONFORMANCE_BIN#"$ROOT"/} has no 'connect' command (stale build? run: cargo build --bin switchboard)"
 say "client under test: ${CLIENT#"$ROOT"/} -> ${SWITCHBOARD_CONFORMANCE_BIN#"$ROOT"/} connect"
 
 TOTAL_PASSED=0

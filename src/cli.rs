@@ -46,7 +46,11 @@ enum Command {
         #[arg(long, env = "SWITCHBOARD_CONNECT_CLIENT_ID")]
         client_id: Option<String>,
         /// Pre-registered OAuth client secret.
-        #[arg(long, env = "SWITCHBOARD_CONNECT_CLIENT_SECRET", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "SWITCHBOARD_CONNECT_CLIENT_SECRET",
+            hide_env_values = true
+        )]
         client_secret: Option<String>,
         /// Allow loopback and private addresses (same as --allow-private-networks).
         #[arg(long)]
@@ -163,11 +167,18 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin(admin) => run_admin(admin, config).await,
-        Command::Connect { url, client_id, client_secret, allow_loopback } => {
+        Command::Connect {
+            url,
+            client_id,
+            client_secret,
+            allow_loopback,
+        } => {
             let options = crate::headless::ConnectOptions {
                 url,
                 client_id: client_id.filter(|id| !id.is_empty()),
-                client_secret: client_secret.filter(|s| !s.is_empty()).map(crypto::Secret::new),
+                client_secret: client_secret
+                    .filter(|s| !s.is_empty())
+                    .map(crypto::Secret::new),
                 client_metadata_url: config.client_metadata_url.clone(),
                 allow_loopback: allow_loopback || config.allow_private_networks,
             };

@@ -64,7 +64,10 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
     };
     let app = App::build(config, KeyRing::generate()).await?;
     app.db.migrate().await?;
-    let first = admin::bootstrap(&app).await.map_err(domain_error)?.ok_or_else(|| anyhow!("fresh database expected"))?;
+    let first = admin::bootstrap(&app)
+        .await
+        .map_err(domain_error)?
+        .ok_or_else(|| anyhow!("fresh database expected"))?;
     let principal = Principal {
         user_id: first.user.id.0,
         token_id: first.token.row.id.0,
@@ -85,19 +88,40 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
     )
     .await
     .map_err(domain_error)?;
-    writeln!(out, "server: {} (auth: {})", created.server.url, created.auth_type.as_str())?;
-    let session = Session { app: &app, principal: &principal, server_id: created.server.id.0 };
+    writeln!(
+        out,
+        "server: {} (auth: {})",
+        created.server.url,
+        created.auth_type.as_str()
+    )?;
+    let session = Session {
+        app: &app,
+        principal: &principal,
+        server_id: created.server.id.0,
+    };
 
     // Initialize and list, authorizing when the server asks.
     let tools = session
         .with_authorization(out, |server| async move {
             let (mcp, _) = catalogue::connect(session.app, &server).await?;
-            let tools = mcp.list_tools().await.map_err(|e| catalogue::mcp_error(server.id.0, e));
+            let tools = mcp
+                .list_tools()
+                .await
+                .map_err(|e| catalogue::mcp_error(server.id.0, e));
             mcp.close().await;
             tools
         })
         .await?;
-    writeln!(out, "initialized; {} tool(s): {}", tools.len(), tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        out,
+        "initialized; {} tool(s): {}",
+        tools.len(),
+        tools
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
 
     for tool in &tools {
         let name = tool.name.clone();
@@ -106,14 +130,22 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
                 let name = name.clone();
                 async move {
                     let (mcp, _) = catalogue::connect(session.app, &server).await?;
-                    let outcome = mcp.call_tool(&name, Map::new()).await.map_err(|e| catalogue::mcp_error(server.id.0, e));
+                    let outcome = mcp
+                        .call_tool(&name, Map::new())
+                        .await
+                        .map_err(|e| catalogue::mcp_error(server.id.0, e));
                     mcp.close().await;
                     outcome
                 }
             })
             .await?;
         let text: Vec<String> = outcome.content.iter().map(ToString::to_string).collect();
-        writeln!(out, "called {name}: isError={} content={}", outcome.is_error, text.join(" "))?;
+        writeln!(
+            out,
+            "called {name}: isError={} content={}",
+            outcome.is_error,
+            text.join(" ")
+        )?;
     }
     writeln!(out, "done")?;
     Ok(())
@@ -129,13 +161,19 @@ struct Session<'a> {
 impl Session<'_> {
     async fn server(&self) -> anyhow::Result<McpServerRow> {
         let mut conn = self.app.db.conn().await?;
-        crate::db::servers::find(&mut conn, self.server_id).await?.ok_or_else(|| anyhow!("the server disappeared"))
+        crate::db::servers::find(&mut conn, self.server_id)
+            .await?
+            .ok_or_else(|| anyhow!("the server disappeared"))
     }
 
     /// Run one MCP operation; on a 401 refresh once, then authorize; on a 403
     /// `insufficient_scope` authorize again with the union of scopes; at most
     /// [`MAX_AUTHORIZATIONS_PER_OPERATION`] authorizations.
-    async fn with_authorization<T, F, Fut>(&self, out: &mut (dyn Write + Send), operation: F) -> anyhow::Result<T>
+    async fn with_authorization<T, F, Fut>(
+        &self,
+        out: &mut (dyn Write + Send),
+        operation: F,
+    ) -> anyhow::Result<T>
     where
         F: Fn(McpServerRow) -> Fut,
         Fut: std::future::Future<Output = Result<T, Error>>,
@@ -156,15 +194,27 @@ impl Session<'_> {
                     self.challenge(&server).await
                 }
                 Err(Error::InsufficientScope { scope, .. }) => {
-                    writeln!(out, "server asks for more scopes: {}", scope.as_deref().unwrap_or("(unspecified)"))?;
-                    catalogue::note_insufficient_scope(self.app, self.server_id, scope.as_deref()).await.map_err(domain_error)?;
-                    Some(Challenge { scope, error: Some("insufficient_scope".into()), ..Challenge::default() })
+                    writeln!(
+                        out,
+                        "server asks for more scopes: {}",
+                        scope.as_deref().unwrap_or("(unspecified)")
+                    )?;
+                    catalogue::note_insufficient_scope(self.app, self.server_id, scope.as_deref())
+                        .await
+                        .map_err(domain_error)?;
+                    Some(Challenge {
+                        scope,
+                        error: Some("insufficient_scope".into()),
+                        ..Challenge::default()
+                    })
                 }
                 Err(other) => return Err(domain_error(other)),
             };
             authorizations += 1;
             if authorizations > MAX_AUTHORIZATIONS_PER_OPERATION {
-                bail!("still not authorized after {MAX_AUTHORIZATIONS_PER_OPERATION} authorizations; giving up");
+                bail!(
+                    "still not authorized after {MAX_AUTHORIZATIONS_PER_OPERATION} authorizations; giving up"
+                );
             }
             if AuthType::parse(&server.auth_type) != AuthType::Oauth {
                 // Detected as something else, but the server wants OAuth: switch it.
@@ -172,7 +222,10 @@ impl Session<'_> {
                     self.app,
                     self.principal,
                     self.server_id,
-                    servers::ServerChanges { auth_type: servers::Patch::Set(AuthType::Oauth), ..Default::default() },
+                    servers::ServerChanges {
+                        auth_type: servers::Patch::Set(AuthType::Oauth),
+                        ..Default::default()
+                    },
                 )
                 .await
                 .map_err(domain_error)?;
@@ -184,29 +237,58 @@ impl Session<'_> {
     /// The server's current challenge, from an unauthenticated request.
     async fn challenge(&self, server: &McpServerRow) -> Option<Challenge> {
         let url = Url::parse(&server.url).ok()?;
-        crate::domain::oauth::probe::probe(&self.app.http, &url).await.challenge.filter(|c| c.signals_oauth())
+        crate::domain::oauth::probe::probe(&self.app.http, &url)
+            .await
+            .challenge
+            .filter(|c| c.signals_oauth())
     }
 
     /// Run the flow headlessly: start, follow the authorization URL without a browser, and
     /// complete with the code from the redirect.
-    async fn authorize(&self, out: &mut (dyn Write + Send), challenge: Option<Challenge>) -> anyhow::Result<()> {
-        let started = flow::start(self.app, self.principal, self.server_id, challenge).await.map_err(domain_error)?;
+    async fn authorize(
+        &self,
+        out: &mut (dyn Write + Send),
+        challenge: Option<Challenge>,
+    ) -> anyhow::Result<()> {
+        let started = flow::start(self.app, self.principal, self.server_id, challenge)
+            .await
+            .map_err(domain_error)?;
         let Started::Redirect { upstream_url, .. } = started else {
             writeln!(out, "already authorized")?;
             return Ok(());
         };
         writeln!(out, "authorizing at {}", origin_and_path(&upstream_url))?;
         // No redirects are followed: the authorization server's answer is read, not obeyed.
-        let http = GuardedClient::new(NetPolicy { allow_private_networks: self.app.config.allow_private_networks }, ClientOptions::default())?;
+        let http = GuardedClient::new(
+            NetPolicy {
+                allow_private_networks: self.app.config.allow_private_networks,
+            },
+            ClientOptions::default(),
+        )?;
         let response = http.get(upstream_url).await?;
         let location = response
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| anyhow!("the authorization endpoint answered {} without a redirect", response.status()))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "the authorization endpoint answered {} without a redirect",
+                    response.status()
+                )
+            })?;
         let redirect = Url::parse(location).context("the authorization redirect is not a URL")?;
-        let value = |key: &str| redirect.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned());
-        let params = CallbackParams { code: value("code"), state: value("state"), iss: value("iss"), error: value("error") };
+        let value = |key: &str| {
+            redirect
+                .query_pairs()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+        };
+        let params = CallbackParams {
+            code: value("code"),
+            state: value("state"),
+            iss: value("iss"),
+            error: value("error"),
+        };
         match flow::complete(self.app, params, Binding::User(self.principal.user_id)).await {
             Ok(_) => {
                 writeln!(out, "authorized")?;

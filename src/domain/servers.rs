@@ -643,6 +643,9 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> 
         .ok_or(Error::NotFound)?;
     let workspace_id = server.workspace_id.0;
     principal.require(workspace_id, Role::Admin)?;
+    // Revoke upstream only now that the server is known to be the caller's.
+    revoke_upstream(app, &mut conn, &server).await?;
+    app.oauth.forget_discovery(id);
     transaction!(conn, {
         if !db::servers::delete(&mut conn, id, workspace_id).await? {
             return Err(Error::NotFound);

@@ -50,18 +50,22 @@ pub fn api_error(error: Error) -> async_graphql::Error {
             internal()
         }
         Error::ReauthRequired { server_id } => reauth(server_id),
-        Error::InsufficientScope { server_id, scope } => {
-            async_graphql::Error::new("the server needs more permissions: reconnect it to consent to them").extend_with(|_, e| {
-                e.set("code", "REAUTH_REQUIRED");
-                e.set("serverId", server_id.to_string());
-                e.set("reason", "insufficient_scope");
-                if let Some(scope) = &scope {
-                    e.set("scope", scope.clone());
-                }
-            })
-        }
+        Error::InsufficientScope { server_id, scope } => async_graphql::Error::new(
+            "the server needs more permissions: reconnect it to consent to them",
+        )
+        .extend_with(|_, e| {
+            e.set("code", "REAUTH_REQUIRED");
+            e.set("serverId", server_id.to_string());
+            e.set("reason", "insufficient_scope");
+            if let Some(scope) = &scope {
+                e.set("scope", scope.clone());
+            }
+        }),
         Error::Upstream(message) => coded(message, "UPSTREAM_ERROR"),
-        Error::UpstreamTimeout => coded("the upstream server did not answer in time", "UPSTREAM_TIMEOUT"),
+        Error::UpstreamTimeout => coded(
+            "the upstream server did not answer in time",
+            "UPSTREAM_TIMEOUT",
+        ),
         Error::Oauth(error) => oauth_error(error),
     }
 }

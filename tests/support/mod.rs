@@ -107,7 +107,10 @@ pub fn test_config_at(database: DatabaseTarget, options: &Options, addr: SocketA
         bind: addr,
         public_url: url::Url::parse(&format!("http://{addr}")).expect("url"),
         app_origins: options.app_origins.clone(),
-        client_metadata_url: options.client_metadata_url.as_deref().map(|u| url::Url::parse(u).expect("metadata URL")),
+        client_metadata_url: options
+            .client_metadata_url
+            .as_deref()
+            .map(|u| url::Url::parse(u).expect("metadata URL")),
         encryption_keys: None,
         key_file: None,
         allow_private_networks: options.allow_private_networks,
@@ -129,7 +132,11 @@ impl TestApp {
     pub async fn start_with(options: Options) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = test_database(dir.path()).await;
-        let config = test_config(database, &options);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let config = test_config_at(database, &options, addr);
         let app = App::build(config, KeyRing::generate())
             .await
             .expect("build app");
@@ -143,10 +150,6 @@ impl TestApp {
             token: first.token.token.expose().to_owned(),
             workspace_id: first.workspace.id.0,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(switchboard::http::serve(
             app.clone(),

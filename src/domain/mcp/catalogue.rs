@@ -21,20 +21,27 @@ use crate::transaction;
 /// token used.
 pub async fn connect(app: &App, server: &McpServerRow) -> Result<(McpSession, Option<i64>)> {
     let (target, generation) = target(app, server).await?;
-    let session = session::open(&app.http, target).await.map_err(|e| mcp_error(server.id.0, e))?;
+    let session = session::open(&app.http, target)
+        .await
+        .map_err(|e| mcp_error(server.id.0, e))?;
     Ok((session, generation))
 }
 
 /// The target of a server with its current credentials.
 pub async fn target(app: &App, server: &McpServerRow) -> Result<(McpTarget, Option<i64>)> {
-    let url = url::Url::parse(&server.url).map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
+    let url = url::Url::parse(&server.url)
+        .map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
     // Headers that no longer open (lost key) are an internal failure, never sent half.
     let headers = servers::open_headers(app, server)?;
     let (bearer, generation) = if AuthType::parse(&server.auth_type) == AuthType::Oauth {
         match tokens::access_token(app, server).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
-            Err(OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient) => {
-                return Err(Error::ReauthRequired { server_id: server.id.0 });
+            Err(
+                OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient,
+            ) => {
+                return Err(Error::ReauthRequired {
+                    server_id: server.id.0,
+                });
             }
             Err(other) => return Err(Error::Oauth(other)),
         }
@@ -58,7 +65,10 @@ pub async fn target(app: &App, server: &McpServerRow) -> Result<(McpTarget, Opti
 pub async fn refresh(app: &App, server: &McpServerRow) -> Result<usize> {
     let listed = async {
         let (session, _) = connect(app, server).await?;
-        let tools = session.list_tools().await.map_err(|e| mcp_error(server.id.0, e));
+        let tools = session
+            .list_tools()
+            .await
+            .map_err(|e| mcp_error(server.id.0, e));
         session.close().await;
         tools
     }
@@ -123,10 +133,12 @@ pub async fn record_failure(app: &App, server_id: Uuid, error: &Error) {
     let recorded = async {
         let mut conn = app.db.conn().await?;
         status::record(&mut conn, server_id, |row| match error {
-            Error::ReauthRequired { .. } => status::mark_needs_authorization(row, "authorization_required"),
-            Error::Oauth(OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized) => {
+            Error::ReauthRequired { .. } => {
                 status::mark_needs_authorization(row, "authorization_required")
             }
+            Error::Oauth(
+                OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized,
+            ) => status::mark_needs_authorization(row, "authorization_required"),
             other => {
                 row.consecutive_failures += 1;
                 row.last_error = Some(safe_text(other));
@@ -146,7 +158,9 @@ pub async fn record_failure(app: &App, server_id: Uuid, error: &Error) {
     match recorded {
         Ok(Some(event)) => app.events.publish(event),
         Ok(None) => {}
-        Err(error) => tracing::error!(%error, mcp_server.id = %server_id, "cannot record a failed contact"),
+        Err(error) => {
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a failed contact")
+        }
     }
 }
 
@@ -166,7 +180,10 @@ pub fn mcp_error(server_id: Uuid, error: McpError) -> Error {
         McpError::Forbidden { www_authenticate } => {
             let challenge = challenge::parse(www_authenticate.as_deref());
             if challenge.as_ref().and_then(|c| c.error.as_deref()) == Some("insufficient_scope") {
-                Error::InsufficientScope { server_id, scope: challenge.and_then(|c| c.scope) }
+                Error::InsufficientScope {
+                    server_id,
+                    scope: challenge.and_then(|c| c.scope),
+                }
             } else {
                 Error::Upstream("the MCP server refused access".into())
             }
@@ -179,7 +196,11 @@ pub fn mcp_error(server_id: Uuid, error: McpError) -> Error {
 
 /// The server says a call needs more scopes: remember the union for the next flow and mark
 /// the server `INSUFFICIENT_SCOPE`.
-pub async fn note_insufficient_scope(app: &App, server_id: Uuid, scope: Option<&str>) -> Result<()> {
+pub async fn note_insufficient_scope(
+    app: &App,
+    server_id: Uuid,
+    scope: Option<&str>,
+) -> Result<()> {
     let mut conn = app.db.conn().await?;
     let event = transaction!(conn, {
         if let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? {

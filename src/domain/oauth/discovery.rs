@@ -253,7 +253,9 @@ async fn legacy(
         client_id_metadata_document_supported: false,
         authorization_response_iss_parameter_supported: false,
     };
-    assemble(resource, None, origin, metadata, true, options)
+    let mut discovery = assemble(resource, None, origin, metadata, true, options)?;
+    discovery.server.synthesized = true;
+    Ok(discovery)
 }
 
 /// The server URL as a `resource` when no metadata names one: no fragment, nothing added.
@@ -305,6 +307,7 @@ fn assemble(
             token_endpoint_auth_methods: metadata.token_endpoint_auth_methods_supported,
             iss_parameter_supported: metadata.authorization_response_iss_parameter_supported,
             legacy,
+            synthesized: false,
         },
         authorization_endpoint,
         registration_endpoint,

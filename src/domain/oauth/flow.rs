@@ -187,7 +187,8 @@ pub async fn start(
     ));
     row.flow_user_id = Some(DbUuid(principal.user_id));
     row.browser_binding_hash = None;
-    row.expected_issuer = Some(discovery.server.issuer.clone());
+    // Without any metadata document there is no declared issuer to hold `iss` against.
+    row.expected_issuer = (!discovery.server.synthesized).then(|| discovery.server.issuer.clone());
     row.requested_scopes = scope.clone();
     row.redirect_uri = Some(redirect_uri.clone());
     row.flow_id_hash = Some(sha256_hex(&flow_id));
@@ -489,7 +490,10 @@ pub async fn complete(
     };
     // RFC 9207: compare exactly; a server that promises `iss` must send it.
     let issuer_ok = match (&params.iss, authorization_server.iss_parameter_supported) {
-        (Some(iss), _) => Some(iss) == grant.expected_issuer.as_ref(),
+        (Some(iss), _) => grant
+            .expected_issuer
+            .as_ref()
+            .is_none_or(|expected| expected == iss),
         (None, true) => false,
         (None, false) => true,
     };
@@ -574,7 +578,11 @@ pub async fn complete(
         tracing::warn!(mcp_server.id = %server_id, %error, "listing tools after authorization failed");
     }
     let mut conn = app.db.conn().await.map_err(unknown(Some(server_id)))?;
-    Ok(db::servers::find(&mut conn, server_id).await.ok().flatten().unwrap_or(server))
+    Ok(db::servers::find(&mut conn, server_id)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(server))
 }
 
 /// Store the tokens of a completed flow and mark the server authorized, in one transaction.

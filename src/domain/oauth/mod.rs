@@ -151,6 +151,10 @@ pub struct AuthorizationServer {
     pub iss_parameter_supported: bool,
     /// Whether the metadata came from the 2025-03-26 fallback (no issuer check applies).
     pub legacy: bool,
+    /// Whether there was no metadata document at all, so `issuer` is only the origin that
+    /// keys the registration, not an issuer the server ever declared.
+    #[serde(default)]
+    pub synthesized: bool,
 }
 
 /// A discovery result and when it was made.

@@ -325,10 +325,9 @@ async fn refresh_locked(
     let Some(tokens) = open_tokens(app, &grant) else {
         return Err((OauthError::NotAuthorized, None));
     };
-    // Someone refreshed while we waited: use their token.
-    if seen.is_some_and(|g| g != grant.token_generation)
-        && !due(grant.access_expires_at.map(|t| t.0), db::now())
-    {
+    // Someone refreshed while we waited: use their token. It is the newest there is, even if
+    // it is itself close to expiry.
+    if seen.is_some_and(|g| g != grant.token_generation) {
         return Ok((
             Access {
                 token: Secret::new(tokens.access_token),
