@@ -1079,3 +1079,44 @@ async fn client_metadata_document_needs_an_https_public_url() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }
+
+/// Two Switchboard processes sharing one PostgreSQL: a storm of callers on both, against an
+/// expired token, still causes exactly one refresh (advisory lock + re-read + compare-and-swap).
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_refresh_once() {
+    let t = TestApp::start().await;
+    if !t.app.db.is_postgres() {
+        return; // Replicas share PostgreSQL; SQLite serves one process.
+    }
+    let (auth, _mcp, id) = connected(&t, AsConfig::default()).await;
+    expire_stored_access_token(&t, &id).await;
+    let replica = switchboard::App::build(t.app.config.clone(), t.app.keys.clone())
+        .await
+        .unwrap();
+    let server = Arc::new(row(&t, &id).await);
+    let refreshes_before = auth.refresh_count();
+    let calls = (0..200).map(|i| {
+        let app = if i % 2 == 0 {
+            t.app.clone()
+        } else {
+            replica.clone()
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            tokens::access_token(&app, &server)
+                .await
+                .map(|a| a.token.expose().to_owned())
+        })
+    });
+    let tokens: Vec<String> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        auth.refresh_count() - refreshes_before,
+        1,
+        "exactly one refresh across both replicas"
+    );
+    assert!(tokens.iter().all(|t| t == &tokens[0]));
+}
