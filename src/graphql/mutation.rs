@@ -1,6 +1,6 @@
 //! Mutation root and its inputs.
 
-use async_graphql::{Context, Enum, ID, InputObject, MaybeUndefined, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 
 use super::error::{ApiResult, parse_id, principal};
 use super::types::{
@@ -9,6 +9,7 @@ use super::types::{
 use crate::app::AppHandle;
 use crate::crypto::Secret;
 use crate::domain::access::Role;
+use crate::domain::mcp::calls;
 use crate::domain::oauth::flow;
 use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
 use crate::domain::workspaces;
@@ -134,6 +135,17 @@ fn flow_failure(failure: flow::FlowFailure) -> async_graphql::Error {
             e.set("serverId", id.to_string());
         }
     })
+}
+
+/// The result of a tool call, as the server sent it.
+#[derive(SimpleObject)]
+pub struct McpToolResult {
+    /// Content blocks (`{"type": "text", "text": …}` and the like).
+    pub content: Vec<Json<serde_json::Value>>,
+    /// Structured result, when the tool returns one.
+    pub structured_content: Option<Json<serde_json::Value>>,
+    /// The tool ran and reported a failure.
+    pub is_error: bool,
 }
 
 /// Result of `createApiToken`.
@@ -378,6 +390,42 @@ impl MutationRoot {
             .await
             .api()
             .map(McpServer::single)
+    }
+
+    /// Reconnect to a server, list its tools and store them (editor).
+    async fn refresh_mcp_server(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<McpServer> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        calls::refresh_server(app, principal, id)
+            .await
+            .api()
+            .map(McpServer::single)
+    }
+
+    /// Call a tool of a server (viewer). `arguments` must be a JSON object.
+    async fn call_mcp_tool(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+        name: String,
+        arguments: Option<Json<serde_json::Value>>,
+    ) -> async_graphql::Result<McpToolResult> {
+        let principal = principal(ctx)?;
+        let server_id = parse_id("serverId", &server_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let outcome = calls::call_tool(app, principal, server_id, &name, arguments.map(|a| a.0))
+            .await
+            .api()?;
+        Ok(McpToolResult {
+            content: outcome.content.into_iter().map(Json).collect(),
+            structured_content: outcome.structured_content.map(Json),
+            is_error: outcome.is_error,
+        })
     }
 
     /// Delete an MCP server (admin). Returns its id.

@@ -16,6 +16,7 @@
 //! - Every operation is bounded by the target's timeout. Nothing here retries: the caller
 //!   decides what a 401, a 403 or an expired session leads to.
 
+pub mod calls;
 pub mod catalogue;
 pub mod session;
 

@@ -1,0 +1,185 @@
+//! Tool calls and catalogue refreshes as the API offers them.
+//!
+//! A call checks the caller's workspace first, then that the tool is in the stored catalogue
+//! and the arguments are a JSON object. Then it calls the server with its current
+//! credentials: a 401 leads to one token refresh and one retry, then `REAUTH_REQUIRED`; a 403
+//! `insufficient_scope` remembers the scopes for the next flow and asks for consent; an expired
+//! session is retried once with a new one; nothing else is retried.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::catalogue;
+use super::session::{McpError, ToolCallOutcome};
+use crate::app::App;
+use crate::db;
+use crate::db::models::McpServerRow;
+use crate::domain::access::{Principal, Role};
+use crate::domain::oauth::tokens;
+use crate::domain::servers::AuthType;
+use crate::domain::status::{self, ConnectionStatus};
+use crate::domain::{Error, Result, bad_input};
+
+/// Reconnect to a server, list its tools and store them (editor role).
+pub async fn refresh_server(
+    app: &App,
+    principal: &Principal,
+    server_id: Uuid,
+) -> Result<McpServerRow> {
+    let server = find(app, principal, server_id, Role::Editor).await?;
+    catalogue::refresh(app, &server).await?;
+    let mut conn = app.db.conn().await?;
+    db::servers::find(&mut conn, server_id)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// Call a tool of a server (viewer role).
+pub async fn call_tool(
+    app: &App,
+    principal: &Principal,
+    server_id: Uuid,
+    name: &str,
+    arguments: Option<Value>,
+) -> Result<ToolCallOutcome> {
+    let server = find(app, principal, server_id, Role::Viewer).await?;
+    let arguments = match arguments {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(bad_input("arguments", "must be a JSON object")),
+    };
+    if !server.enabled {
+        return Err(bad_input("serverId", "the server is disabled"));
+    }
+    let known = {
+        let mut conn = app.db.conn().await?;
+        db::servers::tools_by_server_ids(&mut conn, &[server_id]).await?
+    };
+    if !known.iter().any(|tool| tool.name == name) {
+        return Err(bad_input(
+            "name",
+            "the server has no such tool (refresh the server to update its catalogue)",
+        ));
+    }
+
+    let mut refreshed = false;
+    let mut renewed_session = false;
+    loop {
+        let server = reload(app, server_id).await?;
+        let (target, generation) = match catalogue::target(app, &server).await {
+            Ok(target) => target,
+            Err(error) => {
+                fail(app, &server, error, &mut refreshed, None).await?;
+                continue;
+            }
+        };
+        let outcome = match super::session::open(&app.http, target).await {
+            Ok(session) => {
+                let outcome = session.call_tool(name, arguments.clone()).await;
+                session.close().await;
+                outcome
+            }
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(outcome) => {
+                mark_reachable(app, server_id).await;
+                return Ok(outcome);
+            }
+            Err(McpError::SessionExpired) if !renewed_session => renewed_session = true,
+            Err(error) => {
+                fail(
+                    app,
+                    &server,
+                    catalogue::mcp_error(server_id, error),
+                    &mut refreshed,
+                    generation,
+                )
+                .await?
+            }
+        }
+    }
+}
+
+/// Decide what a failed attempt leads to: `Ok(())` to try again (after a token refresh),
+/// `Err` to give up with that error (status recorded).
+async fn fail(
+    app: &App,
+    server: &McpServerRow,
+    error: Error,
+    refreshed: &mut bool,
+    generation: Option<i64>,
+) -> std::result::Result<(), Error> {
+    match error {
+        Error::ReauthRequired { server_id }
+            if AuthType::parse(&server.auth_type) == AuthType::Oauth
+                && !*refreshed
+                && generation.is_some() =>
+        {
+            *refreshed = true;
+            match tokens::refresh(app, server, generation).await {
+                Ok(_) => Ok(()),
+                Err(_) => {
+                    catalogue::record_failure(app, server_id, &Error::ReauthRequired { server_id })
+                        .await;
+                    Err(Error::ReauthRequired { server_id })
+                }
+            }
+        }
+        Error::InsufficientScope { server_id, scope } => {
+            catalogue::note_insufficient_scope(app, server_id, scope.as_deref()).await?;
+            Err(Error::InsufficientScope { server_id, scope })
+        }
+        other => {
+            catalogue::record_failure(app, server.id.0, &other).await;
+            Err(other)
+        }
+    }
+}
+
+async fn find(
+    app: &App,
+    principal: &Principal,
+    server_id: Uuid,
+    role: Role,
+) -> Result<McpServerRow> {
+    let mut conn = app.db.conn().await?;
+    let server = db::servers::find(&mut conn, server_id)
+        .await?
+        .ok_or(Error::NotFound)?;
+    principal.require(server.workspace_id.0, role)?;
+    Ok(server)
+}
+
+async fn reload(app: &App, server_id: Uuid) -> Result<McpServerRow> {
+    let mut conn = app.db.conn().await?;
+    db::servers::find(&mut conn, server_id)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// A call went through: the server is reachable.
+async fn mark_reachable(app: &App, server_id: Uuid) {
+    let recorded = async {
+        let mut conn = app.db.conn().await?;
+        status::record(&mut conn, server_id, |row| {
+            if row.connection_status != ConnectionStatus::Connected.as_str()
+                || row.consecutive_failures != 0
+            {
+                row.connection_status = ConnectionStatus::Connected.as_str().to_owned();
+                row.consecutive_failures = 0;
+                row.last_error = None;
+                row.status_reason = Some("connected".into());
+            }
+        })
+        .await
+    }
+    .await;
+    match recorded {
+        Ok(Some(event)) => app.events.publish(event),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a successful call")
+        }
+    }
+}
