@@ -216,6 +216,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app.clone(),
         std::time::Duration::from_secs(30),
     );
+    let health = crate::domain::health::spawn(
+        app.clone(),
+        app.config.health_interval,
+        app.config.health_concurrency,
+    );
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", app.config.bind))?;
@@ -224,6 +229,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving")?;
     sweep.abort();
+    if let Some(health) = health {
+        health.abort();
+    }
     tracing::info!("Switchboard stopped");
     Ok(())
 }

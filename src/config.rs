@@ -12,6 +12,8 @@
 //! | `--key-file` | `SWITCHBOARD_KEY_FILE` | next to the SQLite database; created on first start |
 //! | `--allow-private-networks` | `SWITCHBOARD_ALLOW_PRIVATE_NETWORKS` | `false` |
 //! | `--log-format` | `SWITCHBOARD_LOG_FORMAT` | `text` (`json`) |
+//! | `--health-interval-secs` | `SWITCHBOARD_HEALTH_INTERVAL_SECS` | `60` (0 turns checks off) |
+//! | `--health-concurrency` | `SWITCHBOARD_HEALTH_CONCURRENCY` | `8` |
 //! | `--db-pool-size` | `SWITCHBOARD_DB_POOL_SIZE` | `16` |
 //! | `--max-body-bytes` | `SWITCHBOARD_MAX_BODY_BYTES` | `1048576` |
 //! | `--max-query-depth` | `SWITCHBOARD_MAX_QUERY_DEPTH` | `12` |
@@ -91,6 +93,14 @@ pub struct ConfigArgs {
         global = true
     )]
     pub log_format: LogFormat,
+    /// Seconds between health checks of a server (0 turns them off).
+    #[arg(long, env = "SWITCHBOARD_HEALTH_INTERVAL_SECS", default_value = "60", global = true,
+          value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub health_interval_secs: u32,
+    /// Servers checked at the same time.
+    #[arg(long, env = "SWITCHBOARD_HEALTH_CONCURRENCY", default_value = "8", global = true,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub health_concurrency: u16,
     /// Maximum database connections.
     #[arg(long, env = "SWITCHBOARD_DB_POOL_SIZE", default_value = "16", global = true,
           value_parser = clap::value_parser!(u16).range(1..=512))]
@@ -130,6 +140,10 @@ pub struct Config {
     pub allow_private_networks: bool,
     /// Log format.
     pub log_format: LogFormat,
+    /// Health check interval (zero: off).
+    pub health_interval: std::time::Duration,
+    /// Health checks at the same time.
+    pub health_concurrency: usize,
     /// Pool size.
     pub db_pool_size: usize,
     /// Request body limit.
@@ -223,6 +237,8 @@ impl ConfigArgs {
             key_file: self.key_file.clone(),
             allow_private_networks: self.allow_private_networks,
             log_format: self.log_format,
+            health_interval: std::time::Duration::from_secs(u64::from(self.health_interval_secs)),
+            health_concurrency: usize::from(self.health_concurrency),
             db_pool_size: usize::from(self.db_pool_size),
             max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
             max_query_depth: usize::from(self.max_query_depth),

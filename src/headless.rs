@@ -57,6 +57,8 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         key_file: None,
         allow_private_networks: options.allow_loopback,
         log_format: LogFormat::Text,
+        health_interval: std::time::Duration::ZERO,
+        health_concurrency: 4,
         db_pool_size: 4,
         max_body_bytes: 1 << 20,
         max_query_depth: 12,

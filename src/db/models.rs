@@ -124,6 +124,8 @@ pub struct McpServerRow {
     pub updated_at: DbTime,
     /// Accept an authorization server that omits `code_challenge_methods_supported`.
     pub oauth_lenient_pkce: bool,
+    /// When a replica last claimed the server for a health check.
+    pub health_checked_at: Option<DbTime>,
 }
 
 /// The OAuth grant of a server, shared by its workspace, and its pending flow.

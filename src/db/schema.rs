@@ -86,6 +86,7 @@ diesel::table! {
         created_at -> PortableTimestamp,
         updated_at -> PortableTimestamp,
         oauth_lenient_pkce -> Bool,
+        health_checked_at -> Nullable<PortableTimestamp>,
     }
 }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::models::{McpServerRow, ToolRow};
 use super::schema::{mcp_servers, mcp_tools};
-use super::{DbConn, DbError, DbUuid};
+use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
 /// Insert a server.
@@ -186,4 +186,60 @@ pub async fn replace_tools(
             .await)?;
     }
     Ok(())
+}
+
+/// Claim up to `limit` enabled servers whose last health check is older than `stale_before`
+/// (or that were never checked), marking them checked at `now`. Runs in one transaction; on
+/// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED`, so replicas claiming at the
+/// same time get disjoint sets, and the new timestamp keeps others away until they are stale
+/// again. `auth_statuses` limits the claim to servers whose authorization can be checked.
+pub async fn claim_for_health(
+    conn: &mut DbConn,
+    stale_before: DbTime,
+    now: DbTime,
+    auth_statuses: &[&str],
+    limit: i64,
+) -> Result<Vec<McpServerRow>, DbError> {
+    let due = mcp_servers::enabled
+        .eq(true)
+        .and(mcp_servers::auth_status.eq_any(auth_statuses.to_vec()))
+        .and(
+            mcp_servers::health_checked_at
+                .is_null()
+                .or(mcp_servers::health_checked_at.lt(stale_before)),
+        );
+    let rows: Vec<McpServerRow> = match conn {
+        DbConn::Postgres(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            mcp_servers::table
+                .filter(due)
+                .order(mcp_servers::health_checked_at.asc().nulls_first())
+                .limit(limit)
+                .for_update()
+                .skip_locked()
+                .select(McpServerRow::as_select())
+                .load(c)
+                .await?
+        }
+        DbConn::Sqlite(c) => {
+            let c: &mut super::SqliteConn = c;
+            mcp_servers::table
+                .filter(due)
+                .order(mcp_servers::health_checked_at.asc())
+                .limit(limit)
+                .select(McpServerRow::as_select())
+                .load(c)
+                .await?
+        }
+    };
+    let ids: Vec<DbUuid> = rows.iter().map(|r| r.id).collect();
+    if !ids.is_empty() {
+        with_conn!(conn, |c| {
+            diesel::update(mcp_servers::table.filter(mcp_servers::id.eq_any(&ids)))
+                .set(mcp_servers::health_checked_at.eq(Some(now)))
+                .execute(c)
+                .await
+        })?;
+    }
+    Ok(rows)
 }

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod health;
 pub mod mcp;
 pub mod oauth;
 pub mod servers;

@@ -398,6 +398,7 @@ pub async fn create(
         created_at: DbTime(now),
         updated_at: DbTime(now),
         oauth_lenient_pkce: input.oauth_lenient_pkce.unwrap_or(false),
+        health_checked_at: None,
     };
     Status::initial(auth_type == AuthType::Oauth, "created").apply_to(&mut row);
 

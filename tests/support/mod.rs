@@ -115,6 +115,8 @@ pub fn test_config_at(database: DatabaseTarget, options: &Options, addr: SocketA
         key_file: None,
         allow_private_networks: options.allow_private_networks,
         log_format: LogFormat::Text,
+        health_interval: std::time::Duration::ZERO,
+        health_concurrency: 4,
         db_pool_size: 8,
         max_body_bytes: options.max_body_bytes,
         max_query_depth: options.max_query_depth,

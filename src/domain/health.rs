@@ -1,0 +1,106 @@
+//! Background health checks: every enabled server whose authorization can be checked is
+//! visited at a configurable, jittered interval with a concurrency cap. A check reconnects,
+//! lists the tools and stores them; the outcome moves the status (three failures in a row set
+//! `ERROR`, missing or rejected authorization sets `AUTHORIZATION_REQUIRED`, success sets
+//! `CONNECTED`). With PostgreSQL each server is leased to one replica per round
+//! (`FOR UPDATE SKIP LOCKED` plus a timestamp), so replicas never check the same server twice
+//! in one interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use futures_util::StreamExt;
+use rand::RngExt as _;
+
+use super::mcp::catalogue;
+use super::status::AuthStatus;
+use crate::app::{App, AppHandle};
+use crate::db::{self, DbTime};
+use crate::transaction;
+
+/// Servers claimed per batch.
+const BATCH: i64 = 50;
+
+/// Run one round: claim due servers in batches and check them, at most `concurrency` at a
+/// time. Returns how many servers were checked.
+pub async fn run_round(app: &App, interval: Duration, concurrency: usize) -> usize {
+    // Everything this round claims is stamped with its start, so a batch never claims a server
+    // this round already checked, even with a zero interval.
+    let started = db::now();
+    let stale_before = started - TimeDelta::from_std(interval).unwrap_or(TimeDelta::seconds(60));
+    let mut checked = 0;
+    loop {
+        let claimed = match claim(app, stale_before, started).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::error!(%error, "cannot claim servers for health checks");
+                return checked;
+            }
+        };
+        if claimed.is_empty() {
+            return checked;
+        }
+        checked += claimed.len();
+        futures_util::stream::iter(claimed)
+            .for_each_concurrent(concurrency.max(1), |server| async move {
+                match catalogue::refresh(app, &server).await {
+                    Ok(tools) => {
+                        tracing::debug!(mcp_server.id = %server.id.0, tools, "health check passed")
+                    }
+                    Err(error) => {
+                        tracing::info!(mcp_server.id = %server.id.0, %error, "health check failed")
+                    }
+                }
+            })
+            .await;
+    }
+}
+
+async fn claim(
+    app: &App,
+    stale_before: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<db::models::McpServerRow>, db::DbError> {
+    // Servers waiting for a person (authorization in progress or required) are not checked:
+    // a check cannot succeed and would only repeat the same status.
+    let checkable = [
+        AuthStatus::NotRequired.as_str(),
+        AuthStatus::Authorized.as_str(),
+        AuthStatus::RefreshFailed.as_str(),
+    ];
+    let mut conn = app.db.conn().await?;
+    transaction!(
+        conn,
+        db::servers::claim_for_health(
+            &mut conn,
+            DbTime(stale_before),
+            DbTime(now),
+            &checkable,
+            BATCH
+        )
+        .await
+    )
+}
+
+/// Run rounds forever, a jittered quarter-interval apart (a server is checked about once per
+/// interval). `interval` zero disables checks.
+pub fn spawn(
+    app: AppHandle,
+    interval: Duration,
+    concurrency: usize,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if interval.is_zero() {
+        return None;
+    }
+    let app = Arc::clone(&app);
+    Some(tokio::spawn(async move {
+        loop {
+            let base = interval / 4;
+            let jitter_ms =
+                rand::rng().random_range(0..=u64::try_from(base.as_millis() / 2).unwrap_or(0));
+            tokio::time::sleep(base + Duration::from_millis(jitter_ms)).await;
+            run_round(&app, interval, concurrency).await;
+        }
+    }))
+}
