@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::crypto::{self, KeyRing};
-use crate::db::{Db, PoolOptions};
+use crate::db::{DatabaseTarget, Db, PoolOptions};
 use crate::domain::oauth::OauthState;
 use crate::domain::status::EventBus;
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
@@ -22,17 +22,21 @@ pub struct App {
     pub keys: KeyRing,
     /// The guarded outbound HTTP client.
     pub http: GuardedClient,
-    /// Status event fan-out.
+    /// Status event fan-out (across replicas on PostgreSQL; its relay stops with the app).
     pub events: EventBus,
     /// OAuth discovery cache and refresh single-flight.
     pub oauth: OauthState,
 }
 
+/// Undelivered status events kept per slow subscriber.
+const EVENT_CAPACITY: usize = 4096;
+
 /// Shared handle to the [`App`].
 pub type AppHandle = Arc<App>;
 
 impl App {
-    /// Build the app: open the pool and assemble the parts. Does not migrate.
+    /// Build the app: open the pool and assemble the parts. Does not migrate. On PostgreSQL this
+    /// also starts relaying status events to and from the other replicas.
     pub async fn build(config: Config, keys: KeyRing) -> anyhow::Result<AppHandle> {
         let db = Db::connect(
             &config.database,
@@ -50,12 +54,20 @@ impl App {
             ClientOptions::default(),
         )
         .context("building the outbound HTTP client")?;
+        // Replicas share one PostgreSQL, so their subscribers must hear each other's events;
+        // a SQLite database has exactly one process.
+        let events = match &config.database {
+            DatabaseTarget::Postgres(url) => EventBus::replicated(EVENT_CAPACITY, url)
+                .await
+                .context("relaying status events between replicas")?,
+            DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
+        };
         Ok(Arc::new(App {
             config,
             db,
             keys,
             http,
-            events: EventBus::default(),
+            events,
             oauth: OauthState::default(),
         }))
     }

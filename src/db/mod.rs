@@ -9,6 +9,7 @@ pub mod access;
 pub mod audit;
 pub mod migrations;
 pub mod models;
+pub mod notify;
 pub mod oauth;
 mod pool;
 pub mod schema;

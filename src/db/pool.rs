@@ -160,8 +160,9 @@ fn counting_instrumentation(statements: Arc<AtomicU64>) -> impl Instrumentation 
 }
 
 /// Open one PostgreSQL connection with TLS support: `sslmode=disable|prefer|require` in the URL
-/// is honoured by the driver; certificates are checked against the Web PKI roots.
-async fn establish_postgres(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+/// is honoured by the driver; certificates are checked against the Web PKI roots. Used by the
+/// pool and by the connections that live outside it (migrations, LISTEN).
+pub(crate) async fn establish_postgres(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

@@ -4,17 +4,36 @@
 //! A status is the triple (connection status, auth status, reason). Every change is written
 //! with the server row and published once, after the transaction commits, as a
 //! [`StatusEvent`]. Subscribers filter by workspace, so an event never reaches another
-//! workspace's dashboards.
+//! workspace's dashboards; events from other replicas carry their workspace like local ones.
+//!
+//! On PostgreSQL the bus also relays events between replicas sharing the database: each
+//! published event is delivered locally at once and handed, in publishing order, to one task
+//! that sends it with `NOTIFY` on [`STATUS_CHANNEL`], stamped with the bus's random origin and a
+//! sequence number. Another task listens on that channel, skips its own origin (already
+//! delivered) and any sequence number it has seen before (a resend after an ambiguous failure),
+//! and delivers the rest locally. PostgreSQL delivers notifications in commit order and the
+//! sender commits one at a time, so every replica sees another's events in the order they were
+//! published. Events notified while a listener is reconnecting are lost, as events published
+//! before subscribing are: dashboards read the current state with a query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::broadcast;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::db::models::McpServerRow;
-use crate::db::{self, DbConn, DbError, DbTime};
+use crate::db::notify::Listener;
+use crate::db::{self, DatabaseTarget, Db, DbConn, DbError, DbTime, PoolOptions};
 
 /// Whether Switchboard can currently talk to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     /// Last contact succeeded.
     Connected,
@@ -25,7 +44,8 @@ pub enum ConnectionStatus {
 }
 
 /// Where the server's authorization stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AuthStatus {
     /// The server needs no OAuth.
     NotRequired,
@@ -88,7 +108,7 @@ impl AuthStatus {
 }
 
 /// The status of a server at one moment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Connection state.
     pub connection: ConnectionStatus,
@@ -130,8 +150,8 @@ impl Status {
     }
 }
 
-/// One status change, as published to subscribers.
-#[derive(Clone, Debug)]
+/// One status change, as published to subscribers (and, between replicas, as JSON).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusEvent {
     /// Workspace of the server (subscribers are filtered on it).
     pub workspace_id: Uuid,
@@ -145,10 +165,55 @@ pub struct StatusEvent {
     pub at: DateTime<Utc>,
 }
 
-/// In-process fan-out of status events.
+/// The PostgreSQL notification channel that carries status events between replicas.
+pub const STATUS_CHANNEL: &str = "switchboard_status";
+
+/// PostgreSQL refuses notification payloads of 8000 bytes or more.
+const MAX_PAYLOAD_BYTES: usize = 7999;
+/// Reasons are short codes; one longer than this is cut when an event would not fit a payload.
+const MAX_SHARED_REASON_BYTES: usize = 256;
+/// Events waiting to be sent to other replicas before new ones are dropped (not shared).
+const OUTBOX_CAPACITY: usize = 4096;
+/// Attempts to send one event before giving up on sharing it.
+const SEND_ATTEMPTS: u32 = 4;
+/// Delay before the second attempt; doubled for each further one.
+const SEND_RETRY_DELAY: Duration = Duration::from_millis(200);
+/// How long one attempt (connection included) may take.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A replica silent for this long is forgotten by the duplicate filter.
+const ORIGIN_IDLE: Duration = Duration::from_secs(3600);
+
+/// Fan-out of status events to this process's subscribers and, on PostgreSQL, to the other
+/// replicas'. Clones share the same subscribers; the relay tasks stop when the last clone is
+/// dropped.
 #[derive(Clone)]
 pub struct EventBus {
-    sender: broadcast::Sender<StatusEvent>,
+    local: broadcast::Sender<StatusEvent>,
+    relay: Option<Arc<Relay>>,
+}
+
+/// The link of a bus to the other replicas: the queue of events to send, and the listening
+/// task, aborted (closing its connection) when the bus goes away. The sending task ends by
+/// itself once the queue is closed and drained.
+struct Relay {
+    outbox: mpsc::Sender<StatusEvent>,
+    listener: AbortHandle,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// One event on the wire between replicas.
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    /// The bus that published it.
+    origin: Uuid,
+    /// Its position among that bus's events, from 1.
+    seq: u64,
+    event: StatusEvent,
 }
 
 impl Default for EventBus {
@@ -158,25 +223,191 @@ impl Default for EventBus {
 }
 
 impl EventBus {
-    /// A bus that keeps up to `capacity` undelivered events per slow subscriber.
+    /// A bus for one process that keeps up to `capacity` undelivered events per slow
+    /// subscriber.
     pub fn new(capacity: usize) -> EventBus {
-        let (sender, _) = broadcast::channel(capacity);
-        EventBus { sender }
+        let (local, _) = broadcast::channel(capacity);
+        EventBus { local, relay: None }
+    }
+
+    /// A bus shared with every replica using the PostgreSQL database at `url`. Returns once the
+    /// first attempt to listen has finished, so that, with the database up, events other
+    /// replicas publish from then on arrive here. Sending uses a single connection of its own, so
+    /// relaying neither waits for nor adds to the requests' pool.
+    pub async fn replicated(capacity: usize, url: &str) -> Result<EventBus, DbError> {
+        let (local, _) = broadcast::channel(capacity);
+        let origin = Uuid::new_v4();
+        let sender_db = Db::connect(
+            &DatabaseTarget::Postgres(url.to_owned()),
+            &PoolOptions {
+                max_size: 1,
+                ..PoolOptions::default()
+            },
+        )
+        .await?;
+        let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
+        tokio::spawn(send_to_replicas(sender_db, origin, queued));
+        let listener = Listener::start(url, STATUS_CHANNEL).await;
+        let listener =
+            tokio::spawn(receive_from_replicas(listener, origin, local.clone())).abort_handle();
+        Ok(EventBus {
+            local,
+            relay: Some(Arc::new(Relay { outbox, listener })),
+        })
     }
 
     /// Publish one event (call after the change committed). No subscribers is not an error.
+    /// Subscribers of this process get it at once; other replicas shortly after.
     pub fn publish(&self, event: StatusEvent) {
-        let _ = self.sender.send(event);
+        if let Some(relay) = &self.relay
+            && let Err(error) = relay.outbox.try_send(event.clone())
+        {
+            tracing::warn!(
+                mcp_server.id = %event.server_id,
+                reason = %error,
+                "a status event cannot be shared with other replicas"
+            );
+        }
+        let _ = self.local.send(event);
     }
 
     /// A new subscription, receiving events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
-        self.sender.subscribe()
+        self.local.subscribe()
     }
 
     /// Number of live subscriptions.
     pub fn subscriber_count(&self) -> usize {
-        self.sender.receiver_count()
+        self.local.receiver_count()
+    }
+}
+
+/// Send queued events, one at a time and in order, with `NOTIFY`. An event is retried a few
+/// times (a resend after an ambiguous failure is filtered by its sequence number) and then
+/// given up with a warning, so one bad moment of the database never holds later events for
+/// long.
+async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<StatusEvent>) {
+    let mut seq = 0;
+    while let Some(event) = queued.recv().await {
+        let server_id = event.server_id;
+        let Some(payload) = encode(origin, seq + 1, event) else {
+            tracing::warn!(
+                mcp_server.id = %server_id,
+                "a status event is too large to share with other replicas"
+            );
+            continue;
+        };
+        seq += 1;
+        let mut delay = SEND_RETRY_DELAY;
+        for attempt in 1..=SEND_ATTEMPTS {
+            let sent = tokio::time::timeout(SEND_TIMEOUT, async {
+                let mut conn = db.conn().await?;
+                db::notify::notify(&mut conn, STATUS_CHANNEL, &payload).await
+            })
+            .await
+            .unwrap_or_else(|_| Err(DbError::Connect("timed out".to_owned())));
+            match sent {
+                Ok(()) => break,
+                Err(error) if attempt < SEND_ATTEMPTS => {
+                    tracing::debug!(
+                        %error,
+                        mcp_server.id = %server_id,
+                        attempt,
+                        "retrying a status notification"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(error) => tracing::warn!(
+                    %error,
+                    mcp_server.id = %server_id,
+                    attempts = SEND_ATTEMPTS,
+                    "a status event could not be shared with other replicas"
+                ),
+            }
+        }
+    }
+}
+
+/// The notification payload for an event, cutting over-long reasons if that makes it fit;
+/// `None` when it still does not.
+fn encode(origin: Uuid, seq: u64, event: StatusEvent) -> Option<String> {
+    let mut envelope = Envelope { origin, seq, event };
+    let payload = serde_json::to_string(&envelope).ok()?;
+    if payload.len() <= MAX_PAYLOAD_BYTES {
+        return Some(payload);
+    }
+    shorten(&mut envelope.event.current.reason);
+    if let Some(previous) = &mut envelope.event.previous {
+        shorten(&mut previous.reason);
+    }
+    serde_json::to_string(&envelope)
+        .ok()
+        .filter(|payload| payload.len() <= MAX_PAYLOAD_BYTES)
+}
+
+fn shorten(reason: &mut Option<String>) {
+    if let Some(reason) = reason {
+        let mut end = reason.len().min(MAX_SHARED_REASON_BYTES);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+}
+
+/// Deliver other replicas' events to this process's subscribers.
+async fn receive_from_replicas(
+    listener: Listener,
+    origin: Uuid,
+    local: broadcast::Sender<StatusEvent>,
+) {
+    let mut payloads = std::pin::pin!(listener.into_stream());
+    let mut seen = SeenSequences::default();
+    while let Some(payload) = payloads.next().await {
+        let envelope: Envelope = match serde_json::from_str(&payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a malformed status notification");
+                continue;
+            }
+        };
+        if envelope.origin != origin && seen.is_new(envelope.origin, envelope.seq) {
+            let _ = local.send(envelope.event);
+        }
+    }
+}
+
+/// The last sequence number received from each other replica.
+#[derive(Default)]
+struct SeenSequences {
+    last: HashMap<Uuid, (u64, Instant)>,
+}
+
+impl SeenSequences {
+    /// Whether `seq` from `origin` is new (and remember it). A jump means events were missed,
+    /// most likely while this replica was reconnecting.
+    fn is_new(&mut self, origin: Uuid, seq: u64) -> bool {
+        let now = Instant::now();
+        if let Some((last, seen_at)) = self.last.get_mut(&origin) {
+            if seq <= *last {
+                return false;
+            }
+            if seq > *last + 1 {
+                tracing::warn!(
+                    replica.origin = %origin,
+                    missed = seq - *last - 1,
+                    "status events from another replica were missed"
+                );
+            }
+            *last = seq;
+            *seen_at = now;
+            return true;
+        }
+        self.last
+            .retain(|_, (_, seen_at)| now.duration_since(*seen_at) < ORIGIN_IDLE);
+        self.last.insert(origin, (seq, now));
+        true
     }
 }
 
@@ -236,4 +467,84 @@ pub fn mark_needs_authorization(row: &mut McpServerRow, reason: &str) {
 pub fn mark_refresh_failed(row: &mut McpServerRow) {
     row.auth_status = AuthStatus::RefreshFailed.as_str().to_owned();
     row.status_reason = Some("refresh_failed".to_owned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(reason: &str) -> StatusEvent {
+        StatusEvent {
+            workspace_id: Uuid::new_v4(),
+            server_id: Uuid::new_v4(),
+            previous: Some(Status::initial(false, "created")),
+            current: Status {
+                connection: ConnectionStatus::Disconnected,
+                auth: AuthStatus::AuthorizationRequired,
+                reason: Some(reason.to_owned()),
+            },
+            at: db::now(),
+        }
+    }
+
+    #[test]
+    fn the_wire_form_carries_the_workspace_and_stored_status_names() {
+        let event = event("auth_type_changed");
+        let origin = Uuid::new_v4();
+        let payload = encode(origin, 7, event.clone()).unwrap();
+        let wire: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(wire["origin"], origin.to_string());
+        assert_eq!(wire["seq"], 7);
+        assert_eq!(
+            wire["event"]["workspace_id"],
+            event.workspace_id.to_string()
+        );
+        assert_eq!(wire["event"]["current"]["auth"], "authorization_required");
+        assert_eq!(wire["event"]["previous"]["auth"], "not_required");
+        let back: Envelope = serde_json::from_str(&payload).unwrap();
+        assert_eq!(back.event, event);
+
+        let mut without_workspace = wire.clone();
+        without_workspace["event"]
+            .as_object_mut()
+            .unwrap()
+            .remove("workspace_id");
+        assert!(serde_json::from_value::<Envelope>(without_workspace).is_err());
+    }
+
+    #[test]
+    fn over_long_reasons_are_cut_to_fit_a_notification() {
+        let long = "é".repeat(MAX_PAYLOAD_BYTES);
+        let payload = encode(Uuid::new_v4(), 1, event(&long)).unwrap();
+        assert!(payload.len() <= MAX_PAYLOAD_BYTES);
+        let back: Envelope = serde_json::from_str(&payload).unwrap();
+        let reason = back.event.current.reason.unwrap();
+        assert!(reason.len() <= MAX_SHARED_REASON_BYTES && long.starts_with(&reason));
+    }
+
+    #[test]
+    fn repeated_and_old_sequence_numbers_are_dropped_per_replica() {
+        let mut seen = SeenSequences::default();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(seen.is_new(a, 1));
+        assert!(!seen.is_new(a, 1));
+        assert!(seen.is_new(b, 1));
+        assert!(seen.is_new(a, 2));
+        assert!(seen.is_new(a, 5));
+        assert!(!seen.is_new(a, 4));
+        assert!(seen.is_new(b, 2));
+    }
+
+    #[tokio::test]
+    async fn a_single_process_bus_delivers_each_event_once() {
+        let bus = EventBus::default();
+        let mut receiver = bus.subscribe();
+        let first = event("one");
+        let second = event("two");
+        bus.publish(first.clone());
+        bus.publish(second.clone());
+        assert_eq!(receiver.recv().await.unwrap(), first);
+        assert_eq!(receiver.recv().await.unwrap(), second);
+        assert!(receiver.try_recv().is_err());
+    }
 }

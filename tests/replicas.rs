@@ -1,0 +1,368 @@
+//! Replicas sharing one PostgreSQL: a status change made through one replica reaches the
+//! dashboards subscribed on every other, once, in order, and only in its own workspace.
+//!
+//! On SQLite (one process, nothing to relay) only the backend-neutral checks run.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use support::{Actor, TestApp};
+use switchboard::db::DatabaseTarget;
+use switchboard::db::notify::{Listener, notify};
+use switchboard::domain::status::{AuthStatus, ConnectionStatus, Status, StatusEvent};
+use switchboard::{App, AppHandle};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use uuid::Uuid;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A second replica of the test app, on the same database, serving HTTP on its own port.
+struct Replica {
+    addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_replica(t: &TestApp) -> Replica {
+    let app = App::build(t.app.config.clone(), t.app.keys.clone())
+        .await
+        .expect("build replica");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(switchboard::http::serve(
+        app.clone(),
+        listener,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Replica { addr, _stop: stop }
+}
+
+/// Run a GraphQL operation that must succeed against the server at `addr`.
+async fn ok_at(addr: SocketAddr, actor: &Actor, query: &str, variables: Value) -> Value {
+    let body: Value = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(&actor.token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON body");
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+    body["data"].clone()
+}
+
+const SUBSCRIPTION: &str = "subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId previous { authStatus } \
+    current { connectionStatus authStatus reason } reason server { name } } }";
+
+/// A `graphql-transport-ws` subscription to `actor`'s workspace on the server at `addr`.
+async fn subscribe(addr: SocketAddr, actor: &Actor) -> Socket {
+    let mut request = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    let init = json!({ "Authorization": format!("Bearer {}", actor.token) });
+    socket
+        .send(Message::text(
+            json!({ "type": "connection_init", "payload": init }).to_string(),
+        ))
+        .await
+        .unwrap();
+    let ack = next(&mut socket, Duration::from_secs(10))
+        .await
+        .expect("ack");
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    socket
+        .send(Message::text(
+            json!({ "id": "1", "type": "subscribe", "payload": { "query": SUBSCRIPTION, "variables": { "w": actor.workspace_id.to_string() } } })
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    socket
+}
+
+/// The next JSON message within `wait`, skipping keep-alives; `None` when nothing came or the
+/// socket closed.
+async fn next(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .ok()??;
+        match message.ok()? {
+            Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                if value["type"] == "ka" || value["type"] == "ping" {
+                    continue;
+                }
+                return Some(value);
+            }
+            Message::Close(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+fn postgres_url(t: &TestApp) -> Option<String> {
+    match &t.app.config.database {
+        DatabaseTarget::Postgres(url) => Some(url.clone()),
+        DatabaseTarget::Sqlite(_) => None,
+    }
+}
+
+/// A dashboard on replica A sees a change made through replica B exactly once, and a change in
+/// another workspace reaches that workspace's dashboard only.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_through_one_replica_reaches_subscribers_on_another() {
+    let t = TestApp::start().await;
+    if !t.app.db.is_postgres() {
+        return; // Replicas share PostgreSQL; SQLite serves one process.
+    }
+    let b = start_replica(&t).await;
+    let ours = &t.admin;
+    let theirs = t.new_workspace_admin("bea").await;
+    let id = t
+        .create_server(ours, json!({ "name": "s", "url": "http://127.0.0.1:9/s" }))
+        .await;
+
+    let mut ours_on_a = subscribe(t.addr, ours).await;
+    let mut theirs_on_a = subscribe(t.addr, &theirs).await;
+    // Give the subscriptions a moment to attach before causing the changes.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let created = ok_at(
+        b.addr,
+        &theirs,
+        "mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { server { id } } }",
+        json!({ "i": { "workspaceId": theirs.workspace_id.to_string(), "name": "theirs", "url": "http://127.0.0.1:9/t" } }),
+    )
+    .await;
+    let their_id = created["createMcpServer"]["server"]["id"].as_str().unwrap();
+    ok_at(
+        b.addr,
+        ours,
+        "mutation($id: ID!) { updateMcpServer(id: $id, input: { authType: OAUTH }) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+
+    // Their change was published first; had it leaked past the workspace filter it would
+    // arrive here before ours.
+    let message = next(&mut ours_on_a, Duration::from_secs(10))
+        .await
+        .expect("event from the other replica");
+    assert_eq!(message["type"], "next", "{message}");
+    let event = &message["payload"]["data"]["mcpServerStatus"];
+    assert_eq!(event["serverId"], id.as_str(), "{message}");
+    assert_eq!(event["previous"]["authStatus"], "NOT_REQUIRED");
+    assert_eq!(event["current"]["authStatus"], "AUTHORIZATION_REQUIRED");
+    assert_eq!(event["reason"], "auth_type_changed");
+    assert_eq!(event["server"]["name"], "s");
+
+    let message = next(&mut theirs_on_a, Duration::from_secs(10))
+        .await
+        .expect("their event");
+    let event = &message["payload"]["data"]["mcpServerStatus"];
+    assert_eq!(event["serverId"], their_id, "{message}");
+    assert_eq!(event["reason"], "created");
+    assert_eq!(event["server"]["name"], "theirs");
+
+    // Nothing else: no second copy, nothing from the other workspace.
+    for socket in [&mut ours_on_a, &mut theirs_on_a] {
+        let extra = next(socket, Duration::from_millis(1000)).await;
+        assert!(extra.is_none(), "unexpected message: {extra:?}");
+    }
+}
+
+fn event(workspace_id: Uuid, reason: String) -> StatusEvent {
+    StatusEvent {
+        workspace_id,
+        server_id: Uuid::new_v4(),
+        previous: None,
+        current: Status {
+            connection: ConnectionStatus::Disconnected,
+            auth: AuthStatus::NotRequired,
+            reason: Some(reason),
+        },
+        at: switchboard::db::now(),
+    }
+}
+
+async fn receive(receiver: &mut Receiver<StatusEvent>) -> StatusEvent {
+    tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+        .await
+        .expect("event in time")
+        .expect("event")
+}
+
+/// Both replicas publishing at once: each subscriber receives every event exactly once, and
+/// each replica's events in the order it published them.
+#[tokio::test(flavor = "multi_thread")]
+async fn events_cross_replicas_once_and_in_publishing_order() {
+    let t = TestApp::start().await;
+    if !t.app.db.is_postgres() {
+        return;
+    }
+    let a = t.app.clone();
+    let b = App::build(t.app.config.clone(), t.app.keys.clone())
+        .await
+        .unwrap();
+    let mut on_a = a.events.subscribe();
+    let mut on_b = b.events.subscribe();
+
+    let workspace = t.admin.workspace_id;
+    let from_a: Vec<StatusEvent> = (0..100)
+        .map(|i| event(workspace, format!("a_{i}")))
+        .collect();
+    let from_b: Vec<StatusEvent> = (0..100)
+        .map(|i| event(workspace, format!("b_{i}")))
+        .collect();
+    let publish = |app: AppHandle, events: Vec<StatusEvent>| {
+        tokio::spawn(async move {
+            for (i, event) in events.into_iter().enumerate() {
+                app.events.publish(event);
+                if i % 10 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let (done_a, done_b) = (
+        publish(a.clone(), from_a.clone()),
+        publish(b.clone(), from_b.clone()),
+    );
+    done_a.await.unwrap();
+    done_b.await.unwrap();
+
+    for receiver in [&mut on_a, &mut on_b] {
+        let mut received = Vec::new();
+        for _ in 0..from_a.len() + from_b.len() {
+            received.push(receive(receiver).await);
+        }
+        let mine = |prefix: &str| -> Vec<StatusEvent> {
+            received
+                .iter()
+                .filter(|e| e.current.reason.as_deref().unwrap().starts_with(prefix))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(mine("a_"), from_a, "A's events, once each, in order");
+        assert_eq!(mine("b_"), from_b, "B's events, once each, in order");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(on_a.try_recv(), Err(TryRecvError::Empty)));
+    assert!(matches!(on_b.try_recv(), Err(TryRecvError::Empty)));
+}
+
+/// Sessions of this test's database whose last statement was a LISTEN.
+async fn listening_sessions(url: &str) -> i64 {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A replica's listening connection closes when the replica is dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dropped_replica_stops_listening() {
+    let t = TestApp::start().await;
+    let Some(url) = postgres_url(&t) else {
+        return;
+    };
+    assert_eq!(listening_sessions(&url).await, 1);
+    let replica = App::build(t.app.config.clone(), t.app.keys.clone())
+        .await
+        .unwrap();
+    assert_eq!(listening_sessions(&url).await, 2);
+    drop(replica);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while listening_sessions(&url).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dropped replica still listens"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `notify` reaches a listener on PostgreSQL (channel names taken verbatim) and does nothing on
+/// SQLite; a listener whose connection is killed reconnects and hears later notifications.
+#[tokio::test(flavor = "multi_thread")]
+async fn notifications_reach_listeners_and_survive_a_lost_connection() {
+    let t = TestApp::start().await;
+    let mut conn = t.app.db.conn().await.unwrap();
+    notify(&mut conn, "Replica Test", "hello").await.unwrap();
+    let Some(url) = postgres_url(&t) else {
+        return;
+    };
+    let listener = Listener::start(&url, "Replica Test").await;
+    let mut payloads = std::pin::pin!(listener.into_stream());
+    notify(&mut conn, "replica test", "other channel")
+        .await
+        .unwrap();
+    notify(&mut conn, "Replica Test", "hello").await.unwrap();
+    let payload = tokio::time::timeout(Duration::from_secs(10), payloads.next())
+        .await
+        .expect("payload in time");
+    assert_eq!(payload.as_deref(), Some("hello"));
+
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let killed: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query = 'LISTEN \"Replica Test\"'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 1);
+
+    // Notifications sent while it is reconnecting are lost; keep sending until one arrives.
+    let received = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            notify(&mut conn, "Replica Test", "again").await.unwrap();
+            if let Ok(payload) =
+                tokio::time::timeout(Duration::from_millis(200), payloads.next()).await
+            {
+                return payload;
+            }
+        }
+    })
+    .await
+    .expect("the listener reconnected");
+    assert_eq!(received.as_deref(), Some("again"));
+}
