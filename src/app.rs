@@ -26,6 +26,8 @@ pub struct App {
     pub events: EventBus,
     /// OAuth discovery cache and refresh single-flight.
     pub oauth: OauthState,
+    /// Process metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Undelivered status events kept per slow subscriber.
@@ -69,6 +71,7 @@ impl App {
             http,
             events,
             oauth: OauthState::default(),
+            metrics: Arc::default(),
         }))
     }
 }

@@ -243,3 +243,19 @@ pub async fn claim_for_health(
     }
     Ok(rows)
 }
+
+/// How many servers are in each (connection status, auth status) pair.
+pub async fn status_counts(conn: &mut DbConn) -> Result<Vec<(String, String, i64)>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_servers::table
+            .group_by((mcp_servers::connection_status, mcp_servers::auth_status))
+            .select((
+                mcp_servers::connection_status,
+                mcp_servers::auth_status,
+                diesel::dsl::count_star(),
+            ))
+            .order((mcp_servers::connection_status, mcp_servers::auth_status))
+            .load(c)
+            .await
+    })?)
+}

@@ -65,11 +65,19 @@ impl ExtensionFactory for ErrorCodes {
 impl Extension for ErrorCodes {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
+        let mut codes = Vec::with_capacity(response.errors.len());
         for error in &mut response.errors {
             let extensions = error.extensions.get_or_insert_with(Default::default);
             if extensions.get("code").is_none() {
                 extensions.set("code", Value::from("BAD_USER_INPUT"));
             }
+            if let Some(Value::String(code)) = extensions.get("code") {
+                codes.push(code.clone());
+            }
+        }
+        if let Some(app) = ctx.data_opt::<AppHandle>() {
+            app.metrics
+                .graphql_request(codes.iter().map(String::as_str));
         }
         response
     }

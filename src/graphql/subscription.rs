@@ -70,13 +70,15 @@ impl SubscriptionRoot {
         principal.require(workspace_id, Role::Viewer).api()?;
         let app = ctx.data_unchecked::<AppHandle>();
         let receiver = app.events.subscribe();
+        // Counted as open while the stream lives.
+        let open = app.metrics.subscription_opened();
         Ok(futures_util::stream::unfold(
-            receiver,
-            move |mut receiver| async move {
+            (receiver, open),
+            move |(mut receiver, open)| async move {
                 loop {
                     match receiver.recv().await {
                         Ok(event) if wanted(&event, workspace_id, server_id) => {
-                            return Some((McpServerStatusEvent(event), receiver));
+                            return Some((McpServerStatusEvent(event), (receiver, open)));
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(missed)) => {

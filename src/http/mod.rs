@@ -5,6 +5,7 @@
 //! logs carry the method, path and status only, never a query string or a header.
 
 mod health;
+mod metrics;
 pub mod oauth_pages;
 
 use std::future::Future;
@@ -54,6 +55,7 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/oauth/begin/{flow}", get(oauth_pages::begin))
         .route("/oauth/callback", get(oauth_pages::callback))
         .route(

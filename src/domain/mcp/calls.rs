@@ -34,8 +34,30 @@ pub async fn refresh_server(
         .ok_or(Error::NotFound)
 }
 
-/// Call a tool of a server (viewer role).
+/// Call a tool of a server (viewer role), counted in the metrics by outcome and latency.
 pub async fn call_tool(
+    app: &App,
+    principal: &Principal,
+    server_id: Uuid,
+    name: &str,
+    arguments: Option<Value>,
+) -> Result<ToolCallOutcome> {
+    let started = std::time::Instant::now();
+    let result = call_tool_inner(app, principal, server_id, name, arguments).await;
+    let outcome = match &result {
+        Ok(outcome) if outcome.is_error => "tool_error",
+        Ok(_) => "ok",
+        Err(Error::ReauthRequired { .. } | Error::InsufficientScope { .. }) => "reauth_required",
+        Err(Error::UpstreamTimeout) => "upstream_timeout",
+        Err(Error::Upstream(_) | Error::Oauth(_)) => "upstream_error",
+        Err(Error::BadInput { .. } | Error::NotFound | Error::Forbidden(_)) => "refused",
+        Err(_) => "internal_error",
+    };
+    app.metrics.tool_call(outcome, started.elapsed());
+    result
+}
+
+async fn call_tool_inner(
     app: &App,
     principal: &Principal,
     server_id: Uuid,

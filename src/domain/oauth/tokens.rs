@@ -377,6 +377,7 @@ async fn refresh_locked(
             })
             .await
             .map_err(|e| (db_error(e), None))?;
+            app.metrics.token_refresh("ok");
             tracing::info!(mcp_server.id = %server_id, "OAuth token refreshed");
             let tokens = open_tokens(app, &grant).ok_or((OauthError::NotAuthorized, None))?;
             Ok((
@@ -411,6 +412,7 @@ async fn refresh_locked(
             })
             .await
             .map_err(|e| (db_error(e), None))?;
+            app.metrics.token_refresh("rejected");
             tracing::warn!(mcp_server.id = %server_id, reason, "OAuth refresh rejected; authorization is required");
             Err((error, event))
         }
@@ -418,6 +420,7 @@ async fn refresh_locked(
             let event = status::record(conn, server_id, status::mark_refresh_failed)
                 .await
                 .map_err(|e| (db_error(e), None))?;
+            app.metrics.token_refresh("failed");
             tracing::warn!(mcp_server.id = %server_id, %error, "OAuth refresh failed; tokens kept");
             Err((error, event))
         }

@@ -1,0 +1,33 @@
+//! `GET /metrics`: the Prometheus text exposition of [`crate::metrics::Metrics`], plus the
+//! servers by status, counted from the database at scrape time.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::HttpState;
+use crate::db;
+
+/// Serve the metrics.
+pub async fn metrics(State(state): State<HttpState>) -> Response {
+    let counts = async {
+        let mut conn = state.app.db.conn().await?;
+        db::servers::status_counts(&mut conn).await
+    }
+    .await;
+    let counts = match counts {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::warn!(%error, "cannot count servers for metrics");
+            return (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response();
+        }
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.app.metrics.render(&counts),
+    )
+        .into_response()
+}

@@ -1,0 +1,194 @@
+//! Process metrics in the Prometheus text format (served at `GET /metrics`): GraphQL requests
+//! and errors by code, tool calls by outcome with a latency histogram, token refreshes by
+//! outcome, open subscriptions. Servers by status are counted from the database at scrape
+//! time. Labels are fixed words; no id, URL or secret ever becomes a label.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the tool-call latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process's counters.
+#[derive(Default)]
+pub struct Metrics {
+    graphql_requests: AtomicU64,
+    graphql_errors: Mutex<BTreeMap<String, u64>>,
+    tool_calls: Mutex<BTreeMap<&'static str, u64>>,
+    tool_latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    tool_latency_count: AtomicU64,
+    tool_latency_sum_micros: AtomicU64,
+    token_refreshes: Mutex<BTreeMap<&'static str, u64>>,
+    open_subscriptions: AtomicI64,
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    *map.entry(key).or_default() += 1;
+}
+
+impl Metrics {
+    /// A GraphQL request finished with these error codes.
+    pub fn graphql_request<'a>(&self, error_codes: impl IntoIterator<Item = &'a str>) {
+        self.graphql_requests.fetch_add(1, Ordering::Relaxed);
+        for code in error_codes {
+            // Codes are a closed set of upper-case words; anything else is counted as OTHER.
+            let code =
+                if code.chars().all(|c| c.is_ascii_uppercase() || c == '_') && code.len() <= 32 {
+                    code
+                } else {
+                    "OTHER"
+                };
+            bump(&self.graphql_errors, code.to_owned());
+        }
+    }
+
+    /// A tool call finished with `outcome` after `took`.
+    pub fn tool_call(&self, outcome: &'static str, took: Duration) {
+        bump(&self.tool_calls, outcome);
+        let seconds = took.as_secs_f64();
+        for (bucket, bound) in self.tool_latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.tool_latency_count.fetch_add(1, Ordering::Relaxed);
+        self.tool_latency_sum_micros.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// A token refresh finished with `outcome` (`ok`, `rejected`, `failed`).
+    pub fn token_refresh(&self, outcome: &'static str) {
+        bump(&self.token_refreshes, outcome);
+    }
+
+    /// A subscription opened; the guard closes it when dropped.
+    pub fn subscription_opened(self: &std::sync::Arc<Self>) -> SubscriptionGuard {
+        self.open_subscriptions.fetch_add(1, Ordering::Relaxed);
+        SubscriptionGuard(self.clone())
+    }
+
+    /// The text exposition, with `servers` = (connection status, auth status, count).
+    pub fn render(&self, servers: &[(String, String, i64)]) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_graphql_requests_total GraphQL requests served."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_graphql_requests_total counter");
+        let _ = writeln!(
+            out,
+            "switchboard_graphql_requests_total {}",
+            self.graphql_requests.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_graphql_errors_total GraphQL errors by extensions.code."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_graphql_errors_total counter");
+        for (code, n) in self
+            .graphql_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "switchboard_graphql_errors_total{{code=\"{code}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_tool_calls_total Tool calls by outcome."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_tool_calls_total counter");
+        for (outcome, n) in self
+            .tool_calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "switchboard_tool_calls_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_tool_call_duration_seconds Tool call latency."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE switchboard_tool_call_duration_seconds histogram"
+        );
+        for (bucket, bound) in self.tool_latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(
+                out,
+                "switchboard_tool_call_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.tool_latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "switchboard_tool_call_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.tool_latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "switchboard_tool_call_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "switchboard_tool_call_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_token_refreshes_total OAuth token refreshes by outcome."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_token_refreshes_total counter");
+        for (outcome, n) in self
+            .token_refreshes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "switchboard_token_refreshes_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_servers MCP servers by connection and auth status."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_servers gauge");
+        for (connection, auth, n) in servers {
+            let _ = writeln!(
+                out,
+                "switchboard_servers{{connection_status=\"{connection}\",auth_status=\"{auth}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_open_subscriptions Open GraphQL subscriptions."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_open_subscriptions gauge");
+        let _ = writeln!(
+            out,
+            "switchboard_open_subscriptions {}",
+            self.open_subscriptions.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// Keeps a subscription counted while alive.
+pub struct SubscriptionGuard(std::sync::Arc<Metrics>);
+
+impl Drop for SubscriptionGuard {
+    fn drop(&mut self) {
+        self.0.open_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
