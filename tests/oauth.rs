@@ -9,7 +9,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use support::fake_as::{AsConfig, FakeAuthServer, MetadataStyle, TokenFailure};
 use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, PrmLocation};
-use support::{Actor, Options, TestApp, error_code};
+use support::{
+    Actor, Options, TestApp, error_code, location, no_redirects, oauth_with, query_value,
+};
 use switchboard::db;
 use switchboard::domain::access::Role;
 use switchboard::domain::oauth::tokens;
@@ -29,25 +31,6 @@ async fn world(
     (auth, mcp)
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"].to_str().unwrap().to_owned()
-}
-
-fn query_value(url: &str, key: &str) -> Option<String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.into_owned())
-}
-
 const START: &str =
     "mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }";
 const SERVER: &str = "query($id: ID!) { mcpServer(id: $id) { authType connectionStatus authStatus statusReason toolCount \
@@ -60,64 +43,6 @@ async fn create_oauth_server(t: &TestApp, actor: &Actor, url: &str) -> String {
 
 async fn server(t: &TestApp, actor: &Actor, id: &str) -> Value {
     t.ok(actor, SERVER, json!({ "id": id })).await["mcpServer"].clone()
-}
-
-/// What the browser went through.
-struct BrowserRun {
-    begin_cookie: String,
-    callback_url: String,
-    status: u16,
-    page: String,
-}
-
-/// The popup, as a browser runs it: the begin link (cookie + redirect), the authorization
-/// server (which approves at once), and the callback with the cookie.
-async fn browser_flow(t: &TestApp, actor: &Actor, server_id: &str) -> BrowserRun {
-    let data = t.ok(actor, START, json!({ "id": server_id })).await;
-    assert_eq!(data["startMcpOauth"]["status"], "REDIRECT", "{data}");
-    let begin_url = data["startMcpOauth"]["authorizationUrl"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        begin_url.starts_with(&t.url("/oauth/begin/")),
-        "{begin_url}"
-    );
-    let browser = no_redirects();
-    let begin = browser.get(&begin_url).send().await.unwrap();
-    assert_eq!(begin.status().as_u16(), 302);
-    let set_cookie = begin.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
-        "{set_cookie}"
-    );
-    let begin_cookie = set_cookie.split(';').next().unwrap().to_owned();
-    let upstream = location(&begin);
-    let approved = browser.get(&upstream).send().await.unwrap();
-    assert_eq!(
-        approved.status().as_u16(),
-        302,
-        "the fake server approves at once"
-    );
-    let callback_url = location(&approved);
-    assert!(
-        callback_url.starts_with(&t.url("/oauth/callback")),
-        "{callback_url}"
-    );
-    let callback = browser
-        .get(&callback_url)
-        .header("cookie", &begin_cookie)
-        .send()
-        .await
-        .unwrap();
-    let status = callback.status().as_u16();
-    let page = callback.text().await.unwrap();
-    BrowserRun {
-        begin_cookie,
-        callback_url,
-        status,
-        page,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,7 +133,7 @@ async fn the_popup_flow_connects_a_server() {
     let a = &t.admin;
     let (auth, mcp) = world(AsConfig::default(), McpAuth::oauth).await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    let run = browser_flow(&t, a, &id).await;
+    let run = t.authorize_in_browser(a, &id).await;
     assert_eq!(run.status, 200, "{}", run.page);
     assert!(
         run.page.contains(r#""ok":true"#) && run.page.contains(r#""type":"mcp-oauth""#),
@@ -329,23 +254,12 @@ async fn discovery_variants_all_reach_the_authorization_server() {
     let t = TestApp::start().await;
     let a = &t.admin;
     for (name, config, prm) in variants {
-        let (auth, mcp) = world(config, |auth| match McpAuth::oauth(auth) {
-            McpAuth::OAuth {
-                auth_server,
-                challenge_scope,
-                scopes_supported,
-                resource_override,
-                required_scopes,
-                ..
-            } => McpAuth::OAuth {
-                auth_server,
-                prm,
-                challenge_scope,
-                scopes_supported,
-                resource_override,
-                required_scopes,
-            },
-            other => other,
+        let (auth, mcp) = world(config, |auth| {
+            oauth_with(auth, |o| {
+                if let McpAuth::OAuth { prm: p, .. } = o {
+                    *p = prm;
+                }
+            })
         })
         .await;
         let id = t
@@ -354,7 +268,7 @@ async fn discovery_variants_all_reach_the_authorization_server() {
                 json!({ "name": name, "url": mcp.url(), "authType": "OAUTH" }),
             )
             .await;
-        let run = browser_flow(&t, a, &id).await;
+        let run = t.authorize_in_browser(a, &id).await;
         assert_eq!(run.status, 200, "{name}: {}", run.page);
         let s = server(&t, a, &id).await;
         assert_eq!(s["authStatus"], "AUTHORIZED", "{name}: {s}");
@@ -370,22 +284,18 @@ async fn scopes_come_from_the_challenge_else_the_resource() {
         let challenge = challenge.map(str::to_owned);
         let supported: Option<Vec<String>> =
             supported.map(|v| v.into_iter().map(str::to_owned).collect());
-        move |auth: &FakeAuthServer| match McpAuth::oauth(auth) {
-            McpAuth::OAuth {
-                auth_server,
-                prm,
-                resource_override,
-                required_scopes,
-                ..
-            } => McpAuth::OAuth {
-                auth_server,
-                prm,
-                challenge_scope: challenge,
-                scopes_supported: supported,
-                resource_override,
-                required_scopes,
-            },
-            other => other,
+        move |auth: &FakeAuthServer| {
+            oauth_with(auth, |o| {
+                if let McpAuth::OAuth {
+                    challenge_scope: c,
+                    scopes_supported: s,
+                    ..
+                } = o
+                {
+                    *c = challenge;
+                    *s = supported;
+                }
+            })
         }
     };
     let (auth, mcp) = world(
@@ -394,7 +304,7 @@ async fn scopes_come_from_the_challenge_else_the_resource() {
     )
     .await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    browser_flow(&t, a, &id).await;
+    t.authorize_in_browser(a, &id).await;
     assert_eq!(
         auth.authorize_requests()[0]["scope"],
         "mcp:basic",
@@ -407,7 +317,7 @@ async fn scopes_come_from_the_challenge_else_the_resource() {
     )
     .await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    browser_flow(&t, a, &id).await;
+    t.authorize_in_browser(a, &id).await;
     assert_eq!(auth.authorize_requests()[0]["scope"], "mcp:basic mcp:write");
 
     let listed = AsConfig {
@@ -416,7 +326,7 @@ async fn scopes_come_from_the_challenge_else_the_resource() {
     };
     let (auth, mcp) = world(listed, with_scopes(Some("mcp:basic"), None)).await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    browser_flow(&t, a, &id).await;
+    t.authorize_in_browser(a, &id).await;
     assert_eq!(
         auth.authorize_requests()[0]["scope"],
         "mcp:basic offline_access",
@@ -497,26 +407,19 @@ async fn hostile_or_broken_authorization_servers_are_refused_clearly() {
             json!({ "name": "lenient", "url": mcp.url(), "oauthLenientPkce": true }),
         )
         .await;
-    assert_eq!(browser_flow(&t, a, &id).await.status, 200);
+    assert_eq!(t.authorize_in_browser(a, &id).await.status, 200);
 
     // A resource that does not cover the server URL.
-    let (auth, mcp) = world(AsConfig::default(), |auth| match McpAuth::oauth(auth) {
-        McpAuth::OAuth {
-            auth_server,
-            prm,
-            challenge_scope,
-            scopes_supported,
-            required_scopes,
-            ..
-        } => McpAuth::OAuth {
-            auth_server,
-            prm,
-            challenge_scope,
-            scopes_supported,
-            resource_override: Some("http://127.0.0.1:1/elsewhere".into()),
-            required_scopes,
-        },
-        other => other,
+    let (auth, mcp) = world(AsConfig::default(), |auth| {
+        oauth_with(auth, |o| {
+            if let McpAuth::OAuth {
+                resource_override: r,
+                ..
+            } = o
+            {
+                *r = Some("http://127.0.0.1:1/elsewhere".into());
+            }
+        })
     })
     .await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
@@ -539,7 +442,7 @@ async fn hostile_or_broken_authorization_servers_are_refused_clearly() {
     )
     .await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    let run = browser_flow(&t, a, &id).await;
+    let run = t.authorize_in_browser(a, &id).await;
     assert_eq!(run.status, 400);
     assert!(run.page.contains("token_exchange_failed"), "{}", run.page);
 }
@@ -743,7 +646,7 @@ async fn complete_mcp_oauth_binds_on_the_user_and_flows_do_not_collide() {
 async fn connected(t: &TestApp, as_config: AsConfig) -> (FakeAuthServer, FakeMcpServer, String) {
     let (auth, mcp) = world(as_config, McpAuth::oauth).await;
     let id = create_oauth_server(t, &t.admin, &mcp.url()).await;
-    assert_eq!(browser_flow(t, &t.admin, &id).await.status, 200);
+    assert_eq!(t.authorize_in_browser(&t.admin, &id).await.status, 200);
     (auth, mcp, id)
 }
 
@@ -865,7 +768,7 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
     assert!(tokens::refresh(&t.app, &server, None).await.is_err());
     auth.set_token_failure(TokenFailure::None);
     assert_eq!(auth.registrations().len(), 1);
-    assert_eq!(browser_flow(&t, &t.admin, &id).await.status, 200);
+    assert_eq!(t.authorize_in_browser(&t.admin, &id).await.status, 200);
     assert_eq!(auth.registrations().len(), 2, "a fresh registration");
 }
 
@@ -992,7 +895,7 @@ async fn static_headers_go_to_oauth_servers_but_never_replace_the_token() {
                     "headers": [{ "name": "X-Tenant", "value": "t1" }, { "name": "Authorization", "value": "Bearer static-secret" }] }),
         )
         .await;
-    assert_eq!(browser_flow(&t, a, &id).await.status, 200);
+    assert_eq!(t.authorize_in_browser(a, &id).await.status, 200);
     let listed = mcp
         .requests()
         .into_iter()
@@ -1025,7 +928,7 @@ async fn client_registration_priority() {
     };
     let (auth, mcp) = world(config, McpAuth::oauth).await;
     let id = t.create_server(a, json!({ "name": "pre", "url": mcp.url(), "oauthClientId": "pre-client", "oauthClientSecret": "pre-secret" })).await;
-    assert_eq!(browser_flow(&t, a, &id).await.status, 200);
+    assert_eq!(t.authorize_in_browser(a, &id).await.status, 200);
     assert_eq!(auth.authorize_requests()[0]["client_id"], "pre-client");
     assert!(auth.registrations().is_empty());
     assert_eq!(
@@ -1043,7 +946,7 @@ async fn client_registration_priority() {
     )
     .await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    assert_eq!(browser_flow(&t, a, &id).await.status, 200);
+    assert_eq!(t.authorize_in_browser(a, &id).await.status, 200);
     assert_eq!(
         auth.authorize_requests()[0]["client_id"],
         "https://switchboard.example/oauth/client-metadata.json"

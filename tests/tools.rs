@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::fake_as::{AsConfig, FakeAuthServer, TokenFailure};
 use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, Mode, echo_tool, fail_tool, tool};
-use support::{TestApp, error_code};
+use support::{TestApp, error_code, oauth_with};
 use switchboard::domain::access::Role;
 
 const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { name inputSchema } } }";
@@ -98,66 +98,21 @@ async fn oauth_server(
 ) -> (FakeAuthServer, FakeMcpServer, String) {
     let auth = FakeAuthServer::start(auth_config).await;
     let mcp = FakeMcpServer::start(McpConfig {
-        auth: match McpAuth::oauth(&auth) {
-            McpAuth::OAuth {
-                auth_server,
-                prm,
-                challenge_scope,
-                scopes_supported,
-                resource_override,
-                ..
-            } => McpAuth::OAuth {
-                auth_server,
-                prm,
-                challenge_scope,
-                scopes_supported,
-                resource_override,
-                required_scopes: required,
-            },
-            other => other,
-        },
+        auth: oauth_with(&auth, |o| {
+            if let McpAuth::OAuth {
+                required_scopes: r, ..
+            } = o
+            {
+                *r = required;
+            }
+        }),
         ..McpConfig::default()
     })
     .await;
     let id = t
         .create_server(&t.admin, json!({ "name": "o", "url": mcp.url() }))
         .await;
-    let data = t
-        .ok(
-            &t.admin,
-            "mutation($id: ID!) { startMcpOauth(serverId: $id) { authorizationUrl } }",
-            json!({ "id": id }),
-        )
-        .await;
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let begin = browser
-        .get(data["startMcpOauth"]["authorizationUrl"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let cookie = begin.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let approved = browser
-        .get(begin.headers()["location"].to_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let callback = approved.headers()["location"].to_str().unwrap().to_owned();
-    let page = browser
-        .get(&callback)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(t.authorize_in_browser(&t.admin, &id).await.status, 200);
     (auth, mcp, id)
 }
 

@@ -448,6 +448,27 @@ pub async fn record(
     Ok(change_event(Some(&previous), &row))
 }
 
+/// Change a server's status outside any other transaction, publish the change, and log a
+/// storage failure once (status bookkeeping never fails the operation that caused it).
+pub async fn update(
+    app: &crate::app::App,
+    server_id: Uuid,
+    change: impl FnOnce(&mut McpServerRow),
+) {
+    let recorded = async {
+        let mut conn = app.db.conn().await?;
+        record(&mut conn, server_id, change).await
+    }
+    .await;
+    match recorded {
+        Ok(Some(event)) => app.events.publish(event),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a status change")
+        }
+    }
+}
+
 /// A grant is usable: authorized (the reason changes only when the status does).
 pub fn mark_authorized(row: &mut McpServerRow, reason: &str) {
     if row.auth_status != AuthStatus::Authorized.as_str() {

@@ -277,3 +277,98 @@ impl Drop for TestApp {
 pub fn error_code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
+
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+pub fn query_value(url: &str, key: &str) -> Option<String> {
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// What the browser went through.
+pub struct BrowserRun {
+    pub begin_cookie: String,
+    pub callback_url: String,
+    pub status: u16,
+    pub page: String,
+}
+
+/// The popup, as a browser runs it: the begin link (cookie + redirect), the authorization
+/// server (which approves at once), and the callback with the cookie.
+impl TestApp {
+    /// The OAuth popup as a browser runs it.
+    pub async fn authorize_in_browser(&self, actor: &Actor, server_id: &str) -> BrowserRun {
+        let t = self;
+        let data = t.ok(actor, START_OAUTH, json!({ "id": server_id })).await;
+        assert_eq!(data["startMcpOauth"]["status"], "REDIRECT", "{data}");
+        let begin_url = data["startMcpOauth"]["authorizationUrl"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            begin_url.starts_with(&t.url("/oauth/begin/")),
+            "{begin_url}"
+        );
+        let browser = no_redirects();
+        let begin = browser.get(&begin_url).send().await.unwrap();
+        assert_eq!(begin.status().as_u16(), 302);
+        let set_cookie = begin.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
+            "{set_cookie}"
+        );
+        let begin_cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let upstream = location(&begin);
+        let approved = browser.get(&upstream).send().await.unwrap();
+        assert_eq!(
+            approved.status().as_u16(),
+            302,
+            "the fake server approves at once"
+        );
+        let callback_url = location(&approved);
+        assert!(
+            callback_url.starts_with(&t.url("/oauth/callback")),
+            "{callback_url}"
+        );
+        let callback = browser
+            .get(&callback_url)
+            .header("cookie", &begin_cookie)
+            .send()
+            .await
+            .unwrap();
+        let status = callback.status().as_u16();
+        let page = callback.text().await.unwrap();
+        BrowserRun {
+            begin_cookie,
+            callback_url,
+            status,
+            page,
+        }
+    }
+}
+
+/// `startMcpOauth`, as the console calls it.
+pub const START_OAUTH: &str =
+    "mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }";
+
+/// `McpAuth::oauth(auth)` with some fields changed by `edit`.
+pub fn oauth_with(
+    auth: &fake_as::FakeAuthServer,
+    edit: impl FnOnce(&mut fake_mcp::McpAuth),
+) -> fake_mcp::McpAuth {
+    let mut mcp_auth = fake_mcp::McpAuth::oauth(auth);
+    edit(&mut mcp_auth);
+    mcp_auth
+}

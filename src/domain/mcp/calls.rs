@@ -182,26 +182,15 @@ async fn reload(app: &App, server_id: Uuid) -> Result<McpServerRow> {
 
 /// A call went through: the server is reachable.
 async fn mark_reachable(app: &App, server_id: Uuid) {
-    let recorded = async {
-        let mut conn = app.db.conn().await?;
-        status::record(&mut conn, server_id, |row| {
-            if row.connection_status != ConnectionStatus::Connected.as_str()
-                || row.consecutive_failures != 0
-            {
-                row.connection_status = ConnectionStatus::Connected.as_str().to_owned();
-                row.consecutive_failures = 0;
-                row.last_error = None;
-                row.status_reason = Some("connected".into());
-            }
-        })
-        .await
-    }
-    .await;
-    match recorded {
-        Ok(Some(event)) => app.events.publish(event),
-        Ok(None) => {}
-        Err(error) => {
-            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a successful call")
+    status::update(app, server_id, |row| {
+        if row.connection_status != ConnectionStatus::Connected.as_str()
+            || row.consecutive_failures != 0
+        {
+            row.connection_status = ConnectionStatus::Connected.as_str().to_owned();
+            row.consecutive_failures = 0;
+            row.last_error = None;
+            row.status_reason = Some("connected".into());
         }
-    }
+    })
+    .await;
 }

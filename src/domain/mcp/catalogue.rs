@@ -130,38 +130,21 @@ pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
 /// Record a failed contact: authorization problems set `AUTHORIZATION_REQUIRED` (never
 /// `ERROR`); other failures count, and the third in a row sets `ERROR`.
 pub async fn record_failure(app: &App, server_id: Uuid, error: &Error) {
-    let recorded = async {
-        let mut conn = app.db.conn().await?;
-        status::record(&mut conn, server_id, |row| match error {
-            Error::ReauthRequired { .. } => {
-                status::mark_needs_authorization(row, "authorization_required")
+    status::update(app, server_id, |row| match error {
+        Error::ReauthRequired { .. }
+        | Error::Oauth(
+            OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized,
+        ) => status::mark_needs_authorization(row, "authorization_required"),
+        other => {
+            row.consecutive_failures += 1;
+            row.last_error = Some(safe_text(other));
+            row.status_reason = Some("unreachable".into());
+            if row.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
+                row.connection_status = ConnectionStatus::Error.as_str().to_owned();
             }
-            Error::Oauth(
-                OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized,
-            ) => status::mark_needs_authorization(row, "authorization_required"),
-            other => {
-                row.consecutive_failures += 1;
-                row.last_error = Some(safe_text(other));
-                row.status_reason = Some("unreachable".into());
-                row.connection_status = if row.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
-                    ConnectionStatus::Error
-                } else {
-                    ConnectionStatus::parse(&row.connection_status)
-                }
-                .as_str()
-                .to_owned();
-            }
-        })
-        .await
-    }
-    .await;
-    match recorded {
-        Ok(Some(event)) => app.events.publish(event),
-        Ok(None) => {}
-        Err(error) => {
-            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a failed contact")
         }
-    }
+    })
+    .await;
 }
 
 /// A message about a failure that is safe to store and show.
