@@ -973,53 +973,49 @@ async fn client_registration_priority() {
     }
 }
 
-/// Switchboard serves its own Client ID Metadata Document only when its public URL is https.
+/// Switchboard serves its own Client ID Metadata Document only when its public URL is https,
+/// and the document names itself as the client id.
 #[tokio::test(flavor = "multi_thread")]
 async fn client_metadata_document_needs_an_https_public_url() {
     let t = TestApp::start().await;
     let response = reqwest::get(t.url("/oauth/client-metadata.json"))
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 404);
-}
+    assert_eq!(
+        response.status().as_u16(),
+        404,
+        "http public URL: no document"
+    );
 
-/// Two Switchboard processes sharing one PostgreSQL: a storm of callers on both, against an
-/// expired token, still causes exactly one refresh (advisory lock + re-read + compare-and-swap).
-#[tokio::test(flavor = "multi_thread")]
-async fn two_replicas_refresh_once() {
-    let t = TestApp::start().await;
-    if !t.app.db.is_postgres() {
-        return; // Replicas share PostgreSQL; SQLite serves one process.
-    }
-    let (auth, _mcp, id) = connected(&t, AsConfig::default()).await;
-    expire_stored_access_token(&t, &id).await;
-    let replica = switchboard::App::build(t.app.config.clone(), t.app.keys.clone())
+    let mut config = t.app.config.clone();
+    config.public_url = url::Url::parse("https://switchboard.example/base").unwrap();
+    let app = switchboard::App::build(config, t.app.keys.clone())
         .await
         .unwrap();
-    let server = Arc::new(row(&t, &id).await);
-    let refreshes_before = auth.refresh_count();
-    let calls = (0..200).map(|i| {
-        let app = if i % 2 == 0 {
-            t.app.clone()
-        } else {
-            replica.clone()
-        };
-        let server = server.clone();
-        tokio::spawn(async move {
-            tokens::access_token(&app, &server)
-                .await
-                .map(|a| a.token.expose().to_owned())
-        })
-    });
-    let tokens: Vec<String> = futures_util::future::join_all(calls)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(switchboard::http::serve(
+        app,
+        listener,
+        std::future::pending(),
+    ));
+    let document: Value = reqwest::get(format!("http://{addr}/oauth/client-metadata.json"))
         .await
-        .into_iter()
-        .map(|r| r.unwrap().unwrap())
-        .collect();
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
-        auth.refresh_count() - refreshes_before,
-        1,
-        "exactly one refresh across both replicas"
+        document["client_id"],
+        "https://switchboard.example/base/oauth/client-metadata.json"
     );
-    assert!(tokens.iter().all(|t| t == &tokens[0]));
+    assert_eq!(
+        document["redirect_uris"],
+        json!(["https://switchboard.example/base/oauth/callback"])
+    );
+    assert_eq!(document["token_endpoint_auth_method"], "none");
+    assert_eq!(
+        document["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
 }
