@@ -5,6 +5,11 @@
 //! never opens an event stream. It serves `initialize`, `ping`, a paginated `tools/list` and a
 //! `tools/call` where every tool echoes its arguments except `fail`.
 //!
+//! With [`McpConfig::sse`] it speaks the legacy HTTP+SSE transport (revision 2024-11-05)
+//! instead: `GET` on the endpoint opens an event stream whose first `endpoint` event names
+//! `{path}/messages?session=ID`; each message posted there is answered 202, and its JSON-RPC
+//! response arrives on the stream as a `message` event.
+//!
 //! It can be protected by a static header, by a bare `invalid_token` challenge, or by OAuth
 //! against a [`FakeAuthServer`], publishing protected resource metadata (RFC 9728) where the
 //! [`PrmLocation`] says. Runtime [`Mode`]s make the MCP endpoint slow, broken or silent; they
@@ -16,15 +21,17 @@
 )]
 
 use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use super::fake_as::FakeAuthServer;
@@ -123,6 +130,10 @@ pub struct McpConfig {
     /// Tools per `tools/list` page.
     pub page_size: usize,
     pub auth: McpAuth,
+    /// Speak HTTP+SSE instead of Streamable HTTP.
+    pub sse: bool,
+    /// Under [`McpConfig::sse`], the endpoint announced instead of the server's own.
+    pub sse_endpoint: Option<String>,
 }
 
 impl Default for McpConfig {
@@ -133,6 +144,8 @@ impl Default for McpConfig {
             tools: vec![echo_tool(), fail_tool()],
             page_size: 100,
             auth: McpAuth::None,
+            sse: false,
+            sse_endpoint: None,
         }
     }
 }
@@ -200,6 +213,8 @@ struct McpState {
     live_sessions: HashSet<String>,
     sessions_issued: u64,
     sessions_deleted: Vec<String>,
+    /// Open HTTP+SSE streams by session id.
+    sse_streams: HashMap<String, tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl FakeMcpServer {
@@ -255,7 +270,11 @@ impl FakeMcpServer {
     pub fn count(&self, method: &str) -> usize {
         self.requests()
             .iter()
-            .filter(|request| request.method == "POST" && request.path == self.shared.config.path)
+            .filter(|request| {
+                request.method == "POST"
+                    && (request.path == self.shared.config.path
+                        || request.path == self.shared.messages_path())
+            })
             .filter(|request| request.json()["method"] == method)
             .count()
     }
@@ -267,7 +286,13 @@ impl FakeMcpServer {
 }
 
 fn routes(shared: &Arc<Shared>) -> Router {
-    let mut router = Router::new().route(&shared.config.path, any(mcp_endpoint));
+    let mut router = if shared.config.sse {
+        Router::new()
+            .route(&shared.config.path, get(sse_stream))
+            .route(&shared.messages_path(), post(sse_message))
+    } else {
+        Router::new().route(&shared.config.path, any(mcp_endpoint))
+    };
     if let Some(path) = prm_path(&shared.config) {
         router = router.route(&path, get(protected_resource_metadata));
     }
@@ -299,6 +324,11 @@ fn prm_path(config: &McpConfig) -> Option<String> {
 }
 
 impl Shared {
+    /// Where HTTP+SSE clients post their messages.
+    fn messages_path(&self) -> String {
+        format!("{}/messages", self.config.path.trim_end_matches('/'))
+    }
+
     fn lock(&self) -> MutexGuard<'_, McpState> {
         self.state.lock().expect("MCP server state")
     }
@@ -558,6 +588,73 @@ async fn mcp_endpoint(
         Method::DELETE => shared.end_session(&headers),
         _ => method_not_allowed(),
     }
+}
+
+/// `GET` under HTTP+SSE: the event stream of a new session.
+async fn sse_stream(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(refusal) = shared.authenticate(&headers) {
+        return refusal.into_response();
+    }
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let session = {
+        let mut state = shared.lock();
+        state.sessions_issued += 1;
+        let session = format!("sse-session-{}", state.sessions_issued);
+        state.sse_streams.insert(session.clone(), sender);
+        session
+    };
+    let endpoint = shared
+        .config
+        .sse_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("{}?session={session}", shared.messages_path()));
+    let first = format!("event: endpoint\ndata: {endpoint}\n\n");
+    let events = futures_util::stream::once(async move { first })
+        .chain(futures_util::stream::unfold(
+            receiver,
+            |mut receiver| async move { receiver.recv().await.map(|event| (event, receiver)) },
+        ))
+        .map(|event| Ok::<_, Infallible>(Bytes::from(event)));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// `POST` under HTTP+SSE: 202, with the answer sent on the session's stream.
+async fn sse_message(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let granted = match shared.authenticate(&headers) {
+        Ok(granted) => granted,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let query = fake_http::parse_form(query.unwrap_or_default().as_bytes());
+    let stream = query
+        .get("session")
+        .and_then(|session| shared.lock().sse_streams.get(session).cloned());
+    let Some(stream) = stream else {
+        return (StatusCode::NOT_FOUND, "unknown session").into_response();
+    };
+    let response = shared.post(&headers, &body, granted.as_deref());
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let reply = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a buffered reply");
+    let _ = stream.send(format!(
+        "event: message\ndata: {}\n\n",
+        String::from_utf8_lossy(&reply)
+    ));
+    StatusCode::ACCEPTED.into_response()
 }
 
 async fn protected_resource_metadata(State(shared): State<Arc<Shared>>) -> Response {

@@ -1,5 +1,6 @@
 //! MCP client sessions: the product's side of the Model Context Protocol, spoken through the
-//! official SDK (`rmcp`) over the Streamable HTTP transport.
+//! official SDK (`rmcp`) over the Streamable HTTP transport or, for older servers, the HTTP+SSE
+//! transport of revision 2024-11-05 (`sse`, an rmcp transport of our own).
 //!
 //! A session is opened for one piece of work (list the tools, call one tool) and closed again;
 //! the server's URL, transport, static headers, access token and timeout come from the caller
@@ -19,6 +20,7 @@
 pub mod calls;
 pub mod catalogue;
 pub mod session;
+mod sse;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! One MCP client session over Streamable HTTP: open (the `initialize` handshake), list the
-//! tools, call a tool, close. Also the mapping of rmcp's errors to [`McpError`].
+//! One MCP client session over Streamable HTTP or the legacy HTTP+SSE transport: open (the
+//! `initialize` handshake), list the tools, call a tool, close. Also the mapping of rmcp's
+//! errors to [`McpError`].
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
@@ -7,7 +8,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ErrorData, Implementation, InitializeRequestParams,
     PaginatedRequestParams, ProtocolVersion, Tool,
@@ -21,6 +23,7 @@ use rmcp::{RoleClient, ServiceError, ServiceExt};
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::sse::{SseClientTransport, SseTransportError};
 use crate::crypto::Secret;
 use crate::domain::servers::{RESERVED_HEADERS, Transport};
 use crate::net::{self, GuardedClient, NetError};
@@ -132,12 +135,6 @@ pub enum McpError {
 /// Open a session: check the URL against the outbound rules, then run the `initialize`
 /// handshake. Bounded by `target.timeout`.
 pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession, McpError> {
-    if matches!(target.transport, Transport::Sse) {
-        // rmcp 3 ships no client for the legacy HTTP+SSE transport.
-        return Err(McpError::Transport(
-            "the SSE transport is not supported".to_owned(),
-        ));
-    }
     let timeout = target.timeout;
     let service = bounded(timeout, connect(http, &target)).await?;
     Ok(McpSession { service, timeout })
@@ -237,7 +234,10 @@ async fn connect(
     net::check_url(&target.url, http.policy())
         .await
         .map_err(McpError::Net)?;
-    initialize(http, target).await
+    match target.transport {
+        Transport::StreamableHttp => initialize(http, target).await,
+        Transport::Sse => initialize_sse(http, target).await,
+    }
 }
 
 /// The `initialize` handshake. rmcp sends with the guarded client's `reqwest::Client`, so each
@@ -256,6 +256,32 @@ pub(super) async fn initialize(
         .map_err(|err| initialize_error(&err))
 }
 
+/// The `initialize` handshake over HTTP+SSE: the event stream is opened, and the message
+/// endpoint learnt, before rmcp takes over. Every request goes out on the guarded client.
+async fn initialize_sse(
+    http: &GuardedClient,
+    target: &McpTarget,
+) -> Result<RunningService<RoleClient, InitializeRequestParams>, McpError> {
+    let mut headers: HeaderMap = static_headers(target)?.into_iter().collect();
+    if let Some(bearer) = &target.bearer {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {}", bearer.expose())).map_err(|_| {
+                McpError::Transport("the access token is not a valid header".to_owned())
+            })?;
+        value.set_sensitive(true);
+        headers.insert(AUTHORIZATION, value);
+    }
+    let transport =
+        SseClientTransport::connect(http.reqwest_client().clone(), target.url.clone(), headers)
+            .await?;
+    // HTTP+SSE belongs to revision 2024-11-05; a server speaking it may know no later one.
+    client_config()
+        .with_protocol_version(ProtocolVersion::V_2024_11_05)
+        .serve(transport)
+        .await
+        .map_err(|err| initialize_error(&err))
+}
+
 /// What Switchboard announces in `initialize`. It offers no client capabilities (no sampling,
 /// roots or elicitation), so the server has nothing to ask of it.
 fn client_config() -> InitializeRequestParams {
@@ -267,6 +293,24 @@ fn client_config() -> InitializeRequestParams {
 }
 
 fn transport_config(target: &McpTarget) -> Result<StreamableHttpClientTransportConfig, McpError> {
+    let headers = static_headers(target)?;
+    let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str())
+        .custom_headers(headers)
+        .max_json_response_size(MAX_MESSAGE_BYTES)
+        .max_sse_event_size(MAX_MESSAGE_BYTES)
+        .max_error_response_size(MAX_ERROR_BODY_BYTES)
+        // A silent re-initialize would hide the expiry from the caller, whose decision a
+        // retry is.
+        .reinit_on_expired_session(false);
+    if let Some(bearer) = &target.bearer {
+        config = config.auth_header(bearer.expose());
+    }
+    Ok(config)
+}
+
+/// The target's static headers as sent, without those the transport owns and without
+/// `Authorization` when a bearer token replaces it.
+fn static_headers(target: &McpTarget) -> Result<HashMap<HeaderName, HeaderValue>, McpError> {
     let mut headers = HashMap::new();
     for (name, value) in &target.headers {
         let lower = name.to_ascii_lowercase();
@@ -292,18 +336,7 @@ fn transport_config(target: &McpTarget) -> Result<StreamableHttpClientTransportC
         header_value.set_sensitive(true);
         headers.insert(header_name, header_value);
     }
-    let mut config = StreamableHttpClientTransportConfig::with_uri(target.url.as_str())
-        .custom_headers(headers)
-        .max_json_response_size(MAX_MESSAGE_BYTES)
-        .max_sse_event_size(MAX_MESSAGE_BYTES)
-        .max_error_response_size(MAX_ERROR_BODY_BYTES)
-        // A silent re-initialize would hide the expiry from the caller, whose decision a
-        // retry is.
-        .reinit_on_expired_session(false);
-    if let Some(bearer) = &target.bearer {
-        config = config.auth_header(bearer.expose());
-    }
-    Ok(config)
+    Ok(headers)
 }
 
 fn tool_info(tool: Tool) -> Result<ToolInfo, McpError> {
@@ -374,6 +407,9 @@ fn transport_error(err: &(dyn StdError + 'static)) -> McpError {
         if let Some(http) = current.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
             return http_error(http);
         }
+        if let Some(sse) = current.downcast_ref::<SseTransportError>() {
+            return sse.to_mcp_error();
+        }
         source = current.source();
     }
     match NetError::find_in(err) {
@@ -439,7 +475,7 @@ fn status_in_message(message: &str) -> Option<u16> {
     digits.parse().ok()
 }
 
-fn status_error(status: u16) -> McpError {
+pub(super) fn status_error(status: u16) -> McpError {
     match status {
         401 => McpError::Unauthorized {
             www_authenticate: None,
@@ -451,7 +487,7 @@ fn status_error(status: u16) -> McpError {
     }
 }
 
-fn net_error(err: NetError) -> McpError {
+pub(super) fn net_error(err: NetError) -> McpError {
     match err {
         NetError::Timeout => McpError::Timeout,
         NetError::Connect(_) | NetError::Request(_) | NetError::BodyTooLarge { .. } => {

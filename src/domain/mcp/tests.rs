@@ -653,16 +653,26 @@ async fn expired_sessions_are_reported_and_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_sse_transport_is_refused_up_front() {
+async fn an_sse_target_without_an_event_stream_fails_on_the_get() {
     let server = FakeServer::start(Mode::Open).await;
     let target = McpTarget {
         transport: Transport::Sse,
         ..server.target()
     };
-    let err = open(&http(true), target).await.unwrap_err();
+    let err = open(&http(true), target.clone()).await.unwrap_err();
     assert!(
-        matches!(err, McpError::Transport(ref message) if message.contains("SSE")),
+        matches!(err, McpError::Transport(ref message) if message.contains("405")),
         "{err:?}"
     );
-    assert!(server.received().is_empty());
+    let received = server.received();
+    assert_eq!(received.len(), 1, "only the stream was asked for");
+    assert_eq!(received[0].method, Method::GET);
+    assert_eq!(
+        header_values(&received[0], "accept"),
+        vec!["text/event-stream"]
+    );
+
+    let err = open(&http(false), target).await.unwrap_err();
+    assert!(matches!(err, McpError::Net(_)), "{err:?}");
+    assert_eq!(server.received().len(), 1, "the outbound rules apply first");
 }

@@ -1,0 +1,141 @@
+//! MCP servers on the legacy HTTP+SSE transport, end to end through the GraphQL API.
+
+mod support;
+
+use serde_json::json;
+use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
+use support::{TestApp, error_code};
+
+const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { name } } }";
+const CALL: &str = "mutation($id: ID!, $n: String!, $a: JSON) { callMcpTool(serverId: $id, name: $n, arguments: $a) { content structuredContent isError } }";
+
+fn sse_server(auth: McpAuth) -> McpConfig {
+    McpConfig {
+        tools: vec![echo_tool(), fail_tool(), tool("third")],
+        page_size: 1,
+        auth,
+        sse: true,
+        ..McpConfig::default()
+    }
+}
+
+fn key_auth() -> McpAuth {
+    McpAuth::StaticHeader {
+        name: "X-Key".into(),
+        value: "k-secret".into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_and_calls_tools_with_static_headers() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(sse_server(key_auth())).await;
+    let id = t
+        .create_server(
+            a,
+            json!({ "name": "legacy", "url": mcp.url(), "transport": "SSE",
+                    "headers": [{ "name": "X-Key", "value": "k-secret" }] }),
+        )
+        .await;
+
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    let s = &data["refreshMcpServer"];
+    assert_eq!(s["connectionStatus"], "CONNECTED", "{data}");
+    assert_eq!(s["toolCount"], 3);
+    let names: Vec<&str> = s["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["echo", "fail", "third"], "all pages");
+    assert_eq!(mcp.count("tools/list"), 3);
+
+    let data = t
+        .ok(
+            a,
+            CALL,
+            json!({ "id": id, "n": "echo", "a": { "text": "over sse" } }),
+        )
+        .await;
+    let result = &data["callMcpTool"];
+    assert_eq!(result["isError"], false, "{data}");
+    assert_eq!(result["structuredContent"], json!({ "text": "over sse" }));
+    assert_eq!(mcp.count("tools/call"), 1);
+
+    let requests = mcp.requests();
+    let streams: Vec<_> = requests.iter().filter(|r| r.method == "GET").collect();
+    assert_eq!(streams.len(), 2, "one stream per session: {requests:?}");
+    for stream in &streams {
+        assert_eq!(stream.path, "/mcp");
+        assert_eq!(stream.header("accept"), Some("text/event-stream"));
+        assert_eq!(stream.header("x-key"), Some("k-secret"));
+    }
+    let posts: Vec<_> = requests.iter().filter(|r| r.method == "POST").collect();
+    assert!(!posts.is_empty());
+    for post in &posts {
+        assert_eq!(post.path, "/mcp/messages");
+        assert!(post.query["session"].starts_with("sse-session-"));
+        assert_eq!(post.header("x-key"), Some("k-secret"));
+        assert_eq!(post.header("content-type"), Some("application/json"));
+    }
+    let initialize = posts
+        .iter()
+        .find(|post| post.json()["method"] == "initialize")
+        .expect("an initialize");
+    assert_eq!(initialize.json()["params"]["protocolVersion"], "2024-11-05");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_stream_requires_reauthorization() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(sse_server(key_auth())).await;
+    let id = t
+        .create_server(
+            a,
+            json!({ "name": "legacy", "url": mcp.url(), "transport": "SSE",
+                    "headers": [{ "name": "X-Key", "value": "wrong" }] }),
+        )
+        .await;
+    // Creating the server may probe it for its authorization scheme; that is not the session.
+    let probed = mcp.requests().len();
+    let body = t.gql(Some(&a.token), REFRESH, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("REAUTH_REQUIRED"), "{body}");
+    let sent = mcp.requests().split_off(probed);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].method, "GET", "nothing is posted without a stream");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_endpoint_on_another_origin_is_refused() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let elsewhere = FakeMcpServer::start(sse_server(McpAuth::None)).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        sse_endpoint: Some(format!("{}/mcp/messages?session=x", elsewhere.origin())),
+        ..sse_server(McpAuth::None)
+    })
+    .await;
+    let id = t
+        .create_server(
+            a,
+            json!({ "name": "legacy", "url": mcp.url(), "transport": "SSE" }),
+        )
+        .await;
+    // Creating the server may probe it for its authorization scheme; that is not the session.
+    let probed = mcp.requests().len();
+    let body = t.gql(Some(&a.token), REFRESH, json!({ "id": id })).await;
+    assert_eq!(error_code(&body), Some("UPSTREAM_ERROR"), "{body}");
+    let sent = mcp.requests().split_off(probed);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        sent[0].method, "GET",
+        "nothing is posted to the other origin's endpoint"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "nothing was sent to the other origin"
+    );
+}
