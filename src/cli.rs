@@ -267,10 +267,11 @@ pub async fn shutdown_signal() {
 
 async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
     let domain = |e: crate::domain::Error| anyhow::anyhow!("{e}");
-    if let AdminCommand::RotateKey = command {
-        return rotate_key(config).await;
-    }
-    let app = open(config).await?;
+    // Key rotation builds the app with the rotated ring itself.
+    let app = match command {
+        AdminCommand::RotateKey => return rotate_key(config).await,
+        _ => open(config).await?,
+    };
     app.db.migrate().await.context("running migrations")?;
     match command {
         AdminCommand::CreateUser { name } => {
@@ -302,7 +303,7 @@ async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> 
                 .map_err(domain)?;
             println!("{}", token.token.expose());
         }
-        AdminCommand::RotateKey => unreachable!("handled above"),
+        AdminCommand::RotateKey => {}
     }
     Ok(())
 }

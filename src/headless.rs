@@ -239,10 +239,14 @@ impl Session<'_> {
     /// The server's current challenge, from an unauthenticated request.
     async fn challenge(&self, server: &McpServerRow) -> Option<Challenge> {
         let url = Url::parse(&server.url).ok()?;
-        crate::domain::oauth::probe::probe(&self.app.http, &url)
-            .await
-            .challenge
-            .filter(|c| c.signals_oauth())
+        crate::domain::oauth::probe::probe(
+            &self.app.http,
+            &url,
+            servers::Transport::parse(&server.transport),
+        )
+        .await
+        .challenge
+        .filter(|c| c.signals_oauth())
     }
 
     /// Run the flow headlessly: start, follow the authorization URL without a browser, and

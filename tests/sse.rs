@@ -139,3 +139,34 @@ async fn a_message_endpoint_on_another_origin_is_refused() {
         "nothing was sent to the other origin"
     );
 }
+
+/// Detection asks an SSE server with the GET that opens its stream, not a Streamable HTTP POST.
+#[tokio::test(flavor = "multi_thread")]
+async fn detection_opens_the_stream_for_sse_servers() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let open = FakeMcpServer::start(sse_server(McpAuth::None)).await;
+    let keyed = FakeMcpServer::start(sse_server(key_auth())).await;
+    let create = "mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { authType } }";
+    let probe = "query($w: ID!, $u: String!) { probeMcpServer(workspaceId: $w, url: $u, transport: SSE) { authType } }";
+    for (server, expected) in [(&open, "NONE"), (&keyed, "HEADERS")] {
+        let probed = t
+            .ok(
+                a,
+                probe,
+                json!({ "w": a.workspace_id.to_string(), "u": server.url() }),
+            )
+            .await;
+        assert_eq!(probed["probeMcpServer"]["authType"], expected, "{probed}");
+        let data = t
+            .ok(a, create, json!({ "i": { "workspaceId": a.workspace_id.to_string(), "name": "s", "url": server.url(), "transport": "SSE" } }))
+            .await;
+        assert_eq!(data["createMcpServer"]["authType"], expected);
+        let requests = server.requests();
+        assert!(
+            requests.iter().all(|r| r.method == "GET"),
+            "no POST while probing: {requests:?}"
+        );
+        assert_eq!(requests.len(), 2);
+    }
+}

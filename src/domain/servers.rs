@@ -255,10 +255,11 @@ pub async fn probe(
     principal: &Principal,
     workspace_id: Uuid,
     url: &str,
+    transport: Transport,
 ) -> Result<probe::ProbeResult> {
     principal.require(workspace_id, Role::Editor)?;
     let target = validate_url(app, "url", url).await?;
-    Ok(probe::probe(&app.http, &target.parsed).await)
+    Ok(probe::probe(&app.http, &target.parsed, transport).await)
 }
 
 /// Which related rows a page of servers needs (the API asks only for what the query selects).
@@ -357,7 +358,12 @@ pub async fn create(
         Some(auth_type) => auth_type,
         None if client_id.is_some() => AuthType::Oauth,
         None if !headers.is_empty() => AuthType::Headers,
-        None => probe::probe(&app.http, &target.parsed).await.auth_type,
+        None => {
+            let transport = input.transport.unwrap_or(Transport::StreamableHttp);
+            probe::probe(&app.http, &target.parsed, transport)
+                .await
+                .auth_type
+        }
     };
 
     let id = Uuid::now_v7();

@@ -3,9 +3,10 @@
 use async_graphql::{Context, ID, Object};
 
 use super::error::{ApiResult, parse_id, principal};
-use super::types::{ApiToken, McpProbeResult, McpServer, User, Workspace};
+use super::types::{ApiToken, McpProbeResult, McpServer, McpTransport, User, Workspace};
 use crate::app::AppHandle;
-use crate::domain::{servers, workspaces};
+use crate::domain::servers::{self, Transport};
+use crate::domain::workspaces;
 
 /// Queries.
 pub struct QueryRoot;
@@ -66,11 +67,13 @@ impl QueryRoot {
         ctx: &Context<'_>,
         workspace_id: ID,
         url: String,
+        transport: Option<McpTransport>,
     ) -> async_graphql::Result<McpProbeResult> {
         let principal = principal(ctx)?;
         let workspace_id = parse_id("workspaceId", &workspace_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let result = servers::probe(app, principal, workspace_id, &url)
+        let transport = transport.map_or(Transport::StreamableHttp, Into::into);
+        let result = servers::probe(app, principal, workspace_id, &url, transport)
             .await
             .api()?;
         Ok(McpProbeResult {

@@ -109,7 +109,15 @@ pub async fn start(
 
     let challenge = match challenge {
         Some(challenge) => Some(challenge),
-        None => probe::probe(&app.http, &server_url).await.challenge,
+        None => {
+            probe::probe(
+                &app.http,
+                &server_url,
+                crate::domain::servers::Transport::parse(&server.transport),
+            )
+            .await
+            .challenge
+        }
     };
     let discovery = discover_cached(app, &server, challenge.as_ref()).await?;
 

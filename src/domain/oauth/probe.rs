@@ -15,7 +15,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
 use url::Url;
 
 use super::challenge::{self, Challenge};
-use crate::domain::servers::AuthType;
+use crate::domain::servers::{AuthType, Transport};
 use crate::net::GuardedClient;
 
 /// How long a probe waits.
@@ -52,13 +52,20 @@ pub fn initialize_request() -> serde_json::Value {
 
 /// Probe a server URL (already validated against the outbound rules by the caller's URL
 /// check; the guarded client checks again).
-pub async fn probe(http: &GuardedClient, url: &Url) -> ProbeResult {
-    let request = http
-        .request(Method::POST, url.clone())
-        .timeout(PROBE_TIMEOUT)
-        .header(CONTENT_TYPE, "application/json")
-        .header(ACCEPT, "application/json, text/event-stream")
-        .body(initialize_request().to_string());
+/// A Streamable HTTP server is asked with an `initialize` POST; a legacy HTTP+SSE server with
+/// the GET that opens its event stream (the body is never read).
+pub async fn probe(http: &GuardedClient, url: &Url, transport: Transport) -> ProbeResult {
+    let request = match transport {
+        Transport::StreamableHttp => http
+            .request(Method::POST, url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(initialize_request().to_string()),
+        Transport::Sse => http
+            .request(Method::GET, url.clone())
+            .header(ACCEPT, "text/event-stream"),
+    }
+    .timeout(PROBE_TIMEOUT);
     let response = match http.send(request).await {
         Ok(response) => response,
         Err(error) => {
