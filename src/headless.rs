@@ -295,7 +295,7 @@ impl Session<'_> {
             iss: value("iss"),
             error: value("error"),
         };
-        match flow::complete(self.app, params, Binding::User(self.principal.user_id)).await {
+        match flow::complete(self.app, params, Binding::User(self.principal)).await {
             Ok(_) => {
                 writeln!(out, "authorized")?;
                 Ok(())

@@ -1019,3 +1019,32 @@ async fn client_metadata_document_needs_an_https_public_url() {
         json!(["authorization_code", "refresh_token"])
     );
 }
+
+/// A user who lost the editor role since starting a flow can no longer complete it.
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_mcp_oauth_rechecks_the_role() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let editor = t.new_member("eve", a.workspace_id, Role::Editor).await;
+    let (_auth, mcp) = world(AsConfig::default(), McpAuth::oauth).await;
+    let id = create_oauth_server(&t, a, &mcp.url()).await;
+    let data = t.ok(&editor, START, json!({ "id": id })).await;
+    let browser = no_redirects();
+    let begin = browser
+        .get(data["startMcpOauth"]["authorizationUrl"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let callback = location(&browser.get(location(&begin)).send().await.unwrap());
+    let demote = "mutation($w: ID!, $u: ID!) { addWorkspaceMember(workspaceId: $w, userId: $u, role: VIEWER) { role } }";
+    t.ok(
+        a,
+        demote,
+        json!({ "w": a.workspace_id.to_string(), "u": editor.user_id.to_string() }),
+    )
+    .await;
+    let complete = "mutation($s: String!, $c: String!, $i: String) { completeMcpOauth(state: $s, code: $c, iss: $i) { authStatus } }";
+    let vars = json!({ "s": query_value(&callback, "state"), "c": query_value(&callback, "code"), "i": query_value(&callback, "iss") });
+    let body = t.gql(Some(&editor.token), complete, vars).await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+}

@@ -371,7 +371,7 @@ impl MutationRoot {
             iss,
             error: None,
         };
-        match flow::complete(app, params, flow::Binding::User(principal.user_id)).await {
+        match flow::complete(app, params, flow::Binding::User(principal)).await {
             Ok(row) => Ok(McpServer::single(row)),
             Err(failure) => Err(flow_failure(failure)),
         }

@@ -410,8 +410,9 @@ pub struct CallbackParams {
 pub enum Binding<'a> {
     /// The callback page: the browser that followed the begin link, by its cookies.
     Browser(&'a (dyn Fn(&str) -> Option<String> + Send + Sync)),
-    /// `completeMcpOauth`: the authenticated user who started the flow.
-    User(Uuid),
+    /// `completeMcpOauth`: the authenticated user who started the flow, still an editor of the
+    /// server's workspace.
+    User(&'a Principal),
 }
 
 /// Complete a flow. On success the server has a grant and its status says so.
@@ -472,7 +473,7 @@ pub async fn complete(
             }
             _ => false,
         },
-        Binding::User(user_id) => grant.flow_user_id.map(|u| u.0) == Some(user_id),
+        Binding::User(principal) => grant.flow_user_id.map(|u| u.0) == Some(principal.user_id),
     };
     if !bound {
         return Err(FlowFailure::new("binding_mismatch", Some(server_id)));
@@ -483,6 +484,13 @@ pub async fn complete(
     else {
         return Err(FlowFailure::new("server_gone", Some(server_id)));
     };
+    if let Binding::User(principal) = &binding
+        && principal
+            .require(server.workspace_id.0, Role::Editor)
+            .is_err()
+    {
+        return Err(FlowFailure::new("binding_mismatch", Some(server_id)));
+    }
     if secure_server_url(app, &server).is_err()
         || AuthType::parse(&server.auth_type) != AuthType::Oauth
     {
