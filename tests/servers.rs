@@ -32,30 +32,12 @@ async fn create(t: &TestApp, token: &str, input: Value) -> Value {
 async fn insert_grant(t: &TestApp, server_id: &str) {
     let now = DbTime(db::now());
     let row = OauthGrantRow {
-        server_id: DbUuid(Uuid::parse_str(server_id).unwrap()),
         issuer: Some("https://as.example".into()),
-        resource: None,
         registration_kind: Some("dynamic".into()),
-        client_information_sealed: None,
-        tokens_sealed: None,
-        access_expires_at: None,
         granted_scopes: Some("read write".into()),
         token_generation: 1,
         last_refreshed_at: Some(now),
-        authorized_by: None,
-        state_hash: None,
-        state_created_at: None,
-        code_verifier_sealed: None,
-        flow_user_id: None,
-        browser_binding_hash: None,
-        expected_issuer: None,
-        requested_scopes: None,
-        redirect_uri: None,
-        created_at: now,
-        updated_at: now,
-        flow_id_hash: None,
-        authorization_url_sealed: None,
-        authorization_server: None,
+        ..OauthGrantRow::empty(DbUuid(Uuid::parse_str(server_id).unwrap()), now)
     };
     let mut conn = t.app.db.conn().await.unwrap();
     db::oauth::insert_grant(&mut conn, &row).await.unwrap();

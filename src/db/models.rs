@@ -183,6 +183,38 @@ pub struct OauthGrantRow {
     pub authorization_server: Option<String>,
 }
 
+impl OauthGrantRow {
+    /// A grant row with nothing in it yet: no tokens, no registration, no pending flow.
+    pub fn empty(server_id: DbUuid, now: DbTime) -> Self {
+        OauthGrantRow {
+            server_id,
+            issuer: None,
+            resource: None,
+            registration_kind: None,
+            client_information_sealed: None,
+            tokens_sealed: None,
+            access_expires_at: None,
+            granted_scopes: None,
+            token_generation: 0,
+            last_refreshed_at: None,
+            authorized_by: None,
+            state_hash: None,
+            state_created_at: None,
+            code_verifier_sealed: None,
+            flow_user_id: None,
+            browser_binding_hash: None,
+            expected_issuer: None,
+            requested_scopes: None,
+            redirect_uri: None,
+            created_at: now,
+            updated_at: now,
+            flow_id_hash: None,
+            authorization_url_sealed: None,
+            authorization_server: None,
+        }
+    }
+}
+
 /// One tool of a server's stored catalogue.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = mcp_tools, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]

@@ -469,6 +469,12 @@ pub async fn update(
     }
 }
 
+/// How many servers are in each (connection status, auth status) pair, for metrics.
+pub async fn counts(app: &crate::app::App) -> Result<Vec<(String, String, i64)>, DbError> {
+    let mut conn = app.db.conn().await?;
+    db::servers::status_counts(&mut conn).await
+}
+
 /// A grant is usable: authorized (the reason changes only when the status does).
 pub fn mark_authorized(row: &mut McpServerRow, reason: &str) {
     if row.auth_status != AuthStatus::Authorized.as_str() {

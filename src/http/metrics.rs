@@ -6,16 +6,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::HttpState;
-use crate::db;
+use crate::domain::status;
 
 /// Serve the metrics.
 pub async fn metrics(State(state): State<HttpState>) -> Response {
-    let counts = async {
-        let mut conn = state.app.db.conn().await?;
-        db::servers::status_counts(&mut conn).await
-    }
-    .await;
-    let counts = match counts {
+    let counts = match status::counts(&state.app).await {
         Ok(counts) => counts,
         Err(error) => {
             tracing::warn!(%error, "cannot count servers for metrics");

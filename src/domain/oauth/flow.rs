@@ -179,7 +179,7 @@ pub async fn start(
     }
 
     let row_id = server_id.to_string();
-    let mut row = grant.unwrap_or_else(|| empty_grant(server_id, now));
+    let mut row = grant.unwrap_or_else(|| OauthGrantRow::empty(DbUuid(server_id), DbTime(now)));
     row.issuer = Some(discovery.server.issuer.clone());
     row.resource = Some(discovery.resource.clone());
     row.registration_kind = Some(client.kind.as_str().to_owned());
@@ -277,35 +277,6 @@ fn secure_server_url(app: &App, server: &McpServerRow) -> Result<Url> {
             field: "url".into(),
             message: "OAuth needs an https server URL".into(),
         })
-    }
-}
-
-fn empty_grant(server_id: Uuid, now: DateTime<Utc>) -> OauthGrantRow {
-    OauthGrantRow {
-        server_id: DbUuid(server_id),
-        issuer: None,
-        resource: None,
-        registration_kind: None,
-        client_information_sealed: None,
-        tokens_sealed: None,
-        access_expires_at: None,
-        granted_scopes: None,
-        token_generation: 0,
-        last_refreshed_at: None,
-        authorized_by: None,
-        state_hash: None,
-        state_created_at: None,
-        code_verifier_sealed: None,
-        flow_user_id: None,
-        browser_binding_hash: None,
-        expected_issuer: None,
-        requested_scopes: None,
-        redirect_uri: None,
-        created_at: DbTime(now),
-        updated_at: DbTime(now),
-        flow_id_hash: None,
-        authorization_url_sealed: None,
-        authorization_server: None,
     }
 }
 
