@@ -456,21 +456,11 @@ async fn callback_pitfalls() {
     let browser = no_redirects();
 
     // A provider error burns the state: the same state cannot be completed afterwards.
-    let data = t.ok(a, START, json!({ "id": id })).await;
-    let begin = browser
-        .get(data["startMcpOauth"]["authorizationUrl"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let cookie = begin.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let approved = browser.get(location(&begin)).send().await.unwrap();
-    let callback = location(&approved);
+    let support::Popup {
+        begin_url: _,
+        begin_cookie: cookie,
+        callback_url: callback,
+    } = t.popup(a, &id).await;
     let state = query_value(&callback, "state").unwrap();
     let errored = browser
         .get(t.url(&format!(
@@ -497,20 +487,11 @@ async fn callback_pitfalls() {
     assert!(auth.token_requests().is_empty(), "no code was exchanged");
 
     // A missing binding cookie fails without burning the state; the right browser then wins.
-    let data = t.ok(a, START, json!({ "id": id })).await;
-    let begin = browser
-        .get(data["startMcpOauth"]["authorizationUrl"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let cookie = begin.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let callback = location(&browser.get(location(&begin)).send().await.unwrap());
+    let support::Popup {
+        begin_url,
+        begin_cookie: cookie,
+        callback_url: callback,
+    } = t.popup(a, &id).await;
     let stranger = browser
         .get(&callback)
         .send()
@@ -531,11 +512,7 @@ async fn callback_pitfalls() {
         .unwrap();
     assert!(forged.text().await.unwrap().contains("binding_mismatch"));
     // The begin link is single use.
-    let again = browser
-        .get(data["startMcpOauth"]["authorizationUrl"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let again = browser.get(&begin_url).send().await.unwrap();
     assert_eq!(again.status().as_u16(), 400);
     // A wrong `iss` is refused before the exchange, and does not burn the state either.
     assert_eq!(query_value(&callback, "iss"), Some(auth.issuer()));
@@ -1028,14 +1005,7 @@ async fn complete_mcp_oauth_rechecks_the_role() {
     let editor = t.new_member("eve", a.workspace_id, Role::Editor).await;
     let (_auth, mcp) = world(AsConfig::default(), McpAuth::oauth).await;
     let id = create_oauth_server(&t, a, &mcp.url()).await;
-    let data = t.ok(&editor, START, json!({ "id": id })).await;
-    let browser = no_redirects();
-    let begin = browser
-        .get(data["startMcpOauth"]["authorizationUrl"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    let callback = location(&browser.get(location(&begin)).send().await.unwrap());
+    let callback = t.popup(&editor, &id).await.callback_url;
     let demote = "mutation($w: ID!, $u: ID!) { addWorkspaceMember(workspaceId: $w, userId: $u, role: VIEWER) { role } }";
     t.ok(
         a,

@@ -298,6 +298,13 @@ pub fn query_value(url: &str, key: &str) -> Option<String> {
 }
 
 /// What the browser went through.
+pub struct Popup {
+    pub begin_url: String,
+    pub begin_cookie: String,
+    pub callback_url: String,
+}
+
+/// What the browser went through.
 pub struct BrowserRun {
     pub begin_cookie: String,
     pub callback_url: String,
@@ -308,17 +315,19 @@ pub struct BrowserRun {
 /// The popup, as a browser runs it: the begin link (cookie + redirect), the authorization
 /// server (which approves at once), and the callback with the cookie.
 impl TestApp {
-    /// The OAuth popup as a browser runs it.
-    pub async fn authorize_in_browser(&self, actor: &Actor, server_id: &str) -> BrowserRun {
-        let t = self;
-        let data = t.ok(actor, START_OAUTH, json!({ "id": server_id })).await;
+    /// The OAuth popup up to the callback: start, follow the begin link (keeping its cookie),
+    /// and let the fake authorization server approve.
+    pub async fn popup(&self, actor: &Actor, server_id: &str) -> Popup {
+        let data = self
+            .ok(actor, START_OAUTH, json!({ "id": server_id }))
+            .await;
         assert_eq!(data["startMcpOauth"]["status"], "REDIRECT", "{data}");
         let begin_url = data["startMcpOauth"]["authorizationUrl"]
             .as_str()
             .unwrap()
             .to_owned();
         assert!(
-            begin_url.starts_with(&t.url("/oauth/begin/")),
+            begin_url.starts_with(&self.url("/oauth/begin/")),
             "{begin_url}"
         );
         let browser = no_redirects();
@@ -330,8 +339,7 @@ impl TestApp {
             "{set_cookie}"
         );
         let begin_cookie = set_cookie.split(';').next().unwrap().to_owned();
-        let upstream = location(&begin);
-        let approved = browser.get(&upstream).send().await.unwrap();
+        let approved = browser.get(location(&begin)).send().await.unwrap();
         assert_eq!(
             approved.status().as_u16(),
             302,
@@ -339,9 +347,24 @@ impl TestApp {
         );
         let callback_url = location(&approved);
         assert!(
-            callback_url.starts_with(&t.url("/oauth/callback")),
+            callback_url.starts_with(&self.url("/oauth/callback")),
             "{callback_url}"
         );
+        Popup {
+            begin_url,
+            begin_cookie,
+            callback_url,
+        }
+    }
+
+    /// The OAuth popup as a browser runs it.
+    pub async fn authorize_in_browser(&self, actor: &Actor, server_id: &str) -> BrowserRun {
+        let Popup {
+            begin_url: _,
+            begin_cookie,
+            callback_url,
+        } = self.popup(actor, server_id).await;
+        let browser = no_redirects();
         let callback = browser
             .get(&callback_url)
             .header("cookie", &begin_cookie)
