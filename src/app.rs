@@ -28,6 +28,8 @@ pub struct App {
     pub oauth: OauthState,
     /// Process metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// MCP sessions kept open between tool calls.
+    pub sessions: crate::domain::mcp::pool::SessionPool,
 }
 
 /// Undelivered status events kept per slow subscriber.
@@ -72,6 +74,7 @@ impl App {
             events,
             oauth: OauthState::default(),
             metrics: Arc::default(),
+            sessions: crate::domain::mcp::pool::SessionPool::default(),
         }))
     }
 }

@@ -273,3 +273,60 @@ async fn failing_servers_give_their_codes_and_do_not_block_others() {
     );
     assert_eq!(s["mcpServer"]["lastError"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_reuse_one_session_until_it_expires() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(McpConfig {
+        tools: vec![echo_tool()],
+        sessions: true,
+        ..McpConfig::default()
+    })
+    .await;
+    let id = t
+        .create_server(a, json!({ "name": "kept", "url": mcp.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+    let echo = json!({ "id": id, "n": "echo", "a": { "text": "hi" } });
+
+    // The first call opens a session; every later one is a single request on it.
+    t.ok(a, CALL, echo.clone()).await;
+    let initialized = mcp.count("initialize");
+    for _ in 0..5 {
+        let before = mcp.requests().len();
+        let data = t.ok(a, CALL, echo.clone()).await;
+        assert_eq!(data["callMcpTool"]["isError"], false, "{data}");
+        let sent: Vec<String> = mcp.requests()[before..]
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.json()["method"]))
+            .collect();
+        assert_eq!(sent, ["POST \"tools/call\""], "one request per call");
+    }
+    assert_eq!(mcp.count("initialize"), initialized);
+
+    // Concurrent calls share it too.
+    let calls = (0..8).map(|_| t.ok(a, CALL, echo.clone()));
+    futures_util::future::join_all(calls).await;
+    assert_eq!(mcp.count("initialize"), initialized);
+
+    // A session the server forgot is replaced once, and the call still succeeds.
+    mcp.expire_sessions();
+    let data = t.ok(a, CALL, echo.clone()).await;
+    assert_eq!(data["callMcpTool"]["isError"], false, "{data}");
+    assert_eq!(mcp.count("initialize"), initialized + 1);
+
+    // Deleting the server ends its session upstream.
+    let deleted_before = mcp.sessions_deleted().len();
+    t.ok(
+        a,
+        "mutation($id: ID!) { deleteMcpServer(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mcp.sessions_deleted().len() == deleted_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(mcp.sessions_deleted().len(), deleted_before + 1);
+}

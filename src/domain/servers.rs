@@ -653,6 +653,7 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> 
     // Revoke upstream only now that the server is known to be the caller's.
     revoke_upstream(app, &mut conn, &server).await?;
     app.oauth.forget_discovery(id);
+    app.sessions.forget(id);
     transaction!(conn, {
         if !db::servers::delete(&mut conn, id, workspace_id).await? {
             return Err(Error::NotFound);

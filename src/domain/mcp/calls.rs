@@ -86,28 +86,34 @@ async fn call_tool_inner(
 
     let mut refreshed = false;
     let mut renewed_session = false;
+    let mut server = server;
     loop {
-        let server = reload(app, server_id).await?;
         let (target, generation) = match catalogue::target(app, &server).await {
             Ok(target) => target,
             Err(error) => {
                 fail(app, &server, error, &mut refreshed, None).await?;
+                server = reload(app, server_id).await?;
                 continue;
             }
         };
-        let outcome = match super::session::open(&app.http, target).await {
+        let outcome = match app.sessions.lease(&app.http, server_id, target).await {
             Ok(session) => {
                 let outcome = session.call_tool(name, arguments.clone()).await;
-                session.close().await;
+                if outcome.is_err() {
+                    app.sessions.discard(server_id, &session);
+                }
                 outcome
             }
             Err(error) => Err(error),
         };
         match outcome {
             Ok(outcome) => {
-                mark_reachable(app, server_id).await;
+                mark_reachable(app, &server).await;
                 return Ok(outcome);
             }
+            // The server forgot the session (it answered 404, so the call did not run): one
+            // more attempt on a new session. Nothing else is retried, since a tool call that
+            // may have run must not run twice.
             Err(McpError::SessionExpired) if !renewed_session => renewed_session = true,
             Err(error) => {
                 fail(
@@ -117,7 +123,8 @@ async fn call_tool_inner(
                     &mut refreshed,
                     generation,
                 )
-                .await?
+                .await?;
+                server = reload(app, server_id).await?;
             }
         }
     }
@@ -180,9 +187,15 @@ async fn reload(app: &App, server_id: Uuid) -> Result<McpServerRow> {
         .ok_or(Error::NotFound)
 }
 
-/// A call went through: the server is reachable.
-async fn mark_reachable(app: &App, server_id: Uuid) {
-    status::update(app, server_id, |row| {
+/// A call went through: the server is reachable. Nothing is written when the server was
+/// already known to be connected, so a steady stream of calls costs no writes.
+async fn mark_reachable(app: &App, server: &McpServerRow) {
+    if server.connection_status == ConnectionStatus::Connected.as_str()
+        && server.consecutive_failures == 0
+    {
+        return;
+    }
+    status::update(app, server.id.0, |row| {
         if row.connection_status != ConnectionStatus::Connected.as_str()
             || row.consecutive_failures != 0
         {

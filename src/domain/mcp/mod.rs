@@ -2,9 +2,10 @@
 //! official SDK (`rmcp`) over the Streamable HTTP transport or, for older servers, the HTTP+SSE
 //! transport of revision 2024-11-05 (`sse`, an rmcp transport of our own).
 //!
-//! A session is opened for one piece of work (list the tools, call one tool) and closed again;
-//! the server's URL, transport, static headers, access token and timeout come from the caller
-//! as an [`McpTarget`].
+//! A catalogue refresh opens a session for the listing and closes it again; tool calls borrow
+//! a session kept open per server by the [`pool`], so a call costs one request. The server's
+//! URL, transport, static headers, access token and timeout come from the caller as an
+//! [`McpTarget`].
 //!
 //! Invariants:
 //! - All traffic goes through the guarded client of `net/`: rmcp sends with its
@@ -19,6 +20,7 @@
 
 pub mod calls;
 pub mod catalogue;
+pub mod pool;
 pub mod session;
 mod sse;
 

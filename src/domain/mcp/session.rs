@@ -19,7 +19,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
 };
-use rmcp::{RoleClient, ServiceError, ServiceExt};
+use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -59,10 +59,12 @@ pub struct McpTarget {
 
 /// An open, initialized MCP client session.
 ///
-/// Dropping it without [`McpSession::close`] also ends the session, with the cleanup running
-/// in the background.
+/// Dropping it without [`McpSession::close`] also ends the session: the same close runs in
+/// the background, so the server is told to delete the session either way.
 pub struct McpSession {
-    service: RunningService<RoleClient, InitializeRequestParams>,
+    peer: Peer<RoleClient>,
+    /// Taken by [`McpSession::close`] or on drop.
+    service: Option<RunningService<RoleClient, InitializeRequestParams>>,
     timeout: Duration,
 }
 
@@ -137,7 +139,11 @@ pub enum McpError {
 pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession, McpError> {
     let timeout = target.timeout;
     let service = bounded(timeout, connect(http, &target)).await?;
-    Ok(McpSession { service, timeout })
+    Ok(McpSession {
+        peer: service.peer().clone(),
+        service: Some(service),
+        timeout,
+    })
 }
 
 impl McpSession {
@@ -155,8 +161,7 @@ impl McpSession {
     ) -> Result<ToolCallOutcome, McpError> {
         let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
         let result = bounded(self.timeout, async {
-            self.service
-                .peer()
+            self.peer
                 .call_tool(params)
                 .await
                 .map_err(|err| service_error(&err))
@@ -175,18 +180,22 @@ impl McpSession {
         })
     }
 
+    /// The session has ended: closed, cancelled, or its transport gave up.
+    pub fn is_closed(&self) -> bool {
+        self.service
+            .as_ref()
+            .is_none_or(|service| service.is_closed())
+    }
+
     /// End the session, best effort: the server is told to delete it when it assigned one.
-    pub async fn close(self) {
-        let mut service = self.service;
-        match service.close_with_timeout(self.timeout).await {
-            Ok(Some(_)) => {}
-            Ok(None) => tracing::debug!("closing the MCP session timed out"),
-            Err(err) => tracing::debug!(error = %err, "closing the MCP session failed"),
+    pub async fn close(mut self) {
+        if let Some(service) = self.service.take() {
+            close_service(service, self.timeout).await;
         }
     }
 
     async fn list_all_tools(&self) -> Result<Vec<ToolInfo>, McpError> {
-        let peer = self.service.peer();
+        let peer = &self.peer;
         let mut tools = Vec::new();
         let mut cursor: Option<String> = None;
         let mut seen_cursors = HashSet::new();
@@ -215,6 +224,27 @@ impl McpSession {
         Err(McpError::Protocol(format!(
             "the tool list has more than {MAX_TOOL_PAGES} pages"
         )))
+    }
+}
+
+impl Drop for McpSession {
+    fn drop(&mut self) {
+        if let Some(service) = self.service.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(close_service(service, self.timeout));
+        }
+    }
+}
+
+async fn close_service(
+    mut service: RunningService<RoleClient, InitializeRequestParams>,
+    timeout: Duration,
+) {
+    match service.close_with_timeout(timeout).await {
+        Ok(Some(_)) => {}
+        Ok(None) => tracing::debug!("closing the MCP session timed out"),
+        Err(err) => tracing::debug!(error = %err, "closing the MCP session failed"),
     }
 }
 

@@ -14,8 +14,10 @@ use crate::db::models::{McpServerRow, OauthGrantRow};
 pub const REVOCATION_BUDGET: Duration = Duration::from_secs(5);
 
 /// Revoke a grant's tokens at its authorization server, if it offers revocation. Failures are
-/// logged and otherwise ignored: the grant is removed locally either way.
+/// logged and otherwise ignored: the grant is removed locally either way. A session kept open
+/// with these tokens is ended first.
 pub async fn revoke_grant(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
+    app.sessions.forget(server.id.0);
     if tokio::time::timeout(REVOCATION_BUDGET, revoke_inner(app, server, grant))
         .await
         .is_err()
