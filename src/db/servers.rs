@@ -159,6 +159,20 @@ pub async fn tools_by_server_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<
     })?)
 }
 
+/// Whether a server's stored catalogue has a tool of this name.
+pub async fn has_tool(conn: &mut DbConn, server_id: Uuid, name: &str) -> Result<bool, DbError> {
+    let found: Option<String> = with_conn!(conn, |c| {
+        mcp_tools::table
+            .filter(mcp_tools::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_tools::name.eq(name))
+            .select(mcp_tools::name)
+            .first(c)
+            .await
+            .optional()
+    })?;
+    Ok(found.is_some())
+}
+
 /// Servers by id, in one query (callers check access).
 pub async fn by_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<McpServerRow>, DbError> {
     let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();

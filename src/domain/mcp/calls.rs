@@ -75,9 +75,9 @@ async fn call_tool_inner(
     }
     let known = {
         let mut conn = app.db.conn().await?;
-        db::servers::tools_by_server_ids(&mut conn, &[server_id]).await?
+        db::servers::has_tool(&mut conn, server_id, name).await?
     };
-    if !known.iter().any(|tool| tool.name == name) {
+    if !known {
         return Err(bad_input(
             "name",
             "the server has no such tool (refresh the server to update its catalogue)",
