@@ -280,6 +280,20 @@ pub async fn refresh(
     let lock = app.oauth.refresh_lock(server_id);
     let _single_flight = lock.lock().await;
     let mut conn = app.db.conn().await.map_err(db_error)?;
+    // Callers that queued behind a refresh usually find it done: a plain read tells, without
+    // the transaction and lock a refresh of their own would take.
+    if let Some(seen) = seen
+        && let Some(grant) = db::oauth::find_grant(&mut conn, server_id)
+            .await
+            .map_err(db_error)?
+        && grant.token_generation != seen
+        && let Some(tokens) = open_tokens(app, &grant)
+    {
+        return Ok(Access {
+            token: Secret::new(tokens.access_token),
+            generation: grant.token_generation,
+        });
+    }
     // PostgreSQL: hold a transaction with an advisory lock across the refresh, so replicas
     // take turns. SQLite serves one process: the single-flight lock above is enough, and a
     // write transaction held across an HTTP request would stall every other writer.
