@@ -1,9 +1,11 @@
-//! The HTTP surface: the router, GraphQL over HTTP and WebSocket, health endpoints.
+//! The HTTP surface: the router, GraphQL over HTTP and WebSocket, health endpoints, and the
+//! built-in status console at `/`.
 //!
 //! Handlers are thin: authenticate, call the schema or one domain function, answer. The
 //! request body limit and CORS (configured app origins only) apply to every route. Request
 //! logs carry the method, path and status only, never a query string or a header.
 
+mod console;
 mod health;
 mod metrics;
 pub mod oauth_pages;
@@ -51,6 +53,10 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
         shutdown,
     };
     let mut router = Router::new()
+        .route("/", get(console::index))
+        .route("/console.js", get(console::script))
+        .route("/console.css", get(console::style))
+        .route("/favicon.svg", get(console::icon))
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(health::healthz))

@@ -1,0 +1,1242 @@
+// Switchboard console: a status page for the MCP servers of a workspace.
+//
+// It uses only the public GraphQL API of the server that serves it: queries and mutations
+// over HTTP (`POST /graphql`) and the `mcpServerStatus` subscription over WebSocket
+// (`/graphql/ws`, graphql-transport-ws), both authenticated with the API token the person
+// pasted, which is kept in sessionStorage for this tab only.
+//
+// Rules this file keeps:
+// - Everything that comes from the API, from an MCP server or from a person is put on the
+//   page with textContent or DOM methods, never parsed as HTML.
+// - Secrets (the token, header values, client secrets) are never written into the page: the
+//   API never returns them, and the inputs they were typed into are cleared after use.
+// - An OAuth popup is only ever pointed at an http(s) URL, and the callback page's message is
+//   only believed when it comes from the popup this page opened, from this server's origin.
+
+const TOKEN_KEY = 'switchboard.console.token';
+const WORKSPACE_KEY = 'switchboard.console.workspace';
+
+const SERVER_FIELDS = `id name description url transport enabled authType headerNames
+  oauthClientId hasOauthClientSecret connectionStatus authStatus statusReason lastError
+  lastConnectedAt toolCount toolsRefreshedAt oauth { expiresAt flowInProgress scopes issuer }`;
+const TOOL_FIELDS = 'name title description inputSchema annotations';
+
+const QUERIES = {
+  session: 'query { viewer { id name } workspaces { id name role } }',
+  servers: `query($w: ID!, $after: String) { workspace(id: $w) { id role
+    mcpServers(first: 50, after: $after) { pageInfo { hasNextPage endCursor } nodes { ${SERVER_FIELDS} } } } }`,
+  server: `query($id: ID!) { mcpServer(id: $id) { ${SERVER_FIELDS} } }`,
+  tools: `query($id: ID!) { mcpServer(id: $id) { id tools { ${TOOL_FIELDS} } } }`,
+  create: `mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { authType server { ${SERVER_FIELDS} } } }`,
+  update: `mutation($id: ID!, $i: UpdateMcpServerInput!) { updateMcpServer(id: $id, input: $i) { ${SERVER_FIELDS} } }`,
+  remove: 'mutation($id: ID!) { deleteMcpServer(id: $id) }',
+  start: 'mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }',
+  disconnect: `mutation($id: ID!) { disconnectMcpOauth(serverId: $id) { ${SERVER_FIELDS} } }`,
+  refresh: `mutation($id: ID!) { refreshMcpServer(id: $id) { ${SERVER_FIELDS} tools { ${TOOL_FIELDS} } } }`,
+  call: `mutation($id: ID!, $name: String!, $args: JSON) {
+    callMcpTool(serverId: $id, name: $name, arguments: $args) { content structuredContent isError } }`,
+  status: `subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason at
+    current { connectionStatus authStatus reason } server { ${SERVER_FIELDS} } } }`,
+};
+
+const AUTH_TYPES = { NONE: 'None', HEADERS: 'Static headers', OAUTH: 'OAuth' };
+
+const CONNECTION = {
+  CONNECTED: ['Connected', 'ok'],
+  DISCONNECTED: ['Disconnected', 'idle'],
+  ERROR: ['Error', 'bad'],
+};
+
+const AUTHORIZATION = {
+  NOT_REQUIRED: ['Not required', 'idle'],
+  AUTHORIZED: ['Authorized', 'ok'],
+  AUTHORIZATION_REQUIRED: ['Needs authorization', 'warn'],
+  AUTHORIZING: ['Authorizing', 'idle'],
+  REFRESH_FAILED: ['Token refresh failed', 'warn'],
+  INSUFFICIENT_SCOPE: ['Needs more permissions', 'warn'],
+};
+
+// Status reasons as the API names them, in words.
+const REASONS = {
+  created: 'Added, not contacted yet',
+  connected: 'Last contact succeeded',
+  authorized: 'Authorized',
+  token_refreshed: 'Token refreshed',
+  flow_started: 'Authorization started',
+  authorization_required: 'The server asked for authorization',
+  refresh_rejected: 'The authorization server rejected the refresh token',
+  client_rejected: 'The authorization server rejected the client',
+  tokens_unreadable: 'Stored tokens could not be read',
+  refresh_failed: 'The token could not be refreshed; will retry',
+  insufficient_scope: 'The server asked for more permissions',
+  unreachable: 'The server could not be reached',
+  disconnected: 'Disconnected by a user',
+  url_changed: 'The URL changed',
+  credentials_changed: 'The client credentials changed',
+  auth_type_changed: 'The auth type changed',
+};
+
+// Reason codes of the OAuth callback page, in words (the page itself shows the same texts).
+const FLOW_REASONS = {
+  authorized: 'The server is connected.',
+  provider_error: 'The authorization server did not grant access.',
+  missing_params: 'The authorization response was incomplete.',
+  invalid_state: 'The authorization link is unknown, already used, or expired. Start again.',
+  binding_mismatch: 'The authorization was started in another browser or session.',
+  server_gone: 'The server was deleted while it was being authorized.',
+  insecure_url: 'The server or the authorization server is not at a secure address.',
+  issuer_mismatch: 'The response did not come from the expected authorization server.',
+  token_exchange_failed: 'The authorization server did not issue tokens.',
+};
+
+// ---------------------------------------------------------------------------------------
+// Small DOM helpers. `el` only ever sets the attributes its callers name literally; strings
+// among the children become text nodes.
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === 'class') node.className = value;
+    else if (name === 'text') node.textContent = value;
+    else node.setAttribute(name, value === true ? '' : String(value));
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+function button(label, onClick, attributes = {}) {
+  const node = el('button', { type: 'button', ...attributes }, label);
+  node.addEventListener('click', onClick);
+  return node;
+}
+
+function badge(label, tone) {
+  return el('span', { class: 'badge', 'data-tone': tone }, label);
+}
+
+function words(code) {
+  if (!code) return '';
+  return REASONS[code] || code.replaceAll('_', ' ');
+}
+
+function pretty(value) {
+  try {
+    return JSON.stringify(value, null, 2);
+  } catch {
+    return String(value);
+  }
+}
+
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+
+function fromNow(iso) {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return '';
+  const seconds = Math.round((at - Date.now()) / 1000);
+  const abs = Math.abs(seconds);
+  if (abs < 60) return relative.format(seconds, 'second');
+  if (abs < 3600) return relative.format(Math.round(seconds / 60), 'minute');
+  if (abs < 86400) return relative.format(Math.round(seconds / 3600), 'hour');
+  return relative.format(Math.round(seconds / 86400), 'day');
+}
+
+function localTime(iso) {
+  const at = new Date(iso);
+  return Number.isNaN(at.getTime()) ? '' : at.toLocaleString();
+}
+
+// ---------------------------------------------------------------------------------------
+// State.
+
+const state = {
+  token: null,
+  viewer: null,
+  workspaces: [],
+  workspaceId: null,
+  role: null,
+  // Server id → { server, row, detail, cells, toggle, nameNotes, tools, toolsLoaded, toolsKey,
+  // actionsKey }.
+  entries: new Map(),
+  // Server id → { popup, origin, name } for OAuth popups this page opened.
+  flows: new Map(),
+};
+
+const canEdit = () => state.role === 'EDITOR' || state.role === 'ADMIN';
+const canDelete = () => state.role === 'ADMIN';
+
+// ---------------------------------------------------------------------------------------
+// The API over HTTP.
+
+class ApiError extends Error {
+  constructor(message, code, extensions = {}) {
+    super(message);
+    this.code = code;
+    this.extensions = extensions;
+  }
+}
+
+async function gql(query, variables = {}, token = state.token) {
+  let response;
+  try {
+    response = await fetch('/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify({ query, variables }),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError('The Switchboard server could not be reached.', 'NETWORK');
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  const first = body && Array.isArray(body.errors) ? body.errors[0] : null;
+  if (first) {
+    const extensions = first.extensions && typeof first.extensions === 'object' ? first.extensions : {};
+    const code = typeof extensions.code === 'string' ? extensions.code : 'INTERNAL';
+    throw new ApiError(String(first.message || 'The request failed.'), code, extensions);
+  }
+  if (!response.ok || !body || !body.data) {
+    throw new ApiError(`The server answered HTTP ${response.status}.`, 'HTTP');
+  }
+  return body.data;
+}
+
+// Run an API call on behalf of the signed-in person: a rejected token signs them out.
+async function api(query, variables) {
+  try {
+    return await gql(query, variables);
+  } catch (error) {
+    if (error.code === 'UNAUTHENTICATED') signOut('Your token is no longer accepted. Sign in again.');
+    throw error;
+  }
+}
+
+function describeError(error) {
+  if (!(error instanceof ApiError)) return String(error && error.message ? error.message : error);
+  return `${error.code}: ${error.message}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Live status over WebSocket (graphql-transport-ws), reconnecting with backoff.
+
+const live = {
+  socket: null,
+  acknowledged: false,
+  attempt: 0,
+  timer: null,
+  ackTimer: null,
+  subscriptionId: null,
+  nextId: 0,
+  wanted: false,
+};
+
+function setLive(mode, text) {
+  const node = $('#live');
+  node.hidden = mode === 'hidden';
+  node.dataset.state = mode;
+  $('#live-text').textContent = text;
+}
+
+function liveStart() {
+  live.wanted = true;
+  if (live.socket && live.acknowledged) {
+    subscribe();
+  } else if (!live.socket) {
+    clearTimeout(live.timer);
+    connectSocket();
+  }
+}
+
+function liveStop() {
+  live.wanted = false;
+  clearTimeout(live.timer);
+  clearTimeout(live.ackTimer);
+  const socket = live.socket;
+  live.socket = null;
+  live.acknowledged = false;
+  live.subscriptionId = null;
+  if (socket) socket.close(1000, 'signed out');
+  setLive('hidden', 'Offline');
+}
+
+function connectSocket() {
+  const url = new URL('/graphql/ws', window.location.href);
+  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  setLive('connecting', 'Connecting…');
+  let socket;
+  try {
+    socket = new WebSocket(url.href, 'graphql-transport-ws');
+  } catch {
+    scheduleReconnect();
+    return;
+  }
+  live.socket = socket;
+  live.acknowledged = false;
+  live.subscriptionId = null;
+  socket.addEventListener('open', () => {
+    socket.send(JSON.stringify({
+      type: 'connection_init',
+      payload: { Authorization: `Bearer ${state.token}` },
+    }));
+    // A server that never acknowledges is as good as gone.
+    live.ackTimer = setTimeout(() => socket.close(4408, 'no acknowledgement'), 10000);
+  });
+  socket.addEventListener('message', (event) => onSocketMessage(socket, event));
+  socket.addEventListener('close', (event) => onSocketClose(socket, event));
+}
+
+function send(socket, message) {
+  if (socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+}
+
+function subscribe() {
+  const socket = live.socket;
+  if (!socket || !live.acknowledged || !state.workspaceId) return;
+  if (live.subscriptionId) send(socket, { id: live.subscriptionId, type: 'complete' });
+  live.nextId += 1;
+  live.subscriptionId = String(live.nextId);
+  send(socket, {
+    id: live.subscriptionId,
+    type: 'subscribe',
+    payload: { query: QUERIES.status, variables: { w: state.workspaceId } },
+  });
+}
+
+function onSocketMessage(socket, event) {
+  if (socket !== live.socket) return;
+  let message;
+  try {
+    message = JSON.parse(event.data);
+  } catch {
+    return;
+  }
+  if (!message || typeof message !== 'object') return;
+  switch (message.type) {
+    case 'connection_ack':
+      clearTimeout(live.ackTimer);
+      live.acknowledged = true;
+      live.attempt = 0;
+      setLive('live', 'Live');
+      subscribe();
+      // Changes made while the socket was down were not delivered: read the current state.
+      loadServers().catch((error) => notify(`Could not load the servers: ${describeError(error)}`, 'error'));
+      break;
+    case 'ping':
+      send(socket, { type: 'pong' });
+      break;
+    case 'next':
+      if (message.id === live.subscriptionId && message.payload) onStatusPayload(message.payload);
+      break;
+    case 'error':
+      if (message.id === live.subscriptionId) {
+        const first = Array.isArray(message.payload) ? message.payload[0] : null;
+        notify(`Live updates failed: ${first && first.message ? first.message : 'unknown error'}`, 'error');
+      }
+      break;
+    case 'complete':
+      // The server ended the subscription: ask again in a moment (not at once, so a server
+      // that keeps ending it is not hammered).
+      if (message.id === live.subscriptionId) {
+        live.subscriptionId = null;
+        setTimeout(() => {
+          if (live.socket === socket && !live.subscriptionId) subscribe();
+        }, 2000);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function onSocketClose(socket, event) {
+  if (socket !== live.socket) return;
+  clearTimeout(live.ackTimer);
+  const wasAcknowledged = live.acknowledged;
+  live.socket = null;
+  live.acknowledged = false;
+  live.subscriptionId = null;
+  if (!live.wanted) return;
+  if (!wasAcknowledged && event.code === 1002) {
+    // Refused during connection_init: find out whether the token itself is gone.
+    api(QUERIES.session).catch(() => {});
+  }
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  if (!live.wanted) return;
+  // 1 s, 2 s, 4 s … up to 30 s, with jitter so many consoles do not come back in step.
+  const base = Math.min(30000, 1000 * 2 ** live.attempt);
+  const delay = Math.round(base / 2 + Math.random() * (base / 2));
+  live.attempt += 1;
+  setLive('reconnecting', `Reconnecting in ${Math.max(1, Math.round(delay / 1000))} s…`);
+  clearTimeout(live.timer);
+  live.timer = setTimeout(() => {
+    if (live.wanted && !live.socket) connectSocket();
+  }, delay);
+}
+
+function onStatusPayload(payload) {
+  if (Array.isArray(payload.errors) && payload.errors.length) {
+    notify(`Live update failed: ${payload.errors[0].message}`, 'error');
+    return;
+  }
+  const event = payload.data && payload.data.mcpServerStatus;
+  if (!event) return;
+  if (event.server) {
+    upsertServer(event.server);
+  } else {
+    removeServer(event.serverId);
+  }
+  const flow = state.flows.get(event.serverId);
+  if (flow && event.current && event.current.authStatus === 'AUTHORIZED') {
+    finishFlow(event.serverId);
+    notify(`“${flow.name}” is connected.`, 'ok');
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Notices.
+
+let noticeTimer = null;
+
+function notify(text, tone = 'info') {
+  const node = $('#notice');
+  node.textContent = text;
+  node.dataset.tone = tone;
+  node.hidden = false;
+  clearTimeout(noticeTimer);
+  if (tone !== 'error') noticeTimer = setTimeout(() => { node.hidden = true; }, 15000);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing in and out.
+
+function showSignIn(message = '') {
+  $('#sign-in').hidden = false;
+  $('#workbench').hidden = true;
+  $('#session').hidden = true;
+  $('#sign-in-error').textContent = message;
+  $('#token').focus();
+}
+
+async function signIn(token) {
+  const data = await gql(QUERIES.session, {}, token);
+  state.token = token;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  state.viewer = data.viewer;
+  state.workspaces = data.workspaces;
+  $('#viewer').textContent = `Signed in as ${data.viewer.name}`;
+  $('#session').hidden = false;
+  $('#sign-in').hidden = true;
+  $('#workbench').hidden = false;
+  renderWorkspaces();
+  const remembered = sessionStorage.getItem(WORKSPACE_KEY);
+  const pick = state.workspaces.find((w) => w.id === remembered) || state.workspaces[0];
+  if (pick) {
+    selectWorkspace(pick.id);
+  } else {
+    notify('This user belongs to no workspace.', 'error');
+  }
+}
+
+function signOut(message = '') {
+  liveStop();
+  for (const id of [...state.flows.keys()]) finishFlow(id, true);
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(WORKSPACE_KEY);
+  state.token = null;
+  state.viewer = null;
+  state.workspaces = [];
+  state.workspaceId = null;
+  state.role = null;
+  clearServers();
+  $('#viewer').textContent = '';
+  $('#workspace').replaceChildren();
+  $('#notice').hidden = true;
+  showSignIn(message);
+}
+
+// ---------------------------------------------------------------------------------------
+// Workspaces and the server table.
+
+function renderWorkspaces() {
+  const select = $('#workspace');
+  select.replaceChildren(...state.workspaces.map((w) => el('option', { value: w.id }, w.name)));
+}
+
+function selectWorkspace(id) {
+  const workspace = state.workspaces.find((w) => w.id === id);
+  if (!workspace) return;
+  state.workspaceId = id;
+  state.role = workspace.role;
+  sessionStorage.setItem(WORKSPACE_KEY, id);
+  $('#workspace').value = id;
+  $('#role').textContent = `Your role: ${workspace.role.toLowerCase()}`;
+  $('#add').hidden = !canEdit();
+  clearServers();
+  loadServers().catch((error) => notify(`Could not load the servers: ${describeError(error)}`, 'error'));
+  liveStart();
+}
+
+async function loadServers() {
+  const workspaceId = state.workspaceId;
+  const servers = [];
+  let after = null;
+  for (;;) {
+    const data = await api(QUERIES.servers, { w: workspaceId, after });
+    if (workspaceId !== state.workspaceId) return;
+    if (!data.workspace) throw new ApiError('The workspace is gone or you are no longer a member.', 'NOT_FOUND');
+    state.role = data.workspace.role;
+    const page = data.workspace.mcpServers;
+    servers.push(...page.nodes);
+    if (!page.pageInfo.hasNextPage) break;
+    after = page.pageInfo.endCursor;
+  }
+  const seen = new Set(servers.map((s) => s.id));
+  for (const id of [...state.entries.keys()]) if (!seen.has(id)) removeServer(id);
+  for (const server of servers) upsertServer(server);
+  // Keep the API's order (oldest first).
+  const body = $('#server-rows');
+  for (const server of servers) {
+    const entry = state.entries.get(server.id);
+    body.append(entry.row, entry.detail);
+  }
+  $('#add').hidden = !canEdit();
+  renderEmpty();
+}
+
+function clearServers() {
+  state.entries.clear();
+  $('#server-rows').replaceChildren();
+  renderEmpty();
+}
+
+function renderEmpty() {
+  $('#empty').hidden = state.entries.size > 0 || !state.workspaceId;
+}
+
+function upsertServer(server) {
+  let entry = state.entries.get(server.id);
+  if (!entry) {
+    const detailId = `tools-${server.id}`;
+    entry = {
+      server,
+      row: el('tr', { class: 'server', 'data-server-id': server.id }),
+      detail: el('tr', { class: 'detail', id: detailId, hidden: true }),
+      tools: [],
+      toolsLoaded: false,
+      toolsKey: null,
+      actionsKey: null,
+      cells: [],
+      toggle: null,
+      nameNotes: null,
+    };
+    buildRow(entry);
+    state.entries.set(server.id, entry);
+    $('#server-rows').append(entry.row, entry.detail);
+  }
+  const before = entry.server;
+  entry.server = server;
+  renderRow(entry);
+  if (before.authStatus !== 'AUTHORIZED' && server.authStatus === 'AUTHORIZED') {
+    // Prompts to reconnect are answered now.
+    for (const prompt of entry.detail.querySelectorAll('.reauth')) {
+      prompt.replaceWith(el('p', { class: 'ok-text' }, 'Reconnected. You can call the tool again.'));
+    }
+  }
+  // The catalogue changed (a refresh, a new authorization): reload it when it is on show.
+  const toolsKey = `${server.toolCount}|${server.toolsRefreshedAt || ''}`;
+  if (entry.toolsKey !== null && entry.toolsKey !== toolsKey && !entry.detail.hidden) {
+    loadTools(entry).catch(() => {});
+  }
+  entry.toolsKey = toolsKey;
+  renderEmpty();
+}
+
+function removeServer(id) {
+  const entry = state.entries.get(id);
+  if (!entry) return;
+  entry.row.remove();
+  entry.detail.remove();
+  state.entries.delete(id);
+  renderEmpty();
+}
+
+const COLUMNS = ['Name', 'URL', 'Auth', 'Connection', 'Authorization', 'Tools', 'Token expires', 'Actions'];
+
+// The row's cells and its name button are made once and refilled on every change, so a
+// live update never takes keyboard focus away from a control in the row.
+function buildRow(entry) {
+  entry.cells = COLUMNS.map((label) => el('td', { 'data-label': label }));
+  entry.cells[7].className = 'actions';
+  entry.toggle = button('', () => toggleTools(entry), {
+    class: 'link expand',
+    'aria-expanded': 'false',
+    'aria-controls': entry.detail.id,
+    title: 'Show tools',
+  });
+  // The arrow is decoration: kept out of the button's accessible name, which is the server's.
+  entry.toggle.append(el('span', { class: 'chevron', 'aria-hidden': 'true' }), el('span', { class: 'name' }));
+  entry.nameNotes = el('div', { class: 'muted small' });
+  entry.cells[0].append(entry.toggle, entry.nameNotes);
+  entry.row.append(...entry.cells);
+}
+
+function renderRow(entry) {
+  const s = entry.server;
+  const [, url, auth, connection, authorization, tools, expiry, actions] = entry.cells;
+  entry.row.dataset.connection = s.connectionStatus;
+  entry.row.dataset.auth = s.authStatus;
+
+  entry.toggle.querySelector('.name').textContent = s.name;
+  entry.nameNotes.replaceChildren(...[s.description, s.enabled ? null : 'Disabled']
+    .filter(Boolean)
+    .map((text) => el('div', {}, text)));
+
+  url.replaceChildren(el('span', { class: 'url' }, s.url));
+
+  auth.replaceChildren(AUTH_TYPES[s.authType] || s.authType);
+  if (s.headerNames.length) auth.append(el('div', { class: 'muted small' }, `Headers: ${s.headerNames.join(', ')}`));
+  if (s.oauthClientId) auth.append(el('div', { class: 'muted small' }, `Client: ${s.oauthClientId}`));
+
+  const [connectionText, connectionTone] = CONNECTION[s.connectionStatus] || [s.connectionStatus, 'idle'];
+  connection.replaceChildren(badge(connectionText, connectionTone));
+  if (s.lastError) connection.append(el('div', { class: 'small error-text' }, s.lastError));
+
+  const [authText, authTone] = AUTHORIZATION[s.authStatus] || [s.authStatus, 'idle'];
+  authorization.replaceChildren(badge(authText, authTone));
+  const reason = words(s.statusReason);
+  if (reason && reason !== authText) authorization.append(el('div', { class: 'muted small reason' }, reason));
+
+  tools.textContent = String(s.toolCount);
+
+  const expires = s.oauth && s.oauth.expiresAt;
+  expiry.replaceChildren(expires
+    ? el('time', { datetime: expires, title: localTime(expires) }, fromNow(expires))
+    : el('span', { class: 'muted' }, '—'));
+
+  const actionsKey = JSON.stringify([s.authType, s.authStatus, state.role, s.name]);
+  if (entry.actionsKey !== actionsKey) {
+    const focused = actions.contains(document.activeElement) ? document.activeElement.textContent : null;
+    actions.replaceChildren(...actionButtons(entry));
+    entry.actionsKey = actionsKey;
+    // Keep focus on the same control when it survived, else on the row's name.
+    if (focused !== null) {
+      const same = [...actions.querySelectorAll('button')].find((b) => b.textContent === focused);
+      (same || entry.toggle).focus();
+    }
+  }
+}
+
+function actionButtons(entry) {
+  const s = entry.server;
+  const buttons = [];
+  const name = s.name;
+  if (canEdit() && s.authType === 'OAUTH') {
+    if (s.authStatus === 'AUTHORIZED') {
+      buttons.push(button('Disconnect', (e) => disconnect(entry, e.currentTarget), { 'aria-label': `Disconnect ${name}` }));
+    } else {
+      buttons.push(button('Connect', () => connect(entry.server.id), { class: 'primary', 'aria-label': `Connect ${name}` }));
+    }
+  }
+  if (canEdit()) {
+    buttons.push(button('Refresh tools', (e) => refresh(entry, e.currentTarget), { 'aria-label': `Refresh tools of ${name}` }));
+    buttons.push(button('Edit', (e) => openEdit(entry, e.currentTarget), { 'aria-label': `Edit ${name}` }));
+  }
+  if (canDelete()) {
+    buttons.push(button('Delete', (e) => openDelete(entry, e.currentTarget), { class: 'danger', 'aria-label': `Delete ${name}` }));
+  }
+  return buttons;
+}
+
+async function busy(control, work) {
+  if (control) control.disabled = true;
+  try {
+    return await work();
+  } finally {
+    if (control && control.isConnected) control.disabled = false;
+  }
+}
+
+async function refresh(entry, control) {
+  const id = entry.server.id;
+  try {
+    const data = await busy(control, () => api(QUERIES.refresh, { id }));
+    const server = data.refreshMcpServer;
+    const current = state.entries.get(id);
+    if (current) {
+      // The catalogue just arrived with the answer: no need to fetch it again.
+      current.toolsKey = null;
+      upsertServer(server);
+      setTools(current, server.tools);
+    }
+    notify(`“${server.name}” refreshed: ${server.toolCount} tool${server.toolCount === 1 ? '' : 's'}.`, 'ok');
+  } catch (error) {
+    notify(`Refreshing “${entry.server.name}” failed: ${describeError(error)}`, 'error');
+    reloadServer(id);
+  }
+}
+
+async function reloadServer(id) {
+  try {
+    const data = await api(QUERIES.server, { id });
+    if (data.mcpServer) upsertServer(data.mcpServer);
+    else removeServer(id);
+  } catch {
+    // The live subscription or the next reload brings the state.
+  }
+}
+
+async function disconnect(entry, control) {
+  try {
+    const data = await busy(control, () => api(QUERIES.disconnect, { id: entry.server.id }));
+    upsertServer(data.disconnectMcpOauth);
+    notify(`“${entry.server.name}” is disconnected; its tokens were revoked.`, 'ok');
+  } catch (error) {
+    notify(`Disconnecting “${entry.server.name}” failed: ${describeError(error)}`, 'error');
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// OAuth: Switchboard's own begin link in a popup; Switchboard's own callback page completes
+// the flow and reports back with postMessage, and the status subscription reports the new
+// status. (`completeMcpOauth` is for apps that host their own callback page; this console
+// does not.)
+
+function connect(id) {
+  const entry = state.entries.get(id);
+  if (!entry) return;
+  const name = entry.server.name;
+  // Open the window now, while the click still counts as a user gesture, so popup blockers let
+  // it through; it is pointed at the authorization link once the API has answered.
+  const popup = window.open('', `switchboard-oauth-${id}`, 'popup,width=560,height=720');
+  if (!popup) {
+    notify('The browser blocked the authorization window. Allow pop-ups for this page and try again.', 'error');
+    return;
+  }
+  startFlow(id, name, popup);
+}
+
+async function startFlow(id, name, popup) {
+  let start;
+  try {
+    start = (await api(QUERIES.start, { id })).startMcpOauth;
+  } catch (error) {
+    popup.close();
+    notify(`Connecting “${name}” failed: ${describeError(error)}`, 'error');
+    return;
+  }
+  if (start.status === 'ALREADY_AUTHORIZED') {
+    popup.close();
+    notify(`“${name}” is already authorized.`, 'ok');
+    reloadServer(id);
+    return;
+  }
+  let target = null;
+  try {
+    target = new URL(start.authorizationUrl);
+  } catch {
+    target = null;
+  }
+  if (!target || (target.protocol !== 'https:' && target.protocol !== 'http:')) {
+    popup.close();
+    notify(`Refused to open the authorization link of “${name}”: it is not an http(s) URL.`, 'error');
+    return;
+  }
+  const previous = state.flows.get(id);
+  if (previous) clearInterval(previous.watch);
+  const flow = { popup, origin: target.origin, name, watch: null };
+  state.flows.set(id, flow);
+  // The callback page may close the window without a message reaching this page (another
+  // origin, a closed opener link): then the server's state is read once the window is gone.
+  flow.watch = setInterval(() => {
+    if (!popup.closed) return;
+    if (state.flows.get(id) === flow) {
+      finishFlow(id);
+      reloadServer(id).then(() => {
+        const entry = state.entries.get(id);
+        if (entry && entry.server.authStatus !== 'AUTHORIZED') {
+          notify(`The authorization window of “${name}” was closed before it finished.`, 'error');
+        }
+      });
+    }
+  }, 500);
+  popup.location.href = target.href;
+  notify(`Authorize “${name}” in the window that opened.`);
+}
+
+function finishFlow(id, close = false) {
+  const flow = state.flows.get(id);
+  if (!flow) return;
+  clearInterval(flow.watch);
+  state.flows.delete(id);
+  if (close && !flow.popup.closed) flow.popup.close();
+}
+
+window.addEventListener('message', (event) => {
+  const message = event.data;
+  if (!message || typeof message !== 'object' || message.type !== 'mcp-oauth') return;
+  if (typeof message.ok !== 'boolean' || typeof message.reason !== 'string') return;
+  if (message.serverId !== null && typeof message.serverId !== 'string') return;
+  let id = null;
+  for (const [serverId, flow] of state.flows) {
+    if (flow.popup === event.source) id = serverId;
+  }
+  if (id === null) return;
+  const flow = state.flows.get(id);
+  // Only this server's own pages may report: the callback page is served from the origin
+  // of the begin link, which is this console's origin unless the public URL says otherwise.
+  if (event.origin !== window.location.origin && event.origin !== flow.origin) return;
+  if (message.serverId !== null && message.serverId !== id) return;
+  finishFlow(id);
+  if (message.ok) {
+    notify(`“${flow.name}” is connected.`, 'ok');
+  } else {
+    const why = FLOW_REASONS[message.reason] || `Reason: ${message.reason}.`;
+    notify(`Authorizing “${flow.name}” failed. ${why}`, 'error');
+  }
+  reloadServer(id);
+});
+
+// ---------------------------------------------------------------------------------------
+// Tools: the catalogue, and calling a tool with JSON arguments.
+
+async function toggleTools(entry) {
+  const show = entry.detail.hidden;
+  entry.detail.hidden = !show;
+  entry.toggle.setAttribute('aria-expanded', show ? 'true' : 'false');
+  entry.toggle.title = show ? 'Hide tools' : 'Show tools';
+  if (!show) return;
+  renderTools(entry);
+  // The catalogue may have changed while it was hidden.
+  try {
+    await loadTools(entry);
+  } catch (error) {
+    entry.detail.replaceChildren(el('td', { colspan: 8 },
+      el('p', { class: 'error', role: 'alert' }, `Could not load the tools: ${describeError(error)}`)));
+  }
+}
+
+async function loadTools(entry) {
+  const data = await api(QUERIES.tools, { id: entry.server.id });
+  if (data.mcpServer) setTools(entry, data.mcpServer.tools);
+}
+
+// Redraw the catalogue only when it changed, so a live update does not wipe the arguments
+// and results on show.
+function setTools(entry, tools) {
+  const changed = !entry.toolsLoaded || JSON.stringify(tools) !== JSON.stringify(entry.tools);
+  entry.tools = tools;
+  entry.toolsLoaded = true;
+  if (changed && !entry.detail.hidden) renderTools(entry);
+}
+
+function renderTools(entry) {
+  const panel = el('div', { class: 'tools' });
+  const s = entry.server;
+  panel.append(el('h3', {}, `Tools of ${s.name}`));
+  if (!entry.toolsLoaded) {
+    panel.append(el('p', { class: 'muted' }, 'Loading tools…'));
+  } else if (!entry.tools.length) {
+    const hint = s.authType === 'OAUTH' && s.authStatus !== 'AUTHORIZED'
+      ? 'No tools yet: connect the server first.'
+      : 'No tools stored. Refresh tools to list them.';
+    panel.append(el('p', { class: 'muted' }, hint));
+  }
+  for (const tool of entry.tools) panel.append(toolCard(entry, tool));
+  entry.detail.replaceChildren(el('td', { colspan: 8 }, panel));
+}
+
+function toolCard(entry, tool) {
+  const id = `${entry.server.id}-${tool.name}`.replace(/[^A-Za-z0-9_-]/g, '_');
+  const card = el('article', { class: 'tool', 'data-tool': tool.name });
+  const heading = el('h4', {}, el('code', {}, tool.name));
+  if (tool.title && tool.title !== tool.name) heading.append(' ', el('span', { class: 'muted' }, tool.title));
+  card.append(heading);
+  if (tool.description) card.append(el('p', { class: 'description' }, tool.description));
+  card.append(el('details', {}, el('summary', {}, 'Input schema'), el('pre', { class: 'schema' }, pretty(tool.inputSchema))));
+
+  const form = el('form', { class: 'call', novalidate: true });
+  const argumentsId = `args-${id}`;
+  const area = el('textarea', { id: argumentsId, rows: 3, spellcheck: 'false', class: 'arguments' });
+  area.value = '{}';
+  const result = el('div', { class: 'result', 'aria-live': 'polite' });
+  form.append(
+    el('label', { for: argumentsId }, `Arguments for ${tool.name} (JSON object)`),
+    area,
+    el('div', { class: 'buttons' }, el('button', { type: 'submit' }, 'Call')),
+    result,
+  );
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    callTool(entry.server.id, tool.name, area, result, form.querySelector('button[type=submit]'));
+  });
+  card.append(form);
+  return card;
+}
+
+async function callTool(serverId, name, area, result, control) {
+  let args;
+  try {
+    args = area.value.trim() === '' ? {} : JSON.parse(area.value);
+  } catch (error) {
+    showCallProblem(result, `The arguments are not valid JSON: ${error.message}`);
+    area.focus();
+    return;
+  }
+  if (args === null || typeof args !== 'object' || Array.isArray(args)) {
+    showCallProblem(result, 'The arguments must be a JSON object, for example {"message": "hello"}.');
+    area.focus();
+    return;
+  }
+  result.replaceChildren(el('p', { class: 'muted' }, `Calling ${name}…`));
+  try {
+    const data = await busy(control, () => api(QUERIES.call, { id: serverId, name, args }));
+    renderResult(result, data.callMcpTool);
+  } catch (error) {
+    renderCallError(serverId, result, error);
+  }
+}
+
+function showCallProblem(result, text) {
+  result.replaceChildren(el('p', { class: 'error', role: 'alert' }, text));
+}
+
+function renderResult(result, outcome) {
+  const head = el('p', { class: 'result-head' },
+    outcome.isError ? badge('The tool reported an error', 'bad') : badge('OK', 'ok'));
+  const blocks = outcome.content.map(contentBlock);
+  result.replaceChildren(head, ...blocks);
+  if (outcome.structuredContent !== null && outcome.structuredContent !== undefined) {
+    result.append(el('details', {}, el('summary', {}, 'Structured content'),
+      el('pre', {}, pretty(outcome.structuredContent))));
+  }
+}
+
+function contentBlock(block) {
+  if (block && block.type === 'text' && typeof block.text === 'string') {
+    return el('pre', { class: 'content text' }, block.text);
+  }
+  if (block && (block.type === 'image' || block.type === 'audio')) {
+    const size = typeof block.data === 'string' ? ` (${Math.round(block.data.length * 0.75)} bytes)` : '';
+    return el('p', { class: 'content muted' }, `${block.type}: ${block.mimeType || 'unknown type'}${size}`);
+  }
+  if (block && block.type === 'resource' && block.resource) {
+    const text = typeof block.resource.text === 'string' ? block.resource.text : pretty(block.resource);
+    return el('div', { class: 'content' }, el('div', { class: 'muted small' }, String(block.resource.uri || 'resource')), el('pre', {}, text));
+  }
+  return el('pre', { class: 'content' }, pretty(block));
+}
+
+function renderCallError(serverId, result, error) {
+  const code = error instanceof ApiError ? error.code : 'ERROR';
+  if (code === 'REAUTH_REQUIRED') {
+    const moreScopes = error.extensions && error.extensions.reason === 'insufficient_scope';
+    const text = moreScopes
+      ? 'The server needs more permissions than it was granted. Reconnect it to consent to them.'
+      : 'The server’s authorization has expired or was revoked. Reconnect it to go on.';
+    const prompt = el('div', { class: 'reauth', role: 'alert' },
+      el('p', {}, el('strong', {}, 'Reconnect required. '), text),
+      el('p', { class: 'muted small' }, `Error code: ${code}`));
+    if (canEdit()) {
+      prompt.append(button('Reconnect', () => connect(serverId), { class: 'primary' }));
+    } else {
+      prompt.append(el('p', { class: 'small' }, 'Ask an editor of this workspace to reconnect it.'));
+    }
+    result.replaceChildren(prompt);
+    reloadServer(serverId);
+    return;
+  }
+  result.replaceChildren(el('div', { class: 'call-error', role: 'alert' },
+    el('p', {}, el('strong', {}, `${code}: `), error.message)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Header rows in the add and edit forms. Values are password fields and are cleared after use.
+
+function addHeaderRow(container) {
+  const index = container.children.length + 1;
+  const stamp = `${container.closest('form').id}-h${Date.now()}-${index}`;
+  const name = el('input', { id: `${stamp}-name`, class: 'header-name', autocomplete: 'off', spellcheck: 'false' });
+  const value = el('input', { id: `${stamp}-value`, class: 'header-value', type: 'password', autocomplete: 'new-password' });
+  const row = el('div', { class: 'header-row' },
+    el('label', { for: name.id }, `Header ${index} name`), name,
+    el('label', { for: value.id }, `Header ${index} value`), value);
+  row.append(button('Remove', () => row.remove(), { 'aria-label': `Remove header ${index}` }));
+  container.append(row);
+  name.focus();
+}
+
+function readHeaders(form) {
+  const headers = [];
+  for (const row of form.querySelectorAll('.header-row')) {
+    const name = row.querySelector('.header-name').value.trim();
+    const value = row.querySelector('.header-value').value;
+    if (!name && !value) continue;
+    if (!name) throw new Error('Every header needs a name.');
+    headers.push({ name, value });
+  }
+  return headers;
+}
+
+function clearHeaderRows(form) {
+  const rows = form.querySelector('.header-rows');
+  if (rows) rows.replaceChildren();
+}
+
+function formError(form, text) {
+  const node = form.querySelector('.error');
+  node.textContent = text;
+}
+
+// ---------------------------------------------------------------------------------------
+// Adding, editing and deleting servers.
+
+async function onAdd(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  formError(form, '');
+  const name = form.elements.name.value.trim();
+  const url = form.elements.url.value.trim();
+  if (!name || !url) {
+    formError(form, 'A name and a URL are required.');
+    (name ? form.elements.url : form.elements.name).focus();
+    return;
+  }
+  let headers;
+  try {
+    headers = readHeaders(form);
+  } catch (error) {
+    formError(form, error.message);
+    return;
+  }
+  const input = { workspaceId: state.workspaceId, name, url };
+  if (form.elements.authType.value) input.authType = form.elements.authType.value;
+  if (headers.length) input.headers = headers;
+  const clientId = form.elements.oauthClientId.value.trim();
+  if (clientId) input.oauthClientId = clientId;
+  const secret = form.elements.oauthClientSecret.value;
+  if (secret) input.oauthClientSecret = secret;
+  const submit = form.querySelector('button[type=submit]');
+  try {
+    const data = await busy(submit, () => api(QUERIES.create, { i: input }));
+    const created = data.createMcpServer;
+    // Secrets leave the page with the request: clear every input that held one.
+    form.reset();
+    clearHeaderRows(form);
+    upsertServer(created.server);
+    const how = input.authType ? 'as chosen' : 'detected';
+    notify(`Added “${created.server.name}”. Auth type: ${AUTH_TYPES[created.authType] || created.authType} (${how}).`, 'ok');
+  } catch (error) {
+    formError(form, fieldMessage(error));
+    focusField(form, error);
+  }
+}
+
+function fieldMessage(error) {
+  if (error instanceof ApiError && error.code === 'CONFLICT') {
+    return `${error.message} (CONFLICT: this URL is already registered in the workspace)`;
+  }
+  return describeError(error);
+}
+
+function focusField(form, error) {
+  const field = error instanceof ApiError ? error.extensions.field : null;
+  const target = typeof field === 'string' && form.elements[field];
+  if (target && typeof target.focus === 'function') target.focus();
+}
+
+let editing = null;
+
+function openEdit(entry, trigger) {
+  const dialog = $('#edit-dialog');
+  const form = $('#edit-form');
+  const s = entry.server;
+  editing = { id: s.id, original: s, trigger };
+  form.reset();
+  clearHeaderRows(form);
+  formError(form, '');
+  form.elements.name.value = s.name;
+  form.elements.url.value = s.url;
+  form.elements.description.value = s.description || '';
+  form.elements.enabled.checked = s.enabled;
+  form.elements.oauthClientId.value = s.oauthClientId || '';
+  $('#edit-secret-hint').textContent = s.hasOauthClientSecret
+    ? 'A secret is stored. Leave this empty to keep it.'
+    : 'No secret is stored.';
+  form.elements.clearSecret.disabled = !s.hasOauthClientSecret;
+  form.querySelector('.edit-header-names').textContent = s.headerNames.length
+    ? `Stored headers: ${s.headerNames.join(', ')} (values are never shown).`
+    : 'No headers are stored.';
+  $('#edit-title').textContent = `Edit ${s.name}`;
+  dialog.showModal();
+  form.elements.name.focus();
+}
+
+async function onEdit(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  if (!editing) return;
+  formError(form, '');
+  const before = editing.original;
+  const input = {};
+  const name = form.elements.name.value.trim();
+  const url = form.elements.url.value.trim();
+  const description = form.elements.description.value.trim();
+  const clientId = form.elements.oauthClientId.value.trim();
+  if (name !== before.name) input.name = name;
+  if (url !== before.url) input.url = url;
+  if (description !== (before.description || '')) input.description = description;
+  if (form.elements.enabled.checked !== before.enabled) input.enabled = form.elements.enabled.checked;
+  if (clientId !== (before.oauthClientId || '')) input.oauthClientId = clientId;
+  const secret = form.elements.oauthClientSecret.value;
+  if (secret) input.oauthClientSecret = secret;
+  else if (form.elements.clearSecret.checked) input.oauthClientSecret = '';
+  if (form.elements.replaceHeaders.checked) {
+    try {
+      input.headers = readHeaders(form);
+    } catch (error) {
+      formError(form, error.message);
+      return;
+    }
+  }
+  const { id, trigger } = editing;
+  if (!Object.keys(input).length) {
+    closeDialog($('#edit-dialog'), trigger);
+    return;
+  }
+  const submit = form.querySelector('button[type=submit]');
+  try {
+    const data = await busy(submit, () => api(QUERIES.update, { id, i: input }));
+    form.reset();
+    clearHeaderRows(form);
+    closeDialog($('#edit-dialog'), trigger);
+    upsertServer(data.updateMcpServer);
+    notify(`Saved “${data.updateMcpServer.name}”.`, 'ok');
+  } catch (error) {
+    formError(form, fieldMessage(error));
+    focusField(form, error);
+  }
+}
+
+function closeDialog(dialog, trigger) {
+  const form = dialog.querySelector('form');
+  form.reset();
+  clearHeaderRows(form);
+  if (dialog.open) dialog.close();
+  editing = null;
+  deleting = null;
+  if (trigger && trigger.isConnected) trigger.focus();
+}
+
+let deleting = null;
+
+function openDelete(entry, trigger) {
+  const dialog = $('#delete-dialog');
+  deleting = { id: entry.server.id, name: entry.server.name, trigger };
+  formError(dialog.querySelector('form'), '');
+  $('#delete-text').textContent = `Delete “${entry.server.name}”? Its OAuth grant is revoked and its tools are forgotten. This cannot be undone.`;
+  dialog.showModal();
+  dialog.querySelector('button.cancel').focus();
+}
+
+async function onDelete(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  if (!deleting) return;
+  const { id, name } = deleting;
+  const submit = form.querySelector('button[type=submit]');
+  try {
+    await busy(submit, () => api(QUERIES.remove, { id }));
+    closeDialog($('#delete-dialog'), null);
+    removeServer(id);
+    notify(`Deleted “${name}”.`, 'ok');
+    $('#workspace').focus();
+  } catch (error) {
+    formError(form, describeError(error));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Start-up.
+
+function wire() {
+  $('#sign-in-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const input = $('#token');
+    const token = input.value.trim();
+    input.value = '';
+    if (!token) {
+      showSignIn('Paste an API token.');
+      return;
+    }
+    const submit = event.currentTarget.querySelector('button[type=submit]');
+    try {
+      await busy(submit, () => signIn(token));
+    } catch (error) {
+      const text = error instanceof ApiError && error.code === 'UNAUTHENTICATED'
+        ? 'This token was not accepted. Check that it was pasted whole and has not been revoked.'
+        : describeError(error);
+      showSignIn(text);
+    }
+  });
+  $('#sign-out').addEventListener('click', () => signOut());
+  $('#workspace').addEventListener('change', (event) => selectWorkspace(event.currentTarget.value));
+  $('#reload').addEventListener('click', (event) => {
+    busy(event.currentTarget, loadServers)
+      .then(() => notify('Reloaded.', 'ok'))
+      .catch((error) => notify(`Could not load the servers: ${describeError(error)}`, 'error'));
+  });
+  $('#add-form').addEventListener('submit', onAdd);
+  $('#edit-form').addEventListener('submit', onEdit);
+  $('#delete-dialog form').addEventListener('submit', onDelete);
+  for (const form of [$('#add-form'), $('#edit-form')]) {
+    form.querySelector('.add-header').addEventListener('click', () => addHeaderRow(form.querySelector('.header-rows')));
+  }
+  for (const dialog of [$('#edit-dialog'), $('#delete-dialog')]) {
+    dialog.querySelector('button.cancel').addEventListener('click', () => {
+      const trigger = (editing && editing.trigger) || (deleting && deleting.trigger);
+      closeDialog(dialog, trigger);
+    });
+    // Escape closes a modal dialog natively; clear what it held all the same.
+    dialog.addEventListener('close', () => {
+      const form = dialog.querySelector('form');
+      form.reset();
+      clearHeaderRows(form);
+    });
+  }
+  // Relative expiry times age; refresh them now and then.
+  setInterval(() => {
+    for (const entry of state.entries.values()) renderRow(entry);
+  }, 30000);
+}
+
+async function main() {
+  wire();
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) {
+    showSignIn();
+    return;
+  }
+  try {
+    await signIn(token);
+  } catch (error) {
+    if (error instanceof ApiError && error.code === 'UNAUTHENTICATED') {
+      signOut('Your token is no longer accepted. Sign in again.');
+    } else {
+      // Keep the token: the server may just be restarting.
+      showSignIn(`Could not reach the server: ${describeError(error)}`);
+    }
+  }
+}
+
+main();

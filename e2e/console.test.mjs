@@ -1,0 +1,517 @@
+// The Switchboard console in a real Chromium, driven with playwright-core.
+//
+// tests/console.rs starts Switchboard, a fake OAuth authorization server and fake MCP servers
+// on 127.0.0.1, then runs this script with their URLs in the environment. The script walks
+// through the console as a person would: sign in, add servers, connect one through the OAuth
+// popup, call its tools, watch statuses change live, lose and regain the live connection, get
+// asked to reconnect once the grant is revoked, and check that hostile names and descriptions
+// stay text. It asks the Rust test to act on the world mid-way through CONTROL_URL.
+//
+// Every step prints "ok - <step>"; the first failure prints the step and the reason, saves
+// failure.png in E2E_OUTPUT and exits 1. No address outside 127.0.0.1 is ever contacted.
+
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+function required(name) {
+  const value = process.env[name];
+  if (!value) {
+    console.error(`console.test.mjs: ${name} is not set (this script is started by tests/console.rs)`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const BASE = required('SWITCHBOARD_URL');
+const TOKEN = required('SWITCHBOARD_TOKEN');
+const CONTROL = required('CONTROL_URL');
+const DOCS_URL = required('DOCS_MCP_URL');
+const CALENDAR_URL = required('CALENDAR_MCP_URL');
+const SEARCH_URL = required('SEARCH_MCP_URL');
+const HOSTILE_URL = required('HOSTILE_MCP_URL');
+const UNREACHABLE_URL = required('UNREACHABLE_MCP_URL');
+const HOSTILE_TEXT = required('HOSTILE_TEXT');
+const CHROMIUM = required('CHROMIUM_PATH');
+const OUTPUT = required('E2E_OUTPUT');
+
+const TIMEOUT = 15_000;
+const SECRETS = ['calendar-secret-value', 'legacy-secret-value', TOKEN];
+
+for (const url of [BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL]) {
+  if (new URL(url).hostname !== '127.0.0.1') {
+    console.error(`console.test.mjs: refusing a non-loopback address: ${url}`);
+    process.exit(2);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Small test kit.
+
+let currentStep = 'start-up';
+const problems = [];
+
+async function step(name, body) {
+  currentStep = name;
+  const started = Date.now();
+  await body();
+  console.log(`ok - ${name} (${Date.now() - started} ms)`);
+}
+
+class CheckFailed extends Error {}
+
+function check(condition, message) {
+  if (!condition) throw new CheckFailed(message);
+}
+
+// Retry `probe` until it stops throwing; fail with `what` and the last reason.
+async function eventually(probe, what, timeout = TIMEOUT) {
+  const deadline = Date.now() + timeout;
+  let last = null;
+  for (;;) {
+    try {
+      return await probe();
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new CheckFailed(`${what} (waited ${timeout} ms; last: ${last && last.message})`);
+    }
+    await sleep(100);
+  }
+}
+
+async function textOf(locator) {
+  return (await locator.innerText({ timeout: 1000 })).replace(/\s+/g, ' ').trim();
+}
+
+async function expectText(locator, expected, what, timeout = TIMEOUT) {
+  await eventually(async () => {
+    const text = await textOf(locator);
+    const matches = expected instanceof RegExp ? expected.test(text) : text.includes(expected);
+    check(matches, `text is ${JSON.stringify(text)}`);
+  }, `${what}: expected ${expected}`, timeout);
+}
+
+async function control(action) {
+  const response = await fetch(`${CONTROL}${action}`, { method: 'POST' });
+  check(response.ok, `control ${action} answered ${response.status}: ${await response.text()}`);
+}
+
+// ---------------------------------------------------------------------------------------
+// The browser.
+
+mkdirSync(OUTPUT, { recursive: true });
+const profile = mkdtempSync(path.join(tmpdir(), 'switchboard-e2e-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+  viewport: { width: 1360, height: 900 },
+  locale: 'en-US',
+  timezoneId: 'UTC',
+});
+context.setDefaultTimeout(TIMEOUT);
+const page = context.pages()[0] || (await context.newPage());
+
+page.on('pageerror', (error) => problems.push(`uncaught exception: ${error.message}`));
+page.on('console', (message) => {
+  const text = message.text();
+  if (message.type() === 'error' && !text.startsWith('Failed to load resource')) {
+    problems.push(`console error: ${text}`);
+  }
+  if (/Content Security Policy|Refused to/i.test(text)) problems.push(`policy violation: ${text}`);
+});
+
+// The live socket goes through Playwright, so the test can cut it like a network would.
+let socketToPage = null;
+await page.routeWebSocket(/\/graphql\/ws$/, (socket) => {
+  socketToPage = socket;
+  socket.connectToServer();
+});
+
+const rowOf = (name) => page.locator('tr.server').filter({
+  has: page.getByRole('button', { name, exact: true }),
+});
+const cellOf = (row, label) => row.locator(`td[data-label="${label}"]`);
+const notice = page.locator('#notice');
+const live = page.locator('#live');
+
+async function addServer({ name, url, authType = '', clientId = '', clientSecret = '', headers = [] }) {
+  const form = page.locator('#add-form');
+  await form.getByLabel('Name', { exact: true }).fill(name);
+  await form.getByLabel('URL', { exact: true }).fill(url);
+  await form.getByLabel('Auth type').selectOption(authType);
+  await form.getByLabel(/OAuth client id/).fill(clientId);
+  await form.getByLabel(/OAuth client secret/).fill(clientSecret);
+  for (const [index, [headerName, value]] of headers.entries()) {
+    await form.getByRole('button', { name: 'Add a header' }).click();
+    await form.getByLabel(`Header ${index + 1} name`).fill(headerName);
+    await form.getByLabel(`Header ${index + 1} value`).fill(value);
+  }
+  await form.getByRole('button', { name: 'Add server' }).click();
+  await expectText(notice, `Added “${name}”`, `the console confirms ${name}`);
+  await rowOf(name).waitFor();
+}
+
+// Click Connect (or Reconnect) and let the popup run: begin link, authorization server (which
+// approves at once), Switchboard's callback page, which reports back and closes itself.
+async function authorizeInPopup(clickConnect, what) {
+  const opened = page.waitForEvent('popup');
+  await clickConnect();
+  const popup = await opened;
+  const closed = popup.waitForEvent('close', { timeout: TIMEOUT });
+  await popup.waitForURL(/\/oauth\/callback\?/, { timeout: TIMEOUT });
+  await expectText(popup.locator('h1'), 'Connected', `the callback page of ${what}`);
+  await closed;
+}
+
+async function assertNoSecretsOnPage() {
+  const html = await page.content();
+  const values = await page.evaluate(() => [...document.querySelectorAll('input, textarea')].map((i) => i.value));
+  for (const secret of SECRETS) {
+    check(!html.includes(secret), `a secret is in the page's markup: ${secret.slice(0, 6)}…`);
+    check(!values.includes(secret), `a secret is still in an input: ${secret.slice(0, 6)}…`);
+  }
+}
+
+async function callTool(card, args) {
+  await card.locator('textarea').fill(args);
+  await card.getByRole('button', { name: 'Call', exact: true }).click();
+}
+
+// ---------------------------------------------------------------------------------------
+// The scenario.
+
+async function scenario() {
+  await step('the console loads and asks for a token', async () => {
+    const response = await page.goto(`${BASE}/`);
+    check(response && response.status() === 200, `GET / answered ${response && response.status()}`);
+    await page.getByLabel('API token').waitFor();
+    check(await page.locator('#workbench').isHidden(), 'the workbench shows before sign-in');
+  });
+
+  await step('a wrong token is refused with a clear message', async () => {
+    await page.getByLabel('API token').fill('sbt_not_a_real_token');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expectText(page.locator('#sign-in-error'), 'This token was not accepted', 'the sign-in error');
+    check(await page.evaluate(() => sessionStorage.length) === 0, 'a refused token was stored');
+  });
+
+  await step('signing in shows the workspace and goes live', async () => {
+    await page.getByLabel('API token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'MCP servers' }).waitFor();
+    await expectText(page.locator('#viewer'), 'Signed in as admin', 'the signed-in user');
+    const workspace = await page.locator('#workspace option:checked').innerText();
+    check(workspace === 'Default', `workspace is ${workspace}`);
+    await expectText(live, 'Live', 'the live indicator');
+    check(await page.getByLabel('API token').inputValue() === '', 'the token stays in the input');
+    const stored = await page.evaluate(() => Object.values({ ...sessionStorage }));
+    check(stored.includes(TOKEN), 'the token is kept in sessionStorage');
+    await assertNoSecretsOnPage();
+    // Survives only as long as the document: a reload would wipe it.
+    await page.evaluate(() => { window.__sameDocument = true; });
+  });
+
+  await step('an OAuth server is added and detected as OAuth', async () => {
+    await addServer({ name: 'Docs', url: DOCS_URL });
+    await expectText(notice, 'Auth type: OAuth (detected)', 'the detected auth type');
+    const row = rowOf('Docs');
+    await expectText(cellOf(row, 'Auth'), 'OAuth', 'the auth type of Docs');
+    await expectText(cellOf(row, 'Authorization'), 'Needs authorization', 'Docs before the flow');
+    await expectText(cellOf(row, 'Connection'), 'Disconnected', 'Docs before the flow');
+  });
+
+  await step('Connect runs the popup flow and the row turns connected live', async () => {
+    const row = rowOf('Docs');
+    await authorizeInPopup(() => row.getByRole('button', { name: 'Connect Docs' }).click(), 'Docs');
+    await expectText(cellOf(row, 'Connection'), 'Connected', 'Docs after the flow');
+    await expectText(cellOf(row, 'Authorization'), 'Authorized', 'Docs after the flow');
+    await expectText(cellOf(row, 'Tools'), '2', 'the tool count of Docs');
+    await expectText(cellOf(row, 'Token expires'), /^in \d+ (minutes|hour)/, 'the token expiry of Docs');
+    await expectText(notice, '“Docs” is connected.', 'the connected notice');
+    await row.getByRole('button', { name: 'Disconnect Docs' }).waitFor();
+    check(await page.evaluate(() => window.__sameDocument === true), 'the page was reloaded');
+  });
+
+  await step('the tools open from the keyboard with descriptions and schemas', async () => {
+    const toggle = page.getByRole('button', { name: 'Docs', exact: true });
+    await toggle.focus();
+    await page.keyboard.press('Enter');
+    check(await toggle.getAttribute('aria-expanded') === 'true', 'Enter did not expand the row');
+    const echo = page.locator('article[data-tool="echo"]');
+    await expectText(echo.locator('.description'), 'Returns its arguments.', 'the echo description');
+    await echo.getByText('Input schema').click();
+    await expectText(echo.locator('pre.schema'), '"message"', 'the echo input schema');
+    await page.locator('article[data-tool="fail"]').waitFor();
+  });
+
+  await step('arguments are checked as JSON before any call', async () => {
+    const echo = page.locator('article[data-tool="echo"]');
+    await callTool(echo, '{"message": ');
+    await expectText(echo.locator('.result'), 'The arguments are not valid JSON', 'the JSON syntax error');
+    await callTool(echo, '[1, 2]');
+    await expectText(echo.locator('.result'), 'The arguments must be a JSON object', 'the non-object error');
+  });
+
+  await step('a tool call shows its content blocks and isError', async () => {
+    const echo = page.locator('article[data-tool="echo"]');
+    await callTool(echo, '{"message": "hello from the console"}');
+    await expectText(echo.locator('.result'), 'hello from the console', 'the echo result');
+    await expectText(echo.locator('.result .result-head'), 'OK', 'the echo outcome');
+    const fail = page.locator('article[data-tool="fail"]');
+    await callTool(fail, '{}');
+    await expectText(fail.locator('.result'), 'The tool failed on purpose.', 'the failing tool result');
+    await expectText(fail.locator('.result .result-head'), 'The tool reported an error', 'the isError flag');
+  });
+
+  await step('a pre-registered client is shown by id; its secret never is', async () => {
+    await addServer({
+      name: 'Calendar',
+      url: CALENDAR_URL,
+      clientId: 'calendar-console',
+      clientSecret: 'calendar-secret-value',
+    });
+    const row = rowOf('Calendar');
+    await expectText(cellOf(row, 'Auth'), 'Client: calendar-console', 'the client id of Calendar');
+    await expectText(cellOf(row, 'Authorization'), 'Needs authorization', 'Calendar');
+    await assertNoSecretsOnPage();
+  });
+
+  await step('only http(s) authorization links are opened', async () => {
+    const row = rowOf('Calendar');
+    await page.route('**/graphql', async (route) => {
+      if (!(route.request().postData() || '').includes('startMcpOauth')) return route.fallback();
+      await route.fulfill({
+        contentType: 'application/json',
+        body: JSON.stringify({ data: { startMcpOauth: {
+          status: 'REDIRECT', authorizationUrl: 'javascript:window.__injected=3', expiresAt: null,
+        } } }),
+      });
+    });
+    const opened = page.waitForEvent('popup');
+    await row.getByRole('button', { name: 'Connect Calendar' }).click();
+    const popup = await opened;
+    await expectText(notice, 'Refused to open the authorization link of “Calendar”', 'the refusal');
+    await eventually(async () => check(popup.isClosed(), 'the popup is still open'), 'the popup closes');
+    check(await page.evaluate(() => window.__injected) === undefined, 'the javascript: URL ran');
+    await page.unroute('**/graphql');
+  });
+
+  await step('only the popup\'s own, well-formed message is believed', async () => {
+    const row = rowOf('Calendar');
+    const id = await row.getAttribute('data-server-id');
+    // The begin link is replaced by a harmless page of this server, so the popup stays open
+    // and nothing upstream changes.
+    await page.route('**/graphql', async (route) => {
+      if (!(route.request().postData() || '').includes('startMcpOauth')) return route.fallback();
+      await route.fulfill({
+        contentType: 'application/json',
+        body: JSON.stringify({ data: { startMcpOauth: {
+          status: 'REDIRECT', authorizationUrl: `${BASE}/healthz`, expiresAt: null,
+        } } }),
+      });
+    });
+    const opened = page.waitForEvent('popup');
+    await row.getByRole('button', { name: 'Connect Calendar' }).click();
+    const popup = await opened;
+    await popup.waitForURL(/\/healthz$/);
+    await page.unroute('**/graphql');
+    await expectText(notice, 'Authorize “Calendar” in the window that opened.', 'the waiting notice');
+    // From the console's own window, not the popup: ignored.
+    await page.evaluate((serverId) => window.postMessage(
+      { type: 'mcp-oauth', ok: true, serverId, reason: 'authorized' }, '*'), id);
+    // From the popup but malformed: ignored.
+    await popup.evaluate((serverId) => window.opener.postMessage(
+      { type: 'mcp-oauth', ok: 'yes', serverId, reason: 'authorized' }, '*'), id);
+    await sleep(300);
+    await expectText(notice, 'Authorize “Calendar” in the window that opened.', 'the notice after ignored messages');
+    // From the popup and well-formed: the reason is shown in words.
+    await popup.evaluate((serverId) => window.opener.postMessage(
+      { type: 'mcp-oauth', ok: false, serverId, reason: 'provider_error' }, '*'), id);
+    await expectText(notice, 'Authorizing “Calendar” failed. The authorization server did not grant access.', 'the failure notice');
+    await popup.close();
+    await expectText(cellOf(row, 'Authorization'), 'Needs authorization', 'Calendar is unchanged');
+  });
+
+  await step('an unreachable server reports errors and turns ERROR after three failures', async () => {
+    await addServer({
+      name: 'Legacy',
+      url: UNREACHABLE_URL,
+      authType: 'HEADERS',
+      headers: [['X-Api-Key', 'legacy-secret-value']],
+    });
+    const row = rowOf('Legacy');
+    await expectText(cellOf(row, 'Auth'), 'Headers: X-Api-Key', 'the header names of Legacy');
+    await assertNoSecretsOnPage();
+    const refresh = row.getByRole('button', { name: 'Refresh tools of Legacy' });
+    for (let attempt = 1; attempt <= 3; attempt += 1) {
+      await refresh.click();
+      await expectText(notice, 'Refreshing “Legacy” failed: UPSTREAM_ERROR', `failure ${attempt}`);
+      await eventually(async () => check(await refresh.isEnabled(), 'still busy'), 'the refresh button');
+    }
+    await expectText(cellOf(row, 'Connection'), 'Error', 'Legacy after three failures');
+    await expectText(cellOf(row, 'Authorization'), 'could not be reached', 'the reason');
+  });
+
+  await step('the live connection drops, shows it, and comes back by itself', async () => {
+    check(socketToPage !== null, 'the console opened no WebSocket');
+    const dropped = socketToPage;
+    await dropped.close({ code: 4000, reason: 'dropped by the test' });
+    await expectText(live, 'Reconnecting', 'the live indicator after the drop', 5000);
+    check(await live.getAttribute('data-state') === 'reconnecting', 'state is not reconnecting');
+    await eventually(async () => {
+      check(socketToPage !== dropped, 'no new socket yet');
+      check(await live.getAttribute('data-state') === 'live', 'not live yet');
+    }, 'the console reconnects', 20_000);
+  });
+
+  await step('a change made elsewhere arrives through the subscription', async () => {
+    await addServer({ name: 'Search', url: SEARCH_URL });
+    await expectText(notice, 'Auth type: None (detected)', 'the detected auth type of Search');
+    const row = rowOf('Search');
+    await expectText(cellOf(row, 'Connection'), 'Disconnected', 'Search before the refresh');
+    const id = await row.getAttribute('data-server-id');
+    await control(`/refresh/${id}`);
+    await expectText(cellOf(row, 'Connection'), 'Connected', 'Search after a refresh made elsewhere');
+    await expectText(cellOf(row, 'Tools'), '3', 'the tool count of Search');
+    check(await page.evaluate(() => window.__sameDocument === true), 'the page was reloaded');
+  });
+
+  await step('screenshot of servers in several states', async () => {
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
+    await page.locator('#notice').evaluate((node) => { node.hidden = true; });
+    await page.screenshot({ path: path.join(OUTPUT, 'console.png'), fullPage: true });
+    console.log(`   screenshot: ${path.join(OUTPUT, 'console.png')}`);
+  });
+
+  await step('a revoked grant makes the console ask to reconnect', async () => {
+    await control('/revoke-all');
+    const echo = page.locator('article[data-tool="echo"]');
+    await callTool(echo, '{"message": "after the revocation"}');
+    const prompt = echo.locator('.reauth');
+    await expectText(prompt, 'Reconnect required', 'the reconnect prompt');
+    await expectText(prompt, 'REAUTH_REQUIRED', 'the error code');
+    await expectText(cellOf(rowOf('Docs'), 'Authorization'), 'Needs authorization', 'Docs after the revocation');
+  });
+
+  await step('Reconnect from the prompt authorizes again and calls work', async () => {
+    const echo = page.locator('article[data-tool="echo"]');
+    await authorizeInPopup(() => echo.getByRole('button', { name: 'Reconnect' }).click(), 'Docs again');
+    await expectText(echo.locator('.result'), 'Reconnected', 'the answered prompt');
+    const row = rowOf('Docs');
+    await expectText(cellOf(row, 'Authorization'), 'Authorized', 'Docs after reconnecting');
+    await expectText(cellOf(row, 'Connection'), 'Connected', 'Docs after reconnecting');
+    await callTool(echo, '{"message": "connected again"}');
+    await expectText(echo.locator('.result'), 'connected again', 'the call after reconnecting');
+  });
+
+  await step('hostile names and descriptions are shown as text', async () => {
+    await addServer({ name: HOSTILE_TEXT, url: HOSTILE_URL });
+    const row = rowOf(HOSTILE_TEXT);
+    const toggle = row.getByRole('button', { name: HOSTILE_TEXT, exact: true });
+    check(await toggle.innerText() === HOSTILE_TEXT, 'the server name is not shown verbatim');
+    await row.getByRole('button', { name: `Refresh tools of ${HOSTILE_TEXT}` }).click();
+    await expectText(cellOf(row, 'Tools'), '1', 'the hostile tool count');
+    await toggle.click();
+    const card = page.locator('article[data-tool="hostile"]');
+    await card.waitFor();
+    check(await card.locator('.description').innerText() === HOSTILE_TEXT, 'the description is not verbatim');
+    await expectText(card.locator('h4'), HOSTILE_TEXT, 'the hostile title');
+    await page.getByText(HOSTILE_TEXT, { exact: true }).first().waitFor();
+    const dom = await page.evaluate(() => ({
+      scripts: [...document.querySelectorAll('script')].map((s) => s.getAttribute('src')),
+      images: document.querySelectorAll('img').length,
+      injected: window.__injected,
+    }));
+    check(JSON.stringify(dom.scripts) === JSON.stringify(['/console.js']), `scripts: ${JSON.stringify(dom.scripts)}`);
+    check(dom.images === 0, `${dom.images} img elements in the page`);
+    check(dom.injected === undefined, 'injected script ran');
+  });
+
+  await step('editing keeps header values write-only and renames the server', async () => {
+    const legacy = rowOf('Legacy');
+    await legacy.getByRole('button', { name: 'Edit Legacy' }).click();
+    const dialog = page.locator('#edit-dialog');
+    await expectText(dialog, 'Stored headers: X-Api-Key (values are never shown).', 'the stored header names');
+    await assertNoSecretsOnPage();
+    await page.keyboard.press('Escape');
+    await eventually(async () => check(!(await dialog.evaluate((d) => d.open)), 'still open'), 'Escape closes the dialog');
+
+    const row = rowOf(HOSTILE_TEXT);
+    await row.getByRole('button', { name: `Edit ${HOSTILE_TEXT}` }).click();
+    await dialog.getByLabel('Name', { exact: true }).fill('Hostile, renamed');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await rowOf('Hostile, renamed').waitFor();
+    await expectText(notice, 'Saved “Hostile, renamed”.', 'the saved notice');
+  });
+
+  await step('deleting asks for confirmation first', async () => {
+    const row = rowOf('Hostile, renamed');
+    await row.getByRole('button', { name: 'Delete Hostile, renamed' }).click();
+    const dialog = page.locator('#delete-dialog');
+    await expectText(dialog, 'Delete “Hostile, renamed”?', 'the confirmation');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    check(await row.count() === 1, 'cancel deleted the server');
+    await row.getByRole('button', { name: 'Delete Hostile, renamed' }).click();
+    await dialog.getByRole('button', { name: 'Delete', exact: true }).click();
+    await expectText(notice, 'Deleted “Hostile, renamed”.', 'the deleted notice');
+    await eventually(async () => check(await row.count() === 0, 'row still there'), 'the row goes');
+  });
+
+  await step('the console is readable at a narrow width', async () => {
+    await page.setViewportSize({ width: 390, height: 900 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px`);
+    await page.screenshot({ path: path.join(OUTPUT, 'console-narrow.png'), fullPage: true });
+    await page.setViewportSize({ width: 1360, height: 900 });
+  });
+
+  await step('signing out forgets the token', async () => {
+    check(await page.evaluate(() => window.__sameDocument === true), 'the page was reloaded');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('API token').waitFor();
+    check(await page.evaluate(() => sessionStorage.length) === 0, 'sessionStorage still holds something');
+    check(await page.locator('tr.server').count() === 0, 'servers still shown after sign-out');
+    check(await live.isHidden(), 'the live indicator still shows');
+  });
+
+  await step('no script error or policy violation happened', async () => {
+    check(problems.length === 0, problems.join('\n'));
+  });
+}
+
+let failed = false;
+try {
+  await scenario();
+} catch (error) {
+  failed = true;
+  const reason = error instanceof CheckFailed ? error.message : error.stack || String(error);
+  console.error(`FAILED at step "${currentStep}": ${reason}`);
+  if (problems.length) console.error(`page problems:\n  ${problems.join('\n  ')}`);
+  try {
+    const shot = path.join(OUTPUT, 'failure.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.error(`failure screenshot: ${shot}`);
+  } catch (shotError) {
+    console.error(`no failure screenshot: ${shotError.message}`);
+  }
+} finally {
+  await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(failed ? 'console e2e: FAILED' : 'console e2e: all steps passed');
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,382 @@
+//! The built-in console: how its files are served (content types, Content-Security-Policy,
+//! caching), that the OAuth callback page reports to the console's own origin without any
+//! configuration, and — ignored by default because it needs Chromium — the console driven in a
+//! real browser through the OAuth popup flow (`scripts/e2e.sh` runs it).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+use support::fake_as::{AsConfig, FakeAuthServer};
+use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
+use support::{Options, TestApp, no_redirects};
+
+/// The console's files: path, content type.
+const FILES: [(&str, &str); 4] = [
+    ("/", "text/html; charset=utf-8"),
+    ("/console.js", "text/javascript; charset=utf-8"),
+    ("/console.css", "text/css; charset=utf-8"),
+    ("/favicon.svg", "image/svg+xml"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_is_served_with_its_content_types_and_a_strict_policy() {
+    let t = TestApp::start().await;
+    for (path, content_type) in FILES {
+        let response = t.http.get(t.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["cache-control"], "no-cache", "{path}");
+        let etag = headers["etag"].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.len() > 10, "{path}: {etag}");
+        assert!(!response.bytes().await.unwrap().is_empty(), "{path}");
+
+        // Revalidation with the validator costs no body.
+        let again = t
+            .http
+            .get(t.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status().as_u16(), 304, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+
+    let page = t.http.get(t.url("/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let directives: Vec<&str> = csp.split(';').map(str::trim).collect();
+    let host = t.addr.to_string();
+    for expected in [
+        "default-src 'none'".to_owned(),
+        "script-src 'self'".to_owned(),
+        "style-src 'self'".to_owned(),
+        format!("connect-src 'self' ws://{host} wss://{host}"),
+        "frame-ancestors 'none'".to_owned(),
+        "form-action 'none'".to_owned(),
+        "base-uri 'none'".to_owned(),
+    ] {
+        assert!(directives.contains(&expected.as_str()), "{expected}: {csp}");
+    }
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(
+        page.headers()["cross-origin-opener-policy"],
+        "same-origin-allow-popups",
+        "the popup must keep its opener to report back"
+    );
+
+    // No inline script or style and nothing from another origin: the policy would block it.
+    let html = page.text().await.unwrap();
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert_eq!(scripts.len(), 1, "{html}");
+    assert!(
+        scripts[0].starts_with(r#" type="module" src="/console.js"></script>"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<style") && !html.contains(" style="),
+        "{html}"
+    );
+    for attribute in [" src=\"", " href=\""] {
+        for value in html.split(attribute).skip(1) {
+            assert!(
+                value.starts_with('/') && !value.starts_with("//"),
+                "only this origin's files: {attribute}{value}"
+            );
+        }
+    }
+
+    // The other paths are still the API's.
+    let missing = t.http.get(t.url("/console.txt")).send().await.unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let graphiql = t.http.get(t.url("/graphql")).send().await.unwrap();
+    assert_eq!(graphiql.status().as_u16(), 200);
+}
+
+#[test]
+fn the_console_script_never_parses_markup() {
+    let script = std::fs::read_to_string(repo_path("console/console.js")).unwrap();
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        "createContextualFragment",
+        "DOMParser",
+    ] {
+        assert!(
+            !script.contains(sink),
+            "console.js uses {sink}: put values on the page with textContent"
+        );
+    }
+    assert!(
+        script.contains("'graphql-transport-ws'"),
+        "the console speaks graphql-transport-ws"
+    );
+}
+
+/// The `origins` array the callback page posts its message to.
+fn posted_origins(page: &str) -> Vec<String> {
+    let start = page.find("var origins=").expect("origins in the page") + "var origins=".len();
+    let end = start + page[start..].find(';').expect("end of the origins");
+    serde_json::from_str(&page[start..end]).expect("origins are JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_callback_page_reports_to_the_console_origin_with_no_configuration() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        ..McpConfig::default()
+    })
+    .await;
+    let id = t
+        .create_server(a, json!({ "name": "docs", "url": mcp.url() }))
+        .await;
+    let console_origin = t.url("");
+    let run = t.authorize_in_browser(a, &id).await;
+    assert_eq!(run.status, 200, "{}", run.page);
+    assert_eq!(
+        posted_origins(&run.page),
+        std::slice::from_ref(&console_origin)
+    );
+
+    // A failed flow reports to the console as well, so it can say why.
+    let failed = no_redirects()
+        .get(t.url("/oauth/callback?state=unknown&code=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed.status().as_u16(), 400);
+    let page = failed.text().await.unwrap();
+    assert!(page.contains(r#""reason":"invalid_state""#), "{page}");
+    assert_eq!(posted_origins(&page), [console_origin]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_app_origins_do_not_displace_the_console_origin() {
+    let t = TestApp::start_with(Options {
+        app_origins: vec!["https://app.example.com".into()],
+        ..Default::default()
+    })
+    .await;
+    let page = no_redirects()
+        .get(t.url("/oauth/callback?error=access_denied&state=unknown"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        posted_origins(&page),
+        ["https://app.example.com".to_owned(), t.url("")]
+    );
+    assert!(!page.contains(r#"postMessage(message,"*")"#));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The console in a real browser.
+
+fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Where the browser test writes its screenshots: `<target dir>/e2e`.
+fn output_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target dir")
+        .join("e2e")
+}
+
+/// A tool whose title, description and schema try to inject markup.
+fn hostile_tool() -> Value {
+    json!({
+        "name": "hostile",
+        "title": HOSTILE_TEXT,
+        "description": HOSTILE_TEXT,
+        "inputSchema": {
+            "type": "object",
+            "properties": { "<img src=x onerror=alert(3)>": { "type": "string" } },
+        },
+    })
+}
+
+/// Text that would run script if it were ever parsed as HTML.
+const HOSTILE_TEXT: &str =
+    r#"<script>window.__injected = 1</script><img src=x onerror="window.__injected = 2">"#;
+
+/// What the browser scenario may ask the test to do to the world mid-way.
+#[derive(Clone)]
+struct Control {
+    auth: FakeAuthServer,
+    api: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+fn control_router(control: Control) -> Router {
+    Router::new()
+        // The authorization server forgets every grant, so the next call needs a new one.
+        .route(
+            "/revoke-all",
+            post(|State(control): State<Control>| async move {
+                control.auth.revoke_all();
+                StatusCode::NO_CONTENT
+            }),
+        )
+        // Someone else refreshes a server through the API; the console hears of it only
+        // through its status subscription.
+        .route("/refresh/{id}", post(refresh_elsewhere))
+        .with_state(control)
+}
+
+async fn refresh_elsewhere(
+    State(control): State<Control>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let body: Value = control
+        .http
+        .post(format!("{}/graphql", control.api))
+        .bearer_auth(&control.token)
+        .json(&json!({
+            "query": "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus toolCount } }",
+            "variables": { "id": id },
+        }))
+        .send()
+        .await
+        .expect("refresh request")
+        .json()
+        .await
+        .expect("refresh answer");
+    let status = if body.get("errors").is_some() {
+        StatusCode::BAD_GATEWAY
+    } else {
+        StatusCode::OK
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Chromium; run by scripts/e2e.sh"]
+async fn the_console_in_a_real_browser() {
+    let e2e = repo_path("e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "e2e/node_modules is missing: run scripts/e2e.sh, which installs it"
+    );
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run scripts/e2e.sh, which installs it"
+    );
+
+    let t = TestApp::start().await;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let docs = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        tools: vec![echo_tool(), fail_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let calendar = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        ..McpConfig::default()
+    })
+    .await;
+    let search = FakeMcpServer::start(McpConfig {
+        tools: vec![echo_tool(), tool("lookup"), tool("summarise")],
+        ..McpConfig::default()
+    })
+    .await;
+    let hostile = FakeMcpServer::start(McpConfig {
+        tools: vec![hostile_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    // A port that was free a moment ago and has nothing listening now.
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/mcp", listener.local_addr().unwrap())
+    };
+
+    let control = support::fake_http::bind().await;
+    let control_url = format!("http://{}", control.local_addr().unwrap());
+    let _control = support::fake_http::serve(
+        control,
+        control_router(Control {
+            auth: auth.clone(),
+            api: t.url(""),
+            token: t.admin.token.clone(),
+            http: reqwest::Client::new(),
+        }),
+    );
+
+    let out = output_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    let mut node = std::process::Command::new("node")
+        .arg("console.test.mjs")
+        .current_dir(&e2e)
+        .env("SWITCHBOARD_URL", t.url(""))
+        .env("SWITCHBOARD_TOKEN", &t.admin.token)
+        .env("CONTROL_URL", &control_url)
+        .env("DOCS_MCP_URL", docs.url())
+        .env("CALENDAR_MCP_URL", calendar.url())
+        .env("SEARCH_MCP_URL", search.url())
+        .env("HOSTILE_MCP_URL", hostile.url())
+        .env("UNREACHABLE_MCP_URL", &unreachable)
+        .env("HOSTILE_TEXT", HOSTILE_TEXT)
+        .env("CHROMIUM_PATH", &chromium)
+        .env("E2E_OUTPUT", &out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node (Node 20 or newer must be on PATH)");
+    // Polled rather than waited on, so the servers above keep running on this runtime.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = node.try_wait().expect("node's status") {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!("the browser scenario did not finish within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        status.success(),
+        "the browser scenario failed ({status}); its log is above and its screenshot is in {}",
+        out.join("failure.png").display()
+    );
+    assert!(out.join("console.png").is_file(), "no screenshot written");
+
+    // What the fakes saw agrees with what the browser showed.
+    assert!(
+        auth.authorize_requests().len() >= 2,
+        "two popup flows reached the authorization server"
+    );
+    assert!(docs.count("tools/call") >= 3);
+}
