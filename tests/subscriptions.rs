@@ -103,6 +103,20 @@ async fn members_receive_status_changes_over_graphql_transport_ws() {
     assert_eq!(event["current"]["authStatus"], "AUTHORIZATION_REQUIRED");
     assert_eq!(event["reason"], "auth_type_changed");
     assert_eq!(event["server"]["name"], "s");
+
+    // Deleting the server is announced too, so dashboards can drop it.
+    t.ok(
+        a,
+        "mutation($id: ID!) { deleteMcpServer(id: $id) }",
+        json!({ "id": id }),
+    )
+    .await;
+    let message = next(&mut socket).await.expect("event");
+    let event = &message["payload"]["data"]["mcpServerStatus"];
+    assert_eq!(event["serverId"], id.as_str(), "{message}");
+    assert_eq!(event["reason"], "deleted");
+    assert_eq!(event["current"]["authStatus"], "AUTHORIZATION_REQUIRED");
+    assert!(event["server"].is_null(), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -669,6 +669,21 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> 
         .await?;
         Ok::<_, Error>(())
     })?;
+    // Dashboards drop the server on this event: its reason is `deleted` and its `server` null.
+    let last = Status::of(&server);
+    publish(
+        app,
+        Some(StatusEvent {
+            workspace_id,
+            server_id: id,
+            previous: Some(last.clone()),
+            current: Status {
+                reason: Some("deleted".to_owned()),
+                ..last
+            },
+            at: db::now(),
+        }),
+    );
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, "MCP server deleted");
     Ok(id)
 }

@@ -58,6 +58,7 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// Status changes of a workspace's servers (members only), optionally of one server.
     /// Events start from the moment of subscribing; read the current state with a query.
+    /// Deleting a server sends a last event with reason `deleted` and a null `server`.
     async fn mcp_server_status(
         &self,
         ctx: &Context<'_>,
