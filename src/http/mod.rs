@@ -163,6 +163,9 @@ fn unauthenticated() -> Response {
         .into_response()
 }
 
+/// Bytes read from a WebSocket at a time.
+const WS_READ_BUFFER_BYTES: usize = 4 << 10;
+
 async fn graphql_ws(
     State(state): State<HttpState>,
     protocol: GraphQLProtocol,
@@ -173,8 +176,16 @@ async fn graphql_ws(
         schema,
         mut shutdown,
     } = state;
+    let max_message = app.config.max_body_bytes;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        // A subscriber sends a few small messages and receives small events, but the default
+        // buffers (128 KiB each way, per connection) would make ten thousand dashboards cost
+        // over a gigabyte. Larger messages still arrive: the read buffer grows as needed.
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
         .on_upgrade(move |stream| async move {
             let session = GraphQLWebSocket::new(stream, schema, protocol)
                 .on_connection_init(move |payload| connection_init(app, payload))
