@@ -42,6 +42,7 @@ pub async fn run(
     let mut seeded = 0;
     let mut statements = Vec::new();
     for &size in &plan.server_counts {
+        crate::progress(format_args!("{scenario}: seeding up to {size} servers"));
         seed(ctx, api, &workspace, seeded, size).await?;
         seeded = size;
         check_page(api, &workspace, size).await?;
@@ -187,30 +188,36 @@ async fn measure(
         measure: plan.measure,
     };
 
+    let phase = |name: &str| crate::progress(format_args!("{scenario}: {name}"));
+    phase("`{ __typename }`, c=16");
     let ceiling16 = checked(
         report,
         scenario,
         "`{ __typename }`, c=16",
         load::run(spec(16), ceiling.clone()).await,
     );
+    phase("list, c=16");
     let list16 = checked(
         report,
         scenario,
         "list, c=16",
         load::run(spec(16), list.clone()).await,
     );
+    phase("`{ __typename }` with token, c=16");
     let token16 = checked(
         report,
         scenario,
         "`{ __typename }` with token, c=16",
         load::run(spec(16), ceiling_with_token).await,
     );
+    phase("`{ __typename }`, c=1");
     let ceiling1 = checked(
         report,
         scenario,
         "`{ __typename }`, c=1",
         load::run(spec(1), ceiling).await,
     );
+    phase("list, c=1");
     let list1 = checked(
         report,
         scenario,

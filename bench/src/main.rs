@@ -228,6 +228,7 @@ async fn run(args: &Args, plan: Plan) -> Report {
 }
 
 async fn run_all(args: &Args, plan: Plan, report: &mut Report) -> anyhow::Result<()> {
+    progress("starting");
     let binary = args
         .switchboard
         .canonicalize()
@@ -309,6 +310,11 @@ async fn sqlite(ctx: &Ctx, dir: &std::path::Path, report: &mut Report) -> anyhow
         ..ctx.launch.clone()
     };
     let server = Server::start(&launch).await?;
+    progress(format_args!(
+        "{label}: server pid {} on {}",
+        server.pid(),
+        server.addr
+    ));
     let started_fresh = server.started_in;
     let api = Api::new(&server.url(""), &server.bootstrap_token().await?)?;
     let idle = settled_memory(&server).await?;
@@ -332,6 +338,11 @@ async fn sqlite(ctx: &Ctx, dir: &std::path::Path, report: &mut Report) -> anyhow
         ..launch
     };
     let server = Server::start(&launch).await?;
+    progress(format_args!(
+        "{label}: restarted, pid {} on {}",
+        server.pid(),
+        server.addr
+    ));
     report.push(
         Row::info(
             &format!("5 footprint ({label})"),
@@ -360,6 +371,11 @@ async fn postgres(ctx: &Ctx, admin_url: &str, report: &mut Report) -> anyhow::Re
             ..ctx.launch.clone()
         };
         let first = Server::start(&launch).await?;
+        progress(format_args!(
+            "{label}: server pid {} on {}",
+            first.pid(),
+            first.addr
+        ));
         let api = Api::new(&first.url(""), &first.bootstrap_token().await?)?;
         let idle = settled_memory(&first).await?;
         footprint_rows(ctx, label, first.started_in, "empty database", idle, report);
@@ -376,6 +392,11 @@ async fn postgres(ctx: &Ctx, admin_url: &str, report: &mut Report) -> anyhow::Re
             ..launch
         })
         .await?;
+        progress(format_args!(
+            "{label}: second server pid {} on {}",
+            second.pid(),
+            second.addr
+        ));
         storm::run(ctx, [&first, &second], &api, &database.url, report).await?;
         second.stop().await?;
         first.stop().await?;
@@ -423,6 +444,14 @@ fn footprint_rows(
         )
         .target(Target::AtMost(30.0)),
     );
+}
+
+/// A progress line on standard error (the report itself goes to standard output), with the
+/// time since the run started.
+pub fn progress(message: impl std::fmt::Display) {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let elapsed = START.get_or_init(std::time::Instant::now).elapsed();
+    eprintln!("[{:7.1}s] {message}", elapsed.as_secs_f64());
 }
 
 /// KiB to MiB.

@@ -146,6 +146,11 @@ impl Server {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
@@ -171,7 +176,7 @@ impl Server {
 
     /// The process's memory now.
     pub fn memory(&self) -> anyhow::Result<Memory> {
-        process_memory(self.child.id())
+        process_memory(self.pid())
     }
 
     /// The last lines of both logs, for error messages.

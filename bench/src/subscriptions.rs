@@ -74,17 +74,20 @@ pub async fn run(
     let idle = server.memory()?.rss_kib;
     let mut flips = 0;
 
+    crate::progress(format_args!("{scenario}: 1 subscriber"));
     // Baseline: the same changes, one subscriber.
     let one = subscribe(server, api, &workspace, 1, plan.events).await?;
     wait_for_subscriptions(api, 1).await?;
     let single = publish(api, &server_id, &mut flips, one, plan.events).await?;
     wait_for_subscriptions(api, 0).await?;
 
+    crate::progress(format_args!("{scenario}: subscribing {}", plan.subscribers));
     let connecting = Instant::now();
     let audience = subscribe(server, api, &workspace, plan.subscribers, plan.events).await?;
     wait_for_subscriptions(api, plan.subscribers).await?;
     let connected_in = connecting.elapsed();
     let rss_subscribed = server.memory()?.rss_kib;
+    crate::progress(format_args!("{scenario}: {} changes", plan.events));
     let many = publish(api, &server_id, &mut flips, audience, plan.events).await?;
     let rss_delivered = server.memory()?.rss_kib;
 

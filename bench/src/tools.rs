@@ -109,8 +109,11 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
         (outcome, upstream)
     };
 
+    let phase = |name: &str| crate::progress(format_args!("{scenario}: {name}"));
+    phase("direct, c=16");
     let (direct16, direct_upstream) = counted(spec(16), direct.clone()).await;
     let direct16 = checked(report, &scenario, "direct, c=16", direct16);
+    phase("through Switchboard, c=16");
     let (through16, through_upstream) = counted(spec(16), through.clone()).await;
     let through16 = checked(report, &scenario, "through Switchboard, c=16", through16);
     let direct1 = checked(
@@ -119,6 +122,7 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
         "direct, c=1",
         load::run(spec(1), direct).await,
     );
+    phase("through Switchboard, c=1");
     let through1 = checked(
         report,
         &scenario,
