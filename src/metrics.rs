@@ -1,7 +1,9 @@
 //! Process metrics in the Prometheus text format (served at `GET /metrics`): GraphQL requests
 //! and errors by code, tool calls by outcome with a latency histogram, token refreshes by
-//! outcome, open subscriptions. Servers by status are counted from the database at scrape
-//! time. Labels are fixed words; no id, URL or secret ever becomes a label.
+//! outcome, open subscriptions, and the SQL statements the pool has run (so a benchmark can
+//! show that a request costs a constant number of them). Servers by status are counted from
+//! the database at scrape time. Labels are fixed words; no id, URL or secret ever becomes a
+//! label.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -75,8 +77,9 @@ impl Metrics {
         SubscriptionGuard(self.clone())
     }
 
-    /// The text exposition, with `servers` = (connection status, auth status, count).
-    pub fn render(&self, servers: &[(String, String, i64)]) -> String {
+    /// The text exposition, with `servers` = (connection status, auth status, count) and
+    /// `db_statements` = statements run by the database pool since start.
+    pub fn render(&self, servers: &[(String, String, i64)], db_statements: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -180,6 +183,12 @@ impl Metrics {
             "switchboard_open_subscriptions {}",
             self.open_subscriptions.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_db_statements_total SQL statements run by the database pool."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_db_statements_total counter");
+        let _ = writeln!(out, "switchboard_db_statements_total {db_statements}");
         out
     }
 }

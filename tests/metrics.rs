@@ -94,5 +94,10 @@ async fn counters_move_after_calls() {
         "{after}"
     );
     assert_eq!(value(&after, "switchboard_open_subscriptions"), 0.0);
+    assert!(
+        value(&after, "switchboard_db_statements_total")
+            > value(&before, "switchboard_db_statements_total"),
+        "the statement counter moves with the requests: {after}"
+    );
     assert!(!after.contains(&id), "no ids in labels");
 }

@@ -1,5 +1,6 @@
 //! `GET /metrics`: the Prometheus text exposition of [`crate::metrics::Metrics`], plus the
-//! servers by status, counted from the database at scrape time.
+//! servers by status, counted from the database at scrape time, and the pool's statement
+//! count (read after that count, so a scrape includes its own query).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -22,7 +23,10 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.app.metrics.render(&counts),
+        state
+            .app
+            .metrics
+            .render(&counts, state.app.db.statement_count()),
     )
         .into_response()
 }

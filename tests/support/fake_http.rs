@@ -64,6 +64,15 @@ impl RequestLog {
         self.0.lock().expect("request log").clone()
     }
 
+    /// How many requests were recorded, without copying them (cheap enough to call under load).
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("request log").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Wrap `router` so every request is recorded before it is handled.
     pub fn record(&self, router: Router) -> Router {
         router.layer(middleware::from_fn_with_state(self.clone(), record))

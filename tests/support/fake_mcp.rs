@@ -266,6 +266,11 @@ impl FakeMcpServer {
         self.shared.log.all()
     }
 
+    /// How many requests were received, on any path, without copying them.
+    pub fn request_count(&self) -> usize {
+        self.shared.log.len()
+    }
+
     /// How many JSON-RPC messages with this method were posted, answered or not.
     pub fn count(&self, method: &str) -> usize {
         self.requests()
