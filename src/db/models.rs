@@ -128,6 +128,31 @@ pub struct McpServerRow {
     pub health_checked_at: Option<DbTime>,
 }
 
+/// What the API shows of a grant: none of its sealed values, flow secrets or discovered
+/// metadata, which are most of a grant row's bytes and never leave the server.
+#[derive(Queryable, Selectable, Debug, Clone)]
+#[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct GrantSummary {
+    /// The server this grant belongs to.
+    pub server_id: DbUuid,
+    /// Authorization server issuer.
+    pub issuer: Option<String>,
+    /// `pre_registered`, `metadata_document` or `dynamic`.
+    pub registration_kind: Option<String>,
+    /// Absolute access-token expiry.
+    pub access_expires_at: Option<DbTime>,
+    /// Space-separated scopes granted.
+    pub granted_scopes: Option<String>,
+    /// Last token save.
+    pub last_refreshed_at: Option<DbTime>,
+    /// Who completed the last authorization.
+    pub authorized_by: Option<DbUuid>,
+    /// SHA-256 of the pending flow's state (only its presence is shown).
+    pub state_hash: Option<String>,
+    /// When the pending flow started.
+    pub state_created_at: Option<DbTime>,
+}
+
 /// The OAuth grant of a server, shared by its workspace, and its pending flow.
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
 #[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]

@@ -5,21 +5,21 @@ use diesel::prelude::*;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
 
-use super::models::OauthGrantRow;
+use super::models::{GrantSummary, OauthGrantRow};
 use super::schema::mcp_server_oauth;
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
-/// The grants of these servers, in one query.
+/// What the API shows of the grants of these servers, in one query.
 pub async fn grants_by_server_ids(
     conn: &mut DbConn,
     ids: &[Uuid],
-) -> Result<Vec<OauthGrantRow>, DbError> {
+) -> Result<Vec<GrantSummary>, DbError> {
     let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
     Ok(with_conn!(conn, |c| {
         mcp_server_oauth::table
             .filter(mcp_server_oauth::server_id.eq_any(&ids))
-            .select(OauthGrantRow::as_select())
+            .select(GrantSummary::as_select())
             .load(c)
             .await
     })?)

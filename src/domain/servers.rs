@@ -24,7 +24,7 @@ use super::status::{Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
 use crate::app::App;
 use crate::crypto::{SealContext, Secret};
-use crate::db::models::{McpServerRow, OauthGrantRow, ToolRow, UserRow};
+use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow};
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::net::{self, NetError};
 use crate::transaction;
@@ -278,7 +278,7 @@ pub struct Wanted {
 #[derive(Debug, Default)]
 pub struct Related {
     /// Grants by server id.
-    pub grants: Option<HashMap<Uuid, OauthGrantRow>>,
+    pub grants: Option<HashMap<Uuid, GrantSummary>>,
     /// Tool catalogues by server id.
     pub tools: Option<HashMap<Uuid, Vec<ToolRow>>>,
     /// Creators and grant authorizers by user id.

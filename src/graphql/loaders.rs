@@ -11,7 +11,7 @@ use async_graphql::dataloader::Loader;
 use uuid::Uuid;
 
 use crate::app::AppHandle;
-use crate::db::models::{McpServerRow, OauthGrantRow, ToolRow, UserRow, WorkspaceRow};
+use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::db::{self, DbError};
 
 /// Loader error: shared so every waiting field gets it.
@@ -62,10 +62,10 @@ impl Loader<Uuid> for ServerLoader {
 }
 
 impl Loader<Uuid> for GrantLoader {
-    type Value = OauthGrantRow;
+    type Value = GrantSummary;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OauthGrantRow>, LoadError> {
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, GrantSummary>, LoadError> {
         let mut conn = self.0.db.conn().await?;
         let rows = db::oauth::grants_by_server_ids(&mut conn, keys).await?;
         Ok(rows.into_iter().map(|r| (r.server_id.0, r)).collect())

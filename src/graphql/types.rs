@@ -13,7 +13,7 @@ use super::error::{ApiResult, internal, parse_id, principal};
 use super::loaders::{GrantLoader, ToolsLoader, UserLoader, WorkspaceLoader, load_error};
 use crate::app::AppHandle;
 use crate::db::models::{
-    ApiTokenRow, AuditEventRow, McpServerRow, OauthGrantRow, ToolRow, UserRow, WorkspaceRow,
+    ApiTokenRow, AuditEventRow, GrantSummary, McpServerRow, ToolRow, UserRow, WorkspaceRow,
 };
 use crate::domain::access::Role;
 use crate::domain::servers::{self, AuthType, Related, Transport};
@@ -455,7 +455,7 @@ const FLOW_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 /// The OAuth grant of a server, shared by its workspace. Tokens are never returned.
 pub struct McpOauthGrant {
     /// The row.
-    pub row: OauthGrantRow,
+    pub row: GrantSummary,
     /// Related rows loaded for a whole page of servers.
     pub related: Option<Arc<Related>>,
 }
