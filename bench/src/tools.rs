@@ -62,7 +62,8 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
         .map(|(kind, n)| format!("{} × {kind}", *n as f64 / SAMPLE_CALLS as f64))
         .collect();
     report.note(format!(
-        "{scenario}: upstream requests per call through Switchboard: {}.",
+        "{scenario}: upstream requests per call through Switchboard, averaged over the first \
+         {SAMPLE_CALLS} calls after a catalogue refresh (the first call opens the session): {}.",
         breakdown.join(", ")
     ));
 
