@@ -2,7 +2,7 @@
 //! and errors by code, tool calls by outcome with a latency histogram, token refreshes by
 //! outcome, open subscriptions, and the SQL statements the pool has run (so a benchmark can
 //! show that a request costs a constant number of them). Servers by status are counted from
-//! the database at scrape time. Labels are fixed words; no id, URL or secret ever becomes a
+//! the database, and kept MCP sessions read from the session pool, at scrape time. Labels are fixed words; no id, URL or secret ever becomes a
 //! label.
 
 use std::collections::BTreeMap;
@@ -78,8 +78,14 @@ impl Metrics {
     }
 
     /// The text exposition, with `servers` = (connection status, auth status, count) and
-    /// `db_statements` = statements run by the database pool since start.
-    pub fn render(&self, servers: &[(String, String, i64)], db_statements: u64) -> String {
+    /// `db_statements` = statements run by the database pool since start; `mcp_sessions` =
+    /// MCP sessions kept open for tool calls.
+    pub fn render(
+        &self,
+        servers: &[(String, String, i64)],
+        db_statements: u64,
+        mcp_sessions: usize,
+    ) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -189,6 +195,12 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE switchboard_db_statements_total counter");
         let _ = writeln!(out, "switchboard_db_statements_total {db_statements}");
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_mcp_sessions_open MCP sessions kept open for tool calls."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_mcp_sessions_open gauge");
+        let _ = writeln!(out, "switchboard_mcp_sessions_open {mcp_sessions}");
         out
     }
 }

@@ -50,6 +50,12 @@ async fn counters_move_after_calls() {
         .await;
 
     let after = scrape().await;
+    assert_eq!(value(&before, "switchboard_mcp_sessions_open"), 0.0);
+    assert_eq!(
+        value(&after, "switchboard_mcp_sessions_open"),
+        1.0,
+        "the calls share one kept session: {after}"
+    );
     assert!(
         after.contains("# TYPE switchboard_tool_call_duration_seconds histogram"),
         "{after}"

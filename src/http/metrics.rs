@@ -23,10 +23,11 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state
-            .app
-            .metrics
-            .render(&counts, state.app.db.statement_count()),
+        state.app.metrics.render(
+            &counts,
+            state.app.db.statement_count(),
+            state.app.sessions.open_sessions(),
+        ),
     )
         .into_response()
 }
