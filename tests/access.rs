@@ -4,6 +4,8 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{TestApp, error_code};
+use switchboard::domain::access::Role;
+use switchboard::domain::admin;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_authenticate_and_revocation_is_immediate() {
@@ -225,4 +227,32 @@ async fn cross_workspace_matrix() {
     // A still sees nothing of B.
     let mine = t.ok(a, "{ workspaces { id } }", json!({})).await;
     assert!(!mine.to_string().contains(&b_ws));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_carries_every_membership_of_its_user_and_none_when_there_are_none() {
+    let t = TestApp::start().await;
+    let user = admin::create_user(&t.app, "nomad").await.unwrap();
+    let token = admin::create_token(&t.app, user.id.0, "cli").await.unwrap();
+    let query = "{ viewer { name } workspaces { name } }";
+    let body = t.gql(Some(token.token.expose()), query, json!({})).await;
+    assert_eq!(body["data"]["viewer"]["name"], "nomad", "{body}");
+    assert_eq!(body["data"]["workspaces"], json!([]), "{body}");
+
+    let other = t.new_workspace_admin("olga").await;
+    admin::add_member(&t.app, t.admin.workspace_id, user.id.0, Role::Viewer)
+        .await
+        .unwrap();
+    admin::add_member(&t.app, other.workspace_id, user.id.0, Role::Editor)
+        .await
+        .unwrap();
+    let body = t.gql(Some(token.token.expose()), query, json!({})).await;
+    let mut names: Vec<&str> = body["data"]["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["Default", "olga's workspace"], "{body}");
 }

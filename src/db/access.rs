@@ -100,17 +100,6 @@ pub async fn workspaces_by_ids(
     })?)
 }
 
-/// Every membership of a user.
-pub async fn memberships_of(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<MemberRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        workspace_members::table
-            .filter(workspace_members::user_id.eq(DbUuid(user_id)))
-            .select(MemberRow::as_select())
-            .load(c)
-            .await
-    })?)
-}
-
 /// One membership.
 pub async fn find_member(
     conn: &mut DbConn,
@@ -136,21 +125,34 @@ pub async fn insert_token(conn: &mut DbConn, row: &ApiTokenRow) -> Result<(), Db
     Ok(())
 }
 
-/// The live (not revoked) token with this hash and its user.
-pub async fn find_live_token(
+/// A live (unrevoked) token by hash, with its user and all of the user's memberships, in one
+/// query: authentication runs on every request.
+pub async fn find_live_token_with_memberships(
     conn: &mut DbConn,
     token_hash: &str,
-) -> Result<Option<(ApiTokenRow, UserRow)>, DbError> {
-    Ok(with_conn!(conn, |c| {
+) -> Result<Option<(ApiTokenRow, UserRow, Vec<MemberRow>)>, DbError> {
+    let rows: Vec<(ApiTokenRow, UserRow, Option<MemberRow>)> = with_conn!(conn, |c| {
         api_tokens::table
-            .inner_join(users::table)
+            .inner_join(users::table.left_join(workspace_members::table))
             .filter(api_tokens::token_hash.eq(token_hash))
             .filter(api_tokens::revoked_at.is_null())
-            .select((ApiTokenRow::as_select(), UserRow::as_select()))
-            .first(c)
+            .select((
+                ApiTokenRow::as_select(),
+                UserRow::as_select(),
+                Option::<MemberRow>::as_select(),
+            ))
+            .load(c)
             .await
-            .optional()
-    })?)
+    })?;
+    let mut rows = rows.into_iter();
+    let Some((token, user, first)) = rows.next() else {
+        return Ok(None);
+    };
+    let memberships = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, _, member)| member))
+        .collect();
+    Ok(Some((token, user, memberships)))
 }
 
 /// Record that a token was used.

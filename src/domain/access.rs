@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{Error, Result};
 use crate::app::App;
 use crate::crypto::sha256_hex;
-use crate::db::{self, DbConn, DbTime};
+use crate::db::{self, DbTime};
 
 /// A role in a workspace, in increasing order of power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -112,10 +112,15 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Principal> {
     }
     let hash = sha256_hex(token);
     let mut conn = app.db.conn().await?;
-    let Some((token_row, user)) = db::access::find_live_token(&mut conn, &hash).await? else {
+    let Some((token_row, user, members)) =
+        db::access::find_live_token_with_memberships(&mut conn, &hash).await?
+    else {
         return Err(Error::Unauthenticated);
     };
-    let memberships = load_memberships(&mut conn, user.id.0).await?;
+    let memberships = members
+        .into_iter()
+        .filter_map(|m| Role::parse(&m.role).map(|role| (m.workspace_id.0, role)))
+        .collect();
     let now = db::now();
     if token_row
         .last_used_at
@@ -128,14 +133,6 @@ pub async fn authenticate(app: &App, token: &str) -> Result<Principal> {
         token_id: token_row.id.0,
         memberships,
     })
-}
-
-async fn load_memberships(conn: &mut DbConn, user_id: Uuid) -> Result<HashMap<Uuid, Role>> {
-    let rows = db::access::memberships_of(conn, user_id).await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|m| Role::parse(&m.role).map(|role| (m.workspace_id.0, role)))
-        .collect())
 }
 
 #[cfg(test)]
