@@ -282,17 +282,13 @@ pub async fn refresh(
     let mut conn = app.db.conn().await.map_err(db_error)?;
     // Callers that queued behind a refresh usually find it done: a plain read tells, without
     // the transaction and lock a refresh of their own would take.
-    if let Some(seen) = seen
+    if seen.is_some()
         && let Some(grant) = db::oauth::find_grant(&mut conn, server_id)
             .await
             .map_err(db_error)?
-        && grant.token_generation != seen
-        && let Some(tokens) = open_tokens(app, &grant)
+        && let Some(access) = newer_than(app, &grant, seen)
     {
-        return Ok(Access {
-            token: Secret::new(tokens.access_token),
-            generation: grant.token_generation,
-        });
+        return Ok(access);
     }
     // PostgreSQL: hold a transaction with an advisory lock across the refresh, so replicas
     // take turns. SQLite serves one process: the single-flight lock above is enough, and a
@@ -317,6 +313,19 @@ pub async fn refresh(
         .map_err(|(error, _)| error)
 }
 
+/// Someone refreshed since the caller saw generation `seen`: their token is the one to use. It
+/// is the newest there is, even if it is itself close to expiry.
+fn newer_than(app: &App, grant: &OauthGrantRow, seen: Option<i64>) -> Option<Access> {
+    if seen.is_none_or(|g| g == grant.token_generation) {
+        return None;
+    }
+    let tokens = open_tokens(app, grant)?;
+    Some(Access {
+        token: Secret::new(tokens.access_token),
+        generation: grant.token_generation,
+    })
+}
+
 type Outcome = (Access, Option<StatusEvent>);
 type Failure = (OauthError, Option<StatusEvent>);
 
@@ -339,16 +348,8 @@ async fn refresh_locked(
     let Some(tokens) = open_tokens(app, &grant) else {
         return Err((OauthError::NotAuthorized, None));
     };
-    // Someone refreshed while we waited: use their token. It is the newest there is, even if
-    // it is itself close to expiry.
-    if seen.is_some_and(|g| g != grant.token_generation) {
-        return Ok((
-            Access {
-                token: Secret::new(tokens.access_token),
-                generation: grant.token_generation,
-            },
-            None,
-        ));
+    if let Some(access) = newer_than(app, &grant, seen) {
+        return Ok((access, None));
     }
     let Some(refresh_token) = tokens.refresh_token.clone() else {
         return Err((OauthError::NotAuthorized, None));
