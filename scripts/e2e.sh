@@ -7,7 +7,7 @@
 #    (apt-get install -y --no-install-recommends chromium; as root, or through sudo).
 # 2. Installs playwright-core, pinned by e2e/package-lock.json, with `npm ci` into
 #    e2e/node_modules (git-ignored). It downloads no browser of its own.
-# 3. Runs `cargo test --test console -- --ignored`: the Rust test starts Switchboard, a fake
+# 3. Runs `cargo test --test main console:: -- --ignored`: the Rust test starts Switchboard, a fake
 #    authorization server and fake MCP servers on 127.0.0.1 and runs e2e/console.test.mjs
 #    (Node 20 or newer) against them.
 #
@@ -51,7 +51,7 @@ fi
 say "npm ci in e2e/"
 (cd "$ROOT/e2e" && npm ci --no-audit --no-fund --ignore-scripts)
 
-say "cargo test --test console -- --ignored"
-cargo test --test console -- --ignored
+say "cargo test --test main console:: -- --ignored"
+cargo test --test main console:: -- --ignored
 
 say "e2e passed in $((SECONDS - START))s; screenshots in target/e2e/"

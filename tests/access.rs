@@ -1,9 +1,7 @@
 //! Authentication, roles, tokens and workspace isolation.
 
-mod support;
-
+use crate::support::{TestApp, error_code};
 use serde_json::{Value, json};
-use support::{TestApp, error_code};
 use switchboard::domain::access::Role;
 use switchboard::domain::admin;
 

@@ -2,10 +2,8 @@
 //! CORS, health endpoints, GraphiQL, and that a page of servers costs a constant number of
 //! SQL statements.
 
-mod support;
-
+use crate::support::{Options, TestApp, error_code};
 use serde_json::json;
-use support::{Options, TestApp, error_code};
 
 #[test]
 fn committed_schema_matches_the_code() {

@@ -3,21 +3,19 @@
 //! configuration, and — ignored by default because it needs Chromium — the console driven in a
 //! real browser through the OAuth popup flow (`scripts/e2e.sh` runs it).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::fake_as::{AsConfig, FakeAuthServer};
+use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
+use crate::support::{Options, TestApp, no_redirects};
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use support::fake_as::{AsConfig, FakeAuthServer};
-use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
-use support::{Options, TestApp, no_redirects};
 
 /// The console's files: path, content type.
 const FILES: [(&str, &str); 4] = [
@@ -320,9 +318,9 @@ async fn the_console_in_a_real_browser() {
         format!("http://{}/mcp", listener.local_addr().unwrap())
     };
 
-    let control = support::fake_http::bind().await;
+    let control = crate::support::fake_http::bind().await;
     let control_url = format!("http://{}", control.local_addr().unwrap());
-    let _control = support::fake_http::serve(
+    let _control = crate::support::fake_http::serve(
         control,
         control_router(Control {
             auth: auth.clone(),

@@ -1,16 +1,14 @@
 //! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest,
 //! so the tests that rely on them can trust what they do.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure};
+use crate::support::fake_http::{parse_form, pkce_challenge};
+use crate::support::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
-use support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure};
-use support::fake_http::{parse_form, pkce_challenge};
-use support::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "a-code-verifier-that-is-long-enough-for-rfc-7636-0123456789";

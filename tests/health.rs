@@ -1,13 +1,11 @@
 //! Background health checks: each due server is checked once per interval, across replicas;
 //! the outcome moves the status.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::TestApp;
+use crate::support::fake_mcp::{FakeMcpServer, McpConfig, Mode};
 use serde_json::json;
-use support::TestApp;
-use support::fake_mcp::{FakeMcpServer, McpConfig, Mode};
 use switchboard::domain::health;
 
 const STATUS: &str =

@@ -1,10 +1,8 @@
 //! `GET /metrics` moves with what the server does.
 
-mod support;
-
+use crate::support::TestApp;
+use crate::support::fake_mcp::{FakeMcpServer, McpConfig};
 use serde_json::json;
-use support::TestApp;
-use support::fake_mcp::{FakeMcpServer, McpConfig};
 
 fn value(text: &str, series: &str) -> f64 {
     text.lines()

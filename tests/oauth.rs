@@ -2,16 +2,14 @@
 //! discovery variants, registration, the popup flow through Switchboard's own endpoints, the
 //! token lifecycle, revocation, and the known pitfalls of this feature.
 
-mod support;
-
 use std::sync::Arc;
 
-use serde_json::{Value, json};
-use support::fake_as::{AsConfig, FakeAuthServer, MetadataStyle, TokenFailure};
-use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, PrmLocation};
-use support::{
+use crate::support::fake_as::{AsConfig, FakeAuthServer, MetadataStyle, TokenFailure};
+use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, PrmLocation};
+use crate::support::{
     Actor, Options, TestApp, error_code, location, no_redirects, oauth_with, query_value,
 };
+use serde_json::{Value, json};
 use switchboard::db;
 use switchboard::domain::access::Role;
 use switchboard::domain::oauth::tokens;
@@ -456,7 +454,7 @@ async fn callback_pitfalls() {
     let browser = no_redirects();
 
     // A provider error burns the state: the same state cannot be completed afterwards.
-    let support::Popup {
+    let crate::support::Popup {
         begin_url: _,
         begin_cookie: cookie,
         callback_url: callback,
@@ -487,7 +485,7 @@ async fn callback_pitfalls() {
     assert!(auth.token_requests().is_empty(), "no code was exchanged");
 
     // A missing binding cookie fails without burning the state; the right browser then wins.
-    let support::Popup {
+    let crate::support::Popup {
         begin_url,
         begin_cookie: cookie,
         callback_url: callback,

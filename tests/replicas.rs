@@ -3,14 +3,12 @@
 //!
 //! On SQLite (one process, nothing to relay) only the backend-neutral checks run.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::support::{Actor, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Actor, TestApp};
 use switchboard::db::DatabaseTarget;
 use switchboard::db::notify::{Listener, notify};
 use switchboard::domain::status::{AuthStatus, ConnectionStatus, Status, StatusEvent};

@@ -1,10 +1,8 @@
 //! MCP server management over GraphQL: create, update, delete, list, with the product's
 //! semantics for secrets, client credentials, URL uniqueness and status resets.
 
-mod support;
-
+use crate::support::{TestApp, error_code};
 use serde_json::{Value, json};
-use support::{TestApp, error_code};
 use switchboard::db::models::OauthGrantRow;
 use switchboard::db::{self, DbTime, DbUuid};
 use switchboard::domain::access::Role;
@@ -354,7 +352,7 @@ async fn bad_input_names_the_field_and_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsafe_urls_are_refused_when_private_networks_are_not_allowed() {
-    let t = TestApp::start_with(support::Options {
+    let t = TestApp::start_with(crate::support::Options {
         allow_private_networks: false,
         ..Default::default()
     })

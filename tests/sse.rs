@@ -1,10 +1,8 @@
 //! MCP servers on the legacy HTTP+SSE transport, end to end through the GraphQL API.
 
-mod support;
-
+use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
+use crate::support::{TestApp, error_code};
 use serde_json::json;
-use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
-use support::{TestApp, error_code};
 
 const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { name } } }";
 const CALL: &str = "mutation($id: ID!, $n: String!, $a: JSON) { callMcpTool(serverId: $id, name: $n, arguments: $a) { content structuredContent isError } }";

@@ -1,10 +1,8 @@
 //! Storage on the configured backend: migrations up and down, secrets sealed per row, key
 //! rotation re-sealing every row.
 
-mod support;
-
+use crate::support::{Options, TestApp, test_config, test_database};
 use serde_json::json;
-use support::{Options, TestApp, test_config, test_database};
 use switchboard::App;
 use switchboard::crypto::{KeyRing, SealContext};
 use switchboard::db::{self, migrations};

@@ -1,13 +1,11 @@
 //! Status subscriptions over a real WebSocket, with both protocols, and authentication in
 //! `connection_init`.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::TestApp;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::TestApp;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 

@@ -1,15 +1,15 @@
 //! Tool catalogues and tool calls against the fake MCP server: listing with pagination,
 //! calls and their results, and how auth problems and failing servers surface.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::support::fake_as::{AsConfig, FakeAuthServer, TokenFailure};
+use crate::support::fake_mcp::{
+    FakeMcpServer, McpAuth, McpConfig, Mode, echo_tool, fail_tool, tool,
+};
+use crate::support::{TestApp, error_code, oauth_with};
 use serde_json::{Value, json};
-use support::fake_as::{AsConfig, FakeAuthServer, TokenFailure};
-use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, Mode, echo_tool, fail_tool, tool};
-use support::{TestApp, error_code, oauth_with};
 use switchboard::domain::access::Role;
 
 const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { name inputSchema } } }";
