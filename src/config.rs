@@ -281,6 +281,27 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
 }
 
 impl Config {
+    /// Every setting at its default, for `database`: the base that tests and embedders adjust
+    /// field by field, so a new setting needs no change where configurations are assembled.
+    #[expect(
+        clippy::expect_used,
+        reason = "the built-in defaults are valid, and the environment is not read; a unit test proves it"
+    )]
+    pub fn defaults(database: DatabaseTarget) -> Config {
+        use clap::{Args as _, FromArgMatches as _};
+        let command = ConfigArgs::augment_args(clap::Command::new("switchboard"))
+            .mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(["switchboard"])
+            .expect("no flags given");
+        let mut config = ConfigArgs::from_arg_matches(&matches)
+            .expect("defaults parse")
+            .validate()
+            .expect("defaults are valid");
+        config.database = database;
+        config
+    }
+
     /// Whether the public URL is https (needed to serve a client metadata document).
     pub fn public_url_is_https(&self) -> bool {
         self.public_url.scheme() == "https"
@@ -325,6 +346,13 @@ mod tests {
         argv.extend_from_slice(args);
         let probe = Probe::try_parse_from(argv).map_err(|e| e.to_string())?;
         probe.args.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_need_no_flags_and_ignore_the_environment() {
+        let config = Config::defaults(DatabaseTarget::Sqlite("x.db".into()));
+        assert_eq!(config.database, DatabaseTarget::Sqlite("x.db".into()));
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
     }
 
     #[test]

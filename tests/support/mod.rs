@@ -102,26 +102,23 @@ pub fn test_config(database: DatabaseTarget, options: &Options) -> Config {
 
 /// A configuration for tests whose public URL is `http://{addr}`.
 pub fn test_config_at(database: DatabaseTarget, options: &Options, addr: SocketAddr) -> Config {
-    Config {
-        database,
-        bind: addr,
-        public_url: url::Url::parse(&format!("http://{addr}")).expect("url"),
-        app_origins: options.app_origins.clone(),
-        client_metadata_url: options
-            .client_metadata_url
-            .as_deref()
-            .map(|u| url::Url::parse(u).expect("metadata URL")),
-        encryption_keys: None,
-        key_file: None,
-        allow_private_networks: options.allow_private_networks,
-        log_format: LogFormat::Text,
-        health_interval: std::time::Duration::ZERO,
-        health_concurrency: 4,
-        db_pool_size: 8,
-        max_body_bytes: options.max_body_bytes,
-        max_query_depth: options.max_query_depth,
-        max_query_complexity: options.max_query_complexity,
-    }
+    let mut config = Config::defaults(database);
+    config.bind = addr;
+    config.public_url = url::Url::parse(&format!("http://{addr}")).expect("url");
+    config.app_origins = options.app_origins.clone();
+    config.client_metadata_url = options
+        .client_metadata_url
+        .as_deref()
+        .map(|u| url::Url::parse(u).expect("metadata URL"));
+    config.allow_private_networks = options.allow_private_networks;
+    config.log_format = LogFormat::Text;
+    config.health_interval = std::time::Duration::ZERO;
+    config.health_concurrency = 4;
+    config.db_pool_size = 8;
+    config.max_body_bytes = options.max_body_bytes;
+    config.max_query_depth = options.max_query_depth;
+    config.max_query_complexity = options.max_query_complexity;
+    config
 }
 
 impl TestApp {
