@@ -30,6 +30,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// MCP sessions kept open between tool calls.
     pub sessions: crate::domain::mcp::pool::SessionPool,
+    /// Background tasks and their liveness.
+    pub tasks: crate::supervisor::Supervisor,
 }
 
 /// Undelivered status events kept per slow subscriber.
@@ -38,7 +40,69 @@ const EVENT_CAPACITY: usize = 4096;
 /// Shared handle to the [`App`].
 pub type AppHandle = Arc<App>;
 
+/// How often grants about to expire are refreshed in the background, and how far ahead.
+const REFRESH_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+const REFRESH_SWEEP_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
+/// How often expired OAuth flows are swept.
+const FLOW_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Start the background tasks under the app's supervisor: the token refresh sweep, the sweep
+/// of expired flows and, unless turned off, health checks. They stop with
+/// [`App::stop_background_tasks`].
+pub fn start_background_tasks(app: &AppHandle) {
+    let tasks = &app.tasks;
+    // Refresh grants shortly before they expire, so tool calls rarely wait for a refresh.
+    let handle = app.clone();
+    tasks.spawn(
+        "refresh_sweep",
+        || REFRESH_SWEEP_EVERY,
+        move || {
+            let app = handle.clone();
+            async move {
+                crate::domain::oauth::tokens::refresh_expiring(&app, REFRESH_SWEEP_AHEAD)
+                    .await
+                    .map(drop)
+            }
+        },
+    );
+    let handle = app.clone();
+    tasks.spawn(
+        "flow_sweep",
+        || FLOW_SWEEP_EVERY,
+        move || {
+            let app = handle.clone();
+            async move {
+                crate::domain::oauth::flow::sweep_expired(&app)
+                    .await
+                    .map(drop)
+            }
+        },
+    );
+    let interval = app.config.health_interval;
+    if !interval.is_zero() {
+        let concurrency = app.config.health_concurrency;
+        let handle = app.clone();
+        tasks.spawn(
+            "health_checks",
+            move || crate::domain::health::pause(interval),
+            move || {
+                let app = handle.clone();
+                async move {
+                    crate::domain::health::run_round(&app, interval, concurrency)
+                        .await
+                        .map(drop)
+                }
+            },
+        );
+    }
+}
+
 impl App {
+    /// Stop the background tasks (they hold handles to the app, so this also lets it go).
+    pub fn stop_background_tasks(&self) {
+        self.tasks.stop();
+    }
+
     /// Build the app: open the pool and assemble the parts. Does not migrate. On PostgreSQL this
     /// also starts relaying status events to and from the other replicas.
     pub async fn build(config: Config, keys: KeyRing) -> anyhow::Result<AppHandle> {
@@ -75,6 +139,7 @@ impl App {
             oauth: OauthState::default(),
             metrics: Arc::default(),
             sessions: crate::domain::mcp::pool::SessionPool::default(),
+            tasks: crate::supervisor::Supervisor::default(),
         }))
     }
 }

@@ -211,27 +211,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             first.token.token.expose()
         );
     }
-    // Refresh grants shortly before they expire, so tool calls rarely wait for a refresh.
-    let sweep = crate::domain::oauth::tokens::spawn_refresh_sweep(
-        app.clone(),
-        std::time::Duration::from_secs(30),
-    );
-    let health = crate::domain::health::spawn(
-        app.clone(),
-        app.config.health_interval,
-        app.config.health_concurrency,
-    );
+    crate::app::start_background_tasks(&app);
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", app.config.bind))?;
     tracing::info!(address = %listener.local_addr()?, database = if app.db.is_postgres() { "postgres" } else { "sqlite" }, "Switchboard listening");
-    crate::http::serve(app, listener, shutdown_signal())
+    crate::http::serve(app.clone(), listener, shutdown_signal())
         .await
         .context("serving")?;
-    sweep.abort();
-    if let Some(health) = health {
-        health.abort();
-    }
+    app.stop_background_tasks();
     tracing::info!("Switchboard stopped");
     Ok(())
 }

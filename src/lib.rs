@@ -20,6 +20,7 @@ pub mod headless;
 pub mod http;
 pub mod metrics;
 pub mod net;
+pub mod supervisor;
 pub mod telemetry;
 
 pub use app::{App, AppHandle};

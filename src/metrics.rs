@@ -213,3 +213,48 @@ impl Drop for SubscriptionGuard {
         self.0.open_subscriptions.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// The liveness of the background tasks, in the Prometheus text format.
+pub fn render_tasks(tasks: &[crate::supervisor::TaskReport]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_task_up Whether a background task's last round succeeded."
+    );
+    let _ = writeln!(out, "# TYPE switchboard_task_up gauge");
+    for task in tasks {
+        let _ = writeln!(
+            out,
+            "switchboard_task_up{{task=\"{}\"}} {}",
+            task.name,
+            u8::from(task.healthy)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_task_failures_total Background task rounds that failed or panicked."
+    );
+    let _ = writeln!(out, "# TYPE switchboard_task_failures_total counter");
+    for task in tasks {
+        let _ = writeln!(
+            out,
+            "switchboard_task_failures_total{{task=\"{}\"}} {}",
+            task.name, task.failures
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_task_last_success_seconds When a background task's round last succeeded (Unix time)."
+    );
+    let _ = writeln!(out, "# TYPE switchboard_task_last_success_seconds gauge");
+    for task in tasks {
+        if let Some(at) = task.last_success_unix {
+            let _ = writeln!(
+                out,
+                "switchboard_task_last_success_seconds{{task=\"{}\"}} {at}",
+                task.name
+            );
+        }
+    }
+    out
+}

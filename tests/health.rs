@@ -36,7 +36,7 @@ async fn rounds_check_due_servers_once_and_move_the_status() {
     .await;
 
     let interval = Duration::from_secs(60);
-    assert_eq!(health::run_round(&t.app, interval, 2).await, 3);
+    assert_eq!(health::run_round(&t.app, interval, 2).await.unwrap(), 3);
     for (fake, id) in fakes.iter().zip(&ids) {
         assert_eq!(fake.count("tools/list"), 1);
         let s = t.ok(a, STATUS, json!({ "id": id })).await;
@@ -44,7 +44,7 @@ async fn rounds_check_due_servers_once_and_move_the_status() {
         assert_eq!(s["mcpServer"]["toolCount"], 2);
     }
     assert_eq!(
-        health::run_round(&t.app, interval, 2).await,
+        health::run_round(&t.app, interval, 2).await.unwrap(),
         0,
         "nothing is due again within the interval"
     );
@@ -52,7 +52,7 @@ async fn rounds_check_due_servers_once_and_move_the_status() {
     // Three failed rounds in a row set ERROR; the next good one recovers.
     fakes[0].set_mode(Mode::ServerError);
     for round in 1..=3 {
-        health::run_round(&t.app, Duration::ZERO, 2).await;
+        health::run_round(&t.app, Duration::ZERO, 2).await.unwrap();
         let s = t.ok(a, STATUS, json!({ "id": ids[0] })).await;
         let expected = if round < 3 { "CONNECTED" } else { "ERROR" };
         assert_eq!(
@@ -61,7 +61,7 @@ async fn rounds_check_due_servers_once_and_move_the_status() {
         );
     }
     fakes[0].set_mode(Mode::Normal);
-    health::run_round(&t.app, Duration::ZERO, 2).await;
+    health::run_round(&t.app, Duration::ZERO, 2).await.unwrap();
     let s = t.ok(a, STATUS, json!({ "id": ids[0] })).await;
     assert_eq!(s["mcpServer"]["connectionStatus"], "CONNECTED", "{s}");
 }
@@ -91,6 +91,7 @@ async fn replicas_share_the_work() {
         health::run_round(&t.app, interval, 3),
         health::run_round(&replica, interval, 3)
     );
+    let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a + b, 12, "every server claimed once ({a} + {b})");
     for fake in &fakes {
         assert_eq!(fake.count("tools/list"), 1);

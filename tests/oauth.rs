@@ -720,7 +720,9 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
     assert!(grant(&t, &id).await.unwrap().tokens_sealed.is_some());
     assert_eq!(server_status(&t, &id).await.1, "refresh_failed");
     // A failed background refresh does not block the next start.
-    tokens::refresh_expiring(&t.app, chrono::TimeDelta::seconds(120)).await;
+    tokens::refresh_expiring(&t.app, chrono::TimeDelta::seconds(120))
+        .await
+        .unwrap();
     let started = t.ok(&t.admin, START, json!({ "id": id })).await;
     assert_eq!(started["startMcpOauth"]["status"], "REDIRECT", "{started}");
 
@@ -732,7 +734,11 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
     assert!(tokens::refresh(&t.app, &server, None).await.is_err());
     let g = grant(&t, &id).await.unwrap();
     assert!(g.tokens_sealed.is_none());
-    assert!(g.state_hash.is_none(), "no new flow state is minted");
+    let mut conn = t.app.db.conn().await.unwrap();
+    let flow = db::oauth::flow_of(&mut conn, Uuid::parse_str(&id).unwrap(), t.admin.user_id)
+        .await
+        .unwrap();
+    assert!(flow.is_none(), "no new flow is minted");
     assert_eq!(server_status(&t, &id).await.0, "authorization_required");
 
     // invalid_client drops the registration: the next start registers again.

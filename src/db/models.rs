@@ -126,10 +126,13 @@ pub struct McpServerRow {
     pub oauth_lenient_pkce: bool,
     /// When a replica last claimed the server for a health check.
     pub health_checked_at: Option<DbTime>,
+    /// The authorization server (issuer) the pre-registered client was first used with; the
+    /// client is never sent to another one.
+    pub oauth_client_issuer: Option<String>,
 }
 
-/// What the API shows of a grant: none of its sealed values, flow secrets or discovered
-/// metadata, which are most of a grant row's bytes and never leave the server.
+/// What the API shows of a grant: none of its sealed values or discovered metadata, which
+/// are most of a grant row's bytes and never leave the server.
 #[derive(Queryable, Selectable, Debug, Clone)]
 #[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct GrantSummary {
@@ -147,26 +150,23 @@ pub struct GrantSummary {
     pub last_refreshed_at: Option<DbTime>,
     /// Who completed the last authorization.
     pub authorized_by: Option<DbUuid>,
-    /// SHA-256 of the pending flow's state (only its presence is shown).
-    pub state_hash: Option<String>,
-    /// When the pending flow started.
-    pub state_created_at: Option<DbTime>,
 }
 
-/// The OAuth grant of a server, shared by its workspace, and its pending flow.
+/// The OAuth grant of a server, shared by its workspace: what a completed authorization
+/// produced. Pending flows live in [`FlowRow`] and replace a grant only when they succeed.
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
 #[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_null = true)]
 pub struct OauthGrantRow {
     /// The server this grant belongs to.
     pub server_id: DbUuid,
-    /// Authorization server issuer.
+    /// Authorization server issuer that issued the tokens.
     pub issuer: Option<String>,
     /// The protected resource sent as `resource`.
     pub resource: Option<String>,
     /// `pre_registered`, `metadata_document` or `dynamic`.
     pub registration_kind: Option<String>,
-    /// Sealed client registration (keyed by issuer).
+    /// Sealed client registration with that issuer.
     pub client_information_sealed: Option<String>,
     /// Sealed token set.
     pub tokens_sealed: Option<String>,
@@ -180,36 +180,22 @@ pub struct OauthGrantRow {
     pub last_refreshed_at: Option<DbTime>,
     /// Who completed the last authorization.
     pub authorized_by: Option<DbUuid>,
-    /// SHA-256 of the pending flow's state.
-    pub state_hash: Option<String>,
-    /// When the pending flow started.
-    pub state_created_at: Option<DbTime>,
-    /// Sealed PKCE verifier of the pending flow.
-    pub code_verifier_sealed: Option<String>,
-    /// Who started the pending flow.
-    pub flow_user_id: Option<DbUuid>,
-    /// SHA-256 of the browser binding cookie.
-    pub browser_binding_hash: Option<String>,
-    /// Issuer the callback must report.
-    pub expected_issuer: Option<String>,
-    /// Scopes requested by the pending flow.
+    /// Scopes to ask for when authorizing again (what was asked, plus step-up scopes).
     pub requested_scopes: Option<String>,
-    /// Redirect URI of the pending flow.
-    pub redirect_uri: Option<String>,
+    /// JSON of the issuing authorization server's endpoints, as discovered.
+    pub authorization_server: Option<String>,
+    /// Who holds the refresh lease (a random id per refresh attempt).
+    pub refresh_lease_owner: Option<String>,
+    /// When the refresh lease lapses.
+    pub refresh_lease_until: Option<DbTime>,
     /// Creation time.
     pub created_at: DbTime,
     /// Last change.
     pub updated_at: DbTime,
-    /// SHA-256 of the pending flow's begin-link id.
-    pub flow_id_hash: Option<String>,
-    /// Sealed authorization URL of the pending flow (it carries the state).
-    pub authorization_url_sealed: Option<String>,
-    /// JSON of the authorization server's endpoints, as discovered.
-    pub authorization_server: Option<String>,
 }
 
 impl OauthGrantRow {
-    /// A grant row with nothing in it yet: no tokens, no registration, no pending flow.
+    /// A grant row with nothing in it yet: no tokens, no registration.
     pub fn empty(server_id: DbUuid, now: DbTime) -> Self {
         OauthGrantRow {
             server_id,
@@ -223,21 +209,55 @@ impl OauthGrantRow {
             token_generation: 0,
             last_refreshed_at: None,
             authorized_by: None,
-            state_hash: None,
-            state_created_at: None,
-            code_verifier_sealed: None,
-            flow_user_id: None,
-            browser_binding_hash: None,
-            expected_issuer: None,
             requested_scopes: None,
-            redirect_uri: None,
+            authorization_server: None,
+            refresh_lease_owner: None,
+            refresh_lease_until: None,
             created_at: now,
             updated_at: now,
-            flow_id_hash: None,
-            authorization_url_sealed: None,
-            authorization_server: None,
         }
     }
+}
+
+/// A pending authorization: everything the callback needs to finish it, and the discovered
+/// metadata and registration that become the grant's only when the code exchange succeeds.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone)]
+#[diesel(table_name = mcp_oauth_flows, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct FlowRow {
+    /// Id.
+    pub id: DbUuid,
+    /// The server being authorized.
+    pub server_id: DbUuid,
+    /// Who started it.
+    pub user_id: DbUuid,
+    /// SHA-256 of the `state` sent to the authorization server.
+    pub state_hash: String,
+    /// SHA-256 of the begin link's id.
+    pub begin_hash: String,
+    /// SHA-256 of the browser binding cookie, once the begin link was followed.
+    pub browser_binding_hash: Option<String>,
+    /// Sealed PKCE verifier.
+    pub code_verifier_sealed: String,
+    /// Sealed authorization URL (it carries the state).
+    pub authorization_url_sealed: String,
+    /// Redirect URI sent with the authorization request.
+    pub redirect_uri: String,
+    /// The protected resource sent as `resource`.
+    pub resource: String,
+    /// Issuer the authorization response must report (RFC 9207), when there is a declared one.
+    pub expected_issuer: Option<String>,
+    /// Scopes requested.
+    pub requested_scopes: Option<String>,
+    /// JSON of the authorization server's endpoints, as discovered for this flow.
+    pub authorization_server: String,
+    /// `pre_registered`, `metadata_document` or `dynamic`.
+    pub registration_kind: String,
+    /// Sealed client registration used by this flow (none for a pre-registered client).
+    pub client_information_sealed: Option<String>,
+    /// Start time.
+    pub created_at: DbTime,
+    /// After this the flow can neither begin nor complete.
+    pub expires_at: DbTime,
 }
 
 /// One tool of a server's stored catalogue.

@@ -1,12 +1,13 @@
-//! OAuth grants: one row per server, holding the sealed tokens, the client registration and
-//! the pending flow. Token saves are compare-and-swap on `token_generation`.
+//! OAuth grants (one row per server: sealed tokens, the client registration with the issuing
+//! authorization server, the refresh lease) and pending flows (one row per server and user).
+//! Token saves are compare-and-swap on `token_generation`.
 
 use diesel::prelude::*;
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{GrantSummary, OauthGrantRow};
-use super::schema::mcp_server_oauth;
+use super::models::{FlowRow, GrantSummary, OauthGrantRow};
+use super::schema::{mcp_oauth_flows, mcp_server_oauth};
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
@@ -69,14 +70,12 @@ pub async fn save_grant_sealed(
     server_id: DbUuid,
     client_information_sealed: Option<&str>,
     tokens_sealed: Option<&str>,
-    code_verifier_sealed: Option<&str>,
 ) -> Result<(), DbError> {
     with_conn!(conn, |c| {
         diesel::update(mcp_server_oauth::table.find(server_id))
             .set((
                 mcp_server_oauth::client_information_sealed.eq(client_information_sealed),
                 mcp_server_oauth::tokens_sealed.eq(tokens_sealed),
-                mcp_server_oauth::code_verifier_sealed.eq(code_verifier_sealed),
             ))
             .execute(c)
             .await
@@ -92,36 +91,6 @@ pub async fn find_grant(
     Ok(with_conn!(conn, |c| {
         mcp_server_oauth::table
             .find(DbUuid(server_id))
-            .select(OauthGrantRow::as_select())
-            .first(c)
-            .await
-            .optional()
-    })?)
-}
-
-/// The grant whose pending flow has this state hash.
-pub async fn find_grant_by_state(
-    conn: &mut DbConn,
-    state_hash: &str,
-) -> Result<Option<OauthGrantRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .filter(mcp_server_oauth::state_hash.eq(state_hash))
-            .select(OauthGrantRow::as_select())
-            .first(c)
-            .await
-            .optional()
-    })?)
-}
-
-/// The grant whose pending flow has this begin-link hash.
-pub async fn find_grant_by_flow(
-    conn: &mut DbConn,
-    flow_id_hash: &str,
-) -> Result<Option<OauthGrantRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .filter(mcp_server_oauth::flow_id_hash.eq(flow_id_hash))
             .select(OauthGrantRow::as_select())
             .first(c)
             .await
@@ -160,59 +129,6 @@ pub async fn save_grant_if_generation(
     Ok(changed == 1)
 }
 
-/// Burn a pending flow: forget its state, verifier, begin link and binding, but only if the
-/// state is still the one given (so exactly one callback can win).
-pub async fn burn_flow(
-    conn: &mut DbConn,
-    server_id: Uuid,
-    state_hash: &str,
-    at: DbTime,
-) -> Result<bool, DbError> {
-    let none: Option<String> = None;
-    let no_time: Option<DbTime> = None;
-    let changed = with_conn!(conn, |c| {
-        diesel::update(
-            mcp_server_oauth::table
-                .filter(mcp_server_oauth::server_id.eq(DbUuid(server_id)))
-                .filter(mcp_server_oauth::state_hash.eq(state_hash)),
-        )
-        .set((
-            mcp_server_oauth::state_hash.eq(&none),
-            mcp_server_oauth::state_created_at.eq(no_time),
-            mcp_server_oauth::code_verifier_sealed.eq(&none),
-            mcp_server_oauth::flow_id_hash.eq(&none),
-            mcp_server_oauth::browser_binding_hash.eq(&none),
-            mcp_server_oauth::authorization_url_sealed.eq(&none),
-            mcp_server_oauth::updated_at.eq(at),
-        ))
-        .execute(c)
-        .await
-    })?;
-    Ok(changed == 1)
-}
-
-/// Record the browser binding of a pending flow, once: returns false when the begin link was
-/// already used.
-pub async fn bind_flow(
-    conn: &mut DbConn,
-    server_id: Uuid,
-    flow_id_hash: &str,
-    binding_hash: &str,
-) -> Result<bool, DbError> {
-    let changed = with_conn!(conn, |c| {
-        diesel::update(
-            mcp_server_oauth::table
-                .filter(mcp_server_oauth::server_id.eq(DbUuid(server_id)))
-                .filter(mcp_server_oauth::flow_id_hash.eq(flow_id_hash))
-                .filter(mcp_server_oauth::browser_binding_hash.is_null()),
-        )
-        .set(mcp_server_oauth::browser_binding_hash.eq(Some(binding_hash)))
-        .execute(c)
-        .await
-    })?;
-    Ok(changed == 1)
-}
-
 /// Grants holding tokens whose access token expires before `before`, soonest first.
 pub async fn grants_expiring(
     conn: &mut DbConn,
@@ -231,22 +147,281 @@ pub async fn grants_expiring(
     })?)
 }
 
-/// Serialise token refreshes of one grant across every process sharing the database. On
-/// PostgreSQL this takes a transaction-scoped advisory lock (call inside a transaction; it is
-/// released at commit or rollback). SQLite serves one process, whose in-process single-flight
-/// already serialises refreshes, so there it does nothing.
-pub async fn lock_grant(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
-    if let DbConn::Postgres(c) = conn {
-        let key = grant_lock_key(server_id);
-        c.batch_execute(&format!("SELECT pg_advisory_xact_lock({key})"))
-            .await?;
-    }
+/// Take the refresh lease of a grant: succeeds only if the grant is still at `generation` and
+/// nobody holds an unexpired lease. The lease is what lets exactly one process refresh a
+/// grant at a time without keeping a connection (or a lock) open across the token request.
+pub async fn take_refresh_lease(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    generation: i64,
+    owner: &str,
+    now: DbTime,
+    until: DbTime,
+) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::update(
+            mcp_server_oauth::table
+                .filter(mcp_server_oauth::server_id.eq(DbUuid(server_id)))
+                .filter(mcp_server_oauth::token_generation.eq(generation))
+                .filter(
+                    mcp_server_oauth::refresh_lease_until
+                        .is_null()
+                        .or(mcp_server_oauth::refresh_lease_until.lt(now)),
+                ),
+        )
+        .set((
+            mcp_server_oauth::refresh_lease_owner.eq(Some(owner)),
+            mcp_server_oauth::refresh_lease_until.eq(Some(until)),
+        ))
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Give up a refresh lease this owner holds (after a refresh that saved nothing).
+pub async fn release_refresh_lease(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    owner: &str,
+) -> Result<(), DbError> {
+    let none: Option<String> = None;
+    let no_time: Option<DbTime> = None;
+    with_conn!(conn, |c| {
+        diesel::update(
+            mcp_server_oauth::table
+                .filter(mcp_server_oauth::server_id.eq(DbUuid(server_id)))
+                .filter(mcp_server_oauth::refresh_lease_owner.eq(owner)),
+        )
+        .set((
+            mcp_server_oauth::refresh_lease_owner.eq(none),
+            mcp_server_oauth::refresh_lease_until.eq(no_time),
+        ))
+        .execute(c)
+        .await
+    })?;
     Ok(())
 }
 
-/// A 64-bit advisory lock key derived from the whole server id (both halves folded), so
-/// servers created in the same millisecond still get different keys.
-fn grant_lock_key(server_id: Uuid) -> i64 {
-    let (high, low) = server_id.as_u64_pair();
-    i64::from_ne_bytes((high ^ low).to_ne_bytes())
+/// Insert a pending flow.
+pub async fn insert_flow(conn: &mut DbConn, row: &FlowRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(mcp_oauth_flows::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The pending flow of one user on one server, live or expired.
+pub async fn flow_of(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<FlowRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_oauth_flows::user_id.eq(DbUuid(user_id)))
+            .select(FlowRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// A live flow on a server started by someone other than `user_id`, if any.
+pub async fn live_flow_of_another_user(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+    now: DbTime,
+) -> Result<Option<FlowRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_oauth_flows::user_id.ne(DbUuid(user_id)))
+            .filter(mcp_oauth_flows::expires_at.gt(now))
+            .select(FlowRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// The flow whose `state` has this hash.
+pub async fn find_flow_by_state(
+    conn: &mut DbConn,
+    state_hash: &str,
+) -> Result<Option<FlowRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::state_hash.eq(state_hash))
+            .select(FlowRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// The flow whose begin link has this hash.
+pub async fn find_flow_by_begin(
+    conn: &mut DbConn,
+    begin_hash: &str,
+) -> Result<Option<FlowRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::begin_hash.eq(begin_hash))
+            .select(FlowRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Record the browser binding of a flow, once: false when the begin link was already used.
+pub async fn bind_flow(
+    conn: &mut DbConn,
+    flow_id: Uuid,
+    binding_hash: &str,
+) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::update(
+            mcp_oauth_flows::table
+                .filter(mcp_oauth_flows::id.eq(DbUuid(flow_id)))
+                .filter(mcp_oauth_flows::browser_binding_hash.is_null()),
+        )
+        .set(mcp_oauth_flows::browser_binding_hash.eq(Some(binding_hash)))
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Burn a flow (delete it); returns whether it was still there, so exactly one caller wins.
+pub async fn burn_flow(conn: &mut DbConn, flow_id: Uuid) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::delete(mcp_oauth_flows::table.find(DbUuid(flow_id)))
+            .execute(c)
+            .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Remove one user's flow on a server (a new start replaces it).
+pub async fn delete_flow_of(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_flows::table
+                .filter(mcp_oauth_flows::server_id.eq(DbUuid(server_id)))
+                .filter(mcp_oauth_flows::user_id.eq(DbUuid(user_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Remove every pending flow of a server (its URL or credentials changed).
+pub async fn delete_flows_of_server(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_flows::table.filter(mcp_oauth_flows::server_id.eq(DbUuid(server_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Which of these servers have a live flow, in one query.
+pub async fn servers_with_live_flows(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+    now: DbTime,
+) -> Result<Vec<Uuid>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    let found: Vec<DbUuid> = with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::server_id.eq_any(&ids))
+            .filter(mcp_oauth_flows::expires_at.gt(now))
+            .select(mcp_oauth_flows::server_id)
+            .distinct()
+            .load(c)
+            .await
+    })?;
+    Ok(found.into_iter().map(|id| id.0).collect())
+}
+
+/// Delete up to `limit` expired flows; returns the servers they belonged to.
+pub async fn delete_expired_flows(
+    conn: &mut DbConn,
+    now: DbTime,
+    limit: i64,
+) -> Result<Vec<Uuid>, DbError> {
+    let expired: Vec<(DbUuid, DbUuid)> = with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::expires_at.le(now))
+            .order(mcp_oauth_flows::expires_at.asc())
+            .limit(limit)
+            .select((mcp_oauth_flows::id, mcp_oauth_flows::server_id))
+            .load(c)
+            .await
+    })?;
+    if expired.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<DbUuid> = expired.iter().map(|(id, _)| *id).collect();
+    with_conn!(conn, |c| {
+        diesel::delete(mcp_oauth_flows::table.filter(mcp_oauth_flows::id.eq_any(&ids)))
+            .execute(c)
+            .await
+    })?;
+    let mut servers: Vec<Uuid> = expired.into_iter().map(|(_, server)| server.0).collect();
+    servers.sort_unstable();
+    servers.dedup();
+    Ok(servers)
+}
+
+/// Every flow, in id order, after `after` (used to re-seal secrets in batches).
+pub async fn flow_batch_after(
+    conn: &mut DbConn,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<FlowRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = mcp_oauth_flows::table
+            .order(mcp_oauth_flows::id.asc())
+            .limit(limit)
+            .select(FlowRow::as_select())
+            .into_boxed();
+        if let Some(after) = after {
+            query = query.filter(mcp_oauth_flows::id.gt(DbUuid(after)));
+        }
+        query.load(c).await
+    })?)
+}
+
+/// Replace the sealed columns of a flow (key rotation).
+pub async fn save_flow_sealed(
+    conn: &mut DbConn,
+    flow_id: DbUuid,
+    code_verifier_sealed: &str,
+    authorization_url_sealed: &str,
+    client_information_sealed: Option<&str>,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(mcp_oauth_flows::table.find(flow_id))
+            .set((
+                mcp_oauth_flows::code_verifier_sealed.eq(code_verifier_sealed),
+                mcp_oauth_flows::authorization_url_sealed.eq(authorization_url_sealed),
+                mcp_oauth_flows::client_information_sealed.eq(client_information_sealed),
+            ))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
 }

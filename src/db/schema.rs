@@ -87,6 +87,7 @@ diesel::table! {
         updated_at -> PortableTimestamp,
         oauth_lenient_pkce -> Bool,
         health_checked_at -> Nullable<PortableTimestamp>,
+        oauth_client_issuer -> Nullable<Text>,
     }
 }
 
@@ -106,19 +107,37 @@ diesel::table! {
         token_generation -> BigInt,
         last_refreshed_at -> Nullable<PortableTimestamp>,
         authorized_by -> Nullable<PortableUuid>,
-        state_hash -> Nullable<Text>,
-        state_created_at -> Nullable<PortableTimestamp>,
-        code_verifier_sealed -> Nullable<Text>,
-        flow_user_id -> Nullable<PortableUuid>,
-        browser_binding_hash -> Nullable<Text>,
-        expected_issuer -> Nullable<Text>,
         requested_scopes -> Nullable<Text>,
-        redirect_uri -> Nullable<Text>,
+        authorization_server -> Nullable<Text>,
+        refresh_lease_owner -> Nullable<Text>,
+        refresh_lease_until -> Nullable<PortableTimestamp>,
         created_at -> PortableTimestamp,
         updated_at -> PortableTimestamp,
-        flow_id_hash -> Nullable<Text>,
-        authorization_url_sealed -> Nullable<Text>,
-        authorization_server -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_oauth_flows (id) {
+        id -> PortableUuid,
+        server_id -> PortableUuid,
+        user_id -> PortableUuid,
+        state_hash -> Text,
+        begin_hash -> Text,
+        browser_binding_hash -> Nullable<Text>,
+        code_verifier_sealed -> Text,
+        authorization_url_sealed -> Text,
+        redirect_uri -> Text,
+        resource -> Text,
+        expected_issuer -> Nullable<Text>,
+        requested_scopes -> Nullable<Text>,
+        authorization_server -> Text,
+        registration_kind -> Text,
+        client_information_sealed -> Nullable<Text>,
+        created_at -> PortableTimestamp,
+        expires_at -> PortableTimestamp,
     }
 }
 
@@ -157,6 +176,7 @@ diesel::joinable!(workspace_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(mcp_servers -> workspaces (workspace_id));
 diesel::joinable!(mcp_server_oauth -> mcp_servers (server_id));
+diesel::joinable!(mcp_oauth_flows -> mcp_servers (server_id));
 diesel::joinable!(mcp_tools -> mcp_servers (server_id));
 diesel::joinable!(audit_events -> workspaces (workspace_id));
 
@@ -167,6 +187,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     mcp_servers,
     mcp_server_oauth,
+    mcp_oauth_flows,
     mcp_tools,
     audit_events,
 );

@@ -136,6 +136,22 @@ pub async fn save_sealed(
     Ok(())
 }
 
+/// Bind a server's pre-registered client to the authorization server it is first used with
+/// (a binding already made is kept).
+pub async fn bind_client_issuer(conn: &mut DbConn, id: Uuid, issuer: &str) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(
+            mcp_servers::table
+                .filter(mcp_servers::id.eq(DbUuid(id)))
+                .filter(mcp_servers::oauth_client_issuer.is_null()),
+        )
+        .set(mcp_servers::oauth_client_issuer.eq(Some(issuer)))
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
 /// Remove a server's stored tool catalogue.
 pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
     with_conn!(conn, |c| {

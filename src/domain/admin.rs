@@ -120,6 +120,7 @@ pub struct ResealReport {
 
 const BATCH: i64 = 200;
 const GRANT_TABLE: &str = "mcp_server_oauth";
+const FLOW_TABLE: &str = "mcp_oauth_flows";
 
 /// Re-seal every sealed value under the key ring's primary key, one batch per transaction.
 pub async fn reseal_all(app: &App) -> Result<ResealReport> {
@@ -169,15 +170,43 @@ pub async fn reseal_all(app: &App) -> Result<ResealReport> {
                 };
                 let client = reseal(&row.client_information_sealed, "client_information_sealed");
                 let tokens = reseal(&row.tokens_sealed, "tokens_sealed");
-                let verifier = reseal(&row.code_verifier_sealed, "code_verifier_sealed");
                 db::oauth::save_grant_sealed(
                     &mut conn,
                     row.server_id,
                     client.as_deref(),
                     tokens.as_deref(),
-                    verifier.as_deref(),
                 )
                 .await?;
+            }
+            Ok::<_, Error>(())
+        })?;
+    }
+
+    let mut after = None;
+    loop {
+        let batch = db::oauth::flow_batch_after(&mut conn, after, BATCH).await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id.0);
+        transaction!(conn, {
+            for row in &batch {
+                let row_id = row.id.0.to_string();
+                let mut reseal = |sealed: &str, column| {
+                    reseal_value(
+                        app,
+                        &Some(sealed.to_owned()),
+                        SealContext::new(FLOW_TABLE, column, &row_id),
+                        &mut report,
+                    )
+                    .unwrap_or_else(|| sealed.to_owned())
+                };
+                let verifier = reseal(&row.code_verifier_sealed, "code_verifier_sealed");
+                let url = reseal(&row.authorization_url_sealed, "authorization_url_sealed");
+                let client = row
+                    .client_information_sealed
+                    .as_deref()
+                    .map(|sealed| reseal(sealed, "client_information_sealed"));
+                db::oauth::save_flow_sealed(&mut conn, row.id, &verifier, &url, client.as_deref())
+                    .await?;
             }
             Ok::<_, Error>(())
         })?;

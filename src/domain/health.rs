@@ -6,7 +6,6 @@
 //! (`FOR UPDATE SKIP LOCKED` plus a timestamp), so replicas never check the same server twice
 //! in one interval.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -15,7 +14,7 @@ use rand::RngExt as _;
 
 use super::mcp::catalogue;
 use super::status::AuthStatus;
-use crate::app::{App, AppHandle};
+use crate::app::App;
 use crate::db::{self, DbTime};
 use crate::transaction;
 
@@ -23,23 +22,21 @@ use crate::transaction;
 const BATCH: i64 = 50;
 
 /// Run one round: claim due servers in batches and check them, at most `concurrency` at a
-/// time. Returns how many servers were checked.
-pub async fn run_round(app: &App, interval: Duration, concurrency: usize) -> usize {
+/// time. Returns how many servers were checked; fails only when servers cannot be claimed.
+pub async fn run_round(
+    app: &App,
+    interval: Duration,
+    concurrency: usize,
+) -> Result<usize, db::DbError> {
     // Everything this round claims is stamped with its start, so a batch never claims a server
     // this round already checked, even with a zero interval.
     let started = db::now();
     let stale_before = started - TimeDelta::from_std(interval).unwrap_or(TimeDelta::seconds(60));
     let mut checked = 0;
     loop {
-        let claimed = match claim(app, stale_before, started).await {
-            Ok(claimed) => claimed,
-            Err(error) => {
-                tracing::error!(%error, "cannot claim servers for health checks");
-                return checked;
-            }
-        };
+        let claimed = claim(app, stale_before, started).await?;
         if claimed.is_empty() {
-            return checked;
+            return Ok(checked);
         }
         checked += claimed.len();
         futures_util::stream::iter(claimed)
@@ -83,24 +80,10 @@ async fn claim(
     )
 }
 
-/// Run rounds forever, a jittered quarter-interval apart (a server is checked about once per
-/// interval). `interval` zero disables checks.
-pub fn spawn(
-    app: AppHandle,
-    interval: Duration,
-    concurrency: usize,
-) -> Option<tokio::task::JoinHandle<()>> {
-    if interval.is_zero() {
-        return None;
-    }
-    let app = Arc::clone(&app);
-    Some(tokio::spawn(async move {
-        loop {
-            let base = interval / 4;
-            let jitter_ms =
-                rand::rng().random_range(0..=u64::try_from(base.as_millis() / 2).unwrap_or(0));
-            tokio::time::sleep(base + Duration::from_millis(jitter_ms)).await;
-            run_round(&app, interval, concurrency).await;
-        }
-    }))
+/// The pause before the next round: a jittered quarter of the interval, so a server is
+/// checked about once per interval.
+pub fn pause(interval: Duration) -> Duration {
+    let base = interval / 4;
+    let jitter_ms = rand::rng().random_range(0..=u64::try_from(base.as_millis() / 2).unwrap_or(0));
+    base + Duration::from_millis(jitter_ms)
 }

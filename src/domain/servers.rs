@@ -8,7 +8,11 @@
 //! - A URL is unique per workspace after normalisation (lowercase scheme and host, no
 //!   fragment, no trailing slash).
 //! - Changing the URL, the client credentials or the auth type resets the status and removes
-//!   the OAuth grant, through [`invalidate_authorization`] only.
+//!   the OAuth grant and pending flows, through [`invalidate_authorization`] only.
+//! - A secret only goes where it was entered for: moving a server to another origin drops its
+//!   header values and pre-registered client unless the same change supplies new ones, and a
+//!   pre-registered client is bound to the authorization server it is first used with.
+//! - No database connection is held while an upstream server answers (revocation, probing).
 //! - Every change writes an audit event in the same transaction, and every status change is
 //!   published after the commit.
 
@@ -277,8 +281,8 @@ pub struct Wanted {
 /// was not loaded (as opposed to loaded and absent).
 #[derive(Debug, Default)]
 pub struct Related {
-    /// Grants by server id.
-    pub grants: Option<HashMap<Uuid, GrantSummary>>,
+    /// OAuth state (grant and pending flow) by server id; servers with neither are absent.
+    pub grants: Option<HashMap<Uuid, OauthView>>,
     /// Tool catalogues by server id.
     pub tools: Option<HashMap<Uuid, Vec<ToolRow>>>,
     /// Creators and grant authorizers by user id.
@@ -295,8 +299,7 @@ pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut conn = app.db.conn().await?;
     if wanted.grants || wanted.users {
-        let grants = db::oauth::grants_by_server_ids(&mut conn, &ids).await?;
-        related.grants = Some(grants.into_iter().map(|g| (g.server_id.0, g)).collect());
+        related.grants = Some(oauth_views(&mut conn, &ids, wanted.grants).await?);
     }
     if wanted.tools {
         let mut tools: HashMap<Uuid, Vec<ToolRow>> =
@@ -312,7 +315,11 @@ pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result
             .filter_map(|r| r.created_by.map(|u| u.0))
             .collect();
         if let Some(grants) = &related.grants {
-            user_ids.extend(grants.values().filter_map(|g| g.authorized_by.map(|u| u.0)));
+            user_ids.extend(
+                grants
+                    .values()
+                    .filter_map(|v| v.grant.as_ref()?.authorized_by.map(|u| u.0)),
+            );
         }
         user_ids.sort_unstable();
         user_ids.dedup();
@@ -320,6 +327,44 @@ pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result
         related.users = Some(users.into_iter().map(|u| (u.id.0, u)).collect());
     }
     Ok(related)
+}
+
+/// What the API shows of a server's OAuth state: the grant's summary, if there is a grant, and
+/// whether someone's flow is pending.
+#[derive(Clone, Debug, Default)]
+pub struct OauthView {
+    /// The grant, without any of its sealed values.
+    pub grant: Option<GrantSummary>,
+    /// Whether a flow started in the last ten minutes has not completed.
+    pub flow_in_progress: bool,
+}
+
+/// The OAuth state of these servers: one query for the grants and, when `flows` is asked,
+/// one for the pending flows. Servers with neither are absent from the map.
+pub async fn oauth_views(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+    flows: bool,
+) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
+    let mut views: HashMap<Uuid, OauthView> = db::oauth::grants_by_server_ids(conn, ids)
+        .await?
+        .into_iter()
+        .map(|g| {
+            (
+                g.server_id.0,
+                OauthView {
+                    grant: Some(g),
+                    flow_in_progress: false,
+                },
+            )
+        })
+        .collect();
+    if flows {
+        for id in db::oauth::servers_with_live_flows(conn, ids, DbTime(db::now())).await? {
+            views.entry(id).or_default().flow_in_progress = true;
+        }
+    }
+    Ok(views)
 }
 
 /// Validate a requested page size.
@@ -405,6 +450,7 @@ pub async fn create(
         updated_at: DbTime(now),
         oauth_lenient_pkce: input.oauth_lenient_pkce.unwrap_or(false),
         health_checked_at: None,
+        oauth_client_issuer: None,
     };
     Status::initial(auth_type == AuthType::Oauth, "created").apply_to(&mut row);
 
@@ -477,6 +523,26 @@ pub async fn update(
             next.url = target.url;
             next.normalized_url = target.normalized;
             fields.push("url");
+        }
+    }
+    // A secret goes only where it was entered for: moving the server to another origin drops
+    // the stored header values and the pre-registered client unless this same change supplies
+    // new ones.
+    if !same_origin(&current.url, &next.url) {
+        if matches!(changes.headers, Patch::Unchanged) && next.headers_sealed.is_some() {
+            next.header_names = header_names_json(&[]);
+            next.headers_sealed = None;
+            fields.push("headers");
+        }
+        if matches!(changes.oauth_client_id, Patch::Unchanged) && next.oauth_client_id.is_some() {
+            next.oauth_client_id = None;
+            fields.push("oauthClientId");
+        }
+        if matches!(changes.oauth_client_secret, Patch::Unchanged)
+            && next.oauth_client_secret_sealed.is_some()
+        {
+            next.oauth_client_secret_sealed = None;
+            fields.push("oauthClientSecret");
         }
     }
     match changes.transport {
@@ -590,6 +656,14 @@ pub async fn update(
         }
     }
 
+    let credentials_changed = credentials_changed
+        || next.oauth_client_id != current.oauth_client_id
+        || next.oauth_client_secret_sealed.is_none()
+            != current.oauth_client_secret_sealed.is_none();
+    if credentials_changed || next.url != current.url {
+        // The pre-registered client is bound again at its next use.
+        next.oauth_client_issuer = None;
+    }
     let url_changed = next.url != current.url;
     let auth_type_changed = next.auth_type != current.auth_type;
     let reason = if url_changed {
@@ -604,12 +678,12 @@ pub async fn update(
 
     let previous = Status::of(&current);
     next.updated_at = DbTime(db::now());
-    let mut conn = app.db.conn().await?;
     if reason.is_some() {
         // Revoke upstream before the grant row goes (the server is known to be the caller's).
-        revoke_upstream(app, &mut conn, &current).await?;
+        revoke_upstream(app, &current).await?;
         app.oauth.forget_discovery(id);
     }
+    let mut conn = app.db.conn().await?;
     transaction!(conn, {
         if next.normalized_url != current.normalized_url {
             ensure_url_free(&mut conn, workspace_id, &next.normalized_url, Some(id)).await?;
@@ -642,18 +716,21 @@ pub async fn update(
     Ok(next)
 }
 
-/// Delete a server (admin role). The grant and the tool catalogue go with it.
+/// Delete a server (admin role). The grant, pending flows and the tool catalogue go with it.
 pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> {
-    let mut conn = app.db.conn().await?;
-    let server = db::servers::find(&mut conn, id)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let server = {
+        let mut conn = app.db.conn().await?;
+        db::servers::find(&mut conn, id)
+            .await?
+            .ok_or(Error::NotFound)?
+    };
     let workspace_id = server.workspace_id.0;
     principal.require(workspace_id, Role::Admin)?;
     // Revoke upstream only now that the server is known to be the caller's.
-    revoke_upstream(app, &mut conn, &server).await?;
+    revoke_upstream(app, &server).await?;
     app.oauth.forget_discovery(id);
     app.sessions.forget(id);
+    let mut conn = app.db.conn().await?;
     transaction!(conn, {
         if !db::servers::delete(&mut conn, id, workspace_id).await? {
             return Err(Error::NotFound);
@@ -689,12 +766,25 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> 
 }
 
 /// Revoke a server's grant at its authorization server (best effort). Call only after the
-/// server was found inside the caller's workspace.
-async fn revoke_upstream(app: &App, conn: &mut DbConn, server: &McpServerRow) -> Result<()> {
-    if let Some(grant) = db::oauth::find_grant(conn, server.id.0).await? {
+/// server was found inside the caller's workspace. No connection is held while the
+/// authorization server answers.
+async fn revoke_upstream(app: &App, server: &McpServerRow) -> Result<()> {
+    let grant = {
+        let mut conn = app.db.conn().await?;
+        db::oauth::find_grant(&mut conn, server.id.0).await?
+    };
+    if let Some(grant) = grant {
         revoke::revoke_grant(app, server, &grant).await;
     }
     Ok(())
+}
+
+/// Whether two stored URLs share scheme, host and port.
+fn same_origin(a: &str, b: &str) -> bool {
+    match (Url::parse(a), Url::parse(b)) {
+        (Ok(a), Ok(b)) => a.origin() == b.origin(),
+        _ => false,
+    }
 }
 
 /// The one place a server's authorization is invalidated: its OAuth grant is removed and its
@@ -706,6 +796,7 @@ pub async fn invalidate_authorization(
     reason: &str,
 ) -> Result<()> {
     db::oauth::delete_grant(conn, row.id.0).await?;
+    db::oauth::delete_flows_of_server(conn, row.id.0).await?;
     Status::initial(AuthType::parse(&row.auth_type) == AuthType::Oauth, reason).apply_to(row);
     row.last_connected_at = None;
     row.last_error = None;

@@ -11,8 +11,9 @@ use async_graphql::dataloader::Loader;
 use uuid::Uuid;
 
 use crate::app::AppHandle;
-use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow, WorkspaceRow};
+use crate::db::models::{McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::db::{self, DbError};
+use crate::domain::servers::{OauthView, oauth_views};
 
 /// Loader error: shared so every waiting field gets it.
 pub type LoadError = Arc<DbError>;
@@ -23,7 +24,7 @@ pub struct UserLoader(pub AppHandle);
 pub struct WorkspaceLoader(pub AppHandle);
 /// Servers by id.
 pub struct ServerLoader(pub AppHandle);
-/// OAuth grants by server id.
+/// OAuth state (grant and pending flow) by server id.
 pub struct GrantLoader(pub AppHandle);
 /// Tool catalogues by server id.
 pub struct ToolsLoader(pub AppHandle);
@@ -62,13 +63,12 @@ impl Loader<Uuid> for ServerLoader {
 }
 
 impl Loader<Uuid> for GrantLoader {
-    type Value = GrantSummary;
+    type Value = OauthView;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, GrantSummary>, LoadError> {
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OauthView>, LoadError> {
         let mut conn = self.0.db.conn().await?;
-        let rows = db::oauth::grants_by_server_ids(&mut conn, keys).await?;
-        Ok(rows.into_iter().map(|r| (r.server_id.0, r)).collect())
+        Ok(oauth_views(&mut conn, keys, true).await?)
     }
 }
 

@@ -12,11 +12,9 @@ use uuid::Uuid;
 use super::error::{ApiResult, internal, parse_id, principal};
 use super::loaders::{GrantLoader, ToolsLoader, UserLoader, WorkspaceLoader, load_error};
 use crate::app::AppHandle;
-use crate::db::models::{
-    ApiTokenRow, AuditEventRow, GrantSummary, McpServerRow, ToolRow, UserRow, WorkspaceRow,
-};
+use crate::db::models::{ApiTokenRow, AuditEventRow, McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::domain::access::Role;
-use crate::domain::servers::{self, AuthType, Related, Transport};
+use crate::domain::servers::{self, AuthType, OauthView, Related, Transport};
 use crate::domain::status::{self, AuthStatus, ConnectionStatus};
 
 /// A role in a workspace.
@@ -449,13 +447,10 @@ async fn load_user(
         .map(User))
 }
 
-/// A pending OAuth flow older than this no longer counts as in progress.
-const FLOW_TTL: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
-
 /// The OAuth grant of a server, shared by its workspace. Tokens are never returned.
 pub struct McpOauthGrant {
-    /// The row.
-    pub row: GrantSummary,
+    /// The grant (if any) and whether a flow is pending.
+    pub row: OauthView,
     /// Related rows loaded for a whole page of servers.
     pub related: Option<Arc<Related>>,
 }
@@ -464,13 +459,14 @@ pub struct McpOauthGrant {
 impl McpOauthGrant {
     /// Authorization server issuer.
     async fn issuer(&self) -> Option<&str> {
-        self.row.issuer.as_deref()
+        self.row.grant.as_ref()?.issuer.as_deref()
     }
     /// Granted scopes.
     async fn scopes(&self) -> Vec<String> {
         self.row
-            .granted_scopes
-            .as_deref()
+            .grant
+            .as_ref()
+            .and_then(|g| g.granted_scopes.as_deref())
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)
@@ -478,15 +474,15 @@ impl McpOauthGrant {
     }
     /// When the access token expires.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
-        self.row.access_expires_at.map(|t| t.0)
+        self.row.grant.as_ref()?.access_expires_at.map(|t| t.0)
     }
     /// Last time tokens were saved (exchange or refresh).
     async fn last_refreshed_at(&self) -> Option<DateTime<Utc>> {
-        self.row.last_refreshed_at.map(|t| t.0)
+        self.row.grant.as_ref()?.last_refreshed_at.map(|t| t.0)
     }
     /// How the client was registered.
     async fn registration(&self) -> Option<McpOauthRegistration> {
-        match self.row.registration_kind.as_deref() {
+        match self.row.grant.as_ref()?.registration_kind.as_deref() {
             Some("pre_registered") => Some(McpOauthRegistration::PreRegistered),
             Some("metadata_document") => Some(McpOauthRegistration::MetadataDocument),
             Some("dynamic") => Some(McpOauthRegistration::Dynamic),
@@ -498,17 +494,16 @@ impl McpOauthGrant {
         load_user(
             ctx,
             self.related.as_deref(),
-            self.row.authorized_by.map(|id| id.0),
+            self.row
+                .grant
+                .as_ref()
+                .and_then(|g| g.authorized_by.map(|id| id.0)),
         )
         .await
     }
     /// Whether someone started a flow in the last 10 minutes that has not completed.
     async fn flow_in_progress(&self) -> bool {
-        self.row.state_hash.is_some()
-            && self
-                .row
-                .state_created_at
-                .is_some_and(|at| crate::db::now() - at.0 < FLOW_TTL)
+        self.row.flow_in_progress
     }
 }
 

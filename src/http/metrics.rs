@@ -27,7 +27,7 @@ pub async fn metrics(State(state): State<HttpState>) -> Response {
             &counts,
             state.app.db.statement_count(),
             state.app.sessions.open_sessions(),
-        ),
+        ) + &crate::metrics::render_tasks(&state.app.tasks.report()),
     )
         .into_response()
 }

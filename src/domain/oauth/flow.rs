@@ -2,15 +2,21 @@
 //! callback page or by `completeMcpOauth`.
 //!
 //! Invariants:
-//! - Only the SHA-256 of `state` and of the browser binding are stored; the verifier and the
-//!   authorization URL (which carries the state) are sealed.
-//! - A flow lives ten minutes. While another user's flow on the same server is younger than
-//!   that, starting one is a conflict.
+//! - A pending flow is a row of its own (`mcp_oauth_flows`), one per server and user: its
+//!   discovered metadata, registration and requested scopes replace the grant's only when its
+//!   code exchange succeeds. Starting, abandoning or failing a flow never touches the grant, so
+//!   an old refresh token only ever goes to the authorization server that issued it.
+//! - Only the SHA-256 of `state`, of the begin link and of the browser binding are stored; the
+//!   verifier and the authorization URL (which carries the state) are sealed.
+//! - A flow lives ten minutes. While another user's flow on the same server is live, starting
+//!   one is a conflict. Expired flows are swept, and a status they left at `AUTHORIZING` falls
+//!   back to what the grant says.
 //! - The begin link is single use and binds the flow to one browser with an HttpOnly cookie;
 //!   `completeMcpOauth` binds it to the authenticated user who started it instead.
-//! - Completion order: provider error (burn the state) → missing parameters → unknown or
-//!   expired state → binding → server gone or insecure → RFC 9207 `iss` → burn the state →
-//!   code exchange. The verifier is cleared with the state, whatever happens next.
+//! - Completion order: provider error (burn the flow) → missing parameters → unknown or
+//!   expired state → binding → server gone or insecure → RFC 9207 `iss` → burn the flow →
+//!   code exchange. A flow whose client id is a metadata document requires `iss`.
+//! - Every failed completion is logged once with its reason, never with a secret.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
@@ -19,12 +25,12 @@ use uuid::Uuid;
 
 use super::challenge::Challenge;
 use super::discovery::{self, DiscoverOptions, Discovery};
-use super::registration::{client_for_flow, client_of_grant};
+use super::registration::{self, StoredClient, client_for_flow, client_of_flow};
 use super::tokens::{self, apply_token_response, open_tokens};
-use super::{AuthorizationServer, OauthError, probe, scope_list, scope_union};
+use super::{AuthorizationServer, OauthError, RegistrationKind, probe, scope_list, scope_union};
 use crate::app::App;
 use crate::crypto::{SealContext, Secret, constant_time_eq, pkce_s256, random_token, sha256_hex};
-use crate::db::models::{McpServerRow, OauthGrantRow};
+use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::access::{Principal, Role};
 use crate::domain::mcp::catalogue;
@@ -39,7 +45,7 @@ pub const FLOW_TTL: TimeDelta = TimeDelta::minutes(10);
 /// Path of the callback page (the redirect URI is the public URL plus this).
 pub const CALLBACK_PATH: &str = "/oauth/callback";
 
-const GRANT_TABLE: &str = "mcp_server_oauth";
+const FLOW_TABLE: &str = "mcp_oauth_flows";
 const VERIFIER_COLUMN: &str = "code_verifier_sealed";
 const AUTHORIZATION_URL_COLUMN: &str = "authorization_url_sealed";
 
@@ -72,31 +78,34 @@ pub async fn start(
     server_id: Uuid,
     challenge: Option<Challenge>,
 ) -> Result<Started> {
-    let mut conn = app.db.conn().await?;
-    let server = db::servers::find(&mut conn, server_id)
+    let (server, grant, previous) = {
+        let mut conn = app.db.conn().await?;
+        let server = db::servers::find(&mut conn, server_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        principal.require(server.workspace_id.0, Role::Editor)?;
+        if AuthType::parse(&server.auth_type) != AuthType::Oauth {
+            return Err(bad_input("serverId", "this server does not use OAuth"));
+        }
+        if db::oauth::live_flow_of_another_user(
+            &mut conn,
+            server_id,
+            principal.user_id,
+            DbTime(db::now()),
+        )
         .await?
-        .ok_or(Error::NotFound)?;
-    principal.require(server.workspace_id.0, Role::Editor)?;
-    if AuthType::parse(&server.auth_type) != AuthType::Oauth {
-        return Err(bad_input("serverId", "this server does not use OAuth"));
-    }
+        .is_some()
+        {
+            return Err(Error::Conflict {
+                message: "another user is authorizing this server; try again when their flow completes or expires".into(),
+                existing_id: None,
+            });
+        }
+        let grant = db::oauth::find_grant(&mut conn, server_id).await?;
+        let previous = db::oauth::flow_of(&mut conn, server_id, principal.user_id).await?;
+        (server, grant, previous)
+    };
     let server_url = secure_server_url(app, &server)?;
-    let grant = db::oauth::find_grant(&mut conn, server_id).await?;
-    drop(conn);
-
-    let now = db::now();
-    if let Some(grant) = &grant
-        && grant.state_hash.is_some()
-        && grant.flow_user_id.map(|u| u.0) != Some(principal.user_id)
-        && grant
-            .state_created_at
-            .is_some_and(|at| now - at.0 < FLOW_TTL)
-    {
-        return Err(Error::Conflict {
-            message: "another user is authorizing this server; try again when their flow completes or expires".into(),
-            existing_id: None,
-        });
-    }
 
     let step_up = AuthStatus::parse(&server.auth_status) == AuthStatus::InsufficientScope;
     if !step_up
@@ -123,7 +132,7 @@ pub async fn start(
 
     // Scopes: the challenge's (plus what was asked before, on a step-up), else the resource's
     // advertised scopes, else none; `offline_access` only when the server lists it.
-    let previous: Vec<String> = if step_up {
+    let previous_scopes: Vec<String> = if step_up {
         let grant = grant.as_ref();
         scope_union([
             scope_list(grant.and_then(|g| g.requested_scopes.as_deref())).as_slice(),
@@ -133,26 +142,24 @@ pub async fn start(
         Vec::new()
     };
     let challenged = scope_list(challenge.as_ref().and_then(|c| c.scope.as_deref()));
-    let mut scopes = if previous.is_empty() && challenged.is_empty() {
-        discovery.prm_scopes.clone().unwrap_or_default()
-    } else {
-        scope_union([previous.as_slice(), challenged.as_slice()])
-    };
-    if discovery
-        .scopes_supported
-        .as_ref()
-        .is_some_and(|s| s.iter().any(|s| s == "offline_access"))
-        && !scopes.iter().any(|s| s == "offline_access")
-    {
-        scopes.push("offline_access".into());
-    }
+    let scopes = choose_scopes(&previous_scopes, &challenged, &discovery);
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
 
     let redirect_uri = redirect_uri(app);
-    let (client, registration) = client_for_flow(
+    let reusable: Vec<StoredClient> = grant
+        .as_ref()
+        .and_then(|g| registration::open_on_grant(app, g))
+        .into_iter()
+        .chain(
+            previous
+                .as_ref()
+                .and_then(|f| registration::open_on_flow(app, f)),
+        )
+        .collect();
+    let (client, stored) = client_for_flow(
         app,
         &server,
-        grant.as_ref(),
+        &reusable,
         &discovery,
         &redirect_uri,
         scope.as_deref(),
@@ -161,55 +168,56 @@ pub async fn start(
 
     let verifier = random_token(48);
     let state = random_token(32);
-    let flow_id = random_token(24);
-    let mut upstream_url = discovery.authorization_endpoint.clone();
-    {
-        let mut query = upstream_url.query_pairs_mut();
-        query
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &client.client_id)
-            .append_pair("redirect_uri", &redirect_uri)
-            .append_pair("code_challenge", &pkce_s256(&verifier))
-            .append_pair("code_challenge_method", "S256")
-            .append_pair("state", &state)
-            .append_pair("resource", &discovery.resource);
-        if let Some(scope) = &scope {
-            query.append_pair("scope", scope);
-        }
-    }
+    let begin_id = random_token(24);
+    let upstream_url = authorization_url(
+        &discovery,
+        &client.client_id,
+        &redirect_uri,
+        &pkce_s256(&verifier),
+        &state,
+        scope.as_deref(),
+    );
 
-    let row_id = server_id.to_string();
-    let mut row = grant.unwrap_or_else(|| OauthGrantRow::empty(DbUuid(server_id), DbTime(now)));
-    row.issuer = Some(discovery.server.issuer.clone());
-    row.resource = Some(discovery.resource.clone());
-    row.registration_kind = Some(client.kind.as_str().to_owned());
-    if registration.is_some() {
-        row.client_information_sealed = registration;
-    }
-    row.authorization_server = serde_json::to_string(&discovery.server).ok();
-    row.state_hash = Some(sha256_hex(&state));
-    row.state_created_at = Some(DbTime(now));
-    row.code_verifier_sealed = Some(app.keys.seal_str(
-        &verifier,
-        SealContext::new(GRANT_TABLE, VERIFIER_COLUMN, &row_id),
-    ));
-    row.flow_user_id = Some(DbUuid(principal.user_id));
-    row.browser_binding_hash = None;
-    // Without any metadata document there is no declared issuer to hold `iss` against.
-    row.expected_issuer = (!discovery.server.synthesized).then(|| discovery.server.issuer.clone());
-    row.requested_scopes = scope.clone();
-    row.redirect_uri = Some(redirect_uri.clone());
-    row.flow_id_hash = Some(sha256_hex(&flow_id));
-    row.authorization_url_sealed = Some(app.keys.seal_str(
-        upstream_url.as_str(),
-        SealContext::new(GRANT_TABLE, AUTHORIZATION_URL_COLUMN, &row_id),
-    ));
-    row.updated_at = DbTime(now);
+    let now = db::now();
+    let flow_id = Uuid::now_v7();
+    let row_id = flow_id.to_string();
+    let flow = FlowRow {
+        id: DbUuid(flow_id),
+        server_id: DbUuid(server_id),
+        user_id: DbUuid(principal.user_id),
+        state_hash: sha256_hex(&state),
+        begin_hash: sha256_hex(&begin_id),
+        browser_binding_hash: None,
+        code_verifier_sealed: app.keys.seal_str(
+            &verifier,
+            SealContext::new(FLOW_TABLE, VERIFIER_COLUMN, &row_id),
+        ),
+        authorization_url_sealed: app.keys.seal_str(
+            upstream_url.as_str(),
+            SealContext::new(FLOW_TABLE, AUTHORIZATION_URL_COLUMN, &row_id),
+        ),
+        redirect_uri: redirect_uri.clone(),
+        resource: discovery.resource.clone(),
+        // Without any metadata document there is no declared issuer to hold `iss` against.
+        expected_issuer: (!discovery.server.synthesized).then(|| discovery.server.issuer.clone()),
+        requested_scopes: scope.clone(),
+        authorization_server: serde_json::to_string(&discovery.server)
+            .map_err(|e| OauthError::Discovery(e.to_string()))?,
+        registration_kind: client.kind.as_str().to_owned(),
+        client_information_sealed: stored
+            .as_ref()
+            .map(|stored| registration::seal_on_flow(app, flow_id, stored))
+            .transpose()?,
+        created_at: DbTime(now),
+        expires_at: DbTime(now + FLOW_TTL),
+    };
 
     let mut conn = app.db.conn().await?;
     let event = transaction!(conn, {
-        if !db::oauth::save_grant(&mut conn, &row).await? {
-            db::oauth::insert_grant(&mut conn, &row).await?;
+        db::oauth::delete_flow_of(&mut conn, server_id, principal.user_id).await?;
+        db::oauth::insert_flow(&mut conn, &flow).await?;
+        if client.kind == RegistrationKind::PreRegistered {
+            db::servers::bind_client_issuer(&mut conn, server_id, &discovery.server.issuer).await?;
         }
         let event = status::record(&mut conn, server_id, |s| {
             s.auth_status = AuthStatus::Authorizing.as_str().to_owned();
@@ -234,11 +242,59 @@ pub async fn start(
     Ok(Started::Redirect {
         authorization_url: app
             .config
-            .public_endpoint(&format!("/oauth/begin/{flow_id}"))
+            .public_endpoint(&format!("/oauth/begin/{begin_id}"))
             .to_string(),
         upstream_url,
         expires_at: now + FLOW_TTL,
     })
+}
+
+/// The scopes a flow asks for: what was asked before and what the challenge names, else the
+/// resource's advertised scopes; `offline_access` added only when the authorization server
+/// lists it.
+fn choose_scopes(previous: &[String], challenged: &[String], discovery: &Discovery) -> Vec<String> {
+    let mut scopes = if previous.is_empty() && challenged.is_empty() {
+        discovery.prm_scopes.clone().unwrap_or_default()
+    } else {
+        scope_union([previous, challenged])
+    };
+    if discovery
+        .scopes_supported
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|s| s == "offline_access"))
+        && !scopes.iter().any(|s| s == "offline_access")
+    {
+        scopes.push("offline_access".into());
+    }
+    scopes
+}
+
+/// The authorization server's URL for a flow: the code flow with PKCE S256, the state, the
+/// resource exactly as published, and the scopes when there are any.
+fn authorization_url(
+    discovery: &Discovery,
+    client_id: &str,
+    redirect_uri: &str,
+    challenge: &str,
+    state: &str,
+    scope: Option<&str>,
+) -> Url {
+    let mut url = discovery.authorization_endpoint.clone();
+    {
+        let mut query = url.query_pairs_mut();
+        query
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .append_pair("state", state)
+            .append_pair("resource", &discovery.resource);
+        if let Some(scope) = scope {
+            query.append_pair("scope", scope);
+        }
+    }
+    url
 }
 
 async fn discover_cached(
@@ -312,56 +368,62 @@ pub fn binding_cookie_name(state_hash: &str) -> String {
 }
 
 /// Follow a begin link (single use, expires with the flow).
-pub async fn begin(app: &App, flow_id: &str) -> std::result::Result<Begin, FlowFailure> {
-    let unknown = |_| FlowFailure::new("unknown", None);
+pub async fn begin(app: &App, begin_id: &str) -> std::result::Result<Begin, FlowFailure> {
+    let unknown = |error: db::DbError| {
+        tracing::error!(%error, "storage failure while beginning an OAuth flow");
+        FlowFailure::new("unknown", None)
+    };
     let mut conn = app.db.conn().await.map_err(unknown)?;
-    let flow_hash = sha256_hex(flow_id);
-    let grant = db::oauth::find_grant_by_flow(&mut conn, &flow_hash)
+    let flow = db::oauth::find_flow_by_begin(&mut conn, &sha256_hex(begin_id))
         .await
         .map_err(unknown)?;
-    let Some(grant) = grant else {
-        return Err(FlowFailure::new("invalid_state", None));
+    let Some(flow) = flow else {
+        return Err(failed("invalid_state", None, "unknown begin link"));
     };
-    let server_id = grant.server_id.0;
-    let fresh = grant
-        .state_created_at
-        .is_some_and(|at| db::now() - at.0 < FLOW_TTL);
-    let (Some(state_hash), Some(sealed_url), true) =
-        (&grant.state_hash, &grant.authorization_url_sealed, fresh)
-    else {
-        return Err(FlowFailure::new("invalid_state", Some(server_id)));
-    };
-    let row_id = server_id.to_string();
+    let server_id = flow.server_id.0;
+    if flow.expires_at.0 <= db::now() {
+        return Err(failed("invalid_state", Some(server_id), "expired flow"));
+    }
+    let row_id = flow.id.0.to_string();
     let upstream = app
         .keys
         .open_str(
-            sealed_url,
-            SealContext::new(GRANT_TABLE, AUTHORIZATION_URL_COLUMN, &row_id),
+            &flow.authorization_url_sealed,
+            SealContext::new(FLOW_TABLE, AUTHORIZATION_URL_COLUMN, &row_id),
         )
         .ok()
         .and_then(|u| Url::parse(u.expose()).ok())
-        .ok_or_else(|| FlowFailure::new("invalid_state", Some(server_id)))?;
+        .ok_or_else(|| failed("invalid_state", Some(server_id), "unreadable flow"))?;
     if !matches!(upstream.scheme(), "http" | "https") {
-        return Err(FlowFailure::new("insecure_url", Some(server_id)));
+        return Err(failed("insecure_url", Some(server_id), "authorization URL"));
     }
     let binding = Secret::new(random_token(32));
-    if !db::oauth::bind_flow(
-        &mut conn,
-        server_id,
-        &flow_hash,
-        &sha256_hex(binding.expose()),
-    )
-    .await
-    .map_err(unknown)?
+    if !db::oauth::bind_flow(&mut conn, flow.id.0, &sha256_hex(binding.expose()))
+        .await
+        .map_err(unknown)?
     {
-        // The link was already used: single use.
-        return Err(FlowFailure::new("invalid_state", Some(server_id)));
+        return Err(failed(
+            "invalid_state",
+            Some(server_id),
+            "begin link used twice",
+        ));
     }
     Ok(Begin {
         redirect_to: upstream,
-        cookie_name: binding_cookie_name(state_hash),
+        cookie_name: binding_cookie_name(&flow.state_hash),
         cookie_value: binding,
     })
+}
+
+/// A failure, logged once for the operator with its reason (never a secret).
+fn failed(reason: &'static str, server_id: Option<Uuid>, detail: &'static str) -> FlowFailure {
+    match server_id {
+        Some(id) => {
+            tracing::warn!(mcp_server.id = %id, reason, detail, "an OAuth flow failed")
+        }
+        None => tracing::warn!(reason, detail, "an OAuth flow failed"),
+    }
+    FlowFailure::new(reason, server_id)
 }
 
 /// The parameters the authorization server sent back.
@@ -404,133 +466,151 @@ pub async fn complete(
         .as_deref()
         .filter(|s| !s.is_empty())
         .map(sha256_hex);
-    let grant = match &state_hash {
-        Some(hash) => db::oauth::find_grant_by_state(&mut conn, hash)
+    let flow = match &state_hash {
+        Some(hash) => db::oauth::find_flow_by_state(&mut conn, hash)
             .await
             .map_err(unknown(None))?,
         None => None,
     };
-    let server_id = grant.as_ref().map(|g| g.server_id.0);
+    let server_id = flow.as_ref().map(|f| f.server_id.0);
 
     if params.error.is_some() {
-        if let (Some(grant), Some(hash)) = (&grant, &state_hash) {
-            burn(app, &mut conn, grant.server_id.0, hash, "provider_error").await;
+        if let Some(flow) = &flow {
+            burn(app, &mut conn, flow, "provider_error").await;
         }
-        return Err(FlowFailure::new("provider_error", server_id));
+        return Err(failed(
+            "provider_error",
+            server_id,
+            "the authorization server refused",
+        ));
     }
-    let (Some(code), Some(state_hash)) =
-        (params.code.as_deref().filter(|c| !c.is_empty()), state_hash)
-    else {
-        return Err(FlowFailure::new("missing_params", server_id));
+    let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
+        return Err(failed("missing_params", server_id, "no code"));
     };
-    let Some(grant) = grant else {
-        return Err(FlowFailure::new("invalid_state", None));
+    let Some(flow) = flow else {
+        let detail = if state_hash.is_some() {
+            "unknown state"
+        } else {
+            "no state"
+        };
+        return Err(failed(
+            if state_hash.is_some() {
+                "invalid_state"
+            } else {
+                "missing_params"
+            },
+            None,
+            detail,
+        ));
     };
-    let server_id = grant.server_id.0;
-    if grant
-        .state_created_at
-        .is_none_or(|at| db::now() - at.0 >= FLOW_TTL)
-    {
-        burn(app, &mut conn, server_id, &state_hash, "flow_expired").await;
-        return Err(FlowFailure::new("invalid_state", Some(server_id)));
+    let server_id = flow.server_id.0;
+    if flow.expires_at.0 <= db::now() {
+        burn(app, &mut conn, &flow, "flow_expired").await;
+        return Err(failed("invalid_state", Some(server_id), "expired flow"));
     }
     let bound = match binding {
         Binding::Browser(cookie) => match (
-            cookie(&binding_cookie_name(&state_hash)),
-            &grant.browser_binding_hash,
+            cookie(&binding_cookie_name(&flow.state_hash)),
+            &flow.browser_binding_hash,
         ) {
             (Some(value), Some(expected)) => {
                 constant_time_eq(sha256_hex(&value).as_bytes(), expected.as_bytes())
             }
             _ => false,
         },
-        Binding::User(principal) => grant.flow_user_id.map(|u| u.0) == Some(principal.user_id),
+        Binding::User(principal) => flow.user_id.0 == principal.user_id,
     };
     if !bound {
-        return Err(FlowFailure::new("binding_mismatch", Some(server_id)));
+        return Err(failed(
+            "binding_mismatch",
+            Some(server_id),
+            "another browser or user",
+        ));
     }
     let Some(server) = db::servers::find(&mut conn, server_id)
         .await
         .map_err(unknown(Some(server_id)))?
     else {
-        return Err(FlowFailure::new("server_gone", Some(server_id)));
+        return Err(failed("server_gone", Some(server_id), "deleted"));
     };
     if let Binding::User(principal) = &binding
         && principal
             .require(server.workspace_id.0, Role::Editor)
             .is_err()
     {
-        return Err(FlowFailure::new("binding_mismatch", Some(server_id)));
+        return Err(failed(
+            "binding_mismatch",
+            Some(server_id),
+            "no longer an editor",
+        ));
     }
     if secure_server_url(app, &server).is_err()
         || AuthType::parse(&server.auth_type) != AuthType::Oauth
     {
-        burn(app, &mut conn, server_id, &state_hash, "insecure_url").await;
-        return Err(FlowFailure::new("insecure_url", Some(server_id)));
+        burn(app, &mut conn, &flow, "insecure_url").await;
+        return Err(failed(
+            "insecure_url",
+            Some(server_id),
+            "server URL or auth type",
+        ));
     }
-    let authorization_server: Option<AuthorizationServer> = grant
-        .authorization_server
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok());
-    let Some(authorization_server) = authorization_server else {
-        return Err(FlowFailure::new("unknown", Some(server_id)));
+    let Ok(authorization_server) =
+        serde_json::from_str::<AuthorizationServer>(&flow.authorization_server)
+    else {
+        return Err(failed("unknown", Some(server_id), "unreadable flow"));
     };
-    // RFC 9207: compare exactly; a server that promises `iss` must send it.
-    let issuer_ok = match (&params.iss, authorization_server.iss_parameter_supported) {
-        (Some(iss), _) => grant
-            .expected_issuer
-            .as_ref()
-            .is_none_or(|expected| expected == iss),
-        (None, true) => false,
-        (None, false) => true,
-    };
-    if !issuer_ok {
-        return Err(FlowFailure::new("issuer_mismatch", Some(server_id)));
+    let metadata_document = flow.registration_kind == RegistrationKind::MetadataDocument.as_str();
+    if !issuer_matches(
+        params.iss.as_deref(),
+        flow.expected_issuer.as_deref(),
+        authorization_server.iss_parameter_supported || metadata_document,
+    ) {
+        return Err(failed("issuer_mismatch", Some(server_id), "RFC 9207 iss"));
     }
 
-    // Burn the state before the exchange: the code is used at most once, whatever happens.
-    let verifier = grant.code_verifier_sealed.as_deref().and_then(|sealed| {
-        app.keys
-            .open_str(
-                sealed,
-                SealContext::new(GRANT_TABLE, VERIFIER_COLUMN, &server_id.to_string()),
-            )
-            .ok()
-    });
-    if !db::oauth::burn_flow(&mut conn, server_id, &state_hash, DbTime(db::now()))
+    // Burn the flow before the exchange: the code is used at most once, whatever happens.
+    let verifier = app
+        .keys
+        .open_str(
+            &flow.code_verifier_sealed,
+            SealContext::new(FLOW_TABLE, VERIFIER_COLUMN, &flow.id.0.to_string()),
+        )
+        .ok();
+    if !db::oauth::burn_flow(&mut conn, flow.id.0)
         .await
         .map_err(unknown(Some(server_id)))?
     {
-        return Err(FlowFailure::new("invalid_state", Some(server_id)));
+        return Err(failed(
+            "invalid_state",
+            Some(server_id),
+            "flow completed twice",
+        ));
     }
     let Some(verifier) = verifier else {
         fail_status(app, &mut conn, server_id, "token_exchange_failed").await;
-        return Err(FlowFailure::new("token_exchange_failed", Some(server_id)));
+        return Err(failed(
+            "token_exchange_failed",
+            Some(server_id),
+            "unreadable verifier",
+        ));
     };
     drop(conn);
 
     let exchanged = async {
-        let client = client_of_grant(
+        let client = client_of_flow(
             app,
             &server,
-            &grant,
+            &flow,
+            &authorization_server.issuer,
             authorization_server.token_endpoint_auth_methods.as_deref(),
         )?;
-        let mut form = vec![
+        let form = vec![
             ("grant_type", "authorization_code".to_owned()),
             ("code", code.to_owned()),
-            (
-                "redirect_uri",
-                grant
-                    .redirect_uri
-                    .clone()
-                    .unwrap_or_else(|| redirect_uri(app)),
-            ),
+            ("redirect_uri", flow.redirect_uri.clone()),
             ("code_verifier", verifier.expose().to_owned()),
+            ("resource", flow.resource.clone()),
         ];
-        if let Some(resource) = &grant.resource {
-            form.push(("resource", resource.clone()));
-        }
         tokens::token_request(app, &authorization_server, &client, form).await
     }
     .await;
@@ -544,14 +624,7 @@ pub async fn complete(
         }
     };
 
-    let saved = store_tokens(
-        app,
-        server_id,
-        server.workspace_id.0,
-        grant.flow_user_id,
-        response,
-    )
-    .await;
+    let saved = store_tokens(app, &server, &flow, &authorization_server, response).await;
     let (server, event) = saved.map_err(|error| {
         tracing::error!(%error, mcp_server.id = %server_id, "cannot store OAuth tokens");
         FlowFailure::new("unknown", Some(server_id))
@@ -572,40 +645,70 @@ pub async fn complete(
         .unwrap_or(server))
 }
 
-/// Store the tokens of a completed flow and mark the server authorized, in one transaction.
+/// RFC 9207: compare exactly; a server that promises `iss` (or a flow whose client id is
+/// valid everywhere) must send it. Without a declared issuer there is nothing to hold `iss`
+/// against.
+fn issuer_matches(iss: Option<&str>, expected: Option<&str>, required: bool) -> bool {
+    match iss {
+        Some(iss) => expected.is_none_or(|expected| expected == iss),
+        None => !required,
+    }
+}
+
+/// Make a completed flow the server's grant, and mark the server authorized, in one
+/// transaction. The flow's authorization server, registration and scopes replace the grant's;
+/// a refresh token is kept from the old grant only when the same issuer issued it.
 async fn store_tokens(
     app: &App,
-    server_id: Uuid,
-    workspace_id: Uuid,
-    flow_user: Option<DbUuid>,
+    server: &McpServerRow,
+    flow: &FlowRow,
+    authorization_server: &AuthorizationServer,
     response: tokens::TokenResponse,
 ) -> Result<(McpServerRow, Option<status::StatusEvent>)> {
+    let server_id = server.id.0;
+    let registration = registration::open_on_flow(app, flow)
+        .map(|stored| registration::seal_on_grant(app, server_id, &stored))
+        .transpose()?;
     let mut conn = app.db.conn().await?;
     transaction!(conn, {
-        let mut fresh = db::oauth::find_grant(&mut conn, server_id)
-            .await?
-            .ok_or(Error::NotFound)?;
-        let requested = fresh.requested_scopes.clone();
-        apply_token_response(app, &mut fresh, response, requested.as_deref());
-        fresh.authorized_by = flow_user;
-        fresh.flow_user_id = None;
-        db::oauth::save_grant(&mut conn, &fresh).await?;
+        let now = DbTime(db::now());
+        let existing = db::oauth::find_grant(&mut conn, server_id).await?;
+        let exists = existing.is_some();
+        let mut grant = existing.unwrap_or_else(|| OauthGrantRow::empty(DbUuid(server_id), now));
+        if grant.issuer.as_deref() != Some(authorization_server.issuer.as_str()) {
+            // Tokens of another authorization server are never kept next to this one's.
+            grant.tokens_sealed = None;
+        }
+        grant.issuer = Some(authorization_server.issuer.clone());
+        grant.resource = Some(flow.resource.clone());
+        grant.registration_kind = Some(flow.registration_kind.clone());
+        grant.client_information_sealed = registration.clone();
+        grant.authorization_server = Some(flow.authorization_server.clone());
+        grant.requested_scopes = flow.requested_scopes.clone();
+        grant.granted_scopes = None;
+        apply_token_response(app, &mut grant, response, flow.requested_scopes.as_deref());
+        grant.authorized_by = Some(flow.user_id);
+        grant.refresh_lease_owner = None;
+        grant.refresh_lease_until = None;
+        if exists {
+            db::oauth::save_grant(&mut conn, &grant).await?;
+        } else {
+            db::oauth::insert_grant(&mut conn, &grant).await?;
+        }
         let event = status::record(&mut conn, server_id, |row| {
             row.auth_status = AuthStatus::Authorized.as_str().to_owned();
             row.status_reason = Some("authorized".into());
         })
         .await?;
-        if let Some(actor) = flow_user {
-            audit::record(
-                &mut conn,
-                workspace_id,
-                actor.0,
-                "mcp_server.oauth_authorized",
-                Some(server_id),
-                json!({ "issuer": fresh.issuer }),
-            )
-            .await?;
-        }
+        audit::record(
+            &mut conn,
+            server.workspace_id.0,
+            flow.user_id.0,
+            "mcp_server.oauth_authorized",
+            Some(server_id),
+            json!({ "issuer": grant.issuer }),
+        )
+        .await?;
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
@@ -614,14 +717,9 @@ async fn store_tokens(
 }
 
 /// Forget a pending flow after a failure and say why in the server's status.
-async fn burn(
-    app: &App,
-    conn: &mut db::DbConn,
-    server_id: Uuid,
-    state_hash: &str,
-    reason: &'static str,
-) {
-    match db::oauth::burn_flow(conn, server_id, state_hash, DbTime(db::now())).await {
+async fn burn(app: &App, conn: &mut db::DbConn, flow: &FlowRow, reason: &'static str) {
+    let server_id = flow.server_id.0;
+    match db::oauth::burn_flow(conn, flow.id.0).await {
         Ok(true) => fail_status(app, conn, server_id, reason).await,
         Ok(false) => {}
         Err(error) => {
@@ -630,6 +728,8 @@ async fn burn(
     }
 }
 
+/// The status after a flow ended without a new grant: what the grant says (a failed new flow
+/// does not undo a grant that still works), with the reason.
 async fn fail_status(app: &App, conn: &mut db::DbConn, server_id: Uuid, reason: &'static str) {
     let has_tokens = db::oauth::find_grant(conn, server_id)
         .await
@@ -637,7 +737,6 @@ async fn fail_status(app: &App, conn: &mut db::DbConn, server_id: Uuid, reason: 
         .flatten()
         .is_some_and(|g| g.tokens_sealed.is_some());
     let recorded = status::record(conn, server_id, |row| {
-        // A failed new flow does not undo a grant that still works.
         if has_tokens {
             row.auth_status = AuthStatus::Authorized.as_str().to_owned();
         } else {
@@ -655,18 +754,45 @@ async fn fail_status(app: &App, conn: &mut db::DbConn, server_id: Uuid, reason: 
     }
 }
 
-/// Revoke and remove a server's grant (editor role); the server then needs authorization.
-pub async fn disconnect(app: &App, principal: &Principal, server_id: Uuid) -> Result<McpServerRow> {
+/// Delete expired flows and give the servers they left `AUTHORIZING` (with no other flow
+/// pending) back the status their grant deserves. Returns how many servers were affected.
+pub async fn sweep_expired(app: &App) -> std::result::Result<usize, db::DbError> {
+    let now = DbTime(db::now());
     let mut conn = app.db.conn().await?;
-    let server = db::servers::find(&mut conn, server_id)
-        .await?
-        .ok_or(Error::NotFound)?;
-    principal.require(server.workspace_id.0, Role::Editor)?;
-    if let Some(grant) = db::oauth::find_grant(&mut conn, server_id).await? {
-        super::revoke::revoke_grant(app, &server, &grant).await;
+    let servers = db::oauth::delete_expired_flows(&mut conn, now, 500).await?;
+    let live = db::oauth::servers_with_live_flows(&mut conn, &servers, now).await?;
+    for server_id in &servers {
+        if live.contains(server_id) {
+            continue;
+        }
+        let server = db::servers::find(&mut conn, *server_id).await?;
+        if server.is_some_and(|s| AuthStatus::parse(&s.auth_status) == AuthStatus::Authorizing) {
+            fail_status(app, &mut conn, *server_id, "flow_expired").await;
+        }
     }
+    Ok(servers.len())
+}
+
+/// Revoke and remove a server's grant (editor role); the server then needs authorization.
+/// Pending flows go too.
+pub async fn disconnect(app: &App, principal: &Principal, server_id: Uuid) -> Result<McpServerRow> {
+    let (server, grant) = {
+        let mut conn = app.db.conn().await?;
+        let server = db::servers::find(&mut conn, server_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        principal.require(server.workspace_id.0, Role::Editor)?;
+        let grant = db::oauth::find_grant(&mut conn, server_id).await?;
+        (server, grant)
+    };
+    // No connection is held while the authorization server answers.
+    if let Some(grant) = &grant {
+        super::revoke::revoke_grant(app, &server, grant).await;
+    }
+    let mut conn = app.db.conn().await?;
     let (server, event) = transaction!(conn, {
         db::oauth::delete_grant(&mut conn, server_id).await?;
+        db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
         let event = status::record(&mut conn, server_id, |row| {
             status::mark_needs_authorization(row, "disconnected")
         })

@@ -71,6 +71,21 @@ pub enum OauthError {
     /// Dynamic registration failed.
     #[error("client registration failed: {0}")]
     Registration(String),
+    /// The pre-registered client was first used with another authorization server; it is
+    /// never sent to a different one.
+    #[error(
+        "the pre-registered client was entered for the authorization server {bound:?}, but the \
+         server now names {found:?}; enter the client credentials again to use them there"
+    )]
+    ClientBoundElsewhere {
+        /// The issuer the client is bound to.
+        bound: String,
+        /// The issuer discovery found now.
+        found: String,
+    },
+    /// Another process is refreshing this grant and did not finish in time.
+    #[error("another refresh of this grant did not finish in time")]
+    RefreshBusy,
     /// The stored pre-registered client secret cannot be opened (lost key).
     #[error("the stored client secret can no longer be read; enter it again")]
     UnreadableClientSecret,
@@ -106,7 +121,7 @@ impl OauthError {
             ) => false,
             OauthError::Net(_) => true,
             OauthError::TokenEndpoint(status) => status.starts_with('5'),
-            OauthError::Storage(_) => true,
+            OauthError::Storage(_) | OauthError::RefreshBusy => true,
             _ => false,
         }
     }
@@ -167,6 +182,9 @@ pub struct OauthState {
     refresh_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Refresh locks kept before idle ones are dropped.
+const REFRESH_LOCKS_KEPT: usize = 1024;
+
 /// How long discovery results are reused for one server.
 pub const DISCOVERY_TTL: Duration = Duration::from_secs(300);
 
@@ -205,6 +223,11 @@ impl OauthState {
     /// The in-process refresh lock of one grant.
     pub fn refresh_lock(&self, server_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.refresh_locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks nobody holds or waits for are dropped, so the map stays as small as the
+        // number of refreshes in progress.
+        if locks.len() > REFRESH_LOCKS_KEPT {
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
         locks.entry(server_id).or_default().clone()
     }
 }

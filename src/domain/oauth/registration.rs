@@ -3,7 +3,16 @@
 //!
 //! Registrations are bound to the authorization server that issued them: the stored
 //! registration carries its issuer and redirect URI, and a different issuer or redirect URI
-//! means a fresh registration. Client secrets are sealed and never logged.
+//! means a fresh registration. A pre-registered client is bound to the authorization server it
+//! was first used with (`mcp_servers.oauth_client_issuer`) and is never sent to another one.
+//! Client secrets are sealed and never logged.
+//!
+//! A Client ID Metadata Document makes Switchboard's client id valid at every authorization
+//! server, which opens a mix-up: hostile metadata could name a legitimate server's
+//! authorization endpoint and its own token endpoint, and receive that server's code and
+//! verifier. So a metadata-document client is only used with an authorization server that
+//! promises RFC 9207 `iss` in its responses, which the callback then requires and compares;
+//! with any other server Switchboard registers dynamically (a client id valid there alone).
 
 use std::time::Duration;
 
@@ -16,12 +25,13 @@ use super::discovery::Discovery;
 use super::{OauthError, RegistrationKind};
 use crate::app::App;
 use crate::crypto::{SealContext, Secret};
-use crate::db::models::{McpServerRow, OauthGrantRow};
+use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
 use crate::domain::servers;
 use crate::net;
 
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(10);
 const GRANT_TABLE: &str = "mcp_server_oauth";
+const FLOW_TABLE: &str = "mcp_oauth_flows";
 const CLIENT_COLUMN: &str = "client_information_sealed";
 
 /// How the client authenticates at the token endpoint.
@@ -67,9 +77,10 @@ pub struct Client {
     pub auth_method: AuthMethod,
 }
 
-/// What is stored (sealed) about a registration.
+/// What is stored (sealed) about a registration: on a flow while it is pending, on the grant
+/// once the flow succeeded.
 #[derive(Clone, Serialize, Deserialize)]
-struct StoredClient {
+pub struct StoredClient {
     kind: RegistrationKind,
     issuer: String,
     redirect_uri: String,
@@ -78,51 +89,51 @@ struct StoredClient {
     token_endpoint_auth_method: Option<String>,
 }
 
-/// The client to use for a new flow, and the sealed registration to store with the grant
-/// (for every kind but pre-registered, whose secret stays on the server row).
+/// The client to use for a new flow, and the registration to keep with the flow (none for a
+/// pre-registered client, whose secret stays on the server row). `reusable` are registrations
+/// kept from earlier: a dynamic one made with this issuer for this redirect URI is reused.
 pub async fn client_for_flow(
     app: &App,
     server: &McpServerRow,
-    grant: Option<&OauthGrantRow>,
+    reusable: &[StoredClient],
     discovery: &Discovery,
     redirect_uri: &str,
     scope: Option<&str>,
-) -> Result<(Client, Option<String>), OauthError> {
+) -> Result<(Client, Option<StoredClient>), OauthError> {
     let supported = discovery.server.token_endpoint_auth_methods.as_deref();
     if let Some(client) = pre_registered(app, server, supported)? {
+        check_binding(server, &discovery.server.issuer)?;
         return Ok((client, None));
     }
     if discovery.client_id_metadata_document_supported
         && let Some(document) = metadata_document_url(app)
     {
-        let stored = StoredClient {
-            kind: RegistrationKind::MetadataDocument,
-            issuer: discovery.server.issuer.clone(),
-            redirect_uri: redirect_uri.to_owned(),
-            client_id: document.to_string(),
-            client_secret: None,
-            token_endpoint_auth_method: Some("none".into()),
-        };
-        let sealed = seal(app, server, &stored)?;
-        return Ok((
-            Client {
+        if discovery.server.iss_parameter_supported {
+            let stored = StoredClient {
                 kind: RegistrationKind::MetadataDocument,
-                client_id: stored.client_id,
+                issuer: discovery.server.issuer.clone(),
+                redirect_uri: redirect_uri.to_owned(),
+                client_id: document.to_string(),
                 client_secret: None,
-                auth_method: AuthMethod::None,
-            },
-            Some(sealed),
-        ));
+                token_endpoint_auth_method: Some("none".into()),
+            };
+            let client = dynamic_client(&stored, supported);
+            return Ok((client, Some(stored)));
+        }
+        tracing::info!(
+            mcp_server.id = %server.id.0,
+            issuer = %discovery.server.issuer,
+            "the authorization server accepts client metadata documents but does not promise \
+             RFC 9207 iss; registering a client of its own instead"
+        );
     }
     // Reuse a dynamic registration made with this issuer for this redirect URI.
-    if let Some(grant) = grant
-        && let Some(stored) = open_stored(app, grant)
-        && stored.kind == RegistrationKind::Dynamic
-        && stored.issuer == discovery.server.issuer
-        && stored.redirect_uri == redirect_uri
-    {
-        let sealed = grant.client_information_sealed.clone();
-        return Ok((dynamic_client(&stored, supported), sealed));
+    if let Some(stored) = reusable.iter().find(|stored| {
+        stored.kind == RegistrationKind::Dynamic
+            && stored.issuer == discovery.server.issuer
+            && stored.redirect_uri == redirect_uri
+    }) {
+        return Ok((dynamic_client(stored, supported), Some(stored.clone())));
     }
     let Some(endpoint) = &discovery.registration_endpoint else {
         return Err(OauthError::NoRegistration);
@@ -136,8 +147,18 @@ pub async fn client_for_flow(
         supported,
     )
     .await?;
-    let sealed = seal(app, server, &stored)?;
-    Ok((dynamic_client(&stored, supported), Some(sealed)))
+    Ok((dynamic_client(&stored, supported), Some(stored)))
+}
+
+/// A pre-registered client goes only to the authorization server it is bound to.
+fn check_binding(server: &McpServerRow, issuer: &str) -> Result<(), OauthError> {
+    match &server.oauth_client_issuer {
+        Some(bound) if bound != issuer => Err(OauthError::ClientBoundElsewhere {
+            bound: bound.clone(),
+            found: issuer.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The client of an existing grant (for refresh and revocation).
@@ -149,13 +170,41 @@ pub fn client_of_grant(
 ) -> Result<Client, OauthError> {
     match grant.registration_kind.as_deref() {
         Some("pre_registered") => {
+            // A grant made with the pre-registered client before it was bound, or with another
+            // issuer than the binding, never gets the secret.
+            let issuer = grant.issuer.as_deref().ok_or(OauthError::InvalidClient)?;
+            if server.oauth_client_issuer.as_deref() != Some(issuer) {
+                return Err(OauthError::InvalidClient);
+            }
             pre_registered(app, server, supported)?.ok_or(OauthError::InvalidClient)
         }
         Some("metadata_document" | "dynamic") => {
-            let stored = open_stored(app, grant).ok_or(OauthError::InvalidClient)?;
+            let stored = open_on_grant(app, grant).ok_or(OauthError::InvalidClient)?;
             Ok(dynamic_client(&stored, supported))
         }
         _ => Err(OauthError::NotAuthorized),
+    }
+}
+
+/// The client of a pending flow (for its code exchange).
+pub fn client_of_flow(
+    app: &App,
+    server: &McpServerRow,
+    flow: &FlowRow,
+    issuer: &str,
+    supported: Option<&[String]>,
+) -> Result<Client, OauthError> {
+    match flow.registration_kind.as_str() {
+        "pre_registered" => {
+            if server.oauth_client_issuer.as_deref() != Some(issuer) {
+                return Err(OauthError::InvalidClient);
+            }
+            pre_registered(app, server, supported)?.ok_or(OauthError::InvalidClient)
+        }
+        _ => {
+            let stored = open_on_flow(app, flow).ok_or(OauthError::InvalidClient)?;
+            Ok(dynamic_client(&stored, supported))
+        }
     }
 }
 
@@ -313,28 +362,66 @@ async fn register(
     })
 }
 
-fn seal(app: &App, server: &McpServerRow, stored: &StoredClient) -> Result<String, OauthError> {
+fn seal(app: &App, ctx: SealContext<'_>, stored: &StoredClient) -> Result<String, OauthError> {
     let json =
         serde_json::to_string(stored).map_err(|e| OauthError::Registration(e.to_string()))?;
-    let row_id = server.id.0.to_string();
-    Ok(app
-        .keys
-        .seal_str(&json, SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id)))
+    Ok(app.keys.seal_str(&json, ctx))
 }
 
-/// The stored registration of a grant; `None` when absent or unreadable (lost key), which
-/// leads to a fresh registration.
-fn open_stored(app: &App, grant: &OauthGrantRow) -> Option<StoredClient> {
+fn open(app: &App, sealed: &str, ctx: SealContext<'_>) -> Option<StoredClient> {
+    let json = app.keys.open_str(sealed, ctx).ok()?;
+    serde_json::from_str(json.expose()).ok()
+}
+
+/// Seal a registration for a grant row.
+pub fn seal_on_grant(
+    app: &App,
+    server_id: uuid::Uuid,
+    stored: &StoredClient,
+) -> Result<String, OauthError> {
+    let row_id = server_id.to_string();
+    seal(
+        app,
+        SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id),
+        stored,
+    )
+}
+
+/// Seal a registration for a flow row.
+pub fn seal_on_flow(
+    app: &App,
+    flow_id: uuid::Uuid,
+    stored: &StoredClient,
+) -> Result<String, OauthError> {
+    let row_id = flow_id.to_string();
+    seal(
+        app,
+        SealContext::new(FLOW_TABLE, CLIENT_COLUMN, &row_id),
+        stored,
+    )
+}
+
+/// The registration of a grant; `None` when absent or unreadable (lost key), which leads to
+/// a fresh registration.
+pub fn open_on_grant(app: &App, grant: &OauthGrantRow) -> Option<StoredClient> {
     let sealed = grant.client_information_sealed.as_deref()?;
     let row_id = grant.server_id.0.to_string();
-    let json = app
-        .keys
-        .open_str(
-            sealed,
-            SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id),
-        )
-        .ok()?;
-    serde_json::from_str(json.expose()).ok()
+    open(
+        app,
+        sealed,
+        SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id),
+    )
+}
+
+/// The registration of a flow; `None` when absent or unreadable.
+pub fn open_on_flow(app: &App, flow: &FlowRow) -> Option<StoredClient> {
+    let sealed = flow.client_information_sealed.as_deref()?;
+    let row_id = flow.id.0.to_string();
+    open(
+        app,
+        sealed,
+        SealContext::new(FLOW_TABLE, CLIENT_COLUMN, &row_id),
+    )
 }
 
 #[cfg(test)]

@@ -2,10 +2,15 @@
 //!
 //! Refresh invariants:
 //! - Exactly one refresh per grant at a time: an in-process single-flight lock per server,
-//!   plus, on PostgreSQL, a transaction-scoped advisory lock so replicas sharing the database
-//!   take turns. The grant is re-read inside the locks; if someone else already refreshed it,
-//!   their token is used.
-//! - Saves are compare-and-swap on `token_generation`.
+//!   plus a lease on the grant row (owner and expiry, taken with a conditional update) so
+//!   replicas sharing the database take turns. No database connection is held while the token
+//!   endpoint answers: a slow authorization server cannot starve the pool. A caller that finds
+//!   the lease taken waits for the grant's generation to move and uses the new token.
+//! - Saves are compare-and-swap on `token_generation`, and release the lease.
+//! - An old refresh token is only ever sent to the authorization server that issued it: the
+//!   grant keeps that server's endpoints, and a new flow replaces them only when it succeeds.
+//! - Numbers from the token endpoint are clamped (`expires_in` to [`MAX_EXPIRES_IN`]); nothing
+//!   an authorization server sends can overflow a timestamp.
 //! - A response without a refresh token keeps the old one.
 //! - `invalid_grant` clears the tokens and asks for authorization again, without minting a
 //!   new flow. `invalid_client` also drops the registration. Network errors and 5xx keep the
@@ -13,7 +18,7 @@
 //! - Tokens that no longer open (lost key) count as absent: authorization is asked again,
 //!   never a 500.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -25,11 +30,12 @@ use uuid::Uuid;
 use super::registration::{AuthMethod, Client, client_of_grant};
 use super::{AuthorizationServer, OauthError};
 use crate::app::App;
-use crate::crypto::{SealContext, Secret};
+use crate::crypto::{SealContext, Secret, random_token};
 use crate::db::models::{McpServerRow, OauthGrantRow};
-use crate::db::{self, DbConn, DbTime};
+use crate::db::{self, DbTime};
 use crate::domain::status::{self, StatusEvent};
 use crate::net;
+use crate::transaction;
 
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
 const GRANT_TABLE: &str = "mcp_server_oauth";
@@ -38,6 +44,15 @@ const TOKENS_COLUMN: &str = "tokens_sealed";
 const REFRESH_SKEW: TimeDelta = TimeDelta::seconds(60);
 /// …plus up to this much random extra, so grants that expire together do not refresh together.
 const REFRESH_JITTER_MS: i64 = 30_000;
+/// Longest access-token lifetime taken at its word; a longer `expires_in` is cut to this.
+pub const MAX_EXPIRES_IN: i64 = 366 * 24 * 3600;
+/// How long a refresh lease lasts: well beyond a token request's timeout, so a lease lapses
+/// only when its holder died.
+const LEASE: TimeDelta = TimeDelta::seconds(60);
+/// How often a caller waiting for another process's refresh looks at the grant again.
+const LEASE_POLL: Duration = Duration::from_millis(100);
+/// How long a caller waits for another process's refresh before giving up (transiently).
+const LEASE_WAIT: Duration = Duration::from_secs(70);
 
 /// The tokens as stored (sealed).
 #[derive(Clone, Serialize, Deserialize)]
@@ -129,7 +144,8 @@ pub async fn token_request(
             v.as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
         })
-        .filter(|s| *s > 0);
+        .filter(|s| *s > 0)
+        .map(|s| s.min(MAX_EXPIRES_IN));
     Ok(TokenResponse {
         access_token: Secret::new(access_token),
         refresh_token: text("refresh_token")
@@ -209,16 +225,21 @@ pub fn apply_token_response(
             .or(previous_refresh),
     };
     grant.tokens_sealed = Some(seal_tokens(app, grant.server_id.0, &tokens));
-    grant.access_expires_at = response
-        .expires_in
-        .map(|s| DbTime(now + TimeDelta::seconds(s)));
+    grant.access_expires_at = response.expires_in.and_then(|s| expiry(now, s)).map(DbTime);
     grant.granted_scopes = response
         .scope
         .or_else(|| requested_scopes.map(str::to_owned))
         .or(grant.granted_scopes.take());
-    grant.token_generation += 1;
+    grant.token_generation = grant.token_generation.saturating_add(1);
     grant.last_refreshed_at = Some(DbTime(now));
     grant.updated_at = DbTime(now);
+}
+
+/// The absolute expiry of a token that lives `seconds` from `now`; `None` (unknown) when the
+/// number is out of range, never a panic.
+fn expiry(now: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+    let lifetime = TimeDelta::try_seconds(seconds.clamp(0, MAX_EXPIRES_IN))?;
+    now.checked_add_signed(lifetime)
 }
 
 /// Whether an access token expiring at `expires_at` should be refreshed now.
@@ -235,15 +256,11 @@ pub struct Access {
     pub generation: i64,
 }
 
-/// A usable access token for a server, refreshed first when it is about to expire.
+/// A usable access token for a server, refreshed first when it is about to expire. When the
+/// refresh fails for a transient reason and the current token has not expired yet, the current
+/// token is used.
 pub async fn access_token(app: &App, server: &McpServerRow) -> Result<Access, OauthError> {
-    let grant = {
-        let mut conn = app.db.conn().await.map_err(db_error)?;
-        db::oauth::find_grant(&mut conn, server.id.0)
-            .await
-            .map_err(db_error)?
-    };
-    let Some(grant) = grant else {
+    let Some(grant) = read_grant(app, server.id.0).await? else {
         return Err(OauthError::NotAuthorized);
     };
     let Some(tokens) = open_tokens(app, &grant) else {
@@ -259,8 +276,15 @@ pub async fn access_token(app: &App, server: &McpServerRow) -> Result<Access, Oa
         }
         return Err(OauthError::NotAuthorized);
     };
-    if tokens.refresh_token.is_some() && due(grant.access_expires_at.map(|t| t.0), db::now()) {
-        return refresh(app, server, Some(grant.token_generation)).await;
+    let now = db::now();
+    let expires_at = grant.access_expires_at.map(|t| t.0);
+    if tokens.refresh_token.is_some() && due(expires_at, now) {
+        match refresh(app, server, Some(grant.token_generation)).await {
+            Err(error) if error.is_transient() && expires_at.is_some_and(|at| at > now) => {
+                tracing::debug!(mcp_server.id = %server.id.0, %error, "refresh failed; the current token is still valid");
+            }
+            other => return other,
+        }
     }
     Ok(Access {
         token: Secret::new(tokens.access_token),
@@ -268,9 +292,16 @@ pub async fn access_token(app: &App, server: &McpServerRow) -> Result<Access, Oa
     })
 }
 
+async fn read_grant(app: &App, server_id: Uuid) -> Result<Option<OauthGrantRow>, OauthError> {
+    let mut conn = app.db.conn().await.map_err(db_error)?;
+    db::oauth::find_grant(&mut conn, server_id)
+        .await
+        .map_err(db_error)
+}
+
 /// Refresh a grant. `seen` is the generation the caller saw (its token was rejected or is
 /// about to expire): if the grant moved past it meanwhile, the newer token is returned without
-/// another refresh.
+/// another refresh. `None` asks for a refresh whatever happened before.
 pub async fn refresh(
     app: &App,
     server: &McpServerRow,
@@ -279,38 +310,43 @@ pub async fn refresh(
     let server_id = server.id.0;
     let lock = app.oauth.refresh_lock(server_id);
     let _single_flight = lock.lock().await;
-    let mut conn = app.db.conn().await.map_err(db_error)?;
-    // Callers that queued behind a refresh usually find it done: a plain read tells, without
-    // the transaction and lock a refresh of their own would take.
-    if seen.is_some()
-        && let Some(grant) = db::oauth::find_grant(&mut conn, server_id)
+    let waiting_since = Instant::now();
+    let mut seen = seen;
+    loop {
+        let Some(grant) = read_grant(app, server_id).await? else {
+            return Err(OauthError::NotAuthorized);
+        };
+        if let Some(access) = newer_than(app, &grant, seen) {
+            return Ok(access);
+        }
+        let Some(refresh_token) = open_tokens(app, &grant).and_then(|t| t.refresh_token) else {
+            return Err(OauthError::NotAuthorized);
+        };
+        let owner = random_token(16);
+        let now = db::now();
+        let taken = {
+            let mut conn = app.db.conn().await.map_err(db_error)?;
+            db::oauth::take_refresh_lease(
+                &mut conn,
+                server_id,
+                grant.token_generation,
+                &owner,
+                DbTime(now),
+                DbTime(now + LEASE),
+            )
             .await
             .map_err(db_error)?
-        && let Some(access) = newer_than(app, &grant, seen)
-    {
-        return Ok(access);
+        };
+        if taken {
+            return refresh_leased(app, server, grant, refresh_token, &owner).await;
+        }
+        // Another process is refreshing this grant (or just did): its token will do.
+        if waiting_since.elapsed() >= LEASE_WAIT {
+            return Err(OauthError::RefreshBusy);
+        }
+        seen = Some(seen.unwrap_or(grant.token_generation));
+        tokio::time::sleep(LEASE_POLL).await;
     }
-    // PostgreSQL: hold a transaction with an advisory lock across the refresh, so replicas
-    // take turns. SQLite serves one process: the single-flight lock above is enough, and a
-    // write transaction held across an HTTP request would stall every other writer.
-    let locked = conn.is_postgres();
-    if locked {
-        conn.begin().await.map_err(db_error)?;
-    }
-    let outcome = refresh_locked(app, &mut conn, server, seen).await;
-    let event = match &outcome {
-        Ok((_, event)) | Err((_, event)) => event.clone(),
-    };
-    if locked && let Err(error) = conn.commit().await {
-        conn.rollback().await;
-        return Err(db_error(error));
-    }
-    if let Some(event) = event {
-        app.events.publish(event);
-    }
-    outcome
-        .map(|(access, _)| access)
-        .map_err(|(error, _)| error)
 }
 
 /// Someone refreshed since the caller saw generation `seen`: their token is the one to use. It
@@ -326,82 +362,46 @@ fn newer_than(app: &App, grant: &OauthGrantRow, seen: Option<i64>) -> Option<Acc
     })
 }
 
-type Outcome = (Access, Option<StatusEvent>);
-type Failure = (OauthError, Option<StatusEvent>);
-
-async fn refresh_locked(
+/// Refresh with the lease held: the token request runs with no database connection taken;
+/// the outcome is saved (compare-and-swap, lease released) and the status recorded in one
+/// short transaction afterwards.
+async fn refresh_leased(
     app: &App,
-    conn: &mut DbConn,
     server: &McpServerRow,
-    seen: Option<i64>,
-) -> Result<Outcome, Failure> {
+    mut grant: OauthGrantRow,
+    refresh_token: String,
+    owner: &str,
+) -> Result<Access, OauthError> {
     let server_id = server.id.0;
-    db::oauth::lock_grant(conn, server_id)
-        .await
-        .map_err(|e| (db_error(e), None))?;
-    let grant = db::oauth::find_grant(conn, server_id)
-        .await
-        .map_err(|e| (db_error(e), None))?;
-    let Some(mut grant) = grant else {
-        return Err((OauthError::NotAuthorized, None));
-    };
-    let Some(tokens) = open_tokens(app, &grant) else {
-        return Err((OauthError::NotAuthorized, None));
-    };
-    if let Some(access) = newer_than(app, &grant, seen) {
-        return Ok((access, None));
-    }
-    let Some(refresh_token) = tokens.refresh_token.clone() else {
-        return Err((OauthError::NotAuthorized, None));
-    };
-    let authorization_server: AuthorizationServer = grant
-        .authorization_server
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok())
-        .ok_or((OauthError::NotAuthorized, None))?;
-    let client = client_of_grant(
-        app,
-        server,
-        &grant,
-        authorization_server.token_endpoint_auth_methods.as_deref(),
-    )
-    .map_err(|e| (e, None))?;
-    let mut form = vec![
-        ("grant_type", "refresh_token".to_owned()),
-        ("refresh_token", refresh_token),
-    ];
-    if let Some(resource) = &grant.resource {
-        form.push(("resource", resource.clone()));
-    }
     let expected = grant.token_generation;
-    match token_request(app, &authorization_server, &client, form).await {
+    let requested = async {
+        let authorization_server: AuthorizationServer = grant
+            .authorization_server
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+            .ok_or(OauthError::NotAuthorized)?;
+        let client = client_of_grant(
+            app,
+            server,
+            &grant,
+            authorization_server.token_endpoint_auth_methods.as_deref(),
+        )?;
+        let mut form = vec![
+            ("grant_type", "refresh_token".to_owned()),
+            ("refresh_token", refresh_token),
+        ];
+        if let Some(resource) = &grant.resource {
+            form.push(("resource", resource.clone()));
+        }
+        token_request(app, &authorization_server, &client, form).await
+    }
+    .await;
+
+    let (outcome, reason): (Result<(), OauthError>, &str) = match requested {
         Ok(response) => {
             let scopes = grant.granted_scopes.clone();
             apply_token_response(app, &mut grant, response, scopes.as_deref());
-            if !db::oauth::save_grant_if_generation(conn, &grant, expected)
-                .await
-                .map_err(|e| (db_error(e), None))?
-            {
-                return Err((
-                    OauthError::TokenEndpoint("a concurrent save won".into()),
-                    None,
-                ));
-            }
-            let event = status::record(conn, server_id, |row| {
-                status::mark_authorized(row, "token_refreshed")
-            })
-            .await
-            .map_err(|e| (db_error(e), None))?;
-            app.metrics.token_refresh("ok");
-            tracing::info!(mcp_server.id = %server_id, "OAuth token refreshed");
-            let tokens = open_tokens(app, &grant).ok_or((OauthError::NotAuthorized, None))?;
-            Ok((
-                Access {
-                    token: Secret::new(tokens.access_token),
-                    generation: grant.token_generation,
-                },
-                event,
-            ))
+            (Ok(()), "token_refreshed")
         }
         Err(error @ (OauthError::InvalidGrant | OauthError::InvalidClient)) => {
             let reason = if matches!(error, OauthError::InvalidGrant) {
@@ -417,27 +417,80 @@ async fn refresh_locked(
                 grant.client_information_sealed = None;
                 app.oauth.forget_discovery(server_id);
             }
-            grant.token_generation += 1;
+            grant.token_generation = grant.token_generation.saturating_add(1);
             grant.updated_at = DbTime(db::now());
-            db::oauth::save_grant_if_generation(conn, &grant, expected)
-                .await
-                .map_err(|e| (db_error(e), None))?;
-            let event = status::record(conn, server_id, |row| {
-                status::mark_needs_authorization(row, reason)
+            (Err(error), reason)
+        }
+        Err(error) => (Err(error), "refresh_failed"),
+    };
+    grant.refresh_lease_owner = None;
+    grant.refresh_lease_until = None;
+
+    let saved = async {
+        let mut conn = app.db.conn().await?;
+        transaction!(conn, {
+            let transient = grant.token_generation == expected;
+            let wrote = if transient {
+                // Nothing to save: give the lease back.
+                db::oauth::release_refresh_lease(&mut conn, server_id, owner).await?;
+                false
+            } else {
+                db::oauth::save_grant_if_generation(&mut conn, &grant, expected).await?
+            };
+            let event = match (&outcome, wrote) {
+                (Ok(()), true) => {
+                    status::record(&mut conn, server_id, |row| {
+                        status::mark_authorized(row, reason)
+                    })
+                    .await?
+                }
+                (Err(_), true) => {
+                    status::record(&mut conn, server_id, |row| {
+                        status::mark_needs_authorization(row, reason)
+                    })
+                    .await?
+                }
+                (Err(_), false) if transient => {
+                    status::record(&mut conn, server_id, status::mark_refresh_failed).await?
+                }
+                _ => None,
+            };
+            Ok::<_, db::DbError>((wrote, event))
+        })
+    }
+    .await;
+    let (wrote, event) = match saved {
+        Ok(saved) => saved,
+        Err(error) => {
+            // The lease lapses by itself; a refreshed token that could not be saved is lost,
+            // the old one stays.
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot save the outcome of a token refresh");
+            return Err(db_error(error));
+        }
+    };
+    if let Some(event) = event {
+        app.events.publish(event);
+    }
+    match outcome {
+        Ok(()) if wrote => {
+            app.metrics.token_refresh("ok");
+            tracing::info!(mcp_server.id = %server_id, "OAuth token refreshed");
+            let tokens = open_tokens(app, &grant).ok_or(OauthError::NotAuthorized)?;
+            Ok(Access {
+                token: Secret::new(tokens.access_token),
+                generation: grant.token_generation,
             })
-            .await
-            .map_err(|e| (db_error(e), None))?;
+        }
+        Ok(()) => Err(OauthError::TokenEndpoint("a concurrent save won".into())),
+        Err(error) if wrote => {
             app.metrics.token_refresh("rejected");
             tracing::warn!(mcp_server.id = %server_id, reason, "OAuth refresh rejected; authorization is required");
-            Err((error, event))
+            Err(error)
         }
         Err(error) => {
-            let event = status::record(conn, server_id, status::mark_refresh_failed)
-                .await
-                .map_err(|e| (db_error(e), None))?;
             app.metrics.token_refresh("failed");
             tracing::warn!(mcp_server.id = %server_id, %error, "OAuth refresh failed; tokens kept");
-            Err((error, event))
+            Err(error)
         }
     }
 }
@@ -452,7 +505,7 @@ async fn forget_tokens(app: &App, server_id: Uuid, generation: i64, reason: &str
         };
         grant.tokens_sealed = None;
         grant.access_expires_at = None;
-        grant.token_generation += 1;
+        grant.token_generation = grant.token_generation.saturating_add(1);
         grant.updated_at = DbTime(db::now());
         if !db::oauth::save_grant_if_generation(&mut conn, &grant, generation).await? {
             return Ok(None);
@@ -473,19 +526,15 @@ async fn forget_tokens(app: &App, server_id: Uuid, generation: i64, reason: &str
 }
 
 /// Refresh every grant whose access token expires within `horizon`. Returns how many were
-/// refreshed. Failures are logged; they never delete a token unless the server rejected it.
-pub async fn refresh_expiring(app: &App, horizon: TimeDelta) -> usize {
-    let due_grants = async {
+/// refreshed. Refresh failures are logged and never delete a token unless the server rejected
+/// it; only a storage failure fails the round.
+pub async fn refresh_expiring(app: &App, horizon: TimeDelta) -> Result<usize, db::DbError> {
+    let grants = {
         let mut conn = app.db.conn().await?;
-        db::oauth::grants_expiring(&mut conn, DbTime(db::now() + horizon), 100).await
-    }
-    .await;
-    let grants = match due_grants {
-        Ok(grants) => grants,
-        Err(error) => {
-            tracing::error!(%error, "cannot list grants to refresh");
-            return 0;
-        }
+        let before = db::now()
+            .checked_add_signed(horizon)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        db::oauth::grants_expiring(&mut conn, DbTime(before), 100).await?
     };
     let mut refreshed = 0;
     for grant in grants {
@@ -495,12 +544,11 @@ pub async fn refresh_expiring(app: &App, horizon: TimeDelta) -> usize {
         {
             continue;
         }
-        let server = async {
+        let server = {
             let mut conn = app.db.conn().await?;
-            db::servers::find(&mut conn, grant.server_id.0).await
-        }
-        .await;
-        let Ok(Some(server)) = server else { continue };
+            db::servers::find(&mut conn, grant.server_id.0).await?
+        };
+        let Some(server) = server else { continue };
         match refresh(app, &server, Some(grant.token_generation)).await {
             Ok(_) => refreshed += 1,
             Err(error) => {
@@ -508,22 +556,7 @@ pub async fn refresh_expiring(app: &App, horizon: TimeDelta) -> usize {
             }
         }
     }
-    refreshed
-}
-
-/// Run [`refresh_expiring`] every `interval` until the app is dropped.
-pub fn spawn_refresh_sweep(
-    app: crate::app::AppHandle,
-    interval: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            refresh_expiring(&app, TimeDelta::seconds(120)).await;
-        }
-    })
+    Ok(refreshed)
 }
 
 fn db_error(error: db::DbError) -> OauthError {
