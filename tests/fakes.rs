@@ -736,7 +736,7 @@ async fn token_endpoint_failure_switches() {
         ),
         (TokenFailure::ServerError, 503, Value::Null),
     ] {
-        auth.set_token_failure(failure);
+        auth.set_token_failure(failure.clone());
         assert_eq!(
             post_form(&token_url, &form, None).await,
             (status, body),

@@ -13,6 +13,8 @@ mod binary;
 mod console;
 mod fakes;
 mod health;
+mod hostile_servers;
+mod hostile_users;
 mod metrics;
 mod oauth;
 mod replicas;

@@ -45,7 +45,7 @@ pub enum MetadataStyle {
 }
 
 /// How the token endpoint fails, switched at runtime with [`FakeAuthServer::set_token_failure`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum TokenFailure {
     #[default]
     None,
@@ -57,6 +57,12 @@ pub enum TokenFailure {
     ServerError,
     /// Wait this long, then answer normally.
     Slow(Duration),
+    /// Answer with this status, content type and body, whatever was asked (a hostile or
+    /// broken server).
+    Reply(u16, &'static str, String),
+    /// Answer normally, with these fields of the JSON body replaced (e.g. an absurd
+    /// `expires_in`).
+    Patched(Vec<(&'static str, Value)>),
 }
 
 /// The configuration of a [`FakeAuthServer`]. The default is a well-behaved modern server.
@@ -93,6 +99,8 @@ pub struct AsConfig {
     pub token_endpoint_override: Option<String>,
     pub revocation_endpoint_override: Option<String>,
     pub registration_endpoint_override: Option<String>,
+    /// Prefix of every token and code this server issues, so tests can tell servers apart.
+    pub token_prefix: String,
 }
 
 impl Default for AsConfig {
@@ -120,6 +128,7 @@ impl Default for AsConfig {
             token_endpoint_override: None,
             revocation_endpoint_override: None,
             registration_endpoint_override: None,
+            token_prefix: String::new(),
         }
     }
 }
@@ -442,7 +451,7 @@ impl AsState {
 
     fn issue_access_token(&mut self, config: &AsConfig, scope: Option<&str>) -> String {
         self.issued.access_tokens += 1;
-        let token = format!("at-{}", self.issued.access_tokens);
+        let token = format!("{}at-{}", config.token_prefix, self.issued.access_tokens);
         let ttl = Duration::from_secs(config.access_token_ttl_secs.max(0).unsigned_abs());
         let access = AccessToken {
             scopes: scope
@@ -450,15 +459,22 @@ impl AsState {
                 .split_whitespace()
                 .map(str::to_owned)
                 .collect(),
-            expires_at: Instant::now() + ttl,
+            expires_at: Instant::now()
+                .checked_add(ttl)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400)),
         };
         self.access_tokens.insert(token.clone(), access);
         token
     }
 
-    fn issue_refresh_token(&mut self, client_id: &str, scope: Option<&str>) -> String {
+    fn issue_refresh_token(
+        &mut self,
+        config: &AsConfig,
+        client_id: &str,
+        scope: Option<&str>,
+    ) -> String {
         self.issued.refresh_tokens += 1;
-        let token = format!("rt-{}", self.issued.refresh_tokens);
+        let token = format!("{}rt-{}", config.token_prefix, self.issued.refresh_tokens);
         let grant = RefreshGrant {
             client_id: client_id.to_owned(),
             scope: scope.map(str::to_owned),
@@ -604,7 +620,7 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     let failure = {
         let mut state = shared.lock();
         state.token_requests.push(request.clone());
-        state.token_failure
+        state.token_failure.clone()
     };
     match failure {
         TokenFailure::None => {}
@@ -614,6 +630,15 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             return (StatusCode::SERVICE_UNAVAILABLE, "token service unavailable").into_response();
         }
         TokenFailure::Slow(delay) => tokio::time::sleep(delay).await,
+        TokenFailure::Reply(status, content_type, body) => {
+            return (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response();
+        }
+        TokenFailure::Patched(_) => {}
     }
 
     let config = &shared.config;
@@ -641,8 +666,8 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             let access_token = state.issue_access_token(config, scope.as_deref());
             let refresh_token = config
                 .issue_refresh_token
-                .then(|| state.issue_refresh_token(&client_id, scope.as_deref()));
-            token_response(config, &access_token, refresh_token, scope)
+                .then(|| state.issue_refresh_token(config, &client_id, scope.as_deref()));
+            token_response(config, &failure, &access_token, refresh_token, scope)
         }
         "refresh_token" => {
             let Some(presented) = field("refresh_token") else {
@@ -658,9 +683,9 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
             let access_token = state.issue_access_token(config, scope.as_deref());
             let refresh_token = config.rotate_refresh_tokens.then(|| {
                 state.refresh_tokens.remove(presented);
-                state.issue_refresh_token(&client_id, scope.as_deref())
+                state.issue_refresh_token(config, &client_id, scope.as_deref())
             });
-            token_response(config, &access_token, refresh_token, scope)
+            token_response(config, &failure, &access_token, refresh_token, scope)
         }
         _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
     }
@@ -716,6 +741,7 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 
 fn token_response(
     config: &AsConfig,
+    failure: &TokenFailure,
     access_token: &str,
     refresh_token: Option<String>,
     scope: Option<String>,
@@ -730,6 +756,11 @@ fn token_response(
     }
     if let Some(scope) = scope {
         body["scope"] = json!(scope);
+    }
+    if let TokenFailure::Patched(fields) = failure {
+        for (name, value) in fields {
+            body[*name] = value.clone();
+        }
     }
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }

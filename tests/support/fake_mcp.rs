@@ -215,6 +215,9 @@ struct McpState {
     sessions_deleted: Vec<String>,
     /// Open HTTP+SSE streams by session id.
     sse_streams: HashMap<String, tokio::sync::mpsc::UnboundedSender<String>>,
+    /// The authorization server the resource moved to, replacing the configured one in its
+    /// metadata and for token validation.
+    migrated_to: Option<FakeAuthServer>,
 }
 
 impl FakeMcpServer {
@@ -235,6 +238,12 @@ impl FakeMcpServer {
             shared,
             _task: Arc::new(task),
         }
+    }
+
+    /// Point the resource at another authorization server: its metadata names `to` from now
+    /// on, and only tokens `to` issued are accepted.
+    pub fn migrate_authorization_server(&self, to: &FakeAuthServer) {
+        self.shared.lock().migrated_to = Some(to.clone());
     }
 
     /// The MCP endpoint: `http://127.0.0.1:PORT/mcp`.
@@ -338,6 +347,14 @@ impl Shared {
         self.state.lock().expect("MCP server state")
     }
 
+    /// The authorization server in charge now: the one migrated to, else the configured one.
+    fn current_auth_server(&self, configured: &FakeAuthServer) -> FakeAuthServer {
+        self.lock()
+            .migrated_to
+            .clone()
+            .unwrap_or_else(|| configured.clone())
+    }
+
     /// The metadata URL named in challenges, if the location is one that is advertised.
     fn advertised_prm_url(&self) -> Option<String> {
         let McpAuth::OAuth { prm, .. } = &self.config.auth else {
@@ -383,7 +400,10 @@ impl Shared {
                 auth_server,
                 challenge_scope,
                 ..
-            } => match bearer.and_then(|token| auth_server.validate_access_token(token)) {
+            } => match bearer.and_then(|token| {
+                self.current_auth_server(auth_server)
+                    .validate_access_token(token)
+            }) {
                 Some(scopes) => Ok(Some(scopes)),
                 None => Err(self.bearer_challenge(
                     StatusCode::UNAUTHORIZED,
@@ -680,7 +700,7 @@ async fn protected_resource_metadata(State(shared): State<Arc<Shared>>) -> Respo
     };
     let mut document = json!({
         "resource": resource,
-        "authorization_servers": [auth_server.issuer()],
+        "authorization_servers": [shared.current_auth_server(auth_server).issuer()],
     });
     if let Some(scopes) = scopes_supported {
         document["scopes_supported"] = json!(scopes);

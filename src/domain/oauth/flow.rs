@@ -107,15 +107,6 @@ pub async fn start(
     };
     let server_url = secure_server_url(app, &server)?;
 
-    let step_up = AuthStatus::parse(&server.auth_status) == AuthStatus::InsufficientScope;
-    if !step_up
-        && let Some(grant) = &grant
-        && open_tokens(app, grant).is_some_and(|t| t.refresh_token.is_some())
-        && tokens::refresh(app, &server, None).await.is_ok()
-    {
-        return Ok(Started::AlreadyAuthorized);
-    }
-
     let challenge = match challenge {
         Some(challenge) => Some(challenge),
         None => {
@@ -129,6 +120,19 @@ pub async fn start(
         }
     };
     let discovery = discover_cached(app, &server, challenge.as_ref()).await?;
+
+    // A grant from the authorization server the resource names now, whose refresh token still
+    // works, needs no new flow, unless more scopes are needed. A grant from another server
+    // does not count: the resource moved.
+    let step_up = AuthStatus::parse(&server.auth_status) == AuthStatus::InsufficientScope;
+    if !step_up
+        && let Some(grant) = &grant
+        && grant.issuer.as_deref() == Some(discovery.server.issuer.as_str())
+        && open_tokens(app, grant).is_some_and(|t| t.refresh_token.is_some())
+        && tokens::refresh(app, &server, None).await.is_ok()
+    {
+        return Ok(Started::AlreadyAuthorized);
+    }
 
     // Scopes: the challenge's (plus what was asked before, on a step-up), else the resource's
     // advertised scopes, else none; `offline_access` only when the server lists it.
