@@ -6,6 +6,7 @@
 //! logs carry the method, path and status only, never a query string or a header.
 
 mod console;
+mod embedded;
 mod health;
 mod metrics;
 pub mod oauth_pages;
