@@ -8,22 +8,14 @@
 // stay text. It asks the Rust test to act on the world mid-way through CONTROL_URL.
 //
 // Every step prints "ok - <step>"; the first failure prints the step and the reason, saves
-// failure.png in E2E_OUTPUT and exits 1. No address outside 127.0.0.1 is ever contacted.
+// console-failure.png in E2E_OUTPUT and exits 1 (see kit.mjs). No address outside 127.0.0.1 is
+// ever contacted.
 
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { chromium } from 'playwright-core';
-
-function required(name) {
-  const value = process.env[name];
-  if (!value) {
-    console.error(`console.test.mjs: ${name} is not set (this script is started by tests/console.rs)`);
-    process.exit(2);
-  }
-  return value;
-}
+import {
+  check, control as controlAt, eventually, expectText, openBrowser, refuseNonLoopback, required, run,
+  sleep, step, TIMEOUT,
+} from './kit.mjs';
 
 const BASE = required('SWITCHBOARD_URL');
 const TOKEN = required('SWITCHBOARD_TOKEN');
@@ -37,102 +29,17 @@ const HOSTILE_TEXT = required('HOSTILE_TEXT');
 const CHROMIUM = required('CHROMIUM_PATH');
 const OUTPUT = required('E2E_OUTPUT');
 
-const TIMEOUT = 15_000;
 const SECRETS = ['calendar-secret-value', 'legacy-secret-value', TOKEN];
 
-for (const url of [BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL]) {
-  if (new URL(url).hostname !== '127.0.0.1') {
-    console.error(`console.test.mjs: refusing a non-loopback address: ${url}`);
-    process.exit(2);
-  }
-}
+refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL]);
 
-// ---------------------------------------------------------------------------------------
-// Small test kit.
-
-let currentStep = 'start-up';
-const problems = [];
-
-async function step(name, body) {
-  currentStep = name;
-  const started = Date.now();
-  await body();
-  console.log(`ok - ${name} (${Date.now() - started} ms)`);
-}
-
-class CheckFailed extends Error {}
-
-function check(condition, message) {
-  if (!condition) throw new CheckFailed(message);
-}
-
-// Retry `probe` until it stops throwing; fail with `what` and the last reason.
-async function eventually(probe, what, timeout = TIMEOUT) {
-  const deadline = Date.now() + timeout;
-  let last = null;
-  for (;;) {
-    try {
-      return await probe();
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new CheckFailed(`${what} (waited ${timeout} ms; last: ${last && last.message})`);
-    }
-    await sleep(100);
-  }
-}
-
-async function textOf(locator) {
-  return (await locator.innerText({ timeout: 1000 })).replace(/\s+/g, ' ').trim();
-}
-
-async function expectText(locator, expected, what, timeout = TIMEOUT) {
-  await eventually(async () => {
-    const text = await textOf(locator);
-    const matches = expected instanceof RegExp ? expected.test(text) : text.includes(expected);
-    check(matches, `text is ${JSON.stringify(text)}`);
-  }, `${what}: expected ${expected}`, timeout);
-}
-
-async function control(action) {
-  const response = await fetch(`${CONTROL}${action}`, { method: 'POST' });
-  check(response.ok, `control ${action} answered ${response.status}: ${await response.text()}`);
-}
+const control = (action) => controlAt(CONTROL, action);
 
 // ---------------------------------------------------------------------------------------
 // The browser.
 
-mkdirSync(OUTPUT, { recursive: true });
-const profile = mkdtempSync(path.join(tmpdir(), 'switchboard-e2e-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-  viewport: { width: 1360, height: 900 },
-  locale: 'en-US',
-  timezoneId: 'UTC',
-});
-context.setDefaultTimeout(TIMEOUT);
-const page = context.pages()[0] || (await context.newPage());
-
-page.on('pageerror', (error) => problems.push(`uncaught exception: ${error.message}`));
-page.on('console', (message) => {
-  const text = message.text();
-  if (message.type() === 'error' && !text.startsWith('Failed to load resource')) {
-    problems.push(`console error: ${text}`);
-  }
-  if (/Content Security Policy|Refused to/i.test(text)) problems.push(`policy violation: ${text}`);
-});
+const browser = await openBrowser(CHROMIUM, OUTPUT);
+const { page, problems } = browser;
 
 // The live socket goes through Playwright, so the test can cut it like a network would.
 let socketToPage = null;
@@ -494,24 +401,4 @@ async function scenario() {
   });
 }
 
-let failed = false;
-try {
-  await scenario();
-} catch (error) {
-  failed = true;
-  const reason = error instanceof CheckFailed ? error.message : error.stack || String(error);
-  console.error(`FAILED at step "${currentStep}": ${reason}`);
-  if (problems.length) console.error(`page problems:\n  ${problems.join('\n  ')}`);
-  try {
-    const shot = path.join(OUTPUT, 'failure.png');
-    await page.screenshot({ path: shot, fullPage: true });
-    console.error(`failure screenshot: ${shot}`);
-  } catch (shotError) {
-    console.error(`no failure screenshot: ${shotError.message}`);
-  }
-} finally {
-  await context.close().catch(() => {});
-  rmSync(profile, { recursive: true, force: true });
-}
-console.log(failed ? 'console e2e: FAILED' : 'console e2e: all steps passed');
-process.exit(failed ? 1 : 0);
+await run('console', browser, OUTPUT, scenario);

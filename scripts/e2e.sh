@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Browser test of the built-in console: drives it in Chromium through the OAuth popup flow.
+# Browser tests of the built-in console (driven in Chromium through the OAuth popup flow) and
+# of GraphiQL at /graphql (docs, history, queries and a subscription with a pasted token).
 #
 #   scripts/e2e.sh
 #
@@ -7,13 +8,13 @@
 #    (apt-get install -y --no-install-recommends chromium; as root, or through sudo).
 # 2. Installs playwright-core, pinned by e2e/package-lock.json, with `npm ci` into
 #    e2e/node_modules (git-ignored). It downloads no browser of its own.
-# 3. Runs `cargo test --test main console:: -- --ignored`: the Rust test starts Switchboard, a fake
-#    authorization server and fake MCP servers on 127.0.0.1 and runs e2e/console.test.mjs
-#    (Node 20 or newer) against them.
+# 3. Runs the ignored browser tests of tests/console.rs and tests/graphiql.rs, one at a time:
+#    each starts Switchboard, a fake authorization server and fake MCP servers on 127.0.0.1
+#    and runs e2e/console.test.mjs or e2e/graphiql.test.mjs (Node 20 or newer) against them.
 #
-# Screenshots land in target/e2e/: console.png and console-narrow.png on success,
-# failure.png when a step fails. Optional environment: CHROMIUM_PATH (default
-# /usr/bin/chromium).
+# Screenshots land in target/e2e/: console.png, console-narrow.png and graphiql.png on
+# success, <scenario>-failure.png when a step fails. Optional environment: CHROMIUM_PATH
+# (default /usr/bin/chromium).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -51,7 +52,7 @@ fi
 say "npm ci in e2e/"
 (cd "$ROOT/e2e" && npm ci --no-audit --no-fund --ignore-scripts)
 
-say "cargo test --test main console:: -- --ignored"
-cargo test --test main console:: -- --ignored
+say "cargo test --test main -- --ignored --test-threads=1 console:: graphiql::"
+cargo test --test main -- --ignored --test-threads=1 console:: graphiql::
 
 say "e2e passed in $((SECONDS - START))s; screenshots in target/e2e/"

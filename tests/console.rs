@@ -195,7 +195,7 @@ async fn configured_app_origins_do_not_displace_the_console_origin() {
 // ---------------------------------------------------------------------------------------------
 // The console in a real browser.
 
-fn repo_path(relative: &str) -> PathBuf {
+pub(crate) fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
@@ -275,9 +275,10 @@ async fn refresh_elsewhere(
     (status, axum::Json(body)).into_response()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs Chromium; run by scripts/e2e.sh"]
-async fn the_console_in_a_real_browser() {
+/// Run the browser scenario `script` of `e2e/` with Node, its environment being `env` plus
+/// `CHROMIUM_PATH` and `E2E_OUTPUT`, and fail the test when it fails. Returns where its
+/// screenshots are. Needs what `scripts/e2e.sh` installs.
+pub(crate) async fn run_browser_scenario(script: &str, env: &[(&str, String)]) -> PathBuf {
     let e2e = repo_path("e2e");
     assert!(
         e2e.join("node_modules/playwright-core").is_dir(),
@@ -288,7 +289,44 @@ async fn the_console_in_a_real_browser() {
         Path::new(&chromium).exists(),
         "{chromium} is missing: run scripts/e2e.sh, which installs it"
     );
+    let out = output_dir();
+    std::fs::create_dir_all(&out).unwrap();
+    let mut node = std::process::Command::new("node")
+        .arg(script)
+        .current_dir(&e2e)
+        .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+        .env("CHROMIUM_PATH", &chromium)
+        .env("E2E_OUTPUT", &out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node (Node 20 or newer must be on PATH)");
+    // Polled rather than waited on, so the servers of the test keep running on this runtime.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(status) = node.try_wait().expect("node's status") {
+            break status;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!("{script} did not finish within 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let name = script.trim_end_matches(".test.mjs");
+    assert!(
+        status.success(),
+        "{script} failed ({status}); its log is above and its screenshot is in {}",
+        out.join(format!("{name}-failure.png")).display()
+    );
+    out
+}
 
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Chromium; run by scripts/e2e.sh"]
+async fn the_console_in_a_real_browser() {
     let t = TestApp::start().await;
     let auth = FakeAuthServer::start(AsConfig::default()).await;
     let docs = FakeMcpServer::start(McpConfig {
@@ -330,45 +368,21 @@ async fn the_console_in_a_real_browser() {
         }),
     );
 
-    let out = output_dir();
-    std::fs::create_dir_all(&out).unwrap();
-    let mut node = std::process::Command::new("node")
-        .arg("console.test.mjs")
-        .current_dir(&e2e)
-        .env("SWITCHBOARD_URL", t.url(""))
-        .env("SWITCHBOARD_TOKEN", &t.admin.token)
-        .env("CONTROL_URL", &control_url)
-        .env("DOCS_MCP_URL", docs.url())
-        .env("CALENDAR_MCP_URL", calendar.url())
-        .env("SEARCH_MCP_URL", search.url())
-        .env("HOSTILE_MCP_URL", hostile.url())
-        .env("UNREACHABLE_MCP_URL", &unreachable)
-        .env("HOSTILE_TEXT", HOSTILE_TEXT)
-        .env("CHROMIUM_PATH", &chromium)
-        .env("E2E_OUTPUT", &out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start node (Node 20 or newer must be on PATH)");
-    // Polled rather than waited on, so the servers above keep running on this runtime.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(status) = node.try_wait().expect("node's status") {
-            break status;
-        }
-        if tokio::time::Instant::now() > deadline {
-            let _ = node.kill();
-            let _ = node.wait();
-            panic!("the browser scenario did not finish within 5 minutes");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert!(
-        status.success(),
-        "the browser scenario failed ({status}); its log is above and its screenshot is in {}",
-        out.join("failure.png").display()
-    );
+    let out = run_browser_scenario(
+        "console.test.mjs",
+        &[
+            ("SWITCHBOARD_URL", t.url("")),
+            ("SWITCHBOARD_TOKEN", t.admin.token.clone()),
+            ("CONTROL_URL", control_url),
+            ("DOCS_MCP_URL", docs.url()),
+            ("CALENDAR_MCP_URL", calendar.url()),
+            ("SEARCH_MCP_URL", search.url()),
+            ("HOSTILE_MCP_URL", hostile.url()),
+            ("UNREACHABLE_MCP_URL", unreachable),
+            ("HOSTILE_TEXT", HOSTILE_TEXT.to_owned()),
+        ],
+    )
+    .await;
     assert!(out.join("console.png").is_file(), "no screenshot written");
 
     // What the fakes saw agrees with what the browser showed.

@@ -1,8 +1,9 @@
 //! Switchboard's integration tests, compiled as one binary so the suite links once.
 //!
 //! Each module covers one area through the public surface: GraphQL over HTTP and WebSocket,
-//! the OAuth pages, the binary as an operator runs it, and the storage on the configured
-//! backend (SQLite by default, PostgreSQL when `SWITCHBOARD_TEST_DATABASE_URL` is set).
+//! GraphiQL, the OAuth pages, the binary as an operator runs it, and the storage on the
+//! configured backend (SQLite by default, PostgreSQL when `SWITCHBOARD_TEST_DATABASE_URL` is
+//! set).
 //! `support` holds the in-process `TestApp` and the fake authorization and MCP servers.
 
 mod support;
@@ -12,6 +13,7 @@ mod api_hygiene;
 mod binary;
 mod console;
 mod fakes;
+mod graphiql;
 mod health;
 mod hostile_servers;
 mod hostile_users;

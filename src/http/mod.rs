@@ -1,11 +1,13 @@
-//! The HTTP surface: the router, GraphQL over HTTP and WebSocket, health endpoints, and the
-//! built-in status console at `/`.
+//! The HTTP surface: the router, GraphQL over HTTP and WebSocket, GraphiQL, health endpoints,
+//! and the built-in status console at `/`.
 //!
 //! Handlers are thin: authenticate, call the schema or one domain function, answer. The
 //! request body limit and CORS (configured app origins only) apply to every route. Request
 //! logs carry the method, path and status only, never a query string or a header.
 
 mod console;
+mod embedded;
+mod graphiql;
 mod health;
 mod metrics;
 pub mod oauth_pages;
@@ -14,12 +16,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_graphql::Data;
-use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -57,7 +59,8 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
         .route("/console.js", get(console::script))
         .route("/console.css", get(console::style))
         .route("/favicon.svg", get(console::icon))
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(graphiql::page).post(graphql))
+        .route("/graphiql/{*file}", get(graphiql::asset))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -112,16 +115,6 @@ pub async fn serve(
             let _ = closing.send(true);
         })
         .await
-}
-
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Switchboard")
-            .finish(),
-    )
 }
 
 async fn graphql(
