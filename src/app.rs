@@ -30,6 +30,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// MCP sessions kept open between tool calls.
     pub sessions: crate::domain::mcp::pool::SessionPool,
+    /// Outbound budgets, rate limits and quotas.
+    pub limits: crate::domain::limits::Limits,
 }
 
 /// Undelivered status events kept per slow subscriber.
@@ -66,6 +68,7 @@ impl App {
                 .context("relaying status events between replicas")?,
             DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
         };
+        let limits = crate::domain::limits::Limits::new(&config);
         Ok(Arc::new(App {
             config,
             db,
@@ -75,6 +78,7 @@ impl App {
             oauth: OauthState::default(),
             metrics: Arc::default(),
             sessions: crate::domain::mcp::pool::SessionPool::default(),
+            limits,
         }))
     }
 }
