@@ -265,9 +265,15 @@ impl Session<'_> {
             .limits
             .admit(&budget, self.principal)
             .map_err(domain_error)?;
-        let started = flow::start(self.app, self.principal, outbound, self.server_id, challenge)
-            .await
-            .map_err(domain_error)?;
+        let started = flow::start(
+            self.app,
+            self.principal,
+            outbound,
+            self.server_id,
+            challenge,
+        )
+        .await
+        .map_err(domain_error)?;
         let Started::Redirect { upstream_url, .. } = started else {
             writeln!(out, "already authorized")?;
             return Ok(());

@@ -13,6 +13,7 @@ mod binary;
 mod console;
 mod fakes;
 mod health;
+mod limits;
 mod metrics;
 mod oauth;
 mod replicas;

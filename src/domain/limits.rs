@@ -389,11 +389,22 @@ mod tests {
             assert!(limiter.take(key, start).is_ok());
         }
         let wait = limiter.take(key, start).expect_err("burst used up");
-        assert!(wait <= Duration::from_secs(1) && wait > Duration::ZERO, "{wait:?}");
+        assert!(
+            wait <= Duration::from_secs(1) && wait > Duration::ZERO,
+            "{wait:?}"
+        );
         assert_eq!(whole_seconds(wait), 1);
         // One token per second flows back.
-        assert!(limiter.take(key, start + Duration::from_millis(1000)).is_ok());
-        assert!(limiter.take(key, start + Duration::from_millis(1000)).is_err());
+        assert!(
+            limiter
+                .take(key, start + Duration::from_millis(1000))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .take(key, start + Duration::from_millis(1000))
+                .is_err()
+        );
         // Another key has its own bucket.
         assert!(limiter.take(Uuid::now_v7(), start).is_ok());
     }
@@ -430,7 +441,11 @@ mod tests {
         for _ in 0..5_000 {
             assert!(limiter.take(Uuid::now_v7(), start).is_ok());
         }
-        assert_eq!(limiter.len(), 5_000, "callers with tokens in use are tracked");
+        assert_eq!(
+            limiter.len(),
+            5_000,
+            "callers with tokens in use are tracked"
+        );
         // A refill period later every bucket is full again and goes at the next sweep.
         let later = start + SWEEP_EVERY + Duration::from_secs(2);
         assert!(limiter.take(Uuid::now_v7(), later).is_ok());
@@ -447,6 +462,9 @@ mod tests {
         // Refilled at `later`, so its bucket may go: the next take starts full, which is the
         // same answer a kept bucket would give.
         assert!(limiter.take(key, later).is_ok());
-        assert!(limiter.take(key, later).is_err(), "the bucket is tracked again");
+        assert!(
+            limiter.take(key, later).is_err(),
+            "the bucket is tracked again"
+        );
     }
 }

@@ -376,10 +376,8 @@ async fn load_tool_pages(
     server_ids: &[Uuid],
     page: &ToolsPage,
 ) -> Result<HashMap<Uuid, Page<ToolRow>>> {
-    let mut pages: HashMap<Uuid, Page<ToolRow>> = server_ids
-        .iter()
-        .map(|id| (*id, Page::default()))
-        .collect();
+    let mut pages: HashMap<Uuid, Page<ToolRow>> =
+        server_ids.iter().map(|id| (*id, Page::default())).collect();
     if server_ids.is_empty() {
         return Ok(pages);
     }

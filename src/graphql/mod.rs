@@ -132,6 +132,9 @@ pub(crate) fn outbound<'a>(
         tracing::error!("a request reached an outbound field without a budget");
         return Err(error::internal());
     };
-    let permit = app.limits.admit(budget, principal).map_err(error::api_error)?;
+    let permit = app
+        .limits
+        .admit(budget, principal)
+        .map_err(error::api_error)?;
     Ok((principal, permit))
 }

@@ -225,7 +225,10 @@ impl Workspace {
         let nodes = [look.field("edges").field("node"), look.field("nodes")];
         let wants = |field: &str| nodes.iter().any(|n| n.field(field).exists());
         let mut tools = Vec::new();
-        for selection in nodes.iter().flat_map(|n| n.field("tools").selection_fields()) {
+        for selection in nodes
+            .iter()
+            .flat_map(|n| n.field("tools").selection_fields())
+        {
             if let Some(page) = requested_tools_page(&selection)
                 && !tools.contains(&page)
             {
