@@ -479,6 +479,36 @@ mod tests {
     }
 
     #[test]
+    fn limits_have_defaults_and_a_zero_rate_turns_a_limit_off() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config.outbound_per_request, 10);
+        assert_eq!(
+            config.user_outbound,
+            RateLimit {
+                per_minute: 120,
+                burst: 30
+            }
+        );
+        assert!(config.workspace_outbound.is_on());
+        assert_eq!(config.max_servers_per_workspace, 200);
+        assert_eq!(config.max_tools_per_server, 1000);
+        assert_eq!(config.max_catalogue_bytes, 2 << 20);
+        let config = parse(&["--user-outbound-per-minute", "0"]).expect("valid");
+        assert!(!config.user_outbound.is_on());
+        for (flag, value) in [
+            ("--outbound-per-request", "0"),
+            ("--user-outbound-burst", "0"),
+            ("--workspace-outbound-per-minute", "2000000"),
+            ("--max-servers-per-workspace", "0"),
+            ("--max-tools-per-server", "many"),
+            ("--max-catalogue-bytes", "10"),
+        ] {
+            let error = parse(&[flag, value]).expect_err("out of range");
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
+    }
+
+    #[test]
     fn origins_are_normalised() {
         let config = parse(&[
             "--app-origins",
