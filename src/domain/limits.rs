@@ -216,11 +216,6 @@ impl Limits {
             limits: self,
         })
     }
-
-    /// How many callers and workspaces the limiter currently tracks.
-    pub fn tracked(&self) -> (usize, usize) {
-        (self.users.len(), self.workspaces.len())
-    }
 }
 
 /// The right to run one outbound operation, granted by [`Limits::admit`]. Domain functions
@@ -313,10 +308,6 @@ impl Buckets {
         f64::from(self.rate.burst.max(1))
     }
 
-    fn len(&self) -> usize {
-        self.lock().buckets.len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, BucketMap> {
         // The map holds plain numbers: a panic elsewhere cannot leave it inconsistent.
         self.state
@@ -371,6 +362,12 @@ mod tests {
 
     fn buckets(per_minute: u32, burst: u32) -> Buckets {
         Buckets::new(RateLimit { per_minute, burst })
+    }
+
+    impl Buckets {
+        fn len(&self) -> usize {
+            self.lock().buckets.len()
+        }
     }
 
     #[test]
