@@ -26,13 +26,15 @@ const QUERIES = {
   servers: `query($w: ID!, $after: String) { workspace(id: $w) { id role
     mcpServers(first: 50, after: $after) { pageInfo { hasNextPage endCursor } nodes { ${SERVER_FIELDS} } } } }`,
   server: `query($id: ID!) { mcpServer(id: $id) { ${SERVER_FIELDS} } }`,
-  tools: `query($id: ID!) { mcpServer(id: $id) { id tools { ${TOOL_FIELDS} } } }`,
+  tools: `query($id: ID!, $after: String) { mcpServer(id: $id) { id
+    tools(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { ${TOOL_FIELDS} } } } }`,
   create: `mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { authType server { ${SERVER_FIELDS} } } }`,
   update: `mutation($id: ID!, $i: UpdateMcpServerInput!) { updateMcpServer(id: $id, input: $i) { ${SERVER_FIELDS} } }`,
   remove: 'mutation($id: ID!) { deleteMcpServer(id: $id) }',
   start: 'mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }',
   disconnect: `mutation($id: ID!) { disconnectMcpOauth(serverId: $id) { ${SERVER_FIELDS} } }`,
-  refresh: `mutation($id: ID!) { refreshMcpServer(id: $id) { ${SERVER_FIELDS} tools { ${TOOL_FIELDS} } } }`,
+  refresh: `mutation($id: ID!) { refreshMcpServer(id: $id) { ${SERVER_FIELDS}
+    tools(first: 100) { pageInfo { hasNextPage endCursor } nodes { ${TOOL_FIELDS} } } } }`,
   call: `mutation($id: ID!, $name: String!, $args: JSON) {
     callMcpTool(serverId: $id, name: $name, arguments: $args) { content structuredContent isError } }`,
   status: `subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason at
@@ -74,6 +76,8 @@ const REASONS = {
   url_changed: 'The URL changed',
   credentials_changed: 'The client credentials changed',
   auth_type_changed: 'The auth type changed',
+  too_many_tools: 'The server lists more tools than allowed; the previous tools were kept',
+  catalogue_too_large: 'The server\'s tool list is too large; the previous tools were kept',
 };
 
 // Reason codes of the OAuth callback page, in words (the page itself shows the same texts).
@@ -674,10 +678,15 @@ async function refresh(entry, control) {
     const server = data.refreshMcpServer;
     const current = state.entries.get(id);
     if (current) {
-      // The catalogue just arrived with the answer: no need to fetch it again.
+      // The catalogue's first page arrived with the answer; fetch the rest, if any.
       current.toolsKey = null;
       upsertServer(server);
-      setTools(current, server.tools);
+      if (server.tools.pageInfo.hasNextPage) {
+        loadTools(current).catch((error) =>
+          notify(`Could not load the tools: ${describeError(error)}`, 'error'));
+      } else {
+        setTools(current, server.tools.nodes);
+      }
     }
     notify(`“${server.name}” refreshed: ${server.toolCount} tool${server.toolCount === 1 ? '' : 's'}.`, 'ok');
   } catch (error) {
@@ -826,9 +835,19 @@ async function toggleTools(entry) {
   }
 }
 
+// The whole catalogue, page by page (a server's catalogue is capped by the tools quota).
 async function loadTools(entry) {
-  const data = await api(QUERIES.tools, { id: entry.server.id });
-  if (data.mcpServer) setTools(entry, data.mcpServer.tools);
+  const tools = [];
+  let after = null;
+  for (;;) {
+    const data = await api(QUERIES.tools, { id: entry.server.id, after });
+    if (!data.mcpServer) return;
+    const page = data.mcpServer.tools;
+    tools.push(...page.nodes);
+    if (!page.pageInfo.hasNextPage) break;
+    after = page.pageInfo.endCursor;
+  }
+  setTools(entry, tools);
 }
 
 // Redraw the catalogue only when it changed, so a live update does not wipe the arguments

@@ -32,6 +32,8 @@ pub struct App {
     pub sessions: crate::domain::mcp::pool::SessionPool,
     /// Background tasks and their liveness.
     pub tasks: crate::supervisor::Supervisor,
+    /// Outbound budgets, rate limits and quotas.
+    pub limits: crate::domain::limits::Limits,
 }
 
 /// Undelivered status events kept per slow subscriber.
@@ -130,6 +132,7 @@ impl App {
                 .context("relaying status events between replicas")?,
             DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
         };
+        let limits = crate::domain::limits::Limits::new(&config);
         Ok(Arc::new(App {
             config,
             db,
@@ -140,6 +143,7 @@ impl App {
             metrics: Arc::default(),
             sessions: crate::domain::mcp::pool::SessionPool::default(),
             tasks: crate::supervisor::Supervisor::default(),
+            limits,
         }))
     }
 }

@@ -18,6 +18,14 @@
 //! | `--max-body-bytes` | `SWITCHBOARD_MAX_BODY_BYTES` | `1048576` |
 //! | `--max-query-depth` | `SWITCHBOARD_MAX_QUERY_DEPTH` | `12` |
 //! | `--max-query-complexity` | `SWITCHBOARD_MAX_QUERY_COMPLEXITY` | `20000` |
+//! | `--outbound-per-request` | `SWITCHBOARD_OUTBOUND_PER_REQUEST` | `10` |
+//! | `--user-outbound-per-minute` | `SWITCHBOARD_USER_OUTBOUND_PER_MINUTE` | `120` (0 turns the limit off) |
+//! | `--user-outbound-burst` | `SWITCHBOARD_USER_OUTBOUND_BURST` | `30` |
+//! | `--workspace-outbound-per-minute` | `SWITCHBOARD_WORKSPACE_OUTBOUND_PER_MINUTE` | `600` (0 turns the limit off) |
+//! | `--workspace-outbound-burst` | `SWITCHBOARD_WORKSPACE_OUTBOUND_BURST` | `100` |
+//! | `--max-servers-per-workspace` | `SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE` | `200` |
+//! | `--max-tools-per-server` | `SWITCHBOARD_MAX_TOOLS_PER_SERVER` | `1000` |
+//! | `--max-catalogue-bytes` | `SWITCHBOARD_MAX_CATALOGUE_BYTES` | `2097152` |
 //!
 //! The log filter follows `RUST_LOG` (default `info`).
 
@@ -117,6 +125,39 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_MAX_QUERY_COMPLEXITY", default_value = "20000", global = true,
           value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
     pub max_query_complexity: u32,
+    /// Operations that contact other servers (probe, create, update, delete, OAuth, refresh,
+    /// tool call) accepted in one GraphQL request or WebSocket operation.
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_PER_REQUEST", default_value = "10", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub outbound_per_request: u32,
+    /// Outbound operations a user may start per minute, on average (0 turns the limit off).
+    #[arg(long, env = "SWITCHBOARD_USER_OUTBOUND_PER_MINUTE", default_value = "120", global = true,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub user_outbound_per_minute: u32,
+    /// Outbound operations a user may start at once before the per-minute rate applies.
+    #[arg(long, env = "SWITCHBOARD_USER_OUTBOUND_BURST", default_value = "30", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub user_outbound_burst: u32,
+    /// Outbound operations a workspace may start per minute, on average (0 turns the limit off).
+    #[arg(long, env = "SWITCHBOARD_WORKSPACE_OUTBOUND_PER_MINUTE", default_value = "600",
+          global = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub workspace_outbound_per_minute: u32,
+    /// Outbound operations a workspace may start at once before the per-minute rate applies.
+    #[arg(long, env = "SWITCHBOARD_WORKSPACE_OUTBOUND_BURST", default_value = "100", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub workspace_outbound_burst: u32,
+    /// Most MCP servers registered in one workspace.
+    #[arg(long, env = "SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE", default_value = "200", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_servers_per_workspace: u32,
+    /// Most tools stored for one server; a longer listing is refused.
+    #[arg(long, env = "SWITCHBOARD_MAX_TOOLS_PER_SERVER", default_value = "1000", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_tools_per_server: u32,
+    /// Largest tool listing of one server, in bytes of JSON; a larger one is refused.
+    #[arg(long, env = "SWITCHBOARD_MAX_CATALOGUE_BYTES", default_value = "2097152", global = true,
+          value_parser = clap::value_parser!(u64).range(1024..=268_435_456))]
+    pub max_catalogue_bytes: u64,
 }
 
 /// Validated configuration.
@@ -152,6 +193,41 @@ pub struct Config {
     pub max_query_depth: usize,
     /// Query complexity limit.
     pub max_query_complexity: usize,
+    /// Outbound operations per GraphQL request (or WebSocket operation).
+    pub outbound_per_request: u32,
+    /// Per-user rate of outbound operations.
+    pub user_outbound: RateLimit,
+    /// Per-workspace rate of outbound operations.
+    pub workspace_outbound: RateLimit,
+    /// Most servers per workspace.
+    pub max_servers_per_workspace: u32,
+    /// Most tools per server.
+    pub max_tools_per_server: u32,
+    /// Largest tool listing per server, in bytes.
+    pub max_catalogue_bytes: u64,
+}
+
+/// A token-bucket rate: `per_minute` on average, up to `burst` at once. A rate of zero turns
+/// the limit off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Operations per minute, on average (0: unlimited).
+    pub per_minute: u32,
+    /// Operations accepted at once.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: RateLimit = RateLimit {
+        per_minute: 0,
+        burst: 1,
+    };
+
+    /// Whether the limit applies.
+    pub fn is_on(&self) -> bool {
+        self.per_minute > 0
+    }
 }
 
 /// A setting with a bad value.
@@ -243,6 +319,18 @@ impl ConfigArgs {
             max_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
             max_query_depth: usize::from(self.max_query_depth),
             max_query_complexity: usize::try_from(self.max_query_complexity).unwrap_or(usize::MAX),
+            outbound_per_request: self.outbound_per_request,
+            user_outbound: RateLimit {
+                per_minute: self.user_outbound_per_minute,
+                burst: self.user_outbound_burst,
+            },
+            workspace_outbound: RateLimit {
+                per_minute: self.workspace_outbound_per_minute,
+                burst: self.workspace_outbound_burst,
+            },
+            max_servers_per_workspace: self.max_servers_per_workspace,
+            max_tools_per_server: self.max_tools_per_server,
+            max_catalogue_bytes: self.max_catalogue_bytes,
         })
     }
 }
@@ -388,6 +476,36 @@ mod tests {
         );
         let error = parse(&["--allow-private-networks", "maybe"]).expect_err("bad bool");
         assert!(error.contains("allow-private-networks"), "{error}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_a_zero_rate_turns_a_limit_off() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(config.outbound_per_request, 10);
+        assert_eq!(
+            config.user_outbound,
+            RateLimit {
+                per_minute: 120,
+                burst: 30
+            }
+        );
+        assert!(config.workspace_outbound.is_on());
+        assert_eq!(config.max_servers_per_workspace, 200);
+        assert_eq!(config.max_tools_per_server, 1000);
+        assert_eq!(config.max_catalogue_bytes, 2 << 20);
+        let config = parse(&["--user-outbound-per-minute", "0"]).expect("valid");
+        assert!(!config.user_outbound.is_on());
+        for (flag, value) in [
+            ("--outbound-per-request", "0"),
+            ("--user-outbound-burst", "0"),
+            ("--workspace-outbound-per-minute", "2000000"),
+            ("--max-servers-per-workspace", "0"),
+            ("--max-tools-per-server", "many"),
+            ("--max-catalogue-bytes", "10"),
+        ] {
+            let error = parse(&[flag, value]).expect_err("out of range");
+            assert!(error.contains(flag), "{flag}: {error}");
+        }
     }
 
     #[test]

@@ -47,23 +47,15 @@ const MAX_AUTHORIZATIONS_PER_OPERATION: usize = 3;
 /// Run the headless client, printing each step to `out`.
 pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
-    let config = Config {
-        database: DatabaseTarget::Sqlite(dir.path().join("connect.db")),
-        bind: "127.0.0.1:0".parse()?,
-        public_url: Url::parse("http://localhost:3000")?,
-        app_origins: Vec::new(),
-        client_metadata_url: options.client_metadata_url.clone(),
-        encryption_keys: None,
-        key_file: None,
-        allow_private_networks: options.allow_loopback,
-        log_format: LogFormat::Text,
-        health_interval: std::time::Duration::ZERO,
-        health_concurrency: 4,
-        db_pool_size: 4,
-        max_body_bytes: 1 << 20,
-        max_query_depth: 12,
-        max_query_complexity: 20_000,
-    };
+    let mut config = Config::defaults(DatabaseTarget::Sqlite(dir.path().join("connect.db")));
+    config.bind = "127.0.0.1:0".parse()?;
+    config.public_url = Url::parse("http://localhost:3000")?;
+    config.client_metadata_url = options.client_metadata_url.clone();
+    config.allow_private_networks = options.allow_loopback;
+    config.log_format = LogFormat::Text;
+    config.health_interval = std::time::Duration::ZERO;
+    config.health_concurrency = 4;
+    config.db_pool_size = 4;
     let app = App::build(config, KeyRing::generate()).await?;
     app.db.migrate().await?;
     let first = admin::bootstrap(&app)
@@ -75,9 +67,14 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         token_id: first.token.row.id.0,
         memberships: [(first.workspace.id.0, Role::Admin)].into(),
     };
+    // The command line is one caller making one request per step, under the same limits.
+    let budget = app.limits.request_budget();
     let created = servers::create(
         &app,
         &principal,
+        app.limits
+            .admit(&budget, &principal)
+            .map_err(domain_error)?,
         first.workspace.id.0,
         NewServer {
             name: "connect".into(),
@@ -107,8 +104,9 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         .with_authorization(out, |server| async move {
             let (mcp, _) = catalogue::connect(session.app, &server).await?;
             let tools = mcp
-                .list_tools()
+                .list_tools(catalogue::listing_caps(session.app))
                 .await
+                .map(|listing| listing.tools)
                 .map_err(|e| catalogue::mcp_error(server.id.0, e));
             mcp.close().await;
             tools
@@ -220,9 +218,14 @@ impl Session<'_> {
             }
             if AuthType::parse(&server.auth_type) != AuthType::Oauth {
                 // Detected as something else, but the server wants OAuth: switch it.
+                let budget = self.app.limits.request_budget();
                 servers::update(
                     self.app,
                     self.principal,
+                    self.app
+                        .limits
+                        .admit(&budget, self.principal)
+                        .map_err(domain_error)?,
                     self.server_id,
                     servers::ServerChanges {
                         auth_type: servers::Patch::Set(AuthType::Oauth),
@@ -256,9 +259,21 @@ impl Session<'_> {
         out: &mut (dyn Write + Send),
         challenge: Option<Challenge>,
     ) -> anyhow::Result<()> {
-        let started = flow::start(self.app, self.principal, self.server_id, challenge)
-            .await
+        let budget = self.app.limits.request_budget();
+        let outbound = self
+            .app
+            .limits
+            .admit(&budget, self.principal)
             .map_err(domain_error)?;
+        let started = flow::start(
+            self.app,
+            self.principal,
+            outbound,
+            self.server_id,
+            challenge,
+        )
+        .await
+        .map_err(domain_error)?;
         let Started::Redirect { upstream_url, .. } = started else {
             writeln!(out, "already authorized")?;
             return Ok(());

@@ -168,7 +168,7 @@ async fn a_page_of_servers_costs_a_constant_number_of_queries() {
     let query = "query($w: ID!) { workspace(id: $w) { mcpServers(first: 100) { edges { node { \
         id name url authType connectionStatus authStatus toolCount headerNames \
         workspace { id name } oauth { expiresAt issuer authorizedBy { name } } createdBy { id name } \
-        tools { name } } } } } }";
+        tools { nodes { name } } } } } } }";
     let vars = json!({ "w": a.workspace_id.to_string() });
 
     let mut counts = Vec::new();

@@ -17,6 +17,7 @@ mod graphiql;
 mod health;
 mod hostile_servers;
 mod hostile_users;
+mod limits;
 mod metrics;
 mod oauth;
 mod replicas;

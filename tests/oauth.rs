@@ -32,7 +32,7 @@ async fn world(
 const START: &str =
     "mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }";
 const SERVER: &str = "query($id: ID!) { mcpServer(id: $id) { authType connectionStatus authStatus statusReason toolCount \
-    tools { name } oauth { issuer scopes expiresAt registration flowInProgress authorizedBy { name } } } }";
+    tools { nodes { name } } oauth { issuer scopes expiresAt registration flowInProgress authorizedBy { name } } } }";
 
 async fn create_oauth_server(t: &TestApp, actor: &Actor, url: &str) -> String {
     t.create_server(actor, json!({ "name": "oauth", "url": url }))
@@ -151,7 +151,10 @@ async fn the_popup_flow_connects_a_server() {
     assert_eq!(s["authStatus"], "AUTHORIZED", "{s}");
     assert_eq!(s["connectionStatus"], "CONNECTED");
     assert_eq!(s["toolCount"], 2);
-    assert_eq!(s["tools"], json!([{ "name": "echo" }, { "name": "fail" }]));
+    assert_eq!(
+        s["tools"]["nodes"],
+        json!([{ "name": "echo" }, { "name": "fail" }])
+    );
     assert_eq!(s["oauth"]["issuer"], auth.issuer());
     assert_eq!(s["oauth"]["registration"], "DYNAMIC");
     assert_eq!(s["oauth"]["flowInProgress"], false);

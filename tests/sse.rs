@@ -4,7 +4,7 @@ use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fai
 use crate::support::{TestApp, error_code};
 use serde_json::json;
 
-const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { name } } }";
+const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { nodes { name } } } }";
 const CALL: &str = "mutation($id: ID!, $n: String!, $a: JSON) { callMcpTool(serverId: $id, name: $n, arguments: $a) { content structuredContent isError } }";
 
 fn sse_server(auth: McpAuth) -> McpConfig {
@@ -41,7 +41,7 @@ async fn lists_and_calls_tools_with_static_headers() {
     let s = &data["refreshMcpServer"];
     assert_eq!(s["connectionStatus"], "CONNECTED", "{data}");
     assert_eq!(s["toolCount"], 3);
-    let names: Vec<&str> = s["tools"]
+    let names: Vec<&str> = s["tools"]["nodes"]
         .as_array()
         .unwrap()
         .iter()

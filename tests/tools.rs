@@ -12,7 +12,7 @@ use crate::support::{TestApp, error_code, oauth_with};
 use serde_json::{Value, json};
 use switchboard::domain::access::Role;
 
-const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { name inputSchema } } }";
+const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { connectionStatus authStatus toolCount tools { nodes { name inputSchema } } } }";
 const CALL: &str = "mutation($id: ID!, $n: String!, $a: JSON) { callMcpTool(serverId: $id, name: $n, arguments: $a) { content structuredContent isError } }";
 const STATUS: &str =
     "query($id: ID!) { mcpServer(id: $id) { connectionStatus authStatus statusReason lastError } }";
@@ -34,7 +34,7 @@ async fn catalogue_and_calls() {
     let s = &data["refreshMcpServer"];
     assert_eq!(s["toolCount"], 3, "{data}");
     assert_eq!(s["connectionStatus"], "CONNECTED");
-    let names: Vec<&str> = s["tools"]
+    let names: Vec<&str> = s["tools"]["nodes"]
         .as_array()
         .unwrap()
         .iter()

@@ -89,6 +89,12 @@ impl Server {
             .env("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", "true")
             // Background health checks would add upstream traffic at random moments.
             .env("SWITCHBOARD_HEALTH_INTERVAL_SECS", "0")
+            // One user sends thousands of tool calls a second and the listed workspace holds
+            // up to a thousand servers: with the rate limits and the server quota on, the run
+            // would measure their refusals instead of the server.
+            .env("SWITCHBOARD_USER_OUTBOUND_PER_MINUTE", "0")
+            .env("SWITCHBOARD_WORKSPACE_OUTBOUND_PER_MINUTE", "0")
+            .env("SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE", "1000000")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -5,7 +5,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::models::{McpServerRow, ToolRow};
-use super::schema::{mcp_servers, mcp_tools};
+use super::schema::{mcp_servers, mcp_tools, workspaces};
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
@@ -162,17 +162,154 @@ pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbEr
     Ok(())
 }
 
-/// The tools of these servers, in one query, ordered by server then name.
-pub async fn tools_by_server_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<ToolRow>, DbError> {
-    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-    Ok(with_conn!(conn, |c| {
-        mcp_tools::table
-            .filter(mcp_tools::server_id.eq_any(&ids))
-            .order((mcp_tools::server_id.asc(), mcp_tools::name.asc()))
-            .select(ToolRow::as_select())
+/// One page of tools of each of these servers, in one statement whatever their number: at
+/// most `limit` tools per server, in name order, with names after `after` when given. Rows come
+/// ordered by server, then name.
+pub async fn tool_pages(
+    conn: &mut DbConn,
+    server_ids: &[Uuid],
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ToolRow>, DbError> {
+    if server_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One index range scan per server (the primary key is (server_id, name)), so a page costs
+    // what it returns, not the size of the catalogues. Parameters are numbered: `$n` on
+    // PostgreSQL, `?n` on SQLite; `after` and `limit` come first and are shared by every part.
+    let sql = |mark: char| {
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("{mark}{n}")
+        };
+        let after_param = after.map(|_| next());
+        let limit_param = next();
+        let parts: Vec<String> = server_ids
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                let after_clause = after_param
+                    .as_deref()
+                    .map(|p| format!(" AND name > {p}"))
+                    .unwrap_or_default();
+                format!(
+                    "SELECT * FROM (SELECT server_id, name, title, description, input_schema, \
+                     annotations, updated_at FROM mcp_tools WHERE server_id = {}{after_clause} \
+                     ORDER BY name LIMIT {limit_param}) AS page_{i}",
+                    next()
+                )
+            })
+            .collect();
+        format!("{} ORDER BY server_id, name", parts.join(" UNION ALL "))
+    };
+    let rows: Vec<ToolPageRow> = match conn {
+        DbConn::Postgres(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            bind_page(
+                diesel::sql_query(sql('$')).into_boxed::<diesel::pg::Pg>(),
+                server_ids,
+                after,
+                limit,
+            )
             .load(c)
+            .await?
+        }
+        DbConn::Sqlite(c) => {
+            let c: &mut super::SqliteConn = c;
+            bind_page(
+                diesel::sql_query(sql('?')).into_boxed::<diesel::sqlite::Sqlite>(),
+                server_ids,
+                after,
+                limit,
+            )
+            .load(c)
+            .await?
+        }
+    };
+    Ok(rows.into_iter().map(ToolRow::from).collect())
+}
+
+/// Bind the parameters of [`tool_pages`] in the order its statement numbers them.
+fn bind_page<'f, DB>(
+    query: diesel::query_builder::BoxedSqlQuery<'f, DB, diesel::query_builder::SqlQuery>,
+    server_ids: &[Uuid],
+    after: Option<&str>,
+    limit: i64,
+) -> diesel::query_builder::BoxedSqlQuery<'f, DB, diesel::query_builder::SqlQuery>
+where
+    DB: diesel::backend::Backend
+        + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+        + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+        + diesel::sql_types::HasSqlType<super::types::PortableUuid>,
+    String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+    i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+    DbUuid: diesel::serialize::ToSql<super::types::PortableUuid, DB>,
+{
+    let mut query = query;
+    if let Some(after) = after {
+        query = query.bind::<diesel::sql_types::Text, _>(after.to_owned());
+    }
+    query = query.bind::<diesel::sql_types::BigInt, _>(limit);
+    for id in server_ids {
+        query = query.bind::<super::types::PortableUuid, _>(DbUuid(*id));
+    }
+    query
+}
+
+/// A row of [`tool_pages`], read by column name.
+#[derive(QueryableByName)]
+#[diesel(table_name = mcp_tools, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+struct ToolPageRow {
+    server_id: DbUuid,
+    name: String,
+    title: Option<String>,
+    description: Option<String>,
+    input_schema: String,
+    annotations: Option<String>,
+    updated_at: DbTime,
+}
+
+impl From<ToolPageRow> for ToolRow {
+    fn from(row: ToolPageRow) -> Self {
+        ToolRow {
+            server_id: row.server_id,
+            name: row.name,
+            title: row.title,
+            description: row.description,
+            input_schema: row.input_schema,
+            annotations: row.annotations,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// How many servers a workspace has.
+pub async fn count_in_workspace(conn: &mut DbConn, workspace_id: Uuid) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_servers::table
+            .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
+            .count()
+            .get_result(c)
             .await
     })?)
+}
+
+/// Inside a transaction, make other transactions that call this for the same workspace wait
+/// until it ends, so a count of its servers stays true until the insert. PostgreSQL locks the
+/// workspace row; a SQLite write transaction already excludes every other writer.
+pub async fn lock_workspace(conn: &mut DbConn, workspace_id: Uuid) -> Result<(), DbError> {
+    if let DbConn::Postgres(c) = conn {
+        let c: &mut diesel_async::AsyncPgConnection = c;
+        workspaces::table
+            .find(DbUuid(workspace_id))
+            .select(workspaces::id)
+            .for_no_key_update()
+            .first::<DbUuid>(c)
+            .await
+            .optional()?;
+    }
+    Ok(())
 }
 
 /// Whether a server's stored catalogue has a tool of this name.

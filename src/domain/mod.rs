@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod health;
+pub mod limits;
 pub mod mcp;
 pub mod oauth;
 pub mod servers;
@@ -82,6 +83,18 @@ pub enum Error {
     ReauthRequired {
         /// The server that needs it.
         server_id: Uuid,
+    },
+    /// An outbound operation was refused by the request budget or a rate limit; nothing was
+    /// done.
+    #[error("{0}")]
+    RateLimited(limits::Limited),
+    /// A quota would be exceeded; nothing was stored.
+    #[error("{}", .quota.describe(*.limit))]
+    QuotaExceeded {
+        /// Which quota.
+        quota: limits::Quota,
+        /// Its configured value.
+        limit: u64,
     },
 }
 

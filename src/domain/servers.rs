@@ -23,6 +23,7 @@ use url::Url;
 use uuid::Uuid;
 
 use super::access::{Principal, Role};
+use super::limits::{Outbound, Quota};
 use super::oauth::{probe, revoke};
 use super::status::{Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
@@ -179,13 +180,22 @@ pub struct Created {
     pub auth_type: AuthType,
 }
 
-/// A page of servers.
+/// A page of servers, or of a server's tools.
 #[derive(Clone, Debug)]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
     /// Whether more follow.
     pub has_next: bool,
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Self {
+        Page {
+            items: Vec::new(),
+            has_next: false,
+        }
+    }
 }
 
 /// Default request timeout.
@@ -256,44 +266,44 @@ pub async fn page(
 /// Probe a URL without saving anything (editor role in the workspace).
 pub async fn probe(
     app: &App,
-    principal: &Principal,
+    outbound: Outbound<'_>,
     workspace_id: Uuid,
     url: &str,
     transport: Transport,
 ) -> Result<probe::ProbeResult> {
-    principal.require(workspace_id, Role::Editor)?;
+    outbound.require(workspace_id, Role::Editor)?;
     let target = validate_url(app, "url", url).await?;
     Ok(probe::probe(&app.http, &target.parsed, transport).await)
 }
 
 /// Which related rows a page of servers needs (the API asks only for what the query selects).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Wanted {
     /// The OAuth grants.
     pub grants: bool,
-    /// The tool catalogues.
-    pub tools: bool,
+    /// The pages of the tool catalogues, one entry per distinct page the query asks for.
+    pub tools: Vec<ToolsPage>,
     /// The creators, and the users who authorized the grants.
     pub users: bool,
 }
 
-/// Rows related to a set of servers, each kind loaded with one query. `None` means that kind
-/// was not loaded (as opposed to loaded and absent).
+/// Rows related to a set of servers, each kind loaded with one query. `None` (or a missing
+/// page) means that kind was not loaded, as opposed to loaded and absent.
 #[derive(Debug, Default)]
 pub struct Related {
     /// OAuth state (grant and pending flow) by server id; servers with neither are absent.
     pub grants: Option<HashMap<Uuid, OauthView>>,
-    /// Tool catalogues by server id.
-    pub tools: Option<HashMap<Uuid, Vec<ToolRow>>>,
+    /// Pages of tools by page asked for, then by server id.
+    pub tools: HashMap<ToolsPage, HashMap<Uuid, Page<ToolRow>>>,
     /// Creators and grant authorizers by user id.
     pub users: Option<HashMap<Uuid, UserRow>>,
 }
 
-/// Load what `wanted` asks for about `rows` (already access-checked): at most three queries
-/// whatever the number of servers.
+/// Load what `wanted` asks for about `rows` (already access-checked): one query per kind and
+/// per distinct tools page, whatever the number of servers.
 pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result<Related> {
     let mut related = Related::default();
-    if rows.is_empty() || !(wanted.grants || wanted.tools || wanted.users) {
+    if rows.is_empty() || !(wanted.grants || !wanted.tools.is_empty() || wanted.users) {
         return Ok(related);
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
@@ -301,13 +311,11 @@ pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result
     if wanted.grants || wanted.users {
         related.grants = Some(oauth_views(&mut conn, &ids, wanted.grants).await?);
     }
-    if wanted.tools {
-        let mut tools: HashMap<Uuid, Vec<ToolRow>> =
-            ids.iter().map(|id| (*id, Vec::new())).collect();
-        for tool in db::servers::tools_by_server_ids(&mut conn, &ids).await? {
-            tools.entry(tool.server_id.0).or_default().push(tool);
+    for page in wanted.tools {
+        if let std::collections::hash_map::Entry::Vacant(slot) = related.tools.entry(page) {
+            let pages = load_tool_pages(&mut conn, &ids, slot.key()).await?;
+            slot.insert(pages);
         }
-        related.tools = Some(tools);
     }
     if wanted.users {
         let mut user_ids: Vec<Uuid> = rows
@@ -367,6 +375,78 @@ pub async fn oauth_views(
     Ok(views)
 }
 
+/// Tools per page when `first` is absent.
+pub const DEFAULT_TOOLS_PAGE: i64 = 50;
+/// Largest page of tools.
+pub const MAX_TOOLS_PAGE: i64 = 100;
+
+/// A page of a server's tools in name order: `first` tools, after the tool named `after`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ToolsPage {
+    /// How many tools.
+    pub first: i64,
+    /// The name of the last tool of the previous page (the cursor).
+    pub after: Option<String>,
+}
+
+impl ToolsPage {
+    /// Validate the page a caller asks for.
+    pub fn new(first: Option<i64>, after: Option<String>) -> Result<ToolsPage> {
+        let first = match first {
+            None => DEFAULT_TOOLS_PAGE,
+            Some(n) if (0..=MAX_TOOLS_PAGE).contains(&n) => n,
+            Some(_) => {
+                return Err(bad_input(
+                    "first",
+                    format!("must be between 0 and {MAX_TOOLS_PAGE}"),
+                ));
+            }
+        };
+        Ok(ToolsPage { first, after })
+    }
+}
+
+/// One page of tools of each of these servers (already access-checked), in one query.
+pub async fn tool_pages(
+    app: &App,
+    server_ids: &[Uuid],
+    page: &ToolsPage,
+) -> Result<HashMap<Uuid, Page<ToolRow>>> {
+    let mut conn = app.db.conn().await?;
+    load_tool_pages(&mut conn, server_ids, page).await
+}
+
+async fn load_tool_pages(
+    conn: &mut DbConn,
+    server_ids: &[Uuid],
+    page: &ToolsPage,
+) -> Result<HashMap<Uuid, Page<ToolRow>>> {
+    let mut pages: HashMap<Uuid, Page<ToolRow>> =
+        server_ids.iter().map(|id| (*id, Page::default())).collect();
+    if server_ids.is_empty() {
+        return Ok(pages);
+    }
+    // One more than asked tells whether another page follows.
+    let rows = db::servers::tool_pages(
+        conn,
+        server_ids,
+        page.after.as_deref(),
+        page.first.saturating_add(1),
+    )
+    .await?;
+    let first = usize::try_from(page.first).unwrap_or(usize::MAX);
+    for row in rows {
+        if let Some(server) = pages.get_mut(&row.server_id.0) {
+            if server.items.len() < first {
+                server.items.push(row);
+            } else {
+                server.has_next = true;
+            }
+        }
+    }
+    Ok(pages)
+}
+
 /// Validate a requested page size.
 pub fn page_size(first: Option<i64>) -> Result<i64> {
     match first {
@@ -379,14 +459,20 @@ pub fn page_size(first: Option<i64>) -> Result<i64> {
     }
 }
 
-/// Register a server in a workspace (editor role).
+/// Register a server in a workspace (editor role), within the workspace's server quota.
 pub async fn create(
     app: &App,
     principal: &Principal,
+    outbound: Outbound<'_>,
     workspace_id: Uuid,
     input: NewServer,
 ) -> Result<Created> {
-    principal.require(workspace_id, Role::Editor)?;
+    outbound.require(workspace_id, Role::Editor)?;
+    // Checked before the probe so a full workspace sends nothing, and again when inserting.
+    {
+        let mut conn = app.db.conn().await?;
+        ensure_server_quota(app, &mut conn, workspace_id).await?;
+    }
 
     let name = validate_name(&input.name)?;
     let description = validate_description(input.description.as_deref())?;
@@ -456,6 +542,8 @@ pub async fn create(
 
     let mut conn = app.db.conn().await?;
     transaction!(conn, {
+        db::servers::lock_workspace(&mut conn, workspace_id).await?;
+        ensure_server_quota(app, &mut conn, workspace_id).await?;
         ensure_url_free(&mut conn, workspace_id, &row.normalized_url, None).await?;
         insert_or_conflict(&mut conn, &row).await?;
         audit::record(
@@ -481,6 +569,7 @@ pub async fn create(
 pub async fn update(
     app: &App,
     principal: &Principal,
+    outbound: Outbound<'_>,
     id: Uuid,
     changes: ServerChanges,
 ) -> Result<McpServerRow> {
@@ -489,7 +578,7 @@ pub async fn update(
         .await?
         .ok_or(Error::NotFound)?;
     let workspace_id = current.workspace_id.0;
-    principal.require(workspace_id, Role::Editor)?;
+    outbound.require(workspace_id, Role::Editor)?;
     drop(conn);
 
     let row_id = id.to_string();
@@ -717,7 +806,12 @@ pub async fn update(
 }
 
 /// Delete a server (admin role). The grant, pending flows and the tool catalogue go with it.
-pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> {
+pub async fn delete(
+    app: &App,
+    principal: &Principal,
+    outbound: Outbound<'_>,
+    id: Uuid,
+) -> Result<Uuid> {
     let server = {
         let mut conn = app.db.conn().await?;
         db::servers::find(&mut conn, id)
@@ -725,7 +819,7 @@ pub async fn delete(app: &App, principal: &Principal, id: Uuid) -> Result<Uuid> 
             .ok_or(Error::NotFound)?
     };
     let workspace_id = server.workspace_id.0;
-    principal.require(workspace_id, Role::Admin)?;
+    outbound.require(workspace_id, Role::Admin)?;
     // Revoke upstream only now that the server is known to be the caller's.
     revoke_upstream(app, &server).await?;
     app.oauth.forget_discovery(id);
@@ -839,6 +933,19 @@ fn publish(app: &App, event: Option<StatusEvent>) {
     if let Some(event) = event {
         app.events.publish(event);
     }
+}
+
+/// `QuotaExceeded` when the workspace has as many servers as it may have.
+async fn ensure_server_quota(app: &App, conn: &mut DbConn, workspace_id: Uuid) -> Result<()> {
+    let limit = app.limits.servers_per_workspace;
+    let count = db::servers::count_in_workspace(conn, workspace_id).await?;
+    if count >= i64::from(limit) {
+        return Err(Error::QuotaExceeded {
+            quota: Quota::ServersPerWorkspace,
+            limit: u64::from(limit),
+        });
+    }
+    Ok(())
 }
 
 async fn ensure_url_free(

@@ -7,6 +7,7 @@
 use async_graphql::{Context, ErrorExtensions, ID};
 use uuid::Uuid;
 
+use crate::domain::limits::{Limited, Quota};
 use crate::domain::oauth::OauthError;
 use crate::domain::{Error, access::Principal};
 use crate::net::NetError;
@@ -67,7 +68,40 @@ pub fn api_error(error: Error) -> async_graphql::Error {
             "UPSTREAM_TIMEOUT",
         ),
         Error::Oauth(error) => oauth_error(error),
+        Error::RateLimited(limited) => rate_limited(limited),
+        Error::QuotaExceeded { quota, limit } => quota_exceeded(quota, limit),
     }
+}
+
+/// `RATE_LIMITED`, with `retryAfter` (whole seconds) for the rate limits and `rateLimit`
+/// naming the one that refused.
+fn rate_limited(limited: Limited) -> async_graphql::Error {
+    let which = match limited {
+        Limited::Request { .. } => "REQUEST",
+        Limited::User { .. } => "USER",
+        Limited::Workspace { .. } => "WORKSPACE",
+    };
+    async_graphql::Error::new(limited.to_string()).extend_with(|_, e| {
+        e.set("code", "RATE_LIMITED");
+        e.set("rateLimit", which);
+        if let Some(secs) = limited.retry_after_secs() {
+            e.set("retryAfter", secs);
+        }
+    })
+}
+
+/// A quota: the workspace's own state stands in the way (`CONFLICT`: removing a server
+/// resolves it), or an upstream listed more than a server may have (`UPSTREAM_ERROR`).
+fn quota_exceeded(quota: Quota, limit: u64) -> async_graphql::Error {
+    let code = match quota {
+        Quota::ServersPerWorkspace => "CONFLICT",
+        Quota::ToolsPerServer | Quota::CatalogueBytes => "UPSTREAM_ERROR",
+    };
+    async_graphql::Error::new(quota.describe(limit)).extend_with(|_, e| {
+        e.set("code", code);
+        e.set("quota", quota.code());
+        e.set("limit", limit);
+    })
 }
 
 fn reauth(server_id: Uuid) -> async_graphql::Error {

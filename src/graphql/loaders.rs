@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::app::AppHandle;
 use crate::db::models::{McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::db::{self, DbError};
-use crate::domain::servers::{OauthView, oauth_views};
+use crate::domain::servers::{self, OauthView, Page, ToolsPage, oauth_views};
 
 /// Loader error: shared so every waiting field gets it.
 pub type LoadError = Arc<DbError>;
@@ -26,7 +26,7 @@ pub struct WorkspaceLoader(pub AppHandle);
 pub struct ServerLoader(pub AppHandle);
 /// OAuth state (grant and pending flow) by server id.
 pub struct GrantLoader(pub AppHandle);
-/// Tool catalogues by server id.
+/// Pages of tool catalogues by server id and page.
 pub struct ToolsLoader(pub AppHandle);
 
 impl Loader<Uuid> for UserLoader {
@@ -72,20 +72,48 @@ impl Loader<Uuid> for GrantLoader {
     }
 }
 
-impl Loader<Uuid> for ToolsLoader {
-    type Value = Vec<ToolRow>;
-    type Error = LoadError;
+/// A page of one server's tools.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ToolsKey {
+    /// The server.
+    pub server_id: Uuid,
+    /// The page.
+    pub page: ToolsPage,
+}
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<ToolRow>>, LoadError> {
-        let mut conn = self.0.db.conn().await?;
-        let rows = db::servers::tools_by_server_ids(&mut conn, keys).await?;
-        let mut by_server: HashMap<Uuid, Vec<ToolRow>> =
-            keys.iter().map(|k| (*k, Vec::new())).collect();
-        for row in rows {
-            by_server.entry(row.server_id.0).or_default().push(row);
+impl Loader<ToolsKey> for ToolsLoader {
+    type Value = Page<ToolRow>;
+    type Error = Arc<crate::domain::Error>;
+
+    /// One query per distinct page among the keys (usually one), whatever the number of
+    /// servers.
+    async fn load(
+        &self,
+        keys: &[ToolsKey],
+    ) -> Result<HashMap<ToolsKey, Page<ToolRow>>, Self::Error> {
+        let mut by_page: HashMap<&ToolsPage, Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            by_page.entry(&key.page).or_default().push(key.server_id);
         }
-        Ok(by_server)
+        let mut found = HashMap::with_capacity(keys.len());
+        for (page, ids) in by_page {
+            let pages = servers::tool_pages(&self.0, &ids, page).await?;
+            found.extend(pages.into_iter().map(|(server_id, tools)| {
+                let key = ToolsKey {
+                    server_id,
+                    page: page.clone(),
+                };
+                (key, tools)
+            }));
+        }
+        Ok(found)
     }
+}
+
+/// Map a failure to load tools at the resolver boundary (logged once, answered as `INTERNAL`).
+pub fn tools_load_error(error: Arc<crate::domain::Error>) -> async_graphql::Error {
+    tracing::error!(%error, "storage failure while loading tools");
+    super::error::internal()
 }
 
 /// Map a loader failure at the resolver boundary (logged once, answered as `INTERNAL`).

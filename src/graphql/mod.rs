@@ -14,10 +14,14 @@ pub mod types;
 use std::sync::Arc;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
-use async_graphql::{Response, Schema, Value};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest,
+};
+use async_graphql::{Context, Request, Response, Schema, ServerResult, Value};
 
 use crate::app::AppHandle;
+use crate::domain::access::Principal;
+use crate::domain::limits::{Outbound, RequestBudget};
 use loaders::{GrantLoader, ServerLoader, ToolsLoader, UserLoader, WorkspaceLoader};
 use mutation::MutationRoot;
 use query::QueryRoot;
@@ -34,6 +38,7 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(32)
         .extension(ErrorCodes)
+        .extension(OutboundBudget)
         .data(DataLoader::new(UserLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(WorkspaceLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
@@ -81,4 +86,55 @@ impl Extension for ErrorCodes {
         }
         response
     }
+}
+
+/// Complexity of a field that contacts other servers, on top of its selection: such a field
+/// costs as much as fifty plain ones, so a query cannot pack thousands of them.
+pub(crate) const OUTBOUND_COMPLEXITY: usize = 50;
+
+/// Gives every request (and every WebSocket operation) a fresh [`RequestBudget`] of outbound
+/// operations, which its fields share.
+struct OutboundBudget;
+
+impl ExtensionFactory for OutboundBudget {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(OutboundBudget)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for OutboundBudget {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let request = match ctx.data_opt::<AppHandle>() {
+            Some(app) => request.data(app.limits.request_budget()),
+            None => request,
+        };
+        next.run(ctx, request).await
+    }
+}
+
+/// The caller and a permit for one outbound operation: the first line of every resolver that
+/// may contact another server. `UNAUTHENTICATED` without a caller, `RATE_LIMITED` when the
+/// request's budget or the caller's rate limit is used up.
+pub(crate) fn outbound<'a>(
+    ctx: &Context<'a>,
+) -> async_graphql::Result<(&'a Principal, Outbound<'a>)> {
+    let principal = error::principal(ctx)?;
+    let app = ctx.data_unchecked::<AppHandle>();
+    let Some(budget) = ctx.data_opt::<RequestBudget>() else {
+        // Every request gets one in `prepare_request`; without it, refuse rather than
+        // run unbounded.
+        tracing::error!("a request reached an outbound field without a budget");
+        return Err(error::internal());
+    };
+    let permit = app
+        .limits
+        .admit(budget, principal)
+        .map_err(error::api_error)?;
+    Ok((principal, permit))
 }

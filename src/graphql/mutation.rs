@@ -252,18 +252,22 @@ impl MutationRoot {
             .map(ApiToken)
     }
 
-    /// Register an MCP server (editor).
+    /// Register an MCP server (editor). `CONFLICT` with `extensions.quota` when the workspace
+    /// already has as many servers as it may have.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn create_mcp_server(
         &self,
         ctx: &Context<'_>,
         input: CreateMcpServerInput,
     ) -> async_graphql::Result<CreateMcpServerPayload> {
-        let principal = principal(ctx)?;
+        let (principal, outbound) = super::outbound(ctx)?;
         let workspace_id = parse_id("workspaceId", &input.workspace_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let created = servers::create(
             app,
             principal,
+            outbound,
             workspace_id,
             NewServer {
                 name: input.name,
@@ -289,13 +293,15 @@ impl MutationRoot {
     }
 
     /// Change an MCP server (editor). Absent fields are unchanged; `null` or `""` clears.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn update_mcp_server(
         &self,
         ctx: &Context<'_>,
         id: ID,
         input: UpdateMcpServerInput,
     ) -> async_graphql::Result<McpServer> {
-        let principal = principal(ctx)?;
+        let (principal, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let changes = ServerChanges {
@@ -318,7 +324,7 @@ impl MutationRoot {
             },
             oauth_lenient_pkce: patch(input.oauth_lenient_pkce),
         };
-        servers::update(app, principal, id, changes)
+        servers::update(app, principal, outbound, id, changes)
             .await
             .api()
             .map(McpServer::single)
@@ -326,16 +332,21 @@ impl MutationRoot {
 
     /// Start the OAuth flow for a server (editor). Open `authorizationUrl` in a popup; the
     /// callback page reports back with `postMessage` and the status subscription.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn start_mcp_oauth(
         &self,
         ctx: &Context<'_>,
         server_id: ID,
     ) -> async_graphql::Result<StartMcpOauthPayload> {
-        let principal = principal(ctx)?;
+        let (principal, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         Ok(
-            match flow::start(app, principal, server_id, None).await.api()? {
+            match flow::start(app, principal, outbound, server_id, None)
+                .await
+                .api()?
+            {
                 flow::Started::Redirect {
                     authorization_url,
                     expires_at,
@@ -356,6 +367,8 @@ impl MutationRoot {
 
     /// Complete a flow from an app that hosts its own callback page. Only the user who
     /// started the flow can complete it.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn complete_mcp_oauth(
         &self,
         ctx: &Context<'_>,
@@ -363,7 +376,8 @@ impl MutationRoot {
         code: String,
         iss: Option<String>,
     ) -> async_graphql::Result<McpServer> {
-        let principal = principal(ctx)?;
+        let (principal, outbound) = super::outbound(ctx)?;
+        outbound.complete_own_flow();
         let app = ctx.data_unchecked::<AppHandle>();
         let params = flow::CallbackParams {
             code: Some(code),
@@ -378,36 +392,44 @@ impl MutationRoot {
     }
 
     /// Revoke and remove a server's OAuth grant (editor).
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn disconnect_mcp_oauth(
         &self,
         ctx: &Context<'_>,
         server_id: ID,
     ) -> async_graphql::Result<McpServer> {
-        let principal = principal(ctx)?;
+        let (principal, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        flow::disconnect(app, principal, server_id)
+        flow::disconnect(app, principal, outbound, server_id)
             .await
             .api()
             .map(McpServer::single)
     }
 
-    /// Reconnect to a server, list its tools and store them (editor).
+    /// Reconnect to a server, list its tools and store them (editor). A listing over the
+    /// tools or bytes quota is `UPSTREAM_ERROR` with `extensions.quota`, stores nothing and is
+    /// shown in the server's `statusReason` and `lastError`.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn refresh_mcp_server(
         &self,
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<McpServer> {
-        let principal = principal(ctx)?;
+        let (_, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        calls::refresh_server(app, principal, id)
+        calls::refresh_server(app, outbound, id)
             .await
             .api()
             .map(McpServer::single)
     }
 
     /// Call a tool of a server (viewer). `arguments` must be a JSON object.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn call_mcp_tool(
         &self,
         ctx: &Context<'_>,
@@ -415,10 +437,10 @@ impl MutationRoot {
         name: String,
         arguments: Option<Json<serde_json::Value>>,
     ) -> async_graphql::Result<McpToolResult> {
-        let principal = principal(ctx)?;
+        let (_, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let outcome = calls::call_tool(app, principal, server_id, &name, arguments.map(|a| a.0))
+        let outcome = calls::call_tool(app, outbound, server_id, &name, arguments.map(|a| a.0))
             .await
             .api()?;
         Ok(McpToolResult {
@@ -429,11 +451,13 @@ impl MutationRoot {
     }
 
     /// Delete an MCP server (admin). Returns its id.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn delete_mcp_server(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
-        let principal = principal(ctx)?;
+        let (principal, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        servers::delete(app, principal, id)
+        servers::delete(app, principal, outbound, id)
             .await
             .api()
             .map(|id| ID(id.to_string()))

@@ -62,6 +62,8 @@ impl QueryRoot {
     }
 
     /// How a server at `url` wants to be authenticated, without saving anything (editor).
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
     async fn probe_mcp_server(
         &self,
         ctx: &Context<'_>,
@@ -69,11 +71,11 @@ impl QueryRoot {
         url: String,
         transport: Option<McpTransport>,
     ) -> async_graphql::Result<McpProbeResult> {
-        let principal = principal(ctx)?;
+        let (_, outbound) = super::outbound(ctx)?;
         let workspace_id = parse_id("workspaceId", &workspace_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let transport = transport.map_or(Transport::StreamableHttp, Into::into);
-        let result = servers::probe(app, principal, workspace_id, &url, transport)
+        let result = servers::probe(app, outbound, workspace_id, &url, transport)
             .await
             .api()?;
         Ok(McpProbeResult {

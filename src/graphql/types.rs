@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, Enum, ID, Json, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, Json, Object, SelectionField, SimpleObject, Value};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::error::{ApiResult, internal, parse_id, principal};
-use super::loaders::{GrantLoader, ToolsLoader, UserLoader, WorkspaceLoader, load_error};
+use super::loaders::{
+    GrantLoader, ToolsKey, ToolsLoader, UserLoader, WorkspaceLoader, load_error, tools_load_error,
+};
 use crate::app::AppHandle;
 use crate::db::models::{ApiTokenRow, AuditEventRow, McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::domain::access::Role;
-use crate::domain::servers::{self, AuthType, OauthView, Related, Transport};
+use crate::domain::servers::{self, AuthType, OauthView, Related, ToolsPage, Transport};
 use crate::domain::status::{self, AuthStatus, ConnectionStatus};
 
 /// A role in a workspace.
@@ -220,9 +222,20 @@ impl Workspace {
         let look = ctx.look_ahead();
         let nodes = [look.field("edges").field("node"), look.field("nodes")];
         let wants = |field: &str| nodes.iter().any(|n| n.field(field).exists());
+        let mut tools = Vec::new();
+        for selection in nodes
+            .iter()
+            .flat_map(|n| n.field("tools").selection_fields())
+        {
+            if let Some(page) = requested_tools_page(&selection)
+                && !tools.contains(&page)
+            {
+                tools.push(page);
+            }
+        }
         let wanted = servers::Wanted {
             grants: wants("oauth"),
-            tools: wants("tools"),
+            tools,
             users: wants("createdBy")
                 || nodes
                     .iter()
@@ -270,6 +283,21 @@ impl Workspace {
         );
         Ok(connection)
     }
+}
+
+/// The page of tools a `tools` selection asks for, when its arguments are valid (an invalid
+/// one is reported by the field itself).
+fn requested_tools_page(selection: &SelectionField<'_>) -> Option<ToolsPage> {
+    let mut first = None;
+    let mut after = None;
+    for (name, value) in selection.arguments().ok()? {
+        match (name.as_str(), value) {
+            ("first", Value::Number(n)) => first = Some(n.as_i64()?),
+            ("after", Value::String(text)) => after = Some(text),
+            _ => {}
+        }
+    }
+    ToolsPage::new(first, after).ok()
 }
 
 /// A registered MCP server. Header values and the client secret are never returned.
@@ -386,26 +414,42 @@ impl McpServer {
     async fn last_connected_at(&self) -> Option<DateTime<Utc>> {
         self.row.last_connected_at.map(|t| t.0)
     }
-    /// The stored tool catalogue.
-    async fn tools(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<McpTool>> {
-        if let Some(tools) = self.related.as_ref().and_then(|r| r.tools.as_ref()) {
-            return Ok(tools
-                .get(&self.row.id.0)
-                .cloned()
-                .unwrap_or_default()
+    /// The stored tool catalogue in name order; a cursor is a tool's name. `first` defaults
+    /// to 50 and may be at most 100.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn tools(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, McpTool>> {
+        let page = ToolsPage::new(first.map(i64::from), after).api()?;
+        let id = self.row.id.0;
+        let loaded = self
+            .related
+            .as_ref()
+            .and_then(|related| related.tools.get(&page))
+            .map(|pages| pages.get(&id).cloned().unwrap_or_default());
+        let tools = match loaded {
+            Some(tools) => tools,
+            None => ctx
+                .data_unchecked::<DataLoader<ToolsLoader>>()
+                .load_one(ToolsKey {
+                    server_id: id,
+                    page: page.clone(),
+                })
+                .await
+                .map_err(tools_load_error)?
+                .unwrap_or_default(),
+        };
+        let mut connection = Connection::new(page.after.is_some(), tools.has_next);
+        connection.edges.extend(
+            tools
+                .items
                 .into_iter()
-                .map(McpTool)
-                .collect());
-        }
-        Ok(ctx
-            .data_unchecked::<DataLoader<ToolsLoader>>()
-            .load_one(self.row.id.0)
-            .await
-            .map_err(load_error)?
-            .unwrap_or_default()
-            .into_iter()
-            .map(McpTool)
-            .collect())
+                .map(|row| Edge::new(row.name.clone(), McpTool(row))),
+        );
+        Ok(connection)
     }
     async fn tool_count(&self) -> i32 {
         self.row.tool_count
@@ -521,7 +565,9 @@ impl McpTool {
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
-    /// JSON Schema of the arguments.
+    /// JSON Schema of the arguments. It can be large, so it weighs as much as ten plain fields
+    /// in a query's complexity.
+    #[graphql(complexity = 10)]
     async fn input_schema(&self) -> Json<serde_json::Value> {
         Json(serde_json::from_str(&self.0.input_schema).unwrap_or(serde_json::Value::Null))
     }

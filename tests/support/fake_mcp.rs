@@ -218,6 +218,8 @@ struct McpState {
     /// The authorization server the resource moved to, replacing the configured one in its
     /// metadata and for token validation.
     migrated_to: Option<FakeAuthServer>,
+    /// The tools listed: [`McpConfig::tools`] until [`FakeMcpServer::set_tools`].
+    tools: Arc<Vec<Value>>,
 }
 
 impl FakeMcpServer {
@@ -226,12 +228,16 @@ impl FakeMcpServer {
         let listener = fake_http::bind().await;
         let origin = format!("http://{}", listener.local_addr().expect("local address"));
         let url = format!("{origin}{}", config.path);
+        let state = McpState {
+            tools: Arc::new(config.tools.clone()),
+            ..McpState::default()
+        };
         let shared = Arc::new(Shared {
             config,
             origin,
             url,
             log: RequestLog::default(),
-            state: Mutex::new(McpState::default()),
+            state: Mutex::new(state),
         });
         let task = fake_http::serve(listener, routes(&shared));
         FakeMcpServer {
@@ -263,6 +269,12 @@ impl FakeMcpServer {
 
     pub fn set_mode(&self, mode: Mode) {
         self.shared.lock().mode = mode;
+    }
+
+    /// List (and call) these tools from now on, e.g. to change the catalogue between
+    /// refreshes. Any list: duplicates, tens of thousands, huge schemas.
+    pub fn set_tools(&self, tools: Vec<Value>) {
+        self.shared.lock().tools = Arc::new(tools);
     }
 
     /// Forget every session, so requests carrying one get 404.
@@ -544,8 +556,13 @@ impl Shared {
         }
     }
 
+    /// The tools listed now.
+    fn tools(&self) -> Arc<Vec<Value>> {
+        self.lock().tools.clone()
+    }
+
     fn list_tools(&self, params: &Value) -> Result<Value, (i64, String)> {
-        let tools = &self.config.tools;
+        let tools = self.tools();
         let start = match params.get("cursor") {
             None | Some(Value::Null) => 0,
             Some(cursor) => cursor
@@ -567,7 +584,7 @@ impl Shared {
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if !self.config.tools.iter().any(|tool| tool["name"] == name) {
+        if !self.tools().iter().any(|tool| tool["name"] == name) {
             return Err((-32602, format!("Unknown tool: {name}")));
         }
         let arguments = params.get("arguments").cloned().unwrap_or(json!({}));

@@ -21,7 +21,7 @@ pub mod fake_mcp;
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
-use switchboard::config::{Config, LogFormat};
+use switchboard::config::{Config, LogFormat, RateLimit};
 use switchboard::crypto::KeyRing;
 use switchboard::db::DatabaseTarget;
 use switchboard::domain::access::Role;
@@ -58,6 +58,8 @@ pub struct Options {
     pub max_query_depth: usize,
     pub max_query_complexity: usize,
     pub client_metadata_url: Option<String>,
+    /// Last changes to the configuration, after the fields above.
+    pub configure: fn(&mut Config),
 }
 
 impl Default for Options {
@@ -69,6 +71,7 @@ impl Default for Options {
             max_query_depth: 12,
             max_query_complexity: 20_000,
             client_metadata_url: None,
+            configure: |_| {},
         }
     }
 }
@@ -118,6 +121,11 @@ pub fn test_config_at(database: DatabaseTarget, options: &Options, addr: SocketA
     config.max_body_bytes = options.max_body_bytes;
     config.max_query_depth = options.max_query_depth;
     config.max_query_complexity = options.max_query_complexity;
+    // Tests run many outbound operations as one user in a burst; `limits` turns the rate
+    // limits back on where it tests them.
+    config.user_outbound = RateLimit::OFF;
+    config.workspace_outbound = RateLimit::OFF;
+    (options.configure)(&mut config);
     config
 }
 

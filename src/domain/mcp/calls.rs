@@ -14,7 +14,8 @@ use super::session::{McpError, ToolCallOutcome};
 use crate::app::App;
 use crate::db;
 use crate::db::models::McpServerRow;
-use crate::domain::access::{Principal, Role};
+use crate::domain::access::Role;
+use crate::domain::limits::Outbound;
 use crate::domain::oauth::tokens;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, ConnectionStatus};
@@ -23,10 +24,10 @@ use crate::domain::{Error, Result, bad_input};
 /// Reconnect to a server, list its tools and store them (editor role).
 pub async fn refresh_server(
     app: &App,
-    principal: &Principal,
+    outbound: Outbound<'_>,
     server_id: Uuid,
 ) -> Result<McpServerRow> {
-    let server = find(app, principal, server_id, Role::Editor).await?;
+    let server = find(app, outbound, server_id, Role::Editor).await?;
     catalogue::refresh(app, &server).await?;
     let mut conn = app.db.conn().await?;
     db::servers::find(&mut conn, server_id)
@@ -37,13 +38,13 @@ pub async fn refresh_server(
 /// Call a tool of a server (viewer role), counted in the metrics by outcome and latency.
 pub async fn call_tool(
     app: &App,
-    principal: &Principal,
+    outbound: Outbound<'_>,
     server_id: Uuid,
     name: &str,
     arguments: Option<Value>,
 ) -> Result<ToolCallOutcome> {
     let started = std::time::Instant::now();
-    let result = call_tool_inner(app, principal, server_id, name, arguments).await;
+    let result = call_tool_inner(app, outbound, server_id, name, arguments).await;
     let outcome = match &result {
         Ok(outcome) if outcome.is_error => "tool_error",
         Ok(_) => "ok",
@@ -51,6 +52,7 @@ pub async fn call_tool(
         Err(Error::UpstreamTimeout) => "upstream_timeout",
         Err(Error::Upstream(_) | Error::Oauth(_)) => "upstream_error",
         Err(Error::BadInput { .. } | Error::NotFound | Error::Forbidden(_)) => "refused",
+        Err(Error::RateLimited(_)) => "rate_limited",
         Err(_) => "internal_error",
     };
     app.metrics.tool_call(outcome, started.elapsed());
@@ -59,12 +61,12 @@ pub async fn call_tool(
 
 async fn call_tool_inner(
     app: &App,
-    principal: &Principal,
+    outbound: Outbound<'_>,
     server_id: Uuid,
     name: &str,
     arguments: Option<Value>,
 ) -> Result<ToolCallOutcome> {
-    let server = find(app, principal, server_id, Role::Viewer).await?;
+    let server = find(app, outbound, server_id, Role::Viewer).await?;
     let arguments = match arguments {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
@@ -166,9 +168,11 @@ async fn fail(
     }
 }
 
+/// The server, once the caller is known to hold `role` in its workspace and the workspace's
+/// rate limit admits one more outbound operation.
 async fn find(
     app: &App,
-    principal: &Principal,
+    outbound: Outbound<'_>,
     server_id: Uuid,
     role: Role,
 ) -> Result<McpServerRow> {
@@ -176,7 +180,7 @@ async fn find(
     let server = db::servers::find(&mut conn, server_id)
         .await?
         .ok_or(Error::NotFound)?;
-    principal.require(server.workspace_id.0, role)?;
+    outbound.require(server.workspace_id.0, role)?;
     Ok(server)
 }
 

@@ -1,15 +1,21 @@
 //! Reaching a registered server with its current credentials, and keeping its tool
 //! catalogue: list every tool, store it, and record what the attempt says about the server's
 //! status.
+//!
+//! A listing is capped by the tools-per-server and catalogue-bytes quotas: one over either is
+//! refused as a whole, the previous catalogue stays, and the server's `statusReason` and
+//! `lastError` say why. Of several tools listed under one name the first is kept; how many were
+//! dropped is shown in `lastError`.
 
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::session::{self, McpError, McpSession, McpTarget, ToolInfo};
+use super::session::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
 use crate::app::App;
 use crate::db::models::{McpServerRow, ToolRow};
 use crate::db::{self, DbTime, DbUuid};
+use crate::domain::limits::Quota;
 use crate::domain::oauth::{OauthError, challenge, tokens};
 use crate::domain::servers::{self, AuthType, Transport};
 use crate::domain::status::{self, AuthStatus, ConnectionStatus};
@@ -60,21 +66,39 @@ pub async fn target(app: &App, server: &McpServerRow) -> Result<(McpTarget, Opti
     ))
 }
 
+/// The listing caps of this deployment's quotas.
+pub fn listing_caps(app: &App) -> ListingCaps {
+    ListingCaps {
+        max_tools: usize::try_from(app.limits.tools_per_server).unwrap_or(usize::MAX),
+        max_bytes: app.limits.catalogue_bytes,
+    }
+}
+
 /// Reconnect, list every tool, store the catalogue and mark the server connected. Failures
-/// are recorded in the server's status and returned.
+/// are recorded in the server's status and returned; a listing over a quota stores nothing.
 pub async fn refresh(app: &App, server: &McpServerRow) -> Result<usize> {
     let listed = async {
         let (session, _) = connect(app, server).await?;
-        let tools = session
-            .list_tools()
+        let listing = session
+            .list_tools(listing_caps(app))
             .await
             .map_err(|e| mcp_error(server.id.0, e));
         session.close().await;
-        tools
+        listing
     }
     .await;
     match listed {
-        Ok(tools) => store(app, server.id.0, &tools).await.map(|()| tools.len()),
+        Ok(listing) => {
+            if listing.duplicates > 0 {
+                tracing::warn!(
+                    mcp_server.id = %server.id.0,
+                    duplicates = listing.duplicates,
+                    "the MCP server listed tool names more than once; the first of each was kept"
+                );
+            }
+            let count = listing.tools.len();
+            store(app, server.id.0, &listing).await.map(|()| count)
+        }
         Err(error) => {
             record_failure(app, server.id.0, &error).await;
             Err(error)
@@ -82,10 +106,24 @@ pub async fn refresh(app: &App, server: &McpServerRow) -> Result<usize> {
     }
 }
 
+/// What `lastError` says about a listing whose duplicate names were dropped.
+fn duplicates_note(duplicates: usize) -> String {
+    let (count, verb) = if duplicates == 1 {
+        ("1 tool".to_owned(), "was")
+    } else {
+        (format!("{duplicates} tools"), "were")
+    };
+    format!(
+        "the server listed {count} under a name it had already used; {verb} dropped and the \
+         first tool of each name was kept"
+    )
+}
+
 /// Store a listed catalogue and mark the server connected, in one transaction.
-async fn store(app: &App, server_id: Uuid, tools: &[ToolInfo]) -> Result<()> {
+async fn store(app: &App, server_id: Uuid, listing: &Listing) -> Result<()> {
     let now = DbTime(db::now());
-    let rows: Vec<ToolRow> = tools
+    let rows: Vec<ToolRow> = listing
+        .tools
         .iter()
         .map(|tool| ToolRow {
             server_id: DbUuid(server_id),
@@ -98,6 +136,7 @@ async fn store(app: &App, server_id: Uuid, tools: &[ToolInfo]) -> Result<()> {
         })
         .collect();
     let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    let note = (listing.duplicates > 0).then(|| duplicates_note(listing.duplicates));
     let mut conn = app.db.conn().await?;
     let event = transaction!(conn, {
         db::servers::replace_tools(&mut conn, server_id, &rows).await?;
@@ -109,7 +148,7 @@ async fn store(app: &App, server_id: Uuid, tools: &[ToolInfo]) -> Result<()> {
             if row.status_reason.as_deref() != Some("authorized") {
                 row.status_reason = Some("connected".into());
             }
-            row.last_error = None;
+            row.last_error = note.clone();
             row.last_connected_at = Some(now);
             row.consecutive_failures = 0;
             row.tool_count = count;
@@ -128,13 +167,19 @@ async fn store(app: &App, server_id: Uuid, tools: &[ToolInfo]) -> Result<()> {
 pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
 
 /// Record a failed contact: authorization problems set `AUTHORIZATION_REQUIRED` (never
-/// `ERROR`); other failures count, and the third in a row sets `ERROR`.
+/// `ERROR`); a listing over a quota sets its reason and message (the server answered, so it
+/// does not count as a failure to reach it); other failures count, and the third in a row
+/// sets `ERROR`.
 pub async fn record_failure(app: &App, server_id: Uuid, error: &Error) {
     status::update(app, server_id, |row| match error {
         Error::ReauthRequired { .. }
         | Error::Oauth(
             OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized,
         ) => status::mark_needs_authorization(row, "authorization_required"),
+        Error::QuotaExceeded { quota, .. } => {
+            row.last_error = Some(safe_text(error));
+            row.status_reason = Some(quota.status_reason().into());
+        }
         other => {
             row.consecutive_failures += 1;
             row.last_error = Some(safe_text(other));
@@ -173,6 +218,14 @@ pub fn mcp_error(server_id: Uuid, error: McpError) -> Error {
         }
         McpError::Timeout => Error::UpstreamTimeout,
         McpError::Net(net) => Error::Upstream(net.to_string()),
+        McpError::TooManyTools { limit } => Error::QuotaExceeded {
+            quota: Quota::ToolsPerServer,
+            limit: u64::try_from(limit).unwrap_or(u64::MAX),
+        },
+        McpError::CatalogueTooLarge { limit } => Error::QuotaExceeded {
+            quota: Quota::CatalogueBytes,
+            limit,
+        },
         other => Error::Upstream(other.to_string()),
     }
 }

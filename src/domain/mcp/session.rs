@@ -41,6 +41,26 @@ const MAX_ERROR_BODY_BYTES: usize = 1024;
 /// Longest server-supplied error message kept in an [`McpError::Protocol`].
 const MAX_SERVER_MESSAGE_CHARS: usize = 200;
 
+/// Caps on one listing of a server's tools. The listing stops as soon as one is passed, so it
+/// never holds more than the caps plus the page being read (itself at most
+/// [`MAX_MESSAGE_BYTES`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListingCaps {
+    /// Most distinct tools.
+    pub max_tools: usize,
+    /// Most bytes of tool definitions, counted as their JSON, duplicates included.
+    pub max_bytes: u64,
+}
+
+/// A server's tools as listed, each name once.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Listing {
+    /// The tools, in listing order; of several with one name, the first.
+    pub tools: Vec<ToolInfo>,
+    /// How many later tools were dropped because an earlier one had the same name.
+    pub duplicates: usize,
+}
+
 /// Where and how to reach one MCP server.
 #[derive(Clone, Debug)]
 pub struct McpTarget {
@@ -132,6 +152,18 @@ pub enum McpError {
     /// The outbound rules refused the URL or an address it resolves to.
     #[error(transparent)]
     Net(NetError),
+    /// The server lists more tools than [`ListingCaps::max_tools`].
+    #[error("the server lists more than {limit} tools")]
+    TooManyTools {
+        /// The cap.
+        limit: usize,
+    },
+    /// The server's tool definitions are larger than [`ListingCaps::max_bytes`].
+    #[error("the server's tool list is larger than {limit} bytes")]
+    CatalogueTooLarge {
+        /// The cap.
+        limit: u64,
+    },
 }
 
 /// Open a session: check the URL against the outbound rules, then run the `initialize`
@@ -147,9 +179,11 @@ pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession,
 }
 
 impl McpSession {
-    /// Every tool of the server, following `nextCursor` to the last page.
-    pub async fn list_tools(&self) -> Result<Vec<ToolInfo>, McpError> {
-        bounded(self.timeout, self.list_all_tools()).await
+    /// Every tool of the server, following `nextCursor` to the last page, within `caps`. Of
+    /// several tools with one name the first listed is kept and the others are counted in
+    /// [`Listing::duplicates`].
+    pub async fn list_tools(&self, caps: ListingCaps) -> Result<Listing, McpError> {
+        bounded(self.timeout, self.list_all_tools(caps)).await
     }
 
     /// Call one tool. A tool that reports a failure is an `Ok` with
@@ -194,9 +228,11 @@ impl McpSession {
         }
     }
 
-    async fn list_all_tools(&self) -> Result<Vec<ToolInfo>, McpError> {
+    async fn list_all_tools(&self, caps: ListingCaps) -> Result<Listing, McpError> {
         let peer = &self.peer;
-        let mut tools = Vec::new();
+        let mut listing = Listing::default();
+        let mut names = HashSet::new();
+        let mut bytes: u64 = 0;
         let mut cursor: Option<String> = None;
         let mut seen_cursors = HashSet::new();
         for _ in 0..MAX_TOOL_PAGES {
@@ -208,10 +244,26 @@ impl McpSession {
                 .await
                 .map_err(|err| service_error(&err))?;
             for tool in page.tools {
-                tools.push(tool_info(tool)?);
+                // Counted as sent, duplicates too, so a server repeating itself still stops.
+                bytes = bytes.saturating_add(json_size(&tool)?);
+                if bytes > caps.max_bytes {
+                    return Err(McpError::CatalogueTooLarge {
+                        limit: caps.max_bytes,
+                    });
+                }
+                if !names.insert(tool.name.to_string()) {
+                    listing.duplicates = listing.duplicates.saturating_add(1);
+                    continue;
+                }
+                if listing.tools.len() >= caps.max_tools {
+                    return Err(McpError::TooManyTools {
+                        limit: caps.max_tools,
+                    });
+                }
+                listing.tools.push(tool_info(tool)?);
             }
             match page.next_cursor {
-                None => return Ok(tools),
+                None => return Ok(listing),
                 // A server handing out a cursor twice would keep us paging forever.
                 Some(next) if !seen_cursors.insert(next.clone()) => {
                     return Err(McpError::Protocol(
@@ -225,6 +277,26 @@ impl McpSession {
             "the tool list has more than {MAX_TOOL_PAGES} pages"
         )))
     }
+}
+
+/// The size of a tool's definition as JSON, without building the text.
+fn json_size(tool: &Tool) -> Result<u64, McpError> {
+    struct Counter(u64);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self
+                .0
+                .saturating_add(u64::try_from(buf.len()).unwrap_or(u64::MAX));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    serde_json::to_writer(&mut counter, tool)
+        .map_err(|_| McpError::Protocol("a tool could not be read".to_owned()))?;
+    Ok(counter.0)
 }
 
 impl Drop for McpSession {

@@ -21,6 +21,10 @@ use crate::domain::servers::Transport;
 use crate::net::{AddressClass, ClientOptions, GuardedClient, NetError, NetPolicy};
 
 const GOOD_TOKEN: &str = "token-good";
+const CAPS: session::ListingCaps = session::ListingCaps {
+    max_tools: 1000,
+    max_bytes: 1 << 20,
+};
 const SESSION_ID: &str = "session-1";
 
 /// How the fake server behaves.
@@ -321,7 +325,7 @@ async fn lists_tools_across_pages() {
     let server = FakeServer::start(Mode::Open).await;
     let session = open(&http(true), server.target()).await.unwrap();
 
-    let tools = session.list_tools().await.unwrap();
+    let tools = session.list_tools(CAPS).await.unwrap().tools;
     session.close().await;
 
     assert_eq!(
@@ -361,7 +365,7 @@ async fn repeated_cursor_ends_the_listing() {
     let server = FakeServer::start(Mode::RepeatingCursor).await;
     let session = open(&http(true), server.target()).await.unwrap();
 
-    let result = session.list_tools().await;
+    let result = session.list_tools(CAPS).await;
     assert!(matches!(result, Err(McpError::Protocol(_))), "{result:?}");
     let pages = server
         .rpc_methods()
@@ -428,7 +432,7 @@ async fn sends_the_bearer_token_and_static_headers() {
         ..server.target()
     };
     let session = open(&http(true), target).await.unwrap();
-    session.list_tools().await.unwrap();
+    session.list_tools(CAPS).await.unwrap();
     session
         .call_tool("echo", arguments(json!({"text": "hi"})))
         .await
@@ -469,7 +473,7 @@ async fn static_authorization_is_sent_without_a_bearer_token() {
         ..server.target()
     };
     let session = open(&http(true), target).await.unwrap();
-    assert_eq!(session.list_tools().await.unwrap().len(), 2);
+    assert_eq!(session.list_tools(CAPS).await.unwrap().tools.len(), 2);
     session.close().await;
     assert!(
         server
@@ -624,7 +628,7 @@ async fn expired_sessions_are_reported_and_closed() {
     let server = FakeServer::start(Mode::ExpiringSession).await;
     let session = open(&http(true), server.target()).await.unwrap();
 
-    let result = session.list_tools().await;
+    let result = session.list_tools(CAPS).await;
     assert!(
         matches!(result, Err(McpError::SessionExpired)),
         "{result:?}"

@@ -33,6 +33,7 @@ use crate::crypto::{SealContext, Secret, constant_time_eq, pkce_s256, random_tok
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::access::{Principal, Role};
+use crate::domain::limits::Outbound;
 use crate::domain::mcp::catalogue;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, AuthStatus};
@@ -75,6 +76,7 @@ pub fn redirect_uri(app: &App) -> String {
 pub async fn start(
     app: &App,
     principal: &Principal,
+    outbound: Outbound<'_>,
     server_id: Uuid,
     challenge: Option<Challenge>,
 ) -> Result<Started> {
@@ -83,7 +85,7 @@ pub async fn start(
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
-        principal.require(server.workspace_id.0, Role::Editor)?;
+        outbound.require(server.workspace_id.0, Role::Editor)?;
         if AuthType::parse(&server.auth_type) != AuthType::Oauth {
             return Err(bad_input("serverId", "this server does not use OAuth"));
         }
@@ -779,13 +781,18 @@ pub async fn sweep_expired(app: &App) -> std::result::Result<usize, db::DbError>
 
 /// Revoke and remove a server's grant (editor role); the server then needs authorization.
 /// Pending flows go too.
-pub async fn disconnect(app: &App, principal: &Principal, server_id: Uuid) -> Result<McpServerRow> {
+pub async fn disconnect(
+    app: &App,
+    principal: &Principal,
+    outbound: Outbound<'_>,
+    server_id: Uuid,
+) -> Result<McpServerRow> {
     let (server, grant) = {
         let mut conn = app.db.conn().await?;
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
-        principal.require(server.workspace_id.0, Role::Editor)?;
+        outbound.require(server.workspace_id.0, Role::Editor)?;
         let grant = db::oauth::find_grant(&mut conn, server_id).await?;
         (server, grant)
     };
