@@ -20,6 +20,8 @@ pub mod headless;
 pub mod http;
 pub mod metrics;
 pub mod net;
+#[cfg(test)]
+mod proptests;
 pub mod supervisor;
 pub mod telemetry;
 

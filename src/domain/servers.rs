@@ -1023,7 +1023,7 @@ pub async fn validate_url(app: &App, field: &str, raw: &str) -> Result<ServerUrl
     })
 }
 
-fn parse_server_url(field: &str, raw: &str) -> Result<Url> {
+pub(crate) fn parse_server_url(field: &str, raw: &str) -> Result<Url> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Err(bad_input(field, "is required"));

@@ -415,4 +415,82 @@ mod unit_tests {
             );
         }
     }
+
+    mod properties {
+        use futures_util::FutureExt as _;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// Every event a reader yields from `bytes` cut into chunks at `cuts`, until the end
+        /// or the first error.
+        fn read_all(bytes: &[u8], cuts: &[usize]) -> (Vec<Event>, bool) {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            points.push(0);
+            points.push(bytes.len());
+            points.sort_unstable();
+            points.dedup();
+            let chunks: Vec<Result<Bytes, reqwest::Error>> = points
+                .windows(2)
+                .map(|w| Ok(Bytes::copy_from_slice(&bytes[w[0]..w[1]])))
+                .collect();
+            let mut reader = EventReader::new(stream::iter(chunks).boxed());
+            let mut events = Vec::new();
+            loop {
+                // The stream never waits, so each read completes at once.
+                match reader.next_event().now_or_never() {
+                    Some(Ok(Some(event))) => events.push(event),
+                    Some(Ok(None)) => return (events, true),
+                    Some(Err(_)) | None => return (events, false),
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: 256,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(
+                bytes in prop::collection::vec(any::<u8>(), 0..400),
+                cuts in prop::collection::vec(any::<usize>(), 0..8),
+            ) {
+                let _ = read_all(&bytes, &cuts);
+            }
+
+            #[test]
+            fn events_read_the_same_however_the_stream_is_cut(
+                events in prop::collection::vec(
+                    (prop::option::of("[a-z]{1,8}"), prop::collection::vec("[^\\r\\n]{0,30}", 1..4)),
+                    0..6,
+                ),
+                crlf in prop::bool::ANY,
+                cuts in prop::collection::vec(any::<usize>(), 0..12),
+            ) {
+                let end = if crlf { "\r\n" } else { "\n" };
+                let mut text = String::new();
+                let mut expected = Vec::new();
+                for (kind, lines) in &events {
+                    text.push_str(&format!(": a comment{end}"));
+                    if let Some(kind) = kind {
+                        text.push_str(&format!("event: {kind}{end}"));
+                    }
+                    for line in lines {
+                        text.push_str(&format!("data: {line}{end}"));
+                    }
+                    text.push_str(end);
+                    expected.push(Event {
+                        kind: kind.clone().unwrap_or_else(|| "message".to_owned()),
+                        data: lines.join("\n"),
+                    });
+                }
+                let (read, ended) = read_all(text.as_bytes(), &cuts);
+                prop_assert!(ended);
+                prop_assert_eq!(read, expected);
+            }
+        }
+    }
 }

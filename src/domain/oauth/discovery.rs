@@ -24,6 +24,9 @@ use super::probe::MCP_PROTOCOL_VERSION;
 use super::{AuthorizationServer, OauthError};
 use crate::net::{self, GuardedClient};
 
+/// Authorization servers of one protected-resource document that are tried, in order.
+const MAX_AUTHORIZATION_SERVERS: usize = 4;
+
 /// How long one metadata request may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,7 +57,7 @@ pub struct DiscoverOptions {
 }
 
 #[derive(Deserialize)]
-struct ResourceMetadata {
+pub(crate) struct ResourceMetadata {
     resource: Option<String>,
     #[serde(default)]
     authorization_servers: Vec<String>,
@@ -62,7 +65,7 @@ struct ResourceMetadata {
 }
 
 #[derive(Deserialize)]
-struct ServerMetadata {
+pub(crate) struct ServerMetadata {
     issuer: Option<String>,
     authorization_endpoint: Option<String>,
     token_endpoint: Option<String>,
@@ -91,7 +94,12 @@ pub async fn discover(
         Some(prm) => {
             let resource = prm.resource.clone().unwrap_or_default();
             let mut last_error = None;
-            for issuer in &prm.authorization_servers {
+            // A hostile document may list thousands: only the first few are tried.
+            for issuer in prm
+                .authorization_servers
+                .iter()
+                .take(MAX_AUTHORIZATION_SERVERS)
+            {
                 match server_metadata(http, issuer).await {
                     Ok(metadata) => {
                         return assemble(
@@ -162,7 +170,7 @@ async fn find_resource_metadata(
 
 /// Whether a published `resource` covers the server URL: same origin, no fragment, and its
 /// path is the server's path or a segment-wise prefix of it.
-fn resource_covers(resource: &str, server: &Url) -> bool {
+pub(crate) fn resource_covers(resource: &str, server: &Url) -> bool {
     let Ok(resource) = Url::parse(resource) else {
         return false;
     };
@@ -267,7 +275,7 @@ fn canonical_resource(server_url: &str) -> String {
         .to_owned()
 }
 
-fn assemble(
+pub(crate) fn assemble(
     resource: String,
     prm_scopes: Option<Vec<String>>,
     issuer: String,

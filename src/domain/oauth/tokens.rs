@@ -118,15 +118,22 @@ pub async fn token_request(
     form: Vec<(&'static str, String)>,
 ) -> Result<TokenResponse, OauthError> {
     let response = post_form(app, &server.token_endpoint, client, form, TOKEN_TIMEOUT).await?;
-    let status = response.status();
+    let status = response.status().as_u16();
     let bytes = net::read_body_capped(response, net::OAUTH_JSON_LIMIT).await?;
-    let fields = parse_fields(&bytes);
-    if !status.is_success() {
+    read_token_response(status, &bytes)
+}
+
+/// Read a token endpoint's answer (status and body, already capped in size). Anything that is
+/// not a success with a non-empty string `access_token` is an error; `expires_in` is taken as
+/// an integer or a numeric string, ignored when not positive, and cut to [`MAX_EXPIRES_IN`].
+pub fn read_token_response(status: u16, bytes: &[u8]) -> Result<TokenResponse, OauthError> {
+    let fields = parse_fields(bytes);
+    if !(200..300).contains(&status) {
         let error = fields
             .get("error")
             .and_then(|v| v.as_str())
             .unwrap_or_default();
-        return Err(match (status.as_u16(), error) {
+        return Err(match (status, error) {
             (_, "invalid_grant") => OauthError::InvalidGrant,
             (_, "invalid_client" | "unauthorized_client") | (401, "") => OauthError::InvalidClient,
             (code, "") => OauthError::TokenEndpoint(code.to_string()),
