@@ -15,6 +15,7 @@ mod fakes;
 mod health;
 mod metrics;
 mod oauth;
+mod outbound;
 mod replicas;
 mod servers;
 mod sse;
