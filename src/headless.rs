@@ -63,6 +63,9 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         max_body_bytes: 1 << 20,
         max_query_depth: 12,
         max_query_complexity: 20_000,
+        metrics_token: None,
+        metrics_bind: None,
+        audit_retention_days: 0,
     };
     let app = App::build(config, KeyRing::generate()).await?;
     app.db.migrate().await?;

@@ -381,7 +381,7 @@ fn lines_with(log: &str, needle: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn trace_logs_hold_no_token_secret_or_tool_argument() {
+async fn trace_logs_hold_no_token_secret_or_tool_argument_and_metrics_listen_apart() {
     use crate::support::fake_as::{AsConfig, FakeAuthServer};
     use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig};
     use futures_util::{SinkExt, StreamExt};
@@ -392,6 +392,7 @@ async fn trace_logs_hold_no_token_secret_or_tool_argument() {
     const CLIENT_SECRET: &str = "client-secret-trace-4b1d";
     const HEADER_VALUE: &str = "header-value-trace-91ac";
     const ARGUMENT: &str = "tool-argument-trace-6e0f";
+    const METRICS_TOKEN: &str = "metrics-token-trace-2d7b";
 
     let auth = FakeAuthServer::start(AsConfig {
         dcr: false,
@@ -415,9 +416,32 @@ async fn trace_logs_hold_no_token_secret_or_tool_argument() {
     .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let server = start_async(dir.path(), "trace", &[("RUST_LOG", "trace")]).await;
+    let metrics_bind = format!("127.0.0.1:{}", free_port());
+    let server = start_async(
+        dir.path(),
+        "trace",
+        &[
+            ("RUST_LOG", "trace"),
+            ("SWITCHBOARD_METRICS_TOKEN", METRICS_TOKEN),
+            ("SWITCHBOARD_METRICS_BIND", &metrics_bind),
+        ],
+    )
+    .await;
     let admin_token = token_in(&read(&server.stdout));
     let base = server.base.clone();
+
+    // The metrics listen on their own address and ask for their token.
+    let scrape = |base: String, token: Option<&'static str>| async move {
+        let mut request = reqwest::Client::new().get(format!("{base}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status().as_u16()
+    };
+    let metrics_base = format!("http://{metrics_bind}");
+    assert_eq!(scrape(metrics_base.clone(), Some(METRICS_TOKEN)).await, 200);
+    assert_eq!(scrape(metrics_base, None).await, 401);
+    assert_eq!(scrape(base.clone(), Some(METRICS_TOKEN)).await, 404);
 
     // A token minted through the API, then used to sign in over WebSocket.
     let minted = gql_async(
@@ -595,6 +619,7 @@ async fn trace_logs_hold_no_token_secret_or_tool_argument() {
         CLIENT_SECRET.to_owned(),
         HEADER_VALUE.to_owned(),
         ARGUMENT.to_owned(),
+        METRICS_TOKEN.to_owned(),
     ];
     needles.extend(minted_upstream);
     let mut leaks = Vec::new();
