@@ -221,6 +221,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app.config.health_interval,
         app.config.health_concurrency,
     );
+    // Delete audit events older than the retention, about hourly.
+    let audit_purge = crate::domain::audit::spawn(app.clone(), app.config.audit_retention_days);
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", app.config.bind))?;
@@ -257,6 +259,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     sweep.abort();
     if let Some(health) = health {
         health.abort();
+    }
+    if let Some(audit_purge) = audit_purge {
+        audit_purge.abort();
     }
     tracing::info!("Switchboard stopped");
     Ok(())

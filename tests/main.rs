@@ -9,6 +9,7 @@ mod support;
 
 mod access;
 mod api_hygiene;
+mod audit_retention;
 mod binary;
 mod console;
 mod fakes;
