@@ -150,12 +150,25 @@ fn first_start_secrets_and_graceful_shutdown() {
     let server = start(dir.path(), "first");
     let token = token_in(&read(&server.stdout));
 
-    let key_file = dir.path().join("data/switchboard.key");
-    let mode = std::fs::metadata(&key_file)
-        .expect("key file created")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // The key, the database and SQLite's files beside it are the owner's alone, in a
+    // directory only the owner can enter.
+    let data = dir.path().join("data");
+    let mode = |name: &str| {
+        let mode = std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        format!("{:o}", mode & 0o777)
+    };
+    assert_eq!(mode(""), "700", "the data directory");
+    for file in [
+        "switchboard.key",
+        "switchboard.db",
+        "switchboard.db-wal",
+        "switchboard.db-shm",
+    ] {
+        assert_eq!(mode(file), "600", "{file}");
+    }
 
     let secrets = [
         "header-value-7f3a91",
