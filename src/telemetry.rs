@@ -63,6 +63,7 @@ pub fn init(format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_writer(std::io::stderr)
+            .with_ansi(false)
             .with_filter(filter)
             .boxed(),
     };
