@@ -71,7 +71,7 @@ pub fn init(format: LogFormat) {
 }
 
 /// The log filter: the `RUST_LOG` directives (or the default), and then [`CAPS`].
-pub fn filter(rust_log: Option<&str>) -> impl Filter<Registry> + Send + Sync + 'static {
+fn filter(rust_log: Option<&str>) -> impl Filter<Registry> + Send + Sync + 'static {
     let directives = rust_log
         .map(str::trim)
         .filter(|directives| !directives.is_empty())
