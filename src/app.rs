@@ -49,7 +49,7 @@ const REFRESH_SWEEP_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
 const FLOW_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Start the background tasks under the app's supervisor: the token refresh sweep, the sweep
-/// of expired flows and, unless turned off, health checks. They stop with
+/// of expired flows and, unless turned off, the audit purge and health checks. They stop with
 /// [`App::stop_background_tasks`].
 pub fn start_background_tasks(app: &AppHandle) {
     let tasks = &app.tasks;
@@ -80,6 +80,21 @@ pub fn start_background_tasks(app: &AppHandle) {
             }
         },
     );
+    let retention_days = app.config.audit_retention_days;
+    if retention_days > 0 {
+        let handle = app.clone();
+        let first = std::sync::atomic::AtomicBool::new(true);
+        tasks.spawn(
+            "audit_purge",
+            move || {
+                crate::domain::audit::pause(first.swap(false, std::sync::atomic::Ordering::Relaxed))
+            },
+            move || {
+                let app = handle.clone();
+                async move { crate::domain::audit::purge(&app, retention_days).await }
+            },
+        );
+    }
     let interval = app.config.health_interval;
     if !interval.is_zero() {
         let concurrency = app.config.health_concurrency;

@@ -215,10 +215,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(app.config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", app.config.bind))?;
+    // Metrics on a listener of their own stop when the main server has stopped.
+    let (metrics_stop, metrics_stopped) = tokio::sync::watch::channel(false);
+    let metrics = match app.config.metrics_bind {
+        Some(address) => {
+            let metrics_listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for metrics"))?;
+            tracing::info!(address = %metrics_listener.local_addr()?, "serving metrics");
+            let mut stopped = metrics_stopped;
+            Some(tokio::spawn(crate::http::metrics::serve(
+                app.clone(),
+                metrics_listener,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            )))
+        }
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr()?, database = if app.db.is_postgres() { "postgres" } else { "sqlite" }, "Switchboard listening");
     crate::http::serve(app.clone(), listener, shutdown_signal())
         .await
         .context("serving")?;
+    let _ = metrics_stop.send(true);
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .context("the metrics listener stopped")?
+            .context("serving metrics")?;
+    }
     app.stop_background_tasks();
     tracing::info!("Switchboard stopped");
     Ok(())

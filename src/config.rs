@@ -26,6 +26,9 @@
 //! | `--max-servers-per-workspace` | `SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE` | `200` |
 //! | `--max-tools-per-server` | `SWITCHBOARD_MAX_TOOLS_PER_SERVER` | `1000` |
 //! | `--max-catalogue-bytes` | `SWITCHBOARD_MAX_CATALOGUE_BYTES` | `2097152` |
+//! | `--metrics-token` | `SWITCHBOARD_METRICS_TOKEN` | none (`/metrics` is open); 16 to 256 visible ASCII characters |
+//! | `--metrics-bind` | `SWITCHBOARD_METRICS_BIND` | none (`/metrics` is served on `--bind`) |
+//! | `--audit-retention-days` | `SWITCHBOARD_AUDIT_RETENTION_DAYS` | `365` (0 keeps every event) |
 //!
 //! The log filter follows `RUST_LOG` (default `info`).
 
@@ -158,6 +161,22 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_MAX_CATALOGUE_BYTES", default_value = "2097152", global = true,
           value_parser = clap::value_parser!(u64).range(1024..=268_435_456))]
     pub max_catalogue_bytes: u64,
+    /// Bearer token `/metrics` requires (16 to 256 visible ASCII characters); without it the
+    /// metrics are open to whoever reaches their listener.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+    /// Separate address to serve `/metrics` on; the main listener then answers 404 for it.
+    #[arg(long, env = "SWITCHBOARD_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<String>,
+    /// Days audit events are kept before a background purge deletes them (0 keeps them all).
+    #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION_DAYS", default_value = "365", global = true,
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_retention_days: u32,
 }
 
 /// Validated configuration.
@@ -193,6 +212,12 @@ pub struct Config {
     pub max_query_depth: usize,
     /// Query complexity limit.
     pub max_query_complexity: usize,
+    /// Bearer token `/metrics` requires (never logged); `None` leaves it open.
+    pub metrics_token: Option<crate::crypto::Secret>,
+    /// Separate listen address for `/metrics`; `None` serves it on [`Config::bind`].
+    pub metrics_bind: Option<SocketAddr>,
+    /// Days audit events are kept; 0 keeps them all.
+    pub audit_retention_days: u32,
     /// Outbound operations per GraphQL request (or WebSocket operation).
     pub outbound_per_request: u32,
     /// Per-user rate of outbound operations.
@@ -303,6 +328,27 @@ impl ConfigArgs {
             }
             None => None,
         };
+        let metrics_token = self
+            .metrics_token
+            .as_deref()
+            .map(parse_metrics_token)
+            .transpose()?;
+        let metrics_bind = match self.metrics_bind.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(raw) => {
+                const SETTING: &str = "--metrics-bind / SWITCHBOARD_METRICS_BIND";
+                let addr: SocketAddr = raw.parse().map_err(|_| {
+                    bad(
+                        SETTING,
+                        format!("{raw:?} is not an address like 127.0.0.1:9090"),
+                    )
+                })?;
+                if addr == bind && addr.port() != 0 {
+                    return Err(bad(SETTING, "must differ from --bind / SWITCHBOARD_BIND"));
+                }
+                Some(addr)
+            }
+        };
         Ok(Config {
             database,
             client_metadata_url,
@@ -331,8 +377,28 @@ impl ConfigArgs {
             max_servers_per_workspace: self.max_servers_per_workspace,
             max_tools_per_server: self.max_tools_per_server,
             max_catalogue_bytes: self.max_catalogue_bytes,
+            metrics_token,
+            metrics_bind,
+            audit_retention_days: self.audit_retention_days,
         })
     }
+}
+
+/// A metrics token: long enough not to be guessed, and sendable in a header as is. The value
+/// is never echoed in the error.
+fn parse_metrics_token(raw: &str) -> Result<crate::crypto::Secret, ConfigError> {
+    const SETTING: &str = "--metrics-token / SWITCHBOARD_METRICS_TOKEN";
+    let token = raw.trim();
+    if !(16..=256).contains(&token.len()) {
+        return Err(bad(SETTING, "must be 16 to 256 characters long"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            SETTING,
+            "must be visible ASCII characters without spaces",
+        ));
+    }
+    Ok(crate::crypto::Secret::new(token))
 }
 
 fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
@@ -506,6 +572,48 @@ mod tests {
             let error = parse(&[flag, value]).expect_err("out of range");
             assert!(error.contains(flag), "{flag}: {error}");
         }
+    }
+
+    #[test]
+    fn metrics_and_audit_settings() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert!(config.metrics_token.is_none());
+        assert_eq!(config.metrics_bind, None);
+        assert_eq!(config.audit_retention_days, 365);
+
+        let config = parse(&[
+            "--metrics-token",
+            " scrape-token-0123456789 ",
+            "--metrics-bind",
+            "127.0.0.1:9090",
+            "--audit-retention-days",
+            "0",
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.metrics_token.as_ref().map(|t| t.expose()),
+            Some("scrape-token-0123456789")
+        );
+        assert_eq!(config.metrics_bind, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(config.audit_retention_days, 0);
+        assert!(
+            !format!("{config:?}").contains("scrape-token"),
+            "never printed"
+        );
+
+        for bad_token in ["short", "has a space in it, long enough", &"x".repeat(257)] {
+            let error = parse(&["--metrics-token", bad_token]).expect_err("bad token");
+            assert!(error.contains("SWITCHBOARD_METRICS_TOKEN"), "{error}");
+            assert!(!error.contains(bad_token), "not echoed: {error}");
+        }
+        let error = parse(&["--metrics-bind", "nowhere"]).expect_err("bad bind");
+        assert!(error.contains("SWITCHBOARD_METRICS_BIND"), "{error}");
+        let error = parse(&["--metrics-bind", "127.0.0.1:8080"]).expect_err("same as --bind");
+        assert!(error.contains("SWITCHBOARD_METRICS_BIND"), "{error}");
+        let error = parse(&["--audit-retention-days=-1"]).expect_err("negative");
+        assert!(error.contains("audit-retention-days"), "{error}");
+        let error = parse(&["--audit-retention-days", "36501"]).expect_err("too long");
+        assert!(error.contains("audit-retention-days"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The `switchboard` binary as an operator runs it: first start, the printed token, the key
-//! file, graceful shutdown, the admin commands, and that no secret ever reaches a response, a
-//! log line or the database file in plaintext.
+//! The `switchboard` binary as an operator runs it: first start, the printed token, the modes
+//! of the key and database files, graceful shutdown, the admin commands, the metrics on a
+//! listener of their own, and that no secret ever reaches a response, a log line (even at
+//! trace level, through WebSocket sign-in, an OAuth flow and tool calls) or the database file
+//! in plaintext.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -40,36 +42,59 @@ fn command(dir: &Path) -> Command {
     command
 }
 
-fn start(dir: &Path, tag: &str) -> Server {
+/// Start the binary in `dir` on a free port, with `env` added to [`command`]'s environment.
+fn spawn(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let stdout = dir.join(format!("{tag}.stdout"));
     let stderr = dir.join(format!("{tag}.stderr"));
-    let child = command(dir)
+    let mut command = command(dir);
+    command
         .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&stdout).unwrap())
-        .stderr(std::fs::File::create(&stderr).unwrap())
-        .spawn()
-        .expect("spawn switchboard");
-    let base = format!("http://127.0.0.1:{port}");
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    Server {
+        child: command.spawn().expect("spawn switchboard"),
+        base: format!("http://127.0.0.1:{port}"),
+        stdout,
+        stderr,
+    }
+}
+
+fn start(dir: &Path, tag: &str) -> Server {
+    let server = spawn(dir, tag, &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = reqwest::blocking::get(format!("{base}/healthz"))
+        if let Ok(response) = reqwest::blocking::get(format!("{}/healthz", server.base))
             && response.status().is_success()
         {
-            break;
+            return server;
         }
         assert!(
             Instant::now() < deadline,
             "server did not become healthy: {}",
-            read(&stderr)
+            read(&server.stderr)
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server {
-        child,
-        base,
-        stdout,
-        stderr,
+}
+
+/// [`start`] for async tests, without blocking the runtime the fakes run on.
+async fn start_async(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
+    let server = spawn(dir, tag, env);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = reqwest::get(format!("{}/healthz", server.base)).await
+            && response.status().is_success()
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not become healthy: {}",
+            read(&server.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -127,12 +152,25 @@ fn first_start_secrets_and_graceful_shutdown() {
     let server = start(dir.path(), "first");
     let token = token_in(&read(&server.stdout));
 
-    let key_file = dir.path().join("data/switchboard.key");
-    let mode = std::fs::metadata(&key_file)
-        .expect("key file created")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // The key, the database and SQLite's files beside it are the owner's alone, in a
+    // directory only the owner can enter.
+    let data = dir.path().join("data");
+    let mode = |name: &str| {
+        let mode = std::fs::metadata(data.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        format!("{:o}", mode & 0o777)
+    };
+    assert_eq!(mode(""), "700", "the data directory");
+    for file in [
+        "switchboard.key",
+        "switchboard.db",
+        "switchboard.db-wal",
+        "switchboard.db-shm",
+    ] {
+        assert_eq!(mode(file), "600", "{file}");
+    }
 
     let secrets = [
         "header-value-7f3a91",
@@ -322,4 +360,293 @@ fn admin_commands_and_bad_settings() {
             "{name}: {stderr}"
         );
     }
+}
+
+async fn gql_async(base: &str, token: &str, query: &str, variables: Value) -> Value {
+    let body = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{query}: {body}");
+    body["data"].clone()
+}
+
+/// Whether `text` contains `needle` as a whole word: not glued to letters, digits, `-` or `_`
+/// on either side (the fake authorization server's tokens are short, like `at-1`).
+fn contains_word(text: &str, needle: &str) -> bool {
+    let glued = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    text.match_indices(needle).any(|(at, _)| {
+        !text[..at].chars().next_back().is_some_and(glued)
+            && !text[at + needle.len()..].chars().next().is_some_and(glued)
+    })
+}
+
+/// The lines of `log` holding `needle` as a word, shortened.
+fn lines_with(log: &str, needle: &str) -> Vec<String> {
+    log.lines()
+        .filter(|line| contains_word(line, needle))
+        .map(|line| line.chars().take(400).collect())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trace_logs_hold_no_token_secret_or_tool_argument_and_metrics_listen_apart() {
+    use crate::support::fake_as::{AsConfig, FakeAuthServer};
+    use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    const CLIENT_ID: &str = "trace-client";
+    const CLIENT_SECRET: &str = "client-secret-trace-4b1d";
+    const HEADER_VALUE: &str = "header-value-trace-91ac";
+    const ARGUMENT: &str = "tool-argument-trace-6e0f";
+    const METRICS_TOKEN: &str = "metrics-token-trace-2d7b";
+
+    let auth = FakeAuthServer::start(AsConfig {
+        dcr: false,
+        preregistered: vec![(CLIENT_ID.into(), Some(CLIENT_SECRET.into()))],
+        token_auth_methods: vec!["client_secret_post".into()],
+        ..AsConfig::default()
+    })
+    .await;
+    let oauth_mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        ..McpConfig::default()
+    })
+    .await;
+    let header_mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::StaticHeader {
+            name: "x-api-key".into(),
+            value: HEADER_VALUE.into(),
+        },
+        ..McpConfig::default()
+    })
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics_bind = format!("127.0.0.1:{}", free_port());
+    let server = start_async(
+        dir.path(),
+        "trace",
+        &[
+            ("RUST_LOG", "trace"),
+            ("SWITCHBOARD_METRICS_TOKEN", METRICS_TOKEN),
+            ("SWITCHBOARD_METRICS_BIND", &metrics_bind),
+        ],
+    )
+    .await;
+    let admin_token = token_in(&read(&server.stdout));
+    let base = server.base.clone();
+
+    // The metrics listen on their own address and ask for their token.
+    let scrape = |base: String, token: Option<&'static str>| async move {
+        let mut request = reqwest::Client::new().get(format!("{base}/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().status().as_u16()
+    };
+    let metrics_base = format!("http://{metrics_bind}");
+    assert_eq!(scrape(metrics_base.clone(), Some(METRICS_TOKEN)).await, 200);
+    assert_eq!(scrape(metrics_base, None).await, 401);
+    assert_eq!(scrape(base.clone(), Some(METRICS_TOKEN)).await, 404);
+
+    // A token minted through the API, then used to sign in over WebSocket.
+    let minted = gql_async(
+        &base,
+        &admin_token,
+        "mutation { createApiToken(name: \"trace\") { token } }",
+        json!({}),
+    )
+    .await["createApiToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = gql_async(&base, &minted, "{ workspaces { id } }", json!({})).await;
+    let workspace = data["workspaces"][0]["id"].as_str().unwrap().to_owned();
+    let mut request = format!("{}/graphql/ws", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket
+        .send(Message::text(
+            json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {minted}") } })
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    let ack = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(ack.to_string().contains("connection_ack"), "{ack}");
+    socket.close(None).await.unwrap();
+
+    // A server behind a static header, and a tool call with a distinctive argument.
+    let create =
+        "mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { server { id } } }";
+    let call = "mutation($id: ID!, $a: JSON) { callMcpTool(serverId: $id, name: \"echo\", arguments: $a) { isError } }";
+    let data = gql_async(
+        &base,
+        &admin_token,
+        create,
+        json!({ "i": { "workspaceId": workspace, "name": "header", "url": header_mcp.url(), "authType": "HEADERS",
+                       "headers": [{ "name": "x-api-key", "value": HEADER_VALUE }] } }),
+    )
+    .await;
+    let header_id = data["createMcpServer"]["server"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    gql_async(
+        &base,
+        &admin_token,
+        "mutation($id: ID!) { refreshMcpServer(id: $id) { id } }",
+        json!({ "id": header_id }),
+    )
+    .await;
+    let data = gql_async(
+        &base,
+        &admin_token,
+        call,
+        json!({ "id": header_id, "a": { "message": ARGUMENT } }),
+    )
+    .await;
+    assert_eq!(data["callMcpTool"]["isError"], false, "{data}");
+
+    // An OAuth flow with a pre-registered client and its secret, a call with the access
+    // token, then a refresh after the authorization server forgets the access token.
+    let data = gql_async(
+        &base,
+        &admin_token,
+        create,
+        json!({ "i": { "workspaceId": workspace, "name": "oauth", "url": oauth_mcp.url(), "authType": "OAUTH",
+                       "oauthClientId": CLIENT_ID, "oauthClientSecret": CLIENT_SECRET } }),
+    )
+    .await;
+    let oauth_id = data["createMcpServer"]["server"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data = gql_async(
+        &base,
+        &admin_token,
+        crate::support::START_OAUTH,
+        json!({ "id": oauth_id }),
+    )
+    .await;
+    let begin_url = data["startMcpOauth"]["authorizationUrl"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let browser = crate::support::no_redirects();
+    let begin = browser.get(&begin_url).send().await.unwrap();
+    assert_eq!(begin.status().as_u16(), 302);
+    let cookie = begin.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let approved = browser
+        .get(crate::support::location(&begin))
+        .send()
+        .await
+        .unwrap();
+    let callback = browser
+        .get(crate::support::location(&approved))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let page = callback.text().await.unwrap();
+    assert!(page.contains("authorized"), "{page}");
+    let data = gql_async(
+        &base,
+        &admin_token,
+        call,
+        json!({ "id": oauth_id, "a": { "message": ARGUMENT } }),
+    )
+    .await;
+    assert_eq!(data["callMcpTool"]["isError"], false, "{data}");
+    auth.expire_access_tokens();
+    let data = gql_async(
+        &base,
+        &admin_token,
+        call,
+        json!({ "id": oauth_id, "a": { "message": ARGUMENT } }),
+    )
+    .await;
+    assert_eq!(data["callMcpTool"]["isError"], false, "{data}");
+    assert_eq!(auth.refresh_count(), 1);
+    // Disconnecting revokes the rotated refresh token and the new access token.
+    gql_async(
+        &base,
+        &admin_token,
+        "mutation($id: ID!) { disconnectMcpOauth(serverId: $id) { id } }",
+        json!({ "id": oauth_id }),
+    )
+    .await;
+
+    // Every token the authorization server minted, as the MCP server and the token endpoint
+    // received them.
+    let mut minted_upstream: Vec<String> = oauth_mcp
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned)
+        })
+        .collect();
+    for request in auth.token_requests() {
+        minted_upstream.extend(request.field("refresh_token").map(str::to_owned));
+        minted_upstream.extend(request.field("code").map(str::to_owned));
+    }
+    minted_upstream.extend(auth.revocations().into_iter().map(|r| r.token));
+    minted_upstream.sort();
+    minted_upstream.dedup();
+    assert!(
+        minted_upstream.len() >= 5,
+        "a code, two access tokens and two refresh tokens: {minted_upstream:?}"
+    );
+
+    let (_, stderr) = tokio::task::spawn_blocking(move || stop(server))
+        .await
+        .unwrap();
+    assert!(stderr.contains("TRACE"), "the log is at trace level");
+    let mut needles = vec![
+        admin_token.clone(),
+        minted.clone(),
+        CLIENT_SECRET.to_owned(),
+        HEADER_VALUE.to_owned(),
+        ARGUMENT.to_owned(),
+        METRICS_TOKEN.to_owned(),
+    ];
+    needles.extend(minted_upstream);
+    let mut leaks = Vec::new();
+    for needle in &needles {
+        for line in lines_with(&stderr, needle) {
+            leaks.push(format!("{needle}: {line}"));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leaking lines:\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
 }

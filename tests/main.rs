@@ -10,6 +10,7 @@ mod support;
 
 mod access;
 mod api_hygiene;
+mod audit_retention;
 mod binary;
 mod console;
 mod fakes;
@@ -20,6 +21,7 @@ mod hostile_users;
 mod limits;
 mod metrics;
 mod oauth;
+mod outbound;
 mod replicas;
 mod servers;
 mod sse;

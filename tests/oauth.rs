@@ -436,7 +436,7 @@ async fn hostile_or_broken_authorization_servers_are_refused_clearly() {
     // networks allowed.
     let (_auth, mcp) = world(
         AsConfig {
-            token_endpoint_override: Some("http://169.254.169.254/token".into()),
+            token_endpoint_override: Some("https://169.254.169.254/token".into()),
             ..AsConfig::default()
         },
         McpAuth::oauth,

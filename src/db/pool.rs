@@ -9,7 +9,7 @@
 //! Every connection counts the statements it runs into one shared counter; tests and the
 //! benchmark read it to prove that a request costs a constant number of queries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -194,8 +194,41 @@ async fn establish_sqlite(path: &str) -> diesel::ConnectionResult<SqliteConn> {
     Ok(conn)
 }
 
+/// Create a missing SQLite database file, and its missing directories, readable by the owner
+/// only (0600, directories 0700), before SQLite opens it: SQLite would create it with the
+/// process's default mode (0644 under the usual umask), and it gives the `-wal` and `-shm`
+/// files it creates beside the database the database file's mode. An existing file or
+/// directory is left as it is. An empty file is a valid, empty SQLite database.
+fn prepare_sqlite_file(path: &Path) -> Result<(), DbError> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| DbError::Connect(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    // `create_new` neither follows nor reuses an existing path, and the mode applies at
+    // creation, so the file is never readable by others, even briefly.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbError::Connect(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl Db {
-    /// Build a pool for the target. For SQLite the parent directory is created.
+    /// Build a pool for the target. For SQLite a missing database file and directory are
+    /// created, readable by the owner only.
     pub async fn connect(target: &DatabaseTarget, options: &PoolOptions) -> Result<Db, DbError> {
         let statements = Arc::new(AtomicU64::new(0));
         let pool = match target {
@@ -223,11 +256,7 @@ impl Db {
                 )
             }
             DatabaseTarget::Sqlite(path) => {
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| {
-                        DbError::Connect(format!("cannot create {}: {e}", parent.display()))
-                    })?;
-                }
+                prepare_sqlite_file(path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
                 config.recycling_method = RecyclingMethod::Fast;
                 let counter = statements.clone();
@@ -387,5 +416,67 @@ pub(super) async fn establish_for_migrations(
                 .await
                 .map_err(|e| DbError::Connect(e.to_string()))?,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+
+    use super::*;
+
+    /// The permission bits, in octal.
+    fn mode(path: &Path) -> String {
+        let mode = std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        format!("{:o}", mode & 0o777)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_new_sqlite_database_and_its_directories_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("var/data");
+        let path = data.join("switchboard.db");
+        let db = Db::connect(
+            &DatabaseTarget::Sqlite(path.clone()),
+            &PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        // Hold a connection so the write-ahead log and shared memory files stay.
+        let _conn = db.conn().await.unwrap();
+
+        assert_eq!(mode(&dir.path().join("var")), "700");
+        assert_eq!(mode(&data), "700");
+        for file in ["switchboard.db", "switchboard.db-wal", "switchboard.db-shm"] {
+            assert_eq!(mode(&data.join(file)), "600", "{file}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_existing_sqlite_database_and_directory_keep_their_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("shared");
+        std::fs::DirBuilder::new()
+            .mode(0o750)
+            .create(&data)
+            .unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let path = data.join("switchboard.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+        let db = Db::connect(
+            &DatabaseTarget::Sqlite(path.clone()),
+            &PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        assert_eq!(mode(&data), "750");
+        assert_eq!(mode(&path), "640");
     }
 }

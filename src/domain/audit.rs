@@ -1,5 +1,12 @@
 //! The audit trail: who changed what, per workspace. Details never hold secrets.
+//!
+//! Events are kept for the configured retention (`--audit-retention-days`, 365 by default; 0
+//! keeps them all). A background task purges older ones about once an hour, in batches.
 
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use rand::RngExt as _;
 use uuid::Uuid;
 
 use super::Result;
@@ -8,6 +15,16 @@ use super::servers::{Page, page_size};
 use crate::app::App;
 use crate::db::models::AuditEventRow;
 use crate::db::{self, DbConn, DbTime, DbUuid};
+
+/// Events deleted per statement.
+const PURGE_BATCH: i64 = 1000;
+
+/// Time between purges; each is jittered by up to a quarter more so replicas spread out.
+const PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Time from start to the first purge (jittered the same way), so a restart neither purges in
+/// the middle of start-up nor waits an hour.
+const FIRST_PURGE_AFTER: Duration = Duration::from_secs(60);
 
 /// Append an event inside the caller's transaction.
 pub async fn record(
@@ -19,6 +36,7 @@ pub async fn record(
     details: serde_json::Value,
 ) -> Result<()> {
     let row = AuditEventRow {
+        // Time-ordered: paging and the retention purge walk the ids (see `db::audit`).
         id: DbUuid(Uuid::now_v7()),
         workspace_id: DbUuid(workspace_id),
         actor_user_id: Some(DbUuid(actor)),
@@ -46,4 +64,76 @@ pub async fn page(
     let has_next = items.len() as i64 > first;
     items.truncate(usize::try_from(first).unwrap_or(0));
     Ok(Page { items, has_next })
+}
+
+/// The oldest time an event may have been recorded at to be kept, `retention_days` before
+/// `now`; `None` when every event is kept (0 days).
+pub fn retention_cutoff(now: DateTime<Utc>, retention_days: u32) -> Option<DateTime<Utc>> {
+    if retention_days == 0 {
+        return None;
+    }
+    now.checked_sub_signed(TimeDelta::days(i64::from(retention_days)))
+}
+
+/// Delete every event recorded more than `retention_days` ago (none when it is 0), a batch at a
+/// time; returns how many were deleted.
+pub async fn run_once(app: &App, retention_days: u32) -> Result<usize> {
+    let Some(cutoff) = retention_cutoff(db::now(), retention_days) else {
+        return Ok(0);
+    };
+    let mut deleted = 0usize;
+    loop {
+        // A connection per batch, so other requests get one between batches.
+        let mut conn = app.db.conn().await?;
+        let batch = db::audit::delete_recorded_before(&mut conn, cutoff, PURGE_BATCH).await?;
+        drop(conn);
+        deleted = deleted.saturating_add(batch);
+        if i64::try_from(batch).map_or(true, |batch| batch < PURGE_BATCH) {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// The pause before the next purge: about an hour, jittered; the first purge comes about a
+/// minute after start.
+pub fn pause(first: bool) -> Duration {
+    let wait = if first {
+        FIRST_PURGE_AFTER
+    } else {
+        PURGE_INTERVAL
+    };
+    let jitter_ms = rand::rng().random_range(0..=u64::try_from(wait.as_millis() / 4).unwrap_or(0));
+    wait + Duration::from_millis(jitter_ms)
+}
+
+/// One purge round, logged.
+pub async fn purge(app: &App, retention_days: u32) -> Result<()> {
+    match run_once(app, retention_days).await? {
+        0 => tracing::debug!(retention_days, "no audit events past retention"),
+        deleted => tracing::info!(
+            deleted,
+            retention_days,
+            "purged audit events past retention"
+        ),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_cutoff_counts_whole_days_back_and_zero_keeps_everything() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(retention_cutoff(now, 0), None);
+        assert_eq!(retention_cutoff(now, 1), Some(now - TimeDelta::hours(24)));
+        assert_eq!(
+            retention_cutoff(now, 365).map(|c| c.to_rfc3339()),
+            Some("2025-11-28T12:00:00+00:00".to_owned())
+        );
+        assert!(retention_cutoff(now, 36_500).is_some_and(|c| c.timestamp() < 0));
+    }
 }

@@ -9,7 +9,7 @@ mod console;
 mod embedded;
 mod graphiql;
 mod health;
-mod metrics;
+pub mod metrics;
 pub mod oauth_pages;
 
 use std::future::Future;
@@ -49,6 +49,7 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
     let schema = build_schema(app.clone());
     let max_body = app.config.max_body_bytes;
     let origins = app.config.app_origins.clone();
+    let metrics_routes = metrics::main_listener_routes(&app);
     let state = HttpState {
         app,
         schema,
@@ -64,7 +65,7 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .merge(metrics_routes)
         .route("/oauth/begin/{flow}", get(oauth_pages::begin))
         .route("/oauth/callback", get(oauth_pages::callback))
         .route(

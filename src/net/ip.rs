@@ -29,7 +29,8 @@ pub enum AddressClass {
     LinkLocal,
     /// Carrier-grade NAT shared space, `100.64.0.0/10`.
     Cgnat,
-    /// Cloud instance metadata endpoints, which hand out credentials.
+    /// Cloud instance metadata and credential endpoints (see `METADATA_V4` and
+    /// `METADATA_V6`), which hand out credentials.
     Metadata,
     /// `224.0.0.0/4` and `ff00::/8`.
     Multicast,
@@ -102,18 +103,33 @@ impl fmt::Display for AddressClass {
     }
 }
 
-/// Metadata services of the major clouds. AWS, GCP, Azure and Oracle use
-/// `169.254.169.254`, ECS task metadata uses `169.254.170.2`, Alibaba uses
-/// `100.100.100.200`. They sit inside link-local or CGNAT space, so without
-/// this list they would become reachable once private networks are allowed.
-const METADATA_V4: [Ipv4Addr; 3] = [
+/// Metadata and credential services of the major clouds, refused whatever the policy:
+/// - `169.254.169.254`: AWS, GCP, Azure, Oracle and most others;
+/// - `169.254.170.2`: ECS task metadata and credentials;
+/// - `169.254.170.23`: EKS Pod Identity credentials;
+/// - `169.254.0.23`: Tencent Cloud;
+/// - `100.100.100.200`: Alibaba Cloud;
+/// - `168.63.129.16`: Azure WireServer, which sits in public address space, so it would be
+///   reachable even with private networks refused.
+///
+/// The others sit inside link-local or CGNAT space, so without this list they would become
+/// reachable once private networks are allowed.
+const METADATA_V4: [Ipv4Addr; 6] = [
     Ipv4Addr::new(169, 254, 169, 254),
     Ipv4Addr::new(169, 254, 170, 2),
+    Ipv4Addr::new(169, 254, 170, 23),
+    Ipv4Addr::new(169, 254, 0, 23),
     Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(168, 63, 129, 16),
 ];
 
-/// AWS's IPv6 instance metadata endpoint, `fd00:ec2::254`.
-const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
+/// The IPv6 metadata endpoints, inside unique-local space: AWS instance metadata
+/// (`fd00:ec2::254`), EKS Pod Identity (`fd00:ec2::23`) and GCP (`fd20:ce::254`).
+const METADATA_V6: [Ipv6Addr; 3] = [
+    Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254),
+    Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0023),
+    Ipv6Addr::new(0xfd20, 0x00ce, 0, 0, 0, 0, 0, 0x0254),
+];
 
 /// Classify an IP address: `None` when it is a normal public address.
 pub fn classify(ip: IpAddr) -> Option<AddressClass> {
@@ -136,8 +152,9 @@ pub fn is_allowed(ip: IpAddr, policy: NetPolicy) -> Result<(), AddressClass> {
 fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
     use AddressClass::*;
 
-    // Checked first: these addresses also fall into link-local or CGNAT, and
-    // the more specific class is the one that must never be relaxed.
+    // Checked first: most of these addresses also fall into link-local or CGNAT
+    // (and one into public space), and the more specific class is the one that
+    // must never be relaxed.
     if METADATA_V4.contains(&ip) {
         return Some(Metadata);
     }
@@ -165,7 +182,7 @@ fn classify_v4(ip: Ipv4Addr) -> Option<AddressClass> {
 fn classify_v6(ip: Ipv6Addr) -> Option<AddressClass> {
     use AddressClass::*;
 
-    if ip == METADATA_V6 {
+    if METADATA_V6.contains(&ip) {
         return Some(Metadata);
     }
     if ip.is_unspecified() {

@@ -51,6 +51,60 @@ pub struct NetPolicy {
     pub allow_private_networks: bool,
 }
 
+/// The outbound rule that refused an address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Private networks are not allowed: only public addresses may be reached.
+    PublicOnly,
+    /// Refused whatever the policy ([`AddressClass::always_refused`]).
+    AlwaysRefused,
+}
+
+impl Rule {
+    /// The rule for a refused address of `class`, as it may be told to the user.
+    ///
+    /// For an IP literal that is the rule the class falls under. For a hostname it depends on
+    /// the policy alone: with private networks refused, every refusal of a name reads as the
+    /// public-only rule (which also excludes metadata endpoints), so the message says nothing
+    /// about which kind of address the name resolved to.
+    fn for_refusal(class: AddressClass, literal: bool, policy: NetPolicy) -> Rule {
+        let always = if literal {
+            class.always_refused()
+        } else {
+            policy.allow_private_networks
+        };
+        if always {
+            Rule::AlwaysRefused
+        } else {
+            Rule::PublicOnly
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Rule::PublicOnly => {
+                "private networks are not allowed, so only public addresses other than cloud \
+                 metadata endpoints may be reached"
+            }
+            Rule::AlwaysRefused => {
+                "unspecified, multicast and broadcast addresses and cloud metadata endpoints \
+                 are never reached"
+            }
+        }
+    }
+}
+
+fn refusal_message(host: &str, literal: bool, class: AddressClass, rule: Rule) -> String {
+    if literal {
+        format!(
+            "the address {host} ({class}) is refused: {}",
+            rule.describe()
+        )
+    } else {
+        format!("the host {host} is refused: {}", rule.describe())
+    }
+}
+
 /// Why an outbound request or URL was refused or failed.
 ///
 /// Messages never contain header values, bodies or full URLs, so they are
@@ -71,12 +125,22 @@ pub enum NetError {
     #[error("URLs with embedded credentials are not allowed")]
     CredentialsInUrl,
     /// The host is, or resolves to, an address the policy refuses.
-    #[error("the host {host} resolves to a disallowed address ({class})")]
+    ///
+    /// The message names the rule that refused it. For a hostname it never names the
+    /// addresses the name resolved to nor their class, so an error shown to a user reveals
+    /// nothing about how internal names resolve; for an IP literal it names the address's
+    /// class, which anyone can tell from the literal.
+    #[error("{}", refusal_message(host, *literal, *class, *rule))]
     DisallowedAddress {
         /// The host as written in the URL.
         host: String,
-        /// The class of the first refused address.
+        /// Whether the host is an IP literal rather than a name.
+        literal: bool,
+        /// The class of the first refused address (for tests and operators, never shown for
+        /// a hostname).
         class: AddressClass,
+        /// The rule that refused it.
+        rule: Rule,
     },
     /// Name resolution failed or returned no address.
     #[error("the host {0} could not be resolved")]
@@ -182,11 +246,17 @@ fn check_target(url: &Url, policy: NetPolicy) -> Result<(), NetError> {
 fn check_ip_literal(ip: IpAddr, policy: NetPolicy) -> Result<IpAddr, NetError> {
     is_allowed(ip, policy).map(|()| ip).map_err(|class| {
         tracing::debug!(%ip, %class, "refused outbound address");
-        NetError::DisallowedAddress {
-            host: ip.to_string(),
-            class,
-        }
+        refused(ip.to_string(), true, class, policy)
     })
+}
+
+fn refused(host: String, literal: bool, class: AddressClass, policy: NetPolicy) -> NetError {
+    NetError::DisallowedAddress {
+        host,
+        literal,
+        class,
+        rule: Rule::for_refusal(class, literal, policy),
+    }
 }
 
 fn missing_host() -> NetError {
@@ -235,16 +305,23 @@ async fn resolve_checked(
             .filter(|ip| seen.insert(*ip))
             .collect()
     };
+    check_resolved(host, ips, policy)
+}
+
+/// Check every address a hostname resolved to: refused if any is disallowed.
+fn check_resolved(
+    host: &str,
+    ips: Vec<IpAddr>,
+    policy: NetPolicy,
+) -> Result<Vec<IpAddr>, NetError> {
     if ips.is_empty() {
         return Err(NetError::Unresolvable(host.to_owned()));
     }
     for ip in &ips {
         if let Err(class) = is_allowed(*ip, policy) {
+            // The operator may see where the name led; the error does not say.
             tracing::debug!(host, %ip, %class, "refused outbound address");
-            return Err(NetError::DisallowedAddress {
-                host: host.to_owned(),
-                class,
-            });
+            return Err(refused(host.to_owned(), false, class, policy));
         }
     }
     Ok(ips)

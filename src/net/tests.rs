@@ -58,7 +58,12 @@ fn classifies_ipv4_ranges() {
         ("169.254.1.1", Some(LinkLocal)),
         ("169.254.169.254", Some(Metadata)),
         ("169.254.170.2", Some(Metadata)),
+        ("169.254.170.23", Some(Metadata)),
+        ("169.254.170.24", Some(LinkLocal)),
+        ("169.254.0.23", Some(Metadata)),
         ("100.100.100.200", Some(Metadata)),
+        ("168.63.129.16", Some(Metadata)),
+        ("168.63.129.17", None),
         ("100.64.0.1", Some(Cgnat)),
         ("100.127.255.255", Some(Cgnat)),
         ("100.63.255.255", None),
@@ -94,6 +99,10 @@ fn classifies_ipv6_ranges() {
         ("fc00::1", Some(UniqueLocal)),
         ("fdff:ffff::1", Some(UniqueLocal)),
         ("fd00:ec2::254", Some(Metadata)),
+        ("fd00:ec2::23", Some(Metadata)),
+        ("fd00:ec2::24", Some(UniqueLocal)),
+        ("fd20:ce::254", Some(Metadata)),
+        ("fd20:ce::253", Some(UniqueLocal)),
         ("fe80::1", Some(LinkLocal)),
         ("febf::1", Some(LinkLocal)),
         ("fec0::1", Some(SiteLocal)),
@@ -184,18 +193,200 @@ fn private_policy_relaxes_all_but_the_dangerous_classes() {
     assert_eq!(is_allowed(ip("2001:4860:4860::8888"), DENY), Ok(()));
 }
 
+/// Every metadata and credential endpoint, in every form that delivers to it.
+const METADATA: [&str; 9] = [
+    "169.254.169.254",
+    "169.254.170.2",
+    "169.254.170.23",
+    "169.254.0.23",
+    "100.100.100.200",
+    "168.63.129.16",
+    "fd00:ec2::254",
+    "fd00:ec2::23",
+    "fd20:ce::254",
+];
+
+/// The IPv6 forms that deliver to an IPv4 address: IPv4-mapped, IPv4-compatible, NAT64 and
+/// 6to4.
+fn embedding_forms(v4: std::net::Ipv4Addr) -> Vec<IpAddr> {
+    let [a, b, c, d] = v4.octets();
+    let high = u16::from_be_bytes([a, b]);
+    let low = u16::from_be_bytes([c, d]);
+    vec![
+        IpAddr::V6(v4.to_ipv6_mapped()),
+        IpAddr::V6(v4.to_ipv6_compatible()),
+        IpAddr::V6(std::net::Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, high, low)),
+        IpAddr::V6(std::net::Ipv6Addr::new(0x2002, high, low, 0, 0, 0, 0, 1)),
+    ]
+}
+
+#[test]
+fn metadata_endpoints_are_refused_in_every_form_whatever_the_policy() {
+    for addr in METADATA {
+        let ip = ip(addr);
+        let mut forms = vec![ip];
+        if let IpAddr::V4(v4) = ip {
+            forms.extend(embedding_forms(v4));
+        }
+        for form in forms {
+            assert_eq!(classify(form), Some(AddressClass::Metadata), "{form}");
+            assert_eq!(
+                is_allowed(form, ALLOW),
+                Err(AddressClass::Metadata),
+                "{form}"
+            );
+            assert_eq!(
+                is_allowed(form, DENY),
+                Err(AddressClass::Metadata),
+                "{form}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn metadata_literals_are_refused_by_every_check_even_when_allowed() {
+    for addr in METADATA {
+        let host = match ip(addr) {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        let target = url(&format!("https://{host}/latest/meta-data"));
+        let result = check_url(&target, ALLOW).await;
+        assert!(
+            matches!(
+                result,
+                Err(NetError::DisallowedAddress {
+                    class: AddressClass::Metadata,
+                    rule: Rule::AlwaysRefused,
+                    literal: true,
+                    ..
+                })
+            ),
+            "{addr}: {result:?}"
+        );
+        let origin = [url("https://mcp.example.com/start")];
+        assert!(
+            matches!(
+                redirect_decision(&target, &origin, ALLOW, 5),
+                Err(NetError::DisallowedAddress {
+                    class: AddressClass::Metadata,
+                    ..
+                })
+            ),
+            "{addr}"
+        );
+    }
+    // The Azure WireServer is public address space: refused even though public addresses
+    // are otherwise always allowed.
+    let result = check_url(&url("https://168.63.129.16/"), DENY).await;
+    assert!(
+        matches!(
+            result,
+            Err(NetError::DisallowedAddress {
+                class: AddressClass::Metadata,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        check_url(&url("https://168.63.129.17/"), DENY)
+            .await
+            .is_ok()
+    );
+}
+
 #[test]
 fn address_class_displays_lowercase_words() {
     assert_eq!(AddressClass::Loopback.to_string(), "loopback");
     assert_eq!(AddressClass::Metadata.to_string(), "cloud metadata");
     assert_eq!(AddressClass::UniqueLocal.to_string(), "unique local");
-    let err = NetError::DisallowedAddress {
-        host: "localhost".into(),
-        class: AddressClass::Loopback,
-    };
+}
+
+#[test]
+fn refusals_of_a_hostname_name_the_rule_but_not_where_it_resolves() {
+    let host = "db.internal.example";
+    for (addr, policy, rule) in [
+        ("10.1.2.3", DENY, Rule::PublicOnly),
+        ("fd12::7", DENY, Rule::PublicOnly),
+        ("127.0.0.1", DENY, Rule::PublicOnly),
+        ("169.254.169.254", DENY, Rule::PublicOnly),
+        ("168.63.129.16", DENY, Rule::PublicOnly),
+        ("169.254.169.254", ALLOW, Rule::AlwaysRefused),
+        ("0.0.0.0", ALLOW, Rule::AlwaysRefused),
+    ] {
+        // A public address beside the refused one does not help.
+        let ips = vec![ip("8.8.8.8"), ip(addr)];
+        let err = check_resolved(host, ips, policy).unwrap_err();
+        assert!(
+            matches!(err, NetError::DisallowedAddress { rule: r, literal: false, .. } if r == rule),
+            "{addr}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with("the host db.internal.example is refused: "),
+            "{message}"
+        );
+        assert!(!message.contains(addr), "{message}");
+        // No class is named: neither the one found nor any other that would give it away.
+        assert!(!message.contains('('), "{addr}: {message}");
+        for class in ["loopback", "unique local", "link-local", "resolves"] {
+            assert!(!message.contains(class), "{addr}: {message}");
+        }
+    }
+    let err = check_resolved(host, vec![ip("10.1.2.3")], DENY).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the host localhost resolves to a disallowed address (loopback)"
+        "the host db.internal.example is refused: private networks are not allowed, so only \
+         public addresses other than cloud metadata endpoints may be reached"
+    );
+    let err = check_resolved(host, vec![ip("169.254.169.254")], ALLOW).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the host db.internal.example is refused: unspecified, multicast and broadcast addresses \
+         and cloud metadata endpoints are never reached"
+    );
+    assert_eq!(
+        check_resolved(host, vec![ip("10.1.2.3")], ALLOW).unwrap(),
+        vec![ip("10.1.2.3")]
+    );
+    assert!(matches!(
+        check_resolved(host, Vec::new(), ALLOW),
+        Err(NetError::Unresolvable(_))
+    ));
+}
+
+#[tokio::test]
+async fn refusals_of_a_literal_name_the_rule_and_the_class() {
+    let err = check_url(&url("https://10.1.2.3/mcp"), DENY)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the address 10.1.2.3 (private) is refused: private networks are not allowed, so only \
+         public addresses other than cloud metadata endpoints may be reached"
+    );
+    let err = check_url(&url("https://[fd20:ce::254]/"), ALLOW)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the address fd20:ce::254 (cloud metadata) is refused: unspecified, multicast and \
+         broadcast addresses and cloud metadata endpoints are never reached"
+    );
+    // Localhost names resolve to loopback without DNS; the message is the hostname's.
+    let err = check_url(&url("http://localhost:9/mcp"), DENY)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("the host localhost is refused: "),
+        "{message}"
+    );
+    assert!(
+        !message.contains("loopback") && !message.contains("127.0.0.1"),
+        "{message}"
     );
 }
 
@@ -287,13 +478,13 @@ async fn check_url_refuses_loopback_unless_allowed() {
     let refused = check_url(&url("http://127.0.0.1:8080/"), DENY).await;
     assert!(matches!(
         refused,
-        Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback }) if host == "127.0.0.1"
+        Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback, .. }) if host == "127.0.0.1"
     ));
 
     let refused = check_url(&url("http://localhost/mcp"), DENY).await;
     assert!(matches!(
         refused,
-        Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback }) if host == "localhost"
+        Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback, .. }) if host == "localhost"
     ));
 
     let refused = check_url(&url("http://[::1]:9000/"), DENY).await;
@@ -600,7 +791,7 @@ async fn refuses_loopback_literal_without_contacting_it() {
     let result = client(DENY).get(server.url("/ok")).await;
     assert!(matches!(
         result,
-        Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback }) if host == "127.0.0.1"
+        Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback, .. }) if host == "127.0.0.1"
     ));
     assert_eq!(server.hits(), 0);
 }
@@ -614,7 +805,7 @@ async fn refuses_localhost_name_in_the_resolver() {
     assert!(
         matches!(
             result,
-            Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback }) if host == "localhost"
+            Err(NetError::DisallowedAddress { ref host, class: AddressClass::Loopback, .. }) if host == "localhost"
         ),
         "{result:?}"
     );
@@ -645,7 +836,7 @@ async fn exposed_reqwest_client_refuses_disallowed_literals() {
     assert!(
         matches!(
             NetError::from_reqwest(&err),
-            NetError::DisallowedAddress { ref host, class: AddressClass::Loopback } if host == "127.0.0.1"
+            NetError::DisallowedAddress { ref host, class: AddressClass::Loopback, .. } if host == "127.0.0.1"
         ),
         "{err:?}"
     );

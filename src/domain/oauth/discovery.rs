@@ -39,7 +39,7 @@ pub struct Discovery {
     pub prm_scopes: Option<Vec<String>>,
     /// The authorization server (stored with the grant).
     pub server: AuthorizationServer,
-    /// Authorization endpoint (http or https).
+    /// Authorization endpoint (https, or http on a loopback host).
     pub authorization_endpoint: Url,
     /// Dynamic registration endpoint, if offered.
     pub registration_endpoint: Option<Url>,
@@ -325,15 +325,23 @@ pub(crate) fn assemble(
 }
 
 /// An advertised endpoint: absent is fine, anything but an absolute http(s) URL without
-/// credentials is refused (`javascript:`, `data:` and the like never reach a browser).
+/// credentials is refused (`javascript:`, `data:` and the like never reach a browser), and so
+/// is plain http except on a loopback host. The guarded client would refuse such a token,
+/// registration or revocation endpoint when contacted, but the authorization endpoint goes to
+/// the user's browser, which no outbound rule covers: an http one would expose the request
+/// (and the code in the reply) on the network.
 fn endpoint(name: &'static str, value: Option<&str>) -> Result<Option<Url>, OauthError> {
     let Some(value) = value else { return Ok(None) };
     let url = Url::parse(value).map_err(|_| OauthError::BadEndpoint(name))?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host().is_none()
         || !url.username().is_empty()
+        || url.password().is_some()
     {
         return Err(OauthError::BadEndpoint(name));
+    }
+    if url.scheme() == "http" && !net::is_loopback_host(&url) {
+        return Err(OauthError::InsecureEndpoint(name));
     }
     Ok(Some(url))
 }
@@ -412,6 +420,115 @@ mod tests {
                 "https://auth.example.com/.well-known/oauth-authorization-server",
                 "https://auth.example.com/.well-known/openid-configuration",
             ]
+        );
+    }
+
+    #[test]
+    fn endpoints_must_be_https_except_on_loopback() {
+        for name in ["authorization", "token", "registration", "revocation"] {
+            for insecure in [
+                "http://as.example/authorize",
+                "http://10.0.0.1/token",
+                "http://localhost.example/token",
+                "HTTP://AS.EXAMPLE/authorize",
+            ] {
+                assert!(
+                    matches!(
+                        endpoint(name, Some(insecure)),
+                        Err(OauthError::InsecureEndpoint(n)) if n == name
+                    ),
+                    "{name}: {insecure}"
+                );
+            }
+            for allowed in [
+                "https://as.example/authorize",
+                "http://127.0.0.1:8080/token",
+                "http://localhost/authorize",
+                "http://auth.localhost:9000/token",
+                "http://[::1]/authorize",
+            ] {
+                assert_eq!(
+                    endpoint(name, Some(allowed)).unwrap().map(String::from),
+                    Some(Url::parse(allowed).unwrap().to_string()),
+                    "{name}: {allowed}"
+                );
+            }
+        }
+        let error = endpoint("authorization", Some("http://as.example/authorize")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the authorization server advertises a plain http authorization endpoint; \
+             https is required except on loopback hosts"
+        );
+        assert!(!error.is_transient());
+    }
+
+    fn metadata(authorization: &str, token: &str) -> ServerMetadata {
+        ServerMetadata {
+            issuer: Some("https://as.example".into()),
+            authorization_endpoint: Some(authorization.into()),
+            token_endpoint: Some(token.into()),
+            registration_endpoint: None,
+            revocation_endpoint: None,
+            scopes_supported: None,
+            response_types_supported: None,
+            code_challenge_methods_supported: Some(vec!["S256".into()]),
+            token_endpoint_auth_methods_supported: None,
+            client_id_metadata_document_supported: false,
+            authorization_response_iss_parameter_supported: false,
+        }
+    }
+
+    #[test]
+    fn discovery_refuses_plain_http_endpoints_on_other_hosts() {
+        let assembled = |metadata| {
+            assemble(
+                "https://mcp.example/mcp".into(),
+                None,
+                "https://as.example".into(),
+                metadata,
+                false,
+                DiscoverOptions::default(),
+            )
+        };
+        assert!(matches!(
+            assembled(metadata(
+                "http://as.example/authorize",
+                "https://as.example/token"
+            )),
+            Err(OauthError::InsecureEndpoint("authorization"))
+        ));
+        assert!(matches!(
+            assembled(metadata(
+                "https://as.example/authorize",
+                "http://as.example/token"
+            )),
+            Err(OauthError::InsecureEndpoint("token"))
+        ));
+        let mut with_registration = metadata("https://as.example/a", "https://as.example/t");
+        with_registration.registration_endpoint = Some("http://as.example/register".into());
+        assert!(matches!(
+            assembled(with_registration),
+            Err(OauthError::InsecureEndpoint("registration"))
+        ));
+        let mut with_revocation = metadata("https://as.example/a", "https://as.example/t");
+        with_revocation.revocation_endpoint = Some("http://as.example/revoke".into());
+        assert!(matches!(
+            assembled(with_revocation),
+            Err(OauthError::InsecureEndpoint("revocation"))
+        ));
+        let discovery = assembled(metadata(
+            "http://127.0.0.1:9000/authorize",
+            "http://localhost:9000/token",
+        ))
+        .unwrap();
+        assert_eq!(
+            discovery.authorization_endpoint.as_str(),
+            "http://127.0.0.1:9000/authorize"
+        );
+        assert_eq!(
+            discovery.server.token_endpoint,
+            "http://localhost:9000/token"
         );
     }
 

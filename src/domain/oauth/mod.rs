@@ -63,6 +63,11 @@ pub enum OauthError {
     /// An advertised endpoint is not an http(s) URL.
     #[error("the authorization server advertises an unusable {0} endpoint")]
     BadEndpoint(&'static str),
+    /// An advertised endpoint is plain http on a host other than loopback.
+    #[error(
+        "the authorization server advertises a plain http {0} endpoint; https is required except on loopback hosts"
+    )]
+    InsecureEndpoint(&'static str),
     /// No way to get a client id.
     #[error(
         "the authorization server offers no client registration; set a pre-registered client id on the server"
