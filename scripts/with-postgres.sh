@@ -8,8 +8,9 @@
 #
 #   SWITCHBOARD_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:$PORT/postgres
 #
-# runs CMD, then always stops the cluster and removes the temp dir. Exits with
-# CMD's exit code.
+# and SWITCHBOARD_TEST_PG_RESTART (a command that restarts the cluster, cutting every
+# open connection), runs CMD, then always stops the cluster and removes the temp dir.
+# Exits with CMD's exit code.
 #
 # PostgreSQL refuses to run as root, so when invoked as root the cluster runs
 # as an unprivileged user: $SWITCHBOARD_PG_USER if set, else the system user
@@ -230,6 +231,20 @@ fi
 
 export SWITCHBOARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/postgres"
 log "ready: SWITCHBOARD_TEST_DATABASE_URL=$SWITCHBOARD_TEST_DATABASE_URL"
+
+# A command that restarts this cluster (fast shutdown: open connections are cut), for the
+# fault tests that check the server survives a database restart.
+RESTART_SCRIPT="$TMP_DIR/restart-postgres"
+{
+    printf '#!/usr/bin/env bash\nset -euo pipefail\n'
+    printf 'PG_USER=%q\n' "$PG_USER"
+    declare -f as_pg
+    printf 'cd %q\n' "$TMP_DIR"
+    printf 'as_pg %q -D %q -l %q -m fast -w -t %q restart >/dev/null\n' \
+        "$PG_CTL" "$DATA_DIR" "$LOG_FILE" "$START_TIMEOUT"
+} >"$RESTART_SCRIPT"
+chmod 0755 "$RESTART_SCRIPT"
+export SWITCHBOARD_TEST_PG_RESTART="$RESTART_SCRIPT"
 
 # --- run the command ---------------------------------------------------------------------
 # Run it in the background and wait, so that INT/TERM/HUP delivered to this

@@ -14,6 +14,7 @@ mod audit_retention;
 mod binary;
 mod console;
 mod fakes;
+mod faults;
 mod graphiql;
 mod health;
 mod hostile_servers;

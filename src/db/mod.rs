@@ -39,6 +39,29 @@ pub enum DbError {
     Query(diesel::result::Error),
 }
 
+impl DbError {
+    /// Whether the failure may pass by itself (the database restarting, a connection lost, the
+    /// pool exhausted, a serialization conflict), so retrying the same work makes sense.
+    pub fn is_transient(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match self {
+            DbError::Connect(_) | DbError::Pool(_) => true,
+            DbError::Migration(_) | DbError::UniqueViolation => false,
+            DbError::Query(error) => matches!(
+                error,
+                Error::BrokenTransactionManager
+                    | Error::DatabaseError(
+                        Kind::ClosedConnection
+                            | Kind::UnableToSendCommand
+                            | Kind::SerializationFailure
+                            | Kind::Unknown,
+                        _,
+                    )
+            ),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for DbError {
     fn from(error: diesel::result::Error) -> Self {
         match error {

@@ -8,6 +8,7 @@ pub mod health;
 pub mod limits;
 pub mod mcp;
 pub mod oauth;
+pub mod retry;
 pub mod servers;
 pub mod status;
 pub mod workspaces;

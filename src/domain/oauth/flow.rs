@@ -37,7 +37,7 @@ use crate::domain::limits::Outbound;
 use crate::domain::mcp::catalogue;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, AuthStatus};
-use crate::domain::{Error, Result, audit, bad_input};
+use crate::domain::{Error, Result, audit, bad_input, retry};
 use crate::net;
 use crate::transaction;
 
@@ -675,51 +675,60 @@ async fn store_tokens(
     let registration = registration::open_on_flow(app, flow)
         .map(|stored| registration::seal_on_grant(app, server_id, &stored))
         .transpose()?;
-    let mut conn = app.db.conn().await?;
-    transaction!(conn, {
-        let now = DbTime(db::now());
-        let existing = db::oauth::find_grant(&mut conn, server_id).await?;
-        let exists = existing.is_some();
-        let mut grant = existing.unwrap_or_else(|| OauthGrantRow::empty(DbUuid(server_id), now));
-        if grant.issuer.as_deref() != Some(authorization_server.issuer.as_str()) {
-            // Tokens of another authorization server are never kept next to this one's.
-            grant.tokens_sealed = None;
-        }
-        grant.issuer = Some(authorization_server.issuer.clone());
-        grant.resource = Some(flow.resource.clone());
-        grant.registration_kind = Some(flow.registration_kind.clone());
-        grant.client_information_sealed = registration.clone();
-        grant.authorization_server = Some(flow.authorization_server.clone());
-        grant.requested_scopes = flow.requested_scopes.clone();
-        grant.granted_scopes = None;
-        apply_token_response(app, &mut grant, response, flow.requested_scopes.as_deref());
-        grant.authorized_by = Some(flow.user_id);
-        grant.refresh_lease_owner = None;
-        grant.refresh_lease_until = None;
-        if exists {
-            db::oauth::save_grant(&mut conn, &grant).await?;
-        } else {
-            db::oauth::insert_grant(&mut conn, &grant).await?;
-        }
-        let event = status::record(&mut conn, server_id, |row| {
-            row.auth_status = AuthStatus::Authorized.as_str().to_owned();
-            row.status_reason = Some("authorized".into());
+    // The code was spent: the tokens exist nowhere else, so the save outlasts a restarting
+    // database.
+    let response = &response;
+    let saved = retry::persist("saving an authorization", || async {
+        let mut conn = app.db.conn().await?;
+        transaction!(conn, {
+            let now = DbTime(db::now());
+            let existing = db::oauth::find_grant(&mut conn, server_id).await?;
+            let exists = existing.is_some();
+            let mut grant =
+                existing.unwrap_or_else(|| OauthGrantRow::empty(DbUuid(server_id), now));
+            if grant.issuer.as_deref() != Some(authorization_server.issuer.as_str()) {
+                // Tokens of another authorization server are never kept next to this one's.
+                grant.tokens_sealed = None;
+            }
+            grant.issuer = Some(authorization_server.issuer.clone());
+            grant.resource = Some(flow.resource.clone());
+            grant.registration_kind = Some(flow.registration_kind.clone());
+            grant.client_information_sealed = registration.clone();
+            grant.authorization_server = Some(flow.authorization_server.clone());
+            grant.requested_scopes = flow.requested_scopes.clone();
+            grant.granted_scopes = None;
+            apply_token_response(app, &mut grant, response, flow.requested_scopes.as_deref());
+            grant.authorized_by = Some(flow.user_id);
+            grant.refresh_lease_owner = None;
+            grant.refresh_lease_until = None;
+            if exists {
+                db::oauth::save_grant(&mut conn, &grant).await?;
+            } else {
+                db::oauth::insert_grant(&mut conn, &grant).await?;
+            }
+            let event = status::record(&mut conn, server_id, |row| {
+                row.auth_status = AuthStatus::Authorized.as_str().to_owned();
+                row.status_reason = Some("authorized".into());
+            })
+            .await?;
+            audit::record(
+                &mut conn,
+                server.workspace_id.0,
+                flow.user_id.0,
+                "mcp_server.oauth_authorized",
+                Some(server_id),
+                json!({ "issuer": grant.issuer }),
+            )
+            .await?;
+            let server = db::servers::find(&mut conn, server_id).await?;
+            Ok::<_, Error>((server, event))
         })
-        .await?;
-        audit::record(
-            &mut conn,
-            server.workspace_id.0,
-            flow.user_id.0,
-            "mcp_server.oauth_authorized",
-            Some(server_id),
-            json!({ "issuer": grant.issuer }),
-        )
-        .await?;
-        let server = db::servers::find(&mut conn, server_id)
-            .await?
-            .ok_or(Error::NotFound)?;
-        Ok::<_, Error>((server, event))
     })
+    .await?;
+    match saved {
+        (Some(server), event) => Ok((server, event)),
+        (None, _) => Err(Error::NotFound),
+    }
 }
 
 /// Forget a pending flow after a failure and say why in the server's status.

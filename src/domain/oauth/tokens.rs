@@ -33,6 +33,7 @@ use crate::app::App;
 use crate::crypto::{SealContext, Secret, random_token};
 use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::db::{self, DbTime};
+use crate::domain::retry;
 use crate::domain::status::{self, StatusEvent};
 use crate::net;
 use crate::transaction;
@@ -219,22 +220,24 @@ pub fn open_tokens(app: &App, grant: &OauthGrantRow) -> Option<StoredTokens> {
 pub fn apply_token_response(
     app: &App,
     grant: &mut OauthGrantRow,
-    response: TokenResponse,
+    response: &TokenResponse,
     requested_scopes: Option<&str>,
 ) {
     let now = db::now();
     let previous_refresh = open_tokens(app, grant).and_then(|t| t.refresh_token);
     let tokens = StoredTokens {
-        access_token: response.access_token.into_inner(),
+        access_token: response.access_token.expose().to_owned(),
         refresh_token: response
             .refresh_token
-            .map(Secret::into_inner)
+            .as_ref()
+            .map(|token| token.expose().to_owned())
             .or(previous_refresh),
     };
     grant.tokens_sealed = Some(seal_tokens(app, grant.server_id.0, &tokens));
     grant.access_expires_at = response.expires_in.and_then(|s| expiry(now, s)).map(DbTime);
     grant.granted_scopes = response
         .scope
+        .clone()
         .or_else(|| requested_scopes.map(str::to_owned))
         .or(grant.granted_scopes.take());
     grant.token_generation = grant.token_generation.saturating_add(1);
@@ -407,7 +410,7 @@ async fn refresh_leased(
     let (outcome, reason): (Result<(), OauthError>, &str) = match requested {
         Ok(response) => {
             let scopes = grant.granted_scopes.clone();
-            apply_token_response(app, &mut grant, response, scopes.as_deref());
+            apply_token_response(app, &mut grant, &response, scopes.as_deref());
             (Ok(()), "token_refreshed")
         }
         Err(error @ (OauthError::InvalidGrant | OauthError::InvalidClient)) => {
@@ -433,10 +436,12 @@ async fn refresh_leased(
     grant.refresh_lease_owner = None;
     grant.refresh_lease_until = None;
 
-    let saved = async {
+    // The tokens just issued exist nowhere else (the refresh token they replace may already be
+    // dead at the authorization server), so the save outlasts a restarting database.
+    let transient = grant.token_generation == expected;
+    let saved = retry::persist("saving a token refresh", || async {
         let mut conn = app.db.conn().await?;
         transaction!(conn, {
-            let transient = grant.token_generation == expected;
             let wrote = if transient {
                 // Nothing to save: give the lease back.
                 db::oauth::release_refresh_lease(&mut conn, server_id, owner).await?;
@@ -464,13 +469,13 @@ async fn refresh_leased(
             };
             Ok::<_, db::DbError>((wrote, event))
         })
-    }
+    })
     .await;
     let (wrote, event) = match saved {
         Ok(saved) => saved,
         Err(error) => {
-            // The lease lapses by itself; a refreshed token that could not be saved is lost,
-            // the old one stays.
+            // The lease lapses by itself; a refreshed token that could not be saved within the
+            // retry budget is lost, the old one stays.
             tracing::error!(%error, mcp_server.id = %server_id, "cannot save the outcome of a token refresh");
             return Err(db_error(error));
         }
