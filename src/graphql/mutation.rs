@@ -62,7 +62,8 @@ pub struct UpdateMcpServerInput {
     pub name: MaybeUndefined<String>,
     /// Free text.
     pub description: MaybeUndefined<String>,
-    /// MCP endpoint.
+    /// MCP endpoint. Moving it to another origin (scheme, host or port) drops the stored
+    /// header values and the OAuth client id and secret, unless this input sets them again.
     pub url: MaybeUndefined<String>,
     /// Transport.
     pub transport: MaybeUndefined<McpTransport>,
