@@ -45,11 +45,14 @@ pub type AppHandle = Arc<App>;
 /// How often grants about to expire are refreshed in the background, and how far ahead.
 const REFRESH_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 const REFRESH_SWEEP_AHEAD: chrono::TimeDelta = chrono::TimeDelta::seconds(120);
+/// How often idle MCP sessions are ended.
+const SESSION_REAPER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often expired OAuth flows are swept.
 const FLOW_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Start the background tasks under the app's supervisor: the token refresh sweep, the sweep
-/// of expired flows and, unless turned off, the audit purge and health checks. They stop with
+/// of expired flows, the reaper of idle MCP sessions and, unless turned off, the audit purge
+/// and health checks. They stop with
 /// [`App::stop_background_tasks`].
 pub fn start_background_tasks(app: &AppHandle) {
     let tasks = &app.tasks;
@@ -77,6 +80,20 @@ pub fn start_background_tasks(app: &AppHandle) {
                 crate::domain::oauth::flow::sweep_expired(&app)
                     .await
                     .map(drop)
+            }
+        },
+    );
+    // Kept MCP sessions unused for a while are ended, so none holds its connection long.
+    let handle = app.clone();
+    tasks.spawn(
+        "session_reaper",
+        || SESSION_REAPER_EVERY,
+        move || {
+            let app = handle.clone();
+            async move {
+                app.sessions
+                    .reap_idle(crate::domain::mcp::pool::IDLE_TIMEOUT);
+                Ok::<(), std::convert::Infallible>(())
             }
         },
     );

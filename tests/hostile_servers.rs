@@ -381,3 +381,87 @@ async fn expire_flow(conn: &mut db::DbConn, flow: db::models::FlowRow) {
     };
     db::oauth::insert_flow(conn, &expired).await.unwrap();
 }
+
+/// Metadata that redirects in a loop ends discovery with a clear error after a handful of
+/// requests; a token endpoint on a refused address (a cloud metadata endpoint) ends the flow
+/// with `token_exchange_failed` and nothing is sent there.
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_loops_and_refused_endpoints_end_cleanly() {
+    use crate::support::fake_http::{self, RequestLog};
+    use axum::http::{HeaderMap, StatusCode, Uri, header};
+    use axum::response::IntoResponse;
+
+    let t = TestApp::start().await;
+    let listener = fake_http::bind().await;
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let log = RequestLog::default();
+    let mcp_url = format!("{origin}/mcp");
+    let (prm_origin, mcp_for_prm) = (origin.clone(), mcp_url.clone());
+    let router = axum::Router::new()
+        .route(
+            "/mcp",
+            axum::routing::post(move || {
+                let challenge = format!(r#"Bearer resource_metadata="{prm_origin}/prm""#);
+                async move {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [(header::WWW_AUTHENTICATE, challenge)],
+                    )
+                }
+            }),
+        )
+        .route(
+            "/prm",
+            axum::routing::get(move || {
+                let issuer = format!("{}/as", mcp_for_prm.trim_end_matches("/mcp"));
+                let resource = mcp_for_prm.clone();
+                async move {
+                    axum::Json(json!({ "resource": resource, "authorization_servers": [issuer] }))
+                }
+            }),
+        )
+        .fallback(|uri: Uri, _: HeaderMap| async move {
+            (StatusCode::FOUND, [(header::LOCATION, uri.to_string())]).into_response()
+        });
+    let _server = fake_http::serve(listener, log.record(router));
+    let id = t
+        .create_server(&t.admin, json!({ "name": "loop", "url": mcp_url }))
+        .await;
+    let body = t
+        .gql(
+            Some(&t.admin.token),
+            crate::support::START_OAUTH,
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(
+        crate::support::error_code(&body),
+        Some("UPSTREAM_ERROR"),
+        "{body}"
+    );
+    let metadata_requests = log
+        .all()
+        .iter()
+        .filter(|r| r.path.contains(".well-known"))
+        .count();
+    assert!(
+        (1..=4).contains(&metadata_requests),
+        "each metadata URL asked once, redirects not followed: {metadata_requests}"
+    );
+
+    // A token endpoint on a cloud metadata address.
+    let (auth, mcp) = oauth_world(AsConfig {
+        token_endpoint_override: Some("https://169.254.169.254/token".into()),
+        ..AsConfig::default()
+    })
+    .await;
+    let id = t
+        .create_server(&t.admin, json!({ "name": "imds", "url": mcp.url() }))
+        .await;
+    let run = t.authorize_in_browser(&t.admin, &id).await;
+    assert_eq!(run.status, 400);
+    assert!(run.page.contains("token_exchange_failed"), "{}", run.page);
+    assert!(auth.token_requests().is_empty());
+    let s = t.ok(&t.admin, SERVER, json!({ "id": id })).await;
+    assert_eq!(s["mcpServer"]["oauth"], Value::Null, "{s}");
+}

@@ -116,17 +116,30 @@ impl SessionPool {
 
     /// Drop idle sessions and empty slots once many servers have been called.
     fn sweep_if_large(&self) {
-        let mut slots = lock(&self.slots);
-        if slots.len() <= SWEEP_ABOVE {
-            return;
+        if lock(&self.slots).len() > SWEEP_ABOVE {
+            self.reap_idle(IDLE_TIMEOUT);
         }
+    }
+
+    /// End the sessions unused for `idle` or longer, or that the server ended, and forget
+    /// empty slots; returns how many sessions were ended. Run periodically, so an idle session
+    /// does not hold its connection (and the credentials it was opened with) for long.
+    pub fn reap_idle(&self, idle: Duration) -> usize {
+        let mut ended = 0;
+        let mut slots = lock(&self.slots);
         slots.retain(|_, slot| {
             let mut current = lock(&slot.current);
-            if current.as_ref().is_some_and(|kept| !kept.fresh()) {
+            if current
+                .as_ref()
+                .is_some_and(|kept| kept.session.is_closed() || kept.last_used.elapsed() >= idle)
+            {
                 current.take();
+                ended += 1;
             }
-            current.is_some()
+            // A slot someone is opening a session in stays.
+            current.is_some() || slot.opening.try_lock().is_err()
         });
+        ended
     }
 }
 

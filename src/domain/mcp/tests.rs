@@ -680,3 +680,31 @@ async fn an_sse_target_without_an_event_stream_fails_on_the_get() {
     assert!(matches!(err, McpError::Net(_)), "{err:?}");
     assert_eq!(server.received().len(), 1, "the outbound rules apply first");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_kept_sessions_are_ended_by_the_reaper() {
+    let server = FakeServer::start(Mode::ExpiringSession).await;
+    let pool = super::pool::SessionPool::default();
+    let id = uuid::Uuid::now_v7();
+    let session = pool.lease(&http(true), id, server.target()).await.unwrap();
+    drop(session);
+    assert_eq!(pool.open_sessions(), 1);
+    assert_eq!(
+        pool.reap_idle(Duration::from_secs(300)),
+        0,
+        "not idle long enough"
+    );
+    assert_eq!(pool.open_sessions(), 1);
+    assert_eq!(pool.reap_idle(Duration::ZERO), 1);
+    assert_eq!(pool.open_sessions(), 0);
+    // Ending it told the server to delete the session.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !server
+        .received()
+        .iter()
+        .any(|request| request.method == Method::DELETE)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no DELETE");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
