@@ -157,3 +157,83 @@ async fn postgres_sslmode_require_is_honoured() {
         .await
         .unwrap();
 }
+
+/// After `rotate-key`, every sealed value of every registered column opens with the new key
+/// alone: server secrets, grants (registration and tokens) and pending flows (verifier,
+/// authorization URL, registration).
+#[tokio::test(flavor = "multi_thread")]
+async fn rotation_reseals_every_registered_column() {
+    use crate::support::fake_as::{AsConfig, FakeAuthServer};
+    use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig};
+    use switchboard::db::sealed;
+
+    let t = TestApp::start().await;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        ..McpConfig::default()
+    })
+    .await;
+    t.create_server(
+        &t.admin,
+        json!({ "name": "secrets", "url": "http://127.0.0.1:9/s", "authType": "OAUTH",
+                "headers": [{ "name": "X-K", "value": "v" }],
+                "oauthClientId": "c", "oauthClientSecret": "s" }),
+    )
+    .await;
+    let granted = t
+        .create_server(&t.admin, json!({ "name": "granted", "url": mcp.url() }))
+        .await;
+    assert_eq!(t.authorize_in_browser(&t.admin, &granted).await.status, 200);
+    let pending = t
+        .create_server(
+            &t.admin,
+            json!({ "name": "pending", "url": format!("{}?pending", mcp.url()) }),
+        )
+        .await;
+    t.ok(
+        &t.admin,
+        crate::support::START_OAUTH,
+        json!({ "id": pending }),
+    )
+    .await;
+
+    let mut conn = t.app.db.conn().await.unwrap();
+    for column in sealed::ALL {
+        let cells = sealed::batch(&mut conn, column, None, 100).await.unwrap();
+        assert!(!cells.is_empty(), "{column:?} holds a value to rotate");
+    }
+    drop(conn);
+
+    let rotated = t.app.keys.with_new_primary();
+    let new_kid = rotated.primary_kid().to_owned();
+    let rotated_app = App::build(t.app.config.clone(), rotated.clone())
+        .await
+        .unwrap();
+    let report = admin::reseal_all(&rotated_app).await.unwrap();
+    assert_eq!(report.unreadable, 0, "{report:?}");
+    assert!(report.resealed >= sealed::ALL.len(), "{report:?}");
+
+    let only_new = KeyRing::parse(
+        rotated
+            .to_spec()
+            .expose()
+            .lines()
+            .find(|l| l.starts_with(&new_kid))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut conn = t.app.db.conn().await.unwrap();
+    for column in sealed::ALL {
+        for cell in sealed::batch(&mut conn, column, None, 100).await.unwrap() {
+            let row = cell.id.0.to_string();
+            assert!(
+                only_new.open_str(&cell.value, column.context(&row)).is_ok(),
+                "{column:?} of {row} opens with the new key alone"
+            );
+        }
+    }
+    // Running a rotation again finds nothing left to do.
+    let again = admin::reseal_all(&rotated_app).await.unwrap();
+    assert_eq!(again.resealed, 0, "{again:?}");
+}

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod oauth;
 mod pool;
 pub mod schema;
+pub mod sealed;
 pub mod servers;
 pub mod types;
 

@@ -45,44 +45,6 @@ pub async fn delete_grant(conn: &mut DbConn, server_id: Uuid) -> Result<bool, Db
     Ok(changed == 1)
 }
 
-/// Every grant, in server order, after `after` (used to re-seal secrets in batches).
-pub async fn grant_batch_after(
-    conn: &mut DbConn,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<OauthGrantRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        let mut query = mcp_server_oauth::table
-            .order(mcp_server_oauth::server_id.asc())
-            .limit(limit)
-            .select(OauthGrantRow::as_select())
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(mcp_server_oauth::server_id.gt(DbUuid(after)));
-        }
-        query.load(c).await
-    })?)
-}
-
-/// Replace the sealed columns of a grant (key rotation).
-pub async fn save_grant_sealed(
-    conn: &mut DbConn,
-    server_id: DbUuid,
-    client_information_sealed: Option<&str>,
-    tokens_sealed: Option<&str>,
-) -> Result<(), DbError> {
-    with_conn!(conn, |c| {
-        diesel::update(mcp_server_oauth::table.find(server_id))
-            .set((
-                mcp_server_oauth::client_information_sealed.eq(client_information_sealed),
-                mcp_server_oauth::tokens_sealed.eq(tokens_sealed),
-            ))
-            .execute(c)
-            .await
-    })?;
-    Ok(())
-}
-
 /// The grant of one server.
 pub async fn find_grant(
     conn: &mut DbConn,
@@ -384,44 +346,4 @@ pub async fn delete_expired_flows(
     servers.sort_unstable();
     servers.dedup();
     Ok(servers)
-}
-
-/// Every flow, in id order, after `after` (used to re-seal secrets in batches).
-pub async fn flow_batch_after(
-    conn: &mut DbConn,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<FlowRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        let mut query = mcp_oauth_flows::table
-            .order(mcp_oauth_flows::id.asc())
-            .limit(limit)
-            .select(FlowRow::as_select())
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(mcp_oauth_flows::id.gt(DbUuid(after)));
-        }
-        query.load(c).await
-    })?)
-}
-
-/// Replace the sealed columns of a flow (key rotation).
-pub async fn save_flow_sealed(
-    conn: &mut DbConn,
-    flow_id: DbUuid,
-    code_verifier_sealed: &str,
-    authorization_url_sealed: &str,
-    client_information_sealed: Option<&str>,
-) -> Result<(), DbError> {
-    with_conn!(conn, |c| {
-        diesel::update(mcp_oauth_flows::table.find(flow_id))
-            .set((
-                mcp_oauth_flows::code_verifier_sealed.eq(code_verifier_sealed),
-                mcp_oauth_flows::authorization_url_sealed.eq(authorization_url_sealed),
-                mcp_oauth_flows::client_information_sealed.eq(client_information_sealed),
-            ))
-            .execute(c)
-            .await
-    })?;
-    Ok(())
 }

@@ -98,44 +98,6 @@ pub async fn page(
     })?)
 }
 
-/// Every server, in id order, after `after` (used to re-seal secrets in batches).
-pub async fn batch_after(
-    conn: &mut DbConn,
-    after: Option<Uuid>,
-    limit: i64,
-) -> Result<Vec<McpServerRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        let mut query = mcp_servers::table
-            .order(mcp_servers::id.asc())
-            .limit(limit)
-            .select(McpServerRow::as_select())
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(mcp_servers::id.gt(DbUuid(after)));
-        }
-        query.load(c).await
-    })?)
-}
-
-/// Replace the sealed columns of a server (key rotation).
-pub async fn save_sealed(
-    conn: &mut DbConn,
-    id: DbUuid,
-    headers_sealed: Option<&str>,
-    oauth_client_secret_sealed: Option<&str>,
-) -> Result<(), DbError> {
-    with_conn!(conn, |c| {
-        diesel::update(mcp_servers::table.find(id))
-            .set((
-                mcp_servers::headers_sealed.eq(headers_sealed),
-                mcp_servers::oauth_client_secret_sealed.eq(oauth_client_secret_sealed),
-            ))
-            .execute(c)
-            .await
-    })?;
-    Ok(())
-}
-
 /// Bind a server's pre-registered client to the authorization server it is first used with
 /// (a binding already made is kept).
 pub async fn bind_client_issuer(conn: &mut DbConn, id: Uuid, issuer: &str) -> Result<(), DbError> {

@@ -6,11 +6,10 @@ use uuid::Uuid;
 
 use super::access::Role;
 use super::workspaces::{NewToken, insert_workspace, issue_token, validate_label};
-use super::{Error, Result, bad_input, servers};
+use super::{Error, Result, bad_input};
 use crate::app::App;
-use crate::crypto::SealContext;
 use crate::db::models::{UserRow, WorkspaceRow};
-use crate::db::{self, DbTime, DbUuid};
+use crate::db::{self, DbTime, DbUuid, sealed};
 use crate::transaction;
 
 /// What first start created on an empty database.
@@ -119,117 +118,37 @@ pub struct ResealReport {
 }
 
 const BATCH: i64 = 200;
-const GRANT_TABLE: &str = "mcp_server_oauth";
-const FLOW_TABLE: &str = "mcp_oauth_flows";
 
-/// Re-seal every sealed value under the key ring's primary key, one batch per transaction.
+/// Re-seal every value of every sealed column ([`sealed::ALL`]) under the key ring's primary
+/// key, a batch at a time. Each value is replaced only if it did not change meanwhile, so a
+/// running server's writes (a refreshed token) are never overwritten with older values; such a
+/// value was written under the primary key already.
 pub async fn reseal_all(app: &App) -> Result<ResealReport> {
     let mut report = ResealReport::default();
     let mut conn = app.db.conn().await?;
-
-    let mut after = None;
-    loop {
-        let batch = db::servers::batch_after(&mut conn, after, BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id.0);
-        transaction!(conn, {
-            for row in &batch {
-                let row_id = row.id.0.to_string();
-                let mut reseal = |sealed: &Option<String>, column| {
-                    reseal_value(
-                        app,
-                        sealed,
-                        SealContext::new(servers::TABLE, column, &row_id),
-                        &mut report,
-                    )
-                };
-                let headers = reseal(&row.headers_sealed, servers::HEADERS_COLUMN);
-                let secret = reseal(&row.oauth_client_secret_sealed, servers::SECRET_COLUMN);
-                db::servers::save_sealed(&mut conn, row.id, headers.as_deref(), secret.as_deref())
-                    .await?;
+    for column in sealed::ALL {
+        let mut after = None;
+        loop {
+            let batch = sealed::batch(&mut conn, column, after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id.0);
+            for cell in &batch {
+                if !app.keys.needs_reseal(&cell.value) {
+                    continue;
+                }
+                let row_id = cell.id.0.to_string();
+                match app.keys.reseal(&cell.value, column.context(&row_id)) {
+                    Ok(resealed) => {
+                        if sealed::replace(&mut conn, column, cell.id.0, &cell.value, &resealed)
+                            .await?
+                        {
+                            report.resealed += 1;
+                        }
+                    }
+                    Err(_) => report.unreadable += 1,
+                }
             }
-            Ok::<_, Error>(())
-        })?;
-    }
-
-    let mut after = None;
-    loop {
-        let batch = db::oauth::grant_batch_after(&mut conn, after, BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.server_id.0);
-        transaction!(conn, {
-            for row in &batch {
-                let row_id = row.server_id.0.to_string();
-                let mut reseal = |sealed: &Option<String>, column| {
-                    reseal_value(
-                        app,
-                        sealed,
-                        SealContext::new(GRANT_TABLE, column, &row_id),
-                        &mut report,
-                    )
-                };
-                let client = reseal(&row.client_information_sealed, "client_information_sealed");
-                let tokens = reseal(&row.tokens_sealed, "tokens_sealed");
-                db::oauth::save_grant_sealed(
-                    &mut conn,
-                    row.server_id,
-                    client.as_deref(),
-                    tokens.as_deref(),
-                )
-                .await?;
-            }
-            Ok::<_, Error>(())
-        })?;
-    }
-
-    let mut after = None;
-    loop {
-        let batch = db::oauth::flow_batch_after(&mut conn, after, BATCH).await?;
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id.0);
-        transaction!(conn, {
-            for row in &batch {
-                let row_id = row.id.0.to_string();
-                let mut reseal = |sealed: &str, column| {
-                    reseal_value(
-                        app,
-                        &Some(sealed.to_owned()),
-                        SealContext::new(FLOW_TABLE, column, &row_id),
-                        &mut report,
-                    )
-                    .unwrap_or_else(|| sealed.to_owned())
-                };
-                let verifier = reseal(&row.code_verifier_sealed, "code_verifier_sealed");
-                let url = reseal(&row.authorization_url_sealed, "authorization_url_sealed");
-                let client = row
-                    .client_information_sealed
-                    .as_deref()
-                    .map(|sealed| reseal(sealed, "client_information_sealed"));
-                db::oauth::save_flow_sealed(&mut conn, row.id, &verifier, &url, client.as_deref())
-                    .await?;
-            }
-            Ok::<_, Error>(())
-        })?;
+        }
     }
     Ok(report)
-}
-
-/// Re-seal one value under the primary key; a value no key opens is kept as it is.
-fn reseal_value(
-    app: &App,
-    sealed: &Option<String>,
-    ctx: SealContext<'_>,
-    report: &mut ResealReport,
-) -> Option<String> {
-    let value = sealed.as_ref()?;
-    match app.keys.reseal(value, ctx) {
-        Ok(resealed) => {
-            report.resealed += 1;
-            Some(resealed)
-        }
-        Err(_) => {
-            report.unreadable += 1;
-            Some(value.clone())
-        }
-    }
 }

@@ -28,8 +28,9 @@ use super::oauth::{probe, revoke};
 use super::status::{Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
 use crate::app::App;
-use crate::crypto::{SealContext, Secret};
+use crate::crypto::Secret;
 use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow};
+use crate::db::sealed;
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::net::{self, NetError};
 use crate::transaction;
@@ -212,13 +213,6 @@ pub const MAX_HEADERS: usize = 32;
 pub const DEFAULT_PAGE: i64 = 20;
 /// Largest page.
 pub const MAX_PAGE: i64 = 100;
-
-/// Table of the sealed server columns (part of their AAD).
-pub(crate) const TABLE: &str = "mcp_servers";
-/// Sealed static headers column.
-pub(crate) const HEADERS_COLUMN: &str = "headers_sealed";
-/// Sealed client secret column.
-pub(crate) const SECRET_COLUMN: &str = "oauth_client_secret_sealed";
 
 /// Headers the transport owns; letting a user set them would corrupt requests. Lower case.
 pub(crate) const RESERVED_HEADERS: &[&str] = &[
@@ -522,7 +516,7 @@ pub async fn create(
         oauth_client_id: client_id,
         oauth_client_secret_sealed: client_secret.map(|s| {
             app.keys
-                .seal_str(s.expose(), SealContext::new(TABLE, SECRET_COLUMN, &row_id))
+                .seal_str(s.expose(), sealed::SERVER_CLIENT_SECRET.context(&row_id))
         }),
         connection_status: String::new(),
         auth_status: String::new(),
@@ -695,7 +689,7 @@ pub async fn update(
             fields.push("oauthClientId");
         }
     }
-    let secret_ctx = SealContext::new(TABLE, SECRET_COLUMN, &row_id);
+    let secret_ctx = sealed::SERVER_CLIENT_SECRET.context(&row_id);
     let new_secret = match changes.oauth_client_secret {
         Patch::Unchanged => None,
         Patch::Clear => Some(None),
@@ -920,7 +914,7 @@ pub fn open_headers(app: &App, row: &McpServerRow) -> Result<Vec<(String, Secret
     let row_id = row.id.0.to_string();
     let json = app
         .keys
-        .open_str(sealed, SealContext::new(TABLE, HEADERS_COLUMN, &row_id))?;
+        .open_str(sealed, sealed::SERVER_HEADERS.context(&row_id))?;
     let pairs: Vec<(String, String)> =
         serde_json::from_str(json.expose()).map_err(|_| crate::crypto::CryptoError::Malformed)?;
     Ok(pairs
@@ -994,7 +988,7 @@ fn seal_headers(app: &App, row_id: &str, headers: &[(String, Secret)]) -> Option
     let json = serde_json::to_string(&pairs).ok()?;
     Some(
         app.keys
-            .seal_str(&json, SealContext::new(TABLE, HEADERS_COLUMN, row_id)),
+            .seal_str(&json, sealed::SERVER_HEADERS.context(row_id)),
     )
 }
 

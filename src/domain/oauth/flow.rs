@@ -29,8 +29,9 @@ use super::registration::{self, StoredClient, client_for_flow, client_of_flow};
 use super::tokens::{self, apply_token_response, open_tokens};
 use super::{AuthorizationServer, OauthError, RegistrationKind, probe, scope_list, scope_union};
 use crate::app::App;
-use crate::crypto::{SealContext, Secret, constant_time_eq, pkce_s256, random_token, sha256_hex};
+use crate::crypto::{Secret, constant_time_eq, pkce_s256, random_token, sha256_hex};
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
+use crate::db::sealed;
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::access::{Principal, Role};
 use crate::domain::limits::Outbound;
@@ -45,10 +46,6 @@ use crate::transaction;
 pub const FLOW_TTL: TimeDelta = TimeDelta::minutes(10);
 /// Path of the callback page (the redirect URI is the public URL plus this).
 pub const CALLBACK_PATH: &str = "/oauth/callback";
-
-const FLOW_TABLE: &str = "mcp_oauth_flows";
-const VERIFIER_COLUMN: &str = "code_verifier_sealed";
-const AUTHORIZATION_URL_COLUMN: &str = "authorization_url_sealed";
 
 /// What `startMcpOauth` answers.
 #[derive(Clone, Debug)]
@@ -194,13 +191,12 @@ pub async fn start(
         state_hash: sha256_hex(&state),
         begin_hash: sha256_hex(&begin_id),
         browser_binding_hash: None,
-        code_verifier_sealed: app.keys.seal_str(
-            &verifier,
-            SealContext::new(FLOW_TABLE, VERIFIER_COLUMN, &row_id),
-        ),
+        code_verifier_sealed: app
+            .keys
+            .seal_str(&verifier, sealed::FLOW_VERIFIER.context(&row_id)),
         authorization_url_sealed: app.keys.seal_str(
             upstream_url.as_str(),
-            SealContext::new(FLOW_TABLE, AUTHORIZATION_URL_COLUMN, &row_id),
+            sealed::FLOW_AUTHORIZATION_URL.context(&row_id),
         ),
         redirect_uri: redirect_uri.clone(),
         resource: discovery.resource.clone(),
@@ -395,7 +391,7 @@ pub async fn begin(app: &App, begin_id: &str) -> std::result::Result<Begin, Flow
         .keys
         .open_str(
             &flow.authorization_url_sealed,
-            SealContext::new(FLOW_TABLE, AUTHORIZATION_URL_COLUMN, &row_id),
+            sealed::FLOW_AUTHORIZATION_URL.context(&row_id),
         )
         .ok()
         .and_then(|u| Url::parse(u.expose()).ok())
@@ -579,7 +575,7 @@ pub async fn complete(
         .keys
         .open_str(
             &flow.code_verifier_sealed,
-            SealContext::new(FLOW_TABLE, VERIFIER_COLUMN, &flow.id.0.to_string()),
+            sealed::FLOW_VERIFIER.context(&flow.id.0.to_string()),
         )
         .ok();
     if !db::oauth::burn_flow(&mut conn, flow.id.0)

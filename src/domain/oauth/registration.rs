@@ -26,13 +26,10 @@ use super::{OauthError, RegistrationKind};
 use crate::app::App;
 use crate::crypto::{SealContext, Secret};
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
-use crate::domain::servers;
+use crate::db::sealed;
 use crate::net;
 
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(10);
-const GRANT_TABLE: &str = "mcp_server_oauth";
-const FLOW_TABLE: &str = "mcp_oauth_flows";
-const CLIENT_COLUMN: &str = "client_information_sealed";
 
 /// How the client authenticates at the token endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +228,7 @@ fn pre_registered(
         None => None,
         Some(sealed) => {
             let row_id = server.id.0.to_string();
-            let ctx = SealContext::new(servers::TABLE, servers::SECRET_COLUMN, &row_id);
+            let ctx = sealed::SERVER_CLIENT_SECRET.context(&row_id);
             Some(
                 app.keys
                     .open_str(sealed, ctx)
@@ -380,11 +377,7 @@ pub fn seal_on_grant(
     stored: &StoredClient,
 ) -> Result<String, OauthError> {
     let row_id = server_id.to_string();
-    seal(
-        app,
-        SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id),
-        stored,
-    )
+    seal(app, sealed::GRANT_CLIENT.context(&row_id), stored)
 }
 
 /// Seal a registration for a flow row.
@@ -394,11 +387,7 @@ pub fn seal_on_flow(
     stored: &StoredClient,
 ) -> Result<String, OauthError> {
     let row_id = flow_id.to_string();
-    seal(
-        app,
-        SealContext::new(FLOW_TABLE, CLIENT_COLUMN, &row_id),
-        stored,
-    )
+    seal(app, sealed::FLOW_CLIENT.context(&row_id), stored)
 }
 
 /// The registration of a grant; `None` when absent or unreadable (lost key), which leads to
@@ -406,22 +395,14 @@ pub fn seal_on_flow(
 pub fn open_on_grant(app: &App, grant: &OauthGrantRow) -> Option<StoredClient> {
     let sealed = grant.client_information_sealed.as_deref()?;
     let row_id = grant.server_id.0.to_string();
-    open(
-        app,
-        sealed,
-        SealContext::new(GRANT_TABLE, CLIENT_COLUMN, &row_id),
-    )
+    open(app, sealed, sealed::GRANT_CLIENT.context(&row_id))
 }
 
 /// The registration of a flow; `None` when absent or unreadable.
 pub fn open_on_flow(app: &App, flow: &FlowRow) -> Option<StoredClient> {
     let sealed = flow.client_information_sealed.as_deref()?;
     let row_id = flow.id.0.to_string();
-    open(
-        app,
-        sealed,
-        SealContext::new(FLOW_TABLE, CLIENT_COLUMN, &row_id),
-    )
+    open(app, sealed, sealed::FLOW_CLIENT.context(&row_id))
 }
 
 #[cfg(test)]

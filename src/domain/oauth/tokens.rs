@@ -30,8 +30,9 @@ use uuid::Uuid;
 use super::registration::{AuthMethod, Client, client_of_grant};
 use super::{AuthorizationServer, OauthError};
 use crate::app::App;
-use crate::crypto::{SealContext, Secret, random_token};
+use crate::crypto::{Secret, random_token};
 use crate::db::models::{McpServerRow, OauthGrantRow};
+use crate::db::sealed;
 use crate::db::{self, DbTime};
 use crate::domain::retry;
 use crate::domain::status::{self, StatusEvent};
@@ -39,8 +40,6 @@ use crate::net;
 use crate::transaction;
 
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(15);
-const GRANT_TABLE: &str = "mcp_server_oauth";
-const TOKENS_COLUMN: &str = "tokens_sealed";
 /// Refresh this long before expiry…
 const REFRESH_SKEW: TimeDelta = TimeDelta::seconds(60);
 /// …plus up to this much random extra, so grants that expire together do not refresh together.
@@ -195,10 +194,8 @@ fn parse_fields(bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
 /// Seal a token set for a grant.
 pub fn seal_tokens(app: &App, server_id: Uuid, tokens: &StoredTokens) -> String {
     let json = serde_json::to_string(tokens).unwrap_or_default();
-    app.keys.seal_str(
-        &json,
-        SealContext::new(GRANT_TABLE, TOKENS_COLUMN, &server_id.to_string()),
-    )
+    app.keys
+        .seal_str(&json, sealed::GRANT_TOKENS.context(&server_id.to_string()))
 }
 
 /// Open a grant's tokens; `None` when absent or unreadable.
@@ -207,10 +204,7 @@ pub fn open_tokens(app: &App, grant: &OauthGrantRow) -> Option<StoredTokens> {
     let row_id = grant.server_id.0.to_string();
     let json = app
         .keys
-        .open_str(
-            sealed,
-            SealContext::new(GRANT_TABLE, TOKENS_COLUMN, &row_id),
-        )
+        .open_str(sealed, sealed::GRANT_TOKENS.context(&row_id))
         .ok()?;
     serde_json::from_str(json.expose()).ok()
 }
