@@ -63,6 +63,7 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         max_body_bytes: 1 << 20,
         max_query_depth: 12,
         max_query_complexity: 20_000,
+        ..Config::defaults(DatabaseTarget::Sqlite(dir.path().join("connect.db")))
     };
     let app = App::build(config, KeyRing::generate()).await?;
     app.db.migrate().await?;

@@ -21,3 +21,4 @@ mod sse;
 mod storage;
 mod subscriptions;
 mod tools;
+mod websocket;
