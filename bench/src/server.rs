@@ -89,6 +89,10 @@ impl Server {
             .env("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", "true")
             // Background health checks would add upstream traffic at random moments.
             .env("SWITCHBOARD_HEALTH_INTERVAL_SECS", "0")
+            // The subscription scenario holds ten thousand sockets (or `--subscribers`) with the
+            // one admin token: lift the per-user and per-process WebSocket caps to their maxima.
+            .env("SWITCHBOARD_WS_MAX_SOCKETS_PER_USER", "1000000")
+            .env("SWITCHBOARD_WS_MAX_SOCKETS", "1000000")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
