@@ -317,11 +317,7 @@ impl Sockets {
                         let Some(session) = registry.sessions.get_mut(&id) else {
                             continue;
                         };
-                        let lost = session
-                            .memberships
-                            .keys()
-                            .any(|workspace| !principal.memberships.contains_key(workspace));
-                        if lost {
+                        if lost_membership(&session.memberships, &principal) {
                             registry.close(id, Close::MEMBERSHIP_REMOVED);
                         } else {
                             session.memberships = principal.memberships.clone();
@@ -425,11 +421,7 @@ impl Slot {
         let Some(session) = registry.sessions.get_mut(&self.id) else {
             return true;
         };
-        if session
-            .memberships
-            .keys()
-            .any(|workspace| !principal.memberships.contains_key(workspace))
-        {
+        if lost_membership(&session.memberships, principal) {
             return false;
         }
         session.memberships = principal.memberships.clone();
@@ -449,6 +441,12 @@ impl Drop for Slot {
             self.sockets.emptied.notify_waiters();
         }
     }
+}
+
+/// Whether a workspace of `held` is missing from the memberships `now` has.
+fn lost_membership(held: &HashMap<Uuid, Role>, now: &Principal) -> bool {
+    held.keys()
+        .any(|workspace| !now.memberships.contains_key(workspace))
 }
 
 /// Messages the server sends (both protocols; `next` is `data` on the legacy one).
@@ -869,6 +867,67 @@ mod tests {
             "Subscriber for 7 already exists"
         );
         assert_eq!(Close::duplicate(&"x".repeat(MAX_ID_BYTES)).code, 4409);
+    }
+
+    fn session(
+        registry: &mut Registry,
+        id: u64,
+        user_id: Uuid,
+        token_id: Uuid,
+        workspace: Uuid,
+    ) -> oneshot::Receiver<Close> {
+        let (close, closed) = oneshot::channel();
+        registry.sessions.insert(
+            id,
+            Session {
+                user_id,
+                token_id,
+                token: Secret::new("sbt_x"),
+                memberships: HashMap::from([(workspace, Role::Editor)]),
+                close,
+            },
+        );
+        registry.by_user.entry(user_id).or_default().insert(id);
+        closed
+    }
+
+    #[test]
+    fn access_changes_close_exactly_the_affected_sessions() {
+        let (user, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let (token, second_token, other_token) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let workspace = Uuid::new_v4();
+        let mut registry = Registry::default();
+        let mut revoked = session(&mut registry, 1, user, token, workspace);
+        let mut kept = session(&mut registry, 2, user, second_token, workspace);
+        let mut removed = session(&mut registry, 3, other, other_token, workspace);
+
+        registry.apply(&AccessEvent::TokenRevoked {
+            user_id: user,
+            token_id: token,
+        });
+        assert_eq!(revoked.try_recv(), Ok(Close::REVOKED));
+        assert!(kept.try_recv().is_err() && removed.try_recv().is_err());
+        assert_eq!(registry.of_user(user), vec![2]);
+
+        registry.apply(&AccessEvent::RoleChanged {
+            workspace_id: workspace,
+            user_id: user,
+            role: Role::Viewer,
+        });
+        assert!(kept.try_recv().is_err(), "a demotion keeps the session");
+        assert_eq!(
+            registry.sessions[&2].memberships.get(&workspace),
+            Some(&Role::Viewer)
+        );
+
+        registry.apply(&AccessEvent::MemberRemoved {
+            workspace_id: workspace,
+            user_id: other,
+        });
+        assert_eq!(removed.try_recv(), Ok(Close::MEMBERSHIP_REMOVED));
+        assert!(kept.try_recv().is_err());
+        assert!(!registry.by_user.contains_key(&other));
+        assert_eq!(registry.sessions.len(), 1);
     }
 
     #[test]
