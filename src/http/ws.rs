@@ -552,10 +552,13 @@ enum Wake {
 
 impl Driver {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>, init: Duration, life: Duration) {
-        let mut init_deadline = pin!(tokio::time::sleep(init));
+        // Only until the socket is authenticated.
+        let mut init_deadline = Some(Box::pin(tokio::time::sleep(init)));
         let mut expiry = pin!(tokio::time::sleep(life));
         let end = loop {
-            let waiting_for_init = self.session.is_none();
+            if self.session.is_some() {
+                init_deadline = None;
+            }
             let closed = self.session.as_mut().and_then(|s| s.closed.as_mut());
             let wake = tokio::select! {
                 biased;
@@ -567,25 +570,18 @@ impl Driver {
                     }
                 } => Wake::Closed(close),
                 () = &mut expiry => Wake::Expired,
-                () = &mut init_deadline, if waiting_for_init => Wake::InitTimeout,
+                () = async {
+                    match init_deadline.as_mut() {
+                        Some(deadline) => deadline.await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::InitTimeout,
                 message = self.socket.recv() => Wake::Received(message),
                 Some(output) = self.running.next(), if !self.running.is_empty() => Wake::Output(output),
             };
-            let step = match wake {
-                Wake::Shutdown => Step::Close(Close::SHUTDOWN),
-                Wake::Closed(Ok(close)) => Step::Close(close),
-                Wake::Closed(Err(_)) => {
-                    if let Some(session) = &mut self.session {
-                        session.closed = None;
-                    }
-                    Step::Continue
-                }
-                Wake::Expired => Step::Close(Close::LIFETIME),
-                Wake::InitTimeout => Step::Close(Close::INIT_TIMEOUT),
-                Wake::Received(message) => self.receive(message).await,
-                Wake::Output(output) => self.deliver(output).await,
-            };
-            match step {
+            // Boxed: handling awaits authentication and sends, whose futures are large, and a
+            // socket's task would otherwise reserve room for them for its whole life.
+            match Box::pin(self.handle(wake)).await {
                 Step::Continue => {}
                 end => break end,
             }
@@ -593,12 +589,29 @@ impl Driver {
         // Stop the operations before saying goodbye.
         self.running.clear();
         match end {
-            Step::Close(close) => self.close(close).await,
+            Step::Close(close) => Box::pin(self.close(close)).await,
             Step::PeerClosed => {
                 // Let the automatic reply to the peer's close frame go out.
                 let _ = tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await;
             }
             Step::Continue | Step::Gone => {}
+        }
+    }
+
+    async fn handle(&mut self, wake: Wake) -> Step {
+        match wake {
+            Wake::Shutdown => Step::Close(Close::SHUTDOWN),
+            Wake::Closed(Ok(close)) => Step::Close(close),
+            Wake::Closed(Err(_)) => {
+                if let Some(session) = &mut self.session {
+                    session.closed = None;
+                }
+                Step::Continue
+            }
+            Wake::Expired => Step::Close(Close::LIFETIME),
+            Wake::InitTimeout => Step::Close(Close::INIT_TIMEOUT),
+            Wake::Received(message) => self.receive(message).await,
+            Wake::Output(output) => self.deliver(output).await,
         }
     }
 
