@@ -368,10 +368,15 @@ function onSocketClose(socket, event) {
   live.acknowledged = false;
   live.subscriptionId = null;
   if (!live.wanted) return;
-  if (!wasAcknowledged && event.code === 1002) {
-    // Refused during connection_init: find out whether the token itself is gone.
-    api(QUERIES.session).catch(() => {});
+  if (event.code === 4401 || event.code === 4403) {
+    // The server refuses this session (a revoked token, a lost membership): reconnecting
+    // would be refused the same way.
+    signOut('Your access has changed or your token was revoked. Sign in again.');
+    return;
   }
+  // 1001: the server is going away or the socket reached its lifetime; come back at once
+  // (the jitter still spreads consoles out).
+  if (event.code === 1001 && wasAcknowledged) live.attempt = 0;
   scheduleReconnect();
 }
 

@@ -387,6 +387,19 @@ async function scenario() {
     await page.setViewportSize({ width: 1360, height: 900 });
   });
 
+  await step('a socket the server refuses (4403) asks to sign in again instead of reconnecting', async () => {
+    const refused = socketToPage;
+    await refused.close({ code: 4403, reason: 'Forbidden: the token is no longer valid' });
+    await page.getByLabel('API token').waitFor();
+    await expectText(page.locator('#sign-in-error'), 'Sign in again', 'the sign-in message');
+    check(await page.evaluate(() => sessionStorage.length) === 0, 'the token is still stored');
+    await page.waitForTimeout(2500);
+    check(socketToPage === refused, 'the console reconnected after 4403');
+    await page.getByLabel('API token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expectText(live, 'Live', 'the live indicator after signing in again');
+  });
+
   await step('signing out forgets the token', async () => {
     check(await page.evaluate(() => window.__sameDocument === true), 'the page was reloaded');
     await page.getByRole('button', { name: 'Sign out' }).click();

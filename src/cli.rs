@@ -87,6 +87,17 @@ enum AdminCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
+    /// Remove a user from a workspace (refused for its last admin). Running servers on
+    /// PostgreSQL close the user's open WebSockets at once; on SQLite a socket closes when it
+    /// next starts an operation.
+    RemoveMember {
+        /// Workspace id.
+        #[arg(long)]
+        workspace: Uuid,
+        /// User id.
+        #[arg(long)]
+        user: Uuid,
+    },
     /// Create an API token for a user; prints the token once.
     CreateToken {
         /// User id.
@@ -309,6 +320,19 @@ async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> 
             admin::add_member(&app, workspace, user, role.into())
                 .await
                 .map_err(domain)?;
+            println!("ok");
+        }
+        AdminCommand::RemoveMember { workspace, user } => {
+            crate::domain::workspaces::remove_member_as_operator(&app, workspace, user)
+                .await
+                .map_err(domain)?;
+            // The running servers hear of it through the database: send before exiting.
+            if !app.events.flush(std::time::Duration::from_secs(10)).await {
+                eprintln!(
+                    "switchboard: the change could not be announced to running servers; \
+                     open WebSockets of the user close at their next operation"
+                );
+            }
             println!("ok");
         }
         AdminCommand::CreateToken { user, name } => {

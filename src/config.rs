@@ -29,6 +29,11 @@
 //! | `--metrics-token` | `SWITCHBOARD_METRICS_TOKEN` | none (`/metrics` is open); 16 to 256 visible ASCII characters |
 //! | `--metrics-bind` | `SWITCHBOARD_METRICS_BIND` | none (`/metrics` is served on `--bind`) |
 //! | `--audit-retention-days` | `SWITCHBOARD_AUDIT_RETENTION_DAYS` | `365` (0 keeps every event) |
+//! | `--ws-init-timeout-secs` | `SWITCHBOARD_WS_INIT_TIMEOUT_SECS` | `10` |
+//! | `--ws-max-lifetime-secs` | `SWITCHBOARD_WS_MAX_LIFETIME_SECS` | `86400` |
+//! | `--ws-max-sockets-per-user` | `SWITCHBOARD_WS_MAX_SOCKETS_PER_USER` | `100` |
+//! | `--ws-max-sockets` | `SWITCHBOARD_WS_MAX_SOCKETS` | `20000` |
+//! | `--ws-max-subscriptions-per-socket` | `SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET` | `100` |
 //!
 //! The log filter follows `RUST_LOG` (default `info`).
 
@@ -177,6 +182,28 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION_DAYS", default_value = "365", global = true,
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub audit_retention_days: u32,
+    /// Seconds a WebSocket may take to send `connection_init` before it is closed (4408).
+    #[arg(long, env = "SWITCHBOARD_WS_INIT_TIMEOUT_SECS", default_value = "10", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub ws_init_timeout_secs: u32,
+    /// Longest life of a WebSocket in seconds; then it is closed (1001) and the client
+    /// reconnects.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_LIFETIME_SECS", default_value = "86400", global = true,
+          value_parser = clap::value_parser!(u32).range(60..=2_592_000))]
+    pub ws_max_lifetime_secs: u32,
+    /// WebSockets one user may hold open on this process.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SOCKETS_PER_USER", default_value = "100", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ws_max_sockets_per_user: u32,
+    /// WebSockets open on this process, authenticated or not.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SOCKETS", default_value = "20000", global = true,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ws_max_sockets: u32,
+    /// Operations (subscriptions, and queries or mutations still running) open at once on one
+    /// WebSocket.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value = "100",
+          global = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub ws_max_subscriptions_per_socket: u32,
 }
 
 /// Validated configuration.
@@ -230,6 +257,23 @@ pub struct Config {
     pub max_tools_per_server: u32,
     /// Largest tool listing per server, in bytes.
     pub max_catalogue_bytes: u64,
+    /// WebSocket limits.
+    pub websocket: WebSocketLimits,
+}
+
+/// Limits on GraphQL WebSockets (see `http::ws`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSocketLimits {
+    /// Time allowed between the upgrade and `connection_init`.
+    pub init_timeout: std::time::Duration,
+    /// Longest life of a socket.
+    pub max_lifetime: std::time::Duration,
+    /// Sockets one user may hold open on this process.
+    pub max_sockets_per_user: usize,
+    /// Sockets open on this process, authenticated or not.
+    pub max_sockets: usize,
+    /// Operations open at once on one socket.
+    pub max_subscriptions_per_socket: usize,
 }
 
 /// A token-bucket rate: `per_minute` on average, up to `burst` at once. A rate of zero turns
@@ -380,6 +424,15 @@ impl ConfigArgs {
             metrics_token,
             metrics_bind,
             audit_retention_days: self.audit_retention_days,
+            websocket: WebSocketLimits {
+                init_timeout: std::time::Duration::from_secs(u64::from(self.ws_init_timeout_secs)),
+                max_lifetime: std::time::Duration::from_secs(u64::from(self.ws_max_lifetime_secs)),
+                max_sockets_per_user: usize::try_from(self.ws_max_sockets_per_user)
+                    .unwrap_or(usize::MAX),
+                max_sockets: usize::try_from(self.ws_max_sockets).unwrap_or(usize::MAX),
+                max_subscriptions_per_socket: usize::try_from(self.ws_max_subscriptions_per_socket)
+                    .unwrap_or(usize::MAX),
+            },
         })
     }
 }
@@ -542,6 +595,51 @@ mod tests {
         );
         let error = parse(&["--allow-private-networks", "maybe"]).expect_err("bad bool");
         assert!(error.contains("allow-private-networks"), "{error}");
+        for flag in [
+            "--ws-init-timeout-secs",
+            "--ws-max-lifetime-secs",
+            "--ws-max-sockets-per-user",
+            "--ws-max-sockets",
+            "--ws-max-subscriptions-per-socket",
+        ] {
+            let error = parse(&[flag, "0"]).expect_err("zero is refused");
+            assert!(error.contains(flag), "{error}");
+        }
+        let error = parse(&["--ws-max-lifetime-secs", "59"]).expect_err("too short");
+        assert!(error.contains("ws-max-lifetime-secs"), "{error}");
+    }
+
+    #[test]
+    fn websocket_limits_default_and_parse() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert_eq!(
+            config.websocket,
+            WebSocketLimits {
+                init_timeout: std::time::Duration::from_secs(10),
+                max_lifetime: std::time::Duration::from_secs(86_400),
+                max_sockets_per_user: 100,
+                max_sockets: 20_000,
+                max_subscriptions_per_socket: 100,
+            }
+        );
+        let config = parse(&[
+            "--ws-init-timeout-secs",
+            "3",
+            "--ws-max-lifetime-secs",
+            "3600",
+            "--ws-max-sockets-per-user",
+            "20000",
+            "--ws-max-sockets",
+            "50000",
+            "--ws-max-subscriptions-per-socket",
+            "5",
+        ])
+        .expect("valid");
+        assert_eq!(config.websocket.init_timeout.as_secs(), 3);
+        assert_eq!(config.websocket.max_lifetime.as_secs(), 3600);
+        assert_eq!(config.websocket.max_sockets_per_user, 20_000);
+        assert_eq!(config.websocket.max_sockets, 50_000);
+        assert_eq!(config.websocket.max_subscriptions_per_socket, 5);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Process metrics in the Prometheus text format (served at `GET /metrics`): GraphQL requests
 //! and errors by code, tool calls by outcome with a latency histogram, token refreshes by
-//! outcome, open subscriptions, and the SQL statements the pool has run (so a benchmark can
+//! outcome, open subscriptions, open WebSockets and WebSocket closes by close code, and the SQL
+//! statements the pool has run (so a benchmark can
 //! show that a request costs a constant number of them). Servers by status are counted from
 //! the database, and kept MCP sessions read from the session pool, at scrape time. Labels are fixed words; no id, URL or secret ever becomes a
 //! label.
@@ -27,6 +28,8 @@ pub struct Metrics {
     tool_latency_sum_micros: AtomicU64,
     token_refreshes: Mutex<BTreeMap<&'static str, u64>>,
     open_subscriptions: AtomicI64,
+    open_websockets: AtomicI64,
+    websocket_closes: Mutex<BTreeMap<u16, u64>>,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -75,6 +78,22 @@ impl Metrics {
     pub fn subscription_opened(self: &std::sync::Arc<Self>) -> SubscriptionGuard {
         self.open_subscriptions.fetch_add(1, Ordering::Relaxed);
         SubscriptionGuard(self.clone())
+    }
+
+    /// A WebSocket opened; the guard counts it closed when dropped.
+    pub fn websocket_opened(self: &std::sync::Arc<Self>) -> WebSocketGuard {
+        self.open_websockets.fetch_add(1, Ordering::Relaxed);
+        WebSocketGuard(self.clone())
+    }
+
+    /// The server closed a WebSocket with this close code.
+    pub fn websocket_closed(&self, code: u16) {
+        bump(&self.websocket_closes, code);
+    }
+
+    /// WebSockets open now.
+    pub fn open_websockets(&self) -> i64 {
+        self.open_websockets.load(Ordering::Relaxed)
     }
 
     /// The text exposition, with `servers` = (connection status, auth status, count) and
@@ -191,6 +210,32 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP switchboard_websockets_open Open GraphQL WebSockets, authenticated or not."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_websockets_open gauge");
+        let _ = writeln!(
+            out,
+            "switchboard_websockets_open {}",
+            self.open_websockets.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_websocket_closes_total WebSockets the server closed, by close code."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_websocket_closes_total counter");
+        for (code, n) in self
+            .websocket_closes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "switchboard_websocket_closes_total{{code=\"{code}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
             "# HELP switchboard_db_statements_total SQL statements run by the database pool."
         );
         let _ = writeln!(out, "# TYPE switchboard_db_statements_total counter");
@@ -257,4 +302,13 @@ pub fn render_tasks(tasks: &[crate::supervisor::TaskReport]) -> String {
         }
     }
     out
+}
+
+/// Keeps a WebSocket counted while alive.
+pub struct WebSocketGuard(std::sync::Arc<Metrics>);
+
+impl Drop for WebSocketGuard {
+    fn drop(&mut self) {
+        self.0.open_websockets.fetch_sub(1, Ordering::Relaxed);
+    }
 }

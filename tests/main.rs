@@ -29,3 +29,4 @@ mod sse;
 mod storage;
 mod subscriptions;
 mod tools;
+mod websocket;

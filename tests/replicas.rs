@@ -10,7 +10,7 @@ use crate::support::{Actor, TestApp};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchboard::db::DatabaseTarget;
-use switchboard::db::notify::{Listener, notify};
+use switchboard::db::notify::{Listener, Notification, notify};
 use switchboard::domain::status::{AuthStatus, ConnectionStatus, Status, StatusEvent};
 use switchboard::{App, AppHandle};
 use tokio::sync::broadcast::Receiver;
@@ -332,7 +332,7 @@ async fn notifications_reach_listeners_and_survive_a_lost_connection() {
     let payload = tokio::time::timeout(Duration::from_secs(10), payloads.next())
         .await
         .expect("payload in time");
-    assert_eq!(payload.as_deref(), Some("hello"));
+    assert_eq!(payload, Some(Notification::Payload("hello".to_owned())));
 
     let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -349,18 +349,177 @@ async fn notifications_reach_listeners_and_survive_a_lost_connection() {
         .get(0);
     assert_eq!(killed, 1);
 
-    // Notifications sent while it is reconnecting are lost; keep sending until one arrives.
+    // Notifications sent while it is reconnecting are lost, so the reconnection is announced
+    // first; keep sending until a payload arrives.
     let received = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut announced = false;
         loop {
             notify(&mut conn, "Replica Test", "again").await.unwrap();
-            if let Ok(payload) =
-                tokio::time::timeout(Duration::from_millis(200), payloads.next()).await
-            {
-                return payload;
+            match tokio::time::timeout(Duration::from_millis(200), payloads.next()).await {
+                Ok(Some(Notification::Reconnected)) => announced = true,
+                Ok(payload) => return (announced, payload),
+                Err(_) => {}
             }
         }
     })
     .await
     .expect("the listener reconnected");
-    assert_eq!(received.as_deref(), Some("again"));
+    assert_eq!(
+        received,
+        (true, Some(Notification::Payload("again".to_owned())))
+    );
+}
+
+/// The close code the server sends within `wait`, skipping other messages; `None` when the
+/// socket stays open.
+async fn close_code(socket: &mut Socket, wait: Duration) -> Option<u16> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.next()).await {
+            Err(_) => return None,
+            Ok(None) | Ok(Some(Err(_))) => return Some(1006),
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                return Some(frame.map_or(1005, |f| u16::from(f.code)));
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// A second token of `actor`'s user: the actor with that token, and the token's id.
+async fn with_second_token(t: &TestApp, actor: &Actor) -> (Actor, String) {
+    let data = t
+        .ok(
+            actor,
+            "mutation { createApiToken(name: \"replica\") { token apiToken { id } } }",
+            json!({}),
+        )
+        .await;
+    let token = data["createApiToken"]["token"].as_str().unwrap().to_owned();
+    let id = data["createApiToken"]["apiToken"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (
+        Actor {
+            token,
+            ..actor.clone()
+        },
+        id,
+    )
+}
+
+/// A token revoked through one replica closes, within a second, the socket opened with it on
+/// another; a member removed through one replica loses their socket on another.
+#[tokio::test(flavor = "multi_thread")]
+async fn access_changes_through_one_replica_close_sockets_on_another() {
+    let t = TestApp::start().await;
+    if !t.app.db.is_postgres() {
+        return;
+    }
+    let b = start_replica(&t).await;
+    let admin = &t.admin;
+    let (holder, token_id) = with_second_token(&t, admin).await;
+    let mut revoked_on_b = subscribe(b.addr, &holder).await;
+    let mut admin_on_b = subscribe(b.addr, admin).await;
+    let viewer = t
+        .new_member(
+            "vic",
+            admin.workspace_id,
+            switchboard::domain::access::Role::Viewer,
+        )
+        .await;
+    let mut viewer_on_b = subscribe(b.addr, &viewer).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let revoked_at = std::time::Instant::now();
+    ok_at(
+        t.addr,
+        admin,
+        "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
+        json!({ "id": token_id }),
+    )
+    .await;
+    assert_eq!(
+        close_code(&mut revoked_on_b, Duration::from_secs(5)).await,
+        Some(4403)
+    );
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(1),
+        "closed after {:?}",
+        revoked_at.elapsed()
+    );
+
+    ok_at(
+        t.addr,
+        admin,
+        "mutation($w: ID!, $u: ID!) { removeWorkspaceMember(workspaceId: $w, userId: $u) }",
+        json!({ "w": admin.workspace_id.to_string(), "u": viewer.user_id.to_string() }),
+    )
+    .await;
+    assert_eq!(
+        close_code(&mut viewer_on_b, Duration::from_secs(5)).await,
+        Some(4403)
+    );
+    // The admin's own socket stays.
+    assert_eq!(
+        close_code(&mut admin_on_b, Duration::from_millis(500)).await,
+        None
+    );
+}
+
+/// A replica whose listening connection was lost checks every open socket again once it listens
+/// again, so a revocation it never heard of still closes the socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_lost_its_listener_rechecks_its_sockets() {
+    let t = TestApp::start().await;
+    let Some(url) = postgres_url(&t) else {
+        return;
+    };
+    let b = start_replica(&t).await;
+    let admin = &t.admin;
+    let (holder, token_id) = with_second_token(&t, admin).await;
+    let mut socket = subscribe(b.addr, &holder).await;
+    let mut untouched = subscribe(b.addr, admin).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Revoked in storage only: no replica is told.
+    let mut conn = t.app.db.conn().await.unwrap();
+    assert!(
+        switchboard::db::access::revoke_token(
+            &mut conn,
+            Uuid::parse_str(&token_id).unwrap(),
+            admin.user_id,
+            switchboard::db::DbTime(switchboard::db::now()),
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        close_code(&mut socket, Duration::from_millis(500)).await,
+        None
+    );
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let killed: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query = 'LISTEN \"switchboard_status\"'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(killed, 2, "both replicas listen");
+    assert_eq!(
+        close_code(&mut socket, Duration::from_secs(15)).await,
+        Some(4403)
+    );
+    assert_eq!(
+        close_code(&mut untouched, Duration::from_millis(500)).await,
+        None
+    );
 }

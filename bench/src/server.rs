@@ -95,6 +95,10 @@ impl Server {
             .env("SWITCHBOARD_USER_OUTBOUND_PER_MINUTE", "0")
             .env("SWITCHBOARD_WORKSPACE_OUTBOUND_PER_MINUTE", "0")
             .env("SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE", "1000000")
+            // The subscription scenario holds ten thousand sockets (or `--subscribers`) with the
+            // one admin token: lift the per-user and per-process WebSocket caps to their maxima.
+            .env("SWITCHBOARD_WS_MAX_SOCKETS_PER_USER", "1000000")
+            .env("SWITCHBOARD_WS_MAX_SOCKETS", "1000000")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

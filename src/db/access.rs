@@ -198,3 +198,62 @@ pub async fn tokens_of(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<ApiTokenR
             .await
     })?)
 }
+
+/// Lock a workspace's memberships until the current transaction ends, so that checks like
+/// "another admin remains" hold when the change commits; returns whether the workspace exists.
+/// On PostgreSQL the workspace row is locked (`FOR UPDATE`); on SQLite the write transaction
+/// (`BEGIN IMMEDIATE`) already excludes every other writer. Call inside a transaction.
+pub async fn lock_workspace(conn: &mut DbConn, workspace_id: Uuid) -> Result<bool, DbError> {
+    let found: Option<DbUuid> = match conn {
+        DbConn::Postgres(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            workspaces::table
+                .find(DbUuid(workspace_id))
+                .select(workspaces::id)
+                .for_update()
+                .first(c)
+                .await
+                .optional()?
+        }
+        DbConn::Sqlite(c) => {
+            let c: &mut super::SqliteConn = c;
+            workspaces::table
+                .find(DbUuid(workspace_id))
+                .select(workspaces::id)
+                .first(c)
+                .await
+                .optional()?
+        }
+    };
+    Ok(found.is_some())
+}
+
+/// How many members of a workspace have the given role.
+pub async fn count_members_with_role(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    role: &str,
+) -> Result<i64, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspace_members::table
+            .filter(workspace_members::workspace_id.eq(DbUuid(workspace_id)))
+            .filter(workspace_members::role.eq(role))
+            .count()
+            .get_result(c)
+            .await
+    })?)
+}
+
+/// Remove a membership; returns whether there was one.
+pub async fn delete_member(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<bool, DbError> {
+    let deleted = with_conn!(conn, |c| {
+        diesel::delete(workspace_members::table.find((DbUuid(workspace_id), DbUuid(user_id))))
+            .execute(c)
+            .await
+    })?;
+    Ok(deleted == 1)
+}

@@ -7,7 +7,8 @@
 //! A [`Listener`] owns one dedicated connection outside the pool (a pooled connection would
 //! be recycled, and its LISTEN with it) and yields the payloads received on one channel. When
 //! that connection drops or stops answering, it reconnects with exponential backoff; whatever
-//! was notified while it was disconnected is lost, which the caller must tolerate.
+//! was notified while it was disconnected is lost, which the caller must tolerate: every
+//! successful reconnection is announced with [`Notification::Reconnected`] so it can catch up.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -48,12 +49,24 @@ pub async fn notify(conn: &mut DbConn, channel: &str, payload: &str) -> Result<(
     }
 }
 
+/// What a [`Listener`] yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification {
+    /// A payload sent on the channel.
+    Payload(String),
+    /// The connection was lost (or never made) and is listening again: payloads sent in
+    /// between are lost.
+    Reconnected,
+}
+
 /// A dedicated PostgreSQL connection subscribed to one channel.
 pub struct Listener {
     url: String,
     channel: String,
     conn: Option<AsyncPgConnection>,
     backoff: Duration,
+    /// A reconnection happened that has not been announced yet.
+    resumed: bool,
 }
 
 impl Listener {
@@ -67,6 +80,7 @@ impl Listener {
             channel: channel.to_owned(),
             conn: None,
             backoff: INITIAL_BACKOFF,
+            resumed: false,
         };
         match listener.connect().await {
             Ok(conn) => listener.conn = Some(conn),
@@ -80,17 +94,21 @@ impl Listener {
         listener
     }
 
-    /// The payloads received on the channel, in the order PostgreSQL delivers them. The stream
-    /// never ends; drop it to close the connection.
-    pub fn into_stream(self) -> impl Stream<Item = String> + Send + 'static {
+    /// The payloads received on the channel, in the order PostgreSQL delivers them, and a
+    /// [`Notification::Reconnected`] after every reconnection. The stream never ends; drop it to
+    /// close the connection.
+    pub fn into_stream(self) -> impl Stream<Item = Notification> + Send + 'static {
         futures_util::stream::unfold(self, |mut listener| async move {
-            let payload = listener.next_payload().await;
-            Some((payload, listener))
+            let notification = listener.next_notification().await;
+            Some((notification, listener))
         })
     }
 
-    async fn next_payload(&mut self) -> String {
+    async fn next_notification(&mut self) -> Notification {
         loop {
+            if std::mem::take(&mut self.resumed) {
+                return Notification::Reconnected;
+            }
             let Some(conn) = self.conn.as_mut() else {
                 self.reconnect().await;
                 continue;
@@ -103,7 +121,7 @@ impl Listener {
                 Ok(Some(Ok(notification))) => {
                     self.backoff = INITIAL_BACKOFF;
                     if notification.channel == self.channel {
-                        return notification.payload;
+                        return Notification::Payload(notification.payload);
                     }
                 }
                 Ok(Some(Err(error))) => {
@@ -147,6 +165,7 @@ impl Listener {
             Ok(conn) => {
                 tracing::info!(channel = %self.channel, "listening for notifications again");
                 self.conn = Some(conn);
+                self.resumed = true;
             }
             Err(error) => tracing::warn!(
                 %error,

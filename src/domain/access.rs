@@ -5,10 +5,15 @@
 //! asks the principal for the needed role in the object's workspace: a caller who is not a
 //! member gets `NotFound` (the object's existence is not revealed), a member with too low a
 //! role gets `Forbidden`.
+//!
+//! Long-lived sessions (WebSocket sockets) authenticate again, with [`authenticate`], for every
+//! operation they start, and follow [`AccessEvent`]s: a revoked token or a lost membership ends
+//! them on every replica, so a session never outlives the credentials it was opened with.
 
 use std::collections::HashMap;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Error, Result};
@@ -17,7 +22,8 @@ use crate::crypto::sha256_hex;
 use crate::db::{self, DbTime};
 
 /// A role in a workspace, in increasing order of power.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Reads and calls tools.
     Viewer,
@@ -89,6 +95,58 @@ impl Principal {
         ids.sort();
         ids
     }
+}
+
+/// A change of who may do what, published (after it commits) to every replica so that open
+/// sessions follow it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AccessEvent {
+    /// An API token was revoked: sessions opened with it end.
+    TokenRevoked {
+        /// The token's user.
+        user_id: Uuid,
+        /// The token.
+        token_id: Uuid,
+    },
+    /// A user left a workspace: the user's sessions end.
+    MemberRemoved {
+        /// The workspace.
+        workspace_id: Uuid,
+        /// The former member.
+        user_id: Uuid,
+    },
+    /// A user joined a workspace or got another role in it: the user's sessions stay open and
+    /// every operation they start from then on runs with the new role.
+    RoleChanged {
+        /// The workspace.
+        workspace_id: Uuid,
+        /// The member.
+        user_id: Uuid,
+        /// The role now.
+        role: Role,
+    },
+}
+
+impl AccessEvent {
+    /// The user the change concerns.
+    pub fn user_id(&self) -> Uuid {
+        match self {
+            AccessEvent::TokenRevoked { user_id, .. }
+            | AccessEvent::MemberRemoved { user_id, .. }
+            | AccessEvent::RoleChanged { user_id, .. } => *user_id,
+        }
+    }
+}
+
+/// What subscribers of access changes receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessSignal {
+    /// One change.
+    Changed(AccessEvent),
+    /// Changes may have been missed (the link to the other replicas was lost for a while, or
+    /// this subscriber fell behind): check every open session against the database again.
+    Recheck,
 }
 
 /// Prefix of every API token, so leaked tokens are easy to recognise and scan for.

@@ -6,15 +6,20 @@
 //! [`StatusEvent`]. Subscribers filter by workspace, so an event never reaches another
 //! workspace's dashboards; events from other replicas carry their workspace like local ones.
 //!
-//! On PostgreSQL the bus also relays events between replicas sharing the database: each
-//! published event is delivered locally at once and handed, in publishing order, to one task
-//! that sends it with `NOTIFY` on [`STATUS_CHANNEL`], stamped with the bus's random origin and a
-//! sequence number. Another task listens on that channel, skips its own origin (already
+//! The bus also carries [`AccessEvent`]s (a revoked token, a removed member, a changed role) to
+//! the subscribers that hold sessions open, as [`AccessSignal`]s on a channel of their own.
+//!
+//! On PostgreSQL the bus also relays both kinds of event between replicas sharing the database:
+//! each published event is delivered locally at once and handed, in publishing order, to one
+//! task that sends it with `NOTIFY` on [`STATUS_CHANNEL`], stamped with the bus's random origin
+//! and a sequence number. Another task listens on that channel, skips its own origin (already
 //! delivered) and any sequence number it has seen before (a resend after an ambiguous failure),
 //! and delivers the rest locally. PostgreSQL delivers notifications in commit order and the
 //! sender commits one at a time, so every replica sees another's events in the order they were
 //! published. Events notified while a listener is reconnecting are lost, as events published
-//! before subscribing are: dashboards read the current state with a query.
+//! before subscribing are: dashboards read the current state with a query, and access
+//! subscribers are told to [`AccessSignal::Recheck`] whenever the listener reconnects or a
+//! sequence number shows a gap.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,12 +28,13 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
 
+use super::access::{AccessEvent, AccessSignal};
 use crate::db::models::McpServerRow;
-use crate::db::notify::Listener;
+use crate::db::notify::{Listener, Notification};
 use crate::db::{self, DatabaseTarget, Db, DbConn, DbError, DbTime, PoolOptions};
 
 /// Whether Switchboard can currently talk to the server.
@@ -165,7 +171,8 @@ pub struct StatusEvent {
     pub at: DateTime<Utc>,
 }
 
-/// The PostgreSQL notification channel that carries status events between replicas.
+/// The PostgreSQL notification channel that carries status and access events between
+/// replicas.
 pub const STATUS_CHANNEL: &str = "switchboard_status";
 
 /// PostgreSQL refuses notification payloads of 8000 bytes or more.
@@ -174,6 +181,9 @@ const MAX_PAYLOAD_BYTES: usize = 7999;
 const MAX_SHARED_REASON_BYTES: usize = 256;
 /// Events waiting to be sent to other replicas before new ones are dropped (not shared).
 const OUTBOX_CAPACITY: usize = 4096;
+/// Undelivered access signals kept per slow subscriber; one that falls further behind is told
+/// to recheck.
+const ACCESS_CAPACITY: usize = 1024;
 /// Attempts to send one event before giving up on sharing it.
 const SEND_ATTEMPTS: u32 = 4;
 /// Delay before the second attempt; doubled for each further one.
@@ -183,12 +193,13 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// A replica silent for this long is forgotten by the duplicate filter.
 const ORIGIN_IDLE: Duration = Duration::from_secs(3600);
 
-/// Fan-out of status events to this process's subscribers and, on PostgreSQL, to the other
-/// replicas'. Clones share the same subscribers; the relay tasks stop when the last clone is
-/// dropped.
+/// Fan-out of status and access events to this process's subscribers and, on PostgreSQL, to
+/// the other replicas'. Clones share the same subscribers; the relay tasks stop when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct EventBus {
     local: broadcast::Sender<StatusEvent>,
+    access: broadcast::Sender<AccessSignal>,
     relay: Option<Arc<Relay>>,
 }
 
@@ -196,7 +207,7 @@ pub struct EventBus {
 /// task, aborted (closing its connection) when the bus goes away. The sending task ends by
 /// itself once the queue is closed and drained.
 struct Relay {
-    outbox: mpsc::Sender<StatusEvent>,
+    outbox: mpsc::Sender<Outgoing>,
     listener: AbortHandle,
 }
 
@@ -206,6 +217,25 @@ impl Drop for Relay {
     }
 }
 
+/// What the bus carries between replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Shared {
+    /// A status change (under the key `event`, as replicas have always sent it).
+    #[serde(rename = "event")]
+    Status(StatusEvent),
+    /// An access change.
+    #[serde(rename = "access")]
+    Access(AccessEvent),
+}
+
+/// An item of the sending queue.
+enum Outgoing {
+    /// Send this to the other replicas.
+    Event(Shared),
+    /// Everything queued before has been sent or given up: say so.
+    Flush(oneshot::Sender<()>),
+}
+
 /// One event on the wire between replicas.
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
@@ -213,7 +243,8 @@ struct Envelope {
     origin: Uuid,
     /// Its position among that bus's events, from 1.
     seq: u64,
-    event: StatusEvent,
+    #[serde(flatten)]
+    shared: Shared,
 }
 
 impl Default for EventBus {
@@ -227,7 +258,12 @@ impl EventBus {
     /// subscriber.
     pub fn new(capacity: usize) -> EventBus {
         let (local, _) = broadcast::channel(capacity);
-        EventBus { local, relay: None }
+        let (access, _) = broadcast::channel(ACCESS_CAPACITY);
+        EventBus {
+            local,
+            access,
+            relay: None,
+        }
     }
 
     /// A bus shared with every replica using the PostgreSQL database at `url`. Returns once the
@@ -236,6 +272,7 @@ impl EventBus {
     /// relaying neither waits for nor adds to the requests' pool.
     pub async fn replicated(capacity: usize, url: &str) -> Result<EventBus, DbError> {
         let (local, _) = broadcast::channel(capacity);
+        let (access, _) = broadcast::channel(ACCESS_CAPACITY);
         let origin = Uuid::new_v4();
         let sender_db = Db::connect(
             &DatabaseTarget::Postgres(url.to_owned()),
@@ -248,10 +285,16 @@ impl EventBus {
         let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
         tokio::spawn(send_to_replicas(sender_db, origin, queued));
         let listener = Listener::start(url, STATUS_CHANNEL).await;
-        let listener =
-            tokio::spawn(receive_from_replicas(listener, origin, local.clone())).abort_handle();
+        let listener = tokio::spawn(receive_from_replicas(
+            listener,
+            origin,
+            local.clone(),
+            access.clone(),
+        ))
+        .abort_handle();
         Ok(EventBus {
             local,
+            access,
             relay: Some(Arc::new(Relay { outbox, listener })),
         })
     }
@@ -259,21 +302,61 @@ impl EventBus {
     /// Publish one event (call after the change committed). No subscribers is not an error.
     /// Subscribers of this process get it at once; other replicas shortly after.
     pub fn publish(&self, event: StatusEvent) {
-        if let Some(relay) = &self.relay
-            && let Err(error) = relay.outbox.try_send(event.clone())
-        {
-            tracing::warn!(
-                mcp_server.id = %event.server_id,
-                reason = %error,
-                "a status event cannot be shared with other replicas"
-            );
-        }
+        self.share(Shared::Status(event.clone()));
         let _ = self.local.send(event);
+    }
+
+    /// Publish one access change (call after it committed), to this process's access
+    /// subscribers at once and to other replicas' shortly after.
+    pub fn publish_access(&self, event: AccessEvent) {
+        self.share(Shared::Access(event.clone()));
+        let _ = self.access.send(AccessSignal::Changed(event));
+    }
+
+    fn share(&self, shared: Shared) {
+        if let Some(relay) = &self.relay
+            && let Err(error) = relay.outbox.try_send(Outgoing::Event(shared))
+        {
+            let reason = error.to_string();
+            match error.into_inner() {
+                Outgoing::Event(Shared::Status(event)) => tracing::warn!(
+                    mcp_server.id = %event.server_id,
+                    %reason,
+                    "a status event cannot be shared with other replicas"
+                ),
+                Outgoing::Event(Shared::Access(event)) => tracing::warn!(
+                    user.id = %event.user_id(),
+                    %reason,
+                    "an access change cannot be shared with other replicas"
+                ),
+                Outgoing::Flush(_) => {}
+            }
+        }
+    }
+
+    /// Wait until every event published so far has been handed to the other replicas (or given
+    /// up), for at most `within`; returns whether that happened. Processes that publish and
+    /// then exit (the command line) call this last. Immediate without replicas.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let Some(relay) = &self.relay else {
+            return true;
+        };
+        let (done, flushed) = oneshot::channel();
+        tokio::time::timeout(within, async {
+            relay.outbox.send(Outgoing::Flush(done)).await.is_ok() && flushed.await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// A new subscription, receiving events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<StatusEvent> {
         self.local.subscribe()
+    }
+
+    /// A new subscription to access changes, from now on.
+    pub fn subscribe_access(&self) -> broadcast::Receiver<AccessSignal> {
+        self.access.subscribe()
     }
 
     /// Number of live subscriptions.
@@ -286,15 +369,18 @@ impl EventBus {
 /// times (a resend after an ambiguous failure is filtered by its sequence number) and then
 /// given up with a warning, so one bad moment of the database never holds later events for
 /// long.
-async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<StatusEvent>) {
+async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<Outgoing>) {
     let mut seq = 0;
-    while let Some(event) = queued.recv().await {
-        let server_id = event.server_id;
-        let Some(payload) = encode(origin, seq + 1, event) else {
-            tracing::warn!(
-                mcp_server.id = %server_id,
-                "a status event is too large to share with other replicas"
-            );
+    while let Some(outgoing) = queued.recv().await {
+        let shared = match outgoing {
+            Outgoing::Event(shared) => shared,
+            Outgoing::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
+        let Some(payload) = encode(origin, seq + 1, shared) else {
+            tracing::warn!("an event is too large to share with other replicas");
             continue;
         };
         seq += 1;
@@ -309,20 +395,15 @@ async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<Statu
             match sent {
                 Ok(()) => break,
                 Err(error) if attempt < SEND_ATTEMPTS => {
-                    tracing::debug!(
-                        %error,
-                        mcp_server.id = %server_id,
-                        attempt,
-                        "retrying a status notification"
-                    );
+                    tracing::debug!(%error, seq, attempt, "retrying a notification");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
                 Err(error) => tracing::warn!(
                     %error,
-                    mcp_server.id = %server_id,
+                    seq,
                     attempts = SEND_ATTEMPTS,
-                    "a status event could not be shared with other replicas"
+                    "an event could not be shared with other replicas"
                 ),
             }
         }
@@ -331,15 +412,21 @@ async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<Statu
 
 /// The notification payload for an event, cutting over-long reasons if that makes it fit;
 /// `None` when it still does not.
-fn encode(origin: Uuid, seq: u64, event: StatusEvent) -> Option<String> {
-    let mut envelope = Envelope { origin, seq, event };
+fn encode(origin: Uuid, seq: u64, shared: Shared) -> Option<String> {
+    let mut envelope = Envelope {
+        origin,
+        seq,
+        shared,
+    };
     let payload = serde_json::to_string(&envelope).ok()?;
     if payload.len() <= MAX_PAYLOAD_BYTES {
         return Some(payload);
     }
-    shorten(&mut envelope.event.current.reason);
-    if let Some(previous) = &mut envelope.event.previous {
-        shorten(&mut previous.reason);
+    if let Shared::Status(event) = &mut envelope.shared {
+        shorten(&mut event.current.reason);
+        if let Some(previous) = &mut event.previous {
+            shorten(&mut previous.reason);
+        }
     }
     serde_json::to_string(&envelope)
         .ok()
@@ -356,26 +443,62 @@ fn shorten(reason: &mut Option<String>) {
     }
 }
 
-/// Deliver other replicas' events to this process's subscribers.
+/// Deliver other replicas' events to this process's subscribers. Whenever events may have been
+/// missed (the listener reconnected, or another replica's sequence jumped), access subscribers
+/// are told to recheck.
 async fn receive_from_replicas(
     listener: Listener,
     origin: Uuid,
     local: broadcast::Sender<StatusEvent>,
+    access: broadcast::Sender<AccessSignal>,
 ) {
-    let mut payloads = std::pin::pin!(listener.into_stream());
+    let mut notifications = std::pin::pin!(listener.into_stream());
     let mut seen = SeenSequences::default();
-    while let Some(payload) = payloads.next().await {
-        let envelope: Envelope = match serde_json::from_str(&payload) {
-            Ok(envelope) => envelope,
-            Err(error) => {
-                tracing::warn!(%error, "ignoring a malformed status notification");
+    while let Some(notification) = notifications.next().await {
+        let payload = match notification {
+            Notification::Payload(payload) => payload,
+            Notification::Reconnected => {
+                let _ = access.send(AccessSignal::Recheck);
                 continue;
             }
         };
-        if envelope.origin != origin && seen.is_new(envelope.origin, envelope.seq) {
-            let _ = local.send(envelope.event);
+        let envelope: Envelope = match serde_json::from_str(&payload) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a malformed notification");
+                continue;
+            }
+        };
+        if envelope.origin == origin {
+            continue;
+        }
+        match seen.check(envelope.origin, envelope.seq) {
+            Sequence::Repeat => continue,
+            Sequence::Next => {}
+            Sequence::AfterGap => {
+                let _ = access.send(AccessSignal::Recheck);
+            }
+        }
+        match envelope.shared {
+            Shared::Status(event) => {
+                let _ = local.send(event);
+            }
+            Shared::Access(event) => {
+                let _ = access.send(AccessSignal::Changed(event));
+            }
         }
     }
+}
+
+/// How a sequence number from another replica relates to the ones seen before.
+#[derive(Debug, PartialEq, Eq)]
+enum Sequence {
+    /// Seen already: drop it.
+    Repeat,
+    /// The next one (or the first one heard from that replica).
+    Next,
+    /// New, but some before it never arrived.
+    AfterGap,
 }
 
 /// The last sequence number received from each other replica.
@@ -385,29 +508,31 @@ struct SeenSequences {
 }
 
 impl SeenSequences {
-    /// Whether `seq` from `origin` is new (and remember it). A jump means events were missed,
+    /// Classify `seq` from `origin` (and remember it when new). A jump means events were missed,
     /// most likely while this replica was reconnecting.
-    fn is_new(&mut self, origin: Uuid, seq: u64) -> bool {
+    fn check(&mut self, origin: Uuid, seq: u64) -> Sequence {
         let now = Instant::now();
         if let Some((last, seen_at)) = self.last.get_mut(&origin) {
             if seq <= *last {
-                return false;
+                return Sequence::Repeat;
             }
-            if seq > *last + 1 {
-                tracing::warn!(
-                    replica.origin = %origin,
-                    missed = seq - *last - 1,
-                    "status events from another replica were missed"
-                );
-            }
+            let gap = seq - *last - 1;
             *last = seq;
             *seen_at = now;
-            return true;
+            if gap > 0 {
+                tracing::warn!(
+                    replica.origin = %origin,
+                    missed = gap,
+                    "events from another replica were missed"
+                );
+                return Sequence::AfterGap;
+            }
+            return Sequence::Next;
         }
         self.last
             .retain(|_, (_, seen_at)| now.duration_since(*seen_at) < ORIGIN_IDLE);
         self.last.insert(origin, (seq, now));
-        true
+        Sequence::Next
     }
 }
 
@@ -518,7 +643,7 @@ mod tests {
     fn the_wire_form_carries_the_workspace_and_stored_status_names() {
         let event = event("auth_type_changed");
         let origin = Uuid::new_v4();
-        let payload = encode(origin, 7, event.clone()).unwrap();
+        let payload = encode(origin, 7, Shared::Status(event.clone())).unwrap();
         let wire: serde_json::Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(wire["origin"], origin.to_string());
         assert_eq!(wire["seq"], 7);
@@ -529,7 +654,7 @@ mod tests {
         assert_eq!(wire["event"]["current"]["auth"], "authorization_required");
         assert_eq!(wire["event"]["previous"]["auth"], "not_required");
         let back: Envelope = serde_json::from_str(&payload).unwrap();
-        assert_eq!(back.event, event);
+        assert_eq!(back.shared, Shared::Status(event));
 
         let mut without_workspace = wire.clone();
         without_workspace["event"]
@@ -542,10 +667,13 @@ mod tests {
     #[test]
     fn over_long_reasons_are_cut_to_fit_a_notification() {
         let long = "é".repeat(MAX_PAYLOAD_BYTES);
-        let payload = encode(Uuid::new_v4(), 1, event(&long)).unwrap();
+        let payload = encode(Uuid::new_v4(), 1, Shared::Status(event(&long))).unwrap();
         assert!(payload.len() <= MAX_PAYLOAD_BYTES);
         let back: Envelope = serde_json::from_str(&payload).unwrap();
-        let reason = back.event.current.reason.unwrap();
+        let Shared::Status(back) = back.shared else {
+            panic!("a status event");
+        };
+        let reason = back.current.reason.unwrap();
         assert!(reason.len() <= MAX_SHARED_REASON_BYTES && long.starts_with(&reason));
     }
 
@@ -553,13 +681,13 @@ mod tests {
     fn repeated_and_old_sequence_numbers_are_dropped_per_replica() {
         let mut seen = SeenSequences::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        assert!(seen.is_new(a, 1));
-        assert!(!seen.is_new(a, 1));
-        assert!(seen.is_new(b, 1));
-        assert!(seen.is_new(a, 2));
-        assert!(seen.is_new(a, 5));
-        assert!(!seen.is_new(a, 4));
-        assert!(seen.is_new(b, 2));
+        assert_eq!(seen.check(a, 1), Sequence::Next);
+        assert_eq!(seen.check(a, 1), Sequence::Repeat);
+        assert_eq!(seen.check(b, 1), Sequence::Next);
+        assert_eq!(seen.check(a, 2), Sequence::Next);
+        assert_eq!(seen.check(a, 5), Sequence::AfterGap);
+        assert_eq!(seen.check(a, 4), Sequence::Repeat);
+        assert_eq!(seen.check(b, 2), Sequence::Next);
     }
 
     #[tokio::test]
@@ -573,5 +701,36 @@ mod tests {
         assert_eq!(receiver.recv().await.unwrap(), first);
         assert_eq!(receiver.recv().await.unwrap(), second);
         assert!(receiver.try_recv().is_err());
+    }
+
+    #[test]
+    fn access_changes_travel_under_their_own_key() {
+        let event = AccessEvent::RoleChanged {
+            workspace_id: Uuid::new_v4(),
+            user_id: Uuid::new_v4(),
+            role: crate::domain::access::Role::Viewer,
+        };
+        let payload = encode(Uuid::new_v4(), 3, Shared::Access(event.clone())).unwrap();
+        let wire: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(wire["access"]["kind"], "role_changed");
+        assert_eq!(wire["access"]["role"], "viewer");
+        assert!(wire.get("event").is_none());
+        let back: Envelope = serde_json::from_str(&payload).unwrap();
+        assert_eq!(back.shared, Shared::Access(event));
+    }
+
+    #[tokio::test]
+    async fn access_changes_reach_local_access_subscribers_only() {
+        let bus = EventBus::default();
+        let mut status = bus.subscribe();
+        let mut access = bus.subscribe_access();
+        let revoked = AccessEvent::TokenRevoked {
+            user_id: Uuid::new_v4(),
+            token_id: Uuid::new_v4(),
+        };
+        bus.publish_access(revoked.clone());
+        assert_eq!(access.recv().await.unwrap(), AccessSignal::Changed(revoked));
+        assert!(status.try_recv().is_err());
+        assert!(bus.flush(Duration::from_millis(10)).await);
     }
 }

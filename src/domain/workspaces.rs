@@ -1,9 +1,14 @@
 //! Workspaces, members and API tokens as the API manages them.
+//!
+//! Every change of who may do what (a revoked token, a removed member, a changed role) is
+//! published as an [`AccessEvent`] once it commits, so that open sessions on every replica
+//! follow it. A workspace always keeps at least one admin: member changes lock the workspace's
+//! memberships, then refuse to remove or demote its last admin.
 
 use serde_json::json;
 use uuid::Uuid;
 
-use super::access::{Principal, Role, TOKEN_PREFIX};
+use super::access::{AccessEvent, Principal, Role, TOKEN_PREFIX};
 use super::{Error, Result, audit, bad_input};
 use crate::app::App;
 use crate::crypto::{Secret, random_token, sha256_hex};
@@ -65,7 +70,8 @@ pub async fn create(app: &App, principal: &Principal, name: &str) -> Result<Work
     Ok(workspace)
 }
 
-/// Add a user to a workspace, or change their role (admin role).
+/// Add a user to a workspace, or change their role (admin role). The user's open sessions
+/// stay open and run every later operation with the new role.
 pub async fn add_member(
     app: &App,
     principal: &Principal,
@@ -79,8 +85,18 @@ pub async fn add_member(
     }
     let mut conn = app.db.conn().await?;
     let member = transaction!(conn, {
+        if !db::access::lock_workspace(&mut conn, workspace_id).await? {
+            return Err(Error::NotFound);
+        }
         if db::access::find_user(&mut conn, user_id).await?.is_none() {
             return Err(bad_input("userId", "no such user"));
+        }
+        let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
+        if role < Role::Admin
+            && previous.is_some_and(|m| m.role == Role::Admin.as_str())
+            && is_last_admin(&mut conn, workspace_id).await?
+        {
+            return Err(last_admin());
         }
         let member = MemberRow {
             workspace_id: DbUuid(workspace_id),
@@ -100,7 +116,91 @@ pub async fn add_member(
         .await?;
         Ok::<_, Error>(member)
     })?;
+    app.events.publish_access(AccessEvent::RoleChanged {
+        workspace_id,
+        user_id,
+        role,
+    });
     Ok(member)
+}
+
+/// Remove a user from a workspace (admin role); the last admin cannot be removed. The user's
+/// open sessions end, on every replica.
+pub async fn remove_member(
+    app: &App,
+    principal: &Principal,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<()> {
+    principal.require(workspace_id, Role::Admin)?;
+    let mut conn = app.db.conn().await?;
+    transaction!(conn, {
+        let role = delete_membership(&mut conn, workspace_id, user_id).await?;
+        audit::record(
+            &mut conn,
+            workspace_id,
+            principal.user_id,
+            "workspace.member.remove",
+            Some(user_id),
+            json!({ "role": role }),
+        )
+        .await?;
+        Ok::<_, Error>(())
+    })?;
+    app.events.publish_access(AccessEvent::MemberRemoved {
+        workspace_id,
+        user_id,
+    });
+    Ok(())
+}
+
+/// Remove a user from a workspace from the command line (no caller to check); the last admin
+/// cannot be removed. The change is published like [`remove_member`]'s.
+pub async fn remove_member_as_operator(app: &App, workspace_id: Uuid, user_id: Uuid) -> Result<()> {
+    let mut conn = app.db.conn().await?;
+    transaction!(conn, {
+        delete_membership(&mut conn, workspace_id, user_id)
+            .await
+            .map_err(|error| match error {
+                Error::NotFound => bad_input("user", "is not a member of that workspace"),
+                other => other,
+            })?;
+        Ok::<_, Error>(())
+    })?;
+    app.events.publish_access(AccessEvent::MemberRemoved {
+        workspace_id,
+        user_id,
+    });
+    Ok(())
+}
+
+/// Delete one membership inside the caller's transaction, keeping the workspace's last admin;
+/// returns the role the member had. `NotFound` when there is no such membership.
+async fn delete_membership(conn: &mut DbConn, workspace_id: Uuid, user_id: Uuid) -> Result<String> {
+    if !db::access::lock_workspace(conn, workspace_id).await? {
+        return Err(Error::NotFound);
+    }
+    let Some(member) = db::access::find_member(conn, workspace_id, user_id).await? else {
+        return Err(Error::NotFound);
+    };
+    if member.role == Role::Admin.as_str() && is_last_admin(conn, workspace_id).await? {
+        return Err(last_admin());
+    }
+    db::access::delete_member(conn, workspace_id, user_id).await?;
+    Ok(member.role)
+}
+
+async fn is_last_admin(conn: &mut DbConn, workspace_id: Uuid) -> Result<bool> {
+    let admins =
+        db::access::count_members_with_role(conn, workspace_id, Role::Admin.as_str()).await?;
+    Ok(admins <= 1)
+}
+
+fn last_admin() -> Error {
+    Error::Conflict {
+        message: "a workspace needs an admin: make another member admin first".to_owned(),
+        existing_id: None,
+    }
 }
 
 /// A newly created API token: the plaintext is shown once and never stored.
@@ -118,12 +218,16 @@ pub async fn create_token(app: &App, principal: &Principal, name: &str) -> Resul
     issue_token(&mut conn, principal.user_id, &name).await
 }
 
-/// Revoke one of the caller's tokens.
+/// Revoke one of the caller's tokens. Sessions opened with it end, on every replica.
 pub async fn revoke_token(app: &App, principal: &Principal, id: Uuid) -> Result<ApiTokenRow> {
     let mut conn = app.db.conn().await?;
     if !db::access::revoke_token(&mut conn, id, principal.user_id, DbTime(db::now())).await? {
         return Err(Error::NotFound);
     }
+    app.events.publish_access(AccessEvent::TokenRevoked {
+        user_id: principal.user_id,
+        token_id: id,
+    });
     let tokens = db::access::tokens_of(&mut conn, principal.user_id).await?;
     tokens
         .into_iter()

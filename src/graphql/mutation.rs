@@ -203,7 +203,9 @@ impl MutationRoot {
         })
     }
 
-    /// Add a user to a workspace or change their role (admin).
+    /// Add a user to a workspace or change their role (admin). The last admin of a workspace
+    /// cannot be demoted (`CONFLICT`). The user's open WebSocket connections stay open; every
+    /// operation they start afterwards runs with the new role.
     async fn add_workspace_member(
         &self,
         ctx: &Context<'_>,
@@ -225,6 +227,25 @@ impl MutationRoot {
         })
     }
 
+    /// Remove a user from a workspace (admin). Returns the user's id. The last admin of a
+    /// workspace cannot be removed (`CONFLICT`). The user's open WebSocket connections close
+    /// with 4403, on every replica.
+    async fn remove_workspace_member(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+    ) -> async_graphql::Result<ID> {
+        let principal = principal(ctx)?;
+        let workspace = parse_id("workspaceId", &workspace_id)?;
+        let user = parse_id("userId", &user_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        workspaces::remove_member(app, principal, workspace, user)
+            .await
+            .api()?;
+        Ok(ID(user.to_string()))
+    }
+
     /// Create an API token for the caller. The token is returned this once.
     async fn create_api_token(
         &self,
@@ -242,7 +263,8 @@ impl MutationRoot {
         })
     }
 
-    /// Revoke one of the caller's API tokens.
+    /// Revoke one of the caller's API tokens. WebSocket connections opened with it close with
+    /// 4403, on every replica.
     async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiToken> {
         let principal = principal(ctx)?;
         let id = parse_id("id", &id)?;

@@ -11,13 +11,13 @@ mod graphiql;
 mod health;
 pub mod metrics;
 pub mod oauth_pages;
+pub mod ws;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::Data;
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -42,18 +42,27 @@ pub struct HttpState {
     pub schema: ApiSchema,
     /// Flips to `true` when the server shuts down, closing WebSocket sessions.
     pub shutdown: watch::Receiver<bool>,
+    /// The open WebSockets.
+    pub sockets: Arc<ws::Sockets>,
 }
 
-/// Build the router.
+/// Build the router. WebSockets close (1001) when `shutdown` flips to `true`.
 pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
+    build(app, shutdown).0
+}
+
+/// The router and the registry of the WebSockets it serves.
+fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::Sockets>) {
     let schema = build_schema(app.clone());
     let max_body = app.config.max_body_bytes;
     let origins = app.config.app_origins.clone();
     let metrics_routes = metrics::main_listener_routes(&app);
+    let sockets = ws::Sockets::start(&app);
     let state = HttpState {
         app,
         schema,
         shutdown,
+        sockets: sockets.clone(),
     };
     let mut router = Router::new()
         .route("/", get(console::index))
@@ -98,24 +107,35 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
                 .max_age(Duration::from_secs(600)),
         );
     }
-    router
+    (router, sockets)
 }
 
-/// Serve until `shutdown` resolves, then stop accepting, close WebSocket sessions and wait
-/// for in-flight requests.
+/// How long a graceful shutdown waits for WebSockets to send their close frames.
+const SOCKETS_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Serve until `shutdown` resolves, then stop accepting, close every WebSocket with 1001 and
+/// wait for in-flight requests and for the sockets' close frames.
 pub async fn serve(
     app: AppHandle,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (closing, closed) = watch::channel(false);
-    let router = router(app, closed);
-    axum::serve(listener, router)
+    let (router, sockets) = build(app, closed);
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = closing.send(true);
         })
-        .await
+        .await;
+    // Upgraded sockets are no longer the server's connections: wait for them separately.
+    if served.is_ok() && !sockets.wait_closed(SOCKETS_CLOSE_WAIT).await {
+        tracing::warn!(
+            open = sockets.open(),
+            "WebSockets still open after the shutdown wait"
+        );
+    }
+    served
 }
 
 async fn graphql(
@@ -160,19 +180,37 @@ fn unauthenticated() -> Response {
 /// Bytes read from a WebSocket at a time.
 const WS_READ_BUFFER_BYTES: usize = 4 << 10;
 
-async fn graphql_ws(
-    State(state): State<HttpState>,
-    protocol: GraphQLProtocol,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+/// Upgrade to a GraphQL WebSocket (see [`ws`]), unless as many as allowed are open already
+/// (`503`, before any upgrade work) or no supported sub-protocol was asked for (`400`).
+async fn graphql_ws(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -> Response {
+    let upgrade = upgrade.protocols(ws::Protocol::ALL);
+    let Some(protocol) = upgrade
+        .selected_protocol()
+        .and_then(|name| name.to_str().ok())
+        .and_then(ws::Protocol::from_name)
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "ask for the graphql-transport-ws or graphql-ws sub-protocol",
+        )
+            .into_response();
+    };
+    let Some(slot) = state.sockets.reserve() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "too many open WebSockets",
+        )
+            .into_response();
+    };
     let HttpState {
         app,
         schema,
-        mut shutdown,
+        shutdown,
+        ..
     } = state;
     let max_message = app.config.max_body_bytes;
     upgrade
-        .protocols(ALL_WEBSOCKET_PROTOCOLS)
         // A subscriber sends a few small messages and receives small events, but the default
         // buffers (128 KiB each way, per connection) would make ten thousand dashboards cost
         // over a gigabyte. Larger messages still arrive: the read buffer grows as needed.
@@ -180,37 +218,5 @@ async fn graphql_ws(
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |stream| async move {
-            let session = GraphQLWebSocket::new(stream, schema, protocol)
-                .on_connection_init(move |payload| connection_init(app, payload))
-                .serve();
-            tokio::select! {
-                () = session => {}
-                _ = shutdown.wait_for(|closing| *closing) => {}
-            }
-        })
-}
-
-/// Authenticate a WebSocket session from its `connection_init` payload: `Authorization`
-/// (`Bearer …`) or `token`. A missing or invalid token closes the connection.
-async fn connection_init(
-    app: AppHandle,
-    payload: serde_json::Value,
-) -> async_graphql::Result<Data> {
-    let text = |key: &str| payload.get(key).and_then(serde_json::Value::as_str);
-    let token = text("Authorization")
-        .or_else(|| text("authorization"))
-        .and_then(access::bearer_token)
-        .or_else(|| text("token"));
-    let Some(token) = token else {
-        return Err(async_graphql::Error::new(
-            "authentication required: send a token in connection_init",
-        ));
-    };
-    let principal = access::authenticate(&app, token)
-        .await
-        .map_err(|_| async_graphql::Error::new("authentication failed"))?;
-    let mut data = Data::default();
-    data.insert(principal);
-    Ok(data)
+        .on_upgrade(move |socket| ws::serve(socket, protocol, app, schema, slot, shutdown))
 }

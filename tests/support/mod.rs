@@ -137,13 +137,22 @@ impl TestApp {
 
     /// Start with options.
     pub async fn start_with(options: Options) -> TestApp {
+        TestApp::start_configured(options, |_| {}).await
+    }
+
+    /// Start with options, and settings adjusted by `configure`.
+    pub async fn start_configured(
+        options: Options,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let database = test_database(dir.path()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let config = test_config_at(database, &options, addr);
+        let mut config = test_config_at(database, &options, addr);
+        configure(&mut config);
         let app = App::build(config, KeyRing::generate())
             .await
             .expect("build app");
