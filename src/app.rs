@@ -156,10 +156,11 @@ impl App {
             ClientOptions::default(),
         )
         .context("building the outbound HTTP client")?;
+        let tasks = crate::supervisor::Supervisor::default();
         // Replicas share one PostgreSQL, so their subscribers must hear each other's events;
         // a SQLite database has exactly one process.
         let events = match &config.database {
-            DatabaseTarget::Postgres(url) => EventBus::replicated(EVENT_CAPACITY, url)
+            DatabaseTarget::Postgres(url) => EventBus::replicated(EVENT_CAPACITY, url, &tasks)
                 .await
                 .context("relaying status events between replicas")?,
             DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
@@ -174,7 +175,7 @@ impl App {
             oauth: OauthState::default(),
             metrics: Arc::default(),
             sessions: crate::domain::mcp::pool::SessionPool::default(),
-            tasks: crate::supervisor::Supervisor::default(),
+            tasks,
             limits,
         }))
     }

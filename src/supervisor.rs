@@ -6,9 +6,14 @@
 //! and followed by a backoff that doubles up to a minute; the next successful round resets it.
 //! A panic therefore costs one round, never the task.
 //!
+//! A *service* is a task that runs for as long as the server does (relaying events between
+//! replicas, following access changes): it is started again, after the same backoff, if it
+//! panics; it ends for good only when it returns (its input is gone).
+//!
 //! Each task's liveness is visible: [`Supervisor::report`] says, per task, whether it is
-//! healthy (its last round succeeded), how many rounds failed in a row and in total, and when a
-//! round last succeeded. `/readyz` and `/metrics` show it.
+//! healthy (its last round succeeded, or the service is running), how many rounds failed (or
+//! times the service crashed) in a row and in total, and when a round last succeeded (or the
+//! service last started). `/readyz` and `/metrics` show it.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -124,6 +129,57 @@ impl Supervisor {
             .push((liveness, handle));
     }
 
+    /// Run a service: the future `make()` returns runs until it returns, which ends the
+    /// service; if it panics, it is logged and `make()` is called again after a backoff.
+    pub fn spawn_service<M, F>(&self, name: &'static str, make: M)
+    where
+        M: Fn() -> F + Send + 'static,
+        F: Future<Output = ()> + Send,
+    {
+        let liveness = Arc::new(Liveness {
+            name,
+            healthy: AtomicBool::new(true),
+            failures_in_a_row: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_success_unix: AtomicI64::new(0),
+        });
+        let watched = liveness.clone();
+        let handle = tokio::spawn(async move {
+            let mut backoff = FIRST_BACKOFF;
+            loop {
+                watched.healthy.store(true, Ordering::Relaxed);
+                watched
+                    .last_success_unix
+                    .store(chrono::Utc::now().timestamp(), Ordering::Relaxed);
+                let started = std::time::Instant::now();
+                let Err(panic) = AssertUnwindSafe(make()).catch_unwind().await else {
+                    return;
+                };
+                watched.healthy.store(false, Ordering::Relaxed);
+                watched.failures.fetch_add(1, Ordering::Relaxed);
+                let in_a_row = watched.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+                // A service that ran for a while before it crashed starts again quickly.
+                if started.elapsed() > MAX_BACKOFF {
+                    backoff = FIRST_BACKOFF;
+                    watched.failures_in_a_row.store(1, Ordering::Relaxed);
+                }
+                tracing::error!(
+                    task = name,
+                    error = %panic_message(panic.as_ref()),
+                    failures_in_a_row = in_a_row,
+                    retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                    "a background service crashed; it starts again after a pause"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+        self.tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((liveness, handle));
+    }
+
     /// The liveness of every task, in the order they were started.
     pub fn report(&self) -> Vec<TaskReport> {
         self.tasks
@@ -209,6 +265,38 @@ mod tests {
         assert_eq!(report[0].failures, 2);
         assert_eq!(report[0].failures_in_a_row, 0);
         assert!(report[0].last_success_unix.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_crashing_service_is_started_again_and_one_that_returns_is_not() {
+        let supervisor = Supervisor::default();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = starts.clone();
+        supervisor.spawn_service("flaky", move || {
+            let counted = counted.clone();
+            async move {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                assert!(n != 0, "the first run crashes");
+                // The second run returns: the service is over.
+            }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while starts.load(Ordering::SeqCst) < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never started again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            2,
+            "a returned service stays ended"
+        );
+        let report = supervisor.report();
+        assert_eq!(report[0].failures, 1);
+        assert!(report[0].healthy);
     }
 
     #[tokio::test]

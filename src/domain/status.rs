@@ -22,20 +22,21 @@
 //! sequence number shows a gap.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use super::access::{AccessEvent, AccessSignal};
 use crate::db::models::McpServerRow;
 use crate::db::notify::{Listener, Notification};
 use crate::db::{self, DatabaseTarget, Db, DbConn, DbError, DbTime, PoolOptions};
+use crate::supervisor::Supervisor;
 
 /// Whether Switchboard can currently talk to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -194,8 +195,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const ORIGIN_IDLE: Duration = Duration::from_secs(3600);
 
 /// Fan-out of status and access events to this process's subscribers and, on PostgreSQL, to
-/// the other replicas'. Clones share the same subscribers; the relay tasks stop when the last
-/// clone is dropped.
+/// the other replicas'. Clones share the same subscribers; the relay tasks are services of the
+/// supervisor given to [`EventBus::replicated`] and stop with it.
 #[derive(Clone)]
 pub struct EventBus {
     local: broadcast::Sender<StatusEvent>,
@@ -203,18 +204,10 @@ pub struct EventBus {
     relay: Option<Arc<Relay>>,
 }
 
-/// The link of a bus to the other replicas: the queue of events to send, and the listening
-/// task, aborted (closing its connection) when the bus goes away. The sending task ends by
-/// itself once the queue is closed and drained.
+/// The link of a bus to the other replicas: the queue of events to send. The sending task
+/// ends by itself once the queue is closed and drained.
 struct Relay {
     outbox: mpsc::Sender<Outgoing>,
-    listener: AbortHandle,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
 }
 
 /// What the bus carries between replicas.
@@ -270,7 +263,11 @@ impl EventBus {
     /// first attempt to listen has finished, so that, with the database up, events other
     /// replicas publish from then on arrive here. Sending uses a single connection of its own, so
     /// relaying neither waits for nor adds to the requests' pool.
-    pub async fn replicated(capacity: usize, url: &str) -> Result<EventBus, DbError> {
+    pub async fn replicated(
+        capacity: usize,
+        url: &str,
+        tasks: &Supervisor,
+    ) -> Result<EventBus, DbError> {
         let (local, _) = broadcast::channel(capacity);
         let (access, _) = broadcast::channel(ACCESS_CAPACITY);
         let origin = Uuid::new_v4();
@@ -282,20 +279,42 @@ impl EventBus {
             },
         )
         .await?;
+        // Both relay tasks are services of the supervisor: restarted if they crash. The queue
+        // and the sequence number outlive a crash, so no queued event is lost and other
+        // replicas never take a restarted sender's events for repeats.
         let (outbox, queued) = mpsc::channel(OUTBOX_CAPACITY);
-        tokio::spawn(send_to_replicas(sender_db, origin, queued));
-        let listener = Listener::start(url, STATUS_CHANNEL).await;
-        let listener = tokio::spawn(receive_from_replicas(
-            listener,
-            origin,
-            local.clone(),
-            access.clone(),
-        ))
-        .abort_handle();
+        let queued = Arc::new(tokio::sync::Mutex::new(queued));
+        let sequence = Arc::new(AtomicU64::new(0));
+        tasks.spawn_service("event_relay_send", move || {
+            send_to_replicas(sender_db.clone(), origin, queued.clone(), sequence.clone())
+        });
+        let first = Arc::new(Mutex::new(Some(Listener::start(url, STATUS_CHANNEL).await)));
+        let (url, to_local, to_access) = (url.to_owned(), local.clone(), access.clone());
+        tasks.spawn_service("event_relay_listen", move || {
+            let (first, url, local, access) = (
+                first.clone(),
+                url.clone(),
+                to_local.clone(),
+                to_access.clone(),
+            );
+            async move {
+                let ready = first.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let listener = match ready {
+                    Some(listener) => listener,
+                    None => {
+                        // Restarted after a crash: changes may have been missed meanwhile.
+                        let listener = Listener::start(&url, STATUS_CHANNEL).await;
+                        let _ = access.send(AccessSignal::Recheck);
+                        listener
+                    }
+                };
+                receive_from_replicas(listener, origin, local, access).await;
+            }
+        });
         Ok(EventBus {
             local,
             access,
-            relay: Some(Arc::new(Relay { outbox, listener })),
+            relay: Some(Arc::new(Relay { outbox })),
         })
     }
 
@@ -369,8 +388,13 @@ impl EventBus {
 /// times (a resend after an ambiguous failure is filtered by its sequence number) and then
 /// given up with a warning, so one bad moment of the database never holds later events for
 /// long.
-async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<Outgoing>) {
-    let mut seq = 0;
+async fn send_to_replicas(
+    db: Db,
+    origin: Uuid,
+    queued: Arc<tokio::sync::Mutex<mpsc::Receiver<Outgoing>>>,
+    sequence: Arc<AtomicU64>,
+) {
+    let mut queued = queued.lock().await;
     while let Some(outgoing) = queued.recv().await {
         let shared = match outgoing {
             Outgoing::Event(shared) => shared,
@@ -379,11 +403,12 @@ async fn send_to_replicas(db: Db, origin: Uuid, mut queued: mpsc::Receiver<Outgo
                 continue;
             }
         };
-        let Some(payload) = encode(origin, seq + 1, shared) else {
+        let seq = sequence.load(Ordering::Relaxed).saturating_add(1);
+        let Some(payload) = encode(origin, seq, shared) else {
             tracing::warn!("an event is too large to share with other replicas");
             continue;
         };
-        seq += 1;
+        sequence.store(seq, Ordering::Relaxed);
         let mut delay = SEND_RETRY_DELAY;
         for attempt in 1..=SEND_ATTEMPTS {
             let sent = tokio::time::timeout(SEND_TIMEOUT, async {

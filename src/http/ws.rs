@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use async_graphql::http::ClientMessage;
@@ -43,7 +43,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast, oneshot, watch};
 use uuid::Uuid;
 
-use crate::app::AppHandle;
+use crate::app::{App, AppHandle};
 use crate::config::WebSocketLimits;
 use crate::crypto::Secret;
 use crate::domain::access::{self, AccessEvent, AccessSignal, Principal, Role};
@@ -149,8 +149,6 @@ pub struct Sockets {
     registry: Mutex<Registry>,
     /// Woken whenever the last open socket ends.
     emptied: Notify,
-    /// The task that follows access changes; stopped with the registry.
-    follower: OnceLock<tokio::task::AbortHandle>,
 }
 
 #[derive(Default)]
@@ -241,14 +239,24 @@ impl Sockets {
             metrics: app.metrics.clone(),
             registry: Mutex::default(),
             emptied: Notify::new(),
-            follower: OnceLock::new(),
         });
-        let follower = tokio::spawn(follow_access_changes(
-            Arc::downgrade(&sockets),
-            app.clone(),
-            app.events.subscribe_access(),
-        ));
-        let _ = sockets.follower.set(follower.abort_handle());
+        // Following access changes is a service of the app's supervisor: restarted (after a
+        // recheck of every socket, since changes may have been missed) if it crashes; it ends
+        // when the registry is gone.
+        let (registry, handle) = (Arc::downgrade(&sockets), Arc::downgrade(app));
+        let changes = app.events.clone();
+        let restarted = std::sync::atomic::AtomicBool::new(false);
+        app.tasks.spawn_service("websocket_access", move || {
+            let (registry, app) = (registry.clone(), handle.clone());
+            let changes = changes.subscribe_access();
+            let recheck = restarted.swap(true, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if recheck && let (Some(sockets), Some(app)) = (registry.upgrade(), app.upgrade()) {
+                    sockets.recheck(&app).await;
+                }
+                follow_access_changes(registry, app, changes).await;
+            }
+        });
         sockets
     }
 
@@ -337,23 +345,17 @@ impl Sockets {
     }
 }
 
-impl Drop for Sockets {
-    fn drop(&mut self) {
-        if let Some(follower) = self.follower.get() {
-            follower.abort();
-        }
-    }
-}
-
 /// Apply access changes to the registry for as long as it exists.
+/// It holds neither strongly: the app owns the task (through its supervisor), and the task
+/// must not keep the app alive.
 async fn follow_access_changes(
     sockets: Weak<Sockets>,
-    app: AppHandle,
+    app: Weak<App>,
     mut changes: broadcast::Receiver<AccessSignal>,
 ) {
     loop {
         let signal = changes.recv().await;
-        let Some(sockets) = sockets.upgrade() else {
+        let (Some(sockets), Some(app)) = (sockets.upgrade(), app.upgrade()) else {
             return;
         };
         match signal {
