@@ -5,18 +5,16 @@
 //! PostgreSQL server, a fresh database created on it for this test alone, so tests run in
 //! parallel on either backend.
 //!
-//! The network peers Switchboard talks to are faked in-process on 127.0.0.1:0 as well:
-//! `fake_as` is an OAuth authorization server and `fake_mcp` a remote MCP server, both built on
-//! `fake_http`, and both record every request they receive.
+//! The network peers Switchboard talks to are faked in-process on 127.0.0.1:0 as well, by the
+//! `switchboard-testkit` crate: `fake_as` is an OAuth authorization server and `fake_mcp` a
+//! remote MCP server, both built on `fake_http`, and both record every request they receive.
 
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of the support code"
 )]
 
-pub mod fake_as;
-pub mod fake_http;
-pub mod fake_mcp;
+pub use switchboard_testkit::{fake_as, fake_http, fake_mcp};
 
 use std::net::SocketAddr;
 

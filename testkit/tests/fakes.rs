@@ -1,14 +1,17 @@
-//! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest,
-//! so the tests that rely on them can trust what they do.
+//! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest, so
+//! the tests that rely on them can trust what they do. They need nothing of Switchboard, so they live
+//! with the kit: `cargo test --workspace --test fakes` runs them without building the server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure};
-use crate::support::fake_http::{parse_form, pkce_challenge};
-use crate::support::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
+use switchboard_testkit::fake_as::{
+    AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure,
+};
+use switchboard_testkit::fake_http::{parse_form, pkce_challenge};
+use switchboard_testkit::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "a-code-verifier-that-is-long-enough-for-rfc-7636-0123456789";
@@ -893,6 +896,43 @@ async fn mcp_answers_json_rpc_and_pages_tools() {
         Some("application/json, text/event-stream")
     );
     assert_eq!(recorded[0].json()["method"], "initialize");
+    let methods: Vec<Value> = mcp
+        .posted()
+        .iter()
+        .map(|message| message["method"].clone())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            json!("initialize"),
+            json!("notifications/initialized"),
+            json!("tools/list"),
+            json!("tools/list"),
+            json!("tools/list"),
+            json!("tools/list"),
+            json!("ping"),
+            json!("resources/list"),
+            Value::Null,
+        ],
+        "the GET is not a posted message; the unparsable body is Null"
+    );
+    assert_eq!(mcp.posted()[2]["params"], json!({}));
+    assert_eq!(mcp.posted()[3]["params"], json!({ "cursor": "2" }));
+
+    // Repeated header lines are kept apart, and joined in `header`.
+    let twice = [("x-trace", "a"), ("x-trace", "b")];
+    assert_eq!(
+        rpc(&mcp, &twice, call(6, "ping", json!({}))).await.status(),
+        200
+    );
+    let last = mcp.requests().pop().expect("the ping");
+    assert_eq!(last.header_values("x-trace"), ["a", "b"]);
+    assert_eq!(last.header("x-trace"), Some("a, b"));
+    assert_eq!(
+        last.header_values("accept"),
+        ["application/json, text/event-stream"]
+    );
+    assert!(last.header_values("x-missing").is_empty());
 }
 
 #[tokio::test]
@@ -986,6 +1026,7 @@ async fn mcp_sessions_are_issued_required_and_ended() {
         .expect("ASCII")
         .to_owned();
     assert_ne!(second, session);
+    assert_eq!(mcp.sessions_issued(), [session.clone(), second.clone()]);
     mcp.expire_sessions();
     assert_eq!(
         rpc(&mcp, &[("mcp-session-id", &second)], list())
@@ -1034,6 +1075,22 @@ async fn mcp_header_schemes_challenge_without_metadata() {
     )
     .await;
     assert_eq!(response.status(), 200);
+
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::BareUnauthorized,
+        ..McpConfig::default()
+    })
+    .await;
+    for headers in [&[][..], &[(AUTHORIZATION.as_str(), "Bearer anything")][..]] {
+        let response = rpc(&mcp, headers, initialize()).await;
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            response.text().await.expect("body"),
+            fake_mcp::UNAUTHORIZED_BODY
+        );
+    }
+    assert_eq!(mcp.prm_url(), None);
 }
 
 #[tokio::test]
@@ -1186,6 +1243,29 @@ async fn mcp_failure_modes() {
     assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 500);
     // Metadata is not affected by the mode.
     assert_eq!(get_json(&mcp.prm_url().expect("PRM URL")).await.0, 200);
+
+    mcp.set_mode(Mode::RepeatingCursor);
+    for params in [json!({}), json!({ "cursor": "again" })] {
+        let body: Value = rpc(&mcp, &bearer, call(2, "tools/list", params))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(
+            body["result"],
+            json!({ "tools": [], "nextCursor": "again" })
+        );
+    }
+    let body: Value = rpc(
+        &mcp,
+        &bearer,
+        call(3, "tools/call", json!({ "name": "echo" })),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(body["result"]["isError"], false, "only the listing loops");
 
     mcp.set_mode(Mode::Normal);
     assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 200);
