@@ -1,6 +1,6 @@
 //! The network peers Switchboard is tested and benchmarked against, as real HTTP servers on
-//! 127.0.0.1: an OAuth authorization server ([`fake_as`]) and a remote MCP server
-//! ([`fake_mcp`]), on shared plumbing ([`fake_http`]).
+//! 127.0.0.1: an OAuth authorization server ([`fake_as`]), a remote MCP server ([`fake_mcp`])
+//! and the browser of the OAuth popup ([`popup`]), on shared plumbing ([`fake_http`]).
 //!
 //! The server's unit tests, its integration tests and the benchmark harness all run against
 //! these same peers. The kit does not depend on `switchboard`, so the server's own unit tests
@@ -14,3 +14,4 @@
 pub mod fake_as;
 pub mod fake_http;
 pub mod fake_mcp;
+pub mod popup;

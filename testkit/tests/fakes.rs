@@ -1,17 +1,24 @@
-//! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest, so
-//! the tests that rely on them can trust what they do. They need nothing of Switchboard, so they live
+//! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest,
+//! and the popup browser driven against a stand-in for Switchboard's popup pages, so the tests
+//! that rely on them can trust what they do. They need nothing of Switchboard, so they live
 //! with the kit: `cargo test --workspace --test fakes` runs them without building the server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use serde_json::{Value, json};
 use switchboard_testkit::fake_as::{
     AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure,
 };
-use switchboard_testkit::fake_http::{parse_form, pkce_challenge};
+use switchboard_testkit::fake_http::{self, parse_form, pkce_challenge};
 use switchboard_testkit::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
+use switchboard_testkit::popup::{self, PopupError};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "a-code-verifier-that-is-long-enough-for-rfc-7636-0123456789";
@@ -1270,4 +1277,101 @@ async fn mcp_failure_modes() {
     mcp.set_mode(Mode::Normal);
     assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 200);
     assert_eq!(mcp.count("initialize"), 6);
+}
+
+/// A stand-in for Switchboard's popup pages on 127.0.0.1: `/begin` sets the binding cookie and
+/// sends the browser to `auth` for the client `popup-client`, `/callback` shows the cookie and
+/// the code it got back, and `/no-cookie` and `/not-a-redirect` are broken begin links.
+async fn popup_pages(auth: &FakeAuthServer) -> (String, fake_http::ServerTask) {
+    let listener = fake_http::bind().await;
+    let origin = format!("http://{}", listener.local_addr().expect("local address"));
+    let challenge = pkce_challenge(VERIFIER);
+    let query = form_body(&[
+        ("response_type", "code"),
+        ("client_id", "popup-client"),
+        ("redirect_uri", &format!("{origin}/callback")),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("state", "state-1"),
+    ]);
+    let authorize_url = format!("{}/authorize?{query}", auth.url());
+    let begin = move || async move {
+        (
+            StatusCode::FOUND,
+            [
+                (LOCATION, authorize_url),
+                (SET_COOKIE, "binding=b1; HttpOnly; SameSite=Lax".to_owned()),
+            ],
+        )
+    };
+    let callback = |headers: HeaderMap, RawQuery(query): RawQuery| async move {
+        let cookie = headers
+            .get(COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let query = parse_form(query.unwrap_or_default().as_bytes());
+        let code = query.get("code").cloned().unwrap_or_default();
+        format!("cookie={cookie} code={code}")
+    };
+    let router = axum::Router::new()
+        .route("/begin", get(begin))
+        .route(
+            "/no-cookie",
+            get(|| async { (StatusCode::FOUND, [(LOCATION, "/callback")]) }),
+        )
+        .route("/not-a-redirect", get(|| async { "a page" }))
+        .route("/callback", get(callback));
+    (origin, fake_http::serve(listener, router))
+}
+
+#[tokio::test]
+async fn the_popup_browser_follows_the_begin_link_and_loads_the_callback() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("popup-client".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let (origin, _pages) = popup_pages(&auth).await;
+
+    let popup = popup::follow_begin_link(&format!("{origin}/begin"))
+        .await
+        .expect("the popup reaches the callback");
+    assert_eq!(popup.set_cookie, "binding=b1; HttpOnly; SameSite=Lax");
+    assert_eq!(popup.begin_cookie, "binding=b1");
+    assert!(
+        popup
+            .callback_url
+            .starts_with(&format!("{origin}/callback?")),
+        "{}",
+        popup.callback_url
+    );
+    assert_eq!(
+        auth.authorize_requests().len(),
+        1,
+        "the authorization server approved"
+    );
+
+    let page = popup::load_callback(&popup.callback_url, &popup.begin_cookie)
+        .await
+        .expect("the callback page");
+    assert_eq!(page.status, 200);
+    let code = popup
+        .callback_url
+        .split("code=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("a code in the callback URL");
+    assert_eq!(page.page, format!("cookie=binding=b1 code={code}"));
+
+    match popup::follow_begin_link(&format!("{origin}/no-cookie")).await {
+        Err(PopupError::NoCookie) => {}
+        other => panic!("expected NoCookie, got {other:?}"),
+    }
+    match popup::follow_begin_link(&format!("{origin}/not-a-redirect")).await {
+        Err(PopupError::NotRedirected { url, status: 200 }) => {
+            assert_eq!(url, format!("{origin}/not-a-redirect"));
+        }
+        other => panic!("expected NotRedirected, got {other:?}"),
+    }
 }
