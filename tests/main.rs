@@ -4,7 +4,8 @@
 //! GraphiQL, the OAuth pages, the binary as an operator runs it, and the storage on the
 //! configured backend (SQLite by default, PostgreSQL when `SWITCHBOARD_TEST_DATABASE_URL` is
 //! set).
-//! `support` holds the in-process `TestApp` and the fake authorization and MCP servers.
+//! `support` holds the in-process `TestApp` and re-exports the fake authorization and MCP
+//! servers of `switchboard-testkit` (whose own tests check the fakes themselves).
 
 mod support;
 
@@ -13,7 +14,6 @@ mod api_hygiene;
 mod audit_retention;
 mod binary;
 mod console;
-mod fakes;
 mod faults;
 mod graphiql;
 mod health;

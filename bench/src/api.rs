@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
+use switchboard_testkit::popup;
 
 /// A GraphQL client of one server, as one user.
 #[derive(Clone)]
@@ -116,26 +117,10 @@ impl Api {
         let begin_url = start["authorizationUrl"]
             .as_str()
             .context("no authorizationUrl")?;
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
-        let begin = browser.get(begin_url).send().await?;
-        let cookie = begin
-            .headers()
-            .get("set-cookie")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .context("the begin link set no binding cookie")?
-            .to_owned();
-        let authorize_url = location(&begin)?;
-        let approved = browser.get(&authorize_url).send().await?;
-        let callback_url = location(&approved)?;
-        let callback = browser
-            .get(&callback_url)
-            .header("cookie", cookie)
-            .send()
-            .await?;
-        let page = callback.text().await?;
+        let popup = popup::follow_begin_link(begin_url).await?;
+        let page = popup::load_callback(&popup.callback_url, &popup.begin_cookie)
+            .await?
+            .page;
         if !page.contains(r#""ok":true"#) {
             let reason = page
                 .split("<code>")
@@ -167,20 +152,4 @@ impl Api {
             })
             .with_context(|| format!("/metrics has no {series}"))
     }
-}
-
-fn location(response: &reqwest::Response) -> anyhow::Result<String> {
-    if !response.status().is_redirection() {
-        bail!(
-            "expected a redirect from {}, got {}",
-            response.url(),
-            response.status()
-        );
-    }
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .context("redirect without Location")
 }

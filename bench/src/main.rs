@@ -3,8 +3,8 @@
 //! It starts the real `switchboard` binary as a child process (so memory figures are the
 //! server's own), on SQLite in a temporary directory and, when given a PostgreSQL server, on a
 //! fresh database there; serves the upstreams Switchboard talks to (the fake OAuth
-//! authorization server and fake MCP servers of the integration tests) from this process on
-//! 127.0.0.1; seeds data through the API, OAuth popup included, so every grant is a real
+//! authorization server and fake MCP servers of `switchboard-testkit`, the ones the tests use)
+//! from this process on 127.0.0.1; seeds data through the API, OAuth popup included, so every grant is a real
 //! sealed grant; drives load; and prints a markdown table.
 //!
 //! The machine's cores are shared by the load generator, the server and the upstreams, so
@@ -25,7 +25,6 @@ mod report;
 mod server;
 mod storm;
 mod subscriptions;
-mod support;
 mod tools;
 
 use std::path::PathBuf;
@@ -40,8 +39,10 @@ use api::Api;
 use load::Amount;
 use report::{Report, Row, Target, Unit};
 use server::{Launch, Server};
-use support::fake_as::{AsConfig, FakeAuthServer};
-use support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
+use switchboard_testkit::fake_as::{AsConfig, FakeAuthServer};
+use switchboard_testkit::fake_mcp::{
+    FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool,
+};
 
 /// Benchmark Switchboard: throughput, latency, SQL per request, upstream requests per tool
 /// call, the refresh storm, subscription fan-out, start-up and memory.

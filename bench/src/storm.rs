@@ -20,9 +20,9 @@ use uuid::Uuid;
 use crate::api::Api;
 use crate::report::{Report, Row, Target, Unit};
 use crate::server::Server;
-use crate::support::fake_as::{AsConfig, FakeAuthServer};
-use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig};
 use crate::{Ctx, server_input};
+use switchboard_testkit::fake_as::{AsConfig, FakeAuthServer};
+use switchboard_testkit::fake_mcp::{FakeMcpServer, McpAuth, McpConfig};
 
 const CALL: &str = "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"echo\", \
     arguments: { message: \"storm\" }) { isError } }";

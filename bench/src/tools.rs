@@ -16,8 +16,8 @@ use crate::api::Api;
 use crate::list::checked;
 use crate::load::{self, Spec};
 use crate::report::{Report, Row, Target, Unit};
-use crate::support::fake_mcp::PROTOCOL_VERSION;
 use crate::{Ctx, server_input};
+use switchboard_testkit::fake_mcp::PROTOCOL_VERSION;
 
 const CALL: &str = "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"echo\", \
     arguments: { message: \"hello\" }) { content structuredContent isError } }";

@@ -5,18 +5,16 @@
 //! PostgreSQL server, a fresh database created on it for this test alone, so tests run in
 //! parallel on either backend.
 //!
-//! The network peers Switchboard talks to are faked in-process on 127.0.0.1:0 as well:
-//! `fake_as` is an OAuth authorization server and `fake_mcp` a remote MCP server, both built on
-//! `fake_http`, and both record every request they receive.
+//! The network peers Switchboard talks to are faked in-process on 127.0.0.1:0 as well, by the
+//! `switchboard-testkit` crate: `fake_as` is an OAuth authorization server and `fake_mcp` a
+//! remote MCP server, both built on `fake_http`, and both record every request they receive.
 
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of the support code"
 )]
 
-pub mod fake_as;
-pub mod fake_http;
-pub mod fake_mcp;
+pub use switchboard_testkit::{fake_as, fake_http, fake_mcp};
 
 use std::net::SocketAddr;
 
@@ -344,22 +342,16 @@ impl TestApp {
             begin_url.starts_with(&self.url("/oauth/begin/")),
             "{begin_url}"
         );
-        let browser = no_redirects();
-        let begin = browser.get(&begin_url).send().await.unwrap();
-        assert_eq!(begin.status().as_u16(), 302);
-        let set_cookie = begin.headers()["set-cookie"].to_str().unwrap().to_owned();
+        // The begin link and the fake server (which approves at once) must both answer 302.
+        let popup = switchboard_testkit::popup::follow_begin_link(&begin_url)
+            .await
+            .expect("the popup reaches the callback");
+        let set_cookie = popup.set_cookie;
         assert!(
             set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax"),
             "{set_cookie}"
         );
-        let begin_cookie = set_cookie.split(';').next().unwrap().to_owned();
-        let approved = browser.get(location(&begin)).send().await.unwrap();
-        assert_eq!(
-            approved.status().as_u16(),
-            302,
-            "the fake server approves at once"
-        );
-        let callback_url = location(&approved);
+        let (begin_cookie, callback_url) = (popup.begin_cookie, popup.callback_url);
         assert!(
             callback_url.starts_with(&self.url("/oauth/callback")),
             "{callback_url}"
@@ -378,20 +370,14 @@ impl TestApp {
             begin_cookie,
             callback_url,
         } = self.popup(actor, server_id).await;
-        let browser = no_redirects();
-        let callback = browser
-            .get(&callback_url)
-            .header("cookie", &begin_cookie)
-            .send()
+        let callback = switchboard_testkit::popup::load_callback(&callback_url, &begin_cookie)
             .await
-            .unwrap();
-        let status = callback.status().as_u16();
-        let page = callback.text().await.unwrap();
+            .expect("the callback page");
         BrowserRun {
             begin_cookie,
             callback_url,
-            status,
-            page,
+            status: callback.status,
+            page: callback.page,
         }
     }
 }

@@ -2,12 +2,8 @@
 //! it receives and can hang up on a request without answering it.
 //!
 //! The server binds `127.0.0.1:0`, runs on the test's tokio runtime and stops, with all its
-//! connections, when its [`ServerTask`] is dropped.
-
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the support code"
-)]
+//! connections, when its [`ServerTask`] is dropped. A [`RequestLog`] keeps every request in
+//! arrival order, headers and body included, until the server is dropped.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +30,8 @@ pub struct Recorded {
     pub query: BTreeMap<String, String>,
     /// Header names are lowercase; repeated headers are joined with ", ".
     pub headers: BTreeMap<String, String>,
+    /// Every header line as received, in order: lowercase name and value.
+    pub header_lines: Vec<(String, String)>,
     /// The body, decoded as UTF-8 (lossily).
     pub body: String,
 }
@@ -42,6 +40,15 @@ impl Recorded {
     /// A header's value, by lowercase name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(String::as_str)
+    }
+
+    /// Every value of a header, by lowercase name, one per header line, in order.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.header_lines
+            .iter()
+            .filter(|(line, _)| line == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
 
     /// The body parsed as JSON, or `Null` when it is not JSON.
@@ -60,6 +67,7 @@ impl Recorded {
 pub struct RequestLog(Arc<Mutex<Vec<Recorded>>>);
 
 impl RequestLog {
+    /// A copy of every request recorded so far.
     pub fn all(&self) -> Vec<Recorded> {
         self.0.lock().expect("request log").clone()
     }
@@ -69,6 +77,7 @@ impl RequestLog {
         self.0.lock().expect("request log").len()
     }
 
+    /// Whether no request was recorded yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -85,8 +94,10 @@ async fn record(State(log): State<RequestLog>, request: Request, next: Next) -> 
         return (http::StatusCode::BAD_REQUEST, "unreadable body").into_response();
     };
     let mut headers = BTreeMap::<String, String>::new();
+    let mut header_lines = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        header_lines.push((name.as_str().to_owned(), value.clone()));
         headers
             .entry(name.as_str().to_owned())
             .and_modify(|joined| {
@@ -100,6 +111,7 @@ async fn record(State(log): State<RequestLog>, request: Request, next: Next) -> 
         path: parts.uri.path().to_owned(),
         query: parse_form(parts.uri.query().unwrap_or_default().as_bytes()),
         headers,
+        header_lines,
         body: String::from_utf8_lossy(&body).into_owned(),
     });
     next.run(Request::from_parts(parts, Body::from(body))).await

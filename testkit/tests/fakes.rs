@@ -1,14 +1,24 @@
 //! The fake authorization server and fake MCP server, driven directly over HTTP with reqwest,
-//! so the tests that rely on them can trust what they do.
+//! and the popup browser driven against a stand-in for Switchboard's popup pages, so the tests
+//! that rely on them can trust what they do. They need nothing of Switchboard, so they live
+//! with the kit: `cargo test --workspace --test fakes` runs them without building the server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure};
-use crate::support::fake_http::{parse_form, pkce_challenge};
-use crate::support::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use serde_json::{Value, json};
+use switchboard_testkit::fake_as::{
+    AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure,
+};
+use switchboard_testkit::fake_http::{self, parse_form, pkce_challenge};
+use switchboard_testkit::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
+use switchboard_testkit::popup::{self, PopupError};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 const VERIFIER: &str = "a-code-verifier-that-is-long-enough-for-rfc-7636-0123456789";
@@ -893,6 +903,43 @@ async fn mcp_answers_json_rpc_and_pages_tools() {
         Some("application/json, text/event-stream")
     );
     assert_eq!(recorded[0].json()["method"], "initialize");
+    let methods: Vec<Value> = mcp
+        .posted()
+        .iter()
+        .map(|message| message["method"].clone())
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            json!("initialize"),
+            json!("notifications/initialized"),
+            json!("tools/list"),
+            json!("tools/list"),
+            json!("tools/list"),
+            json!("tools/list"),
+            json!("ping"),
+            json!("resources/list"),
+            Value::Null,
+        ],
+        "the GET is not a posted message; the unparsable body is Null"
+    );
+    assert_eq!(mcp.posted()[2]["params"], json!({}));
+    assert_eq!(mcp.posted()[3]["params"], json!({ "cursor": "2" }));
+
+    // Repeated header lines are kept apart, and joined in `header`.
+    let twice = [("x-trace", "a"), ("x-trace", "b")];
+    assert_eq!(
+        rpc(&mcp, &twice, call(6, "ping", json!({}))).await.status(),
+        200
+    );
+    let last = mcp.requests().pop().expect("the ping");
+    assert_eq!(last.header_values("x-trace"), ["a", "b"]);
+    assert_eq!(last.header("x-trace"), Some("a, b"));
+    assert_eq!(
+        last.header_values("accept"),
+        ["application/json, text/event-stream"]
+    );
+    assert!(last.header_values("x-missing").is_empty());
 }
 
 #[tokio::test]
@@ -986,6 +1033,7 @@ async fn mcp_sessions_are_issued_required_and_ended() {
         .expect("ASCII")
         .to_owned();
     assert_ne!(second, session);
+    assert_eq!(mcp.sessions_issued(), [session.clone(), second.clone()]);
     mcp.expire_sessions();
     assert_eq!(
         rpc(&mcp, &[("mcp-session-id", &second)], list())
@@ -1034,6 +1082,22 @@ async fn mcp_header_schemes_challenge_without_metadata() {
     )
     .await;
     assert_eq!(response.status(), 200);
+
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::BareUnauthorized,
+        ..McpConfig::default()
+    })
+    .await;
+    for headers in [&[][..], &[(AUTHORIZATION.as_str(), "Bearer anything")][..]] {
+        let response = rpc(&mcp, headers, initialize()).await;
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().get(WWW_AUTHENTICATE).is_none());
+        assert_eq!(
+            response.text().await.expect("body"),
+            fake_mcp::UNAUTHORIZED_BODY
+        );
+    }
+    assert_eq!(mcp.prm_url(), None);
 }
 
 #[tokio::test]
@@ -1187,7 +1251,127 @@ async fn mcp_failure_modes() {
     // Metadata is not affected by the mode.
     assert_eq!(get_json(&mcp.prm_url().expect("PRM URL")).await.0, 200);
 
+    mcp.set_mode(Mode::RepeatingCursor);
+    for params in [json!({}), json!({ "cursor": "again" })] {
+        let body: Value = rpc(&mcp, &bearer, call(2, "tools/list", params))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(
+            body["result"],
+            json!({ "tools": [], "nextCursor": "again" })
+        );
+    }
+    let body: Value = rpc(
+        &mcp,
+        &bearer,
+        call(3, "tools/call", json!({ "name": "echo" })),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(body["result"]["isError"], false, "only the listing loops");
+
     mcp.set_mode(Mode::Normal);
     assert_eq!(rpc(&mcp, &bearer, initialize()).await.status(), 200);
     assert_eq!(mcp.count("initialize"), 6);
+}
+
+/// A stand-in for Switchboard's popup pages on 127.0.0.1: `/begin` sets the binding cookie and
+/// sends the browser to `auth` for the client `popup-client`, `/callback` shows the cookie and
+/// the code it got back, and `/no-cookie` and `/not-a-redirect` are broken begin links.
+async fn popup_pages(auth: &FakeAuthServer) -> (String, fake_http::ServerTask) {
+    let listener = fake_http::bind().await;
+    let origin = format!("http://{}", listener.local_addr().expect("local address"));
+    let challenge = pkce_challenge(VERIFIER);
+    let query = form_body(&[
+        ("response_type", "code"),
+        ("client_id", "popup-client"),
+        ("redirect_uri", &format!("{origin}/callback")),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+        ("state", "state-1"),
+    ]);
+    let authorize_url = format!("{}/authorize?{query}", auth.url());
+    let begin = move || async move {
+        (
+            StatusCode::FOUND,
+            [
+                (LOCATION, authorize_url),
+                (SET_COOKIE, "binding=b1; HttpOnly; SameSite=Lax".to_owned()),
+            ],
+        )
+    };
+    let callback = |headers: HeaderMap, RawQuery(query): RawQuery| async move {
+        let cookie = headers
+            .get(COOKIE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let query = parse_form(query.unwrap_or_default().as_bytes());
+        let code = query.get("code").cloned().unwrap_or_default();
+        format!("cookie={cookie} code={code}")
+    };
+    let router = axum::Router::new()
+        .route("/begin", get(begin))
+        .route(
+            "/no-cookie",
+            get(|| async { (StatusCode::FOUND, [(LOCATION, "/callback")]) }),
+        )
+        .route("/not-a-redirect", get(|| async { "a page" }))
+        .route("/callback", get(callback));
+    (origin, fake_http::serve(listener, router))
+}
+
+#[tokio::test]
+async fn the_popup_browser_follows_the_begin_link_and_loads_the_callback() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("popup-client".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let (origin, _pages) = popup_pages(&auth).await;
+
+    let popup = popup::follow_begin_link(&format!("{origin}/begin"))
+        .await
+        .expect("the popup reaches the callback");
+    assert_eq!(popup.set_cookie, "binding=b1; HttpOnly; SameSite=Lax");
+    assert_eq!(popup.begin_cookie, "binding=b1");
+    assert!(
+        popup
+            .callback_url
+            .starts_with(&format!("{origin}/callback?")),
+        "{}",
+        popup.callback_url
+    );
+    assert_eq!(
+        auth.authorize_requests().len(),
+        1,
+        "the authorization server approved"
+    );
+
+    let page = popup::load_callback(&popup.callback_url, &popup.begin_cookie)
+        .await
+        .expect("the callback page");
+    assert_eq!(page.status, 200);
+    let code = popup
+        .callback_url
+        .split("code=")
+        .nth(1)
+        .and_then(|rest| rest.split('&').next())
+        .expect("a code in the callback URL");
+    assert_eq!(page.page, format!("cookie=binding=b1 code={code}"));
+
+    match popup::follow_begin_link(&format!("{origin}/no-cookie")).await {
+        Err(PopupError::NoCookie) => {}
+        other => panic!("expected NoCookie, got {other:?}"),
+    }
+    match popup::follow_begin_link(&format!("{origin}/not-a-redirect")).await {
+        Err(PopupError::NotRedirected { url, status: 200 }) => {
+            assert_eq!(url, format!("{origin}/not-a-redirect"));
+        }
+        other => panic!("expected NotRedirected, got {other:?}"),
+    }
 }

@@ -1,4 +1,4 @@
-//! A fake OAuth 2.1 authorization server on `127.0.0.1:0` for integration tests.
+//! A fake OAuth 2.1 authorization server on `127.0.0.1:0`.
 //!
 //! It serves RFC 8414 / OpenID Connect discovery metadata, dynamic client registration
 //! (RFC 7591), an authorization endpoint that approves at once (no login, no consent), a token
@@ -9,11 +9,6 @@
 //! Every request is recorded so tests can assert on what the client under test sent. Issued
 //! access tokens are remembered with their scopes and expiry, so a fake resource server can
 //! validate them in-process with [`FakeAuthServer::validate_access_token`].
-
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the support code"
-)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use super::fake_http::{self, Recorded, RequestLog, ServerTask, parse_form};
+use crate::fake_http::{self, Recorded, RequestLog, ServerTask, parse_form};
 
 /// Where the server metadata document is served.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

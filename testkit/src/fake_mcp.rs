@@ -1,4 +1,4 @@
-//! A fake remote MCP server on `127.0.0.1:0` for integration tests.
+//! A fake remote MCP server on `127.0.0.1:0`.
 //!
 //! It speaks Streamable HTTP (JSON responses only, protocol version 2025-11-25): `POST` carries
 //! one JSON-RPC message, `DELETE` ends a session, `GET` is refused with 405 because the server
@@ -10,15 +10,13 @@
 //! `{path}/messages?session=ID`; each message posted there is answered 202, and its JSON-RPC
 //! response arrives on the stream as a `message` event.
 //!
-//! It can be protected by a static header, by a bare `invalid_token` challenge, or by OAuth
-//! against a [`FakeAuthServer`], publishing protected resource metadata (RFC 9728) where the
-//! [`PrmLocation`] says. Runtime [`Mode`]s make the MCP endpoint slow, broken or silent; they
-//! never affect the metadata documents. Every request is recorded.
-
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the support code"
-)]
+//! It can be protected by a static header, by a bare `invalid_token` challenge, by a 401 without
+//! any challenge, or by OAuth against a [`FakeAuthServer`] (with per-method scope
+//! requirements), publishing protected resource metadata (RFC 9728) where the [`PrmLocation`]
+//! says. Runtime [`Mode`]s make the MCP endpoint slow, broken, silent or oversized, or its
+//! listing loop on one cursor; they never affect the metadata documents. Sessions can be
+//! expired at any time. Every request is recorded with its headers and body, and
+//! [`FakeMcpServer::posted`] gives the JSON-RPC messages among them.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -34,14 +32,18 @@ use axum::routing::{any, get, post};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use super::fake_as::FakeAuthServer;
-pub use super::fake_http::Recorded;
-use super::fake_http::{self, HangUp, RequestLog, ServerTask};
+use crate::fake_as::FakeAuthServer;
+pub use crate::fake_http::Recorded;
+use crate::fake_http::{self, HangUp, RequestLog, ServerTask};
 
 /// The protocol version the server announces.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
 
 const SESSION_HEADER: &str = "mcp-session-id";
+
+/// The body of the 401 under [`McpAuth::BareUnauthorized`], for asserting that a client does not
+/// pass it on.
+pub const UNAUTHORIZED_BODY: &str = "who are you?";
 
 /// How the MCP endpoint behaves, switched at runtime with [`FakeMcpServer::set_mode`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +60,9 @@ pub enum Mode {
     Oversized(usize),
     /// Answer 500.
     ServerError,
+    /// Answer every `tools/list` with no tools and the same `nextCursor`, a listing that never
+    /// ends.
+    RepeatingCursor,
 }
 
 /// Where the protected resource metadata document is published.
@@ -88,6 +93,9 @@ pub enum McpAuth {
     /// Requests without an `Authorization: Bearer …` header get 401
     /// `Bearer error="invalid_token"` with no `resource_metadata`; any bearer token is accepted.
     BareInvalidToken,
+    /// Every request gets 401 without a `WWW-Authenticate` header, with the plain-text body
+    /// [`UNAUTHORIZED_BODY`].
+    BareUnauthorized,
     /// Bearer tokens issued by `auth_server`.
     OAuth {
         auth_server: FakeAuthServer,
@@ -211,7 +219,8 @@ struct Shared {
 struct McpState {
     mode: Mode,
     live_sessions: HashSet<String>,
-    sessions_issued: u64,
+    /// Every session id handed out, in order.
+    sessions_issued: Vec<String>,
     sessions_deleted: Vec<String>,
     /// Open HTTP+SSE streams by session id.
     sse_streams: HashMap<String, tokio::sync::mpsc::UnboundedSender<String>>,
@@ -292,8 +301,9 @@ impl FakeMcpServer {
         self.shared.log.len()
     }
 
-    /// How many JSON-RPC messages with this method were posted, answered or not.
-    pub fn count(&self, method: &str) -> usize {
+    /// Every JSON-RPC message posted to the MCP endpoint (or, under HTTP+SSE, to the message
+    /// endpoint), in order, answered or not; a body that is not JSON is `Null`.
+    pub fn posted(&self) -> Vec<Value> {
         self.requests()
             .iter()
             .filter(|request| {
@@ -301,8 +311,22 @@ impl FakeMcpServer {
                     && (request.path == self.shared.config.path
                         || request.path == self.shared.messages_path())
             })
-            .filter(|request| request.json()["method"] == method)
+            .map(Recorded::json)
+            .collect()
+    }
+
+    /// How many JSON-RPC messages with this method were posted, answered or not.
+    pub fn count(&self, method: &str) -> usize {
+        self.posted()
+            .iter()
+            .filter(|message| message["method"] == method)
             .count()
+    }
+
+    /// The ids of the sessions issued so far, in order: on `initialize` under Streamable HTTP,
+    /// for each event stream under HTTP+SSE.
+    pub fn sessions_issued(&self) -> Vec<String> {
+        self.shared.lock().sessions_issued.clone()
     }
 
     /// The ids of sessions ended with `DELETE`.
@@ -401,6 +425,7 @@ impl Shared {
                     ))
                 }
             }
+            McpAuth::BareUnauthorized => Err(Refusal::Bare),
             McpAuth::BareInvalidToken => match bearer {
                 Some(_) => Ok(None),
                 None => Err(Refusal::Challenge(
@@ -479,8 +504,8 @@ impl Shared {
         if self.config.sessions {
             if method == "initialize" {
                 let mut state = self.lock();
-                state.sessions_issued += 1;
-                let session = format!("fake-session-{}", state.sessions_issued);
+                let session = format!("fake-session-{}", state.sessions_issued.len() + 1);
+                state.sessions_issued.push(session.clone());
                 state.live_sessions.insert(session.clone());
                 new_session = Some(session);
             } else if let Err(refusal) = self.check_session(headers) {
@@ -562,6 +587,9 @@ impl Shared {
     }
 
     fn list_tools(&self, params: &Value) -> Result<Value, (i64, String)> {
+        if self.lock().mode == Mode::RepeatingCursor {
+            return Ok(json!({ "tools": [], "nextCursor": "again" }));
+        }
         let tools = self.tools();
         let start = match params.get("cursor") {
             None | Some(Value::Null) => 0,
@@ -610,7 +638,7 @@ async fn mcp_endpoint(
 ) -> Response {
     let mode = shared.lock().mode;
     match mode {
-        Mode::Normal => {}
+        Mode::Normal | Mode::RepeatingCursor => {}
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
         Mode::Drop => return HangUp.into_response(),
         Mode::InvalidJson => {
@@ -640,8 +668,8 @@ async fn sse_stream(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Re
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel::<String>();
     let session = {
         let mut state = shared.lock();
-        state.sessions_issued += 1;
-        let session = format!("sse-session-{}", state.sessions_issued);
+        let session = format!("sse-session-{}", state.sessions_issued.len() + 1);
+        state.sessions_issued.push(session.clone());
         state.sse_streams.insert(session.clone(), sender);
         session
     };
@@ -747,6 +775,8 @@ enum Refusal {
     Challenge(StatusCode, String),
     /// An HTTP error status with a JSON-RPC error.
     Rpc(StatusCode, i64, &'static str),
+    /// 401 with no challenge at all.
+    Bare,
 }
 
 impl IntoResponse for Refusal {
@@ -773,6 +803,7 @@ impl IntoResponse for Refusal {
                 });
                 (status, axum::Json(body)).into_response()
             }
+            Refusal::Bare => (StatusCode::UNAUTHORIZED, UNAUTHORIZED_BODY).into_response(),
         }
     }
 }
