@@ -108,7 +108,7 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# HELP switchboard_graphql_requests_total GraphQL requests served."
+            "# HELP switchboard_graphql_requests_total GraphQL responses sent (one per request over HTTP, one per result over WebSocket)."
         );
         let _ = writeln!(out, "# TYPE switchboard_graphql_requests_total counter");
         let _ = writeln!(

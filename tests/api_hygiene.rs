@@ -3,7 +3,7 @@
 //! SQL statements.
 
 use crate::support::{Options, TestApp, error_code};
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[test]
 fn committed_schema_matches_the_code() {
@@ -60,23 +60,163 @@ async fn depth_and_complexity_limits() {
     );
 }
 
+/// Every failure of `POST /graphql`, including those that never reach the schema, answers as
+/// a GraphQL response with `extensions.code` and no internal text.
 #[tokio::test(flavor = "multi_thread")]
-async fn oversized_bodies_are_refused() {
+async fn every_http_failure_is_a_graphql_error_with_a_code() {
     let t = TestApp::start_with(Options {
         max_body_bytes: 4096,
         ..Default::default()
     })
     .await;
-    let big = "x".repeat(10_000);
-    let response = t
-        .http
-        .post(t.url("/graphql"))
-        .bearer_auth(&t.admin.token)
-        .json(&json!({ "query": "{ viewer { id } }", "variables": { "pad": big } }))
-        .send()
+    let post = |body: reqwest::Body, content_type: &'static str| {
+        t.http
+            .post(t.url("/graphql"))
+            .bearer_auth(&t.admin.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON body");
+        (status, body)
+    };
+    let expect = |(status, body): (u16, Value), want_status: u16, code: &str, text: &str| {
+        assert_eq!(status, want_status, "{body}");
+        assert_eq!(error_code(&body), Some(code), "{body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(text), "{message}");
+        // No parser internals (positions, Rust type names) reach the caller.
+        assert!(
+            !message.contains("line") && !message.contains("InvalidRequest"),
+            "{message}"
+        );
+    };
+
+    let big = json!({ "query": "{ viewer { id } }", "variables": { "pad": "x".repeat(10_000) } })
+        .to_string();
+    // With a Content-Length, and streamed without one.
+    expect(
+        answer(post(big.clone().into(), "application/json").await.unwrap()).await,
+        413,
+        "BAD_USER_INPUT",
+        "larger than 4096 bytes",
+    );
+    let chunks = futures_util::stream::iter(
+        big.into_bytes()
+            .chunks(1000)
+            .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+            .collect::<Vec<_>>(),
+    );
+    expect(
+        answer(
+            post(reqwest::Body::wrap_stream(chunks), "application/json")
+                .await
+                .unwrap(),
+        )
+        .await,
+        413,
+        "BAD_USER_INPUT",
+        "larger than",
+    );
+    expect(
+        answer(
+            post(
+                r#"{"query": "{ viewer { id } }", 5: 1}"#.into(),
+                "application/json",
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+        400,
+        "BAD_USER_INPUT",
+        "not a GraphQL request in JSON",
+    );
+    expect(
+        answer(
+            post(
+                "query={viewer{id}}".into(),
+                "application/x-www-form-urlencoded",
+            )
+            .await
+            .unwrap(),
+        )
+        .await,
+        415,
+        "BAD_USER_INPUT",
+        "application/json",
+    );
+    let ok = answer(
+        post(
+            r#"{"query": "{ viewer { id } }"}"#.into(),
+            "application/json; charset=utf-8",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(ok.0, 200, "{}", ok.1);
+
+    // A missing and a bad token get the same status, with the same code.
+    let missing = t.gql_raw(None, "{ viewer { id } }", json!({})).await;
+    let bad = t
+        .gql_raw(Some("sbt_nope"), "{ viewer { id } }", json!({}))
+        .await;
+    for (status, body) in [missing, bad] {
+        assert_eq!(status, 401, "{body}");
+        assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{body}");
+    }
+    // What needs no caller still answers without a token.
+    let (status, body) = t.gql_raw(None, "{ __typename }", json!({})).await;
+    assert_eq!(
+        (status, &body["data"]["__typename"]),
+        (200, &json!("QueryRoot")),
+        "{body}"
+    );
+}
+
+/// Anything unexpected is `INTERNAL` with a correlation id (also in the log), never its text:
+/// here, a stored header value that no longer opens (a lost key).
+#[tokio::test(flavor = "multi_thread")]
+async fn unexpected_failures_are_internal_with_a_correlation_id() {
+    let t = TestApp::start().await;
+    let id = t
+        .create_server(
+            &t.admin,
+            json!({ "name": "s", "url": "http://127.0.0.1:9/mcp", "authType": "HEADERS",
+                    "headers": [{ "name": "X-K", "value": "v" }] }),
+        )
+        .await;
+    let stranger = switchboard::crypto::KeyRing::generate();
+    let mut conn = t.app.db.conn().await.unwrap();
+    let mut row = switchboard::db::servers::find(&mut conn, uuid::Uuid::parse_str(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    row.headers_sealed = Some(stranger.seal_str(
+        "[[\"X-K\",\"v\"]]",
+        switchboard::db::sealed::SERVER_HEADERS.context(&id),
+    ));
+    switchboard::db::servers::save(&mut conn, &row)
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 413);
+    drop(conn);
+    let body = t
+        .gql(
+            Some(&t.admin.token),
+            "mutation($id: ID!) { refreshMcpServer(id: $id) { id } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("INTERNAL"), "{body}");
+    let error_id = body["errors"][0]["extensions"]["errorId"]
+        .as_str()
+        .expect("a correlation id");
+    assert_eq!(error_id.len(), 32);
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert_eq!(message, format!("internal error (id {error_id})"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

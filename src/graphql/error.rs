@@ -1,19 +1,122 @@
 //! The one place domain errors become GraphQL errors.
 //!
-//! Each error carries a stable `extensions.code`. Errors about the caller's own input keep
-//! their message; storage and crypto failures are logged here, once, and answered with a
-//! message that reveals nothing.
+//! Every resolver returns [`Result`], whose error is an [`ApiError`]. An `ApiError` can only be
+//! made from a domain [`Error`], a flow failure or a loader failure, each mapped here to a
+//! stable `extensions.code`; it has no `Display` and no conversion from any other error, so a
+//! `?` on an unmapped error does not compile, and no internal text can reach a client by
+//! accident. Errors about the caller's own input keep their message. Anything unexpected
+//! (storage, crypto) is logged here, once, with a correlation id, and answered `INTERNAL` with
+//! that id in `extensions.errorId` and nothing else.
 
 use async_graphql::{Context, ErrorExtensions, ID};
 use uuid::Uuid;
+
+use crate::domain::oauth::flow::FlowFailure;
 
 use crate::domain::limits::{Limited, Quota};
 use crate::domain::oauth::OauthError;
 use crate::domain::{Error, access::Principal};
 use crate::net::NetError;
 
+/// The error of every resolver: a GraphQL error with its code, built only by this module.
+///
+/// A resolver cannot pass any other error through `?`, so nothing unmapped reaches a client:
+///
+/// ```compile_fail,E0277
+/// use switchboard::graphql::error::Result;
+///
+/// fn resolver() -> Result<()> {
+///     let stored: std::result::Result<(), switchboard::db::DbError> =
+///         Err(switchboard::db::DbError::UniqueViolation);
+///     stored?;
+///     Ok(())
+/// }
+/// ```
+///
+/// while a domain error goes through its mapping:
+///
+/// ```
+/// use switchboard::graphql::error::Result;
+///
+/// fn resolver() -> Result<()> {
+///     let found: std::result::Result<(), switchboard::domain::Error> =
+///         Err(switchboard::domain::Error::NotFound);
+///     found?;
+///     Ok(())
+/// }
+/// assert!(resolver().is_err());
+/// ```
+pub struct ApiError(async_graphql::Error);
+
+/// What every resolver returns. Named `Result` so the schema macros see a fallible field.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError(api_error(error))
+    }
+}
+
+impl From<FlowFailure> for ApiError {
+    fn from(failure: FlowFailure) -> Self {
+        ApiError(flow_failure(failure))
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        error.0
+    }
+}
+
+impl std::fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ApiError").field(&self.0.message).finish()
+    }
+}
+
+impl ApiError {
+    /// An unexpected failure: logged with a fresh correlation id, answered `INTERNAL` with it.
+    pub fn internal(what: &str, error: &dyn std::fmt::Display) -> ApiError {
+        ApiError(internal_error(what, error))
+    }
+}
+
+/// Log an unexpected failure under a fresh correlation id and answer `INTERNAL` with it.
+fn internal_error(what: &str, error: &dyn std::fmt::Display) -> async_graphql::Error {
+    let id = Uuid::new_v4().simple().to_string();
+    tracing::error!(error_id = %id, %error, "{what}");
+    async_graphql::Error::new(format!("internal error (id {id})")).extend_with(|_, e| {
+        e.set("code", "INTERNAL");
+        e.set("errorId", id.clone());
+    })
+}
+
+/// A failed completion: the reason code of the callback page, as a GraphQL error.
+fn flow_failure(failure: FlowFailure) -> async_graphql::Error {
+    let code = match failure.reason {
+        "invalid_state" | "missing_params" => "BAD_USER_INPUT",
+        "binding_mismatch" => "FORBIDDEN",
+        "server_gone" => "NOT_FOUND",
+        "insecure_url" => "UNSAFE_URL",
+        "unknown" => "INTERNAL",
+        _ => "UPSTREAM_ERROR",
+    };
+    async_graphql::Error::new(format!(
+        "the authorization could not be completed: {}",
+        failure.reason
+    ))
+    .extend_with(|_, e| {
+        e.set("code", code);
+        e.set("reason", failure.reason);
+        if let Some(id) = failure.server_id {
+            e.set("serverId", id.to_string());
+        }
+    })
+}
+
 /// Map a domain error to a GraphQL error.
-pub fn api_error(error: Error) -> async_graphql::Error {
+fn api_error(error: Error) -> async_graphql::Error {
     match error {
         Error::Unauthenticated => coded(
             "authentication required: send a valid API token",
@@ -42,14 +145,8 @@ pub fn api_error(error: Error) -> async_graphql::Error {
                 e.set("existingId", id.to_string());
             }
         }),
-        Error::Db(error) => {
-            tracing::error!(%error, "storage failure while handling a request");
-            internal()
-        }
-        Error::Crypto(error) => {
-            tracing::error!(%error, "secret could not be sealed or opened");
-            internal()
-        }
+        Error::Db(error) => internal_error("storage failure while handling a request", &error),
+        Error::Crypto(error) => internal_error("a secret could not be sealed or opened", &error),
         Error::ReauthRequired { server_id } => reauth(server_id),
         Error::InsufficientScope { server_id, scope } => async_graphql::Error::new(
             "the server needs more permissions: reconnect it to consent to them",
@@ -116,10 +213,7 @@ fn reauth(server_id: Uuid) -> async_graphql::Error {
 
 fn oauth_error(error: OauthError) -> async_graphql::Error {
     match error {
-        OauthError::Storage(error) => {
-            tracing::error!(%error, "storage failure during OAuth");
-            internal()
-        }
+        OauthError::Storage(error) => internal_error("storage failure during OAuth", &error),
         OauthError::Net(NetError::Timeout) => coded(
             "the authorization server did not answer in time",
             "UPSTREAM_TIMEOUT",
@@ -133,36 +227,18 @@ fn oauth_error(error: OauthError) -> async_graphql::Error {
     }
 }
 
-/// The answer to any failure the caller cannot act on.
-pub fn internal() -> async_graphql::Error {
-    coded("internal error", "INTERNAL")
-}
-
 fn coded(message: impl Into<String>, code: &'static str) -> async_graphql::Error {
     async_graphql::Error::new(message.into()).extend_with(|_, e| e.set("code", code))
 }
 
-/// Convert domain results at the resolver boundary. Resolvers use `.api()?` rather than `?`
-/// on a domain error, which would bypass this mapping.
-pub trait ApiResult<T> {
-    /// Map the error with [`api_error`].
-    fn api(self) -> async_graphql::Result<T>;
-}
-
-impl<T> ApiResult<T> for Result<T, Error> {
-    fn api(self) -> async_graphql::Result<T> {
-        self.map_err(api_error)
-    }
-}
-
 /// The authenticated caller, or `UNAUTHENTICATED`.
-pub fn principal<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Principal> {
+pub fn principal<'a>(ctx: &Context<'a>) -> Result<&'a Principal> {
     ctx.data_opt::<Principal>()
-        .ok_or_else(|| api_error(Error::Unauthenticated))
+        .ok_or_else(|| Error::Unauthenticated.into())
 }
 
 /// Parse an id argument; a malformed id is `BAD_USER_INPUT` naming the field.
-pub fn parse_id(field: &str, id: &ID) -> async_graphql::Result<Uuid> {
+pub fn parse_id(field: &str, id: &ID) -> Result<Uuid> {
     Uuid::parse_str(id.as_str())
-        .map_err(|_| api_error(crate::domain::bad_input(field, "is not a valid id")))
+        .map_err(|_| crate::domain::bad_input(field, "is not a valid id").into())
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::Loader;
 use uuid::Uuid;
 
+use super::error::ApiError;
 use crate::app::AppHandle;
 use crate::db::models::{McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::db::{self, DbError};
@@ -111,13 +112,11 @@ impl Loader<ToolsKey> for ToolsLoader {
 }
 
 /// Map a failure to load tools at the resolver boundary (logged once, answered as `INTERNAL`).
-pub fn tools_load_error(error: Arc<crate::domain::Error>) -> async_graphql::Error {
-    tracing::error!(%error, "storage failure while loading tools");
-    super::error::internal()
+pub fn tools_load_error(error: Arc<crate::domain::Error>) -> ApiError {
+    ApiError::internal("storage failure while loading tools", &error)
 }
 
 /// Map a loader failure at the resolver boundary (logged once, answered as `INTERNAL`).
-pub fn load_error(error: LoadError) -> async_graphql::Error {
-    tracing::error!(%error, "storage failure while loading a nested field");
-    super::error::internal()
+pub fn load_error(error: LoadError) -> ApiError {
+    ApiError::internal("storage failure while loading a nested field", &error)
 }

@@ -11,17 +11,13 @@ pub mod query;
 pub mod subscription;
 pub mod types;
 
-use std::sync::Arc;
-
 use async_graphql::dataloader::DataLoader;
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest, NextRequest,
-};
-use async_graphql::{Context, Request, Response, Schema, ServerResult, Value};
+use async_graphql::{Context, Request, Response, Schema, Value};
 
-use crate::app::AppHandle;
+use crate::app::{App, AppHandle};
 use crate::domain::access::Principal;
 use crate::domain::limits::{Outbound, RequestBudget};
+
 use loaders::{GrantLoader, ServerLoader, ToolsLoader, UserLoader, WorkspaceLoader};
 use mutation::MutationRoot;
 use query::QueryRoot;
@@ -37,8 +33,6 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(32)
-        .extension(ErrorCodes)
-        .extension(OutboundBudget)
         .data(DataLoader::new(UserLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(WorkspaceLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
@@ -55,86 +49,57 @@ pub fn sdl() -> String {
         .sdl()
 }
 
-/// Gives every error a code: errors raised by resolvers already have one; the rest come from
-/// parsing, validation, variable coercion and the query limits, which are all the caller's
-/// input, so they are `BAD_USER_INPUT`.
-struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodes)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodes {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        let mut codes = Vec::with_capacity(response.errors.len());
-        for error in &mut response.errors {
-            let extensions = error.extensions.get_or_insert_with(Default::default);
-            if extensions.get("code").is_none() {
-                extensions.set("code", Value::from("BAD_USER_INPUT"));
-            }
-            if let Some(Value::String(code)) = extensions.get("code") {
-                codes.push(code.clone());
-            }
-        }
-        if let Some(app) = ctx.data_opt::<AppHandle>() {
-            app.metrics
-                .graphql_request(codes.iter().map(String::as_str));
-        }
-        response
-    }
-}
-
 /// Complexity of a field that contacts other servers, on top of its selection: such a field
 /// costs as much as fifty plain ones, so a query cannot pack thousands of them.
 pub(crate) const OUTBOUND_COMPLEXITY: usize = 50;
 
-/// Gives every request (and every WebSocket operation) a fresh [`RequestBudget`] of outbound
-/// operations, which its fields share.
-struct OutboundBudget;
-
-impl ExtensionFactory for OutboundBudget {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OutboundBudget)
+/// Everything a request (or a WebSocket operation) carries besides its text: the caller, when
+/// authenticated, and a fresh [`RequestBudget`] of outbound operations its fields share.
+/// Called by every transport before it executes a request; no schema extension sits on the
+/// field path.
+pub fn prepare(app: &App, request: Request, principal: Option<Principal>) -> Request {
+    let request = request.data(app.limits.request_budget());
+    match principal {
+        Some(principal) => request.data(principal),
+        None => request,
     }
 }
 
-#[async_trait::async_trait]
-impl Extension for OutboundBudget {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        let request = match ctx.data_opt::<AppHandle>() {
-            Some(app) => request.data(app.limits.request_budget()),
-            None => request,
-        };
-        next.run(ctx, request).await
+/// Finish a response as every transport sends it: each error gets a code (errors raised by
+/// resolvers have one; the rest come from parsing, validation, variable coercion and the query
+/// limits, which are the caller's input, so they are `BAD_USER_INPUT`), and the request is
+/// counted with its error codes.
+pub fn finish(app: &App, response: &mut Response) {
+    let mut codes = Vec::with_capacity(response.errors.len());
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", Value::from("BAD_USER_INPUT"));
+        }
+        if let Some(Value::String(code)) = extensions.get("code") {
+            codes.push(code.clone());
+        }
     }
+    app.metrics
+        .graphql_request(codes.iter().map(String::as_str));
 }
 
 /// The caller and a permit for one outbound operation: the first line of every resolver that
 /// may contact another server. `UNAUTHENTICATED` without a caller, `RATE_LIMITED` when the
 /// request's budget or the caller's rate limit is used up.
-pub(crate) fn outbound<'a>(
-    ctx: &Context<'a>,
-) -> async_graphql::Result<(&'a Principal, Outbound<'a>)> {
+pub(crate) fn outbound<'a>(ctx: &Context<'a>) -> error::Result<(&'a Principal, Outbound<'a>)> {
     let principal = error::principal(ctx)?;
     let app = ctx.data_unchecked::<AppHandle>();
     let Some(budget) = ctx.data_opt::<RequestBudget>() else {
-        // Every request gets one in `prepare_request`; without it, refuse rather than
-        // run unbounded.
-        tracing::error!("a request reached an outbound field without a budget");
-        return Err(error::internal());
+        // Every request gets one in `prepare`; without it, refuse rather than run unbounded.
+        return Err(error::ApiError::internal(
+            "a request reached an outbound field without a budget",
+            &"no budget",
+        ));
     };
     let permit = app
         .limits
         .admit(budget, principal)
-        .map_err(error::api_error)?;
+        .map_err(error::ApiError::from)?;
     Ok((principal, permit))
 }

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 
-use super::error::{ApiResult, parse_id, principal};
+use super::error::{ApiError, Result, parse_id, principal};
 use super::types::{
     ApiToken, McpAuthType, McpServer, McpTransport, Workspace, WorkspaceMember, WorkspaceRole,
 };
@@ -114,30 +114,6 @@ pub struct StartMcpOauthPayload {
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// A failed completion: the reason code of the callback page, as a GraphQL error.
-fn flow_failure(failure: flow::FlowFailure) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    let code = match failure.reason {
-        "invalid_state" | "missing_params" => "BAD_USER_INPUT",
-        "binding_mismatch" => "FORBIDDEN",
-        "server_gone" => "NOT_FOUND",
-        "insecure_url" => "UNSAFE_URL",
-        "unknown" => "INTERNAL",
-        _ => "UPSTREAM_ERROR",
-    };
-    async_graphql::Error::new(format!(
-        "the authorization could not be completed: {}",
-        failure.reason
-    ))
-    .extend_with(|_, e| {
-        e.set("code", code);
-        e.set("reason", failure.reason);
-        if let Some(id) = failure.server_id {
-            e.set("serverId", id.to_string());
-        }
-    })
-}
-
 /// The result of a tool call, as the server sent it.
 #[derive(SimpleObject)]
 pub struct McpToolResult {
@@ -189,14 +165,10 @@ pub struct MutationRoot;
 #[Object]
 impl MutationRoot {
     /// Create a workspace; the caller becomes its admin.
-    async fn create_workspace(
-        &self,
-        ctx: &Context<'_>,
-        name: String,
-    ) -> async_graphql::Result<Workspace> {
+    async fn create_workspace(&self, ctx: &Context<'_>, name: String) -> Result<Workspace> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let row = workspaces::create(app, principal, &name).await.api()?;
+        let row = workspaces::create(app, principal, &name).await?;
         Ok(Workspace {
             row,
             role: Role::Admin,
@@ -212,14 +184,12 @@ impl MutationRoot {
         workspace_id: ID,
         user_id: ID,
         role: WorkspaceRole,
-    ) -> async_graphql::Result<WorkspaceMember> {
+    ) -> Result<WorkspaceMember> {
         let principal = principal(ctx)?;
         let workspace = parse_id("workspaceId", &workspace_id)?;
         let user = parse_id("userId", &user_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let member = workspaces::add_member(app, principal, workspace, user, role.into())
-            .await
-            .api()?;
+        let member = workspaces::add_member(app, principal, workspace, user, role.into()).await?;
         Ok(WorkspaceMember {
             user_id: ID(member.user_id.0.to_string()),
             workspace_id: ID(member.workspace_id.0.to_string()),
@@ -235,14 +205,12 @@ impl MutationRoot {
         ctx: &Context<'_>,
         workspace_id: ID,
         user_id: ID,
-    ) -> async_graphql::Result<ID> {
+    ) -> Result<ID> {
         let principal = principal(ctx)?;
         let workspace = parse_id("workspaceId", &workspace_id)?;
         let user = parse_id("userId", &user_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        workspaces::remove_member(app, principal, workspace, user)
-            .await
-            .api()?;
+        workspaces::remove_member(app, principal, workspace, user).await?;
         Ok(ID(user.to_string()))
     }
 
@@ -251,12 +219,10 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         name: String,
-    ) -> async_graphql::Result<CreateApiTokenPayload> {
+    ) -> Result<CreateApiTokenPayload> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let created = workspaces::create_token(app, principal, &name)
-            .await
-            .api()?;
+        let created = workspaces::create_token(app, principal, &name).await?;
         Ok(CreateApiTokenPayload {
             token: created.token.into_inner(),
             api_token: ApiToken(created.row),
@@ -265,13 +231,13 @@ impl MutationRoot {
 
     /// Revoke one of the caller's API tokens. WebSocket connections opened with it close with
     /// 4403, on every replica.
-    async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ApiToken> {
+    async fn revoke_api_token(&self, ctx: &Context<'_>, id: ID) -> Result<ApiToken> {
         let principal = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         workspaces::revoke_token(app, principal, id)
             .await
-            .api()
+            .map_err(ApiError::from)
             .map(ApiToken)
     }
 
@@ -283,7 +249,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: CreateMcpServerInput,
-    ) -> async_graphql::Result<CreateMcpServerPayload> {
+    ) -> Result<CreateMcpServerPayload> {
         let (principal, outbound) = super::outbound(ctx)?;
         let workspace_id = parse_id("workspaceId", &input.workspace_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
@@ -307,8 +273,7 @@ impl MutationRoot {
                 oauth_lenient_pkce: input.oauth_lenient_pkce,
             },
         )
-        .await
-        .api()?;
+        .await?;
         Ok(CreateMcpServerPayload {
             server: McpServer::single(created.server),
             auth_type: created.auth_type.into(),
@@ -323,7 +288,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         id: ID,
         input: UpdateMcpServerInput,
-    ) -> async_graphql::Result<McpServer> {
+    ) -> Result<McpServer> {
         let (principal, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
@@ -349,7 +314,7 @@ impl MutationRoot {
         };
         servers::update(app, principal, outbound, id, changes)
             .await
-            .api()
+            .map_err(ApiError::from)
             .map(McpServer::single)
     }
 
@@ -361,15 +326,12 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         server_id: ID,
-    ) -> async_graphql::Result<StartMcpOauthPayload> {
+    ) -> Result<StartMcpOauthPayload> {
         let (principal, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         Ok(
-            match flow::start(app, principal, outbound, server_id, None)
-                .await
-                .api()?
-            {
+            match flow::start(app, principal, outbound, server_id, None).await? {
                 flow::Started::Redirect {
                     authorization_url,
                     expires_at,
@@ -398,7 +360,7 @@ impl MutationRoot {
         state: String,
         code: String,
         iss: Option<String>,
-    ) -> async_graphql::Result<McpServer> {
+    ) -> Result<McpServer> {
         let (principal, outbound) = super::outbound(ctx)?;
         outbound.complete_own_flow();
         let app = ctx.data_unchecked::<AppHandle>();
@@ -410,24 +372,20 @@ impl MutationRoot {
         };
         match flow::complete(app, params, flow::Binding::User(principal)).await {
             Ok(row) => Ok(McpServer::single(row)),
-            Err(failure) => Err(flow_failure(failure)),
+            Err(failure) => Err(failure.into()),
         }
     }
 
     /// Revoke and remove a server's OAuth grant (editor).
     /// Outbound: counts against the request's budget and the rate limits.
     #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
-    async fn disconnect_mcp_oauth(
-        &self,
-        ctx: &Context<'_>,
-        server_id: ID,
-    ) -> async_graphql::Result<McpServer> {
+    async fn disconnect_mcp_oauth(&self, ctx: &Context<'_>, server_id: ID) -> Result<McpServer> {
         let (principal, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         flow::disconnect(app, principal, outbound, server_id)
             .await
-            .api()
+            .map_err(ApiError::from)
             .map(McpServer::single)
     }
 
@@ -436,17 +394,13 @@ impl MutationRoot {
     /// shown in the server's `statusReason` and `lastError`.
     /// Outbound: counts against the request's budget and the rate limits.
     #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
-    async fn refresh_mcp_server(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<McpServer> {
+    async fn refresh_mcp_server(&self, ctx: &Context<'_>, id: ID) -> Result<McpServer> {
         let (_, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         calls::refresh_server(app, outbound, id)
             .await
-            .api()
+            .map_err(ApiError::from)
             .map(McpServer::single)
     }
 
@@ -459,13 +413,12 @@ impl MutationRoot {
         server_id: ID,
         name: String,
         arguments: Option<Json<serde_json::Value>>,
-    ) -> async_graphql::Result<McpToolResult> {
+    ) -> Result<McpToolResult> {
         let (_, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let outcome = calls::call_tool(app, outbound, server_id, &name, arguments.map(|a| a.0))
-            .await
-            .api()?;
+        let outcome =
+            calls::call_tool(app, outbound, server_id, &name, arguments.map(|a| a.0)).await?;
         Ok(McpToolResult {
             content: outcome.content.into_iter().map(Json).collect(),
             structured_content: outcome.structured_content.map(Json),
@@ -476,13 +429,13 @@ impl MutationRoot {
     /// Delete an MCP server (admin). Returns its id.
     /// Outbound: counts against the request's budget and the rate limits.
     #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
-    async fn delete_mcp_server(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
+    async fn delete_mcp_server(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
         let (principal, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         servers::delete(app, principal, outbound, id)
             .await
-            .api()
+            .map_err(ApiError::from)
             .map(|id| ID(id.to_string()))
     }
 }

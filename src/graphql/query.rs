@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, ID, Object};
 
-use super::error::{ApiResult, parse_id, principal};
+use super::error::{ApiError, Result, parse_id, principal};
 use super::types::{ApiToken, McpProbeResult, McpServer, McpTransport, User, Workspace};
 use crate::app::AppHandle;
 use crate::domain::servers::{self, Transport};
@@ -14,17 +14,20 @@ pub struct QueryRoot;
 #[Object]
 impl QueryRoot {
     /// The calling user.
-    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<User> {
+    async fn viewer(&self, ctx: &Context<'_>) -> Result<User> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        workspaces::viewer(app, principal).await.api().map(User)
+        workspaces::viewer(app, principal)
+            .await
+            .map_err(ApiError::from)
+            .map(User)
     }
 
     /// The workspaces the caller belongs to.
-    async fn workspaces(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Workspace>> {
+    async fn workspaces(&self, ctx: &Context<'_>) -> Result<Vec<Workspace>> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let rows = workspaces::mine(app, principal).await.api()?;
+        let rows = workspaces::mine(app, principal).await?;
         Ok(rows
             .into_iter()
             .map(|(row, role)| Workspace { row, role })
@@ -32,32 +35,22 @@ impl QueryRoot {
     }
 
     /// A workspace; null when the caller is not a member.
-    async fn workspace(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<Workspace>> {
+    async fn workspace(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workspace>> {
         let principal = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         Ok(workspaces::get(app, principal, id)
-            .await
-            .api()?
+            .await?
             .map(|(row, role)| Workspace { row, role }))
     }
 
     /// An MCP server; null outside the caller's workspaces.
-    async fn mcp_server(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<McpServer>> {
+    async fn mcp_server(&self, ctx: &Context<'_>, id: ID) -> Result<Option<McpServer>> {
         let principal = principal(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         Ok(servers::get(app, principal, id)
-            .await
-            .api()?
+            .await?
             .map(McpServer::single))
     }
 
@@ -70,14 +63,12 @@ impl QueryRoot {
         workspace_id: ID,
         url: String,
         transport: Option<McpTransport>,
-    ) -> async_graphql::Result<McpProbeResult> {
+    ) -> Result<McpProbeResult> {
         let (_, outbound) = super::outbound(ctx)?;
         let workspace_id = parse_id("workspaceId", &workspace_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let transport = transport.map_or(Transport::StreamableHttp, Into::into);
-        let result = servers::probe(app, outbound, workspace_id, &url, transport)
-            .await
-            .api()?;
+        let result = servers::probe(app, outbound, workspace_id, &url, transport).await?;
         Ok(McpProbeResult {
             auth_type: result.auth_type.into(),
             reason: result.reason,
@@ -85,12 +76,11 @@ impl QueryRoot {
     }
 
     /// The caller's API tokens, newest first.
-    async fn api_tokens(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ApiToken>> {
+    async fn api_tokens(&self, ctx: &Context<'_>) -> Result<Vec<ApiToken>> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         Ok(workspaces::tokens(app, principal)
-            .await
-            .api()?
+            .await?
             .into_iter()
             .map(ApiToken)
             .collect())

@@ -7,7 +7,7 @@ use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::error::{ApiResult, parse_id, principal};
+use super::error::{Result, parse_id, principal};
 use super::loaders::{ServerLoader, load_error};
 use super::types::{McpServer, McpServerStatus};
 use crate::app::AppHandle;
@@ -24,7 +24,7 @@ impl McpServerStatusEvent {
         ID(self.0.server_id.to_string())
     }
     /// The server as it is now (null if it was deleted since).
-    async fn server(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<McpServer>> {
+    async fn server(&self, ctx: &Context<'_>) -> Result<Option<McpServer>> {
         Ok(ctx
             .data_unchecked::<DataLoader<ServerLoader>>()
             .load_one(self.0.server_id)
@@ -66,11 +66,11 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         workspace_id: ID,
         server_id: Option<ID>,
-    ) -> async_graphql::Result<impl Stream<Item = McpServerStatusEvent> + use<>> {
+    ) -> Result<impl Stream<Item = McpServerStatusEvent> + use<>> {
         let principal = principal(ctx)?;
         let workspace_id = parse_id("workspaceId", &workspace_id)?;
         let server_id = server_id.map(|id| parse_id("serverId", &id)).transpose()?;
-        principal.require(workspace_id, Role::Viewer).api()?;
+        principal.require(workspace_id, Role::Viewer)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let receiver = app.events.subscribe();
         // Counted as open while the stream lives.

@@ -9,7 +9,7 @@ use async_graphql::{Context, Enum, ID, Json, Object, SelectionField, SimpleObjec
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::error::{ApiResult, internal, parse_id, principal};
+use super::error::{ApiError, Result, parse_id, principal};
 use super::loaders::{
     GrantLoader, ToolsKey, ToolsLoader, UserLoader, WorkspaceLoader, load_error, tools_load_error,
 };
@@ -210,13 +210,12 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, McpServer>> {
+    ) -> Result<Connection<String, McpServer>> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
-        let page = servers::page(app, principal, self.row.id.0, first.map(i64::from), after)
-            .await
-            .api()?;
+        let page =
+            servers::page(app, principal, self.row.id.0, first.map(i64::from), after).await?;
         // Nested rows of the whole page are loaded here, one query per kind, for exactly the
         // fields the query selects; a timer-based loader batch could split under load.
         let look = ctx.look_ahead();
@@ -241,7 +240,7 @@ impl Workspace {
                     .iter()
                     .any(|n| n.field("oauth").field("authorizedBy").exists()),
         };
-        let related = Arc::new(servers::related(app, &page.items, wanted).await.api()?);
+        let related = Arc::new(servers::related(app, &page.items, wanted).await?);
         let workspace = Arc::new(Workspace {
             row: self.row.clone(),
             role: self.role,
@@ -267,14 +266,13 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, AuditEvent>> {
+    ) -> Result<Connection<String, AuditEvent>> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
         let page =
             crate::domain::audit::page(app, principal, self.row.id.0, first.map(i64::from), after)
-                .await
-                .api()?;
+                .await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(
             page.items
@@ -326,7 +324,7 @@ impl McpServer {
     async fn id(&self) -> ID {
         ID(self.row.id.0.to_string())
     }
-    async fn workspace(&self, ctx: &Context<'_>) -> async_graphql::Result<Workspace> {
+    async fn workspace(&self, ctx: &Context<'_>) -> Result<Workspace> {
         if let Some(workspace) = &self.workspace {
             return Ok(Workspace {
                 row: workspace.row.clone(),
@@ -335,13 +333,15 @@ impl McpServer {
         }
         let principal = principal(ctx)?;
         let id = self.row.workspace_id.0;
-        let role = principal.role_in(id).ok_or_else(internal)?;
+        let role = principal.role_in(id).ok_or_else(|| {
+            ApiError::internal("a server reached a caller outside its workspace", &id)
+        })?;
         let row = ctx
             .data_unchecked::<DataLoader<WorkspaceLoader>>()
             .load_one(id)
             .await
             .map_err(load_error)?
-            .ok_or_else(internal)?;
+            .ok_or_else(|| ApiError::internal("a server's workspace is missing", &id))?;
         Ok(Workspace { row, role })
     }
     async fn name(&self) -> &str {
@@ -384,7 +384,7 @@ impl McpServer {
         self.row.oauth_client_secret_sealed.is_some()
     }
     /// The workspace's OAuth grant for this server, if one exists.
-    async fn oauth(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<McpOauthGrant>> {
+    async fn oauth(&self, ctx: &Context<'_>) -> Result<Option<McpOauthGrant>> {
         let related = self.related.clone();
         if let Some(grants) = related.as_ref().and_then(|r| r.grants.as_ref()) {
             return Ok(grants
@@ -422,8 +422,8 @@ impl McpServer {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<String, McpTool>> {
-        let page = ToolsPage::new(first.map(i64::from), after).api()?;
+    ) -> Result<Connection<String, McpTool>> {
+        let page = ToolsPage::new(first.map(i64::from), after)?;
         let id = self.row.id.0;
         let loaded = self
             .related
@@ -458,7 +458,7 @@ impl McpServer {
         self.row.tools_refreshed_at.map(|t| t.0)
     }
     /// Who registered the server (null once that user is gone).
-    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+    async fn created_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         load_user(
             ctx,
             self.related.as_deref(),
@@ -478,7 +478,7 @@ async fn load_user(
     ctx: &Context<'_>,
     related: Option<&Related>,
     id: Option<Uuid>,
-) -> async_graphql::Result<Option<User>> {
+) -> Result<Option<User>> {
     let Some(id) = id else { return Ok(None) };
     if let Some(users) = related.and_then(|r| r.users.as_ref()) {
         return Ok(users.get(&id).cloned().map(User));
@@ -534,7 +534,7 @@ impl McpOauthGrant {
         }
     }
     /// Who completed the last authorization.
-    async fn authorized_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+    async fn authorized_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         load_user(
             ctx,
             self.related.as_deref(),
@@ -620,7 +620,7 @@ impl AuditEvent {
         &self.0.action
     }
     /// Who did it.
-    async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<User>> {
         load_user(ctx, None, self.0.actor_user_id.map(|id| id.0)).await
     }
     /// The object acted on.

@@ -17,8 +17,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::GraphQLResponse;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppHandle;
+use crate::app::{App, AppHandle};
 use crate::domain::{self, access};
 use crate::graphql::{ApiSchema, build_schema};
 
@@ -64,12 +65,13 @@ fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::So
         shutdown,
         sockets: sockets.clone(),
     };
-    let mut router = Router::new()
+    // Every route but `POST /graphql` has its body capped by the layer; `/graphql` reads its
+    // body itself, so that a body over the limit is answered like any other GraphQL error.
+    let capped = Router::new()
         .route("/", get(console::index))
         .route("/console.js", get(console::script))
         .route("/console.css", get(console::style))
         .route("/favicon.svg", get(console::icon))
-        .route("/graphql", get(graphiql::page).post(graphql))
         .route("/graphiql/{*file}", get(graphiql::asset))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(health::healthz))
@@ -81,8 +83,11 @@ fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::So
             "/oauth/client-metadata.json",
             get(oauth_pages::client_metadata),
         )
+        .layer(RequestBodyLimitLayer::new(max_body));
+    let mut router = Router::new()
+        .route("/graphql", get(graphiql::page).post(graphql))
+        .merge(capped)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(max_body))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
                 // The route template, not the path: begin links carry a flow id.
@@ -138,43 +143,109 @@ pub async fn serve(
     served
 }
 
-async fn graphql(
-    State(state): State<HttpState>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
-) -> Response {
-    let mut request = request.into_inner();
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let token = value.to_str().ok().and_then(access::bearer_token);
-        let Some(token) = token else {
-            return unauthenticated();
-        };
-        match access::authenticate(&state.app, token).await {
-            Ok(principal) => request = request.data(principal),
-            Err(domain::Error::Unauthenticated) => return unauthenticated(),
-            Err(error) => {
-                tracing::error!(%error, "authentication failed on a storage error");
-                return (StatusCode::SERVICE_UNAVAILABLE, "service unavailable").into_response();
+/// `POST /graphql`. Every answer is a GraphQL response with `extensions.code`, including the
+/// failures that never reach the schema: a body that is not JSON (`400`), of another content
+/// type (`415`) or over the limit (`413`), all `BAD_USER_INPUT`. A missing token lets the request
+/// run (a field that needs a caller fails `UNAUTHENTICATED`); a bad one stops it. Either way, a
+/// response that holds an `UNAUTHENTICATED` error is a `401` with `WWW-Authenticate: Bearer`, so
+/// missing and bad tokens get the same status.
+async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    let app = &state.app;
+    if !is_json(&headers) {
+        return refused(
+            app,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_USER_INPUT",
+            "send the request as JSON, with Content-Type: application/json",
+        );
+    }
+    let max_body = app.config.max_body_bytes;
+    let Ok(bytes) = axum::body::to_bytes(body, max_body).await else {
+        return refused(
+            app,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BAD_USER_INPUT",
+            &format!("the request body is larger than {max_body} bytes"),
+        );
+    };
+    let Ok(request) = serde_json::from_slice::<async_graphql::Request>(&bytes) else {
+        return refused(
+            app,
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            "the request body is not a GraphQL request in JSON ({\"query\": …, \"variables\": …})",
+        );
+    };
+    let principal = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => {
+            let Some(token) = value.to_str().ok().and_then(access::bearer_token) else {
+                return refused(app, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", BAD_TOKEN);
+            };
+            match access::authenticate(app, token).await {
+                Ok(principal) => Some(principal),
+                Err(domain::Error::Unauthenticated) => {
+                    return refused(app, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", BAD_TOKEN);
+                }
+                Err(error) => {
+                    let id = uuid::Uuid::new_v4().simple().to_string();
+                    tracing::error!(error_id = %id, %error, "authentication failed on a storage error");
+                    return refused(
+                        app,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "INTERNAL",
+                        &format!("internal error (id {id})"),
+                    );
+                }
             }
         }
+    };
+    let mut response = state
+        .schema
+        .execute(crate::graphql::prepare(app, request, principal))
+        .await;
+    crate::graphql::finish(app, &mut response);
+    let unauthenticated = response.errors.iter().any(|error| {
+        error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .is_some_and(|code| *code == async_graphql::Value::from("UNAUTHENTICATED"))
+    });
+    let mut http = GraphQLResponse::from(response).into_response();
+    if unauthenticated {
+        *http.status_mut() = StatusCode::UNAUTHORIZED;
+        http.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
-    GraphQLResponse::from(state.schema.execute(request).await).into_response()
+    http
 }
 
-/// A presented but invalid token: 401 with a GraphQL-shaped body so clients see the code.
-fn unauthenticated() -> Response {
+const BAD_TOKEN: &str = "authentication required: send a valid API token";
+
+/// Whether the request says its body is JSON (`application/json`, any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A request refused before it reached the schema, answered as a GraphQL response with one
+/// coded error (and counted like any other).
+fn refused(app: &App, status: StatusCode, code: &'static str, message: &str) -> Response {
+    app.metrics.graphql_request([code]);
     let body = serde_json::json!({
-        "errors": [{
-            "message": "authentication required: send a valid API token",
-            "extensions": { "code": "UNAUTHENTICATED" }
-        }]
+        "errors": [{ "message": message, "extensions": { "code": code } }]
     });
-    (
-        StatusCode::UNAUTHORIZED,
-        [(header::WWW_AUTHENTICATE, "Bearer")],
-        axum::Json(body),
-    )
-        .into_response()
+    let mut response = (status, axum::Json(body)).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
 }
 
 /// Bytes read from a WebSocket at a time.

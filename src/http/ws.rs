@@ -715,7 +715,11 @@ impl Driver {
             return Step::Close(Close::MEMBERSHIP_REMOVED);
         }
         let (responses, stop) =
-            futures_util::stream::abortable(self.schema.execute_stream(request.data(principal)));
+            futures_util::stream::abortable(self.schema.execute_stream(crate::graphql::prepare(
+                &self.app,
+                request,
+                Some(principal),
+            )));
         self.runs += 1;
         let run = self.runs;
         let tag: Arc<str> = Arc::from(id.as_str());
@@ -769,7 +773,8 @@ impl Driver {
             return Step::Continue;
         }
         match response {
-            Some(payload) => {
+            Some(mut payload) => {
+                crate::graphql::finish(&self.app, &mut payload);
                 let message = match self.protocol {
                     Protocol::TransportWs => Outgoing::Next {
                         id: &id,
