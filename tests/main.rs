@@ -12,6 +12,7 @@ mod access;
 mod api_hygiene;
 mod audit_retention;
 mod binary;
+mod cli;
 mod console;
 mod fakes;
 mod faults;
