@@ -1,24 +1,37 @@
-//! The command line: `serve` (the default), `migrate`, `schema` and `admin …`.
+//! The command line: `serve` (the default), `migrate`, `schema`, `admin …` and `connect`.
 //!
 //! Settings come from flags or their `SWITCHBOARD_*` environment equivalents (see
-//! [`crate::config`]); a bad value stops the command with a message naming the setting.
+//! [`crate::config`]); a bad value stops the command with a message naming the setting. The
+//! server's settings follow the command (`switchboard serve --bind …`) or stand alone
+//! (`switchboard --bind …`); the `admin` commands take only the database URL and the keys.
+//!
+//! Wherever an admin command names a user or a workspace, it takes an id or a name; a name
+//! several of them share is refused with the candidates listed.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::app::{App, AppHandle, load_keys};
-use crate::config::{Config, ConfigArgs};
+use crate::config::{AdminArgs, Config, ConfigArgs};
 use crate::crypto;
+use crate::db::DbTime;
 use crate::domain::access::Role;
 use crate::domain::admin;
 
 /// Switchboard connects workspaces to remote MCP servers through a GraphQL API.
 #[derive(Parser, Debug)]
-#[command(name = "switchboard", version, about)]
+#[command(
+    name = "switchboard",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// The server's settings when no command is given.
     #[command(flatten)]
     config: ConfigArgs,
     #[command(subcommand)]
@@ -28,14 +41,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server (the default when no command is given).
-    Serve,
+    Serve(ConfigArgs),
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate(ConfigArgs),
     /// Print the GraphQL schema (SDL) and exit.
     Schema,
     /// Administrative tasks that work without the API.
-    #[command(subcommand)]
-    Admin(AdminCommand),
+    Admin(Admin),
     /// Connect to one MCP server headlessly: detect its auth, run OAuth against an
     /// authorization server that redirects straight back, initialize, list the tools and call
     /// each with empty arguments, printing every step. Uses a throwaway database.
@@ -55,12 +67,23 @@ enum Command {
         /// Allow loopback and private addresses (same as --allow-private-networks).
         #[arg(long)]
         allow_loopback: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
+}
+
+/// `switchboard admin …`: its settings and one command.
+#[derive(Args, Debug)]
+struct Admin {
+    #[command(flatten)]
+    settings: AdminArgs,
+    #[command(subcommand)]
+    command: AdminCommand,
 }
 
 #[derive(Subcommand, Debug)]
 enum AdminCommand {
-    /// Create a user; prints its id.
+    /// Create a user; prints its id. User names are unique, whatever their case.
     CreateUser {
         /// Display name.
         #[arg(long)]
@@ -71,18 +94,18 @@ enum AdminCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// The admin's user id.
-        #[arg(long)]
-        admin: Uuid,
+        /// The admin: a user id or name.
+        #[arg(long, value_name = "USER")]
+        admin: String,
     },
     /// Add a user to a workspace (or change their role).
     AddMember {
-        /// Workspace id.
+        /// Workspace id or name.
         #[arg(long)]
-        workspace: Uuid,
-        /// User id.
+        workspace: String,
+        /// User id or name.
         #[arg(long)]
-        user: Uuid,
+        user: String,
         /// Role.
         #[arg(long, value_enum)]
         role: RoleArg,
@@ -91,21 +114,38 @@ enum AdminCommand {
     /// PostgreSQL close the user's open WebSockets at once; on SQLite a socket closes when it
     /// next starts an operation.
     RemoveMember {
-        /// Workspace id.
+        /// Workspace id or name.
         #[arg(long)]
-        workspace: Uuid,
-        /// User id.
+        workspace: String,
+        /// User id or name.
         #[arg(long)]
-        user: Uuid,
+        user: String,
     },
     /// Create an API token for a user; prints the token once.
     CreateToken {
-        /// User id.
+        /// User id or name.
         #[arg(long)]
-        user: Uuid,
+        user: String,
         /// Label for the token.
         #[arg(long, default_value = "cli")]
         name: String,
+    },
+    /// List users, oldest first: id, creation time (UTC), number of workspaces, name. With
+    /// --workspace, its members only, with their role instead.
+    ListUsers {
+        /// Only the members of this workspace (id or name).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Print JSON (every user with their workspaces and roles) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List workspaces, oldest first: id, creation time (UTC), number of members, name.
+    /// `list-users --workspace <id or name>` shows who the members are.
+    ListWorkspaces {
+        /// Print JSON (every workspace with its members and their roles) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-seal every secret under a new key. With a key file, a new key is generated and put
     /// first (old keys stay so running servers keep reading); with SWITCHBOARD_ENCRYPTION_KEYS,
@@ -132,12 +172,19 @@ impl From<RoleArg> for Role {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Schema) = cli.command {
-        print!("{}", crate::graphql::sdl());
-        return ExitCode::SUCCESS;
-    }
-    let config = match cli.config.validate() {
+    let cli = parse();
+    let command = cli.command.unwrap_or(Command::Serve(cli.config));
+    let settings = match &command {
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            return ExitCode::SUCCESS;
+        }
+        Command::Serve(config) | Command::Migrate(config) | Command::Connect { config, .. } => {
+            config.validate()
+        }
+        Command::Admin(admin) => admin.settings.validate(),
+    };
+    let config = match settings {
         Ok(config) => config,
         Err(error) => {
             eprintln!("switchboard: {error}");
@@ -155,7 +202,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+    match runtime.block_on(run(command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchboard: {error:#}");
@@ -164,10 +211,29 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Parse the command line. The server's settings before any command read the environment
+/// too, so a server-only variable with a bad value would stop every command; when the first
+/// parse fails, a second one without the environment for those settings tells whether a
+/// command was given (a command excludes them), and runs that command if so.
+fn parse() -> Cli {
+    let error = match Cli::try_parse() {
+        Ok(cli) => return cli,
+        Err(error) => error,
+    };
+    let without_environment = Cli::command().mut_args(|arg| arg.env(None::<&str>));
+    match without_environment
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches))
+    {
+        Ok(cli) if cli.command.is_some() => cli,
+        _ => error.exit(),
+    }
+}
+
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve(config).await,
-        Command::Migrate => {
+        Command::Serve(_) => serve(config).await,
+        Command::Migrate(_) => {
             let app = open(config).await?;
             let applied = app.db.migrate().await.context("running migrations")?;
             println!("{} migration(s) applied", applied.len());
@@ -177,12 +243,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             print!("{}", crate::graphql::sdl());
             Ok(())
         }
-        Command::Admin(admin) => run_admin(admin, config).await,
+        Command::Admin(admin) => run_admin(admin.command, config).await,
         Command::Connect {
             url,
             client_id,
             client_secret,
             allow_loopback,
+            config: _,
         } => {
             let options = crate::headless::ConnectOptions {
                 url,
@@ -303,11 +370,11 @@ async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> 
             let user = admin::create_user(&app, &name).await.map_err(domain)?;
             println!("{}", user.id.0);
         }
-        AdminCommand::CreateWorkspace {
-            name,
-            admin: admin_id,
-        } => {
-            let workspace = admin::create_workspace(&app, &name, admin_id)
+        AdminCommand::CreateWorkspace { name, admin: user } => {
+            let user = admin::find_user(&app, "--admin", &user)
+                .await
+                .map_err(domain)?;
+            let workspace = admin::create_workspace(&app, &name, user.id.0)
                 .await
                 .map_err(domain)?;
             println!("{}", workspace.id.0);
@@ -317,13 +384,25 @@ async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> 
             user,
             role,
         } => {
-            admin::add_member(&app, workspace, user, role.into())
+            let workspace = admin::find_workspace(&app, "--workspace", &workspace)
+                .await
+                .map_err(domain)?;
+            let user = admin::find_user(&app, "--user", &user)
+                .await
+                .map_err(domain)?;
+            admin::add_member(&app, workspace.id.0, user.id.0, role.into())
                 .await
                 .map_err(domain)?;
             println!("ok");
         }
         AdminCommand::RemoveMember { workspace, user } => {
-            crate::domain::workspaces::remove_member_as_operator(&app, workspace, user)
+            let workspace = admin::find_workspace(&app, "--workspace", &workspace)
+                .await
+                .map_err(domain)?;
+            let user = admin::find_user(&app, "--user", &user)
+                .await
+                .map_err(domain)?;
+            crate::domain::workspaces::remove_member_as_operator(&app, workspace.id.0, user.id.0)
                 .await
                 .map_err(domain)?;
             // The running servers hear of it through the database: send before exiting.
@@ -336,14 +415,195 @@ async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> 
             println!("ok");
         }
         AdminCommand::CreateToken { user, name } => {
-            let token = admin::create_token(&app, user, &name)
+            let user = admin::find_user(&app, "--user", &user)
+                .await
+                .map_err(domain)?;
+            let token = admin::create_token(&app, user.id.0, &name)
                 .await
                 .map_err(domain)?;
             println!("{}", token.token.expose());
         }
+        AdminCommand::ListUsers { workspace, json } => {
+            let only = match workspace {
+                Some(reference) => Some(
+                    admin::find_workspace(&app, "--workspace", &reference)
+                        .await
+                        .map_err(domain)?,
+                ),
+                None => None,
+            };
+            let users = admin::list_users(&app).await.map_err(domain)?;
+            print!(
+                "{}",
+                user_listing(&users, only.as_ref().map(|w| w.id.0), json)?
+            );
+        }
+        AdminCommand::ListWorkspaces { json } => {
+            let workspaces = admin::list_workspaces(&app).await.map_err(domain)?;
+            print!("{}", workspace_listing(&workspaces, json)?);
+        }
         AdminCommand::RotateKey => {}
     }
     Ok(())
+}
+
+/// A user, a workspace, or a membership as `--json` lists it: a workspace's members, a
+/// user's workspaces.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed<'a> {
+    id: Uuid,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspaces: Option<Vec<Listed<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<Vec<Listed<'a>>>,
+}
+
+impl<'a> Listed<'a> {
+    fn new(id: Uuid, name: &'a str) -> Self {
+        Listed {
+            id,
+            name,
+            created_at: None,
+            role: None,
+            workspaces: None,
+            members: None,
+        }
+    }
+}
+
+fn to_json(listed: &[Listed<'_>]) -> anyhow::Result<String> {
+    Ok(format!("{}\n", serde_json::to_string_pretty(listed)?))
+}
+
+/// The users (or, with `only`, that workspace's members) as a table or as JSON.
+fn user_listing(
+    users: &[admin::UserEntry],
+    only: Option<Uuid>,
+    json: bool,
+) -> anyhow::Result<String> {
+    let role_in = |entry: &admin::UserEntry, id: Uuid| {
+        entry
+            .workspaces
+            .iter()
+            .find(|(workspace, _)| workspace.id.0 == id)
+            .map(|(_, role)| *role)
+    };
+    let shown = users
+        .iter()
+        .filter(|entry| only.is_none_or(|id| role_in(entry, id).is_some()));
+    if json {
+        let listed: Vec<Listed<'_>> = shown
+            .map(|entry| Listed {
+                created_at: Some(timestamp(entry.user.created_at)),
+                workspaces: Some(
+                    entry
+                        .workspaces
+                        .iter()
+                        .map(|(workspace, role)| Listed {
+                            role: Some(role.as_str()),
+                            ..Listed::new(workspace.id.0, &workspace.name)
+                        })
+                        .collect(),
+                ),
+                ..Listed::new(entry.user.id.0, &entry.user.name)
+            })
+            .collect();
+        return to_json(&listed);
+    }
+    let rows = shown
+        .map(|entry| {
+            let third = match only {
+                Some(id) => role_in(entry, id)
+                    .map(Role::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                None => entry.workspaces.len().to_string(),
+            };
+            vec![
+                entry.user.id.0.to_string(),
+                timestamp(entry.user.created_at),
+                third,
+                entry.user.name.clone(),
+            ]
+        })
+        .collect();
+    let third = if only.is_some() { "ROLE" } else { "WORKSPACES" };
+    Ok(table(["ID", "CREATED", third, "NAME"], rows))
+}
+
+/// The workspaces as a table or as JSON.
+fn workspace_listing(workspaces: &[admin::WorkspaceEntry], json: bool) -> anyhow::Result<String> {
+    if json {
+        let listed: Vec<Listed<'_>> = workspaces
+            .iter()
+            .map(|entry| Listed {
+                created_at: Some(timestamp(entry.workspace.created_at)),
+                members: Some(
+                    entry
+                        .members
+                        .iter()
+                        .map(|(user, role)| Listed {
+                            role: Some(role.as_str()),
+                            ..Listed::new(user.id.0, &user.name)
+                        })
+                        .collect(),
+                ),
+                ..Listed::new(entry.workspace.id.0, &entry.workspace.name)
+            })
+            .collect();
+        return to_json(&listed);
+    }
+    let rows = workspaces
+        .iter()
+        .map(|entry| {
+            vec![
+                entry.workspace.id.0.to_string(),
+                timestamp(entry.workspace.created_at),
+                entry.members.len().to_string(),
+                entry.workspace.name.clone(),
+            ]
+        })
+        .collect();
+    Ok(table(["ID", "CREATED", "MEMBERS", "NAME"], rows))
+}
+
+/// RFC 3339 in UTC to the second: sortable as text.
+fn timestamp(at: DbTime) -> String {
+    at.0.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A header and rows, columns aligned and separated by two spaces. The last column (a name,
+/// which may hold spaces but never tabs or line breaks) is not padded, so each line splits
+/// into its columns at the first runs of spaces.
+fn table<const N: usize>(header: [&str; N], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(header).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        let mut line = String::new();
+        for (index, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if index == last {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 async fn rotate_key(config: Config) -> anyhow::Result<()> {
@@ -371,4 +631,73 @@ async fn rotate_key(config: Config) -> anyhow::Result<()> {
         report.resealed, report.unreadable
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(command: &clap::Command) -> Vec<String> {
+        command
+            .get_arguments()
+            .map(|arg| arg.get_id().to_string())
+            .collect()
+    }
+
+    /// Every server setting is missing from `admin` and each of its commands (a setting made
+    /// global at the top would reach them), and present on `serve` and the bare command.
+    #[test]
+    fn admin_commands_take_only_the_admin_settings() {
+        let mut cli = Cli::command();
+        cli.build();
+        let server = ids(&ConfigArgs::augment_args(clap::Command::new("serve")));
+        let admin_settings = ids(&AdminArgs::augment_args(clap::Command::new("admin")));
+        assert_eq!(
+            admin_settings,
+            ["database_url", "encryption_keys", "key_file"]
+        );
+        let server_only: Vec<&String> = server
+            .iter()
+            .filter(|id| !admin_settings.contains(id))
+            .collect();
+        assert!(server_only.len() > 20, "{server_only:?}");
+
+        let admin = cli.find_subcommand("admin").expect("admin");
+        let mut commands = vec![admin];
+        commands.extend(admin.get_subcommands().filter(|c| c.get_name() != "help"));
+        assert!(commands.len() > 8);
+        for command in commands {
+            let own = ids(command);
+            for id in &server_only {
+                assert!(!own.contains(id), "{} takes {id}", command.get_name());
+            }
+            for id in &admin_settings {
+                assert!(own.contains(id), "{} lacks {id}", command.get_name());
+            }
+        }
+        for command in [&cli, cli.find_subcommand("serve").expect("serve")] {
+            let own = ids(command);
+            for id in &server {
+                assert!(own.contains(id), "{} lacks {id}", command.get_name());
+            }
+        }
+    }
+
+    #[test]
+    fn tables_align_every_column_but_the_name() {
+        let text = table(
+            ["ID", "COUNT", "NAME"],
+            vec![
+                vec!["a".into(), "12345".into(), "first name".into()],
+                vec!["bbbb".into(), "1".into(), "x".into()],
+            ],
+        );
+        assert_eq!(
+            text,
+            "ID    COUNT  NAME\n\
+             a     12345  first name\n\
+             bbbb  1      x\n"
+        );
+        assert_eq!(table(["ID", "NAME"], Vec::new()), "ID  NAME\n");
+    }
 }

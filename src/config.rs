@@ -1,6 +1,10 @@
 //! Typed configuration from command-line flags, each with a `SWITCHBOARD_*` environment
 //! equivalent. A bad value stops start-up with a message naming the setting.
 //!
+//! The server (`serve`, `migrate`, `connect`) reads every setting, [`ConfigArgs`]; the `admin`
+//! commands read only the database URL and the keys, [`AdminArgs`], and leave the rest at their
+//! defaults, so a server-only setting neither shows in their help nor stops them.
+//!
 //! | flag | environment | default |
 //! |---|---|---|
 //! | `--database-url` | `SWITCHBOARD_DATABASE_URL` | `sqlite://data/switchboard.db` |
@@ -63,28 +67,147 @@ pub struct ConfigArgs {
         long,
         env = "SWITCHBOARD_DATABASE_URL",
         default_value = "sqlite://data/switchboard.db",
-        global = true,
         hide_env_values = true
     )]
     pub database_url: String,
     /// Address to listen on.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_BIND",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "SWITCHBOARD_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
     /// Public base URL of this server, used for OAuth redirect URIs and links.
-    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL", global = true)]
+    #[arg(long, env = "SWITCHBOARD_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Comma-separated origins of the apps allowed to call the API from a browser.
-    #[arg(long, env = "SWITCHBOARD_APP_ORIGINS", global = true)]
+    #[arg(long, env = "SWITCHBOARD_APP_ORIGINS")]
     pub app_origins: Option<String>,
     /// URL of the Client ID Metadata Document to use as OAuth client id (default: the one this
     /// server serves when its public URL is https).
-    #[arg(long, env = "SWITCHBOARD_CLIENT_METADATA_URL", global = true)]
+    #[arg(long, env = "SWITCHBOARD_CLIENT_METADATA_URL")]
     pub client_metadata_url: Option<String>,
+    /// Encryption keys `kid:key,…` (key = 64 hex chars or base64 of 32 bytes); the first seals.
+    #[arg(long, env = "SWITCHBOARD_ENCRYPTION_KEYS", hide_env_values = true)]
+    pub encryption_keys: Option<String>,
+    /// Key file holding the encryption keys (created with mode 0600 in SQLite mode).
+    #[arg(long, env = "SWITCHBOARD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Allow outbound requests to loopback and private networks (local development, tests).
+    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", default_value = "false",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_private_networks: bool,
+    /// Log format.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+    /// Seconds between health checks of a server (0 turns them off).
+    #[arg(long, env = "SWITCHBOARD_HEALTH_INTERVAL_SECS", default_value = "60",
+          value_parser = clap::value_parser!(u32).range(0..=86_400))]
+    pub health_interval_secs: u32,
+    /// Servers checked at the same time.
+    #[arg(long, env = "SWITCHBOARD_HEALTH_CONCURRENCY", default_value = "8",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub health_concurrency: u16,
+    /// Maximum database connections.
+    #[arg(long, env = "SWITCHBOARD_DB_POOL_SIZE", default_value = "16",
+          value_parser = clap::value_parser!(u16).range(1..=512))]
+    pub db_pool_size: u16,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value = "1048576",
+          value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
+    pub max_body_bytes: u64,
+    /// Deepest accepted GraphQL query.
+    #[arg(long, env = "SWITCHBOARD_MAX_QUERY_DEPTH", default_value = "12",
+          value_parser = clap::value_parser!(u16).range(2..=64))]
+    pub max_query_depth: u16,
+    /// Highest accepted GraphQL query complexity.
+    #[arg(long, env = "SWITCHBOARD_MAX_QUERY_COMPLEXITY", default_value = "20000",
+          value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub max_query_complexity: u32,
+    /// Operations that contact other servers (probe, create, update, delete, OAuth, refresh,
+    /// tool call) accepted in one GraphQL request or WebSocket operation.
+    #[arg(long, env = "SWITCHBOARD_OUTBOUND_PER_REQUEST", default_value = "10",
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub outbound_per_request: u32,
+    /// Outbound operations a user may start per minute, on average (0 turns the limit off).
+    #[arg(long, env = "SWITCHBOARD_USER_OUTBOUND_PER_MINUTE", default_value = "120",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub user_outbound_per_minute: u32,
+    /// Outbound operations a user may start at once before the per-minute rate applies.
+    #[arg(long, env = "SWITCHBOARD_USER_OUTBOUND_BURST", default_value = "30",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub user_outbound_burst: u32,
+    /// Outbound operations a workspace may start per minute, on average (0 turns the limit off).
+    #[arg(long, env = "SWITCHBOARD_WORKSPACE_OUTBOUND_PER_MINUTE", default_value = "600",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub workspace_outbound_per_minute: u32,
+    /// Outbound operations a workspace may start at once before the per-minute rate applies.
+    #[arg(long, env = "SWITCHBOARD_WORKSPACE_OUTBOUND_BURST", default_value = "100",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub workspace_outbound_burst: u32,
+    /// Most MCP servers registered in one workspace.
+    #[arg(long, env = "SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE", default_value = "200",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_servers_per_workspace: u32,
+    /// Most tools stored for one server; a longer listing is refused.
+    #[arg(long, env = "SWITCHBOARD_MAX_TOOLS_PER_SERVER", default_value = "1000",
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_tools_per_server: u32,
+    /// Largest tool listing of one server, in bytes of JSON; a larger one is refused.
+    #[arg(long, env = "SWITCHBOARD_MAX_CATALOGUE_BYTES", default_value = "2097152",
+          value_parser = clap::value_parser!(u64).range(1024..=268_435_456))]
+    pub max_catalogue_bytes: u64,
+    /// Bearer token `/metrics` requires (16 to 256 visible ASCII characters); without it the
+    /// metrics are open to whoever reaches their listener.
+    #[arg(long, env = "SWITCHBOARD_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Separate address to serve `/metrics` on; the main listener then answers 404 for it.
+    #[arg(long, env = "SWITCHBOARD_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
+    /// Days audit events are kept before a background purge deletes them (0 keeps them all).
+    #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION_DAYS", default_value = "365",
+          value_parser = clap::value_parser!(u32).range(0..=36_500))]
+    pub audit_retention_days: u32,
+    /// Seconds a WebSocket may take to send `connection_init` before it is closed (4408).
+    #[arg(long, env = "SWITCHBOARD_WS_INIT_TIMEOUT_SECS", default_value = "10",
+          value_parser = clap::value_parser!(u32).range(1..=300))]
+    pub ws_init_timeout_secs: u32,
+    /// Longest life of a WebSocket in seconds; then it is closed (1001) and the client
+    /// reconnects.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_LIFETIME_SECS", default_value = "86400",
+          value_parser = clap::value_parser!(u32).range(60..=2_592_000))]
+    pub ws_max_lifetime_secs: u32,
+    /// WebSockets one user may hold open on this process.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SOCKETS_PER_USER", default_value = "100",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ws_max_sockets_per_user: u32,
+    /// WebSockets open on this process, authenticated or not.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SOCKETS", default_value = "20000",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ws_max_sockets: u32,
+    /// Operations (subscriptions, and queries or mutations still running) open at once on one
+    /// WebSocket.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value = "100",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub ws_max_subscriptions_per_socket: u32,
+}
+
+/// The settings the `admin` commands read: where the database is and the keys that open its
+/// secrets. Every other setting keeps its default. Global within `admin`, so they go before or
+/// after the admin command's name.
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Settings")]
+pub struct AdminArgs {
+    /// Database: `sqlite://path` (embedded, the default) or `postgres://…`.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DATABASE_URL",
+        default_value = "sqlite://data/switchboard.db",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
     /// Encryption keys `kid:key,…` (key = 64 hex chars or base64 of 32 bytes); the first seals.
     #[arg(
         long,
@@ -96,114 +219,6 @@ pub struct ConfigArgs {
     /// Key file holding the encryption keys (created with mode 0600 in SQLite mode).
     #[arg(long, env = "SWITCHBOARD_KEY_FILE", global = true)]
     pub key_file: Option<PathBuf>,
-    /// Allow outbound requests to loopback and private networks (local development, tests).
-    #[arg(long, env = "SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", global = true, default_value = "false",
-          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
-    pub allow_private_networks: bool,
-    /// Log format.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_LOG_FORMAT",
-        value_enum,
-        default_value = "text",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    /// Seconds between health checks of a server (0 turns them off).
-    #[arg(long, env = "SWITCHBOARD_HEALTH_INTERVAL_SECS", default_value = "60", global = true,
-          value_parser = clap::value_parser!(u32).range(0..=86_400))]
-    pub health_interval_secs: u32,
-    /// Servers checked at the same time.
-    #[arg(long, env = "SWITCHBOARD_HEALTH_CONCURRENCY", default_value = "8", global = true,
-          value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub health_concurrency: u16,
-    /// Maximum database connections.
-    #[arg(long, env = "SWITCHBOARD_DB_POOL_SIZE", default_value = "16", global = true,
-          value_parser = clap::value_parser!(u16).range(1..=512))]
-    pub db_pool_size: u16,
-    /// Largest accepted request body in bytes.
-    #[arg(long, env = "SWITCHBOARD_MAX_BODY_BYTES", default_value = "1048576", global = true,
-          value_parser = clap::value_parser!(u64).range(1024..=67_108_864))]
-    pub max_body_bytes: u64,
-    /// Deepest accepted GraphQL query.
-    #[arg(long, env = "SWITCHBOARD_MAX_QUERY_DEPTH", default_value = "12", global = true,
-          value_parser = clap::value_parser!(u16).range(2..=64))]
-    pub max_query_depth: u16,
-    /// Highest accepted GraphQL query complexity.
-    #[arg(long, env = "SWITCHBOARD_MAX_QUERY_COMPLEXITY", default_value = "20000", global = true,
-          value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
-    pub max_query_complexity: u32,
-    /// Operations that contact other servers (probe, create, update, delete, OAuth, refresh,
-    /// tool call) accepted in one GraphQL request or WebSocket operation.
-    #[arg(long, env = "SWITCHBOARD_OUTBOUND_PER_REQUEST", default_value = "10", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000))]
-    pub outbound_per_request: u32,
-    /// Outbound operations a user may start per minute, on average (0 turns the limit off).
-    #[arg(long, env = "SWITCHBOARD_USER_OUTBOUND_PER_MINUTE", default_value = "120", global = true,
-          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-    pub user_outbound_per_minute: u32,
-    /// Outbound operations a user may start at once before the per-minute rate applies.
-    #[arg(long, env = "SWITCHBOARD_USER_OUTBOUND_BURST", default_value = "30", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub user_outbound_burst: u32,
-    /// Outbound operations a workspace may start per minute, on average (0 turns the limit off).
-    #[arg(long, env = "SWITCHBOARD_WORKSPACE_OUTBOUND_PER_MINUTE", default_value = "600",
-          global = true, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
-    pub workspace_outbound_per_minute: u32,
-    /// Outbound operations a workspace may start at once before the per-minute rate applies.
-    #[arg(long, env = "SWITCHBOARD_WORKSPACE_OUTBOUND_BURST", default_value = "100", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub workspace_outbound_burst: u32,
-    /// Most MCP servers registered in one workspace.
-    #[arg(long, env = "SWITCHBOARD_MAX_SERVERS_PER_WORKSPACE", default_value = "200", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub max_servers_per_workspace: u32,
-    /// Most tools stored for one server; a longer listing is refused.
-    #[arg(long, env = "SWITCHBOARD_MAX_TOOLS_PER_SERVER", default_value = "1000", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_tools_per_server: u32,
-    /// Largest tool listing of one server, in bytes of JSON; a larger one is refused.
-    #[arg(long, env = "SWITCHBOARD_MAX_CATALOGUE_BYTES", default_value = "2097152", global = true,
-          value_parser = clap::value_parser!(u64).range(1024..=268_435_456))]
-    pub max_catalogue_bytes: u64,
-    /// Bearer token `/metrics` requires (16 to 256 visible ASCII characters); without it the
-    /// metrics are open to whoever reaches their listener.
-    #[arg(
-        long,
-        env = "SWITCHBOARD_METRICS_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
-    pub metrics_token: Option<String>,
-    /// Separate address to serve `/metrics` on; the main listener then answers 404 for it.
-    #[arg(long, env = "SWITCHBOARD_METRICS_BIND", global = true)]
-    pub metrics_bind: Option<String>,
-    /// Days audit events are kept before a background purge deletes them (0 keeps them all).
-    #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION_DAYS", default_value = "365", global = true,
-          value_parser = clap::value_parser!(u32).range(0..=36_500))]
-    pub audit_retention_days: u32,
-    /// Seconds a WebSocket may take to send `connection_init` before it is closed (4408).
-    #[arg(long, env = "SWITCHBOARD_WS_INIT_TIMEOUT_SECS", default_value = "10", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=300))]
-    pub ws_init_timeout_secs: u32,
-    /// Longest life of a WebSocket in seconds; then it is closed (1001) and the client
-    /// reconnects.
-    #[arg(long, env = "SWITCHBOARD_WS_MAX_LIFETIME_SECS", default_value = "86400", global = true,
-          value_parser = clap::value_parser!(u32).range(60..=2_592_000))]
-    pub ws_max_lifetime_secs: u32,
-    /// WebSockets one user may hold open on this process.
-    #[arg(long, env = "SWITCHBOARD_WS_MAX_SOCKETS_PER_USER", default_value = "100", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub ws_max_sockets_per_user: u32,
-    /// WebSockets open on this process, authenticated or not.
-    #[arg(long, env = "SWITCHBOARD_WS_MAX_SOCKETS", default_value = "20000", global = true,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub ws_max_sockets: u32,
-    /// Operations (subscriptions, and queries or mutations still running) open at once on one
-    /// WebSocket.
-    #[arg(long, env = "SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value = "100",
-          global = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub ws_max_subscriptions_per_socket: u32,
 }
 
 /// Validated configuration.
@@ -319,8 +334,7 @@ fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
 impl ConfigArgs {
     /// Validate the raw settings.
     pub fn validate(&self) -> Result<Config, ConfigError> {
-        let database = DatabaseTarget::parse(&self.database_url)
-            .map_err(|m| bad("--database-url / SWITCHBOARD_DATABASE_URL", m))?;
+        let database = parse_database(&self.database_url)?;
         let bind: SocketAddr = self.bind.trim().parse().map_err(|_| {
             bad(
                 "--bind / SWITCHBOARD_BIND",
@@ -340,20 +354,7 @@ impl ConfigArgs {
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
-        let encryption_keys = self
-            .encryption_keys
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(crate::crypto::Secret::new);
-        if let Some(keys) = &encryption_keys {
-            crate::crypto::KeyRing::parse(keys.expose()).map_err(|e| {
-                bad(
-                    "--encryption-keys / SWITCHBOARD_ENCRYPTION_KEYS",
-                    e.to_string(),
-                )
-            })?;
-        }
+        let encryption_keys = parse_encryption_keys(self.encryption_keys.as_deref())?;
         let client_metadata_url = match &self.client_metadata_url {
             Some(raw) => {
                 let url = Url::parse(raw.trim()).map_err(|e| {
@@ -435,6 +436,34 @@ impl ConfigArgs {
             },
         })
     }
+}
+
+impl AdminArgs {
+    /// Validate the settings: a [`Config`] with these and every other setting at its default.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let mut config = Config::defaults(parse_database(&self.database_url)?);
+        config.encryption_keys = parse_encryption_keys(self.encryption_keys.as_deref())?;
+        config.key_file = self.key_file.clone();
+        Ok(config)
+    }
+}
+
+fn parse_database(raw: &str) -> Result<DatabaseTarget, ConfigError> {
+    DatabaseTarget::parse(raw).map_err(|m| bad("--database-url / SWITCHBOARD_DATABASE_URL", m))
+}
+
+/// The key list, checked; an empty value counts as none. The keys are never echoed.
+fn parse_encryption_keys(raw: Option<&str>) -> Result<Option<crate::crypto::Secret>, ConfigError> {
+    let Some(keys) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    crate::crypto::KeyRing::parse(keys).map_err(|e| {
+        bad(
+            "--encryption-keys / SWITCHBOARD_ENCRYPTION_KEYS",
+            e.to_string(),
+        )
+    })?;
+    Ok(Some(crate::crypto::Secret::new(keys)))
 }
 
 /// A metrics token: long enough not to be guessed, and sendable in a header as is. The value
@@ -712,6 +741,64 @@ mod tests {
         assert!(error.contains("audit-retention-days"), "{error}");
         let error = parse(&["--audit-retention-days", "36501"]).expect_err("too long");
         assert!(error.contains("audit-retention-days"), "{error}");
+    }
+
+    #[derive(Parser)]
+    struct AdminProbe {
+        #[command(flatten)]
+        args: AdminArgs,
+    }
+
+    fn parse_admin(args: &[&str]) -> Result<Config, String> {
+        let mut argv = vec!["switchboard"];
+        argv.extend_from_slice(args);
+        let probe = AdminProbe::try_parse_from(argv).map_err(|e| e.to_string())?;
+        probe.args.validate().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn admin_settings_leave_the_rest_at_their_defaults() {
+        let keys = format!("k1:{}", "ab".repeat(32));
+        let config = parse_admin(&[
+            "--database-url",
+            "postgres://db.internal/switchboard",
+            "--encryption-keys",
+            &keys,
+            "--key-file",
+            "/etc/switchboard/keys",
+        ])
+        .expect("valid");
+        assert_eq!(
+            config.database,
+            DatabaseTarget::Postgres("postgres://db.internal/switchboard".into())
+        );
+        assert_eq!(
+            config.encryption_keys.as_ref().map(|k| k.expose()),
+            Some(keys.as_str())
+        );
+        assert_eq!(
+            config.key_file,
+            Some(PathBuf::from("/etc/switchboard/keys"))
+        );
+        let defaults = Config::defaults(config.database.clone());
+        assert_eq!(config.bind, defaults.bind);
+        assert_eq!(config.db_pool_size, defaults.db_pool_size);
+        assert_eq!(config.log_format, defaults.log_format);
+
+        let config = parse_admin(&[]).expect("defaults are valid");
+        assert_eq!(
+            config.database,
+            DatabaseTarget::Sqlite("data/switchboard.db".into())
+        );
+        assert!(config.encryption_keys.is_none());
+
+        let error = parse_admin(&["--database-url", "mysql://x"]).expect_err("bad db");
+        assert!(error.contains("SWITCHBOARD_DATABASE_URL"), "{error}");
+        let error = parse_admin(&["--encryption-keys", "k1:short"]).expect_err("bad key");
+        assert!(error.contains("SWITCHBOARD_ENCRYPTION_KEYS"), "{error}");
+        assert!(!error.contains("short"), "not echoed: {error}");
+        let error = parse_admin(&["--bind", "127.0.0.1:1"]).expect_err("not an admin setting");
+        assert!(error.contains("--bind"), "{error}");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     stdout: PathBuf,
     stderr: PathBuf,
 }
@@ -29,7 +29,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn command(dir: &Path) -> Command {
+pub(crate) fn command(dir: &Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .current_dir(dir)
@@ -62,7 +62,12 @@ fn spawn(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
 }
 
 fn start(dir: &Path, tag: &str) -> Server {
-    let server = spawn(dir, tag, &[]);
+    start_with(dir, tag, &[])
+}
+
+/// [`start`] with `env` added to [`command`]'s environment.
+pub(crate) fn start_with(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
+    let server = spawn(dir, tag, env);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(response) = reqwest::blocking::get(format!("{}/healthz", server.base))
@@ -98,7 +103,7 @@ async fn start_async(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
     }
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     let mut text = String::new();
     if let Ok(mut file) = std::fs::File::open(path) {
         let _ = file.read_to_string(&mut text);
@@ -106,7 +111,7 @@ fn read(path: &Path) -> String {
     text
 }
 
-fn stop(mut server: Server) -> (String, String) {
+pub(crate) fn stop(mut server: Server) -> (String, String) {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(server.child.id().to_string())
@@ -125,7 +130,13 @@ fn stop(mut server: Server) -> (String, String) {
     (read(&server.stdout), read(&server.stderr))
 }
 
-fn gql(base: &str, token: &str, query: &str, variables: Value, bodies: &mut Vec<String>) -> Value {
+pub(crate) fn gql(
+    base: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+    bodies: &mut Vec<String>,
+) -> Value {
     let text = reqwest::blocking::Client::new()
         .post(format!("{base}/graphql"))
         .bearer_auth(token)

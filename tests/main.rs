@@ -13,6 +13,7 @@ mod access;
 mod api_hygiene;
 mod audit_retention;
 mod binary;
+mod cli;
 mod console;
 mod faults;
 mod graphiql;

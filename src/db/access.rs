@@ -41,6 +41,59 @@ pub async fn upsert_member(conn: &mut DbConn, row: &MemberRow) -> Result<(), DbE
     Ok(())
 }
 
+/// Hold off every other writer of users until the current transaction ends, so that a check
+/// over the existing users (no other user has that name) still holds when an insert commits.
+/// On PostgreSQL the table is locked in `SHARE ROW EXCLUSIVE` mode, which only conflicts with
+/// writes (reads, and the key checks of rows referring to users, go on); on SQLite the write
+/// transaction (`BEGIN IMMEDIATE`) already excludes every other writer. Call inside a
+/// transaction.
+pub async fn lock_users(conn: &mut DbConn) -> Result<(), DbError> {
+    if let DbConn::Postgres(c) = conn {
+        let c: &mut diesel_async::AsyncPgConnection = c;
+        diesel::sql_query("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
+            .execute(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every user, oldest first (ties by id, so the order is stable).
+pub async fn all_users(conn: &mut DbConn) -> Result<Vec<UserRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        users::table
+            .order((users::created_at.asc(), users::id.asc()))
+            .select(UserRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Every workspace, oldest first (ties by id, so the order is stable).
+pub async fn all_workspaces(conn: &mut DbConn) -> Result<Vec<WorkspaceRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspaces::table
+            .order((workspaces::created_at.asc(), workspaces::id.asc()))
+            .select(WorkspaceRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Every membership of every workspace, oldest first.
+pub async fn all_members(conn: &mut DbConn) -> Result<Vec<MemberRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspace_members::table
+            .order((
+                workspace_members::created_at.asc(),
+                workspace_members::workspace_id.asc(),
+                workspace_members::user_id.asc(),
+            ))
+            .select(MemberRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
 /// Whether any user exists (an empty database gets bootstrapped).
 pub async fn any_user(conn: &mut DbConn) -> Result<bool, DbError> {
     let found: Option<DbUuid> = with_conn!(conn, |c| {

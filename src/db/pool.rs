@@ -180,14 +180,15 @@ pub(crate) async fn establish_postgres(url: &str) -> diesel::ConnectionResult<As
     AsyncPgConnection::try_from_client_and_connection(client, connection).await
 }
 
-/// Open one SQLite connection with the pragmas every connection needs: WAL so readers never
-/// block the writer, a busy timeout instead of immediate `SQLITE_BUSY`, and foreign keys (off by
-/// default in SQLite) so deletes cascade.
+/// Open one SQLite connection with the pragmas every connection needs: a busy timeout instead
+/// of immediate `SQLITE_BUSY` (first, so that switching to WAL waits for another process's
+/// lock too), WAL so readers never block the writer, and foreign keys (off by default in
+/// SQLite) so deletes cascade.
 async fn establish_sqlite(path: &str) -> diesel::ConnectionResult<SqliteConn> {
     let mut conn = SqliteConn::establish(path).await?;
     conn.batch_execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
     .await
     .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;

@@ -1,6 +1,14 @@
 //! Operator tasks that run without the API: first-start bootstrap, creating users,
-//! workspaces and tokens from the command line, and re-sealing every secret after a key
-//! rotation.
+//! workspaces and tokens from the command line, finding and listing them, and re-sealing every
+//! secret after a key rotation.
+//!
+//! User names are unique, compared trimmed and without regard to case ([`same_name`]): every
+//! insert of a user checks the existing names while holding the users' write lock. A database
+//! written before this rule may still hold users sharing a name; they stay, and naming one of
+//! them where a single user is meant is refused with the candidates listed. Workspace names
+//! may repeat.
+
+use std::collections::HashMap;
 
 use uuid::Uuid;
 
@@ -27,6 +35,8 @@ pub struct Bootstrap {
 pub async fn bootstrap(app: &App) -> Result<Option<Bootstrap>> {
     let mut conn = app.db.conn().await?;
     transaction!(conn, {
+        // Replicas starting together on an empty PostgreSQL database create one admin.
+        db::access::lock_users(&mut conn).await?;
         if db::access::any_user(&mut conn).await? {
             return Ok(None);
         }
@@ -46,17 +56,32 @@ pub async fn bootstrap(app: &App) -> Result<Option<Bootstrap>> {
     })
 }
 
-/// Create a user.
+/// Create a user. A name another user has (trimmed, in any case) is a conflict.
 pub async fn create_user(app: &App, name: &str) -> Result<UserRow> {
     let name = validate_label("name", name)?;
-    let user = UserRow {
-        id: DbUuid(Uuid::now_v7()),
-        name,
-        created_at: DbTime(db::now()),
-    };
     let mut conn = app.db.conn().await?;
-    db::access::insert_user(&mut conn, &user).await?;
-    Ok(user)
+    transaction!(conn, {
+        db::access::lock_users(&mut conn).await?;
+        // Every user is read: the comparison folds case beyond ASCII, which SQLite's `lower()`
+        // does not, and users are few and created by operators.
+        let users = db::access::all_users(&mut conn).await?;
+        if let Some(taken) = users.iter().find(|user| same_name(&user.name, &name)) {
+            return Err(Error::Conflict {
+                message: format!(
+                    "a user named {:?} already exists ({})",
+                    taken.name, taken.id.0
+                ),
+                existing_id: Some(taken.id.0),
+            });
+        }
+        let user = UserRow {
+            id: DbUuid(Uuid::now_v7()),
+            name,
+            created_at: DbTime(db::now()),
+        };
+        db::access::insert_user(&mut conn, &user).await?;
+        Ok::<_, Error>(user)
+    })
 }
 
 /// Create a workspace administered by `admin`.
@@ -106,6 +131,168 @@ pub async fn create_token(app: &App, user_id: Uuid, name: &str) -> Result<NewTok
         return Err(bad_input("user", "no such user"));
     }
     issue_token(&mut conn, user_id, &name).await
+}
+
+/// Whether two names are the same user name: equal once trimmed and lowercased.
+pub fn same_name(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// The user an operator means by `reference`: the user with that id, else the one user with
+/// that name ([`same_name`]). No match, or a name several users share, is bad input on
+/// `field`; the latter lists the candidates.
+pub async fn find_user(app: &App, field: &str, reference: &str) -> Result<UserRow> {
+    let mut conn = app.db.conn().await?;
+    if let Some(id) = parse_id(reference)
+        && let Some(user) = db::access::find_user(&mut conn, id).await?
+    {
+        return Ok(user);
+    }
+    let users = db::access::all_users(&mut conn).await?;
+    pick_by_name(field, ("user", "users"), reference, users, |u| {
+        (u.id.0, u.name.as_str())
+    })
+}
+
+/// The workspace an operator means by `reference`: the workspace with that id, else the one
+/// workspace with that name (compared like user names). No match, or a name several
+/// workspaces share, is bad input on `field`; the latter lists the candidates.
+pub async fn find_workspace(app: &App, field: &str, reference: &str) -> Result<WorkspaceRow> {
+    let mut conn = app.db.conn().await?;
+    if let Some(id) = parse_id(reference)
+        && let Some(workspace) = db::access::find_workspace(&mut conn, id).await?
+    {
+        return Ok(workspace);
+    }
+    let workspaces = db::access::all_workspaces(&mut conn).await?;
+    pick_by_name(
+        field,
+        ("workspace", "workspaces"),
+        reference,
+        workspaces,
+        |w| (w.id.0, w.name.as_str()),
+    )
+}
+
+fn parse_id(reference: &str) -> Option<Uuid> {
+    Uuid::parse_str(reference.trim()).ok()
+}
+
+/// The one row named `reference` among `rows`.
+fn pick_by_name<T>(
+    field: &str,
+    (noun, nouns): (&str, &str),
+    reference: &str,
+    rows: Vec<T>,
+    id_and_name: impl Fn(&T) -> (Uuid, &str),
+) -> Result<T> {
+    let wanted = reference.trim();
+    if wanted.is_empty() {
+        return Err(bad_input(field, "is required"));
+    }
+    let mut named: Vec<T> = rows
+        .into_iter()
+        .filter(|row| same_name(id_and_name(row).1, wanted))
+        .collect();
+    if named.len() > 1 {
+        let candidates = named
+            .iter()
+            .map(|row| {
+                let (id, name) = id_and_name(row);
+                format!("{name:?} ({id})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(bad_input(
+            field,
+            format!(
+                "{wanted:?} names {} {nouns}: {candidates}; give the id of one",
+                named.len()
+            ),
+        ));
+    }
+    named
+        .pop()
+        .ok_or_else(|| bad_input(field, format!("no {noun} has the id or name {wanted:?}")))
+}
+
+/// A user and the workspaces they belong to.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    /// The user.
+    pub user: UserRow,
+    /// Their workspaces, with their role in each, in the order they joined.
+    pub workspaces: Vec<(WorkspaceRow, Role)>,
+}
+
+/// A workspace and its members.
+#[derive(Debug, Clone)]
+pub struct WorkspaceEntry {
+    /// The workspace.
+    pub workspace: WorkspaceRow,
+    /// Its members, with their roles, in the order they joined.
+    pub members: Vec<(UserRow, Role)>,
+}
+
+/// Every user with their workspaces, oldest first.
+pub async fn list_users(app: &App) -> Result<Vec<UserEntry>> {
+    let (users, workspaces, members) = directory(app).await?;
+    let workspaces: HashMap<Uuid, WorkspaceRow> =
+        workspaces.into_iter().map(|w| (w.id.0, w)).collect();
+    let mut joined: HashMap<Uuid, Vec<(WorkspaceRow, Role)>> = HashMap::new();
+    for (workspace_id, user_id, role) in members {
+        if let Some(workspace) = workspaces.get(&workspace_id) {
+            joined
+                .entry(user_id)
+                .or_default()
+                .push((workspace.clone(), role));
+        }
+    }
+    Ok(users
+        .into_iter()
+        .map(|user| UserEntry {
+            workspaces: joined.remove(&user.id.0).unwrap_or_default(),
+            user,
+        })
+        .collect())
+}
+
+/// Every workspace with its members, oldest first.
+pub async fn list_workspaces(app: &App) -> Result<Vec<WorkspaceEntry>> {
+    let (users, workspaces, members) = directory(app).await?;
+    let users: HashMap<Uuid, UserRow> = users.into_iter().map(|u| (u.id.0, u)).collect();
+    let mut joined: HashMap<Uuid, Vec<(UserRow, Role)>> = HashMap::new();
+    for (workspace_id, user_id, role) in members {
+        if let Some(user) = users.get(&user_id) {
+            joined
+                .entry(workspace_id)
+                .or_default()
+                .push((user.clone(), role));
+        }
+    }
+    Ok(workspaces
+        .into_iter()
+        .map(|workspace| WorkspaceEntry {
+            members: joined.remove(&workspace.id.0).unwrap_or_default(),
+            workspace,
+        })
+        .collect())
+}
+
+/// Users and workspaces, oldest first, and memberships (workspace id, user id, role) in the
+/// order they were made.
+async fn directory(
+    app: &App,
+) -> Result<(Vec<UserRow>, Vec<WorkspaceRow>, Vec<(Uuid, Uuid, Role)>)> {
+    let mut conn = app.db.conn().await?;
+    let users = db::access::all_users(&mut conn).await?;
+    let workspaces = db::access::all_workspaces(&mut conn).await?;
+    let members = db::access::all_members(&mut conn)
+        .await?
+        .into_iter()
+        .filter_map(|m| Role::parse(&m.role).map(|role| (m.workspace_id.0, m.user_id.0, role)))
+        .collect();
+    Ok((users, workspaces, members))
 }
 
 /// Outcome of [`reseal_all`].
