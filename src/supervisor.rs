@@ -39,6 +39,18 @@ struct Liveness {
     last_success_unix: AtomicI64,
 }
 
+impl Liveness {
+    fn new(name: &'static str) -> Arc<Liveness> {
+        Arc::new(Liveness {
+            name,
+            healthy: AtomicBool::new(true),
+            failures_in_a_row: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            last_success_unix: AtomicI64::new(0),
+        })
+    }
+}
+
 /// What a task's liveness looks like now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskReport {
@@ -73,13 +85,7 @@ impl Supervisor {
         F: Future<Output = Result<(), E>> + Send,
         E: std::fmt::Display,
     {
-        let liveness = Arc::new(Liveness {
-            name,
-            healthy: AtomicBool::new(true),
-            failures_in_a_row: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            last_success_unix: AtomicI64::new(0),
-        });
+        let liveness = Liveness::new(name);
         let watched = liveness.clone();
         let handle = tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
@@ -123,10 +129,7 @@ impl Supervisor {
                 }
             }
         });
-        self.tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((liveness, handle));
+        self.keep(liveness, handle);
     }
 
     /// Run a service: the future `make()` returns runs until it returns, which ends the
@@ -136,13 +139,7 @@ impl Supervisor {
         M: Fn() -> F + Send + 'static,
         F: Future<Output = ()> + Send,
     {
-        let liveness = Arc::new(Liveness {
-            name,
-            healthy: AtomicBool::new(true),
-            failures_in_a_row: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            last_success_unix: AtomicI64::new(0),
-        });
+        let liveness = Liveness::new(name);
         let watched = liveness.clone();
         let handle = tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
@@ -174,6 +171,10 @@ impl Supervisor {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         });
+        self.keep(liveness, handle);
+    }
+
+    fn keep(&self, liveness: Arc<Liveness>, handle: JoinHandle<()>) {
         self.tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
