@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Error, Result};
-use crate::app::App;
 use crate::crypto::sha256_hex;
 use crate::db::{self, DbTime};
+use crate::domain::Context;
 
 /// A role in a workspace, in increasing order of power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -164,12 +164,12 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 }
 
 /// Authenticate an API token: `Unauthenticated` unless it is a live token.
-pub async fn authenticate(app: &App, token: &str) -> Result<Principal> {
+pub async fn authenticate(ctx: &Context, token: &str) -> Result<Principal> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 256 {
         return Err(Error::Unauthenticated);
     }
     let hash = sha256_hex(token);
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let Some((token_row, user, members)) =
         db::access::find_live_token_with_memberships(&mut conn, &hash).await?
     else {

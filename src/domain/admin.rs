@@ -4,10 +4,10 @@
 
 use uuid::Uuid;
 
+use super::Context;
 use super::access::Role;
 use super::workspaces::{NewToken, insert_workspace, issue_token, validate_label};
 use super::{Error, Result, bad_input};
-use crate::app::App;
 use crate::db::models::{UserRow, WorkspaceRow};
 use crate::db::{self, DbTime, DbUuid, sealed};
 use crate::transaction;
@@ -24,7 +24,7 @@ pub struct Bootstrap {
 
 /// On an empty database (no users), create a default workspace, an admin user and a token.
 /// Returns `None` when the database already has users.
-pub async fn bootstrap(app: &App) -> Result<Option<Bootstrap>> {
+pub async fn bootstrap(app: &Context) -> Result<Option<Bootstrap>> {
     let mut conn = app.db.conn().await?;
     transaction!(conn, {
         if db::access::any_user(&mut conn).await? {
@@ -47,7 +47,7 @@ pub async fn bootstrap(app: &App) -> Result<Option<Bootstrap>> {
 }
 
 /// Create a user.
-pub async fn create_user(app: &App, name: &str) -> Result<UserRow> {
+pub async fn create_user(app: &Context, name: &str) -> Result<UserRow> {
     let name = validate_label("name", name)?;
     let user = UserRow {
         id: DbUuid(Uuid::now_v7()),
@@ -60,7 +60,7 @@ pub async fn create_user(app: &App, name: &str) -> Result<UserRow> {
 }
 
 /// Create a workspace administered by `admin`.
-pub async fn create_workspace(app: &App, name: &str, admin: Uuid) -> Result<WorkspaceRow> {
+pub async fn create_workspace(app: &Context, name: &str, admin: Uuid) -> Result<WorkspaceRow> {
     let name = validate_label("name", name)?;
     let mut conn = app.db.conn().await?;
     transaction!(conn, {
@@ -72,7 +72,12 @@ pub async fn create_workspace(app: &App, name: &str, admin: Uuid) -> Result<Work
 }
 
 /// Add a user to a workspace with a role, or change their role.
-pub async fn add_member(app: &App, workspace_id: Uuid, user_id: Uuid, role: Role) -> Result<()> {
+pub async fn add_member(
+    app: &Context,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) -> Result<()> {
     let mut conn = app.db.conn().await?;
     transaction!(conn, {
         if db::access::find_workspace(&mut conn, workspace_id)
@@ -99,7 +104,7 @@ pub async fn add_member(app: &App, workspace_id: Uuid, user_id: Uuid, role: Role
 }
 
 /// Create a token for a user.
-pub async fn create_token(app: &App, user_id: Uuid, name: &str) -> Result<NewToken> {
+pub async fn create_token(app: &Context, user_id: Uuid, name: &str) -> Result<NewToken> {
     let name = validate_label("name", name)?;
     let mut conn = app.db.conn().await?;
     if db::access::find_user(&mut conn, user_id).await?.is_none() {
@@ -123,7 +128,7 @@ const BATCH: i64 = 200;
 /// key, a batch at a time. Each value is replaced only if it did not change meanwhile, so a
 /// running server's writes (a refreshed token) are never overwritten with older values; such a
 /// value was written under the primary key already.
-pub async fn reseal_all(app: &App) -> Result<ResealReport> {
+pub async fn reseal_all(app: &Context) -> Result<ResealReport> {
     let mut report = ResealReport::default();
     let mut conn = app.db.conn().await?;
     for column in sealed::ALL {

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
+use super::Context;
 use super::access::{AccessEvent, AccessSignal};
 use crate::db::models::McpServerRow;
 use crate::db::notify::{Listener, Notification};
@@ -600,18 +601,14 @@ pub async fn record(
 
 /// Change a server's status outside any other transaction, publish the change, and log a
 /// storage failure once (status bookkeeping never fails the operation that caused it).
-pub async fn update(
-    app: &crate::app::App,
-    server_id: Uuid,
-    change: impl FnOnce(&mut McpServerRow),
-) {
+pub async fn update(ctx: &Context, server_id: Uuid, change: impl FnOnce(&mut McpServerRow)) {
     let recorded = async {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         record(&mut conn, server_id, change).await
     }
     .await;
     match recorded {
-        Ok(Some(event)) => app.events.publish(event),
+        Ok(Some(event)) => ctx.events.publish(event),
         Ok(None) => {}
         Err(error) => {
             tracing::error!(%error, mcp_server.id = %server_id, "cannot record a status change")
@@ -620,8 +617,8 @@ pub async fn update(
 }
 
 /// How many servers are in each (connection status, auth status) pair, for metrics.
-pub async fn counts(app: &crate::app::App) -> Result<Vec<(String, String, i64)>, DbError> {
-    let mut conn = app.db.conn().await?;
+pub async fn counts(ctx: &Context) -> Result<Vec<(String, String, i64)>, DbError> {
+    let mut conn = ctx.db.conn().await?;
     db::servers::status_counts(&mut conn).await
 }
 
