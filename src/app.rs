@@ -14,10 +14,10 @@ use crate::config::Config;
 use crate::crypto::{self, KeyRing};
 use crate::db::{DatabaseTarget, Db, PoolOptions};
 use crate::domain::limits::Limits;
-use crate::domain::mcp::pool::SessionPool;
 use crate::domain::oauth::OauthState;
 use crate::domain::status::EventBus;
 use crate::domain::{Context, Settings};
+use crate::mcp::SessionPool;
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
 use crate::supervisor::Supervisor;
 
@@ -94,8 +94,7 @@ pub fn start_background_tasks(app: &AppHandle) {
         move || {
             let app = handle.clone();
             async move {
-                app.sessions
-                    .reap_idle(crate::domain::mcp::pool::IDLE_TIMEOUT);
+                app.sessions.reap_idle(crate::mcp::pool::IDLE_TIMEOUT);
                 Ok::<(), std::convert::Infallible>(())
             }
         },

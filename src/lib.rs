@@ -18,6 +18,7 @@ pub mod domain;
 pub mod graphql;
 pub mod headless;
 pub mod http;
+pub mod mcp;
 pub mod metrics;
 pub mod net;
 #[cfg(test)]

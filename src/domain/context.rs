@@ -10,11 +10,11 @@ use std::sync::Arc;
 use url::Url;
 
 use super::limits::{Limits, RateLimit};
-use super::mcp::pool::SessionPool;
 use super::oauth::OauthState;
 use super::status::EventBus;
 use crate::crypto::KeyRing;
 use crate::db::Db;
+use crate::mcp::SessionPool;
 use crate::metrics::Metrics;
 use crate::net::GuardedClient;
 

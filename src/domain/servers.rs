@@ -32,8 +32,12 @@ use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow};
 use crate::db::sealed;
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::domain::Context;
+use crate::mcp::RESERVED_HEADERS;
 use crate::net::{self, NetError};
 use crate::transaction;
+
+/// The MCP transport a server speaks (defined with the sessions that speak it).
+pub use crate::mcp::Transport;
 
 /// How Switchboard authenticates to a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,33 +66,6 @@ impl AuthType {
             "none" => AuthType::None,
             "oauth" => AuthType::Oauth,
             _ => AuthType::Headers,
-        }
-    }
-}
-
-/// MCP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Streamable HTTP (the current MCP transport).
-    StreamableHttp,
-    /// The older HTTP+SSE transport.
-    Sse,
-}
-
-impl Transport {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::StreamableHttp => "streamable_http",
-            Transport::Sse => "sse",
-        }
-    }
-
-    /// Parse the stored form.
-    pub fn parse(text: &str) -> Transport {
-        match text {
-            "sse" => Transport::Sse,
-            _ => Transport::StreamableHttp,
         }
     }
 }
@@ -213,25 +190,6 @@ pub const MAX_HEADERS: usize = 32;
 pub const DEFAULT_PAGE: i64 = 20;
 /// Largest page.
 pub const MAX_PAGE: i64 = 100;
-
-/// Headers the transport owns; letting a user set them would corrupt requests. Lower case.
-pub(crate) const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "accept",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-];
 
 /// A server visible to the caller, or `None`.
 pub async fn get(ctx: &Context, principal: &Principal, id: Uuid) -> Result<Option<McpServerRow>> {

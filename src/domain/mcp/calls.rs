@@ -10,7 +10,6 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::catalogue;
-use super::session::{McpError, ToolCallOutcome};
 use crate::db;
 use crate::db::models::McpServerRow;
 use crate::domain::Context;
@@ -20,6 +19,7 @@ use crate::domain::oauth::tokens;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, ConnectionStatus};
 use crate::domain::{Error, Result, bad_input};
+use crate::mcp::{McpError, ToolCallOutcome};
 
 /// Reconnect to a server, list its tools and store them (editor role).
 pub async fn refresh_server(

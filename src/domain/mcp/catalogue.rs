@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::session::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
 use crate::db::models::{McpServerRow, ToolRow};
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::Context;
@@ -20,6 +19,7 @@ use crate::domain::oauth::{OauthError, challenge, tokens};
 use crate::domain::servers::{self, AuthType, Transport};
 use crate::domain::status::{self, AuthStatus, ConnectionStatus};
 use crate::domain::{Error, Result};
+use crate::mcp::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
 use crate::transaction;
 
 /// Open a session to a server with its static headers and, for OAuth servers, a usable access
@@ -27,7 +27,7 @@ use crate::transaction;
 /// token used.
 pub async fn connect(ctx: &Context, server: &McpServerRow) -> Result<(McpSession, Option<i64>)> {
     let (target, generation) = target(ctx, server).await?;
-    let session = session::open(&ctx.http, target)
+    let session = mcp::open(&ctx.http, target)
         .await
         .map_err(|e| mcp_error(server.id.0, e))?;
     Ok((session, generation))
