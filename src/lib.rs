@@ -15,6 +15,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
+pub mod events;
 pub mod graphql;
 pub mod headless;
 pub mod http;

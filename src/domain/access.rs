@@ -139,15 +139,9 @@ impl AccessEvent {
     }
 }
 
-/// What subscribers of access changes receive.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessSignal {
-    /// One change.
-    Changed(AccessEvent),
-    /// Changes may have been missed (the link to the other replicas was lost for a while, or
-    /// this subscriber fell behind): check every open session against the database again.
-    Recheck,
-}
+/// What subscribers of access changes receive: one change, or `Recheck` when changes may have
+/// been missed (check every open session against the database again).
+pub type AccessSignal = crate::events::Signal<AccessEvent>;
 
 /// Prefix of every API token, so leaked tokens are easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "sbt_";
