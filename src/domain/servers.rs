@@ -228,6 +228,21 @@ pub async fn probe(
     Ok(probe::probe(&ctx.http, &target.parsed, transport).await)
 }
 
+/// Servers by id, for the nested fields of objects whose access was checked when they were
+/// resolved (one query, whatever the number of ids). Ids not found are absent.
+pub async fn by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, McpServerRow>> {
+    let mut conn = ctx.db.conn().await?;
+    let rows = db::servers::by_ids(&mut conn, ids).await?;
+    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+}
+
+/// The OAuth state (grant and pending flow) of servers already access-checked, by server id;
+/// servers with neither are absent. Two queries, whatever the number of ids.
+pub async fn oauth_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, OauthView>> {
+    let mut conn = ctx.db.conn().await?;
+    Ok(oauth_views(&mut conn, ids, true).await?)
+}
+
 /// Which related rows a page of servers needs (the API asks only for what the query selects).
 #[derive(Clone, Debug, Default)]
 pub struct Wanted {

@@ -5,6 +5,8 @@
 //! follow it. A workspace always keeps at least one admin: member changes lock the workspace's
 //! memberships, then refuse to remove or demote its last admin.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 use uuid::Uuid;
 
@@ -40,6 +42,22 @@ pub async fn mine(ctx: &Context, principal: &Principal) -> Result<Vec<(Workspace
         .into_iter()
         .filter_map(|w| principal.role_in(w.id.0).map(|role| (w, role)))
         .collect())
+}
+
+/// Workspaces by id, for the nested fields of objects whose access was checked when they were
+/// resolved (one query). Ids not found are absent.
+pub async fn by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, WorkspaceRow>> {
+    let mut conn = ctx.db.conn().await?;
+    let rows = db::access::workspaces_by_ids(&mut conn, ids).await?;
+    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+}
+
+/// Users by id, for the nested fields of objects whose access was checked when they were
+/// resolved (one query). Ids not found are absent.
+pub async fn users_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, UserRow>> {
+    let mut conn = ctx.db.conn().await?;
+    let rows = db::access::users_by_ids(&mut conn, ids).await?;
+    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
 }
 
 /// The calling user.
