@@ -1,39 +1,42 @@
 //! The application state, built once at start-up and shared by the HTTP server, the GraphQL
 //! schema, background tasks and the command line.
+//!
+//! Only the top layers (`graphql`, `http`, `cli`, `headless`) see [`App`]. The domain gets the
+//! [`Context`] assembled here, with the settings it reads taken out of the [`Config`]; `App`
+//! dereferences to it, so the top layers hand `&app` to domain functions as they are.
 
+use std::ops::Deref;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::Context as _;
 
 use crate::config::Config;
 use crate::crypto::{self, KeyRing};
 use crate::db::{DatabaseTarget, Db, PoolOptions};
+use crate::domain::limits::Limits;
 use crate::domain::oauth::OauthState;
 use crate::domain::status::EventBus;
+use crate::domain::{Context, Settings};
+use crate::mcp::SessionPool;
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
+use crate::supervisor::Supervisor;
 
 /// Everything a request or task needs.
 pub struct App {
     /// Validated configuration.
     pub config: Config,
-    /// Database pool.
-    pub db: Db,
-    /// Encryption keys.
-    pub keys: KeyRing,
-    /// The guarded outbound HTTP client.
-    pub http: GuardedClient,
-    /// Status event fan-out (across replicas on PostgreSQL; its relay stops with the app).
-    pub events: EventBus,
-    /// OAuth discovery cache and refresh single-flight.
-    pub oauth: OauthState,
-    /// Process metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// MCP sessions kept open between tool calls.
-    pub sessions: crate::domain::mcp::pool::SessionPool,
     /// Background tasks and their liveness.
-    pub tasks: crate::supervisor::Supervisor,
-    /// Outbound budgets, rate limits and quotas.
-    pub limits: crate::domain::limits::Limits,
+    pub tasks: Supervisor,
+    /// What the domain works with.
+    pub context: Context,
+}
+
+impl Deref for App {
+    type Target = Context;
+
+    fn deref(&self) -> &Context {
+        &self.context
+    }
 }
 
 /// Undelivered status events kept per slow subscriber.
@@ -91,8 +94,7 @@ pub fn start_background_tasks(app: &AppHandle) {
         move || {
             let app = handle.clone();
             async move {
-                app.sessions
-                    .reap_idle(crate::domain::mcp::pool::IDLE_TIMEOUT);
+                app.sessions.reap_idle(crate::mcp::pool::IDLE_TIMEOUT);
                 Ok::<(), std::convert::Infallible>(())
             }
         },
@@ -156,7 +158,7 @@ impl App {
             ClientOptions::default(),
         )
         .context("building the outbound HTTP client")?;
-        let tasks = crate::supervisor::Supervisor::default();
+        let tasks = Supervisor::default();
         // Replicas share one PostgreSQL, so their subscribers must hear each other's events;
         // a SQLite database has exactly one process.
         let events = match &config.database {
@@ -165,19 +167,38 @@ impl App {
                 .context("relaying status events between replicas")?,
             DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
         };
-        let limits = crate::domain::limits::Limits::new(&config);
-        Ok(Arc::new(App {
-            config,
+        let settings = settings(&config);
+        let context = Context {
             db,
             keys,
             http,
             events,
+            sessions: SessionPool::default(),
             oauth: OauthState::default(),
             metrics: Arc::default(),
-            sessions: crate::domain::mcp::pool::SessionPool::default(),
+            limits: Limits::new(&settings),
+            settings,
+        };
+        Ok(Arc::new(App {
+            config,
             tasks,
-            limits,
+            context,
         }))
+    }
+}
+
+/// The settings the domain reads, out of the whole configuration.
+fn settings(config: &Config) -> Settings {
+    Settings {
+        public_url: config.public_url.clone(),
+        client_metadata_url: config.client_metadata_url.clone(),
+        allow_private_networks: config.allow_private_networks,
+        outbound_per_request: config.outbound_per_request,
+        user_outbound: config.user_outbound,
+        workspace_outbound: config.workspace_outbound,
+        max_servers_per_workspace: config.max_servers_per_workspace,
+        max_tools_per_server: config.max_tools_per_server,
+        max_catalogue_bytes: config.max_catalogue_bytes,
     }
 }
 

@@ -48,6 +48,7 @@ use clap::{Args, ValueEnum};
 use url::Url;
 
 use crate::db::DatabaseTarget;
+pub use crate::domain::limits::RateLimit;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -291,29 +292,6 @@ pub struct WebSocketLimits {
     pub max_subscriptions_per_socket: usize,
 }
 
-/// A token-bucket rate: `per_minute` on average, up to `burst` at once. A rate of zero turns
-/// the limit off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Operations per minute, on average (0: unlimited).
-    pub per_minute: u32,
-    /// Operations accepted at once.
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// No limit.
-    pub const OFF: RateLimit = RateLimit {
-        per_minute: 0,
-        burst: 1,
-    };
-
-    /// Whether the limit applies.
-    pub fn is_on(&self) -> bool {
-        self.per_minute > 0
-    }
-}
-
 /// A setting with a bad value.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting {setting}: {message}")]
@@ -536,19 +514,6 @@ impl Config {
             .expect("defaults are valid");
         config.database = database;
         config
-    }
-
-    /// Whether the public URL is https (needed to serve a client metadata document).
-    pub fn public_url_is_https(&self) -> bool {
-        self.public_url.scheme() == "https"
-    }
-
-    /// An absolute URL on this server: the public URL's path plus `path` (which starts with `/`).
-    pub fn public_endpoint(&self, path: &str) -> Url {
-        let mut url = self.public_url.clone();
-        let joined = format!("{}{}", url.path().trim_end_matches('/'), path);
-        url.set_path(&joined);
-        url
     }
 
     /// The key file to use: the configured one, else `switchboard.key` beside the SQLite file.

@@ -3,7 +3,7 @@
 //! Each module covers one area through the public surface: GraphQL over HTTP and WebSocket,
 //! GraphiQL, the OAuth pages, the binary as an operator runs it, and the storage on the
 //! configured backend (SQLite by default, PostgreSQL when `SWITCHBOARD_TEST_DATABASE_URL` is
-//! set).
+//! set). `layers` reads the sources instead: it checks that the layers depend only downwards.
 //! `support` holds the in-process `TestApp` and re-exports the fake authorization and MCP
 //! servers of `switchboard-testkit` (whose own tests check the fakes themselves).
 
@@ -20,6 +20,7 @@ mod graphiql;
 mod health;
 mod hostile_servers;
 mod hostile_users;
+mod layers;
 mod limits;
 mod metrics;
 mod oauth;

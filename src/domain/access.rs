@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Error, Result};
-use crate::app::App;
 use crate::crypto::sha256_hex;
 use crate::db::{self, DbTime};
+use crate::domain::Context;
 
 /// A role in a workspace, in increasing order of power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -139,15 +139,9 @@ impl AccessEvent {
     }
 }
 
-/// What subscribers of access changes receive.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccessSignal {
-    /// One change.
-    Changed(AccessEvent),
-    /// Changes may have been missed (the link to the other replicas was lost for a while, or
-    /// this subscriber fell behind): check every open session against the database again.
-    Recheck,
-}
+/// What subscribers of access changes receive: one change, or `Recheck` when changes may have
+/// been missed (check every open session against the database again).
+pub type AccessSignal = crate::events::Signal<AccessEvent>;
 
 /// Prefix of every API token, so leaked tokens are easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "sbt_";
@@ -164,12 +158,12 @@ pub fn bearer_token(header: &str) -> Option<&str> {
 }
 
 /// Authenticate an API token: `Unauthenticated` unless it is a live token.
-pub async fn authenticate(app: &App, token: &str) -> Result<Principal> {
+pub async fn authenticate(ctx: &Context, token: &str) -> Result<Principal> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 256 {
         return Err(Error::Unauthenticated);
     }
     let hash = sha256_hex(token);
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let Some((token_row, user, members)) =
         db::access::find_live_token_with_memberships(&mut conn, &hash).await?
     else {

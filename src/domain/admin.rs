@@ -12,10 +12,10 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
+use super::Context;
 use super::access::Role;
 use super::workspaces::{NewToken, insert_workspace, issue_token, validate_label};
 use super::{Error, Result, bad_input};
-use crate::app::App;
 use crate::db::models::{UserRow, WorkspaceRow};
 use crate::db::{self, DbTime, DbUuid, sealed};
 use crate::transaction;
@@ -32,8 +32,8 @@ pub struct Bootstrap {
 
 /// On an empty database (no users), create a default workspace, an admin user and a token.
 /// Returns `None` when the database already has users.
-pub async fn bootstrap(app: &App) -> Result<Option<Bootstrap>> {
-    let mut conn = app.db.conn().await?;
+pub async fn bootstrap(ctx: &Context) -> Result<Option<Bootstrap>> {
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         // Replicas starting together on an empty PostgreSQL database create one admin.
         db::access::lock_users(&mut conn).await?;
@@ -57,9 +57,9 @@ pub async fn bootstrap(app: &App) -> Result<Option<Bootstrap>> {
 }
 
 /// Create a user. A name another user has (trimmed, in any case) is a conflict.
-pub async fn create_user(app: &App, name: &str) -> Result<UserRow> {
+pub async fn create_user(ctx: &Context, name: &str) -> Result<UserRow> {
     let name = validate_label("name", name)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         db::access::lock_users(&mut conn).await?;
         // Every user is read: the comparison folds case beyond ASCII, which SQLite's `lower()`
@@ -85,9 +85,9 @@ pub async fn create_user(app: &App, name: &str) -> Result<UserRow> {
 }
 
 /// Create a workspace administered by `admin`.
-pub async fn create_workspace(app: &App, name: &str, admin: Uuid) -> Result<WorkspaceRow> {
+pub async fn create_workspace(ctx: &Context, name: &str, admin: Uuid) -> Result<WorkspaceRow> {
     let name = validate_label("name", name)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         if db::access::find_user(&mut conn, admin).await?.is_none() {
             return Err(bad_input("admin", "no such user"));
@@ -97,8 +97,13 @@ pub async fn create_workspace(app: &App, name: &str, admin: Uuid) -> Result<Work
 }
 
 /// Add a user to a workspace with a role, or change their role.
-pub async fn add_member(app: &App, workspace_id: Uuid, user_id: Uuid, role: Role) -> Result<()> {
-    let mut conn = app.db.conn().await?;
+pub async fn add_member(
+    ctx: &Context,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+) -> Result<()> {
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         if db::access::find_workspace(&mut conn, workspace_id)
             .await?
@@ -124,9 +129,9 @@ pub async fn add_member(app: &App, workspace_id: Uuid, user_id: Uuid, role: Role
 }
 
 /// Create a token for a user.
-pub async fn create_token(app: &App, user_id: Uuid, name: &str) -> Result<NewToken> {
+pub async fn create_token(ctx: &Context, user_id: Uuid, name: &str) -> Result<NewToken> {
     let name = validate_label("name", name)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     if db::access::find_user(&mut conn, user_id).await?.is_none() {
         return Err(bad_input("user", "no such user"));
     }
@@ -141,8 +146,8 @@ pub fn same_name(a: &str, b: &str) -> bool {
 /// The user an operator means by `reference`: the user with that id, else the one user with
 /// that name ([`same_name`]). No match, or a name several users share, is bad input on
 /// `field`; the latter lists the candidates.
-pub async fn find_user(app: &App, field: &str, reference: &str) -> Result<UserRow> {
-    let mut conn = app.db.conn().await?;
+pub async fn find_user(ctx: &Context, field: &str, reference: &str) -> Result<UserRow> {
+    let mut conn = ctx.db.conn().await?;
     if let Some(id) = parse_id(reference)
         && let Some(user) = db::access::find_user(&mut conn, id).await?
     {
@@ -157,8 +162,8 @@ pub async fn find_user(app: &App, field: &str, reference: &str) -> Result<UserRo
 /// The workspace an operator means by `reference`: the workspace with that id, else the one
 /// workspace with that name (compared like user names). No match, or a name several
 /// workspaces share, is bad input on `field`; the latter lists the candidates.
-pub async fn find_workspace(app: &App, field: &str, reference: &str) -> Result<WorkspaceRow> {
-    let mut conn = app.db.conn().await?;
+pub async fn find_workspace(ctx: &Context, field: &str, reference: &str) -> Result<WorkspaceRow> {
+    let mut conn = ctx.db.conn().await?;
     if let Some(id) = parse_id(reference)
         && let Some(workspace) = db::access::find_workspace(&mut conn, id).await?
     {
@@ -235,8 +240,8 @@ pub struct WorkspaceEntry {
 }
 
 /// Every user with their workspaces, oldest first.
-pub async fn list_users(app: &App) -> Result<Vec<UserEntry>> {
-    let (users, workspaces, members) = directory(app).await?;
+pub async fn list_users(ctx: &Context) -> Result<Vec<UserEntry>> {
+    let (users, workspaces, members) = directory(ctx).await?;
     let workspaces: HashMap<Uuid, WorkspaceRow> =
         workspaces.into_iter().map(|w| (w.id.0, w)).collect();
     let mut joined: HashMap<Uuid, Vec<(WorkspaceRow, Role)>> = HashMap::new();
@@ -258,8 +263,8 @@ pub async fn list_users(app: &App) -> Result<Vec<UserEntry>> {
 }
 
 /// Every workspace with its members, oldest first.
-pub async fn list_workspaces(app: &App) -> Result<Vec<WorkspaceEntry>> {
-    let (users, workspaces, members) = directory(app).await?;
+pub async fn list_workspaces(ctx: &Context) -> Result<Vec<WorkspaceEntry>> {
+    let (users, workspaces, members) = directory(ctx).await?;
     let users: HashMap<Uuid, UserRow> = users.into_iter().map(|u| (u.id.0, u)).collect();
     let mut joined: HashMap<Uuid, Vec<(UserRow, Role)>> = HashMap::new();
     for (workspace_id, user_id, role) in members {
@@ -282,9 +287,9 @@ pub async fn list_workspaces(app: &App) -> Result<Vec<WorkspaceEntry>> {
 /// Users and workspaces, oldest first, and memberships (workspace id, user id, role) in the
 /// order they were made.
 async fn directory(
-    app: &App,
+    ctx: &Context,
 ) -> Result<(Vec<UserRow>, Vec<WorkspaceRow>, Vec<(Uuid, Uuid, Role)>)> {
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let users = db::access::all_users(&mut conn).await?;
     let workspaces = db::access::all_workspaces(&mut conn).await?;
     let members = db::access::all_members(&mut conn)
@@ -310,9 +315,9 @@ const BATCH: i64 = 200;
 /// key, a batch at a time. Each value is replaced only if it did not change meanwhile, so a
 /// running server's writes (a refreshed token) are never overwritten with older values; such a
 /// value was written under the primary key already.
-pub async fn reseal_all(app: &App) -> Result<ResealReport> {
+pub async fn reseal_all(ctx: &Context) -> Result<ResealReport> {
     let mut report = ResealReport::default();
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     for column in sealed::ALL {
         let mut after = None;
         loop {
@@ -320,11 +325,11 @@ pub async fn reseal_all(app: &App) -> Result<ResealReport> {
             let Some(last) = batch.last() else { break };
             after = Some(last.id.0);
             for cell in &batch {
-                if !app.keys.needs_reseal(&cell.value) {
+                if !ctx.keys.needs_reseal(&cell.value) {
                     continue;
                 }
                 let row_id = cell.id.0.to_string();
-                match app.keys.reseal(&cell.value, column.context(&row_id)) {
+                match ctx.keys.reseal(&cell.value, column.context(&row_id)) {
                     Ok(resealed) => {
                         if sealed::replace(&mut conn, column, cell.id.0, &cell.value, &resealed)
                             .await?

@@ -12,9 +12,9 @@ use uuid::Uuid;
 use super::Result;
 use super::access::{Principal, Role};
 use super::servers::{Page, page_size};
-use crate::app::App;
 use crate::db::models::AuditEventRow;
 use crate::db::{self, DbConn, DbTime, DbUuid};
+use crate::domain::Context;
 
 /// Events deleted per statement.
 const PURGE_BATCH: i64 = 1000;
@@ -51,7 +51,7 @@ pub async fn record(
 
 /// A page of a workspace's events, newest first (viewer role).
 pub async fn page(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     workspace_id: Uuid,
     first: Option<i64>,
@@ -59,7 +59,7 @@ pub async fn page(
 ) -> Result<Page<AuditEventRow>> {
     principal.require(workspace_id, Role::Viewer)?;
     let first = page_size(first)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let mut items = db::audit::page(&mut conn, workspace_id, after, first + 1).await?;
     let has_next = items.len() as i64 > first;
     items.truncate(usize::try_from(first).unwrap_or(0));
@@ -77,14 +77,14 @@ pub fn retention_cutoff(now: DateTime<Utc>, retention_days: u32) -> Option<DateT
 
 /// Delete every event recorded more than `retention_days` ago (none when it is 0), a batch at a
 /// time; returns how many were deleted.
-pub async fn run_once(app: &App, retention_days: u32) -> Result<usize> {
+pub async fn run_once(ctx: &Context, retention_days: u32) -> Result<usize> {
     let Some(cutoff) = retention_cutoff(db::now(), retention_days) else {
         return Ok(0);
     };
     let mut deleted = 0usize;
     loop {
         // A connection per batch, so other requests get one between batches.
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         let batch = db::audit::delete_recorded_before(&mut conn, cutoff, PURGE_BATCH).await?;
         drop(conn);
         deleted = deleted.saturating_add(batch);
@@ -107,8 +107,8 @@ pub fn pause(first: bool) -> Duration {
 }
 
 /// One purge round, logged.
-pub async fn purge(app: &App, retention_days: u32) -> Result<()> {
-    match run_once(app, retention_days).await? {
+pub async fn purge(ctx: &Context, retention_days: u32) -> Result<()> {
+    match run_once(ctx, retention_days).await? {
         0 => tracing::debug!(retention_days, "no audit events past retention"),
         deleted => tracing::info!(
             deleted,

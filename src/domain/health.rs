@@ -14,8 +14,8 @@ use rand::RngExt as _;
 
 use super::mcp::catalogue;
 use super::status::AuthStatus;
-use crate::app::App;
 use crate::db::{self, DbTime};
+use crate::domain::Context;
 use crate::transaction;
 
 /// Servers claimed per batch.
@@ -24,7 +24,7 @@ const BATCH: i64 = 50;
 /// Run one round: claim due servers in batches and check them, at most `concurrency` at a
 /// time. Returns how many servers were checked; fails only when servers cannot be claimed.
 pub async fn run_round(
-    app: &App,
+    ctx: &Context,
     interval: Duration,
     concurrency: usize,
 ) -> Result<usize, db::DbError> {
@@ -34,14 +34,14 @@ pub async fn run_round(
     let stale_before = started - TimeDelta::from_std(interval).unwrap_or(TimeDelta::seconds(60));
     let mut checked = 0;
     loop {
-        let claimed = claim(app, stale_before, started).await?;
+        let claimed = claim(ctx, stale_before, started).await?;
         if claimed.is_empty() {
             return Ok(checked);
         }
         checked += claimed.len();
         futures_util::stream::iter(claimed)
             .for_each_concurrent(concurrency.max(1), |server| async move {
-                match catalogue::refresh(app, &server).await {
+                match catalogue::refresh(ctx, &server).await {
                     Ok(tools) => {
                         tracing::debug!(mcp_server.id = %server.id.0, tools, "health check passed")
                     }
@@ -55,7 +55,7 @@ pub async fn run_round(
 }
 
 async fn claim(
-    app: &App,
+    ctx: &Context,
     stale_before: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<db::models::McpServerRow>, db::DbError> {
@@ -66,7 +66,7 @@ async fn claim(
         AuthStatus::Authorized.as_str(),
         AuthStatus::RefreshFailed.as_str(),
     ];
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     transaction!(
         conn,
         db::servers::claim_for_health(

@@ -27,8 +27,30 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::access::{Principal, Role};
-use super::{Error, Result};
-use crate::config::{Config, RateLimit};
+use super::{Error, Result, Settings};
+
+/// A token-bucket rate: `per_minute` on average, up to `burst` at once. A rate of zero turns
+/// the limit off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Operations per minute, on average (0: unlimited).
+    pub per_minute: u32,
+    /// Operations accepted at once.
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: RateLimit = RateLimit {
+        per_minute: 0,
+        burst: 1,
+    };
+
+    /// Whether the limit applies.
+    pub fn is_on(&self) -> bool {
+        self.per_minute > 0
+    }
+}
 
 /// Which limit refused an outbound operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,15 +197,15 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits `config` asks for.
-    pub fn new(config: &Config) -> Limits {
+    /// The limits `settings` ask for.
+    pub fn new(settings: &Settings) -> Limits {
         Limits {
-            per_request: config.outbound_per_request,
-            users: Buckets::new(config.user_outbound),
-            workspaces: Buckets::new(config.workspace_outbound),
-            servers_per_workspace: config.max_servers_per_workspace,
-            tools_per_server: config.max_tools_per_server,
-            catalogue_bytes: config.max_catalogue_bytes,
+            per_request: settings.outbound_per_request,
+            users: Buckets::new(settings.user_outbound),
+            workspaces: Buckets::new(settings.workspace_outbound),
+            servers_per_workspace: settings.max_servers_per_workspace,
+            tools_per_server: settings.max_tools_per_server,
+            catalogue_bytes: settings.max_catalogue_bytes,
         }
     }
 

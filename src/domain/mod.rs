@@ -1,9 +1,14 @@
 //! The rules of the product: who may do what, how servers are created, changed and deleted,
 //! how status moves. Written against `db/`, `net/` and `crypto/`; tested without HTTP.
+//!
+//! Domain functions receive a [`Context`] (or the one part of it they need): the handles and
+//! the [`Settings`] that `app.rs` assembles. They never see the application state, the full
+//! configuration, or anything of the layers above.
 
 pub mod access;
 pub mod admin;
 pub mod audit;
+mod context;
 pub mod health;
 pub mod limits;
 pub mod mcp;
@@ -14,6 +19,8 @@ pub mod status;
 pub mod workspaces;
 
 use uuid::Uuid;
+
+pub use context::{Context, Settings};
 
 use crate::crypto::CryptoError;
 use crate::db::DbError;

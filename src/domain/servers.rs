@@ -27,13 +27,17 @@ use super::limits::{Outbound, Quota};
 use super::oauth::{probe, revoke};
 use super::status::{Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
-use crate::app::App;
 use crate::crypto::Secret;
 use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow};
 use crate::db::sealed;
 use crate::db::{self, DbConn, DbTime, DbUuid};
+use crate::domain::Context;
+use crate::mcp::RESERVED_HEADERS;
 use crate::net::{self, NetError};
 use crate::transaction;
+
+/// The MCP transport a server speaks (defined with the sessions that speak it).
+pub use crate::mcp::Transport;
 
 /// How Switchboard authenticates to a server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,33 +66,6 @@ impl AuthType {
             "none" => AuthType::None,
             "oauth" => AuthType::Oauth,
             _ => AuthType::Headers,
-        }
-    }
-}
-
-/// MCP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Streamable HTTP (the current MCP transport).
-    StreamableHttp,
-    /// The older HTTP+SSE transport.
-    Sse,
-}
-
-impl Transport {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::StreamableHttp => "streamable_http",
-            Transport::Sse => "sse",
-        }
-    }
-
-    /// Parse the stored form.
-    pub fn parse(text: &str) -> Transport {
-        match text {
-            "sse" => Transport::Sse,
-            _ => Transport::StreamableHttp,
         }
     }
 }
@@ -214,35 +191,16 @@ pub const DEFAULT_PAGE: i64 = 20;
 /// Largest page.
 pub const MAX_PAGE: i64 = 100;
 
-/// Headers the transport owns; letting a user set them would corrupt requests. Lower case.
-pub(crate) const RESERVED_HEADERS: &[&str] = &[
-    "host",
-    "content-length",
-    "content-type",
-    "transfer-encoding",
-    "connection",
-    "upgrade",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "accept",
-    "mcp-session-id",
-    "mcp-protocol-version",
-    "last-event-id",
-];
-
 /// A server visible to the caller, or `None`.
-pub async fn get(app: &App, principal: &Principal, id: Uuid) -> Result<Option<McpServerRow>> {
-    let mut conn = app.db.conn().await?;
+pub async fn get(ctx: &Context, principal: &Principal, id: Uuid) -> Result<Option<McpServerRow>> {
+    let mut conn = ctx.db.conn().await?;
     let server = db::servers::find(&mut conn, id).await?;
     Ok(server.filter(|s| principal.role_in(s.workspace_id.0).is_some()))
 }
 
 /// A page of a workspace's servers in creation order.
 pub async fn page(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     workspace_id: Uuid,
     first: Option<i64>,
@@ -250,7 +208,7 @@ pub async fn page(
 ) -> Result<Page<McpServerRow>> {
     principal.require(workspace_id, Role::Viewer)?;
     let first = page_size(first)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let mut items = db::servers::page(&mut conn, workspace_id, after, first + 1).await?;
     let has_next = items.len() as i64 > first;
     items.truncate(usize::try_from(first).unwrap_or(0));
@@ -259,15 +217,30 @@ pub async fn page(
 
 /// Probe a URL without saving anything (editor role in the workspace).
 pub async fn probe(
-    app: &App,
+    ctx: &Context,
     outbound: Outbound<'_>,
     workspace_id: Uuid,
     url: &str,
     transport: Transport,
 ) -> Result<probe::ProbeResult> {
     outbound.require(workspace_id, Role::Editor)?;
-    let target = validate_url(app, "url", url).await?;
-    Ok(probe::probe(&app.http, &target.parsed, transport).await)
+    let target = validate_url(ctx, "url", url).await?;
+    Ok(probe::probe(&ctx.http, &target.parsed, transport).await)
+}
+
+/// Servers by id, for the nested fields of objects whose access was checked when they were
+/// resolved (one query, whatever the number of ids). Ids not found are absent.
+pub async fn by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, McpServerRow>> {
+    let mut conn = ctx.db.conn().await?;
+    let rows = db::servers::by_ids(&mut conn, ids).await?;
+    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+}
+
+/// The OAuth state (grant and pending flow) of servers already access-checked, by server id;
+/// servers with neither are absent. Two queries, whatever the number of ids.
+pub async fn oauth_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, OauthView>> {
+    let mut conn = ctx.db.conn().await?;
+    Ok(oauth_views(&mut conn, ids, true).await?)
 }
 
 /// Which related rows a page of servers needs (the API asks only for what the query selects).
@@ -295,13 +268,13 @@ pub struct Related {
 
 /// Load what `wanted` asks for about `rows` (already access-checked): one query per kind and
 /// per distinct tools page, whatever the number of servers.
-pub async fn related(app: &App, rows: &[McpServerRow], wanted: Wanted) -> Result<Related> {
+pub async fn related(ctx: &Context, rows: &[McpServerRow], wanted: Wanted) -> Result<Related> {
     let mut related = Related::default();
     if rows.is_empty() || !(wanted.grants || !wanted.tools.is_empty() || wanted.users) {
         return Ok(related);
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     if wanted.grants || wanted.users {
         related.grants = Some(oauth_views(&mut conn, &ids, wanted.grants).await?);
     }
@@ -402,11 +375,11 @@ impl ToolsPage {
 
 /// One page of tools of each of these servers (already access-checked), in one query.
 pub async fn tool_pages(
-    app: &App,
+    ctx: &Context,
     server_ids: &[Uuid],
     page: &ToolsPage,
 ) -> Result<HashMap<Uuid, Page<ToolRow>>> {
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     load_tool_pages(&mut conn, server_ids, page).await
 }
 
@@ -455,7 +428,7 @@ pub fn page_size(first: Option<i64>) -> Result<i64> {
 
 /// Register a server in a workspace (editor role), within the workspace's server quota.
 pub async fn create(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     outbound: Outbound<'_>,
     workspace_id: Uuid,
@@ -464,13 +437,13 @@ pub async fn create(
     outbound.require(workspace_id, Role::Editor)?;
     // Checked before the probe so a full workspace sends nothing, and again when inserting.
     {
-        let mut conn = app.db.conn().await?;
-        ensure_server_quota(app, &mut conn, workspace_id).await?;
+        let mut conn = ctx.db.conn().await?;
+        ensure_server_quota(ctx, &mut conn, workspace_id).await?;
     }
 
     let name = validate_name(&input.name)?;
     let description = validate_description(input.description.as_deref())?;
-    let target = validate_url(app, "url", &input.url).await?;
+    let target = validate_url(ctx, "url", &input.url).await?;
     let timeout_ms = validate_timeout(input.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS))?;
     let retries = validate_retries(input.retries.unwrap_or(DEFAULT_RETRIES))?;
     let headers = validate_headers(input.headers.unwrap_or_default())?;
@@ -485,7 +458,7 @@ pub async fn create(
         None if !headers.is_empty() => AuthType::Headers,
         None => {
             let transport = input.transport.unwrap_or(Transport::StreamableHttp);
-            probe::probe(&app.http, &target.parsed, transport)
+            probe::probe(&ctx.http, &target.parsed, transport)
                 .await
                 .auth_type
         }
@@ -512,10 +485,10 @@ pub async fn create(
         retries,
         auth_type: auth_type.as_str().to_owned(),
         header_names: header_names_json(&headers),
-        headers_sealed: seal_headers(app, &row_id, &headers),
+        headers_sealed: seal_headers(ctx, &row_id, &headers),
         oauth_client_id: client_id,
         oauth_client_secret_sealed: client_secret.map(|s| {
-            app.keys
+            ctx.keys
                 .seal_str(s.expose(), sealed::SERVER_CLIENT_SECRET.context(&row_id))
         }),
         connection_status: String::new(),
@@ -534,10 +507,10 @@ pub async fn create(
     };
     Status::initial(auth_type == AuthType::Oauth, "created").apply_to(&mut row);
 
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         db::servers::lock_workspace(&mut conn, workspace_id).await?;
-        ensure_server_quota(app, &mut conn, workspace_id).await?;
+        ensure_server_quota(ctx, &mut conn, workspace_id).await?;
         ensure_url_free(&mut conn, workspace_id, &row.normalized_url, None).await?;
         insert_or_conflict(&mut conn, &row).await?;
         audit::record(
@@ -551,7 +524,7 @@ pub async fn create(
         .await?;
         Ok::<_, Error>(())
     })?;
-    publish(app, change_event(None, &row));
+    publish(ctx, change_event(None, &row));
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, auth_type = auth_type.as_str(), "MCP server created");
     Ok(Created {
         server: row,
@@ -561,13 +534,13 @@ pub async fn create(
 
 /// Change a server (editor role). Absent fields stay as they are.
 pub async fn update(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     outbound: Outbound<'_>,
     id: Uuid,
     changes: ServerChanges,
 ) -> Result<McpServerRow> {
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let current = db::servers::find(&mut conn, id)
         .await?
         .ok_or(Error::NotFound)?;
@@ -602,7 +575,7 @@ pub async fn update(
         Patch::Unchanged => {}
         Patch::Clear => return Err(bad_input("url", "cannot be null")),
         Patch::Set(url) => {
-            let target = validate_url(app, "url", &url).await?;
+            let target = validate_url(ctx, "url", &url).await?;
             next.url = target.url;
             next.normalized_url = target.normalized;
             fields.push("url");
@@ -670,7 +643,7 @@ pub async fn update(
         Patch::Set(headers) => {
             let headers = validate_headers(headers)?;
             next.header_names = header_names_json(&headers);
-            next.headers_sealed = seal_headers(app, &row_id, &headers);
+            next.headers_sealed = seal_headers(ctx, &row_id, &headers);
             fields.push("headers");
         }
     }
@@ -701,7 +674,7 @@ pub async fn update(
         let old_secret = next
             .oauth_client_secret_sealed
             .as_deref()
-            .map(|sealed| app.keys.open_str(sealed, secret_ctx).ok());
+            .map(|sealed| ctx.keys.open_str(sealed, secret_ctx).ok());
         let same = match (&old_secret, &new_secret) {
             (None, None) => true,
             (Some(Some(old)), Some(new)) => old == new,
@@ -709,7 +682,7 @@ pub async fn update(
         };
         credentials_changed |= !same;
         next.oauth_client_secret_sealed =
-            new_secret.map(|s| app.keys.seal_str(s.expose(), secret_ctx));
+            new_secret.map(|s| ctx.keys.seal_str(s.expose(), secret_ctx));
         fields.push("oauthClientSecret");
     }
     match changes.oauth_lenient_pkce {
@@ -763,10 +736,10 @@ pub async fn update(
     next.updated_at = DbTime(db::now());
     if reason.is_some() {
         // Revoke upstream before the grant row goes (the server is known to be the caller's).
-        revoke_upstream(app, &current).await?;
-        app.oauth.forget_discovery(id);
+        revoke_upstream(ctx, &current).await?;
+        ctx.oauth.forget_discovery(id);
     }
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         if next.normalized_url != current.normalized_url {
             ensure_url_free(&mut conn, workspace_id, &next.normalized_url, Some(id)).await?;
@@ -794,20 +767,20 @@ pub async fn update(
         .await?;
         Ok::<_, Error>(())
     })?;
-    publish(app, change_event(Some(&previous), &next));
+    publish(ctx, change_event(Some(&previous), &next));
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, fields = ?fields, "MCP server updated");
     Ok(next)
 }
 
 /// Delete a server (admin role). The grant, pending flows and the tool catalogue go with it.
 pub async fn delete(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     outbound: Outbound<'_>,
     id: Uuid,
 ) -> Result<Uuid> {
     let server = {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         db::servers::find(&mut conn, id)
             .await?
             .ok_or(Error::NotFound)?
@@ -815,10 +788,10 @@ pub async fn delete(
     let workspace_id = server.workspace_id.0;
     outbound.require(workspace_id, Role::Admin)?;
     // Revoke upstream only now that the server is known to be the caller's.
-    revoke_upstream(app, &server).await?;
-    app.oauth.forget_discovery(id);
-    app.sessions.forget(id);
-    let mut conn = app.db.conn().await?;
+    revoke_upstream(ctx, &server).await?;
+    ctx.oauth.forget_discovery(id);
+    ctx.sessions.forget(id);
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         if !db::servers::delete(&mut conn, id, workspace_id).await? {
             return Err(Error::NotFound);
@@ -837,7 +810,7 @@ pub async fn delete(
     // Dashboards drop the server on this event: its reason is `deleted` and its `server` null.
     let last = Status::of(&server);
     publish(
-        app,
+        ctx,
         Some(StatusEvent {
             workspace_id,
             server_id: id,
@@ -856,13 +829,13 @@ pub async fn delete(
 /// Revoke a server's grant at its authorization server (best effort). Call only after the
 /// server was found inside the caller's workspace. No connection is held while the
 /// authorization server answers.
-async fn revoke_upstream(app: &App, server: &McpServerRow) -> Result<()> {
+async fn revoke_upstream(ctx: &Context, server: &McpServerRow) -> Result<()> {
     let grant = {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         db::oauth::find_grant(&mut conn, server.id.0).await?
     };
     if let Some(grant) = grant {
-        revoke::revoke_grant(app, server, &grant).await;
+        revoke::revoke_grant(ctx, server, &grant).await;
     }
     Ok(())
 }
@@ -907,12 +880,12 @@ pub fn header_names(row: &McpServerRow) -> Vec<String> {
 
 /// The static headers of a server, opened. A value that no longer opens (lost key) is
 /// reported as a crypto error; callers decide whether that means "ask again".
-pub fn open_headers(app: &App, row: &McpServerRow) -> Result<Vec<(String, Secret)>> {
+pub fn open_headers(ctx: &Context, row: &McpServerRow) -> Result<Vec<(String, Secret)>> {
     let Some(sealed) = &row.headers_sealed else {
         return Ok(Vec::new());
     };
     let row_id = row.id.0.to_string();
-    let json = app
+    let json = ctx
         .keys
         .open_str(sealed, sealed::SERVER_HEADERS.context(&row_id))?;
     let pairs: Vec<(String, String)> =
@@ -923,15 +896,15 @@ pub fn open_headers(app: &App, row: &McpServerRow) -> Result<Vec<(String, Secret
         .collect())
 }
 
-fn publish(app: &App, event: Option<StatusEvent>) {
+fn publish(ctx: &Context, event: Option<StatusEvent>) {
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
 }
 
 /// `QuotaExceeded` when the workspace has as many servers as it may have.
-async fn ensure_server_quota(app: &App, conn: &mut DbConn, workspace_id: Uuid) -> Result<()> {
-    let limit = app.limits.servers_per_workspace;
+async fn ensure_server_quota(ctx: &Context, conn: &mut DbConn, workspace_id: Uuid) -> Result<()> {
+    let limit = ctx.limits.servers_per_workspace;
     let count = db::servers::count_in_workspace(conn, workspace_id).await?;
     if count >= i64::from(limit) {
         return Err(Error::QuotaExceeded {
@@ -977,7 +950,7 @@ fn header_names_json(headers: &[(String, Secret)]) -> String {
     serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
 }
 
-fn seal_headers(app: &App, row_id: &str, headers: &[(String, Secret)]) -> Option<String> {
+fn seal_headers(ctx: &Context, row_id: &str, headers: &[(String, Secret)]) -> Option<String> {
     if headers.is_empty() {
         return None;
     }
@@ -987,7 +960,7 @@ fn seal_headers(app: &App, row_id: &str, headers: &[(String, Secret)]) -> Option
         .collect();
     let json = serde_json::to_string(&pairs).ok()?;
     Some(
-        app.keys
+        ctx.keys
             .seal_str(&json, sealed::SERVER_HEADERS.context(row_id)),
     )
 }
@@ -1004,9 +977,9 @@ pub struct ServerUrl {
 }
 
 /// Validate a server URL and check it against the outbound rules (resolving the host).
-pub async fn validate_url(app: &App, field: &str, raw: &str) -> Result<ServerUrl> {
+pub async fn validate_url(ctx: &Context, field: &str, raw: &str) -> Result<ServerUrl> {
     let parsed = parse_server_url(field, raw)?;
-    net::check_url(&parsed, app.http.policy())
+    net::check_url(&parsed, ctx.http.policy())
         .await
         .map_err(|e| url_error(field, e))?;
     let url = raw.trim().split('#').next().unwrap_or_default().to_owned();

@@ -5,36 +5,38 @@
 //! follow it. A workspace always keeps at least one admin: member changes lock the workspace's
 //! memberships, then refuse to remove or demote its last admin.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 use uuid::Uuid;
 
 use super::access::{AccessEvent, Principal, Role, TOKEN_PREFIX};
 use super::{Error, Result, audit, bad_input};
-use crate::app::App;
 use crate::crypto::{Secret, random_token, sha256_hex};
 use crate::db::models::{ApiTokenRow, MemberRow, UserRow, WorkspaceRow};
 use crate::db::{self, DbConn, DbTime, DbUuid};
+use crate::domain::Context;
 use crate::transaction;
 
 /// A workspace visible to the caller, with the caller's role.
 pub async fn get(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     id: Uuid,
 ) -> Result<Option<(WorkspaceRow, Role)>> {
     let Some(role) = principal.role_in(id) else {
         return Ok(None);
     };
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     Ok(db::access::find_workspace(&mut conn, id)
         .await?
         .map(|w| (w, role)))
 }
 
 /// Every workspace the caller belongs to, with the caller's role.
-pub async fn mine(app: &App, principal: &Principal) -> Result<Vec<(WorkspaceRow, Role)>> {
+pub async fn mine(ctx: &Context, principal: &Principal) -> Result<Vec<(WorkspaceRow, Role)>> {
     let ids = principal.workspace_ids();
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let rows = db::access::workspaces_by_ids(&mut conn, &ids).await?;
     Ok(rows
         .into_iter()
@@ -42,18 +44,34 @@ pub async fn mine(app: &App, principal: &Principal) -> Result<Vec<(WorkspaceRow,
         .collect())
 }
 
+/// Workspaces by id, for the nested fields of objects whose access was checked when they were
+/// resolved (one query). Ids not found are absent.
+pub async fn by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, WorkspaceRow>> {
+    let mut conn = ctx.db.conn().await?;
+    let rows = db::access::workspaces_by_ids(&mut conn, ids).await?;
+    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+}
+
+/// Users by id, for the nested fields of objects whose access was checked when they were
+/// resolved (one query). Ids not found are absent.
+pub async fn users_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, UserRow>> {
+    let mut conn = ctx.db.conn().await?;
+    let rows = db::access::users_by_ids(&mut conn, ids).await?;
+    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+}
+
 /// The calling user.
-pub async fn viewer(app: &App, principal: &Principal) -> Result<UserRow> {
-    let mut conn = app.db.conn().await?;
+pub async fn viewer(ctx: &Context, principal: &Principal) -> Result<UserRow> {
+    let mut conn = ctx.db.conn().await?;
     db::access::find_user(&mut conn, principal.user_id)
         .await?
         .ok_or(Error::Unauthenticated)
 }
 
 /// Create a workspace; the caller becomes its admin.
-pub async fn create(app: &App, principal: &Principal, name: &str) -> Result<WorkspaceRow> {
+pub async fn create(ctx: &Context, principal: &Principal, name: &str) -> Result<WorkspaceRow> {
     let name = validate_label("name", name)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let workspace = transaction!(conn, {
         let workspace = insert_workspace(&mut conn, &name, principal.user_id).await?;
         audit::record(
@@ -73,7 +91,7 @@ pub async fn create(app: &App, principal: &Principal, name: &str) -> Result<Work
 /// Add a user to a workspace, or change their role (admin role). The user's open sessions
 /// stay open and run every later operation with the new role.
 pub async fn add_member(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -83,7 +101,7 @@ pub async fn add_member(
     if user_id == principal.user_id && role < Role::Admin {
         return Err(bad_input("role", "you cannot lower your own role"));
     }
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let member = transaction!(conn, {
         if !db::access::lock_workspace(&mut conn, workspace_id).await? {
             return Err(Error::NotFound);
@@ -116,7 +134,7 @@ pub async fn add_member(
         .await?;
         Ok::<_, Error>(member)
     })?;
-    app.events.publish_access(AccessEvent::RoleChanged {
+    ctx.events.publish_access(AccessEvent::RoleChanged {
         workspace_id,
         user_id,
         role,
@@ -127,13 +145,13 @@ pub async fn add_member(
 /// Remove a user from a workspace (admin role); the last admin cannot be removed. The user's
 /// open sessions end, on every replica.
 pub async fn remove_member(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     workspace_id: Uuid,
     user_id: Uuid,
 ) -> Result<()> {
     principal.require(workspace_id, Role::Admin)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         let role = delete_membership(&mut conn, workspace_id, user_id).await?;
         audit::record(
@@ -147,7 +165,7 @@ pub async fn remove_member(
         .await?;
         Ok::<_, Error>(())
     })?;
-    app.events.publish_access(AccessEvent::MemberRemoved {
+    ctx.events.publish_access(AccessEvent::MemberRemoved {
         workspace_id,
         user_id,
     });
@@ -156,8 +174,12 @@ pub async fn remove_member(
 
 /// Remove a user from a workspace from the command line (no caller to check); the last admin
 /// cannot be removed. The change is published like [`remove_member`]'s.
-pub async fn remove_member_as_operator(app: &App, workspace_id: Uuid, user_id: Uuid) -> Result<()> {
-    let mut conn = app.db.conn().await?;
+pub async fn remove_member_as_operator(
+    ctx: &Context,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<()> {
+    let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         delete_membership(&mut conn, workspace_id, user_id)
             .await
@@ -167,7 +189,7 @@ pub async fn remove_member_as_operator(app: &App, workspace_id: Uuid, user_id: U
             })?;
         Ok::<_, Error>(())
     })?;
-    app.events.publish_access(AccessEvent::MemberRemoved {
+    ctx.events.publish_access(AccessEvent::MemberRemoved {
         workspace_id,
         user_id,
     });
@@ -212,19 +234,19 @@ pub struct NewToken {
 }
 
 /// Create an API token for the caller.
-pub async fn create_token(app: &App, principal: &Principal, name: &str) -> Result<NewToken> {
+pub async fn create_token(ctx: &Context, principal: &Principal, name: &str) -> Result<NewToken> {
     let name = validate_label("name", name)?;
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     issue_token(&mut conn, principal.user_id, &name).await
 }
 
 /// Revoke one of the caller's tokens. Sessions opened with it end, on every replica.
-pub async fn revoke_token(app: &App, principal: &Principal, id: Uuid) -> Result<ApiTokenRow> {
-    let mut conn = app.db.conn().await?;
+pub async fn revoke_token(ctx: &Context, principal: &Principal, id: Uuid) -> Result<ApiTokenRow> {
+    let mut conn = ctx.db.conn().await?;
     if !db::access::revoke_token(&mut conn, id, principal.user_id, DbTime(db::now())).await? {
         return Err(Error::NotFound);
     }
-    app.events.publish_access(AccessEvent::TokenRevoked {
+    ctx.events.publish_access(AccessEvent::TokenRevoked {
         user_id: principal.user_id,
         token_id: id,
     });
@@ -236,8 +258,8 @@ pub async fn revoke_token(app: &App, principal: &Principal, id: Uuid) -> Result<
 }
 
 /// The caller's tokens, newest first.
-pub async fn tokens(app: &App, principal: &Principal) -> Result<Vec<ApiTokenRow>> {
-    let mut conn = app.db.conn().await?;
+pub async fn tokens(ctx: &Context, principal: &Principal) -> Result<Vec<ApiTokenRow>> {
+    let mut conn = ctx.db.conn().await?;
     Ok(db::access::tokens_of(&mut conn, principal.user_id).await?)
 }
 

@@ -13,11 +13,11 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::app::AppHandle;
 use crate::db::models::{McpServerRow, ToolRow, UserRow, WorkspaceRow};
-use crate::db::{self, DbError};
-use crate::domain::servers::{self, OauthView, Page, ToolsPage, oauth_views};
+use crate::domain::servers::{self, OauthView, Page, ToolsPage};
+use crate::domain::{self, workspaces};
 
 /// Loader error: shared so every waiting field gets it.
-pub type LoadError = Arc<DbError>;
+pub type LoadError = Arc<domain::Error>;
 
 /// Users by id.
 pub struct UserLoader(pub AppHandle);
@@ -35,9 +35,7 @@ impl Loader<Uuid> for UserLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserRow>, LoadError> {
-        let mut conn = self.0.db.conn().await?;
-        let rows = db::access::users_by_ids(&mut conn, keys).await?;
-        Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+        Ok(workspaces::users_by_ids(&self.0, keys).await?)
     }
 }
 
@@ -46,9 +44,7 @@ impl Loader<Uuid> for WorkspaceLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, WorkspaceRow>, LoadError> {
-        let mut conn = self.0.db.conn().await?;
-        let rows = db::access::workspaces_by_ids(&mut conn, keys).await?;
-        Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+        Ok(workspaces::by_ids(&self.0, keys).await?)
     }
 }
 
@@ -57,9 +53,7 @@ impl Loader<Uuid> for ServerLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, McpServerRow>, LoadError> {
-        let mut conn = self.0.db.conn().await?;
-        let rows = db::servers::by_ids(&mut conn, keys).await?;
-        Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
+        Ok(servers::by_ids(&self.0, keys).await?)
     }
 }
 
@@ -68,8 +62,7 @@ impl Loader<Uuid> for GrantLoader {
     type Error = LoadError;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OauthView>, LoadError> {
-        let mut conn = self.0.db.conn().await?;
-        Ok(oauth_views(&mut conn, keys, true).await?)
+        Ok(servers::oauth_by_ids(&self.0, keys).await?)
     }
 }
 
@@ -84,7 +77,7 @@ pub struct ToolsKey {
 
 impl Loader<ToolsKey> for ToolsLoader {
     type Value = Page<ToolRow>;
-    type Error = Arc<crate::domain::Error>;
+    type Error = LoadError;
 
     /// One query per distinct page among the keys (usually one), whatever the number of
     /// servers.
@@ -112,7 +105,7 @@ impl Loader<ToolsKey> for ToolsLoader {
 }
 
 /// Map a failure to load tools at the resolver boundary (logged once, answered as `INTERNAL`).
-pub fn tools_load_error(error: Arc<crate::domain::Error>) -> ApiError {
+pub fn tools_load_error(error: LoadError) -> ApiError {
     ApiError::internal("storage failure while loading tools", &error)
 }
 

@@ -24,7 +24,7 @@ use crate::domain::oauth::registration::metadata_document_url;
 pub async fn begin(State(state): State<HttpState>, Path(flow_id): Path<String>) -> Response {
     match flow::begin(&state.app, &flow_id).await {
         Ok(begin) => {
-            let secure = if state.app.config.public_url_is_https() {
+            let secure = if state.app.settings.public_url_is_https() {
                 "; Secure"
             } else {
                 ""
@@ -33,7 +33,11 @@ pub async fn begin(State(state): State<HttpState>, Path(flow_id): Path<String>) 
                 "{}={}; HttpOnly; SameSite=Lax; Path={}; Max-Age=600{secure}",
                 begin.cookie_name,
                 begin.cookie_value.expose(),
-                state.app.config.public_endpoint(flow::CALLBACK_PATH).path(),
+                state
+                    .app
+                    .settings
+                    .public_endpoint(flow::CALLBACK_PATH)
+                    .path(),
             );
             let mut response = StatusCode::FOUND.into_response();
             let headers = response.headers_mut();
@@ -90,7 +94,7 @@ pub async fn callback(
 /// public URL is https (the document's URL is the client id).
 pub async fn client_metadata(State(state): State<HttpState>) -> Response {
     let app = &state.app;
-    let own = app.config.public_endpoint("/oauth/client-metadata.json");
+    let own = app.settings.public_endpoint("/oauth/client-metadata.json");
     match metadata_document_url(app) {
         Some(url) if url == own => axum::Json(json!({
             "client_id": url.as_str(),

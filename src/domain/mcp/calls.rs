@@ -10,26 +10,26 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::catalogue;
-use super::session::{McpError, ToolCallOutcome};
-use crate::app::App;
 use crate::db;
 use crate::db::models::McpServerRow;
+use crate::domain::Context;
 use crate::domain::access::Role;
 use crate::domain::limits::Outbound;
 use crate::domain::oauth::tokens;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, ConnectionStatus};
 use crate::domain::{Error, Result, bad_input};
+use crate::mcp::{McpError, ToolCallOutcome};
 
 /// Reconnect to a server, list its tools and store them (editor role).
 pub async fn refresh_server(
-    app: &App,
+    ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
 ) -> Result<McpServerRow> {
-    let server = find(app, outbound, server_id, Role::Editor).await?;
-    catalogue::refresh(app, &server).await?;
-    let mut conn = app.db.conn().await?;
+    let server = find(ctx, outbound, server_id, Role::Editor).await?;
+    catalogue::refresh(ctx, &server).await?;
+    let mut conn = ctx.db.conn().await?;
     db::servers::find(&mut conn, server_id)
         .await?
         .ok_or(Error::NotFound)
@@ -37,14 +37,14 @@ pub async fn refresh_server(
 
 /// Call a tool of a server (viewer role), counted in the metrics by outcome and latency.
 pub async fn call_tool(
-    app: &App,
+    ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
     name: &str,
     arguments: Option<Value>,
 ) -> Result<ToolCallOutcome> {
     let started = std::time::Instant::now();
-    let result = call_tool_inner(app, outbound, server_id, name, arguments).await;
+    let result = call_tool_inner(ctx, outbound, server_id, name, arguments).await;
     let outcome = match &result {
         Ok(outcome) if outcome.is_error => "tool_error",
         Ok(_) => "ok",
@@ -55,18 +55,18 @@ pub async fn call_tool(
         Err(Error::RateLimited(_)) => "rate_limited",
         Err(_) => "internal_error",
     };
-    app.metrics.tool_call(outcome, started.elapsed());
+    ctx.metrics.tool_call(outcome, started.elapsed());
     result
 }
 
 async fn call_tool_inner(
-    app: &App,
+    ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
     name: &str,
     arguments: Option<Value>,
 ) -> Result<ToolCallOutcome> {
-    let server = find(app, outbound, server_id, Role::Viewer).await?;
+    let server = find(ctx, outbound, server_id, Role::Viewer).await?;
     let arguments = match arguments {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
@@ -76,7 +76,7 @@ async fn call_tool_inner(
         return Err(bad_input("serverId", "the server is disabled"));
     }
     let known = {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         db::servers::has_tool(&mut conn, server_id, name).await?
     };
     if !known {
@@ -90,19 +90,19 @@ async fn call_tool_inner(
     let mut renewed_session = false;
     let mut server = server;
     loop {
-        let (target, generation) = match catalogue::target(app, &server).await {
+        let (target, generation) = match catalogue::target(ctx, &server).await {
             Ok(target) => target,
             Err(error) => {
-                fail(app, &server, error, &mut refreshed, None).await?;
-                server = reload(app, server_id).await?;
+                fail(ctx, &server, error, &mut refreshed, None).await?;
+                server = reload(ctx, server_id).await?;
                 continue;
             }
         };
-        let outcome = match app.sessions.lease(&app.http, server_id, target).await {
+        let outcome = match ctx.sessions.lease(&ctx.http, server_id, target).await {
             Ok(session) => {
                 let outcome = session.call_tool(name, arguments.clone()).await;
                 if outcome.is_err() {
-                    app.sessions.discard(server_id, &session);
+                    ctx.sessions.discard(server_id, &session);
                 }
                 outcome
             }
@@ -110,7 +110,7 @@ async fn call_tool_inner(
         };
         match outcome {
             Ok(outcome) => {
-                mark_reachable(app, &server).await;
+                mark_reachable(ctx, &server).await;
                 return Ok(outcome);
             }
             // The server forgot the session (it answered 404, so the call did not run): one
@@ -119,14 +119,14 @@ async fn call_tool_inner(
             Err(McpError::SessionExpired) if !renewed_session => renewed_session = true,
             Err(error) => {
                 fail(
-                    app,
+                    ctx,
                     &server,
                     catalogue::mcp_error(server_id, error),
                     &mut refreshed,
                     generation,
                 )
                 .await?;
-                server = reload(app, server_id).await?;
+                server = reload(ctx, server_id).await?;
             }
         }
     }
@@ -135,7 +135,7 @@ async fn call_tool_inner(
 /// Decide what a failed attempt leads to: `Ok(())` to try again (after a token refresh),
 /// `Err` to give up with that error (status recorded).
 async fn fail(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     error: Error,
     refreshed: &mut bool,
@@ -148,21 +148,21 @@ async fn fail(
                 && generation.is_some() =>
         {
             *refreshed = true;
-            match tokens::refresh(app, server, generation).await {
+            match tokens::refresh(ctx, server, generation).await {
                 Ok(_) => Ok(()),
                 Err(_) => {
-                    catalogue::record_failure(app, server_id, &Error::ReauthRequired { server_id })
+                    catalogue::record_failure(ctx, server_id, &Error::ReauthRequired { server_id })
                         .await;
                     Err(Error::ReauthRequired { server_id })
                 }
             }
         }
         Error::InsufficientScope { server_id, scope } => {
-            catalogue::note_insufficient_scope(app, server_id, scope.as_deref()).await?;
+            catalogue::note_insufficient_scope(ctx, server_id, scope.as_deref()).await?;
             Err(Error::InsufficientScope { server_id, scope })
         }
         other => {
-            catalogue::record_failure(app, server.id.0, &other).await;
+            catalogue::record_failure(ctx, server.id.0, &other).await;
             Err(other)
         }
     }
@@ -171,12 +171,12 @@ async fn fail(
 /// The server, once the caller is known to hold `role` in its workspace and the workspace's
 /// rate limit admits one more outbound operation.
 async fn find(
-    app: &App,
+    ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
     role: Role,
 ) -> Result<McpServerRow> {
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let server = db::servers::find(&mut conn, server_id)
         .await?
         .ok_or(Error::NotFound)?;
@@ -184,8 +184,8 @@ async fn find(
     Ok(server)
 }
 
-async fn reload(app: &App, server_id: Uuid) -> Result<McpServerRow> {
-    let mut conn = app.db.conn().await?;
+async fn reload(ctx: &Context, server_id: Uuid) -> Result<McpServerRow> {
+    let mut conn = ctx.db.conn().await?;
     db::servers::find(&mut conn, server_id)
         .await?
         .ok_or(Error::NotFound)
@@ -193,13 +193,13 @@ async fn reload(app: &App, server_id: Uuid) -> Result<McpServerRow> {
 
 /// A call went through: the server is reachable. Nothing is written when the server was
 /// already known to be connected, so a steady stream of calls costs no writes.
-async fn mark_reachable(app: &App, server: &McpServerRow) {
+async fn mark_reachable(ctx: &Context, server: &McpServerRow) {
     if server.connection_status == ConnectionStatus::Connected.as_str()
         && server.consecutive_failures == 0
     {
         return;
     }
-    status::update(app, server.id.0, |row| {
+    status::update(ctx, server.id.0, |row| {
         if row.connection_status != ConnectionStatus::Connected.as_str()
             || row.consecutive_failures != 0
         {

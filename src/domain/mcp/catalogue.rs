@@ -11,36 +11,36 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::session::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
-use crate::app::App;
 use crate::db::models::{McpServerRow, ToolRow};
 use crate::db::{self, DbTime, DbUuid};
+use crate::domain::Context;
 use crate::domain::limits::Quota;
 use crate::domain::oauth::{OauthError, challenge, tokens};
 use crate::domain::servers::{self, AuthType, Transport};
 use crate::domain::status::{self, AuthStatus, ConnectionStatus};
 use crate::domain::{Error, Result};
+use crate::mcp::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
 use crate::transaction;
 
 /// Open a session to a server with its static headers and, for OAuth servers, a usable access
 /// token (refreshed first when due). Returns the session and the grant generation of the
 /// token used.
-pub async fn connect(app: &App, server: &McpServerRow) -> Result<(McpSession, Option<i64>)> {
-    let (target, generation) = target(app, server).await?;
-    let session = session::open(&app.http, target)
+pub async fn connect(ctx: &Context, server: &McpServerRow) -> Result<(McpSession, Option<i64>)> {
+    let (target, generation) = target(ctx, server).await?;
+    let session = mcp::open(&ctx.http, target)
         .await
         .map_err(|e| mcp_error(server.id.0, e))?;
     Ok((session, generation))
 }
 
 /// The target of a server with its current credentials.
-pub async fn target(app: &App, server: &McpServerRow) -> Result<(McpTarget, Option<i64>)> {
+pub async fn target(ctx: &Context, server: &McpServerRow) -> Result<(McpTarget, Option<i64>)> {
     let url = url::Url::parse(&server.url)
         .map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
     // Headers that no longer open (lost key) are an internal failure, never sent half.
-    let headers = servers::open_headers(app, server)?;
+    let headers = servers::open_headers(ctx, server)?;
     let (bearer, generation) = if AuthType::parse(&server.auth_type) == AuthType::Oauth {
-        match tokens::access_token(app, server).await {
+        match tokens::access_token(ctx, server).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
             Err(
                 OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient,
@@ -67,20 +67,20 @@ pub async fn target(app: &App, server: &McpServerRow) -> Result<(McpTarget, Opti
 }
 
 /// The listing caps of this deployment's quotas.
-pub fn listing_caps(app: &App) -> ListingCaps {
+pub fn listing_caps(ctx: &Context) -> ListingCaps {
     ListingCaps {
-        max_tools: usize::try_from(app.limits.tools_per_server).unwrap_or(usize::MAX),
-        max_bytes: app.limits.catalogue_bytes,
+        max_tools: usize::try_from(ctx.limits.tools_per_server).unwrap_or(usize::MAX),
+        max_bytes: ctx.limits.catalogue_bytes,
     }
 }
 
 /// Reconnect, list every tool, store the catalogue and mark the server connected. Failures
 /// are recorded in the server's status and returned; a listing over a quota stores nothing.
-pub async fn refresh(app: &App, server: &McpServerRow) -> Result<usize> {
+pub async fn refresh(ctx: &Context, server: &McpServerRow) -> Result<usize> {
     let listed = async {
-        let (session, _) = connect(app, server).await?;
+        let (session, _) = connect(ctx, server).await?;
         let listing = session
-            .list_tools(listing_caps(app))
+            .list_tools(listing_caps(ctx))
             .await
             .map_err(|e| mcp_error(server.id.0, e));
         session.close().await;
@@ -97,10 +97,10 @@ pub async fn refresh(app: &App, server: &McpServerRow) -> Result<usize> {
                 );
             }
             let count = listing.tools.len();
-            store(app, server.id.0, &listing).await.map(|()| count)
+            store(ctx, server.id.0, &listing).await.map(|()| count)
         }
         Err(error) => {
-            record_failure(app, server.id.0, &error).await;
+            record_failure(ctx, server.id.0, &error).await;
             Err(error)
         }
     }
@@ -120,7 +120,7 @@ fn duplicates_note(duplicates: usize) -> String {
 }
 
 /// Store a listed catalogue and mark the server connected, in one transaction.
-async fn store(app: &App, server_id: Uuid, listing: &Listing) -> Result<()> {
+async fn store(ctx: &Context, server_id: Uuid, listing: &Listing) -> Result<()> {
     let now = DbTime(db::now());
     let rows: Vec<ToolRow> = listing
         .tools
@@ -137,7 +137,7 @@ async fn store(app: &App, server_id: Uuid, listing: &Listing) -> Result<()> {
         .collect();
     let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     let note = (listing.duplicates > 0).then(|| duplicates_note(listing.duplicates));
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
         db::servers::replace_tools(&mut conn, server_id, &rows).await?;
         let event = status::record(&mut conn, server_id, |row| {
@@ -158,7 +158,7 @@ async fn store(app: &App, server_id: Uuid, listing: &Listing) -> Result<()> {
         Ok::<_, Error>(event)
     })?;
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
     Ok(())
 }
@@ -170,8 +170,8 @@ pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
 /// `ERROR`); a listing over a quota sets its reason and message (the server answered, so it
 /// does not count as a failure to reach it); other failures count, and the third in a row
 /// sets `ERROR`.
-pub async fn record_failure(app: &App, server_id: Uuid, error: &Error) {
-    status::update(app, server_id, |row| match error {
+pub async fn record_failure(ctx: &Context, server_id: Uuid, error: &Error) {
+    status::update(ctx, server_id, |row| match error {
         Error::ReauthRequired { .. }
         | Error::Oauth(
             OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized,
@@ -233,11 +233,11 @@ pub fn mcp_error(server_id: Uuid, error: McpError) -> Error {
 /// The server says a call needs more scopes: remember the union for the next flow and mark
 /// the server `INSUFFICIENT_SCOPE`.
 pub async fn note_insufficient_scope(
-    app: &App,
+    ctx: &Context,
     server_id: Uuid,
     scope: Option<&str>,
 ) -> Result<()> {
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
         if let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? {
             let union = crate::domain::oauth::scope_union([
@@ -257,7 +257,7 @@ pub async fn note_insufficient_scope(
         Ok::<_, Error>(event)
     })?;
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
     Ok(())
 }

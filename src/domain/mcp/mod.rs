@@ -1,30 +1,11 @@
-//! MCP client sessions: the product's side of the Model Context Protocol, spoken through the
-//! official SDK (`rmcp`) over the Streamable HTTP transport or, for older servers, the HTTP+SSE
-//! transport of revision 2024-11-05 (`sse`, an rmcp transport of our own).
+//! The rules of talking to a registered MCP server: which credentials a session opens with,
+//! what a failure means for the server's status, what a call does on a 401 (one refresh, one
+//! retry, then `REAUTH_REQUIRED`), a 403 `insufficient_scope` (ask for consent) or an expired
+//! session (one more attempt on a new one), when a kept session is given up, and how a listing
+//! is held to the quotas.
 //!
-//! A catalogue refresh opens a session for the listing and closes it again; tool calls borrow
-//! a session kept open per server by the [`pool`], so a call costs one request. The server's
-//! URL, transport, static headers, access token and timeout come from the caller as an
-//! [`McpTarget`].
-//!
-//! Invariants:
-//! - All traffic goes through the guarded client of `net/`: rmcp sends with its
-//!   `reqwest::Client`, whose resolver and connector enforce the outbound rules, and the URL is
-//!   checked with [`crate::net::check_url`] before the session opens.
-//! - When a bearer token is given it is the only `Authorization` the server sees: static
-//!   headers never override it, and headers the transport owns are never taken from them.
-//! - Tokens and header values never appear in errors or logs, and errors never carry response
-//!   bodies, so an [`McpError`] is safe to log and to map to an API error.
-//! - Every operation is bounded by the target's timeout. Nothing here retries: the caller
-//!   decides what a 401, a 403 or an expired session leads to.
+//! The sessions themselves (rmcp, the transports, the pool of kept sessions) are
+//! infrastructure in [`crate::mcp`]; this module decides what to send and what a result means.
 
 pub mod calls;
 pub mod catalogue;
-pub mod pool;
-pub mod session;
-mod sse;
-
-#[cfg(test)]
-mod tests;
-
-pub use session::{McpError, McpSession, McpTarget, ToolCallOutcome, ToolInfo, open};

@@ -28,11 +28,11 @@ use super::discovery::{self, DiscoverOptions, Discovery};
 use super::registration::{self, StoredClient, client_for_flow, client_of_flow};
 use super::tokens::{self, apply_token_response, open_tokens};
 use super::{AuthorizationServer, OauthError, RegistrationKind, probe, scope_list, scope_union};
-use crate::app::App;
 use crate::crypto::{Secret, constant_time_eq, pkce_s256, random_token, sha256_hex};
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
 use crate::db::sealed;
 use crate::db::{self, DbTime, DbUuid};
+use crate::domain::Context;
 use crate::domain::access::{Principal, Role};
 use crate::domain::limits::Outbound;
 use crate::domain::mcp::catalogue;
@@ -64,21 +64,21 @@ pub enum Started {
 }
 
 /// The redirect URI of this deployment.
-pub fn redirect_uri(app: &App) -> String {
-    app.config.public_endpoint(CALLBACK_PATH).to_string()
+pub fn redirect_uri(ctx: &Context) -> String {
+    ctx.settings.public_endpoint(CALLBACK_PATH).to_string()
 }
 
 /// Start a flow for a server (editor role). `challenge` is the `WWW-Authenticate` challenge
 /// that caused it, when the caller has one; otherwise the server is probed for it.
 pub async fn start(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     outbound: Outbound<'_>,
     server_id: Uuid,
     challenge: Option<Challenge>,
 ) -> Result<Started> {
     let (server, grant, previous) = {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
@@ -104,13 +104,13 @@ pub async fn start(
         let previous = db::oauth::flow_of(&mut conn, server_id, principal.user_id).await?;
         (server, grant, previous)
     };
-    let server_url = secure_server_url(app, &server)?;
+    let server_url = secure_server_url(ctx, &server)?;
 
     let challenge = match challenge {
         Some(challenge) => Some(challenge),
         None => {
             probe::probe(
-                &app.http,
+                &ctx.http,
                 &server_url,
                 crate::domain::servers::Transport::parse(&server.transport),
             )
@@ -118,7 +118,7 @@ pub async fn start(
             .challenge
         }
     };
-    let discovery = discover_cached(app, &server, challenge.as_ref()).await?;
+    let discovery = discover_cached(ctx, &server, challenge.as_ref()).await?;
 
     // A grant from the authorization server the resource names now, whose refresh token still
     // works, needs no new flow, unless more scopes are needed. A grant from another server
@@ -127,8 +127,8 @@ pub async fn start(
     if !step_up
         && let Some(grant) = &grant
         && grant.issuer.as_deref() == Some(discovery.server.issuer.as_str())
-        && open_tokens(app, grant).is_some_and(|t| t.refresh_token.is_some())
-        && tokens::refresh(app, &server, None).await.is_ok()
+        && open_tokens(ctx, grant).is_some_and(|t| t.refresh_token.is_some())
+        && tokens::refresh(ctx, &server, None).await.is_ok()
     {
         return Ok(Started::AlreadyAuthorized);
     }
@@ -148,19 +148,19 @@ pub async fn start(
     let scopes = choose_scopes(&previous_scopes, &challenged, &discovery);
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
 
-    let redirect_uri = redirect_uri(app);
+    let redirect_uri = redirect_uri(ctx);
     let reusable: Vec<StoredClient> = grant
         .as_ref()
-        .and_then(|g| registration::open_on_grant(app, g))
+        .and_then(|g| registration::open_on_grant(ctx, g))
         .into_iter()
         .chain(
             previous
                 .as_ref()
-                .and_then(|f| registration::open_on_flow(app, f)),
+                .and_then(|f| registration::open_on_flow(ctx, f)),
         )
         .collect();
     let (client, stored) = client_for_flow(
-        app,
+        ctx,
         &server,
         &reusable,
         &discovery,
@@ -191,10 +191,10 @@ pub async fn start(
         state_hash: sha256_hex(&state),
         begin_hash: sha256_hex(&begin_id),
         browser_binding_hash: None,
-        code_verifier_sealed: app
+        code_verifier_sealed: ctx
             .keys
             .seal_str(&verifier, sealed::FLOW_VERIFIER.context(&row_id)),
-        authorization_url_sealed: app.keys.seal_str(
+        authorization_url_sealed: ctx.keys.seal_str(
             upstream_url.as_str(),
             sealed::FLOW_AUTHORIZATION_URL.context(&row_id),
         ),
@@ -208,13 +208,13 @@ pub async fn start(
         registration_kind: client.kind.as_str().to_owned(),
         client_information_sealed: stored
             .as_ref()
-            .map(|stored| registration::seal_on_flow(app, flow_id, stored))
+            .map(|stored| registration::seal_on_flow(ctx, flow_id, stored))
             .transpose()?,
         created_at: DbTime(now),
         expires_at: DbTime(now + FLOW_TTL),
     };
 
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
         db::oauth::delete_flow_of(&mut conn, server_id, principal.user_id).await?;
         db::oauth::insert_flow(&mut conn, &flow).await?;
@@ -238,12 +238,12 @@ pub async fn start(
         Ok::<_, Error>(event)
     })?;
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
     tracing::info!(mcp_server.id = %server_id, issuer = %discovery.server.issuer, "OAuth flow started");
     Ok(Started::Redirect {
-        authorization_url: app
-            .config
+        authorization_url: ctx
+            .settings
             .public_endpoint(&format!("/oauth/begin/{begin_id}"))
             .to_string(),
         upstream_url,
@@ -300,13 +300,13 @@ fn authorization_url(
 }
 
 async fn discover_cached(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     challenge: Option<&Challenge>,
 ) -> Result<std::sync::Arc<Discovery>> {
     // A challenge pointing at specific metadata bypasses the cache: it may name new scopes.
     if challenge.is_none()
-        && let Some(cached) = app.oauth.cached_discovery(server.id.0, &server.url)
+        && let Some(cached) = ctx.oauth.cached_discovery(server.id.0, &server.url)
     {
         return Ok(cached);
     }
@@ -314,20 +314,20 @@ async fn discover_cached(
         lenient_pkce: server.oauth_lenient_pkce,
     };
     let found =
-        std::sync::Arc::new(discovery::discover(&app.http, &server.url, challenge, options).await?);
-    app.oauth
+        std::sync::Arc::new(discovery::discover(&ctx.http, &server.url, challenge, options).await?);
+    ctx.oauth
         .remember_discovery(server.id.0, &server.url, found.clone());
     Ok(found)
 }
 
 /// OAuth needs an https server URL; plain http only on loopback when the operator allows
 /// private networks (local development and tests).
-fn secure_server_url(app: &App, server: &McpServerRow) -> Result<Url> {
+fn secure_server_url(ctx: &Context, server: &McpServerRow) -> Result<Url> {
     let url = Url::parse(&server.url).map_err(|_| bad_input("url", "is not a valid URL"))?;
     if url.scheme() == "https"
         || (url.scheme() == "http"
             && net::is_loopback_host(&url)
-            && app.config.allow_private_networks)
+            && ctx.settings.allow_private_networks)
     {
         Ok(url)
     } else {
@@ -370,12 +370,12 @@ pub fn binding_cookie_name(state_hash: &str) -> String {
 }
 
 /// Follow a begin link (single use, expires with the flow).
-pub async fn begin(app: &App, begin_id: &str) -> std::result::Result<Begin, FlowFailure> {
+pub async fn begin(ctx: &Context, begin_id: &str) -> std::result::Result<Begin, FlowFailure> {
     let unknown = |error: db::DbError| {
         tracing::error!(%error, "storage failure while beginning an OAuth flow");
         FlowFailure::new("unknown", None)
     };
-    let mut conn = app.db.conn().await.map_err(unknown)?;
+    let mut conn = ctx.db.conn().await.map_err(unknown)?;
     let flow = db::oauth::find_flow_by_begin(&mut conn, &sha256_hex(begin_id))
         .await
         .map_err(unknown)?;
@@ -387,7 +387,7 @@ pub async fn begin(app: &App, begin_id: &str) -> std::result::Result<Begin, Flow
         return Err(failed("invalid_state", Some(server_id), "expired flow"));
     }
     let row_id = flow.id.0.to_string();
-    let upstream = app
+    let upstream = ctx
         .keys
         .open_str(
             &flow.authorization_url_sealed,
@@ -452,7 +452,7 @@ pub enum Binding<'a> {
 
 /// Complete a flow. On success the server has a grant and its status says so.
 pub async fn complete(
-    app: &App,
+    ctx: &Context,
     params: CallbackParams,
     binding: Binding<'_>,
 ) -> std::result::Result<McpServerRow, FlowFailure> {
@@ -462,7 +462,7 @@ pub async fn complete(
             FlowFailure::new("unknown", server_id)
         }
     };
-    let mut conn = app.db.conn().await.map_err(unknown(None))?;
+    let mut conn = ctx.db.conn().await.map_err(unknown(None))?;
     let state_hash = params
         .state
         .as_deref()
@@ -478,7 +478,7 @@ pub async fn complete(
 
     if params.error.is_some() {
         if let Some(flow) = &flow {
-            burn(app, &mut conn, flow, "provider_error").await;
+            burn(ctx, &mut conn, flow, "provider_error").await;
         }
         return Err(failed(
             "provider_error",
@@ -507,7 +507,7 @@ pub async fn complete(
     };
     let server_id = flow.server_id.0;
     if flow.expires_at.0 <= db::now() {
-        burn(app, &mut conn, &flow, "flow_expired").await;
+        burn(ctx, &mut conn, &flow, "flow_expired").await;
         return Err(failed("invalid_state", Some(server_id), "expired flow"));
     }
     let bound = match binding {
@@ -546,10 +546,10 @@ pub async fn complete(
             "no longer an editor",
         ));
     }
-    if secure_server_url(app, &server).is_err()
+    if secure_server_url(ctx, &server).is_err()
         || AuthType::parse(&server.auth_type) != AuthType::Oauth
     {
-        burn(app, &mut conn, &flow, "insecure_url").await;
+        burn(ctx, &mut conn, &flow, "insecure_url").await;
         return Err(failed(
             "insecure_url",
             Some(server_id),
@@ -571,7 +571,7 @@ pub async fn complete(
     }
 
     // Burn the flow before the exchange: the code is used at most once, whatever happens.
-    let verifier = app
+    let verifier = ctx
         .keys
         .open_str(
             &flow.code_verifier_sealed,
@@ -589,7 +589,7 @@ pub async fn complete(
         ));
     }
     let Some(verifier) = verifier else {
-        fail_status(app, &mut conn, server_id, "token_exchange_failed").await;
+        fail_status(ctx, &mut conn, server_id, "token_exchange_failed").await;
         return Err(failed(
             "token_exchange_failed",
             Some(server_id),
@@ -600,7 +600,7 @@ pub async fn complete(
 
     let exchanged = async {
         let client = client_of_flow(
-            app,
+            ctx,
             &server,
             &flow,
             &authorization_server.issuer,
@@ -613,33 +613,33 @@ pub async fn complete(
             ("code_verifier", verifier.expose().to_owned()),
             ("resource", flow.resource.clone()),
         ];
-        tokens::token_request(app, &authorization_server, &client, form).await
+        tokens::token_request(ctx, &authorization_server, &client, form).await
     }
     .await;
     let response = match exchanged {
         Ok(response) => response,
         Err(error) => {
             tracing::warn!(mcp_server.id = %server_id, %error, "OAuth code exchange failed");
-            let mut conn = app.db.conn().await.map_err(unknown(Some(server_id)))?;
-            fail_status(app, &mut conn, server_id, "token_exchange_failed").await;
+            let mut conn = ctx.db.conn().await.map_err(unknown(Some(server_id)))?;
+            fail_status(ctx, &mut conn, server_id, "token_exchange_failed").await;
             return Err(FlowFailure::new("token_exchange_failed", Some(server_id)));
         }
     };
 
-    let saved = store_tokens(app, &server, &flow, &authorization_server, response).await;
+    let saved = store_tokens(ctx, &server, &flow, &authorization_server, response).await;
     let (server, event) = saved.map_err(|error| {
         tracing::error!(%error, mcp_server.id = %server_id, "cannot store OAuth tokens");
         FlowFailure::new("unknown", Some(server_id))
     })?;
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
     tracing::info!(mcp_server.id = %server_id, "OAuth authorization completed");
     // List the tools with the new token; a failure is recorded in the status, the grant stays.
-    if let Err(error) = catalogue::refresh(app, &server).await {
+    if let Err(error) = catalogue::refresh(ctx, &server).await {
         tracing::warn!(mcp_server.id = %server_id, %error, "listing tools after authorization failed");
     }
-    let mut conn = app.db.conn().await.map_err(unknown(Some(server_id)))?;
+    let mut conn = ctx.db.conn().await.map_err(unknown(Some(server_id)))?;
     Ok(db::servers::find(&mut conn, server_id)
         .await
         .ok()
@@ -661,21 +661,21 @@ fn issuer_matches(iss: Option<&str>, expected: Option<&str>, required: bool) -> 
 /// transaction. The flow's authorization server, registration and scopes replace the grant's;
 /// a refresh token is kept from the old grant only when the same issuer issued it.
 async fn store_tokens(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     flow: &FlowRow,
     authorization_server: &AuthorizationServer,
     response: tokens::TokenResponse,
 ) -> Result<(McpServerRow, Option<status::StatusEvent>)> {
     let server_id = server.id.0;
-    let registration = registration::open_on_flow(app, flow)
-        .map(|stored| registration::seal_on_grant(app, server_id, &stored))
+    let registration = registration::open_on_flow(ctx, flow)
+        .map(|stored| registration::seal_on_grant(ctx, server_id, &stored))
         .transpose()?;
     // The code was spent: the tokens exist nowhere else, so the save outlasts a restarting
     // database.
     let response = &response;
     let saved = retry::persist("saving an authorization", || async {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         transaction!(conn, {
             let now = DbTime(db::now());
             let existing = db::oauth::find_grant(&mut conn, server_id).await?;
@@ -693,7 +693,7 @@ async fn store_tokens(
             grant.authorization_server = Some(flow.authorization_server.clone());
             grant.requested_scopes = flow.requested_scopes.clone();
             grant.granted_scopes = None;
-            apply_token_response(app, &mut grant, response, flow.requested_scopes.as_deref());
+            apply_token_response(ctx, &mut grant, response, flow.requested_scopes.as_deref());
             grant.authorized_by = Some(flow.user_id);
             grant.refresh_lease_owner = None;
             grant.refresh_lease_until = None;
@@ -728,10 +728,10 @@ async fn store_tokens(
 }
 
 /// Forget a pending flow after a failure and say why in the server's status.
-async fn burn(app: &App, conn: &mut db::DbConn, flow: &FlowRow, reason: &'static str) {
+async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, reason: &'static str) {
     let server_id = flow.server_id.0;
     match db::oauth::burn_flow(conn, flow.id.0).await {
-        Ok(true) => fail_status(app, conn, server_id, reason).await,
+        Ok(true) => fail_status(ctx, conn, server_id, reason).await,
         Ok(false) => {}
         Err(error) => {
             tracing::error!(%error, mcp_server.id = %server_id, "cannot burn an OAuth flow")
@@ -741,7 +741,7 @@ async fn burn(app: &App, conn: &mut db::DbConn, flow: &FlowRow, reason: &'static
 
 /// The status after a flow ended without a new grant: what the grant says (a failed new flow
 /// does not undo a grant that still works), with the reason.
-async fn fail_status(app: &App, conn: &mut db::DbConn, server_id: Uuid, reason: &'static str) {
+async fn fail_status(ctx: &Context, conn: &mut db::DbConn, server_id: Uuid, reason: &'static str) {
     let has_tokens = db::oauth::find_grant(conn, server_id)
         .await
         .ok()
@@ -757,7 +757,7 @@ async fn fail_status(app: &App, conn: &mut db::DbConn, server_id: Uuid, reason: 
     })
     .await;
     match recorded {
-        Ok(Some(event)) => app.events.publish(event),
+        Ok(Some(event)) => ctx.events.publish(event),
         Ok(None) => {}
         Err(error) => {
             tracing::error!(%error, mcp_server.id = %server_id, "cannot record an OAuth failure")
@@ -767,9 +767,9 @@ async fn fail_status(app: &App, conn: &mut db::DbConn, server_id: Uuid, reason: 
 
 /// Delete expired flows and give the servers they left `AUTHORIZING` (with no other flow
 /// pending) back the status their grant deserves. Returns how many servers were affected.
-pub async fn sweep_expired(app: &App) -> std::result::Result<usize, db::DbError> {
+pub async fn sweep_expired(ctx: &Context) -> std::result::Result<usize, db::DbError> {
     let now = DbTime(db::now());
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let servers = db::oauth::delete_expired_flows(&mut conn, now, 500).await?;
     let live = db::oauth::servers_with_live_flows(&mut conn, &servers, now).await?;
     for server_id in &servers {
@@ -778,7 +778,7 @@ pub async fn sweep_expired(app: &App) -> std::result::Result<usize, db::DbError>
         }
         let server = db::servers::find(&mut conn, *server_id).await?;
         if server.is_some_and(|s| AuthStatus::parse(&s.auth_status) == AuthStatus::Authorizing) {
-            fail_status(app, &mut conn, *server_id, "flow_expired").await;
+            fail_status(ctx, &mut conn, *server_id, "flow_expired").await;
         }
     }
     Ok(servers.len())
@@ -787,13 +787,13 @@ pub async fn sweep_expired(app: &App) -> std::result::Result<usize, db::DbError>
 /// Revoke and remove a server's grant (editor role); the server then needs authorization.
 /// Pending flows go too.
 pub async fn disconnect(
-    app: &App,
+    ctx: &Context,
     principal: &Principal,
     outbound: Outbound<'_>,
     server_id: Uuid,
 ) -> Result<McpServerRow> {
     let (server, grant) = {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
@@ -803,9 +803,9 @@ pub async fn disconnect(
     };
     // No connection is held while the authorization server answers.
     if let Some(grant) = &grant {
-        super::revoke::revoke_grant(app, &server, grant).await;
+        super::revoke::revoke_grant(ctx, &server, grant).await;
     }
-    let mut conn = app.db.conn().await?;
+    let mut conn = ctx.db.conn().await?;
     let (server, event) = transaction!(conn, {
         db::oauth::delete_grant(&mut conn, server_id).await?;
         db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
@@ -828,9 +828,9 @@ pub async fn disconnect(
         Ok::<_, Error>((server, event))
     })?;
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
-    app.oauth.forget_discovery(server_id);
+    ctx.oauth.forget_discovery(server_id);
     Ok(server)
 }
 

@@ -23,10 +23,10 @@ use url::Url;
 
 use super::discovery::Discovery;
 use super::{OauthError, RegistrationKind};
-use crate::app::App;
 use crate::crypto::{SealContext, Secret};
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
 use crate::db::sealed;
+use crate::domain::Context;
 use crate::net;
 
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,7 +90,7 @@ pub struct StoredClient {
 /// pre-registered client, whose secret stays on the server row). `reusable` are registrations
 /// kept from earlier: a dynamic one made with this issuer for this redirect URI is reused.
 pub async fn client_for_flow(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     reusable: &[StoredClient],
     discovery: &Discovery,
@@ -98,12 +98,12 @@ pub async fn client_for_flow(
     scope: Option<&str>,
 ) -> Result<(Client, Option<StoredClient>), OauthError> {
     let supported = discovery.server.token_endpoint_auth_methods.as_deref();
-    if let Some(client) = pre_registered(app, server, supported)? {
+    if let Some(client) = pre_registered(ctx, server, supported)? {
         check_binding(server, &discovery.server.issuer)?;
         return Ok((client, None));
     }
     if discovery.client_id_metadata_document_supported
-        && let Some(document) = metadata_document_url(app)
+        && let Some(document) = metadata_document_url(ctx)
     {
         if discovery.server.iss_parameter_supported {
             let stored = StoredClient {
@@ -136,7 +136,7 @@ pub async fn client_for_flow(
         return Err(OauthError::NoRegistration);
     };
     let stored = register(
-        app,
+        ctx,
         endpoint,
         &discovery.server.issuer,
         redirect_uri,
@@ -160,7 +160,7 @@ fn check_binding(server: &McpServerRow, issuer: &str) -> Result<(), OauthError> 
 
 /// The client of an existing grant (for refresh and revocation).
 pub fn client_of_grant(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     grant: &OauthGrantRow,
     supported: Option<&[String]>,
@@ -173,10 +173,10 @@ pub fn client_of_grant(
             if server.oauth_client_issuer.as_deref() != Some(issuer) {
                 return Err(OauthError::InvalidClient);
             }
-            pre_registered(app, server, supported)?.ok_or(OauthError::InvalidClient)
+            pre_registered(ctx, server, supported)?.ok_or(OauthError::InvalidClient)
         }
         Some("metadata_document" | "dynamic") => {
-            let stored = open_on_grant(app, grant).ok_or(OauthError::InvalidClient)?;
+            let stored = open_on_grant(ctx, grant).ok_or(OauthError::InvalidClient)?;
             Ok(dynamic_client(&stored, supported))
         }
         _ => Err(OauthError::NotAuthorized),
@@ -185,7 +185,7 @@ pub fn client_of_grant(
 
 /// The client of a pending flow (for its code exchange).
 pub fn client_of_flow(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     flow: &FlowRow,
     issuer: &str,
@@ -196,10 +196,10 @@ pub fn client_of_flow(
             if server.oauth_client_issuer.as_deref() != Some(issuer) {
                 return Err(OauthError::InvalidClient);
             }
-            pre_registered(app, server, supported)?.ok_or(OauthError::InvalidClient)
+            pre_registered(ctx, server, supported)?.ok_or(OauthError::InvalidClient)
         }
         _ => {
-            let stored = open_on_flow(app, flow).ok_or(OauthError::InvalidClient)?;
+            let stored = open_on_flow(ctx, flow).ok_or(OauthError::InvalidClient)?;
             Ok(dynamic_client(&stored, supported))
         }
     }
@@ -207,17 +207,17 @@ pub fn client_of_flow(
 
 /// The URL of Switchboard's own Client ID Metadata Document, when it can serve one: the
 /// configured URL, else `{public_url}/oauth/client-metadata.json` when the public URL is https.
-pub fn metadata_document_url(app: &App) -> Option<Url> {
-    if let Some(url) = &app.config.client_metadata_url {
+pub fn metadata_document_url(ctx: &Context) -> Option<Url> {
+    if let Some(url) = &ctx.settings.client_metadata_url {
         return Some(url.clone());
     }
-    app.config
+    ctx.settings
         .public_url_is_https()
-        .then(|| app.config.public_endpoint("/oauth/client-metadata.json"))
+        .then(|| ctx.settings.public_endpoint("/oauth/client-metadata.json"))
 }
 
 fn pre_registered(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     supported: Option<&[String]>,
 ) -> Result<Option<Client>, OauthError> {
@@ -228,10 +228,10 @@ fn pre_registered(
         None => None,
         Some(sealed) => {
             let row_id = server.id.0.to_string();
-            let ctx = sealed::SERVER_CLIENT_SECRET.context(&row_id);
+            let seal_ctx = sealed::SERVER_CLIENT_SECRET.context(&row_id);
             Some(
-                app.keys
-                    .open_str(sealed, ctx)
+                ctx.keys
+                    .open_str(sealed, seal_ctx)
                     .map_err(|_| OauthError::UnreadableClientSecret)?,
             )
         }
@@ -286,7 +286,7 @@ pub fn choose_auth_method(
 }
 
 async fn register(
-    app: &App,
+    ctx: &Context,
     endpoint: &Url,
     issuer: &str,
     redirect_uri: &str,
@@ -313,14 +313,14 @@ async fn register(
     if let Some(scope) = scope {
         body["scope"] = json!(scope);
     }
-    let request = app
+    let request = ctx
         .http
         .request(reqwest::Method::POST, endpoint.clone())
         .timeout(REGISTRATION_TIMEOUT)
         .header(CONTENT_TYPE, "application/json")
         .header(ACCEPT, "application/json")
         .body(body.to_string());
-    let response = app.http.send(request).await?;
+    let response = ctx.http.send(request).await?;
     let status = response.status();
     let bytes = net::read_body_capped(response, net::OAUTH_JSON_LIMIT).await?;
     #[derive(Deserialize)]
@@ -359,50 +359,54 @@ async fn register(
     })
 }
 
-fn seal(app: &App, ctx: SealContext<'_>, stored: &StoredClient) -> Result<String, OauthError> {
+fn seal(
+    ctx: &Context,
+    seal_ctx: SealContext<'_>,
+    stored: &StoredClient,
+) -> Result<String, OauthError> {
     let json =
         serde_json::to_string(stored).map_err(|e| OauthError::Registration(e.to_string()))?;
-    Ok(app.keys.seal_str(&json, ctx))
+    Ok(ctx.keys.seal_str(&json, seal_ctx))
 }
 
-fn open(app: &App, sealed: &str, ctx: SealContext<'_>) -> Option<StoredClient> {
-    let json = app.keys.open_str(sealed, ctx).ok()?;
+fn open(ctx: &Context, sealed: &str, seal_ctx: SealContext<'_>) -> Option<StoredClient> {
+    let json = ctx.keys.open_str(sealed, seal_ctx).ok()?;
     serde_json::from_str(json.expose()).ok()
 }
 
 /// Seal a registration for a grant row.
 pub fn seal_on_grant(
-    app: &App,
+    ctx: &Context,
     server_id: uuid::Uuid,
     stored: &StoredClient,
 ) -> Result<String, OauthError> {
     let row_id = server_id.to_string();
-    seal(app, sealed::GRANT_CLIENT.context(&row_id), stored)
+    seal(ctx, sealed::GRANT_CLIENT.context(&row_id), stored)
 }
 
 /// Seal a registration for a flow row.
 pub fn seal_on_flow(
-    app: &App,
+    ctx: &Context,
     flow_id: uuid::Uuid,
     stored: &StoredClient,
 ) -> Result<String, OauthError> {
     let row_id = flow_id.to_string();
-    seal(app, sealed::FLOW_CLIENT.context(&row_id), stored)
+    seal(ctx, sealed::FLOW_CLIENT.context(&row_id), stored)
 }
 
 /// The registration of a grant; `None` when absent or unreadable (lost key), which leads to
 /// a fresh registration.
-pub fn open_on_grant(app: &App, grant: &OauthGrantRow) -> Option<StoredClient> {
+pub fn open_on_grant(ctx: &Context, grant: &OauthGrantRow) -> Option<StoredClient> {
     let sealed = grant.client_information_sealed.as_deref()?;
     let row_id = grant.server_id.0.to_string();
-    open(app, sealed, sealed::GRANT_CLIENT.context(&row_id))
+    open(ctx, sealed, sealed::GRANT_CLIENT.context(&row_id))
 }
 
 /// The registration of a flow; `None` when absent or unreadable.
-pub fn open_on_flow(app: &App, flow: &FlowRow) -> Option<StoredClient> {
+pub fn open_on_flow(ctx: &Context, flow: &FlowRow) -> Option<StoredClient> {
     let sealed = flow.client_information_sealed.as_deref()?;
     let row_id = flow.id.0.to_string();
-    open(app, sealed, sealed::FLOW_CLIENT.context(&row_id))
+    open(ctx, sealed, sealed::FLOW_CLIENT.context(&row_id))
 }
 
 #[cfg(test)]

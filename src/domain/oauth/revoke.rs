@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::AuthorizationServer;
 use super::registration::client_of_grant;
 use super::tokens::{open_tokens, post_form};
-use crate::app::App;
 use crate::db::models::{McpServerRow, OauthGrantRow};
+use crate::domain::Context;
 
 /// The whole revocation may take this long.
 pub const REVOCATION_BUDGET: Duration = Duration::from_secs(5);
@@ -16,9 +16,9 @@ pub const REVOCATION_BUDGET: Duration = Duration::from_secs(5);
 /// Revoke a grant's tokens at its authorization server, if it offers revocation. Failures are
 /// logged and otherwise ignored: the grant is removed locally either way. A session kept open
 /// with these tokens is ended first.
-pub async fn revoke_grant(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
-    app.sessions.forget(server.id.0);
-    if tokio::time::timeout(REVOCATION_BUDGET, revoke_inner(app, server, grant))
+pub async fn revoke_grant(ctx: &Context, server: &McpServerRow, grant: &OauthGrantRow) {
+    ctx.sessions.forget(server.id.0);
+    if tokio::time::timeout(REVOCATION_BUDGET, revoke_inner(ctx, server, grant))
         .await
         .is_err()
     {
@@ -26,8 +26,8 @@ pub async fn revoke_grant(app: &App, server: &McpServerRow, grant: &OauthGrantRo
     }
 }
 
-async fn revoke_inner(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
-    let Some(tokens) = open_tokens(app, grant) else {
+async fn revoke_inner(ctx: &Context, server: &McpServerRow, grant: &OauthGrantRow) {
+    let Some(tokens) = open_tokens(ctx, grant) else {
         return;
     };
     let Some(authorization_server) = grant
@@ -45,7 +45,7 @@ async fn revoke_inner(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
         return;
     };
     let Ok(client) = client_of_grant(
-        app,
+        ctx,
         server,
         grant,
         authorization_server.token_endpoint_auth_methods.as_deref(),
@@ -59,7 +59,7 @@ async fn revoke_inner(app: &App, server: &McpServerRow, grant: &OauthGrantRow) {
     for (token, hint) in candidates {
         let Some(token) = token else { continue };
         let form = vec![("token", token), ("token_type_hint", hint.to_owned())];
-        match post_form(app, endpoint.as_str(), &client, form, REVOCATION_BUDGET).await {
+        match post_form(ctx, endpoint.as_str(), &client, form, REVOCATION_BUDGET).await {
             Ok(response) if response.status().is_success() => {
                 tracing::info!(mcp_server.id = %server.id.0, token_type = hint, "token revoked");
             }

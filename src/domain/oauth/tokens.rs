@@ -29,11 +29,11 @@ use uuid::Uuid;
 
 use super::registration::{AuthMethod, Client, client_of_grant};
 use super::{AuthorizationServer, OauthError};
-use crate::app::App;
 use crate::crypto::{Secret, random_token};
 use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::db::sealed;
 use crate::db::{self, DbTime};
+use crate::domain::Context;
 use crate::domain::retry;
 use crate::domain::status::{self, StatusEvent};
 use crate::net;
@@ -78,14 +78,14 @@ pub struct TokenResponse {
 /// POST a form to an authorization server endpoint, authenticated as `client` (Basic
 /// header, secret in the body, or the client id alone for public clients).
 pub(crate) async fn post_form(
-    app: &App,
+    ctx: &Context,
     endpoint: &str,
     client: &Client,
     mut form: Vec<(&'static str, String)>,
     timeout: Duration,
 ) -> Result<reqwest::Response, OauthError> {
     let endpoint = url::Url::parse(endpoint).map_err(|_| OauthError::BadEndpoint("token"))?;
-    let mut request = app
+    let mut request = ctx
         .http
         .request(reqwest::Method::POST, endpoint)
         .timeout(timeout)
@@ -107,17 +107,17 @@ pub(crate) async fn post_form(
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
-    Ok(app.http.send(request.body(body)).await?)
+    Ok(ctx.http.send(request.body(body)).await?)
 }
 
 /// Send a token request (code exchange or refresh) with the client's authentication.
 pub async fn token_request(
-    app: &App,
+    ctx: &Context,
     server: &AuthorizationServer,
     client: &Client,
     form: Vec<(&'static str, String)>,
 ) -> Result<TokenResponse, OauthError> {
-    let response = post_form(app, &server.token_endpoint, client, form, TOKEN_TIMEOUT).await?;
+    let response = post_form(ctx, &server.token_endpoint, client, form, TOKEN_TIMEOUT).await?;
     let status = response.status().as_u16();
     let bytes = net::read_body_capped(response, net::OAUTH_JSON_LIMIT).await?;
     read_token_response(status, &bytes)
@@ -192,17 +192,17 @@ fn parse_fields(bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// Seal a token set for a grant.
-pub fn seal_tokens(app: &App, server_id: Uuid, tokens: &StoredTokens) -> String {
+pub fn seal_tokens(ctx: &Context, server_id: Uuid, tokens: &StoredTokens) -> String {
     let json = serde_json::to_string(tokens).unwrap_or_default();
-    app.keys
+    ctx.keys
         .seal_str(&json, sealed::GRANT_TOKENS.context(&server_id.to_string()))
 }
 
 /// Open a grant's tokens; `None` when absent or unreadable.
-pub fn open_tokens(app: &App, grant: &OauthGrantRow) -> Option<StoredTokens> {
+pub fn open_tokens(ctx: &Context, grant: &OauthGrantRow) -> Option<StoredTokens> {
     let sealed = grant.tokens_sealed.as_deref()?;
     let row_id = grant.server_id.0.to_string();
-    let json = app
+    let json = ctx
         .keys
         .open_str(sealed, sealed::GRANT_TOKENS.context(&row_id))
         .ok()?;
@@ -212,13 +212,13 @@ pub fn open_tokens(app: &App, grant: &OauthGrantRow) -> Option<StoredTokens> {
 /// Store a token response on a grant: absolute expiry, granted scopes, the old refresh token
 /// kept when none came back, and the generation bumped.
 pub fn apply_token_response(
-    app: &App,
+    ctx: &Context,
     grant: &mut OauthGrantRow,
     response: &TokenResponse,
     requested_scopes: Option<&str>,
 ) {
     let now = db::now();
-    let previous_refresh = open_tokens(app, grant).and_then(|t| t.refresh_token);
+    let previous_refresh = open_tokens(ctx, grant).and_then(|t| t.refresh_token);
     let tokens = StoredTokens {
         access_token: response.access_token.expose().to_owned(),
         refresh_token: response
@@ -227,7 +227,7 @@ pub fn apply_token_response(
             .map(|token| token.expose().to_owned())
             .or(previous_refresh),
     };
-    grant.tokens_sealed = Some(seal_tokens(app, grant.server_id.0, &tokens));
+    grant.tokens_sealed = Some(seal_tokens(ctx, grant.server_id.0, &tokens));
     grant.access_expires_at = response.expires_in.and_then(|s| expiry(now, s)).map(DbTime);
     grant.granted_scopes = response
         .scope
@@ -263,15 +263,15 @@ pub struct Access {
 /// A usable access token for a server, refreshed first when it is about to expire. When the
 /// refresh fails for a transient reason and the current token has not expired yet, the current
 /// token is used.
-pub async fn access_token(app: &App, server: &McpServerRow) -> Result<Access, OauthError> {
-    let Some(grant) = read_grant(app, server.id.0).await? else {
+pub async fn access_token(ctx: &Context, server: &McpServerRow) -> Result<Access, OauthError> {
+    let Some(grant) = read_grant(ctx, server.id.0).await? else {
         return Err(OauthError::NotAuthorized);
     };
-    let Some(tokens) = open_tokens(app, &grant) else {
+    let Some(tokens) = open_tokens(ctx, &grant) else {
         if grant.tokens_sealed.is_some() {
             // Sealed tokens that no longer open: forget them and ask again.
             forget_tokens(
-                app,
+                ctx,
                 server.id.0,
                 grant.token_generation,
                 "tokens_unreadable",
@@ -283,7 +283,7 @@ pub async fn access_token(app: &App, server: &McpServerRow) -> Result<Access, Oa
     let now = db::now();
     let expires_at = grant.access_expires_at.map(|t| t.0);
     if tokens.refresh_token.is_some() && due(expires_at, now) {
-        match refresh(app, server, Some(grant.token_generation)).await {
+        match refresh(ctx, server, Some(grant.token_generation)).await {
             Err(error) if error.is_transient() && expires_at.is_some_and(|at| at > now) => {
                 tracing::debug!(mcp_server.id = %server.id.0, %error, "refresh failed; the current token is still valid");
             }
@@ -296,8 +296,8 @@ pub async fn access_token(app: &App, server: &McpServerRow) -> Result<Access, Oa
     })
 }
 
-async fn read_grant(app: &App, server_id: Uuid) -> Result<Option<OauthGrantRow>, OauthError> {
-    let mut conn = app.db.conn().await.map_err(db_error)?;
+async fn read_grant(ctx: &Context, server_id: Uuid) -> Result<Option<OauthGrantRow>, OauthError> {
+    let mut conn = ctx.db.conn().await.map_err(db_error)?;
     db::oauth::find_grant(&mut conn, server_id)
         .await
         .map_err(db_error)
@@ -307,29 +307,29 @@ async fn read_grant(app: &App, server_id: Uuid) -> Result<Option<OauthGrantRow>,
 /// about to expire): if the grant moved past it meanwhile, the newer token is returned without
 /// another refresh. `None` asks for a refresh whatever happened before.
 pub async fn refresh(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     seen: Option<i64>,
 ) -> Result<Access, OauthError> {
     let server_id = server.id.0;
-    let lock = app.oauth.refresh_lock(server_id);
+    let lock = ctx.oauth.refresh_lock(server_id);
     let _single_flight = lock.lock().await;
     let waiting_since = Instant::now();
     let mut seen = seen;
     loop {
-        let Some(grant) = read_grant(app, server_id).await? else {
+        let Some(grant) = read_grant(ctx, server_id).await? else {
             return Err(OauthError::NotAuthorized);
         };
-        if let Some(access) = newer_than(app, &grant, seen) {
+        if let Some(access) = newer_than(ctx, &grant, seen) {
             return Ok(access);
         }
-        let Some(refresh_token) = open_tokens(app, &grant).and_then(|t| t.refresh_token) else {
+        let Some(refresh_token) = open_tokens(ctx, &grant).and_then(|t| t.refresh_token) else {
             return Err(OauthError::NotAuthorized);
         };
         let owner = random_token(16);
         let now = db::now();
         let taken = {
-            let mut conn = app.db.conn().await.map_err(db_error)?;
+            let mut conn = ctx.db.conn().await.map_err(db_error)?;
             db::oauth::take_refresh_lease(
                 &mut conn,
                 server_id,
@@ -342,7 +342,7 @@ pub async fn refresh(
             .map_err(db_error)?
         };
         if taken {
-            return refresh_leased(app, server, grant, refresh_token, &owner).await;
+            return refresh_leased(ctx, server, grant, refresh_token, &owner).await;
         }
         // Another process is refreshing this grant (or just did): its token will do.
         if waiting_since.elapsed() >= LEASE_WAIT {
@@ -355,11 +355,11 @@ pub async fn refresh(
 
 /// Someone refreshed since the caller saw generation `seen`: their token is the one to use. It
 /// is the newest there is, even if it is itself close to expiry.
-fn newer_than(app: &App, grant: &OauthGrantRow, seen: Option<i64>) -> Option<Access> {
+fn newer_than(ctx: &Context, grant: &OauthGrantRow, seen: Option<i64>) -> Option<Access> {
     if seen.is_none_or(|g| g == grant.token_generation) {
         return None;
     }
-    let tokens = open_tokens(app, grant)?;
+    let tokens = open_tokens(ctx, grant)?;
     Some(Access {
         token: Secret::new(tokens.access_token),
         generation: grant.token_generation,
@@ -370,7 +370,7 @@ fn newer_than(app: &App, grant: &OauthGrantRow, seen: Option<i64>) -> Option<Acc
 /// the outcome is saved (compare-and-swap, lease released) and the status recorded in one
 /// short transaction afterwards.
 async fn refresh_leased(
-    app: &App,
+    ctx: &Context,
     server: &McpServerRow,
     mut grant: OauthGrantRow,
     refresh_token: String,
@@ -385,7 +385,7 @@ async fn refresh_leased(
             .and_then(|json| serde_json::from_str(json).ok())
             .ok_or(OauthError::NotAuthorized)?;
         let client = client_of_grant(
-            app,
+            ctx,
             server,
             &grant,
             authorization_server.token_endpoint_auth_methods.as_deref(),
@@ -397,14 +397,14 @@ async fn refresh_leased(
         if let Some(resource) = &grant.resource {
             form.push(("resource", resource.clone()));
         }
-        token_request(app, &authorization_server, &client, form).await
+        token_request(ctx, &authorization_server, &client, form).await
     }
     .await;
 
     let (outcome, reason): (Result<(), OauthError>, &str) = match requested {
         Ok(response) => {
             let scopes = grant.granted_scopes.clone();
-            apply_token_response(app, &mut grant, &response, scopes.as_deref());
+            apply_token_response(ctx, &mut grant, &response, scopes.as_deref());
             (Ok(()), "token_refreshed")
         }
         Err(error @ (OauthError::InvalidGrant | OauthError::InvalidClient)) => {
@@ -419,7 +419,7 @@ async fn refresh_leased(
                 && grant.registration_kind.as_deref() != Some("pre_registered")
             {
                 grant.client_information_sealed = None;
-                app.oauth.forget_discovery(server_id);
+                ctx.oauth.forget_discovery(server_id);
             }
             grant.token_generation = grant.token_generation.saturating_add(1);
             grant.updated_at = DbTime(db::now());
@@ -434,7 +434,7 @@ async fn refresh_leased(
     // dead at the authorization server), so the save outlasts a restarting database.
     let transient = grant.token_generation == expected;
     let saved = retry::persist("saving a token refresh", || async {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         transaction!(conn, {
             let wrote = if transient {
                 // Nothing to save: give the lease back.
@@ -475,13 +475,13 @@ async fn refresh_leased(
         }
     };
     if let Some(event) = event {
-        app.events.publish(event);
+        ctx.events.publish(event);
     }
     match outcome {
         Ok(()) if wrote => {
-            app.metrics.token_refresh("ok");
+            ctx.metrics.token_refresh("ok");
             tracing::info!(mcp_server.id = %server_id, "OAuth token refreshed");
-            let tokens = open_tokens(app, &grant).ok_or(OauthError::NotAuthorized)?;
+            let tokens = open_tokens(ctx, &grant).ok_or(OauthError::NotAuthorized)?;
             Ok(Access {
                 token: Secret::new(tokens.access_token),
                 generation: grant.token_generation,
@@ -489,12 +489,12 @@ async fn refresh_leased(
         }
         Ok(()) => Err(OauthError::TokenEndpoint("a concurrent save won".into())),
         Err(error) if wrote => {
-            app.metrics.token_refresh("rejected");
+            ctx.metrics.token_refresh("rejected");
             tracing::warn!(mcp_server.id = %server_id, reason, "OAuth refresh rejected; authorization is required");
             Err(error)
         }
         Err(error) => {
-            app.metrics.token_refresh("failed");
+            ctx.metrics.token_refresh("failed");
             tracing::warn!(mcp_server.id = %server_id, %error, "OAuth refresh failed; tokens kept");
             Err(error)
         }
@@ -503,9 +503,9 @@ async fn refresh_leased(
 
 /// Clear tokens that cannot be used any more (compare-and-swap on the generation) and ask for
 /// authorization again.
-async fn forget_tokens(app: &App, server_id: Uuid, generation: i64, reason: &str) {
+async fn forget_tokens(ctx: &Context, server_id: Uuid, generation: i64, reason: &str) {
     let result: Result<Option<StatusEvent>, db::DbError> = async {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? else {
             return Ok(None);
         };
@@ -523,7 +523,7 @@ async fn forget_tokens(app: &App, server_id: Uuid, generation: i64, reason: &str
     }
     .await;
     match result {
-        Ok(Some(event)) => app.events.publish(event),
+        Ok(Some(event)) => ctx.events.publish(event),
         Ok(None) => {}
         Err(error) => {
             tracing::error!(%error, mcp_server.id = %server_id, "cannot clear unusable tokens")
@@ -534,9 +534,9 @@ async fn forget_tokens(app: &App, server_id: Uuid, generation: i64, reason: &str
 /// Refresh every grant whose access token expires within `horizon`. Returns how many were
 /// refreshed. Refresh failures are logged and never delete a token unless the server rejected
 /// it; only a storage failure fails the round.
-pub async fn refresh_expiring(app: &App, horizon: TimeDelta) -> Result<usize, db::DbError> {
+pub async fn refresh_expiring(ctx: &Context, horizon: TimeDelta) -> Result<usize, db::DbError> {
     let grants = {
-        let mut conn = app.db.conn().await?;
+        let mut conn = ctx.db.conn().await?;
         let before = db::now()
             .checked_add_signed(horizon)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -544,18 +544,18 @@ pub async fn refresh_expiring(app: &App, horizon: TimeDelta) -> Result<usize, db
     };
     let mut refreshed = 0;
     for grant in grants {
-        if open_tokens(app, &grant)
+        if open_tokens(ctx, &grant)
             .and_then(|t| t.refresh_token)
             .is_none()
         {
             continue;
         }
         let server = {
-            let mut conn = app.db.conn().await?;
+            let mut conn = ctx.db.conn().await?;
             db::servers::find(&mut conn, grant.server_id.0).await?
         };
         let Some(server) = server else { continue };
-        match refresh(app, &server, Some(grant.token_generation)).await {
+        match refresh(ctx, &server, Some(grant.token_generation)).await {
             Ok(_) => refreshed += 1,
             Err(error) => {
                 tracing::debug!(mcp_server.id = %grant.server_id.0, %error, "background refresh did not succeed")

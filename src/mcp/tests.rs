@@ -12,7 +12,6 @@ use url::Url;
 
 use super::*;
 use crate::crypto::Secret;
-use crate::domain::servers::Transport;
 use crate::net::{AddressClass, ClientOptions, GuardedClient, NetError, NetPolicy};
 
 const CAPS: session::ListingCaps = session::ListingCaps {

@@ -198,7 +198,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::crypto::Secret;
-    use crate::domain::servers::Transport;
+    use crate::mcp::Transport;
 
     fn target(bearer: Option<&str>) -> McpTarget {
         McpTarget {

@@ -24,8 +24,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::sse::{SseClientTransport, SseTransportError};
+use super::{RESERVED_HEADERS, Transport};
 use crate::crypto::Secret;
-use crate::domain::servers::{RESERVED_HEADERS, Transport};
 use crate::net::{self, GuardedClient, NetError};
 
 /// Most `tools/list` pages followed before the listing is given up as endless.

@@ -1,0 +1,80 @@
+//! MCP client plumbing: the product's side of the Model Context Protocol, spoken through the
+//! official SDK (`rmcp`) over the Streamable HTTP transport or, for older servers, the HTTP+SSE
+//! transport of revision 2024-11-05 (`sse`, an rmcp transport of our own). Infrastructure,
+//! beside `net/` and `db/`: it opens sessions, lists tools, calls them and keeps sessions open
+//! in the [`pool`]; what a result means for a server (a refresh after a 401, a status change,
+//! a quota) is decided by `domain::mcp`.
+//!
+//! A catalogue refresh opens a session for the listing and closes it again; tool calls borrow
+//! a session kept open per server by the [`pool`], so a call costs one request. The server's
+//! URL, transport, static headers, access token and timeout come from the caller as an
+//! [`McpTarget`].
+//!
+//! Invariants:
+//! - All traffic goes through the guarded client of `net/`: rmcp sends with its
+//!   `reqwest::Client`, whose resolver and connector enforce the outbound rules, and the URL is
+//!   checked with [`crate::net::check_url`] before the session opens.
+//! - When a bearer token is given it is the only `Authorization` the server sees: static
+//!   headers never override it, and headers the transport owns are never taken from them.
+//! - Tokens and header values never appear in errors or logs, and errors never carry response
+//!   bodies, so an [`McpError`] is safe to log and to map to an API error.
+//! - Every operation is bounded by the target's timeout. Nothing here retries: the caller
+//!   decides what a 401, a 403 or an expired session leads to.
+
+pub mod pool;
+pub mod session;
+mod sse;
+
+#[cfg(test)]
+mod tests;
+
+pub use pool::SessionPool;
+pub use session::{
+    Listing, ListingCaps, McpError, McpSession, McpTarget, ToolCallOutcome, ToolInfo, open,
+};
+
+/// The MCP transport a server speaks (stored on its row as text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Streamable HTTP (the current MCP transport).
+    StreamableHttp,
+    /// The older HTTP+SSE transport.
+    Sse,
+}
+
+impl Transport {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::StreamableHttp => "streamable_http",
+            Transport::Sse => "sse",
+        }
+    }
+
+    /// Parse the stored form.
+    pub fn parse(text: &str) -> Transport {
+        match text {
+            "sse" => Transport::Sse,
+            _ => Transport::StreamableHttp,
+        }
+    }
+}
+
+/// Headers the transport owns; letting a user set them would corrupt requests. Lower case.
+pub const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
