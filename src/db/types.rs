@@ -144,3 +144,268 @@ mod tests {
         assert!(parse_sqlite_text("2026-01-02 03:04:05").is_ok());
     }
 }
+
+/// A text column holding one of a fixed set of values, read and written as an enum on both
+/// backends. The macro declares the enum with its stored texts; an unknown text read from the
+/// database is an error, never a silent default.
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, AsExpression, FromSqlRow,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored text.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The value a stored text names.
+            pub fn from_text(text: &str) -> Option<$name> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                $name::from_text(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        concat!("unknown ", stringify!($name), " {:?}"),
+                        text
+                    ))
+                })
+            }
+        }
+
+        impl ToSql<diesel::sql_types::Text, Pg> for $name {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+                <str as ToSql<diesel::sql_types::Text, Pg>>::to_sql(self.as_str(), out)
+            }
+        }
+
+        impl FromSql<diesel::sql_types::Text, Pg> for $name {
+            fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+                let text = <String as FromSql<diesel::sql_types::Text, Pg>>::from_sql(value)?;
+                $name::from_text(&text).ok_or_else(|| {
+                    format!(concat!("unknown ", stringify!($name), " {:?}"), text).into()
+                })
+            }
+        }
+
+        impl ToSql<diesel::sql_types::Text, Sqlite> for $name {
+            fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Sqlite>) -> serialize::Result {
+                out.set_value(self.as_str());
+                Ok(IsNull::No)
+            }
+        }
+
+        impl FromSql<diesel::sql_types::Text, Sqlite> for $name {
+            fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+                let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
+                $name::from_text(&text).ok_or_else(|| {
+                    format!(concat!("unknown ", stringify!($name), " {:?}"), text).into()
+                })
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// The MCP transport a server speaks.
+    pub enum Transport {
+        /// Streamable HTTP (the current MCP transport).
+        StreamableHttp => "streamable_http",
+        /// The older HTTP+SSE transport (revision 2024-11-05).
+        Sse => "sse",
+    }
+}
+
+text_enum! {
+    /// How Switchboard authenticates to a server.
+    pub enum AuthType {
+        /// No authentication.
+        None => "none",
+        /// Static headers only.
+        Headers => "headers",
+        /// OAuth 2.1 (static headers are still sent, but never override `Authorization`).
+        Oauth => "oauth",
+        /// Not known yet: detection could not reach the server. It runs again on refresh, on a
+        /// URL change and on request.
+        Undetected => "undetected",
+    }
+}
+
+text_enum! {
+    /// Whether Switchboard can currently talk to a server.
+    pub enum ConnectionStatus {
+        /// The last contact succeeded.
+        Connected => "connected",
+        /// Not connected yet, or reset by a change.
+        Disconnected => "disconnected",
+        /// Repeated failures.
+        Error => "error",
+    }
+}
+
+text_enum! {
+    /// Where a server's credentials stand.
+    pub enum AuthStatus {
+        /// The server needs no authorization (static headers, none, or not detected yet).
+        NotRequired => "not_required",
+        /// A usable OAuth grant is stored.
+        Authorized => "authorized",
+        /// Someone must run the OAuth flow.
+        AuthorizationRequired => "authorization_required",
+        /// A flow is in progress and no usable grant is stored.
+        Authorizing => "authorizing",
+        /// The last refresh failed for a reason other than a rejected grant.
+        RefreshFailed => "refresh_failed",
+        /// The server asked for more scopes than were granted.
+        InsufficientScope => "insufficient_scope",
+        /// The server rejected the configured static headers.
+        HeadersRejected => "headers_rejected",
+    }
+}
+
+text_enum! {
+    /// A role in a workspace, in increasing order of power.
+    pub enum Role {
+        /// Reads and calls tools.
+        Viewer => "viewer",
+        /// Also creates and updates servers and starts OAuth.
+        Editor => "editor",
+        /// Also deletes servers and manages members.
+        Admin => "admin",
+    }
+}
+
+text_enum! {
+    /// How an OAuth client was registered with an authorization server.
+    pub enum RegistrationKind {
+        /// The server's pre-registered client id.
+        PreRegistered => "pre_registered",
+        /// A Client ID Metadata Document URL.
+        MetadataDocument => "metadata_document",
+        /// RFC 7591 Dynamic Client Registration.
+        Dynamic => "dynamic",
+    }
+}
+
+text_enum! {
+    /// Why a server's status last changed.
+    pub enum StatusReason {
+        /// The server was registered.
+        Created => "created",
+        /// Its URL changed.
+        UrlChanged => "url_changed",
+        /// Its OAuth client credentials changed.
+        CredentialsChanged => "credentials_changed",
+        /// Its auth type changed.
+        AuthTypeChanged => "auth_type_changed",
+        /// Its static headers changed.
+        HeadersChanged => "headers_changed",
+        /// How it authenticates was detected.
+        Detected => "detected",
+        /// Detection could not reach it (or got no answer it understood).
+        DetectionFailed => "detection_failed",
+        /// It was enabled.
+        Enabled => "enabled",
+        /// It was disabled.
+        Disabled => "disabled",
+        /// A call or a listing succeeded.
+        Connected => "connected",
+        /// It could not be reached, or answered with an error.
+        Unreachable => "unreachable",
+        /// It rejected the configured static headers.
+        HeadersRejected => "headers_rejected",
+        /// It needs an OAuth authorization that is missing or no longer accepted.
+        AuthorizationRequired => "authorization_required",
+        /// Someone started the OAuth flow.
+        FlowStarted => "flow_started",
+        /// An OAuth flow expired without completing.
+        FlowExpired => "flow_expired",
+        /// The OAuth flow completed.
+        Authorized => "authorized",
+        /// The access token was refreshed.
+        TokenRefreshed => "token_refreshed",
+        /// The authorization server rejected the refresh token.
+        RefreshRejected => "refresh_rejected",
+        /// The authorization server rejected the client registration.
+        ClientRejected => "client_rejected",
+        /// A token refresh failed for another reason; the tokens were kept.
+        RefreshFailed => "refresh_failed",
+        /// The stored tokens can no longer be read (a lost key).
+        TokensUnreadable => "tokens_unreadable",
+        /// The server needs more scopes than were granted.
+        InsufficientScope => "insufficient_scope",
+        /// The OAuth authorization was withdrawn.
+        Disconnected => "disconnected",
+        /// The authorization server refused the authorization.
+        ProviderError => "provider_error",
+        /// The server or the authorization server is not at a secure address.
+        InsecureUrl => "insecure_url",
+        /// The authorization server did not issue tokens for the code.
+        TokenExchangeFailed => "token_exchange_failed",
+        /// The server lists more tools than one server may have.
+        TooManyTools => "too_many_tools",
+        /// The server's tool catalogue is larger than one server may have.
+        CatalogueTooLarge => "catalogue_too_large",
+        /// The server was deleted (only in the last status event).
+        Deleted => "deleted",
+    }
+}
+
+#[cfg(test)]
+mod enum_tests {
+    use super::*;
+
+    #[test]
+    fn every_stored_text_reads_back_and_unknown_text_is_refused() {
+        for value in StatusReason::ALL {
+            assert_eq!(StatusReason::from_text(value.as_str()), Some(*value));
+            let json = serde_json::to_string(value).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", value.as_str()));
+            assert_eq!(
+                serde_json::from_str::<StatusReason>(&json).ok(),
+                Some(*value)
+            );
+        }
+        for value in AuthStatus::ALL {
+            assert_eq!(AuthStatus::from_text(value.as_str()), Some(*value));
+        }
+        assert_eq!(AuthType::from_text("bearer"), None);
+        assert!(serde_json::from_str::<Role>("\"owner\"").is_err());
+        assert!(Role::Admin > Role::Editor && Role::Editor > Role::Viewer);
+    }
+}
