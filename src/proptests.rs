@@ -12,7 +12,8 @@ use url::Url;
 use crate::domain::oauth::challenge;
 use crate::domain::oauth::discovery::{self, DiscoverOptions, ServerMetadata};
 use crate::domain::oauth::tokens::{self, MAX_EXPIRES_IN};
-use crate::domain::servers::{self, ToolsPage};
+use crate::domain::pagination::{self, ToolsPage};
+use crate::domain::servers;
 use crate::net::{self, AddressClass, NetPolicy};
 
 /// Cases per property.
@@ -277,9 +278,9 @@ proptest! {
         after in prop::option::of(".{0,300}"),
     ) {
         let tools = ToolsPage::new(first, after);
-        prop_assert_eq!(tools.is_ok(), first.is_none_or(|n| (0..=servers::MAX_TOOLS_PAGE).contains(&n)));
-        let servers_page = servers::page_size(first);
-        prop_assert_eq!(servers_page.is_ok(), first.is_none_or(|n| (0..=servers::MAX_PAGE).contains(&n)));
+        prop_assert_eq!(tools.is_ok(), first.is_none_or(|n| (0..=pagination::MAX_TOOLS_PAGE).contains(&n)));
+        let servers_page = pagination::page_size(first);
+        prop_assert_eq!(servers_page.is_ok(), first.is_none_or(|n| (0..=pagination::MAX_PAGE).contains(&n)));
     }
 }
 

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::Result;
 use super::access::{Principal, Role};
-use super::servers::{Page, page_size};
+use super::pagination::{Page, fetch_limit, page_size};
 use crate::db::models::AuditEventRow;
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::domain::Context;
@@ -60,10 +60,8 @@ pub async fn page(
     principal.require(workspace_id, Role::Viewer)?;
     let first = page_size(first)?;
     let mut conn = ctx.db.conn().await?;
-    let mut items = db::audit::page(&mut conn, workspace_id, after, first + 1).await?;
-    let has_next = items.len() as i64 > first;
-    items.truncate(usize::try_from(first).unwrap_or(0));
-    Ok(Page { items, has_next })
+    let fetched = db::audit::page(&mut conn, workspace_id, after, fetch_limit(first)).await?;
+    Ok(Page::cut(fetched, first))
 }
 
 /// The oldest time an event may have been recorded at to be kept, `retention_days` before

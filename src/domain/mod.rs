@@ -1,5 +1,5 @@
 //! The rules of the product: who may do what, how servers are created, changed and deleted,
-//! how status moves. Written against `db/`, `net/` and `crypto/`; tested without HTTP.
+//! how status moves, how lists are paged. Written against `db/`, `net/` and `crypto/`; tested without HTTP.
 //!
 //! Domain functions receive a [`Context`] (or the one part of it they need): the handles and
 //! the [`Settings`] that `app.rs` assembles. They never see the application state, the full
@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod mcp;
 pub mod oauth;
+pub mod pagination;
 pub mod retry;
 pub mod servers;
 pub mod status;

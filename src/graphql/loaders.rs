@@ -13,7 +13,8 @@ use uuid::Uuid;
 use super::error::ApiError;
 use crate::app::AppHandle;
 use crate::db::models::{McpServerRow, ToolRow, UserRow, WorkspaceRow};
-use crate::domain::servers::{self, OauthView, Page, ToolsPage};
+use crate::domain::pagination::{Page, ToolsPage};
+use crate::domain::servers::{self, OauthView};
 use crate::domain::{self, workspaces};
 
 /// Loader error: shared so every waiting field gets it.

@@ -16,7 +16,8 @@ use super::loaders::{
 use crate::app::AppHandle;
 use crate::db::models::{ApiTokenRow, AuditEventRow, McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::domain::access::Role;
-use crate::domain::servers::{self, AuthType, OauthView, Related, ToolsPage, Transport};
+use crate::domain::pagination::ToolsPage;
+use crate::domain::servers::{self, AuthType, OauthView, Related, Transport};
 use crate::domain::status::{self, AuthStatus, ConnectionStatus};
 
 /// A role in a workspace.

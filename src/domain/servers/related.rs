@@ -1,0 +1,164 @@
+//! What a page of servers needs besides its rows: the OAuth view of each server (the grant's
+//! summary and whether a flow is pending), pages of their tool catalogues, and the users they
+//! name (creators and grant authorizers).
+//!
+//! Invariants:
+//! - The servers given here were access-checked by the caller.
+//! - Each kind is one query whatever the number of servers (tools: one per distinct page).
+//! - Nothing sealed is loaded into a view.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow};
+use crate::db::{self, DbConn, DbTime};
+use crate::domain::pagination::{Page, ToolsPage};
+use crate::domain::{Context, Result};
+
+/// The OAuth state (grant and pending flow) of servers already access-checked, by server id;
+/// servers with neither are absent. Two queries, whatever the number of ids.
+pub async fn oauth_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, OauthView>> {
+    let mut conn = ctx.db.conn().await?;
+    Ok(oauth_views(&mut conn, ids, true).await?)
+}
+
+/// Which related rows a page of servers needs (the API asks only for what the query selects).
+#[derive(Clone, Debug, Default)]
+pub struct Wanted {
+    /// The OAuth grants.
+    pub grants: bool,
+    /// The pages of the tool catalogues, one entry per distinct page the query asks for.
+    pub tools: Vec<ToolsPage>,
+    /// The creators, and the users who authorized the grants.
+    pub users: bool,
+}
+
+/// Rows related to a set of servers, each kind loaded with one query. `None` (or a missing
+/// page) means that kind was not loaded, as opposed to loaded and absent.
+#[derive(Debug, Default)]
+pub struct Related {
+    /// OAuth state (grant and pending flow) by server id; servers with neither are absent.
+    pub grants: Option<HashMap<Uuid, OauthView>>,
+    /// Pages of tools by page asked for, then by server id.
+    pub tools: HashMap<ToolsPage, HashMap<Uuid, Page<ToolRow>>>,
+    /// Creators and grant authorizers by user id.
+    pub users: Option<HashMap<Uuid, UserRow>>,
+}
+
+/// Load what `wanted` asks for about `rows` (already access-checked): one query per kind and
+/// per distinct tools page, whatever the number of servers.
+pub async fn related(ctx: &Context, rows: &[McpServerRow], wanted: Wanted) -> Result<Related> {
+    let mut related = Related::default();
+    if rows.is_empty() || !(wanted.grants || !wanted.tools.is_empty() || wanted.users) {
+        return Ok(related);
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
+    let mut conn = ctx.db.conn().await?;
+    if wanted.grants || wanted.users {
+        related.grants = Some(oauth_views(&mut conn, &ids, wanted.grants).await?);
+    }
+    for page in wanted.tools {
+        if let std::collections::hash_map::Entry::Vacant(slot) = related.tools.entry(page) {
+            let pages = load_tool_pages(&mut conn, &ids, slot.key()).await?;
+            slot.insert(pages);
+        }
+    }
+    if wanted.users {
+        let mut user_ids: Vec<Uuid> = rows
+            .iter()
+            .filter_map(|r| r.created_by.map(|u| u.0))
+            .collect();
+        if let Some(grants) = &related.grants {
+            user_ids.extend(
+                grants
+                    .values()
+                    .filter_map(|v| v.grant.as_ref()?.authorized_by.map(|u| u.0)),
+            );
+        }
+        user_ids.sort_unstable();
+        user_ids.dedup();
+        let users = db::access::users_by_ids(&mut conn, &user_ids).await?;
+        related.users = Some(users.into_iter().map(|u| (u.id.0, u)).collect());
+    }
+    Ok(related)
+}
+
+/// What the API shows of a server's OAuth state: the grant's summary, if there is a grant, and
+/// whether someone's flow is pending.
+#[derive(Clone, Debug, Default)]
+pub struct OauthView {
+    /// The grant, without any of its sealed values.
+    pub grant: Option<GrantSummary>,
+    /// Whether a flow started in the last ten minutes has not completed.
+    pub flow_in_progress: bool,
+}
+
+/// The OAuth state of these servers: one query for the grants and, when `flows` is asked,
+/// one for the pending flows. Servers with neither are absent from the map.
+pub async fn oauth_views(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+    flows: bool,
+) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
+    let mut views: HashMap<Uuid, OauthView> = db::oauth::grants_by_server_ids(conn, ids)
+        .await?
+        .into_iter()
+        .map(|g| {
+            (
+                g.server_id.0,
+                OauthView {
+                    grant: Some(g),
+                    flow_in_progress: false,
+                },
+            )
+        })
+        .collect();
+    if flows {
+        for id in db::oauth::servers_with_live_flows(conn, ids, DbTime(db::now())).await? {
+            views.entry(id).or_default().flow_in_progress = true;
+        }
+    }
+    Ok(views)
+}
+
+/// One page of tools of each of these servers (already access-checked), in one query.
+pub async fn tool_pages(
+    ctx: &Context,
+    server_ids: &[Uuid],
+    page: &ToolsPage,
+) -> Result<HashMap<Uuid, Page<ToolRow>>> {
+    let mut conn = ctx.db.conn().await?;
+    load_tool_pages(&mut conn, server_ids, page).await
+}
+
+async fn load_tool_pages(
+    conn: &mut DbConn,
+    server_ids: &[Uuid],
+    page: &ToolsPage,
+) -> Result<HashMap<Uuid, Page<ToolRow>>> {
+    let mut pages: HashMap<Uuid, Page<ToolRow>> =
+        server_ids.iter().map(|id| (*id, Page::default())).collect();
+    if server_ids.is_empty() {
+        return Ok(pages);
+    }
+    // One more than asked tells whether another page follows.
+    let rows = db::servers::tool_pages(
+        conn,
+        server_ids,
+        page.after.as_deref(),
+        page.first.saturating_add(1),
+    )
+    .await?;
+    let first = usize::try_from(page.first).unwrap_or(usize::MAX);
+    for row in rows {
+        if let Some(server) = pages.get_mut(&row.server_id.0) {
+            if server.items.len() < first {
+                server.items.push(row);
+            } else {
+                server.has_next = true;
+            }
+        }
+    }
+    Ok(pages)
+}
