@@ -107,7 +107,7 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
                 .list_tools(catalogue::listing_caps(session.app))
                 .await
                 .map(|listing| listing.tools)
-                .map_err(|e| catalogue::mcp_error(server.id.0, e));
+                .map_err(|e| catalogue::mcp_error(&server, e));
             mcp.close().await;
             tools
         })
@@ -133,7 +133,7 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
                     let outcome = mcp
                         .call_tool(&name, Map::new())
                         .await
-                        .map_err(|e| catalogue::mcp_error(server.id.0, e));
+                        .map_err(|e| catalogue::mcp_error(&server, e));
                     mcp.close().await;
                     outcome
                 }
@@ -216,7 +216,7 @@ impl Session<'_> {
                     "still not authorized after {MAX_AUTHORIZATIONS_PER_OPERATION} authorizations; giving up"
                 );
             }
-            if AuthType::parse(&server.auth_type) != AuthType::Oauth {
+            if server.auth_type != AuthType::Oauth {
                 // Detected as something else, but the server wants OAuth: switch it.
                 let budget = self.app.limits.request_budget();
                 servers::update(
@@ -242,14 +242,10 @@ impl Session<'_> {
     /// The server's current challenge, from an unauthenticated request.
     async fn challenge(&self, server: &McpServerRow) -> Option<Challenge> {
         let url = Url::parse(&server.url).ok()?;
-        crate::domain::oauth::probe::probe(
-            &self.app.http,
-            &url,
-            servers::Transport::parse(&server.transport),
-        )
-        .await
-        .challenge
-        .filter(|c| c.signals_oauth())
+        crate::domain::oauth::probe::probe(&self.app.http, &url, server.transport)
+            .await
+            .challenge
+            .filter(|c| c.signals_oauth())
     }
 
     /// Run the flow headlessly: start, follow the authorization URL without a browser, and
@@ -315,7 +311,7 @@ impl Session<'_> {
                 writeln!(out, "authorized")?;
                 Ok(())
             }
-            Err(failure) => bail!("authorization failed: {}", failure.reason),
+            Err(failure) => bail!("authorization failed: {}", failure.reason.code()),
         }
     }
 }

@@ -28,15 +28,19 @@ async fn rounds_check_due_servers_once_and_move_the_status() {
         );
         fakes.push(fake);
     }
-    // A server waiting for authorization is not checked.
-    t.create_server(
-        a,
-        json!({ "name": "oauth", "url": "http://127.0.0.1:9/never", "authType": "OAUTH" }),
-    )
-    .await;
+    // A server waiting for authorization is checked too, but without a grant its check stops
+    // before sending anything, and its status stays as it is.
+    let waiting = t
+        .create_server(
+            a,
+            json!({ "name": "oauth", "url": "http://127.0.0.1:9/never", "authType": "OAUTH" }),
+        )
+        .await;
 
     let interval = Duration::from_secs(60);
-    assert_eq!(health::run_round(&t.app, interval, 2).await.unwrap(), 3);
+    assert_eq!(health::run_round(&t.app, interval, 2).await.unwrap(), 4);
+    let s = t.ok(a, STATUS, json!({ "id": waiting })).await;
+    assert_eq!(s["mcpServer"]["connectionStatus"], "DISCONNECTED", "{s}");
     for (fake, id) in fakes.iter().zip(&ids) {
         assert_eq!(fake.count("tools/list"), 1);
         let s = t.ok(a, STATUS, json!({ "id": id })).await;

@@ -427,7 +427,7 @@ async fn a_catalogue_over_the_tool_quota_is_refused_early_and_stores_nothing() {
     );
     let after = t.ok(a, STATUS, json!({ "id": id })).await;
     let server = &after["mcpServer"];
-    assert_eq!(server["statusReason"], "too_many_tools", "{after}");
+    assert_eq!(server["statusReason"], "TOO_MANY_TOOLS", "{after}");
     assert!(
         server["lastError"]
             .as_str()
@@ -505,7 +505,7 @@ async fn a_catalogue_over_the_byte_quota_is_refused_early_and_stores_nothing() {
     assert_eq!(mcp.count("tools/list") - lists_before, 7);
     let status = t.ok(a, STATUS, json!({ "id": id })).await;
     let server = &status["mcpServer"];
-    assert_eq!(server["statusReason"], "catalogue_too_large", "{status}");
+    assert_eq!(server["statusReason"], "CATALOGUE_TOO_LARGE", "{status}");
     assert!(
         server["lastError"]
             .as_str()
@@ -529,7 +529,7 @@ async fn one_giant_schema_passes_the_default_byte_quota_and_is_refused() {
     assert_eq!(extensions["limit"], 2 << 20);
     let status = t.ok(a, STATUS, json!({ "id": id })).await;
     assert_eq!(status["mcpServer"]["toolCount"], 0);
-    assert_eq!(status["mcpServer"]["statusReason"], "catalogue_too_large");
+    assert_eq!(status["mcpServer"]["statusReason"], "CATALOGUE_TOO_LARGE");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -758,7 +758,10 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
 
 async fn server_status(t: &TestApp, id: &str) -> (String, String) {
     let r = row(t, id).await;
-    (r.auth_status, r.status_reason.unwrap_or_default())
+    (
+        r.auth_status.to_string(),
+        r.status_reason.map(|r| r.to_string()).unwrap_or_default(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -31,7 +31,7 @@ async fn insert_grant(t: &TestApp, server_id: &str) {
     let now = DbTime(db::now());
     let row = OauthGrantRow {
         issuer: Some("https://as.example".into()),
-        registration_kind: Some("dynamic".into()),
+        registration_kind: Some(switchboard::db::types::RegistrationKind::Dynamic),
         granted_scopes: Some("read write".into()),
         token_generation: 1,
         last_refreshed_at: Some(now),
@@ -262,9 +262,9 @@ async fn url_credential_and_auth_type_changes_reset_status_and_remove_the_grant(
     );
 
     for (change, reason) in [
-        (json!({ "url": "http://127.0.0.1:9/s2" }), "url_changed"),
-        (json!({ "oauthClientId": "cid-2" }), "credentials_changed"),
-        (json!({ "oauthClientSecret": "s2" }), "credentials_changed"),
+        (json!({ "url": "http://127.0.0.1:9/s2" }), "URL_CHANGED"),
+        (json!({ "oauthClientId": "cid-2" }), "CREDENTIALS_CHANGED"),
+        (json!({ "oauthClientSecret": "s2" }), "CREDENTIALS_CHANGED"),
     ] {
         if !grant_exists(&t, &id).await {
             insert_grant(&t, &id).await;
@@ -283,7 +283,7 @@ async fn url_credential_and_auth_type_changes_reset_status_and_remove_the_grant(
     let body = update(&t, &a.token, &id, json!({ "authType": "HEADERS" })).await;
     let s = &body["data"]["updateMcpServer"];
     assert_eq!(s["authStatus"], "NOT_REQUIRED", "{body}");
-    assert_eq!(s["statusReason"], "auth_type_changed");
+    assert_eq!(s["statusReason"], "AUTH_TYPE_CHANGED");
     assert!(!grant_exists(&t, &id).await);
 }
 

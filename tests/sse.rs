@@ -86,7 +86,7 @@ async fn lists_and_calls_tools_with_static_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_stream_requires_reauthorization() {
+async fn a_refused_stream_reports_rejected_headers() {
     let t = TestApp::start().await;
     let a = &t.admin;
     let mcp = FakeMcpServer::start(sse_server(key_auth())).await;
@@ -100,7 +100,11 @@ async fn a_refused_stream_requires_reauthorization() {
     // Creating the server may probe it for its authorization scheme; that is not the session.
     let probed = mcp.requests().len();
     let body = t.gql(Some(&a.token), REFRESH, json!({ "id": id })).await;
-    assert_eq!(error_code(&body), Some("REAUTH_REQUIRED"), "{body}");
+    assert_eq!(error_code(&body), Some("UPSTREAM_ERROR"), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["reason"], "headers_rejected",
+        "{body}"
+    );
     let sent = mcp.requests().split_off(probed);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].method, "GET", "nothing is posted without a stream");

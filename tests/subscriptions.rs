@@ -101,7 +101,7 @@ async fn members_receive_status_changes_over_graphql_transport_ws() {
     assert_eq!(event["serverId"], id.as_str(), "{message}");
     assert_eq!(event["previous"]["authStatus"], "NOT_REQUIRED");
     assert_eq!(event["current"]["authStatus"], "AUTHORIZATION_REQUIRED");
-    assert_eq!(event["reason"], "auth_type_changed");
+    assert_eq!(event["reason"], "AUTH_TYPE_CHANGED");
     assert_eq!(event["server"]["name"], "s");
 
     // Deleting the server is announced too, so dashboards can drop it.
@@ -114,7 +114,7 @@ async fn members_receive_status_changes_over_graphql_transport_ws() {
     let message = next(&mut socket).await.expect("event");
     let event = &message["payload"]["data"]["mcpServerStatus"];
     assert_eq!(event["serverId"], id.as_str(), "{message}");
-    assert_eq!(event["reason"], "deleted");
+    assert_eq!(event["reason"], "DELETED");
     assert_eq!(event["current"]["authStatus"], "AUTHORIZATION_REQUIRED");
     assert!(event["server"].is_null(), "{message}");
 }
@@ -143,7 +143,7 @@ async fn legacy_graphql_ws_with_token_payload() {
     );
     assert_eq!(
         message["payload"]["data"]["mcpServerStatus"]["current"]["reason"],
-        "created"
+        "CREATED"
     );
 }
 

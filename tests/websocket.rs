@@ -286,7 +286,7 @@ async fn revoking_a_token_closes_its_sockets() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     create_server(&t, a, "after").await;
     let event = message(&mut other, Duration::from_secs(10)).await;
-    assert!(is_event(&event, "1", "created"), "{event}");
+    assert!(is_event(&event, "1", "CREATED"), "{event}");
 }
 
 /// (c) A removed member's socket closes 4403 and its subscription delivers nothing more; the
@@ -301,7 +301,7 @@ async fn a_removed_member_is_disconnected() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     create_server(&t, a, "one").await;
     let event = message(&mut socket, Duration::from_secs(10)).await;
-    assert!(is_event(&event, "1", "created"), "{event}");
+    assert!(is_event(&event, "1", "CREATED"), "{event}");
 
     let data = t
         .ok(
@@ -386,7 +386,7 @@ async fn a_demoted_member_keeps_the_socket_with_the_new_role() {
     .await;
     create_server(&t, a, "after-demotion").await;
     let event = message(&mut socket, Duration::from_secs(10)).await;
-    assert!(is_event(&event, "status", "created"), "{event}");
+    assert!(is_event(&event, "status", "CREATED"), "{event}");
 
     subscribe(
         &mut socket,

@@ -3,7 +3,10 @@
 use diesel::prelude::*;
 
 use super::schema::*;
-use super::types::{DbTime, DbUuid};
+use super::types::{
+    AuthStatus, AuthType, ConnectionStatus, DbTime, DbUuid, RegistrationKind, Role, StatusReason,
+    Transport,
+};
 
 /// A workspace.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
@@ -38,7 +41,7 @@ pub struct MemberRow {
     /// Member.
     pub user_id: DbUuid,
     /// `viewer`, `editor` or `admin`.
-    pub role: String,
+    pub role: Role,
     /// When the membership was created.
     pub created_at: DbTime,
 }
@@ -85,7 +88,7 @@ pub struct McpServerRow {
     /// The URL in the form used for the per-workspace uniqueness check.
     pub normalized_url: String,
     /// `streamable_http` or `sse`.
-    pub transport: String,
+    pub transport: Transport,
     /// Disabled servers are neither checked nor called.
     pub enabled: bool,
     /// Per-request timeout.
@@ -93,7 +96,7 @@ pub struct McpServerRow {
     /// Retries of failed connection attempts.
     pub retries: i32,
     /// `none`, `headers` or `oauth`.
-    pub auth_type: String,
+    pub auth_type: AuthType,
     /// JSON array of the static header names (names are not secret).
     pub header_names: String,
     /// Sealed JSON object of the static headers, names and values.
@@ -103,11 +106,11 @@ pub struct McpServerRow {
     /// Sealed pre-registered OAuth client secret.
     pub oauth_client_secret_sealed: Option<String>,
     /// `connected`, `disconnected` or `error`.
-    pub connection_status: String,
+    pub connection_status: ConnectionStatus,
     /// `not_required`, `authorized`, `authorization_required`, … (see the domain).
-    pub auth_status: String,
+    pub auth_status: AuthStatus,
     /// Machine-readable reason of the last status change.
-    pub status_reason: Option<String>,
+    pub status_reason: Option<StatusReason>,
     /// Safe, human-readable text of the last failure.
     pub last_error: Option<String>,
     /// Last successful connection.
@@ -141,7 +144,7 @@ pub struct GrantSummary {
     /// Authorization server issuer.
     pub issuer: Option<String>,
     /// `pre_registered`, `metadata_document` or `dynamic`.
-    pub registration_kind: Option<String>,
+    pub registration_kind: Option<RegistrationKind>,
     /// Absolute access-token expiry.
     pub access_expires_at: Option<DbTime>,
     /// Space-separated scopes granted.
@@ -165,7 +168,7 @@ pub struct OauthGrantRow {
     /// The protected resource sent as `resource`.
     pub resource: Option<String>,
     /// `pre_registered`, `metadata_document` or `dynamic`.
-    pub registration_kind: Option<String>,
+    pub registration_kind: Option<RegistrationKind>,
     /// Sealed client registration with that issuer.
     pub client_information_sealed: Option<String>,
     /// Sealed token set.
@@ -251,7 +254,7 @@ pub struct FlowRow {
     /// JSON of the authorization server's endpoints, as discovered for this flow.
     pub authorization_server: String,
     /// `pre_registered`, `metadata_document` or `dynamic`.
-    pub registration_kind: String,
+    pub registration_kind: RegistrationKind,
     /// Sealed client registration used by this flow (none for a pre-registered client).
     pub client_information_sealed: Option<String>,
     /// Start time.

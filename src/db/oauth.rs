@@ -60,6 +60,20 @@ pub async fn find_grant(
     })?)
 }
 
+/// Whether a server has stored OAuth tokens.
+pub async fn has_tokens(conn: &mut DbConn, server_id: Uuid) -> Result<bool, DbError> {
+    let found: Option<DbUuid> = with_conn!(conn, |c| {
+        mcp_server_oauth::table
+            .find(DbUuid(server_id))
+            .filter(mcp_server_oauth::tokens_sealed.is_not_null())
+            .select(mcp_server_oauth::server_id)
+            .first(c)
+            .await
+            .optional()
+    })?;
+    Ok(found.is_some())
+}
+
 /// Write every column of a grant; returns whether a row was written.
 pub async fn save_grant(conn: &mut DbConn, row: &OauthGrantRow) -> Result<bool, DbError> {
     let changed = with_conn!(conn, |c| {

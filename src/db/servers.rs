@@ -321,22 +321,18 @@ pub async fn replace_tools(
 /// (or that were never checked), marking them checked at `now`. Runs in one transaction; on
 /// PostgreSQL the rows are locked with `FOR UPDATE SKIP LOCKED`, so replicas claiming at the
 /// same time get disjoint sets, and the new timestamp keeps others away until they are stale
-/// again. `auth_statuses` limits the claim to servers whose authorization can be checked.
+/// again.
 pub async fn claim_for_health(
     conn: &mut DbConn,
     stale_before: DbTime,
     now: DbTime,
-    auth_statuses: &[&str],
     limit: i64,
 ) -> Result<Vec<McpServerRow>, DbError> {
-    let due = mcp_servers::enabled
-        .eq(true)
-        .and(mcp_servers::auth_status.eq_any(auth_statuses.to_vec()))
-        .and(
-            mcp_servers::health_checked_at
-                .is_null()
-                .or(mcp_servers::health_checked_at.lt(stale_before)),
-        );
+    let due = mcp_servers::enabled.eq(true).and(
+        mcp_servers::health_checked_at
+            .is_null()
+            .or(mcp_servers::health_checked_at.lt(stale_before)),
+    );
     let rows: Vec<McpServerRow> = match conn {
         DbConn::Postgres(c) => {
             let c: &mut diesel_async::AsyncPgConnection = c;

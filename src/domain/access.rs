@@ -11,7 +11,6 @@
 //! them on every replica, so a session never outlives the credentials it was opened with.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -22,43 +21,7 @@ use crate::db::{self, DbTime};
 use crate::domain::Context;
 
 /// A role in a workspace, in increasing order of power.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// Reads and calls tools.
-    Viewer,
-    /// Also creates and updates servers and starts OAuth.
-    Editor,
-    /// Also deletes servers and manages members.
-    Admin,
-}
-
-impl Role {
-    /// The stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Editor => "editor",
-            Role::Admin => "admin",
-        }
-    }
-
-    /// Parse the stored form.
-    pub fn parse(text: &str) -> Option<Role> {
-        match text {
-            "viewer" => Some(Role::Viewer),
-            "editor" => Some(Role::Editor),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::db::types::Role;
 
 /// An authenticated caller.
 #[derive(Clone, Debug)]
@@ -171,7 +134,7 @@ pub async fn authenticate(ctx: &Context, token: &str) -> Result<Principal> {
     };
     let memberships = members
         .into_iter()
-        .filter_map(|m| Role::parse(&m.role).map(|role| (m.workspace_id.0, role)))
+        .map(|m| (m.workspace_id.0, m.role))
         .collect();
     let now = db::now();
     if token_row

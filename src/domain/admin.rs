@@ -119,7 +119,7 @@ pub async fn add_member(
             &db::models::MemberRow {
                 workspace_id: DbUuid(workspace_id),
                 user_id: DbUuid(user_id),
-                role: role.as_str().to_owned(),
+                role,
                 created_at: DbTime(db::now()),
             },
         )
@@ -295,7 +295,7 @@ async fn directory(
     let members = db::access::all_members(&mut conn)
         .await?
         .into_iter()
-        .filter_map(|m| Role::parse(&m.role).map(|role| (m.workspace_id.0, m.user_id.0, role)))
+        .map(|m| (m.workspace_id.0, m.user_id.0, m.role))
         .collect();
     Ok((users, workspaces, members))
 }

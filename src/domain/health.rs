@@ -1,8 +1,8 @@
-//! Background health checks: every enabled server whose authorization can be checked is
-//! visited at a configurable, jittered interval with a concurrency cap. A check reconnects,
-//! lists the tools and stores them; the outcome moves the status (three failures in a row set
-//! `ERROR`, missing or rejected authorization sets `AUTHORIZATION_REQUIRED`, success sets
-//! `CONNECTED`). With PostgreSQL each server is leased to one replica per round
+//! Background health checks: every enabled server is visited at a configurable, jittered
+//! interval with a concurrency cap. A check detects the auth type of a server whose auth type
+//! is not known yet, then reconnects, lists the tools and stores them; the outcome moves the
+//! status like any other contact (see [`super::lifecycle`]). A server whose OAuth grant is
+//! missing costs no request: the check stops before sending anything. With PostgreSQL each server is leased to one replica per round
 //! (`FOR UPDATE SKIP LOCKED` plus a timestamp), so replicas never check the same server twice
 //! in one interval.
 
@@ -13,7 +13,6 @@ use futures_util::StreamExt;
 use rand::RngExt as _;
 
 use super::mcp::catalogue;
-use super::status::AuthStatus;
 use crate::db::{self, DbTime};
 use crate::domain::Context;
 use crate::transaction;
@@ -41,7 +40,7 @@ pub async fn run_round(
         checked += claimed.len();
         futures_util::stream::iter(claimed)
             .for_each_concurrent(concurrency.max(1), |server| async move {
-                match catalogue::refresh(ctx, &server).await {
+                match catalogue::check(ctx, &server).await {
                     Ok(tools) => {
                         tracing::debug!(mcp_server.id = %server.id.0, tools, "health check passed")
                     }
@@ -59,24 +58,10 @@ async fn claim(
     stale_before: chrono::DateTime<chrono::Utc>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<db::models::McpServerRow>, db::DbError> {
-    // Servers waiting for a person (authorization in progress or required) are not checked:
-    // a check cannot succeed and would only repeat the same status.
-    let checkable = [
-        AuthStatus::NotRequired.as_str(),
-        AuthStatus::Authorized.as_str(),
-        AuthStatus::RefreshFailed.as_str(),
-    ];
     let mut conn = ctx.db.conn().await?;
     transaction!(
         conn,
-        db::servers::claim_for_health(
-            &mut conn,
-            DbTime(stale_before),
-            DbTime(now),
-            &checkable,
-            BATCH
-        )
-        .await
+        db::servers::claim_for_health(&mut conn, DbTime(stale_before), DbTime(now), BATCH).await
     )
 }
 

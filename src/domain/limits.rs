@@ -127,15 +127,6 @@ impl Quota {
         }
     }
 
-    /// The status reason of a server whose listing went over this quota.
-    pub fn status_reason(self) -> &'static str {
-        match self {
-            Quota::ServersPerWorkspace => "server_quota_exceeded",
-            Quota::ToolsPerServer => "too_many_tools",
-            Quota::CatalogueBytes => "catalogue_too_large",
-        }
-    }
-
     /// What was refused, in words, for `limit`.
     pub fn describe(self, limit: u64) -> String {
         match self {

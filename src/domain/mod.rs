@@ -88,6 +88,18 @@ pub enum Error {
     /// An upstream server did not answer in time.
     #[error("the upstream server did not answer in time")]
     UpstreamTimeout,
+    /// The server rejected its static headers; someone must correct them (no OAuth flow helps).
+    #[error("the MCP server rejected the configured headers")]
+    HeadersRejected {
+        /// The server.
+        server_id: Uuid,
+    },
+    /// The server is disabled: nothing is sent to it until it is enabled again.
+    #[error("the server is disabled")]
+    ServerDisabled {
+        /// The server.
+        server_id: Uuid,
+    },
     /// The server's authorization must be renewed by a user before it can be used.
     #[error("authorization required")]
     ReauthRequired {

@@ -17,127 +17,72 @@ use uuid::Uuid;
 
 use super::Context;
 use super::access::AccessEvent;
+use super::lifecycle::{self, Event, Facts, State};
 use crate::db::models::McpServerRow;
 use crate::db::{self, DbConn, DbError, DbTime};
 use crate::events;
 
-/// Whether Switchboard can currently talk to the server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionStatus {
-    /// Last contact succeeded.
-    Connected,
-    /// Not connected yet, or reset by a change.
-    Disconnected,
-    /// Repeated failures.
-    Error,
-}
+use crate::db::types::AuthType;
+pub use crate::db::types::{AuthStatus, ConnectionStatus, StatusReason};
 
-/// Where the server's authorization stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthStatus {
-    /// The server needs no OAuth.
-    NotRequired,
-    /// A usable grant is stored.
-    Authorized,
-    /// Someone must run the OAuth flow.
-    AuthorizationRequired,
-    /// A flow is in progress.
-    Authorizing,
-    /// The last refresh failed for a reason other than a rejected grant.
-    RefreshFailed,
-    /// The server asked for more scopes than were granted.
-    InsufficientScope,
-}
-
-impl ConnectionStatus {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectionStatus::Connected => "connected",
-            ConnectionStatus::Disconnected => "disconnected",
-            ConnectionStatus::Error => "error",
-        }
-    }
-
-    /// Parse the stored form; unknown text reads as `Disconnected`.
-    pub fn parse(text: &str) -> ConnectionStatus {
-        match text {
-            "connected" => ConnectionStatus::Connected,
-            "error" => ConnectionStatus::Error,
-            _ => ConnectionStatus::Disconnected,
-        }
-    }
-}
-
-impl AuthStatus {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthStatus::NotRequired => "not_required",
-            AuthStatus::Authorized => "authorized",
-            AuthStatus::AuthorizationRequired => "authorization_required",
-            AuthStatus::Authorizing => "authorizing",
-            AuthStatus::RefreshFailed => "refresh_failed",
-            AuthStatus::InsufficientScope => "insufficient_scope",
-        }
-    }
-
-    /// Parse the stored form; unknown text reads as `AuthorizationRequired`.
-    pub fn parse(text: &str) -> AuthStatus {
-        match text {
-            "not_required" => AuthStatus::NotRequired,
-            "authorized" => AuthStatus::Authorized,
-            "authorizing" => AuthStatus::Authorizing,
-            "refresh_failed" => AuthStatus::RefreshFailed,
-            "insufficient_scope" => AuthStatus::InsufficientScope,
-            _ => AuthStatus::AuthorizationRequired,
-        }
-    }
-}
-
-/// The status of a server at one moment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The status of a server at one moment, as dashboards see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
     /// Connection state.
     pub connection: ConnectionStatus,
     /// Authorization state.
     pub auth: AuthStatus,
-    /// Machine-readable reason of the last change.
-    pub reason: Option<String>,
+    /// Why it last changed.
+    pub reason: Option<StatusReason>,
 }
 
 impl Status {
     /// The status stored on a row.
     pub fn of(row: &McpServerRow) -> Status {
         Status {
-            connection: ConnectionStatus::parse(&row.connection_status),
-            auth: AuthStatus::parse(&row.auth_status),
-            reason: row.status_reason.clone(),
+            connection: row.connection_status,
+            auth: row.auth_status,
+            reason: row.status_reason,
         }
     }
+}
 
-    /// Write this status onto a row.
-    pub fn apply_to(&self, row: &mut McpServerRow) {
-        row.connection_status = self.connection.as_str().to_owned();
-        row.auth_status = self.auth.as_str().to_owned();
-        row.status_reason = self.reason.clone();
-    }
-
-    /// The status of a server that has not been contacted yet: OAuth servers need
-    /// authorization, the others need nothing.
-    pub fn initial(oauth: bool, reason: &str) -> Status {
+impl From<State> for Status {
+    fn from(state: State) -> Status {
         Status {
-            connection: ConnectionStatus::Disconnected,
-            auth: if oauth {
-                AuthStatus::AuthorizationRequired
-            } else {
-                AuthStatus::NotRequired
-            },
-            reason: Some(reason.to_owned()),
+            connection: state.connection,
+            auth: state.auth,
+            reason: state.reason,
         }
     }
+}
+
+/// The state of a row, as the transition function sees it.
+pub fn state_of(row: &McpServerRow) -> State {
+    State {
+        connection: row.connection_status,
+        auth: row.auth_status,
+        reason: row.status_reason,
+        failures: row.consecutive_failures,
+    }
+}
+
+/// What the transition needs to know about a server besides its status.
+pub async fn facts(conn: &mut DbConn, row: &McpServerRow) -> Result<Facts, DbError> {
+    let has_tokens =
+        row.auth_type == AuthType::Oauth && db::oauth::has_tokens(conn, row.id.0).await?;
+    Ok(Facts {
+        auth_type: row.auth_type,
+        has_tokens,
+    })
+}
+
+/// Write a state onto a row.
+pub fn apply(row: &mut McpServerRow, state: State) {
+    row.connection_status = state.connection;
+    row.auth_status = state.auth;
+    row.status_reason = state.reason;
+    row.consecutive_failures = state.failures;
 }
 
 /// One status change, as published to subscribers (and, between replicas, as JSON).
@@ -159,18 +104,7 @@ pub struct StatusEvent {
 /// to the other replicas'.
 pub type EventBus = events::Bus<StatusEvent, AccessEvent>;
 
-/// Reasons are short codes; one longer than this is cut when an event would not fit a
-/// notification to other replicas.
-const MAX_SHARED_REASON_BYTES: usize = 256;
-
 impl events::Event for StatusEvent {
-    fn shrink(&mut self) {
-        shorten(&mut self.current.reason);
-        if let Some(previous) = &mut self.previous {
-            shorten(&mut previous.reason);
-        }
-    }
-
     fn warn_unshared(&self, reason: &str) {
         tracing::warn!(
             mcp_server.id = %self.server_id,
@@ -190,16 +124,6 @@ impl events::Event for AccessEvent {
     }
 }
 
-fn shorten(reason: &mut Option<String>) {
-    if let Some(reason) = reason {
-        let mut end = reason.len().min(MAX_SHARED_REASON_BYTES);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-}
-
 /// The event for a change from `previous` to the status now on `row`, or `None` when nothing
 /// changed.
 pub fn change_event(previous: Option<&Status>, row: &McpServerRow) -> Option<StatusEvent> {
@@ -216,19 +140,35 @@ pub fn change_event(previous: Option<&Status>, row: &McpServerRow) -> Option<Sta
     })
 }
 
-/// Change a server's stored status with `change` and return the event to publish after the
-/// caller's transaction commits (`None` when nothing visible changed or the server is gone).
+/// Move a server's status with `event` (through [`lifecycle::next`], the only way a status
+/// changes) and return the event to publish after the caller's transaction commits (`None`
+/// when nothing visible changed or the server is gone).
 pub async fn record(
     conn: &mut DbConn,
     server_id: Uuid,
-    change: impl FnOnce(&mut McpServerRow),
+    event: Event,
+) -> Result<Option<StatusEvent>, DbError> {
+    record_with(conn, server_id, event, |_| {}).await
+}
+
+/// [`record`], also changing what the event says about the server besides its status (the
+/// last error, the last contact, the tool count). `also` cannot change the status: whatever it
+/// writes there is replaced by the transition's result.
+pub async fn record_with(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    event: Event,
+    also: impl FnOnce(&mut McpServerRow),
 ) -> Result<Option<StatusEvent>, DbError> {
     let Some(mut row) = db::servers::find(conn, server_id).await? else {
         return Ok(None);
     };
+    let facts = facts(conn, &row).await?;
     let previous = Status::of(&row);
     let before = row.clone();
-    change(&mut row);
+    let state = lifecycle::next(state_of(&row), facts, event);
+    also(&mut row);
+    apply(&mut row, state);
     if row == before {
         return Ok(None);
     }
@@ -237,12 +177,17 @@ pub async fn record(
     Ok(change_event(Some(&previous), &row))
 }
 
-/// Change a server's status outside any other transaction, publish the change, and log a
-/// storage failure once (status bookkeeping never fails the operation that caused it).
-pub async fn update(ctx: &Context, server_id: Uuid, change: impl FnOnce(&mut McpServerRow)) {
+/// [`record_with`] outside any other transaction, publishing the change and logging a storage
+/// failure once (status bookkeeping never fails the operation that caused it).
+pub async fn update(
+    ctx: &Context,
+    server_id: Uuid,
+    event: Event,
+    also: impl FnOnce(&mut McpServerRow),
+) {
     let recorded = async {
         let mut conn = ctx.db.conn().await?;
-        record(&mut conn, server_id, change).await
+        record_with(&mut conn, server_id, event, also).await
     }
     .await;
     match recorded {
@@ -260,44 +205,27 @@ pub async fn counts(ctx: &Context) -> Result<Vec<(String, String, i64)>, DbError
     db::servers::status_counts(&mut conn).await
 }
 
-/// A grant is usable: authorized (the reason changes only when the status does).
-pub fn mark_authorized(row: &mut McpServerRow, reason: &str) {
-    if row.auth_status != AuthStatus::Authorized.as_str() {
-        row.auth_status = AuthStatus::Authorized.as_str().to_owned();
-        row.status_reason = Some(reason.to_owned());
-    }
-}
-
-/// The grant is gone or rejected: someone must authorize again.
-pub fn mark_needs_authorization(row: &mut McpServerRow, reason: &str) {
-    row.auth_status = AuthStatus::AuthorizationRequired.as_str().to_owned();
-    row.connection_status = ConnectionStatus::Disconnected.as_str().to_owned();
-    row.status_reason = Some(reason.to_owned());
-}
-
-/// A refresh failed for a transient reason; the tokens are kept.
-pub fn mark_refresh_failed(row: &mut McpServerRow) {
-    row.auth_status = AuthStatus::RefreshFailed.as_str().to_owned();
-    row.status_reason = Some("refresh_failed".to_owned());
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::{Envelope, MAX_PAYLOAD_BYTES, Shared, encode};
+    use crate::events::{Envelope, Shared, encode};
 
     /// What replicas send each other.
     type Wire = Envelope<StatusEvent, AccessEvent>;
 
-    fn event(reason: &str) -> StatusEvent {
+    fn event(reason: StatusReason) -> StatusEvent {
         StatusEvent {
             workspace_id: Uuid::new_v4(),
             server_id: Uuid::new_v4(),
-            previous: Some(Status::initial(false, "created")),
+            previous: Some(Status {
+                connection: ConnectionStatus::Disconnected,
+                auth: AuthStatus::NotRequired,
+                reason: Some(StatusReason::Created),
+            }),
             current: Status {
                 connection: ConnectionStatus::Disconnected,
                 auth: AuthStatus::AuthorizationRequired,
-                reason: Some(reason.to_owned()),
+                reason: Some(reason),
             },
             at: db::now(),
         }
@@ -305,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_wire_form_carries_the_workspace_and_stored_status_names() {
-        let event = event("auth_type_changed");
+        let event = event(StatusReason::AuthTypeChanged);
         let origin = Uuid::new_v4();
         let payload = encode(origin, 7, Shared::<_, AccessEvent>::Status(event.clone())).unwrap();
         let wire: serde_json::Value = serde_json::from_str(&payload).unwrap();
@@ -326,24 +254,6 @@ mod tests {
             .unwrap()
             .remove("workspace_id");
         assert!(serde_json::from_value::<Wire>(without_workspace).is_err());
-    }
-
-    #[test]
-    fn over_long_reasons_are_cut_to_fit_a_notification() {
-        let long = "é".repeat(MAX_PAYLOAD_BYTES);
-        let payload = encode(
-            Uuid::new_v4(),
-            1,
-            Shared::<_, AccessEvent>::Status(event(&long)),
-        )
-        .unwrap();
-        assert!(payload.len() <= MAX_PAYLOAD_BYTES);
-        let back: Wire = serde_json::from_str(&payload).unwrap();
-        let Shared::Status(back) = back.shared else {
-            panic!("a status event");
-        };
-        let reason = back.current.reason.unwrap();
-        assert!(reason.len() <= MAX_SHARED_REASON_BYTES && long.starts_with(&reason));
     }
 
     #[test]
@@ -382,7 +292,7 @@ mod tests {
             crate::domain::access::AccessSignal::Changed(revoked)
         );
         assert!(status.try_recv().is_err());
-        let changed = event("one");
+        let changed = event(StatusReason::Connected);
         bus.publish(changed.clone());
         assert_eq!(status.recv().await.unwrap(), changed);
         assert!(access.try_recv().is_err());

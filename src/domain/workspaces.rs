@@ -111,7 +111,7 @@ pub async fn add_member(
         }
         let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
         if role < Role::Admin
-            && previous.is_some_and(|m| m.role == Role::Admin.as_str())
+            && previous.is_some_and(|m| m.role == Role::Admin)
             && is_last_admin(&mut conn, workspace_id).await?
         {
             return Err(last_admin());
@@ -119,7 +119,7 @@ pub async fn add_member(
         let member = MemberRow {
             workspace_id: DbUuid(workspace_id),
             user_id: DbUuid(user_id),
-            role: role.as_str().to_owned(),
+            role,
             created_at: DbTime(db::now()),
         };
         db::access::upsert_member(&mut conn, &member).await?;
@@ -198,14 +198,14 @@ pub async fn remove_member_as_operator(
 
 /// Delete one membership inside the caller's transaction, keeping the workspace's last admin;
 /// returns the role the member had. `NotFound` when there is no such membership.
-async fn delete_membership(conn: &mut DbConn, workspace_id: Uuid, user_id: Uuid) -> Result<String> {
+async fn delete_membership(conn: &mut DbConn, workspace_id: Uuid, user_id: Uuid) -> Result<Role> {
     if !db::access::lock_workspace(conn, workspace_id).await? {
         return Err(Error::NotFound);
     }
     let Some(member) = db::access::find_member(conn, workspace_id, user_id).await? else {
         return Err(Error::NotFound);
     };
-    if member.role == Role::Admin.as_str() && is_last_admin(conn, workspace_id).await? {
+    if member.role == Role::Admin && is_last_admin(conn, workspace_id).await? {
         return Err(last_admin());
     }
     db::access::delete_member(conn, workspace_id, user_id).await?;
@@ -277,7 +277,7 @@ pub async fn insert_workspace(conn: &mut DbConn, name: &str, admin: Uuid) -> Res
         &MemberRow {
             workspace_id: workspace.id,
             user_id: DbUuid(admin),
-            role: Role::Admin.as_str().to_owned(),
+            role: Role::Admin,
             created_at: now,
         },
     )

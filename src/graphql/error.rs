@@ -11,10 +11,11 @@
 use async_graphql::{Context, ErrorExtensions, ID};
 use uuid::Uuid;
 
-use crate::domain::oauth::flow::FlowFailure;
+use crate::domain::oauth::flow::{FlowFailure, FlowFailureReason};
 
 use crate::domain::limits::{Limited, Quota};
 use crate::domain::oauth::OauthError;
+use crate::domain::status::StatusReason;
 use crate::domain::{Error, access::Principal};
 use crate::net::NetError;
 
@@ -95,20 +96,22 @@ fn internal_error(what: &str, error: &dyn std::fmt::Display) -> async_graphql::E
 /// A failed completion: the reason code of the callback page, as a GraphQL error.
 fn flow_failure(failure: FlowFailure) -> async_graphql::Error {
     let code = match failure.reason {
-        "invalid_state" | "missing_params" => "BAD_USER_INPUT",
-        "binding_mismatch" => "FORBIDDEN",
-        "server_gone" => "NOT_FOUND",
-        "insecure_url" => "UNSAFE_URL",
-        "unknown" => "INTERNAL",
-        _ => "UPSTREAM_ERROR",
+        FlowFailureReason::InvalidState | FlowFailureReason::MissingParams => "BAD_USER_INPUT",
+        FlowFailureReason::BindingMismatch => "FORBIDDEN",
+        FlowFailureReason::ServerGone => "NOT_FOUND",
+        FlowFailureReason::InsecureUrl => "UNSAFE_URL",
+        FlowFailureReason::Unknown => "INTERNAL",
+        FlowFailureReason::ProviderError
+        | FlowFailureReason::IssuerMismatch
+        | FlowFailureReason::TokenExchangeFailed => "UPSTREAM_ERROR",
     };
+    let reason = failure.reason.code();
     async_graphql::Error::new(format!(
-        "the authorization could not be completed: {}",
-        failure.reason
+        "the authorization could not be completed: {reason}"
     ))
     .extend_with(|_, e| {
         e.set("code", code);
-        e.set("reason", failure.reason);
+        e.set("reason", reason);
         if let Some(id) = failure.server_id {
             e.set("serverId", id.to_string());
         }
@@ -148,6 +151,21 @@ fn api_error(error: Error) -> async_graphql::Error {
         Error::Db(error) => internal_error("storage failure while handling a request", &error),
         Error::Crypto(error) => internal_error("a secret could not be sealed or opened", &error),
         Error::ReauthRequired { server_id } => reauth(server_id),
+        Error::HeadersRejected { server_id } => async_graphql::Error::new(
+            "the MCP server rejected the configured headers: correct them and try again",
+        )
+        .extend_with(|_, e| {
+            e.set("code", "UPSTREAM_ERROR");
+            e.set("reason", StatusReason::HeadersRejected.as_str());
+            e.set("serverId", server_id.to_string());
+        }),
+        Error::ServerDisabled { server_id } => {
+            async_graphql::Error::new("the server is disabled: enable it before using it")
+                .extend_with(|_, e| {
+                    e.set("code", "SERVER_DISABLED");
+                    e.set("serverId", server_id.to_string());
+                })
+        }
         Error::InsufficientScope { server_id, scope } => async_graphql::Error::new(
             "the server needs more permissions: reconnect it to consent to them",
         )

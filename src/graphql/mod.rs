@@ -4,6 +4,7 @@
 //! domain function, map the result. `schema.graphql` at the repository root is the exported
 //! SDL; a test fails when it drifts, and `switchboard schema` prints it.
 
+pub mod enums;
 pub mod error;
 pub mod loaders;
 pub mod mutation;
@@ -33,6 +34,7 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(32)
+        .register_output_type::<enums::McpOauthFailureReason>()
         .data(DataLoader::new(UserLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(WorkspaceLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
@@ -45,6 +47,7 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
 /// The SDL of the schema, as committed in `schema.graphql`.
 pub fn sdl() -> String {
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .register_output_type::<enums::McpOauthFailureReason>()
         .finish()
         .sdl()
 }

@@ -90,8 +90,21 @@ pub struct UpdateMcpServerInput {
 pub struct CreateMcpServerPayload {
     /// The server.
     pub server: McpServer,
-    /// The auth type that was given or detected.
+    /// The auth type that was given or detected (`UNDETECTED` when the server could not be
+    /// asked; see `detection`).
     pub auth_type: McpAuthType,
+    /// What detection found when the server was asked (`oauth_challenge`, `unreachable`,
+    /// `unexpected_status_503`, …); null when the input decided the auth type.
+    pub detection: Option<String>,
+}
+
+/// Result of `detectMcpServerAuth`.
+#[derive(SimpleObject)]
+pub struct DetectMcpServerAuthPayload {
+    /// The server as stored after detection.
+    pub server: McpServer,
+    /// What detection found (`oauth_challenge`, `no_auth_required`, `unreachable`, …).
+    pub detection: String,
 }
 
 /// Whether `startMcpOauth` needs the browser.
@@ -277,6 +290,7 @@ impl MutationRoot {
         Ok(CreateMcpServerPayload {
             server: McpServer::single(created.server),
             auth_type: created.auth_type.into(),
+            detection: created.detection,
         })
     }
 
@@ -402,6 +416,26 @@ impl MutationRoot {
             .await
             .map_err(ApiError::from)
             .map(McpServer::single)
+    }
+
+    /// Ask a server again how it authenticates (editor) and store the answer. A new auth type
+    /// starts the server over (its grant is revoked and removed); an answer that cannot tell
+    /// leaves a known auth type as it is. `SERVER_DISABLED` for a disabled server.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
+    async fn detect_mcp_server_auth(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<DetectMcpServerAuthPayload> {
+        let (principal, outbound) = super::outbound(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let detected = servers::detect(app, principal, outbound, id).await?;
+        Ok(DetectMcpServerAuthPayload {
+            server: McpServer::single(detected.server),
+            detection: detected.detection,
+        })
     }
 
     /// Call a tool of a server (viewer). `arguments` must be a JSON object.

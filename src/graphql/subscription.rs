@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::error::{Result, parse_id, principal};
 use super::loaders::{ServerLoader, load_error};
-use super::types::{McpServer, McpServerStatus};
+use super::types::{McpServer, McpServerStatus, McpStatusReason};
 use crate::app::AppHandle;
 use crate::domain::access::Role;
 use crate::domain::status::StatusEvent;
@@ -35,15 +35,15 @@ impl McpServerStatusEvent {
     }
     /// Status before the change (null for a new server).
     async fn previous(&self) -> Option<McpServerStatus> {
-        self.0.previous.clone().map(Into::into)
+        self.0.previous.map(Into::into)
     }
     /// Status after the change.
     async fn current(&self) -> McpServerStatus {
-        self.0.current.clone().into()
+        self.0.current.into()
     }
     /// Reason of the change.
-    async fn reason(&self) -> Option<&str> {
-        self.0.current.reason.as_deref()
+    async fn reason(&self) -> Option<McpStatusReason> {
+        self.0.current.reason.map(Into::into)
     }
     /// When it changed.
     async fn at(&self) -> DateTime<Utc> {

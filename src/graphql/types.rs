@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, Enum, ID, Json, Object, SelectionField, SimpleObject, Value};
+use async_graphql::{Context, ID, Json, Object, SelectionField, SimpleObject, Value};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -17,159 +17,13 @@ use crate::app::AppHandle;
 use crate::db::models::{ApiTokenRow, AuditEventRow, McpServerRow, ToolRow, UserRow, WorkspaceRow};
 use crate::domain::access::Role;
 use crate::domain::pagination::ToolsPage;
-use crate::domain::servers::{self, AuthType, OauthView, Related, Transport};
-use crate::domain::status::{self, AuthStatus, ConnectionStatus};
+use crate::domain::servers::{self, OauthView, Related};
+use crate::domain::status;
 
-/// A role in a workspace.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum WorkspaceRole {
-    /// Reads and calls tools.
-    Viewer,
-    /// Also creates and updates servers and starts OAuth.
-    Editor,
-    /// Also deletes servers and manages members.
-    Admin,
-}
-
-impl From<Role> for WorkspaceRole {
-    fn from(role: Role) -> Self {
-        match role {
-            Role::Viewer => WorkspaceRole::Viewer,
-            Role::Editor => WorkspaceRole::Editor,
-            Role::Admin => WorkspaceRole::Admin,
-        }
-    }
-}
-
-impl From<WorkspaceRole> for Role {
-    fn from(role: WorkspaceRole) -> Self {
-        match role {
-            WorkspaceRole::Viewer => Role::Viewer,
-            WorkspaceRole::Editor => Role::Editor,
-            WorkspaceRole::Admin => Role::Admin,
-        }
-    }
-}
-
-/// How Switchboard authenticates to an MCP server.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum McpAuthType {
-    /// No authentication.
-    None,
-    /// Static headers.
-    Headers,
-    /// OAuth 2.1 with PKCE.
-    Oauth,
-}
-
-impl From<AuthType> for McpAuthType {
-    fn from(value: AuthType) -> Self {
-        match value {
-            AuthType::None => McpAuthType::None,
-            AuthType::Headers => McpAuthType::Headers,
-            AuthType::Oauth => McpAuthType::Oauth,
-        }
-    }
-}
-
-impl From<McpAuthType> for AuthType {
-    fn from(value: McpAuthType) -> Self {
-        match value {
-            McpAuthType::None => AuthType::None,
-            McpAuthType::Headers => AuthType::Headers,
-            McpAuthType::Oauth => AuthType::Oauth,
-        }
-    }
-}
-
-/// MCP transport.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum McpTransport {
-    /// Streamable HTTP.
-    StreamableHttp,
-    /// The older HTTP+SSE transport.
-    Sse,
-}
-
-impl From<Transport> for McpTransport {
-    fn from(value: Transport) -> Self {
-        match value {
-            Transport::StreamableHttp => McpTransport::StreamableHttp,
-            Transport::Sse => McpTransport::Sse,
-        }
-    }
-}
-
-impl From<McpTransport> for Transport {
-    fn from(value: McpTransport) -> Self {
-        match value {
-            McpTransport::StreamableHttp => Transport::StreamableHttp,
-            McpTransport::Sse => Transport::Sse,
-        }
-    }
-}
-
-/// Whether Switchboard can currently talk to the server.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum McpConnectionStatus {
-    /// Last contact succeeded.
-    Connected,
-    /// Not connected yet, or reset by a change.
-    Disconnected,
-    /// Repeated failures.
-    Error,
-}
-
-impl From<ConnectionStatus> for McpConnectionStatus {
-    fn from(value: ConnectionStatus) -> Self {
-        match value {
-            ConnectionStatus::Connected => McpConnectionStatus::Connected,
-            ConnectionStatus::Disconnected => McpConnectionStatus::Disconnected,
-            ConnectionStatus::Error => McpConnectionStatus::Error,
-        }
-    }
-}
-
-/// Where the server's authorization stands.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum McpAuthStatus {
-    /// No OAuth needed.
-    NotRequired,
-    /// A usable grant is stored.
-    Authorized,
-    /// Someone must run the OAuth flow.
-    AuthorizationRequired,
-    /// A flow is in progress.
-    Authorizing,
-    /// The last refresh failed (not a rejected grant).
-    RefreshFailed,
-    /// The server asked for more scopes than granted.
-    InsufficientScope,
-}
-
-impl From<AuthStatus> for McpAuthStatus {
-    fn from(value: AuthStatus) -> Self {
-        match value {
-            AuthStatus::NotRequired => McpAuthStatus::NotRequired,
-            AuthStatus::Authorized => McpAuthStatus::Authorized,
-            AuthStatus::AuthorizationRequired => McpAuthStatus::AuthorizationRequired,
-            AuthStatus::Authorizing => McpAuthStatus::Authorizing,
-            AuthStatus::RefreshFailed => McpAuthStatus::RefreshFailed,
-            AuthStatus::InsufficientScope => McpAuthStatus::InsufficientScope,
-        }
-    }
-}
-
-/// How the OAuth client of a grant was registered.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum McpOauthRegistration {
-    /// The server's pre-registered client id.
-    PreRegistered,
-    /// A Client ID Metadata Document.
-    MetadataDocument,
-    /// Dynamic Client Registration.
-    Dynamic,
-}
+pub use super::enums::{
+    McpAuthStatus, McpAuthType, McpConnectionStatus, McpOauthRegistration, McpStatusReason,
+    McpTransport, WorkspaceRole,
+};
 
 /// A user.
 pub struct User(pub UserRow);
@@ -355,7 +209,7 @@ impl McpServer {
         &self.row.url
     }
     async fn transport(&self) -> McpTransport {
-        Transport::parse(&self.row.transport).into()
+        self.row.transport.into()
     }
     async fn enabled(&self) -> bool {
         self.row.enabled
@@ -367,7 +221,7 @@ impl McpServer {
         self.row.retries
     }
     async fn auth_type(&self) -> McpAuthType {
-        AuthType::parse(&self.row.auth_type).into()
+        self.row.auth_type.into()
     }
     /// Names of the static headers; their values are never returned.
     async fn header_names(&self) -> Vec<String> {
@@ -401,13 +255,13 @@ impl McpServer {
             .map(|row| McpOauthGrant { row, related: None }))
     }
     async fn connection_status(&self) -> McpConnectionStatus {
-        ConnectionStatus::parse(&self.row.connection_status).into()
+        self.row.connection_status.into()
     }
     async fn auth_status(&self) -> McpAuthStatus {
-        AuthStatus::parse(&self.row.auth_status).into()
+        self.row.auth_status.into()
     }
-    async fn status_reason(&self) -> Option<&str> {
-        self.row.status_reason.as_deref()
+    async fn status_reason(&self) -> Option<McpStatusReason> {
+        self.row.status_reason.map(Into::into)
     }
     async fn last_error(&self) -> Option<&str> {
         self.row.last_error.as_deref()
@@ -527,12 +381,7 @@ impl McpOauthGrant {
     }
     /// How the client was registered.
     async fn registration(&self) -> Option<McpOauthRegistration> {
-        match self.row.grant.as_ref()?.registration_kind.as_deref() {
-            Some("pre_registered") => Some(McpOauthRegistration::PreRegistered),
-            Some("metadata_document") => Some(McpOauthRegistration::MetadataDocument),
-            Some("dynamic") => Some(McpOauthRegistration::Dynamic),
-            _ => None,
-        }
+        self.row.grant.as_ref()?.registration_kind.map(Into::into)
     }
     /// Who completed the last authorization.
     async fn authorized_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
@@ -655,8 +504,8 @@ pub struct McpServerStatus {
     pub connection_status: McpConnectionStatus,
     /// Authorization state.
     pub auth_status: McpAuthStatus,
-    /// Machine-readable reason.
-    pub reason: Option<String>,
+    /// Why it changed.
+    pub reason: Option<McpStatusReason>,
 }
 
 impl From<status::Status> for McpServerStatus {
@@ -664,7 +513,7 @@ impl From<status::Status> for McpServerStatus {
         McpServerStatus {
             connection_status: value.connection.into(),
             auth_status: value.auth.into(),
-            reason: value.reason,
+            reason: value.reason.map(Into::into),
         }
     }
 }

@@ -122,29 +122,21 @@ fn parse_cookies(headers: &HeaderMap) -> HashMap<String, String> {
         .collect()
 }
 
-/// What the page tells a person, per reason code.
-fn explain(reason: &str) -> &'static str {
-    match reason {
-        "authorized" => "The server is connected. You can close this window.",
-        "provider_error" => "The authorization server did not grant access.",
-        "missing_params" => "The authorization response was incomplete.",
-        "invalid_state" => {
-            "This authorization link is unknown, already used, or expired. Start again."
-        }
-        "binding_mismatch" => "This authorization was started in another browser or session.",
-        "server_gone" => "The server was deleted while it was being authorized.",
-        "insecure_url" => "The server or the authorization server is not at a secure address.",
-        "issuer_mismatch" => "The response did not come from the expected authorization server.",
-        "token_exchange_failed" => "The authorization server did not issue tokens.",
-        _ => "Something went wrong. Start again.",
-    }
-}
-
 /// The callback page.
 fn page(app: &App, status: StatusCode, outcome: Result<uuid::Uuid, FlowFailure>) -> Response {
-    let (ok, reason, server_id) = match &outcome {
-        Ok(id) => (true, "authorized", Some(*id)),
-        Err(failure) => (false, failure.reason, failure.server_id),
+    let (ok, reason, text, server_id) = match &outcome {
+        Ok(id) => (
+            true,
+            "authorized",
+            "The server is connected. You can close this window.",
+            Some(*id),
+        ),
+        Err(failure) => (
+            false,
+            failure.reason.code(),
+            failure.reason.explain(),
+            failure.server_id,
+        ),
     };
     let message = json!({
         "type": "mcp-oauth",
@@ -174,7 +166,7 @@ fn page(app: &App, status: StatusCode, outcome: Result<uuid::Uuid, FlowFailure>)
          if(window.opener){{origins.forEach(function(origin){{try{{window.opener.postMessage(message,origin);}}catch(e){{}}}});\
          setTimeout(function(){{window.close();}},1200);}}}})();</script></body></html>\n",
         title = escape_html(title),
-        text = escape_html(explain(reason)),
+        text = escape_html(text),
         reason = escape_html(reason),
         message = script_json(&message),
         origins = script_json(&json!(origins)),

@@ -34,31 +34,7 @@ pub use session::{
 };
 
 /// The MCP transport a server speaks (stored on its row as text).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    /// Streamable HTTP (the current MCP transport).
-    StreamableHttp,
-    /// The older HTTP+SSE transport.
-    Sse,
-}
-
-impl Transport {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::StreamableHttp => "streamable_http",
-            Transport::Sse => "sse",
-        }
-    }
-
-    /// Parse the stored form.
-    pub fn parse(text: &str) -> Transport {
-        match text {
-            "sse" => Transport::Sse,
-            _ => Transport::StreamableHttp,
-        }
-    }
-}
+pub use crate::db::types::Transport;
 
 /// Headers the transport owns; letting a user set them would corrupt requests. Lower case.
 pub const RESERVED_HEADERS: &[&str] = &[

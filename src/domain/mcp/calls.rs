@@ -14,21 +14,24 @@ use crate::db;
 use crate::db::models::McpServerRow;
 use crate::domain::Context;
 use crate::domain::access::Role;
+use crate::domain::lifecycle::{self, Event, Facts};
 use crate::domain::limits::Outbound;
 use crate::domain::oauth::tokens;
+use crate::domain::servers;
 use crate::domain::servers::AuthType;
-use crate::domain::status::{self, ConnectionStatus};
+use crate::domain::status;
 use crate::domain::{Error, Result, bad_input};
 use crate::mcp::{McpError, ToolCallOutcome};
 
-/// Reconnect to a server, list its tools and store them (editor role).
+/// Reconnect to a server, list its tools and store them (editor role); a server whose auth
+/// type is not known yet is asked first.
 pub async fn refresh_server(
     ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
 ) -> Result<McpServerRow> {
     let server = find(ctx, outbound, server_id, Role::Editor).await?;
-    catalogue::refresh(ctx, &server).await?;
+    catalogue::check(ctx, &server).await?;
     let mut conn = ctx.db.conn().await?;
     db::servers::find(&mut conn, server_id)
         .await?
@@ -50,8 +53,15 @@ pub async fn call_tool(
         Ok(_) => "ok",
         Err(Error::ReauthRequired { .. } | Error::InsufficientScope { .. }) => "reauth_required",
         Err(Error::UpstreamTimeout) => "upstream_timeout",
-        Err(Error::Upstream(_) | Error::Oauth(_)) => "upstream_error",
-        Err(Error::BadInput { .. } | Error::NotFound | Error::Forbidden(_)) => "refused",
+        Err(Error::Upstream(_) | Error::Oauth(_) | Error::HeadersRejected { .. }) => {
+            "upstream_error"
+        }
+        Err(
+            Error::BadInput { .. }
+            | Error::NotFound
+            | Error::Forbidden(_)
+            | Error::ServerDisabled { .. },
+        ) => "refused",
         Err(Error::RateLimited(_)) => "rate_limited",
         Err(_) => "internal_error",
     };
@@ -72,9 +82,6 @@ async fn call_tool_inner(
         Some(Value::Object(map)) => map,
         Some(_) => return Err(bad_input("arguments", "must be a JSON object")),
     };
-    if !server.enabled {
-        return Err(bad_input("serverId", "the server is disabled"));
-    }
     let known = {
         let mut conn = ctx.db.conn().await?;
         db::servers::has_tool(&mut conn, server_id, name).await?
@@ -121,7 +128,7 @@ async fn call_tool_inner(
                 fail(
                     ctx,
                     &server,
-                    catalogue::mcp_error(server_id, error),
+                    catalogue::mcp_error(&server, error),
                     &mut refreshed,
                     generation,
                 )
@@ -143,9 +150,7 @@ async fn fail(
 ) -> std::result::Result<(), Error> {
     match error {
         Error::ReauthRequired { server_id }
-            if AuthType::parse(&server.auth_type) == AuthType::Oauth
-                && !*refreshed
-                && generation.is_some() =>
+            if server.auth_type == AuthType::Oauth && !*refreshed && generation.is_some() =>
         {
             *refreshed = true;
             match tokens::refresh(ctx, server, generation).await {
@@ -168,8 +173,8 @@ async fn fail(
     }
 }
 
-/// The server, once the caller is known to hold `role` in its workspace and the workspace's
-/// rate limit admits one more outbound operation.
+/// The server, once the caller is known to hold `role` in its workspace, the workspace's rate
+/// limit admits one more outbound operation and the server is enabled.
 async fn find(
     ctx: &Context,
     outbound: Outbound<'_>,
@@ -181,6 +186,7 @@ async fn find(
         .await?
         .ok_or(Error::NotFound)?;
     outbound.require(server.workspace_id.0, role)?;
+    servers::ensure_enabled(&server)?;
     Ok(server)
 }
 
@@ -191,23 +197,20 @@ async fn reload(ctx: &Context, server_id: Uuid) -> Result<McpServerRow> {
         .ok_or(Error::NotFound)
 }
 
-/// A call went through: the server is reachable. Nothing is written when the server was
-/// already known to be connected, so a steady stream of calls costs no writes.
+/// A call went through: the server is reachable. Nothing is written when that changes
+/// nothing, so a steady stream of calls costs no writes.
 async fn mark_reachable(ctx: &Context, server: &McpServerRow) {
-    if server.connection_status == ConnectionStatus::Connected.as_str()
-        && server.consecutive_failures == 0
-    {
+    // An OAuth call that went through was made with stored tokens.
+    let facts = Facts {
+        auth_type: server.auth_type,
+        has_tokens: server.auth_type == AuthType::Oauth,
+    };
+    let state = status::state_of(server);
+    if lifecycle::next(state, facts, Event::Reached) == state && server.last_error.is_none() {
         return;
     }
-    status::update(ctx, server.id.0, |row| {
-        if row.connection_status != ConnectionStatus::Connected.as_str()
-            || row.consecutive_failures != 0
-        {
-            row.connection_status = ConnectionStatus::Connected.as_str().to_owned();
-            row.consecutive_failures = 0;
-            row.last_error = None;
-            row.status_reason = Some("connected".into());
-        }
+    status::update(ctx, server.id.0, Event::Reached, |row| {
+        row.last_error = None
     })
     .await;
 }

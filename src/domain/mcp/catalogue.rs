@@ -14,10 +14,11 @@ use uuid::Uuid;
 use crate::db::models::{McpServerRow, ToolRow};
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::Context;
+use crate::domain::lifecycle::Event;
 use crate::domain::limits::Quota;
 use crate::domain::oauth::{OauthError, challenge, tokens};
-use crate::domain::servers::{self, AuthType, Transport};
-use crate::domain::status::{self, AuthStatus, ConnectionStatus};
+use crate::domain::servers::{self, AuthType};
+use crate::domain::status;
 use crate::domain::{Error, Result};
 use crate::mcp::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
 use crate::transaction;
@@ -29,7 +30,7 @@ pub async fn connect(ctx: &Context, server: &McpServerRow) -> Result<(McpSession
     let (target, generation) = target(ctx, server).await?;
     let session = mcp::open(&ctx.http, target)
         .await
-        .map_err(|e| mcp_error(server.id.0, e))?;
+        .map_err(|e| mcp_error(server, e))?;
     Ok((session, generation))
 }
 
@@ -39,7 +40,7 @@ pub async fn target(ctx: &Context, server: &McpServerRow) -> Result<(McpTarget, 
         .map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
     // Headers that no longer open (lost key) are an internal failure, never sent half.
     let headers = servers::open_headers(ctx, server)?;
-    let (bearer, generation) = if AuthType::parse(&server.auth_type) == AuthType::Oauth {
+    let (bearer, generation) = if server.auth_type == AuthType::Oauth {
         match tokens::access_token(ctx, server).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
             Err(
@@ -57,7 +58,7 @@ pub async fn target(ctx: &Context, server: &McpServerRow) -> Result<(McpTarget, 
     Ok((
         McpTarget {
             url,
-            transport: Transport::parse(&server.transport),
+            transport: server.transport,
             headers,
             bearer,
             timeout: Duration::from_millis(u64::try_from(server.timeout_ms).unwrap_or(30_000)),
@@ -82,7 +83,7 @@ pub async fn refresh(ctx: &Context, server: &McpServerRow) -> Result<usize> {
         let listing = session
             .list_tools(listing_caps(ctx))
             .await
-            .map_err(|e| mcp_error(server.id.0, e));
+            .map_err(|e| mcp_error(server, e));
         session.close().await;
         listing
     }
@@ -104,6 +105,23 @@ pub async fn refresh(ctx: &Context, server: &McpServerRow) -> Result<usize> {
             Err(error)
         }
     }
+}
+
+/// Refresh a server whose auth type may not be known yet: ask it first, then list its tools
+/// whatever the answer (a server that cannot be asked usually cannot be listed either, and the
+/// listing's failure says why in `lastError`).
+pub async fn check(ctx: &Context, server: &McpServerRow) -> Result<usize> {
+    if server.auth_type != AuthType::Undetected {
+        return refresh(ctx, server).await;
+    }
+    servers::detect_row(ctx, server).await?;
+    let server = {
+        let mut conn = ctx.db.conn().await?;
+        db::servers::find(&mut conn, server.id.0)
+            .await?
+            .ok_or(Error::NotFound)?
+    };
+    refresh(ctx, &server).await
 }
 
 /// What `lastError` says about a listing whose duplicate names were dropped.
@@ -140,17 +158,9 @@ async fn store(ctx: &Context, server_id: Uuid, listing: &Listing) -> Result<()> 
     let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
         db::servers::replace_tools(&mut conn, server_id, &rows).await?;
-        let event = status::record(&mut conn, server_id, |row| {
-            row.connection_status = ConnectionStatus::Connected.as_str().to_owned();
-            if AuthType::parse(&row.auth_type) == AuthType::Oauth {
-                status::mark_authorized(row, "connected");
-            }
-            if row.status_reason.as_deref() != Some("authorized") {
-                row.status_reason = Some("connected".into());
-            }
+        let event = status::record_with(&mut conn, server_id, Event::Reached, |row| {
             row.last_error = note.clone();
             row.last_connected_at = Some(now);
-            row.consecutive_failures = 0;
             row.tool_count = count;
             row.tools_refreshed_at = Some(now);
         })
@@ -163,30 +173,29 @@ async fn store(ctx: &Context, server_id: Uuid, listing: &Listing) -> Result<()> 
     Ok(())
 }
 
-/// Failures in a row before a server is marked `ERROR`.
-pub const MAX_CONSECUTIVE_FAILURES: i32 = 3;
-
-/// Record a failed contact: authorization problems set `AUTHORIZATION_REQUIRED` (never
-/// `ERROR`); a listing over a quota sets its reason and message (the server answered, so it
-/// does not count as a failure to reach it); other failures count, and the third in a row
-/// sets `ERROR`.
+/// Record a failed contact in the server's status: an authorization problem asks for
+/// authorization (or, for static headers, says they were rejected) and never counts as a
+/// failure; a listing over a quota sets its reason and message (the server answered); other
+/// failures count, and enough in a row mark the server `ERROR`.
 pub async fn record_failure(ctx: &Context, server_id: Uuid, error: &Error) {
-    status::update(ctx, server_id, |row| match error {
+    let event = match error {
         Error::ReauthRequired { .. }
         | Error::Oauth(
             OauthError::InvalidGrant | OauthError::InvalidClient | OauthError::NotAuthorized,
-        ) => status::mark_needs_authorization(row, "authorization_required"),
-        Error::QuotaExceeded { quota, .. } => {
-            row.last_error = Some(safe_text(error));
-            row.status_reason = Some(quota.status_reason().into());
+        ) => Event::AuthorizationNeeded,
+        Error::HeadersRejected { .. } => Event::HeadersRejected,
+        Error::QuotaExceeded { quota, .. } => Event::QuotaExceeded(*quota),
+        _ => Event::Unreachable,
+    };
+    let message = match event {
+        Event::Unreachable | Event::QuotaExceeded(_) | Event::HeadersRejected => {
+            Some(safe_text(error))
         }
-        other => {
-            row.consecutive_failures += 1;
-            row.last_error = Some(safe_text(other));
-            row.status_reason = Some("unreachable".into());
-            if row.consecutive_failures >= MAX_CONSECUTIVE_FAILURES {
-                row.connection_status = ConnectionStatus::Error.as_str().to_owned();
-            }
+        _ => None,
+    };
+    status::update(ctx, server_id, event, |row| {
+        if message.is_some() {
+            row.last_error = message;
         }
     })
     .await;
@@ -200,11 +209,16 @@ fn safe_text(error: &Error) -> String {
     }
 }
 
-/// Map a session error for a server: 401 means the grant must be renewed; 403
-/// `insufficient_scope` means more scopes are needed.
-pub fn mcp_error(server_id: Uuid, error: McpError) -> Error {
+/// Map a session error for a server: a 401 means an OAuth server's grant must be renewed, and
+/// that any other server rejected its static headers; a 403 `insufficient_scope` means more
+/// scopes are needed.
+pub fn mcp_error(server: &McpServerRow, error: McpError) -> Error {
+    let server_id = server.id.0;
     match error {
-        McpError::Unauthorized { .. } => Error::ReauthRequired { server_id },
+        McpError::Unauthorized { .. } if server.auth_type == AuthType::Oauth => {
+            Error::ReauthRequired { server_id }
+        }
+        McpError::Unauthorized { .. } => Error::HeadersRejected { server_id },
         McpError::Forbidden { www_authenticate } => {
             let challenge = challenge::parse(www_authenticate.as_deref());
             if challenge.as_ref().and_then(|c| c.error.as_deref()) == Some("insufficient_scope") {
@@ -249,11 +263,7 @@ pub async fn note_insufficient_scope(
             grant.updated_at = DbTime(db::now());
             db::oauth::save_grant(&mut conn, &grant).await?;
         }
-        let event = status::record(&mut conn, server_id, |row| {
-            row.auth_status = AuthStatus::InsufficientScope.as_str().to_owned();
-            row.status_reason = Some("insufficient_scope".into());
-        })
-        .await?;
+        let event = status::record(&mut conn, server_id, Event::ScopeNeeded).await?;
         Ok::<_, Error>(event)
     })?;
     if let Some(event) = event {

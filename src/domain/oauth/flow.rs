@@ -34,10 +34,12 @@ use crate::db::sealed;
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::Context;
 use crate::domain::access::{Principal, Role};
+use crate::domain::lifecycle::Event;
 use crate::domain::limits::Outbound;
 use crate::domain::mcp::catalogue;
+use crate::domain::servers;
 use crate::domain::servers::AuthType;
-use crate::domain::status::{self, AuthStatus};
+use crate::domain::status::{self, AuthStatus, StatusReason};
 use crate::domain::{Error, Result, audit, bad_input, retry};
 use crate::net;
 use crate::transaction;
@@ -83,7 +85,19 @@ pub async fn start(
             .await?
             .ok_or(Error::NotFound)?;
         outbound.require(server.workspace_id.0, Role::Editor)?;
-        if AuthType::parse(&server.auth_type) != AuthType::Oauth {
+        servers::ensure_enabled(&server)?;
+        // A server whose auth type is not known yet is asked first.
+        let server = if server.auth_type == AuthType::Undetected {
+            drop(conn);
+            servers::detect_row(ctx, &server).await?;
+            conn = ctx.db.conn().await?;
+            db::servers::find(&mut conn, server_id)
+                .await?
+                .ok_or(Error::NotFound)?
+        } else {
+            server
+        };
+        if server.auth_type != AuthType::Oauth {
             return Err(bad_input("serverId", "this server does not use OAuth"));
         }
         if db::oauth::live_flow_of_another_user(
@@ -109,13 +123,9 @@ pub async fn start(
     let challenge = match challenge {
         Some(challenge) => Some(challenge),
         None => {
-            probe::probe(
-                &ctx.http,
-                &server_url,
-                crate::domain::servers::Transport::parse(&server.transport),
-            )
-            .await
-            .challenge
+            probe::probe(&ctx.http, &server_url, server.transport)
+                .await
+                .challenge
         }
     };
     let discovery = discover_cached(ctx, &server, challenge.as_ref()).await?;
@@ -123,7 +133,7 @@ pub async fn start(
     // A grant from the authorization server the resource names now, whose refresh token still
     // works, needs no new flow, unless more scopes are needed. A grant from another server
     // does not count: the resource moved.
-    let step_up = AuthStatus::parse(&server.auth_status) == AuthStatus::InsufficientScope;
+    let step_up = server.auth_status == AuthStatus::InsufficientScope;
     if !step_up
         && let Some(grant) = &grant
         && grant.issuer.as_deref() == Some(discovery.server.issuer.as_str())
@@ -205,7 +215,7 @@ pub async fn start(
         requested_scopes: scope.clone(),
         authorization_server: serde_json::to_string(&discovery.server)
             .map_err(|e| OauthError::Discovery(e.to_string()))?,
-        registration_kind: client.kind.as_str().to_owned(),
+        registration_kind: client.kind,
         client_information_sealed: stored
             .as_ref()
             .map(|stored| registration::seal_on_flow(ctx, flow_id, stored))
@@ -221,11 +231,7 @@ pub async fn start(
         if client.kind == RegistrationKind::PreRegistered {
             db::servers::bind_client_issuer(&mut conn, server_id, &discovery.server.issuer).await?;
         }
-        let event = status::record(&mut conn, server_id, |s| {
-            s.auth_status = AuthStatus::Authorizing.as_str().to_owned();
-            s.status_reason = Some("flow_started".into());
-        })
-        .await?;
+        let event = status::record(&mut conn, server_id, Event::FlowStarted).await?;
         audit::record(
             &mut conn,
             server.workspace_id.0,
@@ -338,18 +344,98 @@ fn secure_server_url(ctx: &Context, server: &McpServerRow) -> Result<Url> {
     }
 }
 
-/// Why a flow could not begin or complete; `reason` is one of the callback page's codes.
+/// Why a flow could not begin or complete: the callback page's codes, with what the page says
+/// for each (the API's `McpOauthFailureReason` carries the same words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowFailureReason {
+    /// The authorization server did not grant access.
+    ProviderError,
+    /// The authorization response was incomplete.
+    MissingParams,
+    /// The link is unknown, already used, or expired.
+    InvalidState,
+    /// The flow was started in another browser or session.
+    BindingMismatch,
+    /// The server was deleted while it was being authorized.
+    ServerGone,
+    /// The server or the authorization server is not at a secure address.
+    InsecureUrl,
+    /// The response did not come from the expected authorization server.
+    IssuerMismatch,
+    /// The authorization server did not issue tokens for the code.
+    TokenExchangeFailed,
+    /// Something unexpected failed on our side.
+    Unknown,
+}
+
+impl FlowFailureReason {
+    /// Every reason.
+    pub const ALL: [FlowFailureReason; 9] = [
+        FlowFailureReason::ProviderError,
+        FlowFailureReason::MissingParams,
+        FlowFailureReason::InvalidState,
+        FlowFailureReason::BindingMismatch,
+        FlowFailureReason::ServerGone,
+        FlowFailureReason::InsecureUrl,
+        FlowFailureReason::IssuerMismatch,
+        FlowFailureReason::TokenExchangeFailed,
+        FlowFailureReason::Unknown,
+    ];
+
+    /// The code the callback page and its message to the opener carry.
+    pub const fn code(self) -> &'static str {
+        match self {
+            FlowFailureReason::ProviderError => "provider_error",
+            FlowFailureReason::MissingParams => "missing_params",
+            FlowFailureReason::InvalidState => "invalid_state",
+            FlowFailureReason::BindingMismatch => "binding_mismatch",
+            FlowFailureReason::ServerGone => "server_gone",
+            FlowFailureReason::InsecureUrl => "insecure_url",
+            FlowFailureReason::IssuerMismatch => "issuer_mismatch",
+            FlowFailureReason::TokenExchangeFailed => "token_exchange_failed",
+            FlowFailureReason::Unknown => "unknown",
+        }
+    }
+
+    /// What it means, for a person.
+    pub const fn explain(self) -> &'static str {
+        match self {
+            FlowFailureReason::ProviderError => "The authorization server did not grant access.",
+            FlowFailureReason::MissingParams => "The authorization response was incomplete.",
+            FlowFailureReason::InvalidState => {
+                "This authorization link is unknown, already used, or expired. Start again."
+            }
+            FlowFailureReason::BindingMismatch => {
+                "This authorization was started in another browser or session."
+            }
+            FlowFailureReason::ServerGone => {
+                "The server was deleted while it was being authorized."
+            }
+            FlowFailureReason::InsecureUrl => {
+                "The server or the authorization server is not at a secure address."
+            }
+            FlowFailureReason::IssuerMismatch => {
+                "The response did not come from the expected authorization server."
+            }
+            FlowFailureReason::TokenExchangeFailed => {
+                "The authorization server did not issue tokens."
+            }
+            FlowFailureReason::Unknown => "Something went wrong. Start again.",
+        }
+    }
+}
+
+/// Why a flow could not begin or complete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowFailure {
-    /// `provider_error`, `missing_params`, `invalid_state`, `binding_mismatch`, `server_gone`,
-    /// `insecure_url`, `issuer_mismatch`, `token_exchange_failed` or `unknown`.
-    pub reason: &'static str,
+    /// Why.
+    pub reason: FlowFailureReason,
     /// The server, when known.
     pub server_id: Option<Uuid>,
 }
 
 impl FlowFailure {
-    fn new(reason: &'static str, server_id: Option<Uuid>) -> Self {
+    fn new(reason: FlowFailureReason, server_id: Option<Uuid>) -> Self {
         FlowFailure { reason, server_id }
     }
 }
@@ -373,18 +459,26 @@ pub fn binding_cookie_name(state_hash: &str) -> String {
 pub async fn begin(ctx: &Context, begin_id: &str) -> std::result::Result<Begin, FlowFailure> {
     let unknown = |error: db::DbError| {
         tracing::error!(%error, "storage failure while beginning an OAuth flow");
-        FlowFailure::new("unknown", None)
+        FlowFailure::new(FlowFailureReason::Unknown, None)
     };
     let mut conn = ctx.db.conn().await.map_err(unknown)?;
     let flow = db::oauth::find_flow_by_begin(&mut conn, &sha256_hex(begin_id))
         .await
         .map_err(unknown)?;
     let Some(flow) = flow else {
-        return Err(failed("invalid_state", None, "unknown begin link"));
+        return Err(failed(
+            FlowFailureReason::InvalidState,
+            None,
+            "unknown begin link",
+        ));
     };
     let server_id = flow.server_id.0;
     if flow.expires_at.0 <= db::now() {
-        return Err(failed("invalid_state", Some(server_id), "expired flow"));
+        return Err(failed(
+            FlowFailureReason::InvalidState,
+            Some(server_id),
+            "expired flow",
+        ));
     }
     let row_id = flow.id.0.to_string();
     let upstream = ctx
@@ -395,9 +489,19 @@ pub async fn begin(ctx: &Context, begin_id: &str) -> std::result::Result<Begin, 
         )
         .ok()
         .and_then(|u| Url::parse(u.expose()).ok())
-        .ok_or_else(|| failed("invalid_state", Some(server_id), "unreadable flow"))?;
+        .ok_or_else(|| {
+            failed(
+                FlowFailureReason::InvalidState,
+                Some(server_id),
+                "unreadable flow",
+            )
+        })?;
     if !matches!(upstream.scheme(), "http" | "https") {
-        return Err(failed("insecure_url", Some(server_id), "authorization URL"));
+        return Err(failed(
+            FlowFailureReason::InsecureUrl,
+            Some(server_id),
+            "authorization URL",
+        ));
     }
     let binding = Secret::new(random_token(32));
     if !db::oauth::bind_flow(&mut conn, flow.id.0, &sha256_hex(binding.expose()))
@@ -405,7 +509,7 @@ pub async fn begin(ctx: &Context, begin_id: &str) -> std::result::Result<Begin, 
         .map_err(unknown)?
     {
         return Err(failed(
-            "invalid_state",
+            FlowFailureReason::InvalidState,
             Some(server_id),
             "begin link used twice",
         ));
@@ -418,12 +522,13 @@ pub async fn begin(ctx: &Context, begin_id: &str) -> std::result::Result<Begin, 
 }
 
 /// A failure, logged once for the operator with its reason (never a secret).
-fn failed(reason: &'static str, server_id: Option<Uuid>, detail: &'static str) -> FlowFailure {
+fn failed(reason: FlowFailureReason, server_id: Option<Uuid>, detail: &'static str) -> FlowFailure {
+    let code = reason.code();
     match server_id {
         Some(id) => {
-            tracing::warn!(mcp_server.id = %id, reason, detail, "an OAuth flow failed")
+            tracing::warn!(mcp_server.id = %id, reason = code, detail, "an OAuth flow failed")
         }
-        None => tracing::warn!(reason, detail, "an OAuth flow failed"),
+        None => tracing::warn!(reason = code, detail, "an OAuth flow failed"),
     }
     FlowFailure::new(reason, server_id)
 }
@@ -459,7 +564,7 @@ pub async fn complete(
     let unknown = |server_id| {
         move |error: db::DbError| {
             tracing::error!(%error, "storage failure while completing an OAuth flow");
-            FlowFailure::new("unknown", server_id)
+            FlowFailure::new(FlowFailureReason::Unknown, server_id)
         }
     };
     let mut conn = ctx.db.conn().await.map_err(unknown(None))?;
@@ -478,16 +583,26 @@ pub async fn complete(
 
     if params.error.is_some() {
         if let Some(flow) = &flow {
-            burn(ctx, &mut conn, flow, "provider_error").await;
+            burn(
+                ctx,
+                &mut conn,
+                flow,
+                Event::FlowFailed(StatusReason::ProviderError),
+            )
+            .await;
         }
         return Err(failed(
-            "provider_error",
+            FlowFailureReason::ProviderError,
             server_id,
             "the authorization server refused",
         ));
     }
     let Some(code) = params.code.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(failed("missing_params", server_id, "no code"));
+        return Err(failed(
+            FlowFailureReason::MissingParams,
+            server_id,
+            "no code",
+        ));
     };
     let Some(flow) = flow else {
         let detail = if state_hash.is_some() {
@@ -497,9 +612,9 @@ pub async fn complete(
         };
         return Err(failed(
             if state_hash.is_some() {
-                "invalid_state"
+                FlowFailureReason::InvalidState
             } else {
-                "missing_params"
+                FlowFailureReason::MissingParams
             },
             None,
             detail,
@@ -507,8 +622,12 @@ pub async fn complete(
     };
     let server_id = flow.server_id.0;
     if flow.expires_at.0 <= db::now() {
-        burn(ctx, &mut conn, &flow, "flow_expired").await;
-        return Err(failed("invalid_state", Some(server_id), "expired flow"));
+        burn(ctx, &mut conn, &flow, Event::FlowExpired).await;
+        return Err(failed(
+            FlowFailureReason::InvalidState,
+            Some(server_id),
+            "expired flow",
+        ));
     }
     let bound = match binding {
         Binding::Browser(cookie) => match (
@@ -524,7 +643,7 @@ pub async fn complete(
     };
     if !bound {
         return Err(failed(
-            "binding_mismatch",
+            FlowFailureReason::BindingMismatch,
             Some(server_id),
             "another browser or user",
         ));
@@ -533,7 +652,11 @@ pub async fn complete(
         .await
         .map_err(unknown(Some(server_id)))?
     else {
-        return Err(failed("server_gone", Some(server_id), "deleted"));
+        return Err(failed(
+            FlowFailureReason::ServerGone,
+            Some(server_id),
+            "deleted",
+        ));
     };
     if let Binding::User(principal) = &binding
         && principal
@@ -541,17 +664,21 @@ pub async fn complete(
             .is_err()
     {
         return Err(failed(
-            "binding_mismatch",
+            FlowFailureReason::BindingMismatch,
             Some(server_id),
             "no longer an editor",
         ));
     }
-    if secure_server_url(ctx, &server).is_err()
-        || AuthType::parse(&server.auth_type) != AuthType::Oauth
-    {
-        burn(ctx, &mut conn, &flow, "insecure_url").await;
+    if secure_server_url(ctx, &server).is_err() || server.auth_type != AuthType::Oauth {
+        burn(
+            ctx,
+            &mut conn,
+            &flow,
+            Event::FlowFailed(StatusReason::InsecureUrl),
+        )
+        .await;
         return Err(failed(
-            "insecure_url",
+            FlowFailureReason::InsecureUrl,
             Some(server_id),
             "server URL or auth type",
         ));
@@ -559,15 +686,23 @@ pub async fn complete(
     let Ok(authorization_server) =
         serde_json::from_str::<AuthorizationServer>(&flow.authorization_server)
     else {
-        return Err(failed("unknown", Some(server_id), "unreadable flow"));
+        return Err(failed(
+            FlowFailureReason::Unknown,
+            Some(server_id),
+            "unreadable flow",
+        ));
     };
-    let metadata_document = flow.registration_kind == RegistrationKind::MetadataDocument.as_str();
+    let metadata_document = flow.registration_kind == RegistrationKind::MetadataDocument;
     if !issuer_matches(
         params.iss.as_deref(),
         flow.expected_issuer.as_deref(),
         authorization_server.iss_parameter_supported || metadata_document,
     ) {
-        return Err(failed("issuer_mismatch", Some(server_id), "RFC 9207 iss"));
+        return Err(failed(
+            FlowFailureReason::IssuerMismatch,
+            Some(server_id),
+            "RFC 9207 iss",
+        ));
     }
 
     // Burn the flow before the exchange: the code is used at most once, whatever happens.
@@ -583,15 +718,21 @@ pub async fn complete(
         .map_err(unknown(Some(server_id)))?
     {
         return Err(failed(
-            "invalid_state",
+            FlowFailureReason::InvalidState,
             Some(server_id),
             "flow completed twice",
         ));
     }
     let Some(verifier) = verifier else {
-        fail_status(ctx, &mut conn, server_id, "token_exchange_failed").await;
+        fail_status(
+            ctx,
+            &mut conn,
+            server_id,
+            Event::FlowFailed(StatusReason::TokenExchangeFailed),
+        )
+        .await;
         return Err(failed(
-            "token_exchange_failed",
+            FlowFailureReason::TokenExchangeFailed,
             Some(server_id),
             "unreadable verifier",
         ));
@@ -621,15 +762,24 @@ pub async fn complete(
         Err(error) => {
             tracing::warn!(mcp_server.id = %server_id, %error, "OAuth code exchange failed");
             let mut conn = ctx.db.conn().await.map_err(unknown(Some(server_id)))?;
-            fail_status(ctx, &mut conn, server_id, "token_exchange_failed").await;
-            return Err(FlowFailure::new("token_exchange_failed", Some(server_id)));
+            fail_status(
+                ctx,
+                &mut conn,
+                server_id,
+                Event::FlowFailed(StatusReason::TokenExchangeFailed),
+            )
+            .await;
+            return Err(FlowFailure::new(
+                FlowFailureReason::TokenExchangeFailed,
+                Some(server_id),
+            ));
         }
     };
 
     let saved = store_tokens(ctx, &server, &flow, &authorization_server, response).await;
     let (server, event) = saved.map_err(|error| {
         tracing::error!(%error, mcp_server.id = %server_id, "cannot store OAuth tokens");
-        FlowFailure::new("unknown", Some(server_id))
+        FlowFailure::new(FlowFailureReason::Unknown, Some(server_id))
     })?;
     if let Some(event) = event {
         ctx.events.publish(event);
@@ -688,7 +838,7 @@ async fn store_tokens(
             }
             grant.issuer = Some(authorization_server.issuer.clone());
             grant.resource = Some(flow.resource.clone());
-            grant.registration_kind = Some(flow.registration_kind.clone());
+            grant.registration_kind = Some(flow.registration_kind);
             grant.client_information_sealed = registration.clone();
             grant.authorization_server = Some(flow.authorization_server.clone());
             grant.requested_scopes = flow.requested_scopes.clone();
@@ -702,11 +852,7 @@ async fn store_tokens(
             } else {
                 db::oauth::insert_grant(&mut conn, &grant).await?;
             }
-            let event = status::record(&mut conn, server_id, |row| {
-                row.auth_status = AuthStatus::Authorized.as_str().to_owned();
-                row.status_reason = Some("authorized".into());
-            })
-            .await?;
+            let event = status::record(&mut conn, server_id, Event::Authorized).await?;
             audit::record(
                 &mut conn,
                 server.workspace_id.0,
@@ -728,10 +874,10 @@ async fn store_tokens(
 }
 
 /// Forget a pending flow after a failure and say why in the server's status.
-async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, reason: &'static str) {
+async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, event: Event) {
     let server_id = flow.server_id.0;
     match db::oauth::burn_flow(conn, flow.id.0).await {
-        Ok(true) => fail_status(ctx, conn, server_id, reason).await,
+        Ok(true) => fail_status(ctx, conn, server_id, event).await,
         Ok(false) => {}
         Err(error) => {
             tracing::error!(%error, mcp_server.id = %server_id, "cannot burn an OAuth flow")
@@ -741,22 +887,8 @@ async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, reason: &'st
 
 /// The status after a flow ended without a new grant: what the grant says (a failed new flow
 /// does not undo a grant that still works), with the reason.
-async fn fail_status(ctx: &Context, conn: &mut db::DbConn, server_id: Uuid, reason: &'static str) {
-    let has_tokens = db::oauth::find_grant(conn, server_id)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|g| g.tokens_sealed.is_some());
-    let recorded = status::record(conn, server_id, |row| {
-        if has_tokens {
-            row.auth_status = AuthStatus::Authorized.as_str().to_owned();
-        } else {
-            row.auth_status = AuthStatus::AuthorizationRequired.as_str().to_owned();
-        }
-        row.status_reason = Some(reason.to_owned());
-    })
-    .await;
-    match recorded {
+async fn fail_status(ctx: &Context, conn: &mut db::DbConn, server_id: Uuid, event: Event) {
+    match status::record(conn, server_id, event).await {
         Ok(Some(event)) => ctx.events.publish(event),
         Ok(None) => {}
         Err(error) => {
@@ -776,10 +908,7 @@ pub async fn sweep_expired(ctx: &Context) -> std::result::Result<usize, db::DbEr
         if live.contains(server_id) {
             continue;
         }
-        let server = db::servers::find(&mut conn, *server_id).await?;
-        if server.is_some_and(|s| AuthStatus::parse(&s.auth_status) == AuthStatus::Authorizing) {
-            fail_status(ctx, &mut conn, *server_id, "flow_expired").await;
-        }
+        fail_status(ctx, &mut conn, *server_id, Event::FlowExpired).await;
     }
     Ok(servers.len())
 }
@@ -809,10 +938,7 @@ pub async fn disconnect(
     let (server, event) = transaction!(conn, {
         db::oauth::delete_grant(&mut conn, server_id).await?;
         db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
-        let event = status::record(&mut conn, server_id, |row| {
-            status::mark_needs_authorization(row, "disconnected")
-        })
-        .await?;
+        let event = status::record(&mut conn, server_id, Event::Disconnected).await?;
         audit::record(
             &mut conn,
             server.workspace_id.0,

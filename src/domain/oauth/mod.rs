@@ -133,27 +133,7 @@ impl OauthError {
 }
 
 /// How a client was registered with an authorization server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegistrationKind {
-    /// The server's pre-registered client id.
-    PreRegistered,
-    /// A Client ID Metadata Document URL.
-    MetadataDocument,
-    /// RFC 7591 Dynamic Client Registration.
-    Dynamic,
-}
-
-impl RegistrationKind {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RegistrationKind::PreRegistered => "pre_registered",
-            RegistrationKind::MetadataDocument => "metadata_document",
-            RegistrationKind::Dynamic => "dynamic",
-        }
-    }
-}
+pub use crate::db::types::RegistrationKind;
 
 /// The endpoints of an authorization server that a grant needs after the flow (refresh and
 /// revocation), stored with the grant so neither needs discovery again.

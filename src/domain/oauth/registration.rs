@@ -165,8 +165,8 @@ pub fn client_of_grant(
     grant: &OauthGrantRow,
     supported: Option<&[String]>,
 ) -> Result<Client, OauthError> {
-    match grant.registration_kind.as_deref() {
-        Some("pre_registered") => {
+    match grant.registration_kind {
+        Some(RegistrationKind::PreRegistered) => {
             // A grant made with the pre-registered client before it was bound, or with another
             // issuer than the binding, never gets the secret.
             let issuer = grant.issuer.as_deref().ok_or(OauthError::InvalidClient)?;
@@ -175,7 +175,7 @@ pub fn client_of_grant(
             }
             pre_registered(ctx, server, supported)?.ok_or(OauthError::InvalidClient)
         }
-        Some("metadata_document" | "dynamic") => {
+        Some(RegistrationKind::MetadataDocument | RegistrationKind::Dynamic) => {
             let stored = open_on_grant(ctx, grant).ok_or(OauthError::InvalidClient)?;
             Ok(dynamic_client(&stored, supported))
         }

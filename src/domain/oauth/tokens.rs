@@ -34,6 +34,8 @@ use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::db::sealed;
 use crate::db::{self, DbTime};
 use crate::domain::Context;
+use crate::domain::lifecycle::Event;
+use crate::domain::oauth::RegistrationKind;
 use crate::domain::retry;
 use crate::domain::status::{self, StatusEvent};
 use crate::net;
@@ -274,7 +276,7 @@ pub async fn access_token(ctx: &Context, server: &McpServerRow) -> Result<Access
                 ctx,
                 server.id.0,
                 grant.token_generation,
-                "tokens_unreadable",
+                Event::TokensUnreadable,
             )
             .await;
         }
@@ -401,31 +403,25 @@ async fn refresh_leased(
     }
     .await;
 
-    let (outcome, reason): (Result<(), OauthError>, &str) = match requested {
+    let (outcome, event): (Result<(), OauthError>, Event) = match requested {
         Ok(response) => {
             let scopes = grant.granted_scopes.clone();
             apply_token_response(ctx, &mut grant, &response, scopes.as_deref());
-            (Ok(()), "token_refreshed")
+            (Ok(()), Event::Refreshed)
         }
         Err(error @ (OauthError::InvalidGrant | OauthError::InvalidClient)) => {
-            let reason = if matches!(error, OauthError::InvalidGrant) {
-                "refresh_rejected"
-            } else {
-                "client_rejected"
-            };
+            let client = matches!(error, OauthError::InvalidClient);
             grant.tokens_sealed = None;
             grant.access_expires_at = None;
-            if matches!(error, OauthError::InvalidClient)
-                && grant.registration_kind.as_deref() != Some("pre_registered")
-            {
+            if client && grant.registration_kind != Some(RegistrationKind::PreRegistered) {
                 grant.client_information_sealed = None;
                 ctx.oauth.forget_discovery(server_id);
             }
             grant.token_generation = grant.token_generation.saturating_add(1);
             grant.updated_at = DbTime(db::now());
-            (Err(error), reason)
+            (Err(error), Event::RefreshRejected { client })
         }
-        Err(error) => (Err(error), "refresh_failed"),
+        Err(error) => (Err(error), Event::RefreshFailed),
     };
     grant.refresh_lease_owner = None;
     grant.refresh_lease_until = None;
@@ -443,29 +439,16 @@ async fn refresh_leased(
             } else {
                 db::oauth::save_grant_if_generation(&mut conn, &grant, expected).await?
             };
-            let event = match (&outcome, wrote) {
-                (Ok(()), true) => {
-                    status::record(&mut conn, server_id, |row| {
-                        status::mark_authorized(row, reason)
-                    })
-                    .await?
-                }
-                (Err(_), true) => {
-                    status::record(&mut conn, server_id, |row| {
-                        status::mark_needs_authorization(row, reason)
-                    })
-                    .await?
-                }
-                (Err(_), false) if transient => {
-                    status::record(&mut conn, server_id, status::mark_refresh_failed).await?
-                }
+            let recorded = match (&outcome, wrote) {
+                (_, true) => status::record(&mut conn, server_id, event).await?,
+                (Err(_), false) if transient => status::record(&mut conn, server_id, event).await?,
                 _ => None,
             };
-            Ok::<_, db::DbError>((wrote, event))
+            Ok::<_, db::DbError>((wrote, recorded))
         })
     })
     .await;
-    let (wrote, event) = match saved {
+    let (wrote, recorded) = match saved {
         Ok(saved) => saved,
         Err(error) => {
             // The lease lapses by itself; a refreshed token that could not be saved within the
@@ -474,8 +457,8 @@ async fn refresh_leased(
             return Err(db_error(error));
         }
     };
-    if let Some(event) = event {
-        ctx.events.publish(event);
+    if let Some(recorded) = recorded {
+        ctx.events.publish(recorded);
     }
     match outcome {
         Ok(()) if wrote => {
@@ -490,7 +473,7 @@ async fn refresh_leased(
         Ok(()) => Err(OauthError::TokenEndpoint("a concurrent save won".into())),
         Err(error) if wrote => {
             ctx.metrics.token_refresh("rejected");
-            tracing::warn!(mcp_server.id = %server_id, reason, "OAuth refresh rejected; authorization is required");
+            tracing::warn!(mcp_server.id = %server_id, ?event, "OAuth refresh rejected; authorization is required");
             Err(error)
         }
         Err(error) => {
@@ -503,7 +486,7 @@ async fn refresh_leased(
 
 /// Clear tokens that cannot be used any more (compare-and-swap on the generation) and ask for
 /// authorization again.
-async fn forget_tokens(ctx: &Context, server_id: Uuid, generation: i64, reason: &str) {
+async fn forget_tokens(ctx: &Context, server_id: Uuid, generation: i64, event: Event) {
     let result: Result<Option<StatusEvent>, db::DbError> = async {
         let mut conn = ctx.db.conn().await?;
         let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? else {
@@ -516,10 +499,7 @@ async fn forget_tokens(ctx: &Context, server_id: Uuid, generation: i64, reason: 
         if !db::oauth::save_grant_if_generation(&mut conn, &grant, generation).await? {
             return Ok(None);
         }
-        status::record(&mut conn, server_id, |row| {
-            status::mark_needs_authorization(row, reason)
-        })
-        .await
+        status::record(&mut conn, server_id, event).await
     }
     .await;
     match result {

@@ -32,6 +32,31 @@ pub enum Patch<T> {
     Set(T),
 }
 
+impl<T> Patch<T> {
+    /// Whether the field was absent.
+    pub fn is_unchanged(&self) -> bool {
+        matches!(self, Patch::Unchanged)
+    }
+
+    /// A field that cannot be cleared: its new value, if any; `null` is an error naming it.
+    pub fn required(self, field: &str) -> Result<Option<T>> {
+        match self {
+            Patch::Unchanged => Ok(None),
+            Patch::Clear => Err(bad_input(field, "cannot be null")),
+            Patch::Set(value) => Ok(Some(value)),
+        }
+    }
+
+    /// A field that can be cleared: `None` when absent, `Some(None)` to clear.
+    pub fn optional(self) -> Option<Option<T>> {
+        match self {
+            Patch::Unchanged => None,
+            Patch::Clear => Some(None),
+            Patch::Set(value) => Some(Some(value)),
+        }
+    }
+}
+
 /// A static header as given by the caller.
 #[derive(Clone, Debug)]
 pub struct HeaderInput {

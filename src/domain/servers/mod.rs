@@ -37,13 +37,15 @@ use self::input::{
 };
 use self::secrets::{header_names_json, seal_headers};
 use super::access::{Principal, Role};
+use super::lifecycle::{self, Change, Event, Facts};
 use super::limits::{Outbound, Quota};
 use super::oauth::{probe, revoke};
 use super::pagination::{Page, fetch_limit, page_size};
-use super::status::{Status, StatusEvent, change_event};
+use super::status::{self, Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
 use crate::db::models::McpServerRow;
 use crate::db::sealed;
+use crate::db::types::{AuthStatus, ConnectionStatus, StatusReason};
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::domain::Context;
 use crate::transaction;
@@ -64,43 +66,19 @@ pub use self::secrets::{header_names, open_headers};
 pub use crate::mcp::Transport;
 
 /// How Switchboard authenticates to a server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthType {
-    /// No authentication.
-    None,
-    /// Static headers only.
-    Headers,
-    /// OAuth 2.1 (static headers are still sent, but never override `Authorization`).
-    Oauth,
-}
-
-impl AuthType {
-    /// Stored form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthType::None => "none",
-            AuthType::Headers => "headers",
-            AuthType::Oauth => "oauth",
-        }
-    }
-
-    /// Parse the stored form; unknown text reads as `Headers` (the conservative choice).
-    pub fn parse(text: &str) -> AuthType {
-        match text {
-            "none" => AuthType::None,
-            "oauth" => AuthType::Oauth,
-            _ => AuthType::Headers,
-        }
-    }
-}
+pub use crate::db::types::AuthType;
 
 /// Result of [`create`].
 #[derive(Clone, Debug)]
 pub struct Created {
     /// The stored server.
     pub server: McpServerRow,
-    /// The auth type that was given or detected.
+    /// The auth type that was given or detected ([`AuthType::Undetected`] when detection
+    /// could not tell).
     pub auth_type: AuthType,
+    /// What detection found, when the server was asked (`unreachable`,
+    /// `unexpected_status_503`, `oauth_challenge`, …).
+    pub detection: Option<String>,
 }
 
 /// A server visible to the caller, or `None`.
@@ -172,15 +150,15 @@ pub async fn create(
 
     // An explicit auth type always wins. Without one, a pre-registered client id means OAuth,
     // static headers mean header auth, and otherwise the server is asked (one probe).
-    let auth_type = match input.auth_type {
-        Some(auth_type) => auth_type,
-        None if client_id.is_some() => AuthType::Oauth,
-        None if !headers.is_empty() => AuthType::Headers,
+    let transport = input.transport.unwrap_or(Transport::StreamableHttp);
+    refuse_undetected(input.auth_type)?;
+    let (auth_type, detection) = match input.auth_type {
+        Some(auth_type) => (auth_type, None),
+        None if client_id.is_some() => (AuthType::Oauth, None),
+        None if !headers.is_empty() => (AuthType::Headers, None),
         None => {
-            let transport = input.transport.unwrap_or(Transport::StreamableHttp);
-            probe::probe(&ctx.http, &target.parsed, transport)
-                .await
-                .auth_type
+            let found = probe::probe(&ctx.http, &target.parsed, transport).await;
+            (found.auth_type, Some(found.reason))
         }
     };
 
@@ -195,15 +173,11 @@ pub async fn create(
         description,
         url: target.url.clone(),
         normalized_url: target.normalized.clone(),
-        transport: input
-            .transport
-            .unwrap_or(Transport::StreamableHttp)
-            .as_str()
-            .to_owned(),
+        transport,
         enabled: input.enabled.unwrap_or(true),
         timeout_ms,
         retries,
-        auth_type: auth_type.as_str().to_owned(),
+        auth_type,
         header_names: header_names_json(&headers),
         headers_sealed: seal_headers(ctx, &row_id, &headers),
         oauth_client_id: client_id,
@@ -211,8 +185,8 @@ pub async fn create(
             ctx.keys
                 .seal_str(s.expose(), sealed::SERVER_CLIENT_SECRET.context(&row_id))
         }),
-        connection_status: String::new(),
-        auth_status: String::new(),
+        connection_status: ConnectionStatus::Disconnected,
+        auth_status: AuthStatus::NotRequired,
         status_reason: None,
         last_error: None,
         last_connected_at: None,
@@ -225,7 +199,12 @@ pub async fn create(
         health_checked_at: None,
         oauth_client_issuer: None,
     };
-    Status::initial(auth_type == AuthType::Oauth, "created").apply_to(&mut row);
+    let facts = Facts {
+        auth_type,
+        has_tokens: false,
+    };
+    let state = lifecycle::next(status::state_of(&row), facts, Event::Created);
+    status::apply(&mut row, state);
 
     let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
@@ -249,10 +228,15 @@ pub async fn create(
     Ok(Created {
         server: row,
         auth_type,
+        detection,
     })
 }
 
 /// Change a server (editor role). Absent fields stay as they are.
+///
+/// A change of URL, auth type or client credentials removes the grant and starts the status
+/// over; a change of headers on a server that authenticates with them starts it over too. A
+/// new URL without an explicit auth type is detected again, as at creation.
 pub async fn update(
     ctx: &Context,
     principal: &Principal,
@@ -272,200 +256,164 @@ pub async fn update(
     let mut next = current.clone();
     let mut fields: Vec<&str> = Vec::new();
 
-    match changes.name {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("name", "cannot be null")),
-        Patch::Set(name) => {
-            next.name = validate_name(&name)?;
-            fields.push("name");
-        }
+    if let Some(name) = changes.name.required("name")? {
+        next.name = validate_name(&name)?;
+        fields.push("name");
     }
-    match changes.description {
-        Patch::Unchanged => {}
-        Patch::Clear => {
-            next.description = None;
-            fields.push("description");
-        }
-        Patch::Set(text) => {
-            next.description = validate_description(Some(&text))?;
-            fields.push("description");
-        }
+    if let Some(text) = changes.description.optional() {
+        next.description = validate_description(text.as_deref())?;
+        fields.push("description");
     }
-    match changes.url {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("url", "cannot be null")),
-        Patch::Set(url) => {
-            let target = validate_url(ctx, "url", &url).await?;
-            next.url = target.url;
-            next.normalized_url = target.normalized;
-            fields.push("url");
-        }
+    if let Some(url) = changes.url.required("url")? {
+        let target = validate_url(ctx, "url", &url).await?;
+        next.url = target.url;
+        next.normalized_url = target.normalized;
+        fields.push("url");
     }
     // A secret goes only where it was entered for: moving the server to another origin drops
     // the stored header values and the pre-registered client unless this same change supplies
     // new ones.
     if !same_origin(&current.url, &next.url) {
-        if matches!(changes.headers, Patch::Unchanged) && next.headers_sealed.is_some() {
+        if changes.headers.is_unchanged() && next.headers_sealed.is_some() {
             next.header_names = header_names_json(&[]);
             next.headers_sealed = None;
             fields.push("headers");
         }
-        if matches!(changes.oauth_client_id, Patch::Unchanged) && next.oauth_client_id.is_some() {
+        if changes.oauth_client_id.is_unchanged() && next.oauth_client_id.is_some() {
             next.oauth_client_id = None;
             fields.push("oauthClientId");
         }
-        if matches!(changes.oauth_client_secret, Patch::Unchanged)
-            && next.oauth_client_secret_sealed.is_some()
-        {
+        if changes.oauth_client_secret.is_unchanged() && next.oauth_client_secret_sealed.is_some() {
             next.oauth_client_secret_sealed = None;
             fields.push("oauthClientSecret");
         }
     }
-    match changes.transport {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("transport", "cannot be null")),
-        Patch::Set(transport) => {
-            next.transport = transport.as_str().to_owned();
-            fields.push("transport");
-        }
+    if let Some(transport) = changes.transport.required("transport")? {
+        next.transport = transport;
+        fields.push("transport");
     }
-    match changes.enabled {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("enabled", "cannot be null")),
-        Patch::Set(enabled) => {
-            next.enabled = enabled;
-            fields.push("enabled");
-        }
+    if let Some(enabled) = changes.enabled.required("enabled")? {
+        next.enabled = enabled;
+        fields.push("enabled");
     }
-    match changes.timeout_ms {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("timeoutMs", "cannot be null")),
-        Patch::Set(ms) => {
-            next.timeout_ms = validate_timeout(ms)?;
-            fields.push("timeoutMs");
-        }
+    if let Some(ms) = changes.timeout_ms.required("timeoutMs")? {
+        next.timeout_ms = validate_timeout(ms)?;
+        fields.push("timeoutMs");
     }
-    match changes.retries {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("retries", "cannot be null")),
-        Patch::Set(n) => {
-            next.retries = validate_retries(n)?;
-            fields.push("retries");
-        }
+    if let Some(n) = changes.retries.required("retries")? {
+        next.retries = validate_retries(n)?;
+        fields.push("retries");
     }
-    match changes.headers {
-        Patch::Unchanged => {}
-        Patch::Clear => {
-            next.header_names = header_names_json(&[]);
-            next.headers_sealed = None;
-            fields.push("headers");
-        }
-        Patch::Set(headers) => {
-            let headers = validate_headers(headers)?;
-            next.header_names = header_names_json(&headers);
-            next.headers_sealed = seal_headers(ctx, &row_id, &headers);
-            fields.push("headers");
-        }
+    let headers_given = !changes.headers.is_unchanged();
+    if let Some(headers) = changes.headers.optional() {
+        let headers = validate_headers(headers.unwrap_or_default())?;
+        next.header_names = header_names_json(&headers);
+        next.headers_sealed = seal_headers(ctx, &row_id, &headers);
+        fields.push("headers");
     }
-    let mut credentials_changed = false;
-    match changes.oauth_client_id {
-        Patch::Unchanged => {}
-        Patch::Clear => {
-            credentials_changed |= next.oauth_client_id.is_some();
-            next.oauth_client_id = None;
-            fields.push("oauthClientId");
-        }
-        Patch::Set(client_id) => {
-            let client_id = validate_client_id(Some(&client_id))?;
-            credentials_changed |= client_id != next.oauth_client_id;
-            next.oauth_client_id = client_id;
-            fields.push("oauthClientId");
-        }
+    if let Some(client_id) = changes.oauth_client_id.optional() {
+        next.oauth_client_id = validate_client_id(client_id.as_deref())?;
+        fields.push("oauthClientId");
     }
     let secret_ctx = sealed::SERVER_CLIENT_SECRET.context(&row_id);
-    let new_secret = match changes.oauth_client_secret {
-        Patch::Unchanged => None,
-        Patch::Clear => Some(None),
-        Patch::Set(secret) => Some(validate_client_secret(Some(secret))?),
-    };
-    if let Some(new_secret) = new_secret {
+    let mut secret_changed = false;
+    if let Some(secret) = changes.oauth_client_secret.optional() {
+        let new_secret = validate_client_secret(secret)?;
         // A stored secret that no longer opens (lost key) counts as different, so an admin can
         // always overwrite an unusable secret.
         let old_secret = next
             .oauth_client_secret_sealed
             .as_deref()
             .map(|sealed| ctx.keys.open_str(sealed, secret_ctx).ok());
-        let same = match (&old_secret, &new_secret) {
-            (None, None) => true,
-            (Some(Some(old)), Some(new)) => old == new,
-            _ => false,
+        secret_changed = match (&old_secret, &new_secret) {
+            (None, None) => false,
+            (Some(Some(old)), Some(new)) => old != new,
+            _ => true,
         };
-        credentials_changed |= !same;
         next.oauth_client_secret_sealed =
             new_secret.map(|s| ctx.keys.seal_str(s.expose(), secret_ctx));
         fields.push("oauthClientSecret");
     }
-    match changes.oauth_lenient_pkce {
-        Patch::Unchanged => {}
-        Patch::Clear => return Err(bad_input("oauthLenientPkce", "cannot be null")),
-        Patch::Set(lenient) => {
-            next.oauth_lenient_pkce = lenient;
-            fields.push("oauthLenientPkce");
-        }
+    if let Some(lenient) = changes.oauth_lenient_pkce.required("oauthLenientPkce")? {
+        next.oauth_lenient_pkce = lenient;
+        fields.push("oauthLenientPkce");
     }
-    match changes.auth_type {
-        Patch::Unchanged => {
-            // A client id given on a non-OAuth server without an explicit auth type means the
-            // caller wants OAuth with that client.
-            if credentials_changed
-                && next.oauth_client_id.is_some()
-                && next.auth_type != AuthType::Oauth.as_str()
-            {
-                next.auth_type = AuthType::Oauth.as_str().to_owned();
-                fields.push("authType");
-            }
-        }
-        Patch::Clear => return Err(bad_input("authType", "cannot be null")),
-        Patch::Set(auth_type) => {
-            next.auth_type = auth_type.as_str().to_owned();
-            fields.push("authType");
-        }
-    }
-
-    let credentials_changed = credentials_changed
+    let credentials_changed = secret_changed
         || next.oauth_client_id != current.oauth_client_id
         || next.oauth_client_secret_sealed.is_none()
             != current.oauth_client_secret_sealed.is_none();
-    if credentials_changed || next.url != current.url {
+    let url_changed = next.url != current.url;
+    let auth_type = changes.auth_type.required("authType")?;
+    refuse_undetected(auth_type)?;
+    match auth_type {
+        Some(auth_type) => next.auth_type = auth_type,
+        // A client id given without an explicit auth type means the caller wants OAuth with
+        // that client.
+        None if credentials_changed && next.oauth_client_id.is_some() => {
+            next.auth_type = AuthType::Oauth;
+        }
+        // A new address is asked again how it authenticates, unless what it keeps says so.
+        None if url_changed && next.oauth_client_id.is_none() && next.header_names == "[]" => {
+            let transport = next.transport;
+            let target = parse_server_url_checked(&next.url)?;
+            next.auth_type = probe::probe(&ctx.http, &target, transport).await.auth_type;
+        }
+        None => {}
+    }
+    if next.auth_type != current.auth_type {
+        fields.push("authType");
+    }
+    if credentials_changed || url_changed {
         // The pre-registered client is bound again at its next use.
         next.oauth_client_issuer = None;
     }
-    let url_changed = next.url != current.url;
-    let auth_type_changed = next.auth_type != current.auth_type;
-    let reason = if url_changed {
-        Some("url_changed")
+    let change = if url_changed {
+        Some(Change::Url)
     } else if credentials_changed {
-        Some("credentials_changed")
-    } else if auth_type_changed {
-        Some("auth_type_changed")
+        Some(Change::Credentials)
+    } else if next.auth_type != current.auth_type {
+        Some(Change::AuthType)
     } else {
         None
     };
+    // New headers on a server that authenticates with them start its status over; an OAuth
+    // server's grant is not about its headers.
+    let headers_reset = change.is_none() && headers_given && next.auth_type != AuthType::Oauth;
+    fields.dedup();
 
     let previous = Status::of(&current);
     next.updated_at = DbTime(db::now());
-    if reason.is_some() {
+    if change.is_some() {
         // Revoke upstream before the grant row goes (the server is known to be the caller's).
         revoke_upstream(ctx, &current).await?;
         ctx.oauth.forget_discovery(id);
+        ctx.sessions.forget(id);
     }
     let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         if next.normalized_url != current.normalized_url {
             ensure_url_free(&mut conn, workspace_id, &next.normalized_url, Some(id)).await?;
         }
-        if let Some(reason) = reason {
-            invalidate_authorization(&mut conn, &mut next, reason).await?;
+        if let Some(change) = change {
+            invalidate_authorization(&mut conn, &mut next, change).await?;
+        } else if headers_reset {
+            let facts = status::facts(&mut conn, &next).await?;
+            let state = lifecycle::next(
+                status::state_of(&next),
+                facts,
+                Event::Changed(Change::Headers),
+            );
+            status::apply(&mut next, state);
+        }
+        if next.enabled != current.enabled {
+            let facts = status::facts(&mut conn, &next).await?;
+            let event = if next.enabled {
+                Event::Enabled
+            } else {
+                Event::Disabled
+            };
+            let state = lifecycle::next(status::state_of(&next), facts, event);
+            status::apply(&mut next, state);
         }
         if url_changed {
             forget_tools(&mut conn, &mut next).await?;
@@ -487,9 +435,135 @@ pub async fn update(
         .await?;
         Ok::<_, Error>(())
     })?;
+    if !next.enabled {
+        ctx.sessions.forget(id);
+    }
     publish(ctx, change_event(Some(&previous), &next));
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, fields = ?fields, "MCP server updated");
     Ok(next)
+}
+
+/// Ask a server again how it authenticates (editor role; the server must be enabled) and
+/// store the answer. A changed auth type starts the status over like any change of auth type;
+/// an answer that cannot tell leaves the auth type as it was, unless it was never known.
+pub async fn detect(
+    ctx: &Context,
+    principal: &Principal,
+    outbound: Outbound<'_>,
+    id: Uuid,
+) -> Result<Detected> {
+    let current = {
+        let mut conn = ctx.db.conn().await?;
+        db::servers::find(&mut conn, id)
+            .await?
+            .ok_or(Error::NotFound)?
+    };
+    outbound.require(current.workspace_id.0, Role::Editor)?;
+    ensure_enabled(&current)?;
+    let found = detect_row(ctx, &current).await?;
+    let mut conn = ctx.db.conn().await?;
+    let server = transaction!(conn, {
+        let server = db::servers::find(&mut conn, id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        audit::record(
+            &mut conn,
+            server.workspace_id.0,
+            principal.user_id,
+            "mcp_server.detect",
+            Some(id),
+            json!({ "authType": server.auth_type.as_str(), "detection": found.reason }),
+        )
+        .await?;
+        Ok::<_, Error>(server)
+    })?;
+    Ok(Detected {
+        server,
+        detection: found.reason,
+    })
+}
+
+/// Result of [`detect`].
+#[derive(Clone, Debug)]
+pub struct Detected {
+    /// The server as stored after detection.
+    pub server: McpServerRow,
+    /// What detection found.
+    pub detection: String,
+}
+
+/// Probe a stored server and record what was found: a new auth type starts the status over
+/// (revoking and removing any grant), the same one or no answer only moves the status.
+/// The caller has checked access.
+pub(crate) async fn detect_row(
+    ctx: &Context,
+    current: &McpServerRow,
+) -> Result<probe::ProbeResult> {
+    let id = current.id.0;
+    let target = parse_server_url_checked(&current.url)?;
+    let found = probe::probe(&ctx.http, &target, current.transport).await;
+    let detected = found.auth_type != AuthType::Undetected;
+    let changed = detected && found.auth_type != current.auth_type;
+    if changed {
+        revoke_upstream(ctx, current).await?;
+        ctx.oauth.forget_discovery(id);
+        ctx.sessions.forget(id);
+    }
+    let mut conn = ctx.db.conn().await?;
+    let event = transaction!(conn, {
+        let Some(mut row) = db::servers::find(&mut conn, id).await? else {
+            return Err(Error::NotFound);
+        };
+        let previous = Status::of(&row);
+        if changed {
+            row.auth_type = found.auth_type;
+            invalidate_authorization(&mut conn, &mut row, Change::AuthType).await?;
+        }
+        let event = if detected {
+            Event::Detected
+        } else {
+            Event::DetectionFailed
+        };
+        // A detection that confirms a known auth type changes nothing a user would see.
+        if changed || current.auth_type == AuthType::Undetected {
+            let facts = status::facts(&mut conn, &row).await?;
+            let state = lifecycle::next(status::state_of(&row), facts, event);
+            status::apply(&mut row, state);
+        }
+        row.updated_at = DbTime(db::now());
+        db::servers::save(&mut conn, &row).await?;
+        Ok::<_, Error>(change_event(Some(&previous), &row))
+    })?;
+    publish(ctx, event);
+    Ok(found)
+}
+
+/// `ServerDisabled` unless the server is enabled: every outbound action on a server checks
+/// this first, so a disabled server refuses them all the same way.
+pub fn ensure_enabled(server: &McpServerRow) -> Result<()> {
+    if server.enabled {
+        Ok(())
+    } else {
+        Err(Error::ServerDisabled {
+            server_id: server.id.0,
+        })
+    }
+}
+
+/// `UNDETECTED` is what detection says, never a choice.
+fn refuse_undetected(auth_type: Option<AuthType>) -> Result<()> {
+    if auth_type == Some(AuthType::Undetected) {
+        return Err(bad_input(
+            "authType",
+            "UNDETECTED cannot be set; leave the auth type out to detect it",
+        ));
+    }
+    Ok(())
+}
+
+/// A stored URL, parsed (it was validated when stored).
+fn parse_server_url_checked(url: &str) -> Result<Url> {
+    Url::parse(url).map_err(|_| bad_input("url", "the stored URL cannot be parsed"))
 }
 
 /// Delete a server (admin role). The grant, pending flows and the tool catalogue go with it.
@@ -534,9 +608,9 @@ pub async fn delete(
         Some(StatusEvent {
             workspace_id,
             server_id: id,
-            previous: Some(last.clone()),
+            previous: Some(last),
             current: Status {
-                reason: Some("deleted".to_owned()),
+                reason: Some(StatusReason::Deleted),
                 ..last
             },
             at: db::now(),
@@ -568,20 +642,24 @@ fn same_origin(a: &str, b: &str) -> bool {
     }
 }
 
-/// The one place a server's authorization is invalidated: its OAuth grant is removed and its
-/// status reset to what a never-contacted server of its auth type has. Runs inside the
-/// caller's transaction; the caller saves `row`.
+/// The one place a server's authorization is invalidated: its OAuth grant and pending flows
+/// are removed and its status starts over as `change` says. Runs inside the caller's
+/// transaction; the caller saves `row`.
 pub async fn invalidate_authorization(
     conn: &mut DbConn,
     row: &mut McpServerRow,
-    reason: &str,
+    change: Change,
 ) -> Result<()> {
     db::oauth::delete_grant(conn, row.id.0).await?;
     db::oauth::delete_flows_of_server(conn, row.id.0).await?;
-    Status::initial(AuthType::parse(&row.auth_type) == AuthType::Oauth, reason).apply_to(row);
+    let facts = Facts {
+        auth_type: row.auth_type,
+        has_tokens: false,
+    };
+    let state = lifecycle::next(status::state_of(row), facts, Event::Changed(change));
+    status::apply(row, state);
     row.last_connected_at = None;
     row.last_error = None;
-    row.consecutive_failures = 0;
     Ok(())
 }
 
