@@ -28,6 +28,7 @@ mod outbound;
 mod replicas;
 mod servers;
 mod sse;
+mod status;
 mod storage;
 mod subscriptions;
 mod tools;

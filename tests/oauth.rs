@@ -77,7 +77,7 @@ async fn detection_probes_once_and_reads_the_challenge() {
         (bare.url(), "HEADERS"),
         (realm.url(), "HEADERS"),
         (open.url(), "NONE"),
-        (closed.clone(), "HEADERS"),
+        (closed.clone(), "UNDETECTED"),
     ] {
         let probed = t
             .ok(

@@ -104,7 +104,7 @@ async fn client_id_rules() {
         Value::Null,
         "{body}"
     );
-    assert_eq!(body["data"]["createMcpServer"]["authType"], "HEADERS");
+    assert_eq!(body["data"]["createMcpServer"]["authType"], "UNDETECTED");
 
     // A client id without an auth type means OAuth.
     let body = create(

@@ -143,7 +143,7 @@ async fn legacy_graphql_ws_with_token_payload() {
     );
     assert_eq!(
         message["payload"]["data"]["mcpServerStatus"]["current"]["reason"],
-        "CREATED"
+        "DETECTION_FAILED"
     );
 }
 

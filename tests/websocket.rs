@@ -174,7 +174,7 @@ async fn token_names(t: &TestApp, actor: &Actor) -> Vec<String> {
 async fn create_server(t: &TestApp, actor: &Actor, name: &str) -> String {
     t.create_server(
         actor,
-        json!({ "name": name, "url": format!("http://127.0.0.1:9/{name}") }),
+        json!({ "name": name, "url": format!("http://127.0.0.1:9/{name}"), "authType": "NONE" }),
     )
     .await
 }

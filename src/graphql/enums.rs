@@ -150,7 +150,10 @@ pub enum McpStatusReason {
     Deleted,
 }
 
-/// Why an OAuth flow could not begin or complete; the callback page shows the same words.
+/// Why an OAuth flow could not begin or complete; the callback page shows the same words. No
+/// field returns it: it names the `extensions.reason` of a failed `completeMcpOauth` and the
+/// `reason` the callback page posts to its opener (both in lower case there), and the page's
+/// `message` carries the description.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "crate::domain::oauth::flow::FlowFailureReason")]
 pub enum McpOauthFailureReason {
@@ -172,4 +175,74 @@ pub enum McpOauthFailureReason {
     TokenExchangeFailed,
     /// Something went wrong. Start again.
     Unknown,
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::Schema;
+    use serde_json::Value;
+
+    use crate::db::types::StatusReason;
+    use crate::domain::oauth::flow::FlowFailureReason;
+    use crate::graphql::mutation::MutationRoot;
+    use crate::graphql::query::QueryRoot;
+    use crate::graphql::subscription::SubscriptionRoot;
+
+    /// The schema's values of an enum, with their descriptions.
+    async fn values(name: &str) -> Vec<(String, String)> {
+        let schema = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+            .register_output_type::<super::McpOauthFailureReason>()
+            .finish();
+        let query =
+            format!("{{ __type(name: \"{name}\") {{ enumValues {{ name description }} }} }}");
+        let response = schema.execute(query).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        let data: Value = response.data.into_json().unwrap_or_default();
+        data["__type"]["enumValues"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap_or_default().to_owned(),
+                    v["description"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// The failure reasons are in the schema (registered, since no field returns them) with
+    /// the callback page's words.
+    #[test]
+    fn the_api_describes_flow_failures_in_the_callback_pages_words() {
+        let sdl = crate::graphql::sdl();
+        let start = sdl.find("enum McpOauthFailureReason {").unwrap_or(0);
+        let block = &sdl[start..];
+        let block = &block[..block.find('}').unwrap_or(0)];
+        assert_eq!(
+            block.matches("\"\"\"").count(),
+            2 * FlowFailureReason::ALL.len(),
+            "{block}"
+        );
+        for reason in FlowFailureReason::ALL {
+            let name = reason.code().to_uppercase();
+            let described = format!("\t\"\"\"\n\t{}\n\t\"\"\"\n\t{name}\n", reason.explain());
+            assert!(block.contains(&described), "{name}: {block}");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_stored_status_reason_is_an_api_value_with_a_description() {
+        let values = values("McpStatusReason").await;
+        assert_eq!(values.len(), StatusReason::ALL.len());
+        for reason in StatusReason::ALL {
+            let name = reason.as_str().to_uppercase();
+            let found = values.iter().find(|(n, _)| *n == name);
+            assert!(
+                found.is_some_and(|(_, d)| !d.is_empty()),
+                "{name}: {values:?}"
+            );
+        }
+    }
 }

@@ -143,6 +143,7 @@ fn page(app: &App, status: StatusCode, outcome: Result<uuid::Uuid, FlowFailure>)
         "ok": ok,
         "serverId": server_id.map(|id| id.to_string()),
         "reason": reason,
+        "message": text,
     });
     let mut origins: Vec<String> = app.config.app_origins.clone();
     let own = app.config.public_url.origin().ascii_serialization();

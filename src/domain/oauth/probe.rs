@@ -4,7 +4,9 @@
 //! - 2xx → no authentication;
 //! - 401 with a `Bearer` challenge that carries `resource_metadata` or `scope` → OAuth;
 //! - 401 otherwise (a bare `invalid_token`, a `realm`, another scheme) → static headers;
-//! - anything else, or a network failure → static headers (the conservative answer).
+//! - 403 without a challenge → static headers;
+//! - anything else, or a network failure → undetected: not a verdict, asked again on refresh,
+//!   on a URL change and on request.
 //!
 //! A session the server opened for the probe is closed with a best-effort `DELETE`.
 
@@ -69,9 +71,9 @@ pub async fn probe(http: &GuardedClient, url: &Url, transport: Transport) -> Pro
     let response = match http.send(request).await {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(%error, "probe failed; assuming header auth");
+            tracing::debug!(%error, "probe failed; the auth type stays undetected");
             return ProbeResult {
-                auth_type: AuthType::Headers,
+                auth_type: AuthType::Undetected,
                 reason: "unreachable".into(),
                 challenge: None,
             };
@@ -118,8 +120,14 @@ pub async fn probe(http: &GuardedClient, url: &Url, transport: Transport) -> Pro
             },
         };
     }
+    // A refusal without a challenge asks for credentials of some kind; any other answer (a
+    // wrong path, a failing server) says nothing about authentication.
     ProbeResult {
-        auth_type: AuthType::Headers,
+        auth_type: if status.as_u16() == 403 {
+            AuthType::Headers
+        } else {
+            AuthType::Undetected
+        },
         reason: format!("unexpected_status_{}", status.as_u16()),
         challenge: None,
     }
