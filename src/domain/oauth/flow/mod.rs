@@ -1,0 +1,293 @@
+//! The authorization flow: start, begin (the popup's first stop), and completion by the
+//! callback page or by `completeMcpOauth`.
+//!
+//! Invariants:
+//! - A pending flow is a row of its own (`mcp_oauth_flows`), one per server and user: its
+//!   discovered metadata, registration and requested scopes replace the grant's only when its
+//!   code exchange succeeds. Starting, abandoning or failing a flow never touches the grant, so
+//!   an old refresh token only ever goes to the authorization server that issued it.
+//! - Only the SHA-256 of `state`, of the begin link and of the browser binding are stored; the
+//!   verifier and the authorization URL (which carries the state) are sealed.
+//! - A flow lives ten minutes. While another user's flow on the same server is live, starting
+//!   one is a conflict. Expired flows are swept, and a status they left at `AUTHORIZING` falls
+//!   back to what the grant says.
+//! - The begin link is single use and binds the flow to one browser with an HttpOnly cookie;
+//!   `completeMcpOauth` binds it to the authenticated user who started it instead.
+//! - Completion order: provider error (burn the flow) → missing parameters → unknown or
+//!   expired state → binding → server gone or insecure → RFC 9207 `iss` → burn the flow →
+//!   code exchange. A flow whose client id is a metadata document requires `iss`.
+//! - Every failed completion is logged once with its reason, never with a secret.
+//!
+//! - [`start`]: `startMcpOauth`: probing, discovery, registration and the pending flow.
+//! - [`request`]: the pure parts of a request: which scopes to ask for, the authorization URL.
+//! - [`callback`]: the begin link and the completion, by the callback page or by
+//!   `completeMcpOauth`.
+
+mod callback;
+mod request;
+mod start;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use url::Url;
+use uuid::Uuid;
+
+use super::OauthError;
+use crate::db::models::{FlowRow, McpServerRow};
+use crate::db::{self, DbTime};
+use crate::domain::Context;
+use crate::domain::access::{Principal, Role};
+use crate::domain::lifecycle::Event;
+use crate::domain::limits::Outbound;
+use crate::domain::status::{self};
+use crate::domain::{Error, Result, audit, bad_input};
+use crate::net;
+use crate::transaction;
+
+pub use self::callback::{Begin, Binding, CallbackParams, begin, binding_cookie_name, complete};
+pub use self::start::start;
+
+/// How long a started flow stays valid.
+pub const FLOW_TTL: TimeDelta = TimeDelta::minutes(10);
+/// Path of the callback page (the redirect URI is the public URL plus this).
+pub const CALLBACK_PATH: &str = "/oauth/callback";
+
+/// What `startMcpOauth` answers.
+#[derive(Clone, Debug)]
+pub enum Started {
+    /// Open `authorization_url` (Switchboard's begin link) in a popup before `expires_at`.
+    Redirect {
+        /// The begin link to open.
+        authorization_url: String,
+        /// The authorization server's URL the begin link redirects to (for headless clients).
+        upstream_url: Url,
+        /// When the flow expires.
+        expires_at: DateTime<Utc>,
+    },
+    /// A stored refresh token still works: nothing to do.
+    AlreadyAuthorized,
+}
+
+/// The redirect URI of this deployment.
+pub fn redirect_uri(ctx: &Context) -> String {
+    ctx.settings.public_endpoint(CALLBACK_PATH).to_string()
+}
+
+/// OAuth needs an https server URL; plain http only on loopback when the operator allows
+/// private networks (local development and tests).
+fn secure_server_url(ctx: &Context, server: &McpServerRow) -> Result<Url> {
+    let url = Url::parse(&server.url).map_err(|_| bad_input("url", "is not a valid URL"))?;
+    if url.scheme() == "https"
+        || (url.scheme() == "http"
+            && net::is_loopback_host(&url)
+            && ctx.settings.allow_private_networks)
+    {
+        Ok(url)
+    } else {
+        Err(Error::UnsafeUrl {
+            field: "url".into(),
+            message: "OAuth needs an https server URL".into(),
+        })
+    }
+}
+
+/// Why a flow could not begin or complete: the callback page's codes, with what the page says
+/// for each (the API's `McpOauthFailureReason` carries the same words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowFailureReason {
+    /// The authorization server did not grant access.
+    ProviderError,
+    /// The authorization response was incomplete.
+    MissingParams,
+    /// The link is unknown, already used, or expired.
+    InvalidState,
+    /// The flow was started in another browser or session.
+    BindingMismatch,
+    /// The server was deleted while it was being authorized.
+    ServerGone,
+    /// The server or the authorization server is not at a secure address.
+    InsecureUrl,
+    /// The response did not come from the expected authorization server.
+    IssuerMismatch,
+    /// The authorization server did not issue tokens for the code.
+    TokenExchangeFailed,
+    /// Something unexpected failed on our side.
+    Unknown,
+}
+
+impl FlowFailureReason {
+    /// Every reason.
+    pub const ALL: [FlowFailureReason; 9] = [
+        FlowFailureReason::ProviderError,
+        FlowFailureReason::MissingParams,
+        FlowFailureReason::InvalidState,
+        FlowFailureReason::BindingMismatch,
+        FlowFailureReason::ServerGone,
+        FlowFailureReason::InsecureUrl,
+        FlowFailureReason::IssuerMismatch,
+        FlowFailureReason::TokenExchangeFailed,
+        FlowFailureReason::Unknown,
+    ];
+
+    /// The code the callback page and its message to the opener carry.
+    pub const fn code(self) -> &'static str {
+        match self {
+            FlowFailureReason::ProviderError => "provider_error",
+            FlowFailureReason::MissingParams => "missing_params",
+            FlowFailureReason::InvalidState => "invalid_state",
+            FlowFailureReason::BindingMismatch => "binding_mismatch",
+            FlowFailureReason::ServerGone => "server_gone",
+            FlowFailureReason::InsecureUrl => "insecure_url",
+            FlowFailureReason::IssuerMismatch => "issuer_mismatch",
+            FlowFailureReason::TokenExchangeFailed => "token_exchange_failed",
+            FlowFailureReason::Unknown => "unknown",
+        }
+    }
+
+    /// What it means, for a person.
+    pub const fn explain(self) -> &'static str {
+        match self {
+            FlowFailureReason::ProviderError => "The authorization server did not grant access.",
+            FlowFailureReason::MissingParams => "The authorization response was incomplete.",
+            FlowFailureReason::InvalidState => {
+                "This authorization link is unknown, already used, or expired. Start again."
+            }
+            FlowFailureReason::BindingMismatch => {
+                "This authorization was started in another browser or session."
+            }
+            FlowFailureReason::ServerGone => {
+                "The server was deleted while it was being authorized."
+            }
+            FlowFailureReason::InsecureUrl => {
+                "The server or the authorization server is not at a secure address."
+            }
+            FlowFailureReason::IssuerMismatch => {
+                "The response did not come from the expected authorization server."
+            }
+            FlowFailureReason::TokenExchangeFailed => {
+                "The authorization server did not issue tokens."
+            }
+            FlowFailureReason::Unknown => "Something went wrong. Start again.",
+        }
+    }
+}
+
+/// Why a flow could not begin or complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowFailure {
+    /// Why.
+    pub reason: FlowFailureReason,
+    /// The server, when known.
+    pub server_id: Option<Uuid>,
+}
+
+impl FlowFailure {
+    fn new(reason: FlowFailureReason, server_id: Option<Uuid>) -> Self {
+        FlowFailure { reason, server_id }
+    }
+}
+
+/// A failure, logged once for the operator with its reason (never a secret).
+fn failed(reason: FlowFailureReason, server_id: Option<Uuid>, detail: &'static str) -> FlowFailure {
+    let code = reason.code();
+    match server_id {
+        Some(id) => {
+            tracing::warn!(mcp_server.id = %id, reason = code, detail, "an OAuth flow failed")
+        }
+        None => tracing::warn!(reason = code, detail, "an OAuth flow failed"),
+    }
+    FlowFailure::new(reason, server_id)
+}
+
+/// Forget a pending flow after a failure and say why in the server's status.
+async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, event: Event) {
+    let server_id = flow.server_id.0;
+    match db::oauth::burn_flow(conn, flow.id.0).await {
+        Ok(true) => fail_status(ctx, conn, server_id, event).await,
+        Ok(false) => {}
+        Err(error) => {
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot burn an OAuth flow")
+        }
+    }
+}
+
+/// The status after a flow ended without a new grant: what the grant says (a failed new flow
+/// does not undo a grant that still works), with the reason.
+async fn fail_status(ctx: &Context, conn: &mut db::DbConn, server_id: Uuid, event: Event) {
+    match status::record(conn, server_id, event).await {
+        Ok(Some(event)) => ctx.events.publish(event),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot record an OAuth failure")
+        }
+    }
+}
+
+/// Delete expired flows and give the servers they left `AUTHORIZING` (with no other flow
+/// pending) back the status their grant deserves. Returns how many servers were affected.
+pub async fn sweep_expired(ctx: &Context) -> std::result::Result<usize, db::DbError> {
+    let now = DbTime(db::now());
+    let mut conn = ctx.db.conn().await?;
+    let servers = db::oauth::delete_expired_flows(&mut conn, now, 500).await?;
+    let live = db::oauth::servers_with_live_flows(&mut conn, &servers, now).await?;
+    for server_id in &servers {
+        if live.contains(server_id) {
+            continue;
+        }
+        fail_status(ctx, &mut conn, *server_id, Event::FlowExpired).await;
+    }
+    Ok(servers.len())
+}
+
+/// Revoke and remove a server's grant (editor role); the server then needs authorization.
+/// Pending flows go too.
+pub async fn disconnect(
+    ctx: &Context,
+    principal: &Principal,
+    outbound: Outbound<'_>,
+    server_id: Uuid,
+) -> Result<McpServerRow> {
+    let (server, grant) = {
+        let mut conn = ctx.db.conn().await?;
+        let server = db::servers::find(&mut conn, server_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        outbound.require(server.workspace_id.0, Role::Editor)?;
+        let grant = db::oauth::find_grant(&mut conn, server_id).await?;
+        (server, grant)
+    };
+    // No connection is held while the authorization server answers.
+    if let Some(grant) = &grant {
+        super::revoke::revoke_grant(ctx, &server, grant).await;
+    }
+    let mut conn = ctx.db.conn().await?;
+    let (server, event) = transaction!(conn, {
+        db::oauth::delete_grant(&mut conn, server_id).await?;
+        db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
+        let event = status::record(&mut conn, server_id, Event::Disconnected).await?;
+        audit::record(
+            &mut conn,
+            server.workspace_id.0,
+            principal.user_id,
+            "mcp_server.oauth_disconnect",
+            Some(server_id),
+            json!({}),
+        )
+        .await?;
+        let server = db::servers::find(&mut conn, server_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok::<_, Error>((server, event))
+    })?;
+    if let Some(event) = event {
+        ctx.events.publish(event);
+    }
+    ctx.oauth.forget_discovery(server_id);
+    Ok(server)
+}
+
+impl From<OauthError> for Error {
+    fn from(error: OauthError) -> Self {
+        Error::Oauth(error)
+    }
+}
