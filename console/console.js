@@ -18,7 +18,7 @@ const WORKSPACE_KEY = 'switchboard.console.workspace';
 
 const SERVER_FIELDS = `id name description url transport enabled authType headerNames
   oauthClientId hasOauthClientSecret connectionStatus authStatus statusReason lastError
-  lastConnectedAt toolCount toolsRefreshedAt oauth { expiresAt flowInProgress scopes issuer }`;
+  lastConnectedAt toolCount toolsRefreshedAt oauth { expiresAt lastRefreshedAt flowInProgress scopes issuer }`;
 const TOOL_FIELDS = 'name title description inputSchema annotations';
 
 const QUERIES = {
@@ -28,9 +28,10 @@ const QUERIES = {
   server: `query($id: ID!) { mcpServer(id: $id) { ${SERVER_FIELDS} } }`,
   tools: `query($id: ID!, $after: String) { mcpServer(id: $id) { id
     tools(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { ${TOOL_FIELDS} } } } }`,
-  create: `mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { authType server { ${SERVER_FIELDS} } } }`,
+  create: `mutation($i: CreateMcpServerInput!) { createMcpServer(input: $i) { authType detection server { ${SERVER_FIELDS} } } }`,
   update: `mutation($id: ID!, $i: UpdateMcpServerInput!) { updateMcpServer(id: $id, input: $i) { ${SERVER_FIELDS} } }`,
   remove: 'mutation($id: ID!) { deleteMcpServer(id: $id) }',
+  detect: `mutation($id: ID!) { detectMcpServerAuth(id: $id) { detection server { ${SERVER_FIELDS} } } }`,
   start: 'mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }',
   disconnect: `mutation($id: ID!) { disconnectMcpOauth(serverId: $id) { ${SERVER_FIELDS} } }`,
   refresh: `mutation($id: ID!) { refreshMcpServer(id: $id) { ${SERVER_FIELDS}
@@ -39,9 +40,12 @@ const QUERIES = {
     callMcpTool(serverId: $id, name: $name, arguments: $args) { content structuredContent isError } }`,
   status: `subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason at
     current { connectionStatus authStatus reason } server { ${SERVER_FIELDS} } } }`,
+  // The words for status reasons are the schema's descriptions.
+  vocabulary: `query {
+    statusReasons: __type(name: "McpStatusReason") { enumValues(includeDeprecated: true) { name description } } }`,
 };
 
-const AUTH_TYPES = { NONE: 'None', HEADERS: 'Static headers', OAUTH: 'OAuth' };
+const AUTH_TYPES = { NONE: 'None', HEADERS: 'Static headers', OAUTH: 'OAuth', UNDETECTED: 'Not detected' };
 
 const CONNECTION = {
   CONNECTED: ['Connected', 'ok'],
@@ -56,41 +60,15 @@ const AUTHORIZATION = {
   AUTHORIZING: ['Authorizing', 'idle'],
   REFRESH_FAILED: ['Token refresh failed', 'warn'],
   INSUFFICIENT_SCOPE: ['Needs more permissions', 'warn'],
+  HEADERS_REJECTED: ['Headers rejected', 'bad'],
 };
 
-// Status reasons as the API names them, in words.
-const REASONS = {
-  created: 'Added, not contacted yet',
-  connected: 'Last contact succeeded',
-  authorized: 'Authorized',
-  token_refreshed: 'Token refreshed',
-  flow_started: 'Authorization started',
-  authorization_required: 'The server asked for authorization',
-  refresh_rejected: 'The authorization server rejected the refresh token',
-  client_rejected: 'The authorization server rejected the client',
-  tokens_unreadable: 'Stored tokens could not be read',
-  refresh_failed: 'The token could not be refreshed; will retry',
-  insufficient_scope: 'The server asked for more permissions',
-  unreachable: 'The server could not be reached',
-  disconnected: 'Disconnected by a user',
-  url_changed: 'The URL changed',
-  credentials_changed: 'The client credentials changed',
-  auth_type_changed: 'The auth type changed',
-  too_many_tools: 'The server lists more tools than allowed; the previous tools were kept',
-  catalogue_too_large: 'The server\'s tool list is too large; the previous tools were kept',
-};
-
-// Reason codes of the OAuth callback page, in words (the page itself shows the same texts).
-const FLOW_REASONS = {
-  authorized: 'The server is connected.',
-  provider_error: 'The authorization server did not grant access.',
-  missing_params: 'The authorization response was incomplete.',
-  invalid_state: 'The authorization link is unknown, already used, or expired. Start again.',
-  binding_mismatch: 'The authorization was started in another browser or session.',
-  server_gone: 'The server was deleted while it was being authorized.',
-  insecure_url: 'The server or the authorization server is not at a secure address.',
-  issuer_mismatch: 'The response did not come from the expected authorization server.',
-  token_exchange_failed: 'The authorization server did not issue tokens.',
+// Status reasons (McpStatusReason) in words: the schema's descriptions, read once by
+// introspection. Until they arrive, or when they cannot be read, a reason is shown as the API
+// names it. (OAuth failures arrive in words from the callback page.)
+const vocabulary = {
+  statusReasons: new Map(),
+  loading: null,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -121,9 +99,17 @@ function badge(label, tone) {
   return el('span', { class: 'badge', 'data-tone': tone }, label);
 }
 
-function words(code) {
-  if (!code) return '';
-  return REASONS[code] || code.replaceAll('_', ' ');
+// A status reason in words.
+function words(reason) {
+  if (!reason) return '';
+  return vocabulary.statusReasons.get(reason) || reason;
+}
+
+// An OAuth failure as the callback page reports it: its own words (the descriptions of the
+// schema's McpOauthFailureReason), else its code.
+function flowWords(message) {
+  if (typeof message.message === 'string' && message.message.trim()) return message.message.trim();
+  return `Reason: ${message.reason}.`;
 }
 
 function pretty(value) {
@@ -225,7 +211,43 @@ async function api(query, variables) {
 
 function describeError(error) {
   if (!(error instanceof ApiError)) return String(error && error.message ? error.message : error);
+  if (error.code === 'SERVER_DISABLED') {
+    const fix = canEdit() ? 'Enable it with Edit first.' : 'Ask an editor of this workspace to enable it.';
+    return `The server is disabled. ${fix} (SERVER_DISABLED)`;
+  }
+  if (headersRejected(error)) {
+    const fix = canEdit() ? 'Edit its headers' : 'Ask an editor of this workspace to correct them';
+    return `The server rejected its static headers. ${fix}, then try again. (${error.code})`;
+  }
   return `${error.code}: ${error.message}`;
+}
+
+function headersRejected(error) {
+  return error instanceof ApiError && error.code === 'UPSTREAM_ERROR'
+    && error.extensions.reason === 'headers_rejected';
+}
+
+// Read the words for reasons from the schema, once per page; a failure is tried again at the
+// next sign-in, and reasons are shown as the API names them meanwhile.
+function loadVocabulary() {
+  if (vocabulary.loading) return vocabulary.loading;
+  vocabulary.loading = gql(QUERIES.vocabulary)
+    .then((data) => {
+      for (const key of ['statusReasons']) {
+        const type = data[key];
+        if (!type || !Array.isArray(type.enumValues)) continue;
+        for (const value of type.enumValues) {
+          if (typeof value.name === 'string' && typeof value.description === 'string' && value.description.trim()) {
+            vocabulary[key].set(value.name, value.description.trim());
+          }
+        }
+      }
+      for (const entry of state.entries.values()) renderRow(entry);
+    })
+    .catch(() => {
+      vocabulary.loading = null;
+    });
+  return vocabulary.loading;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -406,7 +428,10 @@ function onStatusPayload(payload) {
     removeServer(event.serverId);
   }
   const flow = state.flows.get(event.serverId);
-  if (flow && event.current && event.current.authStatus === 'AUTHORIZED') {
+  // A server keeps its grant (and its AUTHORIZED status) while a new flow runs: only the
+  // authorization itself ends the flow.
+  const reason = event.reason || (event.current && event.current.reason);
+  if (flow && event.current && event.current.authStatus === 'AUTHORIZED' && reason === 'AUTHORIZED') {
     finishFlow(event.serverId);
     notify(`“${flow.name}” is connected.`, 'ok');
   }
@@ -423,7 +448,7 @@ function notify(text, tone = 'info') {
   node.dataset.tone = tone;
   node.hidden = false;
   clearTimeout(noticeTimer);
-  if (tone !== 'error') noticeTimer = setTimeout(() => { node.hidden = true; }, 15000);
+  if (tone !== 'error' && tone !== 'warn') noticeTimer = setTimeout(() => { node.hidden = true; }, 15000);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -443,6 +468,7 @@ async function signIn(token) {
   sessionStorage.setItem(TOKEN_KEY, token);
   state.viewer = data.viewer;
   state.workspaces = data.workspaces;
+  loadVocabulary();
   $('#viewer').textContent = `Signed in as ${data.viewer.name}`;
   $('#session').hidden = false;
   $('#sign-in').hidden = true;
@@ -614,6 +640,11 @@ function renderRow(entry) {
   url.replaceChildren(el('span', { class: 'url' }, s.url));
 
   auth.replaceChildren(AUTH_TYPES[s.authType] || s.authType);
+  if (s.authType === 'UNDETECTED') {
+    auth.append(el('div', { class: 'muted small' }, canEdit()
+      ? 'Detect auth once it is reachable, or choose an auth type with Edit.'
+      : 'It could not be asked how it authenticates.'));
+  }
   if (s.headerNames.length) auth.append(el('div', { class: 'muted small' }, `Headers: ${s.headerNames.join(', ')}`));
   if (s.oauthClientId) auth.append(el('div', { class: 'muted small' }, `Client: ${s.oauthClientId}`));
 
@@ -625,6 +656,13 @@ function renderRow(entry) {
   authorization.replaceChildren(badge(authText, authTone));
   const reason = words(s.statusReason);
   if (reason && reason !== authText) authorization.append(el('div', { class: 'muted small reason' }, reason));
+  if (s.authStatus === 'HEADERS_REJECTED') {
+    authorization.append(el('div', { class: 'small hint-text' }, canEdit()
+      ? 'Edit the headers to correct them.'
+      : 'Ask an editor of this workspace to correct the headers.'));
+  } else if (s.oauth && s.oauth.flowInProgress && s.authStatus !== 'AUTHORIZING') {
+    authorization.append(el('div', { class: 'muted small' }, 'An authorization is in progress.'));
+  }
 
   tools.textContent = String(s.toolCount);
 
@@ -633,7 +671,7 @@ function renderRow(entry) {
     ? el('time', { datetime: expires, title: localTime(expires) }, fromNow(expires))
     : el('span', { class: 'muted' }, '—'));
 
-  const actionsKey = JSON.stringify([s.authType, s.authStatus, state.role, s.name]);
+  const actionsKey = JSON.stringify([s.authType, s.authStatus, hasGrant(s), state.role, s.name]);
   if (entry.actionsKey !== actionsKey) {
     const focused = actions.contains(document.activeElement) ? document.activeElement.textContent : null;
     actions.replaceChildren(...actionButtons(entry));
@@ -646,18 +684,32 @@ function renderRow(entry) {
   }
 }
 
+// Whether the server holds an OAuth grant: authorized, or tokens stored (a flow in progress
+// never hides them).
+function hasGrant(server) {
+  return server.authStatus === 'AUTHORIZED' || Boolean(server.oauth && server.oauth.lastRefreshedAt);
+}
+
 function actionButtons(entry) {
   const s = entry.server;
   const buttons = [];
   const name = s.name;
   if (canEdit() && s.authType === 'OAUTH') {
-    if (s.authStatus === 'AUTHORIZED') {
-      buttons.push(button('Disconnect', (e) => disconnect(entry, e.currentTarget), { 'aria-label': `Disconnect ${name}` }));
-    } else {
+    // Rejected headers are fixed by editing them, never by OAuth.
+    if (s.authStatus !== 'AUTHORIZED' && s.authStatus !== 'HEADERS_REJECTED') {
       buttons.push(button('Connect', () => connect(entry.server.id), { class: 'primary', 'aria-label': `Connect ${name}` }));
+    }
+    if (hasGrant(s)) {
+      buttons.push(button('Disconnect', (e) => disconnect(entry, e.currentTarget), { 'aria-label': `Disconnect ${name}` }));
     }
   }
   if (canEdit()) {
+    const undetected = s.authType === 'UNDETECTED';
+    buttons.push(button('Detect auth', (e) => detect(entry, e.currentTarget), {
+      class: undetected ? 'primary' : null,
+      'aria-label': `Detect auth of ${name}`,
+      title: 'Ask the server again how it authenticates',
+    }));
     buttons.push(button('Refresh tools', (e) => refresh(entry, e.currentTarget), { 'aria-label': `Refresh tools of ${name}` }));
     buttons.push(button('Edit', (e) => openEdit(entry, e.currentTarget), { 'aria-label': `Edit ${name}` }));
   }
@@ -696,6 +748,28 @@ async function refresh(entry, control) {
     notify(`“${server.name}” refreshed: ${server.toolCount} tool${server.toolCount === 1 ? '' : 's'}.`, 'ok');
   } catch (error) {
     notify(`Refreshing “${entry.server.name}” failed: ${describeError(error)}`, 'error');
+    reloadServer(id);
+  }
+}
+
+async function detect(entry, control) {
+  const id = entry.server.id;
+  const name = entry.server.name;
+  const before = entry.server.authType;
+  try {
+    const data = await busy(control, () => api(QUERIES.detect, { id }));
+    const { server, detection } = data.detectMcpServerAuth;
+    upsertServer(server);
+    const type = AUTH_TYPES[server.authType] || server.authType;
+    if (server.authType === 'UNDETECTED') {
+      notify(`The auth type of “${server.name}” could not be detected: detection could not reach it (${detection}).`, 'warn');
+    } else if (server.authType === before) {
+      notify(`Detection for “${server.name}” found ${detection}; its auth type stays ${type}.`);
+    } else {
+      notify(`Detected the auth type of “${server.name}”: ${type} (${detection}).`, 'ok');
+    }
+  } catch (error) {
+    notify(`Detecting the auth type of “${name}” failed: ${describeError(error)}`, 'error');
     reloadServer(id);
   }
 }
@@ -778,7 +852,8 @@ async function startFlow(id, name, popup) {
       finishFlow(id);
       reloadServer(id).then(() => {
         const entry = state.entries.get(id);
-        if (entry && entry.server.authStatus !== 'AUTHORIZED') {
+        const pending = entry && entry.server.oauth && entry.server.oauth.flowInProgress;
+        if (entry && (pending || entry.server.authStatus !== 'AUTHORIZED')) {
           notify(`The authorization window of “${name}” was closed before it finished.`, 'error');
         }
       });
@@ -815,7 +890,7 @@ window.addEventListener('message', (event) => {
   if (message.ok) {
     notify(`“${flow.name}” is connected.`, 'ok');
   } else {
-    const why = FLOW_REASONS[message.reason] || `Reason: ${message.reason}.`;
+    const why = flowWords(message);
     notify(`Authorizing “${flow.name}” failed. ${why}`, 'error');
   }
   reloadServer(id);
@@ -871,9 +946,10 @@ function renderTools(entry) {
   if (!entry.toolsLoaded) {
     panel.append(el('p', { class: 'muted' }, 'Loading tools…'));
   } else if (!entry.tools.length) {
-    const hint = s.authType === 'OAUTH' && s.authStatus !== 'AUTHORIZED'
-      ? 'No tools yet: connect the server first.'
-      : 'No tools stored. Refresh tools to list them.';
+    let hint = 'No tools stored. Refresh tools to list them.';
+    if (s.authStatus === 'HEADERS_REJECTED') hint = 'No tools yet: the server rejected its headers; correct them first.';
+    else if (s.authType === 'UNDETECTED') hint = 'No tools yet: its auth type could not be detected.';
+    else if (s.authType === 'OAUTH' && !hasGrant(s)) hint = 'No tools yet: connect the server first.';
     panel.append(el('p', { class: 'muted' }, hint));
   }
   for (const tool of entry.tools) panel.append(toolCard(entry, tool));
@@ -980,6 +1056,11 @@ function renderCallError(serverId, result, error) {
     reloadServer(serverId);
     return;
   }
+  if (code === 'SERVER_DISABLED' || headersRejected(error)) {
+    result.replaceChildren(el('div', { class: 'call-error', role: 'alert' }, el('p', {}, describeError(error))));
+    reloadServer(serverId);
+    return;
+  }
   result.replaceChildren(el('div', { class: 'call-error', role: 'alert' },
     el('p', {}, el('strong', {}, `${code}: `), error.message)));
 }
@@ -1058,8 +1139,12 @@ async function onAdd(event) {
     form.reset();
     clearHeaderRows(form);
     upsertServer(created.server);
-    const how = input.authType ? 'as chosen' : 'detected';
-    notify(`Added “${created.server.name}”. Auth type: ${AUTH_TYPES[created.authType] || created.authType} (${how}).`, 'ok');
+    if (created.authType === 'UNDETECTED') {
+      notify(`Added “${created.server.name}”, but its auth type was not detected: detection could not reach it (${created.detection || 'no answer'}). Detect auth once it is reachable, or choose an auth type with Edit.`, 'warn');
+    } else {
+      const how = input.authType ? 'as chosen' : 'detected';
+      notify(`Added “${created.server.name}”. Auth type: ${AUTH_TYPES[created.authType] || created.authType} (${how}).`, 'ok');
+    }
   } catch (error) {
     formError(form, fieldMessage(error));
     focusField(form, error);
@@ -1094,6 +1179,8 @@ function openEdit(entry, trigger) {
   form.elements.description.value = s.description || '';
   form.elements.enabled.checked = s.enabled;
   form.elements.oauthClientId.value = s.oauthClientId || '';
+  form.elements.authType.value = '';
+  $('#edit-auth-current').textContent = `Leave unchanged (${AUTH_TYPES[s.authType] || s.authType})`;
   $('#edit-secret-hint').textContent = s.hasOauthClientSecret
     ? 'A secret is stored. Leave this empty to keep it.'
     : 'No secret is stored.';
@@ -1122,6 +1209,8 @@ async function onEdit(event) {
   if (description !== (before.description || '')) input.description = description;
   if (form.elements.enabled.checked !== before.enabled) input.enabled = form.elements.enabled.checked;
   if (clientId !== (before.oauthClientId || '')) input.oauthClientId = clientId;
+  const authType = form.elements.authType.value;
+  if (authType && authType !== before.authType) input.authType = authType;
   const secret = form.elements.oauthClientSecret.value;
   if (secret) input.oauthClientSecret = secret;
   else if (form.elements.clearSecret.checked) input.oauthClientSecret = '';

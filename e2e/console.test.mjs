@@ -4,8 +4,10 @@
 // on 127.0.0.1, then runs this script with their URLs in the environment. The script walks
 // through the console as a person would: sign in, add servers, connect one through the OAuth
 // popup, call its tools, watch statuses change live, lose and regain the live connection, get
-// asked to reconnect once the grant is revoked, and check that hostile names and descriptions
-// stay text. It asks the Rust test to act on the world mid-way through CONTROL_URL.
+// asked to reconnect once the grant is revoked, detect the auth type of a server that could not
+// be asked, correct rejected headers, and check that hostile names and descriptions stay text.
+// Reasons are shown in the schema's words, read once by introspection. It asks the Rust test to
+// act on the world mid-way through CONTROL_URL.
 //
 // Every step prints "ok - <step>"; the first failure prints the step and the reason, saves
 // console-failure.png in E2E_OUTPUT and exits 1 (see kit.mjs). No address outside 127.0.0.1 is
@@ -14,7 +16,7 @@
 import path from 'node:path';
 import {
   check, control as controlAt, eventually, expectText, openBrowser, refuseNonLoopback, required, run,
-  sleep, step, TIMEOUT,
+  sleep, step, textOf, TIMEOUT,
 } from './kit.mjs';
 
 const BASE = required('SWITCHBOARD_URL');
@@ -25,21 +27,59 @@ const CALENDAR_URL = required('CALENDAR_MCP_URL');
 const SEARCH_URL = required('SEARCH_MCP_URL');
 const HOSTILE_URL = required('HOSTILE_MCP_URL');
 const UNREACHABLE_URL = required('UNREACHABLE_MCP_URL');
+const KEYED_URL = required('KEYED_MCP_URL');
+const KEYED_VALUE = required('KEYED_HEADER_VALUE');
+// Nothing listens there either; a path of its own, so it is not the same URL as Legacy's.
+const OFFLINE_URL = new URL('/offline', UNREACHABLE_URL).href;
 const HOSTILE_TEXT = required('HOSTILE_TEXT');
 const CHROMIUM = required('CHROMIUM_PATH');
 const OUTPUT = required('E2E_OUTPUT');
 
-const SECRETS = ['calendar-secret-value', 'legacy-secret-value', TOKEN];
+const SECRETS = ['calendar-secret-value', 'legacy-secret-value', 'keyed-wrong-value', KEYED_VALUE, TOKEN];
 
-refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL]);
+refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL, KEYED_URL]);
 
 const control = (action) => controlAt(CONTROL, action);
+
+// The schema's descriptions of status reasons, asked here directly: the console must show
+// these words.
+async function schemaWords() {
+  const response = await fetch(`${BASE}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ query: `{
+      status: __type(name: "McpStatusReason") { enumValues { name description } } }` }),
+  });
+  const body = await response.json();
+  check(body.data && body.data.status, `introspection answered ${JSON.stringify(body)}`);
+  const words = (type) => Object.fromEntries((type ? type.enumValues : [])
+    .map((v) => [v.name, (v.description || '').trim()]));
+  return { status: words(body.data.status) };
+}
+
+let WORDS = null;
 
 // ---------------------------------------------------------------------------------------
 // The browser.
 
 const browser = await openBrowser(CHROMIUM, OUTPUT);
 const { page, problems } = browser;
+
+// What the console asks the API, to count its introspection queries and read its updates.
+const vocabularyRequests = [];
+const updateInputs = [];
+page.on('request', (request) => {
+  if (!request.url().endsWith('/graphql') || request.method() !== 'POST') return;
+  let body = null;
+  try {
+    body = JSON.parse(request.postData() || 'null');
+  } catch {
+    return;
+  }
+  if (!body || typeof body.query !== 'string') return;
+  if (body.query.includes('__type(name: "McpStatusReason")')) vocabularyRequests.push(body.query);
+  if (body.query.includes('updateMcpServer')) updateInputs.push(body.variables.i);
+});
 
 // The live socket goes through Playwright, so the test can cut it like a network would.
 let socketToPage = null;
@@ -102,6 +142,14 @@ async function callTool(card, args) {
 // The scenario.
 
 async function scenario() {
+  await step('the schema describes the reasons the console shows', async () => {
+    WORDS = await schemaWords();
+    for (const [kind, name] of [['status', 'CREATED'], ['status', 'UNREACHABLE'], ['status', 'DETECTION_FAILED'],
+      ['status', 'HEADERS_REJECTED'], ['status', 'CONNECTED']]) {
+      check(WORDS[kind][name], `the schema has no description for ${name}`);
+    }
+  });
+
   await step('the console loads and asks for a token', async () => {
     const response = await page.goto(`${BASE}/`);
     check(response && response.status() === 200, `GET / answered ${response && response.status()}`);
@@ -138,7 +186,10 @@ async function scenario() {
     const row = rowOf('Docs');
     await expectText(cellOf(row, 'Auth'), 'OAuth', 'the auth type of Docs');
     await expectText(cellOf(row, 'Authorization'), 'Needs authorization', 'Docs before the flow');
+    await expectText(cellOf(row, 'Authorization'), WORDS.status.CREATED, 'the reason in the schema\'s words');
     await expectText(cellOf(row, 'Connection'), 'Disconnected', 'Docs before the flow');
+    await row.getByRole('button', { name: 'Detect auth of Docs' }).waitFor();
+    check(vocabularyRequests.length === 1, `${vocabularyRequests.length} introspection queries for the reasons`);
   });
 
   await step('Connect runs the popup flow and the row turns connected live', async () => {
@@ -150,6 +201,7 @@ async function scenario() {
     await expectText(cellOf(row, 'Token expires'), /^in \d+ (minutes|hour)/, 'the token expiry of Docs');
     await expectText(notice, '“Docs” is connected.', 'the connected notice');
     await row.getByRole('button', { name: 'Disconnect Docs' }).waitFor();
+    check(await row.getByRole('button', { name: 'Connect Docs', exact: true }).count() === 0, 'Connect is offered to an authorized server');
     check(await page.evaluate(() => window.__sameDocument === true), 'the page was reloaded');
   });
 
@@ -245,10 +297,11 @@ async function scenario() {
       { type: 'mcp-oauth', ok: 'yes', serverId, reason: 'authorized' }, '*'), id);
     await sleep(300);
     await expectText(notice, 'Authorize “Calendar” in the window that opened.', 'the notice after ignored messages');
-    // From the popup and well-formed: the reason is shown in words.
-    await popup.evaluate((serverId) => window.opener.postMessage(
-      { type: 'mcp-oauth', ok: false, serverId, reason: 'provider_error' }, '*'), id);
-    await expectText(notice, 'Authorizing “Calendar” failed. The authorization server did not grant access.', 'the failure notice');
+    // From the popup and well-formed: the failure is shown in the page's own words.
+    const providerError = 'The authorization server did not grant access.';
+    await popup.evaluate(([serverId, message]) => window.opener.postMessage(
+      { type: 'mcp-oauth', ok: false, serverId, reason: 'provider_error', message }, '*'), [id, providerError]);
+    await expectText(notice, `Authorizing “Calendar” failed. ${providerError}`, 'the failure notice');
     await popup.close();
     await expectText(cellOf(row, 'Authorization'), 'Needs authorization', 'Calendar is unchanged');
   });
@@ -270,7 +323,74 @@ async function scenario() {
       await eventually(async () => check(await refresh.isEnabled(), 'still busy'), 'the refresh button');
     }
     await expectText(cellOf(row, 'Connection'), 'Error', 'Legacy after three failures');
-    await expectText(cellOf(row, 'Authorization'), 'could not be reached', 'the reason');
+    await expectText(cellOf(row, 'Authorization'), WORDS.status.UNREACHABLE, 'the reason');
+  });
+
+  await step('a server that cannot be asked is added as not detected, and Detect auth says so', async () => {
+    const form = page.locator('#add-form');
+    await form.getByLabel('Name', { exact: true }).fill('Offline');
+    await form.getByLabel('URL', { exact: true }).fill(OFFLINE_URL);
+    await form.getByLabel('Auth type').selectOption('');
+    await form.getByRole('button', { name: 'Add server' }).click();
+    await expectText(notice, 'Added “Offline”, but its auth type was not detected: detection could not reach it (unreachable)', 'the undetected notice');
+    const row = rowOf('Offline');
+    await expectText(cellOf(row, 'Auth'), 'Not detected', 'the auth type of Offline');
+    await expectText(cellOf(row, 'Authorization'), WORDS.status.DETECTION_FAILED, 'the reason of Offline');
+    check(await row.getByRole('button', { name: 'Connect Offline', exact: true }).count() === 0, 'Connect is offered to an undetected server');
+    await row.getByRole('button', { name: 'Detect auth of Offline' }).click();
+    await expectText(notice, 'The auth type of “Offline” could not be detected: detection could not reach it (unreachable).', 'the detection result');
+  });
+
+  await step('the edit dialog sets the auth type; a disabled server is refused plainly', async () => {
+    const row = rowOf('Offline');
+    await row.getByRole('button', { name: 'Edit Offline' }).click();
+    const dialog = page.locator('#edit-dialog');
+    const authType = dialog.getByLabel('Auth type');
+    check(await authType.inputValue() === '', 'the auth type is not left unchanged by default');
+    await expectText(authType.locator('option:checked'), 'Leave unchanged (Not detected)', 'the unchanged option');
+    await authType.selectOption('NONE');
+    await dialog.getByLabel('Enabled').uncheck();
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await expectText(notice, 'Saved “Offline”.', 'the saved notice');
+    const sent = updateInputs.at(-1);
+    check(sent && sent.authType === 'NONE' && sent.enabled === false, `the update sent ${JSON.stringify(sent)}`);
+    await expectText(cellOf(row, 'Auth'), 'None', 'the auth type of Offline after the edit');
+    await expectText(cellOf(row, 'Name'), 'Disabled', 'the disabled note');
+    await row.getByRole('button', { name: 'Detect auth of Offline' }).click();
+    await expectText(notice, 'Detecting the auth type of “Offline” failed: The server is disabled. Enable it with Edit first. (SERVER_DISABLED)', 'the disabled server');
+  });
+
+  await step('rejected headers are shown as such, with no OAuth, and editing them recovers', async () => {
+    await addServer({
+      name: 'Keyed',
+      url: KEYED_URL,
+      authType: 'HEADERS',
+      headers: [['X-Api-Key', 'keyed-wrong-value']],
+    });
+    const row = rowOf('Keyed');
+    await row.getByRole('button', { name: 'Refresh tools of Keyed' }).click();
+    await expectText(notice, 'Refreshing “Keyed” failed: The server rejected its static headers. Edit its headers, then try again. (UPSTREAM_ERROR)', 'the rejected headers');
+    await expectText(cellOf(row, 'Authorization'), 'Headers rejected', 'the auth status of Keyed');
+    await expectText(cellOf(row, 'Authorization'), 'Edit the headers to correct them.', 'the hint');
+    await expectText(cellOf(row, 'Authorization'), WORDS.status.HEADERS_REJECTED, 'the reason of Keyed');
+    check(await row.getByRole('button', { name: 'Connect Keyed', exact: true }).count() === 0, 'OAuth is offered for rejected headers');
+    await assertNoSecretsOnPage();
+
+    await row.getByRole('button', { name: 'Edit Keyed' }).click();
+    const dialog = page.locator('#edit-dialog');
+    await dialog.getByLabel(/Replace the headers/).check();
+    await dialog.getByRole('button', { name: 'Add a header' }).click();
+    await dialog.getByLabel('Header 1 name').fill('X-Api-Key');
+    await dialog.getByLabel('Header 1 value').fill(KEYED_VALUE);
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await expectText(notice, 'Saved “Keyed”.', 'the saved headers');
+    const sent = updateInputs.at(-1);
+    check(sent && !('authType' in sent), `an unchanged auth type was sent: ${JSON.stringify(sent)}`);
+    await assertNoSecretsOnPage();
+    await row.getByRole('button', { name: 'Refresh tools of Keyed' }).click();
+    await expectText(notice, '“Keyed” refreshed: 1 tool.', 'the refresh with the right key');
+    await expectText(cellOf(row, 'Connection'), 'Connected', 'Keyed after the edit');
+    await expectText(cellOf(row, 'Authorization'), 'Not required', 'Keyed after the edit');
   });
 
   await step('the live connection drops, shows it, and comes back by itself', async () => {
@@ -407,6 +527,21 @@ async function scenario() {
     check(await page.evaluate(() => sessionStorage.length) === 0, 'sessionStorage still holds something');
     check(await page.locator('tr.server').count() === 0, 'servers still shown after sign-out');
     check(await live.isHidden(), 'the live indicator still shows');
+  });
+
+  await step('without the schema\'s words, reasons are shown as the API names them', async () => {
+    check(vocabularyRequests.length === 1, `${vocabularyRequests.length} introspection queries for the reasons`);
+    await page.route('**/graphql', async (route) => {
+      if ((route.request().postData() || '').includes('__type(')) return route.abort();
+      return route.fallback();
+    });
+    await page.reload();
+    await page.getByLabel('API token').fill(TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const row = rowOf('Search');
+    await expectText(cellOf(row, 'Authorization'), 'CONNECTED', 'the raw reason of Search');
+    check(!(await textOf(cellOf(row, 'Authorization'))).includes(WORDS.status.CONNECTED), 'words without the schema');
+    await page.unroute('**/graphql');
   });
 
   await step('no script error or policy violation happened', async () => {

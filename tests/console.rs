@@ -1,7 +1,8 @@
 //! The built-in console: how its files are served (content types, Content-Security-Policy,
-//! caching), that the OAuth callback page reports to the console's own origin without any
-//! configuration, and — ignored by default because it needs Chromium — the console driven in a
-//! real browser through the OAuth popup flow (`scripts/e2e.sh` runs it).
+//! caching), that it takes the words for reasons from the schema, that the OAuth callback page
+//! reports to the console's own origin without any configuration, and — ignored by default
+//! because it needs Chromium — the console driven in a real browser through the OAuth popup
+//! flow (`scripts/e2e.sh` runs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,6 +17,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
+use switchboard::domain::access::Role;
+use switchboard::domain::oauth::flow::FlowFailureReason;
 
 /// The console's files: path, content type.
 const FILES: [(&str, &str); 4] = [
@@ -130,6 +133,66 @@ fn the_console_script_never_parses_markup() {
     );
 }
 
+/// The query the console runs for the words of reasons (its `vocabulary` query).
+fn vocabulary_query(script: &str) -> &str {
+    let start = script
+        .find("vocabulary: `")
+        .expect("console.js has a vocabulary query")
+        + "vocabulary: `".len();
+    let end = start
+        + script[start..]
+            .find('`')
+            .expect("end of the vocabulary query");
+    &script[start..end]
+}
+
+/// Value → description of one enum of the vocabulary answer.
+fn descriptions(data: &Value, key: &str) -> Vec<(String, String)> {
+    data[key]["enumValues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key}: {data}"))
+        .iter()
+        .map(|value| {
+            (
+                value["name"].as_str().expect("a name").to_owned(),
+                value["description"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_takes_the_words_for_reasons_from_the_schema() {
+    let t = TestApp::start().await;
+    let script = std::fs::read_to_string(repo_path("console/console.js")).unwrap();
+    let query = vocabulary_query(&script);
+    assert!(
+        query.contains(r#"__type(name: "McpStatusReason")"#),
+        "{query}"
+    );
+
+    // The console's own query answers for any member: a viewer is enough.
+    let viewer = t
+        .new_member("viewer", t.admin.workspace_id, Role::Viewer)
+        .await;
+    let data = t.ok(&viewer, query, json!({})).await;
+    let status = descriptions(&data, "statusReasons");
+    for name in ["CONNECTED", "HEADERS_REJECTED", "DETECTION_FAILED"] {
+        assert!(status.iter().any(|(n, _)| n == name), "{name}: {data}");
+    }
+    // Every value has words, and none of them is written into the script: they come from the
+    // schema only (and a failed flow's from the callback page, which the API describes in the
+    // same words).
+    let failures = FlowFailureReason::ALL.map(|r| (r.code().to_owned(), r.explain().to_owned()));
+    for (name, description) in status.iter().chain(&failures) {
+        assert!(!description.trim().is_empty(), "{name} has no description");
+        assert!(
+            !script.contains(description.trim()),
+            "console.js spells out the description of {name}: read it from the schema"
+        );
+    }
+}
+
 /// The `origins` array the callback page posts its message to.
 fn posted_origins(page: &str) -> Vec<String> {
     let start = page.find("var origins=").expect("origins in the page") + "var origins=".len();
@@ -168,6 +231,19 @@ async fn the_callback_page_reports_to_the_console_origin_with_no_configuration()
     let page = failed.text().await.unwrap();
     assert!(page.contains(r#""reason":"invalid_state""#), "{page}");
     assert_eq!(posted_origins(&page), [console_origin]);
+
+    // The page posts its words with the code, for the console to show: the description of
+    // the upper-cased code in the schema's McpOauthFailureReason.
+    let words = FlowFailureReason::InvalidState.explain();
+    assert!(
+        page.contains(&format!(r#""message":"{words}""#)),
+        "{words}: {page}"
+    );
+    let schema = std::fs::read_to_string(repo_path("schema.graphql")).unwrap();
+    assert!(
+        schema.contains(&format!("\t\"\"\"\n\t{words}\n\t\"\"\"\n\tINVALID_STATE\n")),
+        "schema.graphql describes INVALID_STATE in the page's words"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -223,6 +299,9 @@ fn hostile_tool() -> Value {
 /// Text that would run script if it were ever parsed as HTML.
 const HOSTILE_TEXT: &str =
     r#"<script>window.__injected = 1</script><img src=x onerror="window.__injected = 2">"#;
+
+/// The header value the keyed server accepts.
+const KEYED_HEADER_VALUE: &str = "keyed-right-value";
 
 /// What the browser scenario may ask the test to do to the world mid-way.
 #[derive(Clone)]
@@ -350,6 +429,17 @@ async fn the_console_in_a_real_browser() {
         ..McpConfig::default()
     })
     .await;
+    // Accepts only the right key: added with a wrong one, its headers are rejected until they
+    // are edited.
+    let keyed = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::StaticHeader {
+            name: "X-Api-Key".into(),
+            value: KEYED_HEADER_VALUE.into(),
+        },
+        tools: vec![echo_tool()],
+        ..McpConfig::default()
+    })
+    .await;
     // A port that was free a moment ago and has nothing listening now.
     let unreachable = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -378,6 +468,8 @@ async fn the_console_in_a_real_browser() {
             ("CALENDAR_MCP_URL", calendar.url()),
             ("SEARCH_MCP_URL", search.url()),
             ("HOSTILE_MCP_URL", hostile.url()),
+            ("KEYED_MCP_URL", keyed.url()),
+            ("KEYED_HEADER_VALUE", KEYED_HEADER_VALUE.to_owned()),
             ("UNREACHABLE_MCP_URL", unreachable),
             ("HOSTILE_TEXT", HOSTILE_TEXT.to_owned()),
         ],
@@ -391,4 +483,8 @@ async fn the_console_in_a_real_browser() {
         "two popup flows reached the authorization server"
     );
     assert!(docs.count("tools/call") >= 3);
+    assert!(
+        keyed.count("tools/list") >= 1,
+        "the keyed server listed its tools once its headers were corrected"
+    );
 }

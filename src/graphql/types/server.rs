@@ -1,5 +1,4 @@
-//! GraphQL output types and enums. Each object wraps a row; nested objects load through the
-//! DataLoaders. No secret is reachable from here: sealed columns have no field.
+//! MCP servers with their OAuth grants, tools and status.
 
 use std::sync::Arc;
 
@@ -9,138 +8,22 @@ use async_graphql::{Context, ID, Json, Object, SelectionField, SimpleObject, Val
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::error::{ApiError, Result, parse_id, principal};
-use super::loaders::{
+use super::super::error::{ApiError, Result, principal};
+use super::super::loaders::{
     GrantLoader, ToolsKey, ToolsLoader, UserLoader, WorkspaceLoader, load_error, tools_load_error,
 };
-use crate::app::AppHandle;
-use crate::db::models::{ApiTokenRow, AuditEventRow, McpServerRow, ToolRow, UserRow, WorkspaceRow};
-use crate::domain::access::Role;
+use super::{
+    McpAuthStatus, McpAuthType, McpConnectionStatus, McpOauthRegistration, McpStatusReason,
+    McpTransport, User, Workspace,
+};
+use crate::db::models::{McpServerRow, ToolRow};
 use crate::domain::pagination::ToolsPage;
 use crate::domain::servers::{self, OauthView, Related};
 use crate::domain::status;
 
-pub use super::enums::{
-    McpAuthStatus, McpAuthType, McpConnectionStatus, McpOauthRegistration, McpStatusReason,
-    McpTransport, WorkspaceRole,
-};
-
-/// A user.
-pub struct User(pub UserRow);
-
-#[Object]
-impl User {
-    async fn id(&self) -> ID {
-        ID(self.0.id.0.to_string())
-    }
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-}
-
-/// A workspace, seen by one of its members.
-pub struct Workspace {
-    /// The row.
-    pub row: WorkspaceRow,
-    /// The caller's role in it.
-    pub role: Role,
-}
-
-#[Object]
-impl Workspace {
-    async fn id(&self) -> ID {
-        ID(self.row.id.0.to_string())
-    }
-    async fn name(&self) -> &str {
-        &self.row.name
-    }
-    /// The caller's role in this workspace.
-    async fn role(&self) -> WorkspaceRole {
-        self.role.into()
-    }
-    /// Registered MCP servers, oldest first.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
-    async fn mcp_servers(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> Result<Connection<String, McpServer>> {
-        let principal = principal(ctx)?;
-        let app = ctx.data_unchecked::<AppHandle>();
-        let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
-        let page =
-            servers::page(app, principal, self.row.id.0, first.map(i64::from), after).await?;
-        // Nested rows of the whole page are loaded here, one query per kind, for exactly the
-        // fields the query selects; a timer-based loader batch could split under load.
-        let look = ctx.look_ahead();
-        let nodes = [look.field("edges").field("node"), look.field("nodes")];
-        let wants = |field: &str| nodes.iter().any(|n| n.field(field).exists());
-        let mut tools = Vec::new();
-        for selection in nodes
-            .iter()
-            .flat_map(|n| n.field("tools").selection_fields())
-        {
-            if let Some(page) = requested_tools_page(&selection)
-                && !tools.contains(&page)
-            {
-                tools.push(page);
-            }
-        }
-        let wanted = servers::Wanted {
-            grants: wants("oauth"),
-            tools,
-            users: wants("createdBy")
-                || nodes
-                    .iter()
-                    .any(|n| n.field("oauth").field("authorizedBy").exists()),
-        };
-        let related = Arc::new(servers::related(app, &page.items, wanted).await?);
-        let workspace = Arc::new(Workspace {
-            row: self.row.clone(),
-            role: self.role,
-        });
-        let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(page.items.into_iter().map(|row| {
-            let cursor = row.id.0.to_string();
-            Edge::new(
-                cursor,
-                McpServer {
-                    row,
-                    related: Some(related.clone()),
-                    workspace: Some(workspace.clone()),
-                },
-            )
-        }));
-        Ok(connection)
-    }
-    /// The audit trail, newest first.
-    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
-    async fn audit_events(
-        &self,
-        ctx: &Context<'_>,
-        first: Option<i32>,
-        after: Option<String>,
-    ) -> Result<Connection<String, AuditEvent>> {
-        let principal = principal(ctx)?;
-        let app = ctx.data_unchecked::<AppHandle>();
-        let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
-        let page =
-            crate::domain::audit::page(app, principal, self.row.id.0, first.map(i64::from), after)
-                .await?;
-        let mut connection = Connection::new(after.is_some(), page.has_next);
-        connection.edges.extend(
-            page.items
-                .into_iter()
-                .map(|row| Edge::new(row.id.0.to_string(), AuditEvent(row))),
-        );
-        Ok(connection)
-    }
-}
-
 /// The page of tools a `tools` selection asks for, when its arguments are valid (an invalid
 /// one is reported by the field itself).
-fn requested_tools_page(selection: &SelectionField<'_>) -> Option<ToolsPage> {
+pub(super) fn requested_tools_page(selection: &SelectionField<'_>) -> Option<ToolsPage> {
     let mut first = None;
     let mut after = None;
     for (name, value) in selection.arguments().ok()? {
@@ -329,7 +212,7 @@ impl McpServer {
     }
 }
 
-async fn load_user(
+pub(super) async fn load_user(
     ctx: &Context<'_>,
     related: Option<&Related>,
     id: Option<Uuid>,
@@ -429,72 +312,6 @@ impl McpTool {
             .and_then(|a| serde_json::from_str(a).ok())
             .map(Json)
     }
-}
-
-/// An API token; the token itself is shown only once, at creation.
-pub struct ApiToken(pub ApiTokenRow);
-
-#[Object]
-impl ApiToken {
-    async fn id(&self) -> ID {
-        ID(self.0.id.0.to_string())
-    }
-    async fn name(&self) -> &str {
-        &self.0.name
-    }
-    /// The first characters of the token, to recognise it.
-    async fn prefix(&self) -> &str {
-        &self.0.prefix
-    }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.0.created_at.0
-    }
-    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
-        self.0.last_used_at.map(|t| t.0)
-    }
-    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
-        self.0.revoked_at.map(|t| t.0)
-    }
-}
-
-/// One entry of the audit trail.
-pub struct AuditEvent(pub AuditEventRow);
-
-#[Object]
-impl AuditEvent {
-    async fn id(&self) -> ID {
-        ID(self.0.id.0.to_string())
-    }
-    /// What happened, e.g. `mcp_server.update`.
-    async fn action(&self) -> &str {
-        &self.0.action
-    }
-    /// Who did it.
-    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        load_user(ctx, None, self.0.actor_user_id.map(|id| id.0)).await
-    }
-    /// The object acted on.
-    async fn target_id(&self) -> Option<ID> {
-        self.0.target_id.map(|id| ID(id.0.to_string()))
-    }
-    /// Details; never secrets.
-    async fn details(&self) -> Json<serde_json::Value> {
-        Json(serde_json::from_str(&self.0.details).unwrap_or(serde_json::Value::Null))
-    }
-    async fn at(&self) -> DateTime<Utc> {
-        self.0.at.0
-    }
-}
-
-/// A member of a workspace.
-#[derive(SimpleObject)]
-pub struct WorkspaceMember {
-    /// The user's id.
-    pub user_id: ID,
-    /// The workspace's id.
-    pub workspace_id: ID,
-    /// Their role.
-    pub role: WorkspaceRole,
 }
 
 /// A server's status at one moment.
