@@ -58,7 +58,7 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// Status changes of a workspace's servers (members only), optionally of one server.
     /// Events start from the moment of subscribing; read the current state with a query.
-    /// Deleting a server sends a last event with reason `deleted` and a null `server`. Over
+    /// Deleting a server sends a last event with reason `DELETED` and a null `server`. Over
     /// WebSocket, removing the subscriber from the workspace or revoking their token closes the
     /// connection (close code 4403), so no event reaches them afterwards.
     async fn mcp_server_status(

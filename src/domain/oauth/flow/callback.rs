@@ -4,7 +4,9 @@
 use serde_json::json;
 use url::Url;
 
-use super::{FlowFailure, FlowFailureReason, burn, fail_status, failed, secure_server_url};
+use super::{
+    FlowFailure, FlowFailureReason, burn, expired, fail_status, failed, secure_server_url,
+};
 use crate::crypto::{Secret, constant_time_eq, random_token, sha256_hex};
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
 use crate::db::sealed;
@@ -54,7 +56,7 @@ pub async fn begin(ctx: &Context, begin_id: &str) -> std::result::Result<Begin, 
         ));
     };
     let server_id = flow.server_id.0;
-    if flow.expires_at.0 <= db::now() {
+    if expired(&flow) {
         return Err(failed(
             FlowFailureReason::InvalidState,
             Some(server_id),
@@ -190,7 +192,7 @@ pub async fn complete(
         ));
     };
     let server_id = flow.server_id.0;
-    if flow.expires_at.0 <= db::now() {
+    if expired(&flow) {
         burn(ctx, &mut conn, &flow, Event::FlowExpired).await;
         return Err(failed(
             FlowFailureReason::InvalidState,

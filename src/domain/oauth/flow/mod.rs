@@ -49,6 +49,12 @@ pub use self::start::start;
 
 /// How long a started flow stays valid.
 pub const FLOW_TTL: TimeDelta = TimeDelta::minutes(10);
+/// Whether a flow is past its lifetime (the storage queries apply the same rule to
+/// `expires_at`: live while it is later than now).
+fn expired(flow: &FlowRow) -> bool {
+    flow.expires_at.0 <= db::now()
+}
+
 /// Path of the callback page (the redirect URI is the public URL plus this).
 pub const CALLBACK_PATH: &str = "/oauth/callback";
 
