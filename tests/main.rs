@@ -15,6 +15,7 @@ mod audit_retention;
 mod binary;
 mod cli;
 mod console;
+mod domain_rules;
 mod faults;
 mod graphiql;
 mod health;
@@ -32,4 +33,5 @@ mod status;
 mod storage;
 mod subscriptions;
 mod tools;
+
 mod websocket;

@@ -32,10 +32,7 @@ pub async fn refresh_server(
 ) -> Result<McpServerRow> {
     let server = find(ctx, outbound, server_id, Role::Editor).await?;
     catalogue::check(ctx, &server).await?;
-    let mut conn = ctx.db.conn().await?;
-    db::servers::find(&mut conn, server_id)
-        .await?
-        .ok_or(Error::NotFound)
+    servers::load(ctx, server_id).await
 }
 
 /// Call a tool of a server (viewer role), counted in the metrics by outcome and latency.
@@ -101,7 +98,7 @@ async fn call_tool_inner(
             Ok(target) => target,
             Err(error) => {
                 fail(ctx, &server, error, &mut refreshed, None).await?;
-                server = reload(ctx, server_id).await?;
+                server = servers::load(ctx, server_id).await?;
                 continue;
             }
         };
@@ -133,7 +130,7 @@ async fn call_tool_inner(
                     generation,
                 )
                 .await?;
-                server = reload(ctx, server_id).await?;
+                server = servers::load(ctx, server_id).await?;
             }
         }
     }
@@ -181,20 +178,10 @@ async fn find(
     server_id: Uuid,
     role: Role,
 ) -> Result<McpServerRow> {
-    let mut conn = ctx.db.conn().await?;
-    let server = db::servers::find(&mut conn, server_id)
-        .await?
-        .ok_or(Error::NotFound)?;
+    let server = servers::load(ctx, server_id).await?;
     outbound.require(server.workspace_id.0, role)?;
     servers::ensure_enabled(&server)?;
     Ok(server)
-}
-
-async fn reload(ctx: &Context, server_id: Uuid) -> Result<McpServerRow> {
-    let mut conn = ctx.db.conn().await?;
-    db::servers::find(&mut conn, server_id)
-        .await?
-        .ok_or(Error::NotFound)
 }
 
 /// A call went through: the server is reachable. Nothing is written when that changes

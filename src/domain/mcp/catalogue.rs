@@ -115,12 +115,7 @@ pub async fn check(ctx: &Context, server: &McpServerRow) -> Result<usize> {
         return refresh(ctx, server).await;
     }
     servers::detect_row(ctx, server).await?;
-    let server = {
-        let mut conn = ctx.db.conn().await?;
-        db::servers::find(&mut conn, server.id.0)
-            .await?
-            .ok_or(Error::NotFound)?
-    };
+    let server = servers::load(ctx, server.id.0).await?;
     refresh(ctx, &server).await
 }
 

@@ -116,6 +116,15 @@ pub async fn probe(
     Ok(probe::probe(&ctx.http, &target.parsed, transport).await)
 }
 
+/// A server by id, `NotFound` when it is gone. No access check: for callers that check it
+/// next, or that hold a server already checked and want it as stored now.
+pub async fn load(ctx: &Context, id: Uuid) -> Result<McpServerRow> {
+    let mut conn = ctx.db.conn().await?;
+    db::servers::find(&mut conn, id)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
 /// Servers by id, for the nested fields of objects whose access was checked when they were
 /// resolved (one query, whatever the number of ids). Ids not found are absent.
 pub async fn by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, McpServerRow>> {
@@ -452,12 +461,7 @@ pub async fn detect(
     outbound: Outbound<'_>,
     id: Uuid,
 ) -> Result<Detected> {
-    let current = {
-        let mut conn = ctx.db.conn().await?;
-        db::servers::find(&mut conn, id)
-            .await?
-            .ok_or(Error::NotFound)?
-    };
+    let current = load(ctx, id).await?;
     outbound.require(current.workspace_id.0, Role::Editor)?;
     ensure_enabled(&current)?;
     let found = detect_row(ctx, &current).await?;
@@ -573,12 +577,7 @@ pub async fn delete(
     outbound: Outbound<'_>,
     id: Uuid,
 ) -> Result<Uuid> {
-    let server = {
-        let mut conn = ctx.db.conn().await?;
-        db::servers::find(&mut conn, id)
-            .await?
-            .ok_or(Error::NotFound)?
-    };
+    let server = load(ctx, id).await?;
     let workspace_id = server.workspace_id.0;
     outbound.require(workspace_id, Role::Admin)?;
     // Revoke upstream only now that the server is known to be the caller's.

@@ -28,6 +28,8 @@ pub async fn oauth_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, O
 pub struct Wanted {
     /// The OAuth grants.
     pub grants: bool,
+    /// Whether a flow is in progress, for servers that have a grant too.
+    pub flows_in_progress: bool,
     /// The pages of the tool catalogues, one entry per distinct page the query asks for.
     pub tools: Vec<ToolsPage>,
     /// The creators, and the users who authorized the grants.
@@ -56,7 +58,7 @@ pub async fn related(ctx: &Context, rows: &[McpServerRow], wanted: Wanted) -> Re
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut conn = ctx.db.conn().await?;
     if wanted.grants || wanted.users {
-        related.grants = Some(oauth_views(&mut conn, &ids, wanted.grants).await?);
+        related.grants = Some(oauth_views(&mut conn, &ids, wanted.flows_in_progress).await?);
     }
     for page in wanted.tools {
         if let std::collections::hash_map::Entry::Vacant(slot) = related.tools.entry(page) {
@@ -94,12 +96,15 @@ pub struct OauthView {
     pub flow_in_progress: bool,
 }
 
-/// The OAuth state of these servers: one query for the grants and, when `flows` is asked,
-/// one for the pending flows. Servers with neither are absent from the map.
+/// The OAuth state of these servers: one query for the grants, and one for the pending flows
+/// of the servers it needs: all of them when `in_progress` is asked, otherwise only those
+/// without a grant (whose OAuth state exists only if a flow is pending). Servers with neither
+/// are absent from the map; without `in_progress`, `flow_in_progress` is only set for servers
+/// without a grant.
 pub async fn oauth_views(
     conn: &mut DbConn,
     ids: &[Uuid],
-    flows: bool,
+    in_progress: bool,
 ) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
     let mut views: HashMap<Uuid, OauthView> = db::oauth::grants_by_server_ids(conn, ids)
         .await?
@@ -114,8 +119,16 @@ pub async fn oauth_views(
             )
         })
         .collect();
-    if flows {
-        for id in db::oauth::servers_with_live_flows(conn, ids, DbTime(db::now())).await? {
+    let asked: Vec<Uuid> = if in_progress {
+        ids.to_vec()
+    } else {
+        ids.iter()
+            .copied()
+            .filter(|id| !views.contains_key(id))
+            .collect()
+    };
+    if !asked.is_empty() {
+        for id in db::oauth::servers_with_live_flows(conn, &asked, DbTime(db::now())).await? {
             views.entry(id).or_default().flow_in_progress = true;
         }
     }

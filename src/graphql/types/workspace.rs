@@ -65,6 +65,9 @@ impl Workspace {
         }
         let wanted = servers::Wanted {
             grants: wants("oauth"),
+            flows_in_progress: nodes
+                .iter()
+                .any(|n| n.field("oauth").field("flowInProgress").exists()),
             tools,
             users: wants("createdBy")
                 || nodes
