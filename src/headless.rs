@@ -184,7 +184,9 @@ impl Session<'_> {
             let server = self.server().await?;
             let challenge = match operation(server.clone()).await {
                 Ok(value) => return Ok(value),
-                Err(Error::ReauthRequired { .. }) => {
+                // A 401 from a server not (yet) known to use OAuth reads as rejected headers:
+                // the client asks the server again, and switches it to OAuth when it says so.
+                Err(Error::ReauthRequired { .. } | Error::HeadersRejected { .. }) => {
                     // Try the refresh token once before asking for a new authorization.
                     if !refreshed && tokens::refresh(self.app, &server, None).await.is_ok() {
                         refreshed = true;
