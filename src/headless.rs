@@ -21,7 +21,7 @@ use crate::domain::access::{Principal, Role};
 use crate::domain::mcp::catalogue;
 use crate::domain::oauth::challenge::Challenge;
 use crate::domain::oauth::flow::{self, Binding, CallbackParams, Started};
-use crate::domain::oauth::tokens;
+use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers::{self, AuthType, NewServer};
 use crate::domain::{self, Error, admin};
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
@@ -188,7 +188,11 @@ impl Session<'_> {
                 // the client asks the server again, and switches it to OAuth when it says so.
                 Err(Error::ReauthRequired { .. } | Error::HeadersRejected { .. }) => {
                     // Try the refresh token once before asking for a new authorization.
-                    if !refreshed && tokens::refresh(self.app, &server, None).await.is_ok() {
+                    if !refreshed
+                        && tokens::refresh(self.app, &server, Holder::Workspace, None)
+                            .await
+                            .is_ok()
+                    {
                         refreshed = true;
                         writeln!(out, "token refreshed")?;
                         continue;

@@ -36,7 +36,7 @@ async fn authorized_oauth_server(t: &TestApp, name: &str) -> Uuid {
         issuer: Some("https://as.example".into()),
         tokens_sealed: Some("sealed".into()),
         token_generation: 1,
-        ..OauthGrantRow::empty(DbUuid(id), now)
+        ..OauthGrantRow::empty(DbUuid(id), None, now)
     };
     db::oauth::insert_grant(&mut conn, &grant).await.unwrap();
     let mut row = db::servers::find(&mut conn, id).await.unwrap().unwrap();
@@ -64,7 +64,7 @@ async fn update(
 
 async fn has_grant(t: &TestApp, id: Uuid) -> bool {
     let mut conn = t.app.db.conn().await.unwrap();
-    db::oauth::find_grant(&mut conn, id)
+    db::oauth::find_grant(&mut conn, id, None)
         .await
         .unwrap()
         .is_some()

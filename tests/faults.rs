@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard::db;
-use switchboard::domain::oauth::tokens;
+use switchboard::domain::oauth::{Holder, tokens};
 use uuid::Uuid;
 
 use crate::support::TestApp;
@@ -69,7 +69,9 @@ async fn a_database_restart_during_a_refresh_storm_loses_no_grant() {
                 }
                 .await;
                 let outcome = match server {
-                    Some(server) => tokens::refresh(&app, &server, None).await.is_ok(),
+                    Some(server) => tokens::refresh(&app, &server, Holder::Workspace, None)
+                        .await
+                        .is_ok(),
                     None => false,
                 };
                 let counter = if outcome { &refreshed } else { &failed };
@@ -119,7 +121,7 @@ async fn a_database_restart_during_a_refresh_storm_loses_no_grant() {
                 .await
                 .expect("read")
                 .expect("server");
-            let grant = db::oauth::find_grant(&mut conn, *server_id)
+            let grant = db::oauth::find_grant(&mut conn, *server_id, None)
                 .await
                 .expect("read")
                 .expect("grant");
@@ -133,7 +135,7 @@ async fn a_database_restart_during_a_refresh_storm_loses_no_grant() {
             grant.refresh_lease_owner, None,
             "{server_id}: no lease left"
         );
-        let refreshed = tokens::refresh(&t.app, &server, None).await;
+        let refreshed = tokens::refresh(&t.app, &server, Holder::Workspace, None).await;
         assert!(
             refreshed.is_ok(),
             "{server_id}: the stored refresh token still works: {:?}",

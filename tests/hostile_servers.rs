@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard::db;
-use switchboard::domain::oauth::tokens;
+use switchboard::domain::oauth::{Holder, tokens};
 use uuid::Uuid;
 
 use crate::support::fake_as::{AsConfig, FakeAuthServer, TokenFailure};
@@ -45,9 +45,19 @@ async fn row(t: &TestApp, id: &str) -> db::models::McpServerRow {
         .unwrap()
 }
 
+/// The client registration a grant was obtained with, sealed.
+async fn registration(t: &TestApp, id: &str, grant: &db::models::OauthGrantRow) -> Option<String> {
+    let mut conn = t.app.db.conn().await.unwrap();
+    let issuer = grant.issuer.as_deref()?;
+    db::oauth::find_registration(&mut conn, Uuid::parse_str(id).unwrap(), issuer)
+        .await
+        .unwrap()
+        .and_then(|r| r.client_information_sealed)
+}
+
 async fn grant(t: &TestApp, id: &str) -> db::models::OauthGrantRow {
     let mut conn = t.app.db.conn().await.unwrap();
-    db::oauth::find_grant(&mut conn, Uuid::parse_str(id).unwrap())
+    db::oauth::find_grant(&mut conn, Uuid::parse_str(id).unwrap(), None)
         .await
         .unwrap()
         .unwrap()
@@ -81,7 +91,7 @@ async fn absurd_lifetimes_are_clamped_and_never_panic() {
         json!(null),
     ] {
         auth.set_token_failure(TokenFailure::Patched(vec![("expires_in", value.clone())]));
-        let access = tokens::refresh(&t.app, &server, None).await;
+        let access = tokens::refresh(&t.app, &server, Holder::Workspace, None).await;
         assert!(access.is_ok(), "{value}: {:?}", access.err());
         if let Some(at) = grant(&t, &id).await.access_expires_at {
             assert!(at.0 < db::now() + year, "{value}");
@@ -134,7 +144,7 @@ async fn malformed_token_responses_keep_the_grant() {
         ),
     ] {
         auth.set_token_failure(TokenFailure::Reply(status, content_type, body.clone()));
-        let refreshed = tokens::refresh(&t.app, &server, None).await;
+        let refreshed = tokens::refresh(&t.app, &server, Holder::Workspace, None).await;
         assert!(refreshed.is_err(), "{status} {content_type} accepted");
         let after = grant(&t, &id).await;
         assert_eq!(
@@ -146,7 +156,9 @@ async fn malformed_token_responses_keep_the_grant() {
         assert_eq!(row(&t, &id).await.auth_status.as_str(), "refresh_failed");
     }
     auth.set_token_failure(TokenFailure::None);
-    tokens::refresh(&t.app, &server, None).await.unwrap();
+    tokens::refresh(&t.app, &server, Holder::Workspace, None)
+        .await
+        .unwrap();
     assert_eq!(row(&t, &id).await.auth_status.as_str(), "authorized");
 }
 
@@ -176,7 +188,9 @@ async fn refreshes_waiting_on_a_slow_token_endpoint_hold_no_connection() {
         .map(|server| {
             let app = app.clone();
             let server = server.clone();
-            tokio::spawn(async move { tokens::refresh(&app, &server, None).await })
+            tokio::spawn(
+                async move { tokens::refresh(&app, &server, Holder::Workspace, None).await },
+            )
         })
         .collect();
     // Wait until every refresh is inside the token endpoint.
@@ -332,8 +346,8 @@ async fn an_abandoned_flow_leaves_the_grant_with_its_own_authorization_server() 
     assert_eq!(after.issuer, before.issuer);
     assert_eq!(after.authorization_server, before.authorization_server);
     assert_eq!(
-        after.client_information_sealed,
-        before.client_information_sealed
+        registration(&t, &id, &after).await,
+        registration(&t, &id, &before).await
     );
     assert_eq!(after.tokens_sealed, before.tokens_sealed);
 
@@ -354,7 +368,7 @@ async fn an_abandoned_flow_leaves_the_grant_with_its_own_authorization_server() 
 
     // A refresh goes to the server that issued the tokens, never to the new one.
     let refreshes = first.refresh_count();
-    tokens::refresh(&t.app, &row(&t, &id).await, None)
+    tokens::refresh(&t.app, &row(&t, &id).await, Holder::Workspace, None)
         .await
         .unwrap();
     assert_eq!(first.refresh_count(), refreshes + 1);

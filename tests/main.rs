@@ -17,6 +17,7 @@ mod cli;
 mod console;
 mod domain_rules;
 mod faults;
+mod grants;
 mod graphiql;
 mod health;
 mod hostile_servers;

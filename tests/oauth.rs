@@ -12,7 +12,7 @@ use crate::support::{
 use serde_json::{Value, json};
 use switchboard::db;
 use switchboard::domain::access::Role;
-use switchboard::domain::oauth::tokens;
+use switchboard::domain::oauth::{Holder, tokens};
 use uuid::Uuid;
 
 /// An authorization server and an OAuth-protected MCP server using it.
@@ -638,7 +638,7 @@ async fn row(t: &TestApp, id: &str) -> switchboard::db::models::McpServerRow {
 
 async fn grant(t: &TestApp, id: &str) -> Option<switchboard::db::models::OauthGrantRow> {
     let mut conn = t.app.db.conn().await.unwrap();
-    db::oauth::find_grant(&mut conn, Uuid::parse_str(id).unwrap())
+    db::oauth::find_grant(&mut conn, Uuid::parse_str(id).unwrap(), None)
         .await
         .unwrap()
 }
@@ -655,7 +655,7 @@ async fn expiring_tokens_refresh_once_for_many_callers() {
         let app = t.app.clone();
         let server = server.clone();
         tokio::spawn(async move {
-            tokens::access_token(&app, &server)
+            tokens::access_token(&app, &server, Holder::Workspace)
                 .await
                 .map(|a| a.token.expose().to_owned())
         })
@@ -711,15 +711,21 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
     .await;
     let server = row(&t, &id).await;
     let before = auth.refresh_count();
-    tokens::refresh(&t.app, &server, None).await.unwrap();
-    tokens::refresh(&t.app, &server, None)
+    tokens::refresh(&t.app, &server, Holder::Workspace, None)
+        .await
+        .unwrap();
+    tokens::refresh(&t.app, &server, Holder::Workspace, None)
         .await
         .expect("the kept refresh token still works");
     assert_eq!(auth.refresh_count(), before + 2);
 
     // 5xx and network errors keep the tokens.
     auth.set_token_failure(TokenFailure::ServerError);
-    assert!(tokens::refresh(&t.app, &server, None).await.is_err());
+    assert!(
+        tokens::refresh(&t.app, &server, Holder::Workspace, None)
+            .await
+            .is_err()
+    );
     assert!(grant(&t, &id).await.unwrap().tokens_sealed.is_some());
     assert_eq!(server_status(&t, &id).await.1, "refresh_failed");
     // A failed background refresh does not block the next start.
@@ -734,7 +740,11 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
     let (auth, _mcp, id) = connected(&t, AsConfig::default()).await;
     let server = row(&t, &id).await;
     auth.set_token_failure(TokenFailure::InvalidGrant);
-    assert!(tokens::refresh(&t.app, &server, None).await.is_err());
+    assert!(
+        tokens::refresh(&t.app, &server, Holder::Workspace, None)
+            .await
+            .is_err()
+    );
     let g = grant(&t, &id).await.unwrap();
     assert!(g.tokens_sealed.is_none());
     let mut conn = t.app.db.conn().await.unwrap();
@@ -749,7 +759,11 @@ async fn refresh_failures_keep_or_clear_tokens_as_they_should() {
     let (auth, _mcp, id) = connected(&t, AsConfig::default()).await;
     let server = row(&t, &id).await;
     auth.set_token_failure(TokenFailure::InvalidClient);
-    assert!(tokens::refresh(&t.app, &server, None).await.is_err());
+    assert!(
+        tokens::refresh(&t.app, &server, Holder::Workspace, None)
+            .await
+            .is_err()
+    );
     auth.set_token_failure(TokenFailure::None);
     assert_eq!(auth.registrations().len(), 1);
     assert_eq!(t.authorize_in_browser(&t.admin, &id).await.status, 200);
@@ -773,13 +787,21 @@ async fn tokens_that_no_longer_open_ask_for_authorization_instead_of_failing() {
     let stranger = switchboard::crypto::KeyRing::generate();
     g.tokens_sealed = Some(stranger.seal_str(
         "{}",
-        switchboard::crypto::SealContext::new("mcp_server_oauth", "tokens_sealed", &id),
+        switchboard::crypto::SealContext::new(
+            "mcp_server_oauth",
+            "tokens_sealed",
+            &g.id.0.to_string(),
+        ),
     ));
     let mut conn = t.app.db.conn().await.unwrap();
     db::oauth::save_grant(&mut conn, &g).await.unwrap();
     drop(conn);
     let stored = row(&t, &id).await;
-    assert!(tokens::access_token(&t.app, &stored).await.is_err());
+    assert!(
+        tokens::access_token(&t.app, &stored, Holder::Workspace)
+            .await
+            .is_err()
+    );
     assert_eq!(
         server_status(&t, &id).await,
         (

@@ -35,7 +35,7 @@ async fn insert_grant(t: &TestApp, server_id: &str) {
         granted_scopes: Some("read write".into()),
         token_generation: 1,
         last_refreshed_at: Some(now),
-        ..OauthGrantRow::empty(DbUuid(Uuid::parse_str(server_id).unwrap()), now)
+        ..OauthGrantRow::empty(DbUuid(Uuid::parse_str(server_id).unwrap()), None, now)
     };
     let mut conn = t.app.db.conn().await.unwrap();
     db::oauth::insert_grant(&mut conn, &row).await.unwrap();
@@ -43,7 +43,7 @@ async fn insert_grant(t: &TestApp, server_id: &str) {
 
 async fn grant_exists(t: &TestApp, server_id: &str) -> bool {
     let mut conn = t.app.db.conn().await.unwrap();
-    !db::oauth::grants_by_server_ids(&mut conn, &[Uuid::parse_str(server_id).unwrap()])
+    !db::oauth::grants_of_server(&mut conn, Uuid::parse_str(server_id).unwrap())
         .await
         .unwrap()
         .is_empty()

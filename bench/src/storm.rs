@@ -190,7 +190,7 @@ async fn expire_stored_token(database_url: &str, server_id: &str) -> anyhow::Res
     )
     .await?;
     let mut conn = pool.conn().await?;
-    let mut grant = db::oauth::find_grant(&mut conn, server_id)
+    let mut grant = db::oauth::find_grant(&mut conn, server_id, None)
         .await?
         .context("the storm server has no grant")?;
     ensure!(

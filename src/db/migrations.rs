@@ -91,3 +91,17 @@ pub async fn revert_all(db: &Db) -> Result<(), DbError> {
     }
     Ok(())
 }
+
+/// Revert the most recent applied migration (used by the tests that migrate data written in
+/// the previous layout).
+pub async fn revert_last(db: &Db) -> Result<String, DbError> {
+    let reverted = match establish_for_migrations(db.target()).await? {
+        MigrationConn::Postgres(conn) => AsyncMigrationHarness::new(*conn)
+            .revert_last_migration(POSTGRES)
+            .map(|v| v.to_string()),
+        MigrationConn::Sqlite(conn) => AsyncMigrationHarness::new(conn)
+            .revert_last_migration(SQLITE)
+            .map(|v| v.to_string()),
+    };
+    reverted.map_err(|e| DbError::Migration(e.to_string()))
+}

@@ -137,14 +137,22 @@ pub struct McpServerRow {
 /// What the API shows of a grant: none of its sealed values or discovered metadata, which
 /// are most of a grant row's bytes and never leave the server.
 #[derive(Queryable, Selectable, Debug, Clone)]
-#[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(table_name = mcp_oauth_grants, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 pub struct GrantSummary {
+    /// Id.
+    pub id: DbUuid,
     /// The server this grant belongs to.
     pub server_id: DbUuid,
+    /// The user holding it; `None` for the workspace's shared grant.
+    pub user_id: Option<DbUuid>,
     /// Authorization server issuer.
     pub issuer: Option<String>,
-    /// `pre_registered`, `metadata_document` or `dynamic`.
+    /// How the client that obtained it was registered.
     pub registration_kind: Option<RegistrationKind>,
+    /// Whether tokens are stored.
+    #[diesel(select_expression = mcp_oauth_grants::tokens_sealed.is_not_null())]
+    #[diesel(select_expression_type = diesel::dsl::IsNotNull<mcp_oauth_grants::tokens_sealed>)]
+    pub has_tokens: bool,
     /// Absolute access-token expiry.
     pub access_expires_at: Option<DbTime>,
     /// Space-separated scopes granted.
@@ -153,24 +161,29 @@ pub struct GrantSummary {
     pub last_refreshed_at: Option<DbTime>,
     /// Who completed the last authorization.
     pub authorized_by: Option<DbUuid>,
+    /// When it was first stored.
+    pub created_at: DbTime,
 }
 
-/// The OAuth grant of a server, shared by its workspace: what a completed authorization
-/// produced. Pending flows live in [`FlowRow`] and replace a grant only when they succeed.
+/// An OAuth grant: what a completed authorization produced, held by the workspace (shared) or
+/// by one user. Pending flows live in [`FlowRow`] and replace a grant only when they succeed;
+/// the client registration it was obtained with lives in [`RegistrationRow`].
 #[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
-#[diesel(table_name = mcp_server_oauth, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(table_name = mcp_oauth_grants, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
 #[diesel(treat_none_as_null = true)]
 pub struct OauthGrantRow {
+    /// Id.
+    pub id: DbUuid,
     /// The server this grant belongs to.
     pub server_id: DbUuid,
+    /// The user holding it; `None` for the workspace's shared grant.
+    pub user_id: Option<DbUuid>,
     /// Authorization server issuer that issued the tokens.
     pub issuer: Option<String>,
     /// The protected resource sent as `resource`.
     pub resource: Option<String>,
-    /// `pre_registered`, `metadata_document` or `dynamic`.
+    /// How the client that obtained it was registered.
     pub registration_kind: Option<RegistrationKind>,
-    /// Sealed client registration with that issuer.
-    pub client_information_sealed: Option<String>,
     /// Sealed token set.
     pub tokens_sealed: Option<String>,
     /// Absolute access-token expiry.
@@ -198,14 +211,16 @@ pub struct OauthGrantRow {
 }
 
 impl OauthGrantRow {
-    /// A grant row with nothing in it yet: no tokens, no registration.
-    pub fn empty(server_id: DbUuid, now: DbTime) -> Self {
+    /// A grant with nothing in it yet, for `server_id` held by `user_id` (`None`: the
+    /// workspace). A new grant gets a fresh id.
+    pub fn empty(server_id: DbUuid, user_id: Option<DbUuid>, now: DbTime) -> Self {
         OauthGrantRow {
+            id: DbUuid(uuid::Uuid::now_v7()),
             server_id,
+            user_id,
             issuer: None,
             resource: None,
             registration_kind: None,
-            client_information_sealed: None,
             tokens_sealed: None,
             access_expires_at: None,
             granted_scopes: None,
@@ -220,6 +235,32 @@ impl OauthGrantRow {
             updated_at: now,
         }
     }
+}
+
+/// A client registration with one authorization server, for one server. Every grant of the
+/// server with that issuer is obtained and refreshed with it; it is never used with another
+/// issuer.
+#[derive(Queryable, Selectable, Insertable, AsChangeset, Debug, Clone)]
+#[diesel(table_name = mcp_oauth_registrations, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+#[diesel(treat_none_as_null = true)]
+pub struct RegistrationRow {
+    /// Id.
+    pub id: DbUuid,
+    /// The server it was made for.
+    pub server_id: DbUuid,
+    /// The authorization server it is bound to.
+    pub issuer: String,
+    /// How the client was registered.
+    pub kind: RegistrationKind,
+    /// Sealed client information (id, secret, redirect URI) for dynamic and metadata-document
+    /// clients; a pre-registered client's secret stays on the server row.
+    pub client_information_sealed: Option<String>,
+    /// How the client authenticates at the token endpoint, when known.
+    pub token_endpoint_auth_method: Option<String>,
+    /// Creation time.
+    pub created_at: DbTime,
+    /// Last change.
+    pub updated_at: DbTime,
 }
 
 /// A pending authorization: everything the callback needs to finish it, and the discovered

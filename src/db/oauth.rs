@@ -1,25 +1,55 @@
-//! OAuth grants (one row per server: sealed tokens, the client registration with the issuing
-//! authorization server, the refresh lease) and pending flows (one row per server and user).
-//! Token saves are compare-and-swap on `token_generation`.
+//! OAuth client registrations (one per server and authorization server), grants (sealed tokens
+//! and the refresh lease; one shared grant per server, or one per server and user) and pending
+//! flows (one per server and user). Token saves are compare-and-swap on `token_generation`.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{FlowRow, GrantSummary, OauthGrantRow};
-use super::schema::{mcp_oauth_flows, mcp_server_oauth};
+use super::models::{FlowRow, GrantSummary, OauthGrantRow, RegistrationRow};
+use super::schema::{mcp_oauth_flows, mcp_oauth_grants, mcp_oauth_registrations};
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
-/// What the API shows of the grants of these servers, in one query.
-pub async fn grants_by_server_ids(
+/// What the API shows of the grants of these servers that `user` can see as theirs: the
+/// shared grants, and `user`'s own (none when `user` is `None`), in one query.
+pub async fn grant_summaries(
     conn: &mut DbConn,
     ids: &[Uuid],
+    user: Option<Uuid>,
 ) -> Result<Vec<GrantSummary>, DbError> {
     let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    // A nil id matches no user: `None` sees only shared grants.
+    let user = DbUuid(user.unwrap_or(Uuid::nil()));
     Ok(with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .filter(mcp_server_oauth::server_id.eq_any(&ids))
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq_any(&ids))
+            .filter(
+                mcp_oauth_grants::user_id
+                    .is_null()
+                    .or(mcp_oauth_grants::user_id.eq(user)),
+            )
+            .select(GrantSummary::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Every per-user grant of one server, oldest first, up to `limit` after the grant `after`.
+pub async fn user_grants_of_server(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<GrantSummary>, DbError> {
+    let after = DbUuid(after.unwrap_or(Uuid::nil()));
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_oauth_grants::user_id.is_not_null())
+            .filter(mcp_oauth_grants::id.gt(after))
+            .order(mcp_oauth_grants::id.asc())
+            .limit(limit)
             .select(GrantSummary::as_select())
             .load(c)
             .await
@@ -28,31 +58,75 @@ pub async fn grants_by_server_ids(
 
 /// Insert a grant row.
 pub async fn insert_grant(conn: &mut DbConn, row: &OauthGrantRow) -> Result<(), DbError> {
-    with_conn!(conn, |c| diesel::insert_into(mcp_server_oauth::table)
+    with_conn!(conn, |c| diesel::insert_into(mcp_oauth_grants::table)
         .values(row)
         .execute(c)
         .await)?;
     Ok(())
 }
 
-/// Remove a server's grant; returns whether there was one.
-pub async fn delete_grant(conn: &mut DbConn, server_id: Uuid) -> Result<bool, DbError> {
+/// Remove one grant; returns whether it was there.
+pub async fn delete_grant(conn: &mut DbConn, grant_id: Uuid) -> Result<bool, DbError> {
     let changed = with_conn!(conn, |c| {
-        diesel::delete(mcp_server_oauth::table.find(DbUuid(server_id)))
+        diesel::delete(mcp_oauth_grants::table.find(DbUuid(grant_id)))
             .execute(c)
             .await
     })?;
     Ok(changed == 1)
 }
 
-/// The grant of one server.
+/// Remove every grant of a server (shared and per user); returns how many there were.
+pub async fn delete_grants_of_server(conn: &mut DbConn, server_id: Uuid) -> Result<usize, DbError> {
+    Ok(with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_grants::table.filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id))),
+        )
+        .execute(c)
+        .await
+    })?)
+}
+
+/// Every grant of a server (shared and per user).
+pub async fn grants_of_server(
+    conn: &mut DbConn,
+    server_id: Uuid,
+) -> Result<Vec<OauthGrantRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
+            .select(OauthGrantRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// The grant of one server held by `user` (`None`: the workspace's shared grant).
 pub async fn find_grant(
     conn: &mut DbConn,
     server_id: Uuid,
+    user: Option<Uuid>,
 ) -> Result<Option<OauthGrantRow>, DbError> {
     Ok(with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .find(DbUuid(server_id))
+        let query = mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
+            .select(OauthGrantRow::as_select())
+            .into_boxed();
+        let query = match user {
+            Some(user) => query.filter(mcp_oauth_grants::user_id.eq(DbUuid(user))),
+            None => query.filter(mcp_oauth_grants::user_id.is_null()),
+        };
+        query.first(c).await.optional()
+    })?)
+}
+
+/// One grant by id.
+pub async fn find_grant_by_id(
+    conn: &mut DbConn,
+    grant_id: Uuid,
+) -> Result<Option<OauthGrantRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .find(DbUuid(grant_id))
             .select(OauthGrantRow::as_select())
             .first(c)
             .await
@@ -60,13 +134,13 @@ pub async fn find_grant(
     })?)
 }
 
-/// Whether a server has stored OAuth tokens.
+/// Whether any grant of a server holds tokens.
 pub async fn has_tokens(conn: &mut DbConn, server_id: Uuid) -> Result<bool, DbError> {
     let found: Option<DbUuid> = with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .find(DbUuid(server_id))
-            .filter(mcp_server_oauth::tokens_sealed.is_not_null())
-            .select(mcp_server_oauth::server_id)
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_oauth_grants::tokens_sealed.is_not_null())
+            .select(mcp_oauth_grants::id)
             .first(c)
             .await
             .optional()
@@ -77,7 +151,7 @@ pub async fn has_tokens(conn: &mut DbConn, server_id: Uuid) -> Result<bool, DbEr
 /// Write every column of a grant; returns whether a row was written.
 pub async fn save_grant(conn: &mut DbConn, row: &OauthGrantRow) -> Result<bool, DbError> {
     let changed = with_conn!(conn, |c| {
-        diesel::update(mcp_server_oauth::table.find(row.server_id))
+        diesel::update(mcp_oauth_grants::table.find(row.id))
             .set(row)
             .execute(c)
             .await
@@ -94,9 +168,9 @@ pub async fn save_grant_if_generation(
 ) -> Result<bool, DbError> {
     let changed = with_conn!(conn, |c| {
         diesel::update(
-            mcp_server_oauth::table
-                .filter(mcp_server_oauth::server_id.eq(row.server_id))
-                .filter(mcp_server_oauth::token_generation.eq(expected)),
+            mcp_oauth_grants::table
+                .filter(mcp_oauth_grants::id.eq(row.id))
+                .filter(mcp_oauth_grants::token_generation.eq(expected)),
         )
         .set(row)
         .execute(c)
@@ -112,10 +186,10 @@ pub async fn grants_expiring(
     limit: i64,
 ) -> Result<Vec<OauthGrantRow>, DbError> {
     Ok(with_conn!(conn, |c| {
-        mcp_server_oauth::table
-            .filter(mcp_server_oauth::tokens_sealed.is_not_null())
-            .filter(mcp_server_oauth::access_expires_at.lt(before))
-            .order(mcp_server_oauth::access_expires_at.asc())
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::tokens_sealed.is_not_null())
+            .filter(mcp_oauth_grants::access_expires_at.lt(before))
+            .order(mcp_oauth_grants::access_expires_at.asc())
             .limit(limit)
             .select(OauthGrantRow::as_select())
             .load(c)
@@ -128,7 +202,7 @@ pub async fn grants_expiring(
 /// grant at a time without keeping a connection (or a lock) open across the token request.
 pub async fn take_refresh_lease(
     conn: &mut DbConn,
-    server_id: Uuid,
+    grant_id: Uuid,
     generation: i64,
     owner: &str,
     now: DbTime,
@@ -136,18 +210,18 @@ pub async fn take_refresh_lease(
 ) -> Result<bool, DbError> {
     let changed = with_conn!(conn, |c| {
         diesel::update(
-            mcp_server_oauth::table
-                .filter(mcp_server_oauth::server_id.eq(DbUuid(server_id)))
-                .filter(mcp_server_oauth::token_generation.eq(generation))
+            mcp_oauth_grants::table
+                .filter(mcp_oauth_grants::id.eq(DbUuid(grant_id)))
+                .filter(mcp_oauth_grants::token_generation.eq(generation))
                 .filter(
-                    mcp_server_oauth::refresh_lease_until
+                    mcp_oauth_grants::refresh_lease_until
                         .is_null()
-                        .or(mcp_server_oauth::refresh_lease_until.lt(now)),
+                        .or(mcp_oauth_grants::refresh_lease_until.lt(now)),
                 ),
         )
         .set((
-            mcp_server_oauth::refresh_lease_owner.eq(Some(owner)),
-            mcp_server_oauth::refresh_lease_until.eq(Some(until)),
+            mcp_oauth_grants::refresh_lease_owner.eq(Some(owner)),
+            mcp_oauth_grants::refresh_lease_until.eq(Some(until)),
         ))
         .execute(c)
         .await
@@ -158,21 +232,92 @@ pub async fn take_refresh_lease(
 /// Give up a refresh lease this owner holds (after a refresh that saved nothing).
 pub async fn release_refresh_lease(
     conn: &mut DbConn,
-    server_id: Uuid,
+    grant_id: Uuid,
     owner: &str,
 ) -> Result<(), DbError> {
     let none: Option<String> = None;
     let no_time: Option<DbTime> = None;
     with_conn!(conn, |c| {
         diesel::update(
-            mcp_server_oauth::table
-                .filter(mcp_server_oauth::server_id.eq(DbUuid(server_id)))
-                .filter(mcp_server_oauth::refresh_lease_owner.eq(owner)),
+            mcp_oauth_grants::table
+                .filter(mcp_oauth_grants::id.eq(DbUuid(grant_id)))
+                .filter(mcp_oauth_grants::refresh_lease_owner.eq(owner)),
         )
         .set((
-            mcp_server_oauth::refresh_lease_owner.eq(none),
-            mcp_server_oauth::refresh_lease_until.eq(no_time),
+            mcp_oauth_grants::refresh_lease_owner.eq(none),
+            mcp_oauth_grants::refresh_lease_until.eq(no_time),
         ))
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// The registration of a server with one authorization server.
+pub async fn find_registration(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    issuer: &str,
+) -> Result<Option<RegistrationRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_registrations::table
+            .filter(mcp_oauth_registrations::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_oauth_registrations::issuer.eq(issuer))
+            .select(RegistrationRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Store a registration, replacing the one the server had with the same issuer.
+pub async fn put_registration(conn: &mut DbConn, row: &RegistrationRow) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_registrations::table
+                .filter(mcp_oauth_registrations::server_id.eq(row.server_id))
+                .filter(mcp_oauth_registrations::issuer.eq(&row.issuer)),
+        )
+        .execute(c)
+        .await
+    })?;
+    with_conn!(conn, |c| diesel::insert_into(
+        mcp_oauth_registrations::table
+    )
+    .values(row)
+    .execute(c)
+    .await)?;
+    Ok(())
+}
+
+/// Forget a server's registration with one authorization server.
+pub async fn delete_registration(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    issuer: &str,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_registrations::table
+                .filter(mcp_oauth_registrations::server_id.eq(DbUuid(server_id)))
+                .filter(mcp_oauth_registrations::issuer.eq(issuer)),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Forget every registration of a server.
+pub async fn delete_registrations_of_server(
+    conn: &mut DbConn,
+    server_id: Uuid,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_registrations::table
+                .filter(mcp_oauth_registrations::server_id.eq(DbUuid(server_id))),
+        )
         .execute(c)
         .await
     })?;

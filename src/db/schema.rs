@@ -95,12 +95,29 @@ diesel::table! {
     use diesel::sql_types::*;
     use crate::db::types::{PortableTimestamp, PortableUuid};
 
-    mcp_server_oauth (server_id) {
+    mcp_oauth_registrations (id) {
+        id -> PortableUuid,
         server_id -> PortableUuid,
+        issuer -> Text,
+        kind -> Text,
+        client_information_sealed -> Nullable<Text>,
+        token_endpoint_auth_method -> Nullable<Text>,
+        created_at -> PortableTimestamp,
+        updated_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_oauth_grants (id) {
+        id -> PortableUuid,
+        server_id -> PortableUuid,
+        user_id -> Nullable<PortableUuid>,
         issuer -> Nullable<Text>,
         resource -> Nullable<Text>,
         registration_kind -> Nullable<Text>,
-        client_information_sealed -> Nullable<Text>,
         tokens_sealed -> Nullable<Text>,
         access_expires_at -> Nullable<PortableTimestamp>,
         granted_scopes -> Nullable<Text>,
@@ -175,7 +192,8 @@ diesel::joinable!(workspace_members -> workspaces (workspace_id));
 diesel::joinable!(workspace_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(mcp_servers -> workspaces (workspace_id));
-diesel::joinable!(mcp_server_oauth -> mcp_servers (server_id));
+diesel::joinable!(mcp_oauth_registrations -> mcp_servers (server_id));
+diesel::joinable!(mcp_oauth_grants -> mcp_servers (server_id));
 diesel::joinable!(mcp_oauth_flows -> mcp_servers (server_id));
 diesel::joinable!(mcp_tools -> mcp_servers (server_id));
 diesel::joinable!(audit_events -> workspaces (workspace_id));
@@ -186,7 +204,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     workspace_members,
     api_tokens,
     mcp_servers,
-    mcp_server_oauth,
+    mcp_oauth_registrations,
+    mcp_oauth_grants,
     mcp_oauth_flows,
     mcp_tools,
     audit_events,

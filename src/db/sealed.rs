@@ -1,8 +1,10 @@
 //! Every sealed column, declared once.
 //!
-//! A sealed value's additional authenticated data is its table, column and row id, so the
-//! same three names must be used to seal it, to open it and to re-seal it after a key
-//! rotation. They are declared here and nowhere else: code that seals or opens a value asks
+//! A sealed value's additional authenticated data is its column's sealing name (table and
+//! column), and its row id, so the same three names must be used to seal it, to open it and to
+//! re-seal it after a key rotation. A sealing name is where the column first lived: it does not
+//! follow a table that is split or renamed, so values sealed before stay readable (rows carried
+//! over keep their ids). They are declared here and nowhere else: code that seals or opens a value asks
 //! its column for the context ([`SealedColumn::context`]), and `rotate-key` walks [`ALL`]. A
 //! test fails when a `*_sealed` column of the schema is missing from [`ALL`].
 
@@ -18,18 +20,20 @@ use crate::crypto::SealContext;
 /// A column holding sealed values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SealedColumn {
-    /// The table (part of the AAD).
+    /// The table.
     pub table: &'static str,
-    /// The column (part of the AAD).
+    /// The column.
     pub column: &'static str,
     /// The id column whose value, as text, is the row part of the AAD.
     id_column: &'static str,
+    /// The table and column names of the AAD.
+    sealing_name: (&'static str, &'static str),
 }
 
 impl SealedColumn {
     /// The sealing context of this column's value in the row `row_id`.
     pub fn context(self, row_id: &str) -> SealContext<'_> {
-        SealContext::new(self.table, self.column, row_id)
+        SealContext::new(self.sealing_name.0, self.sealing_name.1, row_id)
     }
 }
 
@@ -42,6 +46,22 @@ const fn sealed(
         table,
         column,
         id_column,
+        sealing_name: (table, column),
+    }
+}
+
+/// A column that moved: sealed under the name of the table and column it first lived in.
+const fn moved(
+    table: &'static str,
+    column: &'static str,
+    id_column: &'static str,
+    first_home: (&'static str, &'static str),
+) -> SealedColumn {
+    SealedColumn {
+        table,
+        column,
+        id_column,
+        sealing_name: first_home,
     }
 }
 
@@ -50,11 +70,20 @@ pub const SERVER_HEADERS: SealedColumn = sealed("mcp_servers", "headers_sealed",
 /// A server's pre-registered OAuth client secret.
 pub const SERVER_CLIENT_SECRET: SealedColumn =
     sealed("mcp_servers", "oauth_client_secret_sealed", "id");
-/// A grant's client registration with its authorization server.
-pub const GRANT_CLIENT: SealedColumn =
-    sealed("mcp_server_oauth", "client_information_sealed", "server_id");
+/// A client registration with an authorization server.
+pub const REGISTRATION_CLIENT: SealedColumn = moved(
+    "mcp_oauth_registrations",
+    "client_information_sealed",
+    "id",
+    ("mcp_server_oauth", "client_information_sealed"),
+);
 /// A grant's tokens.
-pub const GRANT_TOKENS: SealedColumn = sealed("mcp_server_oauth", "tokens_sealed", "server_id");
+pub const GRANT_TOKENS: SealedColumn = moved(
+    "mcp_oauth_grants",
+    "tokens_sealed",
+    "id",
+    ("mcp_server_oauth", "tokens_sealed"),
+);
 /// A pending flow's PKCE verifier.
 pub const FLOW_VERIFIER: SealedColumn = sealed("mcp_oauth_flows", "code_verifier_sealed", "id");
 /// A pending flow's authorization URL (it carries the state).
@@ -67,7 +96,7 @@ pub const FLOW_CLIENT: SealedColumn = sealed("mcp_oauth_flows", "client_informat
 pub const ALL: [SealedColumn; 7] = [
     SERVER_HEADERS,
     SERVER_CLIENT_SECRET,
-    GRANT_CLIENT,
+    REGISTRATION_CLIENT,
     GRANT_TOKENS,
     FLOW_VERIFIER,
     FLOW_AUTHORIZATION_URL,
@@ -96,6 +125,7 @@ pub async fn batch(
         table,
         column,
         id_column: id,
+        ..
     } = column;
     // The names are compile-time constants of this module, never input.
     let after = after.unwrap_or(Uuid::nil());
@@ -140,6 +170,7 @@ pub async fn replace(
         table,
         column,
         id_column: id,
+        ..
     } = column;
     let changed = match conn {
         DbConn::Postgres(c) => {

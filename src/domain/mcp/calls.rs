@@ -16,7 +16,7 @@ use crate::domain::Context;
 use crate::domain::access::Role;
 use crate::domain::lifecycle::{self, Event, Facts};
 use crate::domain::limits::Outbound;
-use crate::domain::oauth::tokens;
+use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers;
 use crate::domain::servers::AuthType;
 use crate::domain::status;
@@ -150,7 +150,7 @@ async fn fail(
             if server.auth_type == AuthType::Oauth && !*refreshed && generation.is_some() =>
         {
             *refreshed = true;
-            match tokens::refresh(ctx, server, generation).await {
+            match tokens::refresh(ctx, server, Holder::Workspace, generation).await {
                 Ok(_) => Ok(()),
                 Err(_) => {
                     catalogue::record_failure(ctx, server_id, &Error::ReauthRequired { server_id })

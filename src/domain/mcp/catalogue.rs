@@ -16,7 +16,7 @@ use crate::db::{self, DbTime, DbUuid};
 use crate::domain::Context;
 use crate::domain::lifecycle::Event;
 use crate::domain::limits::Quota;
-use crate::domain::oauth::{OauthError, challenge, tokens};
+use crate::domain::oauth::{Holder, OauthError, challenge, tokens};
 use crate::domain::servers::{self, AuthType};
 use crate::domain::status;
 use crate::domain::{Error, Result};
@@ -41,7 +41,7 @@ pub async fn target(ctx: &Context, server: &McpServerRow) -> Result<(McpTarget, 
     // Headers that no longer open (lost key) are an internal failure, never sent half.
     let headers = servers::open_headers(ctx, server)?;
     let (bearer, generation) = if server.auth_type == AuthType::Oauth {
-        match tokens::access_token(ctx, server).await {
+        match tokens::access_token(ctx, server, Holder::Workspace).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
             Err(
                 OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient,
@@ -248,7 +248,7 @@ pub async fn note_insufficient_scope(
 ) -> Result<()> {
     let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
-        if let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? {
+        if let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id, None).await? {
             let union = crate::domain::oauth::scope_union([
                 crate::domain::oauth::scope_list(grant.requested_scopes.as_deref()).as_slice(),
                 crate::domain::oauth::scope_list(grant.granted_scopes.as_deref()).as_slice(),

@@ -14,6 +14,7 @@
 //! Every request goes through the guarded HTTP client; every secret (tokens, verifiers, client
 //! secrets, registrations) is sealed before it is stored and never logged.
 
+pub mod assertion;
 pub mod challenge;
 pub mod discovery;
 pub mod flow;
@@ -135,6 +136,33 @@ impl OauthError {
 /// How a client was registered with an authorization server.
 pub use crate::db::types::RegistrationKind;
 
+/// Who holds a grant: the workspace (one grant shared by every member) or one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// The workspace's shared grant.
+    Workspace,
+    /// One user's own grant.
+    User(Uuid),
+}
+
+impl Holder {
+    /// The user holding the grant, if it is not shared.
+    pub fn user_id(self) -> Option<Uuid> {
+        match self {
+            Holder::Workspace => None,
+            Holder::User(id) => Some(id),
+        }
+    }
+
+    /// The holder of a stored grant.
+    pub fn of(grant: &crate::db::models::OauthGrantRow) -> Holder {
+        match grant.user_id {
+            Some(user) => Holder::User(user.0),
+            None => Holder::Workspace,
+        }
+    }
+}
+
 /// The endpoints of an authorization server that a grant needs after the flow (refresh and
 /// revocation), stored with the grant so neither needs discovery again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,14 +234,14 @@ impl OauthState {
     }
 
     /// The in-process refresh lock of one grant.
-    pub fn refresh_lock(&self, server_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn refresh_lock(&self, grant_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.refresh_locks.lock().unwrap_or_else(|p| p.into_inner());
         // Locks nobody holds or waits for are dropped, so the map stays as small as the
         // number of refreshes in progress.
         if locks.len() > REFRESH_LOCKS_KEPT {
             locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         }
-        locks.entry(server_id).or_default().clone()
+        locks.entry(grant_id).or_default().clone()
     }
 }
 

@@ -24,7 +24,7 @@ use url::Url;
 use super::discovery::Discovery;
 use super::{OauthError, RegistrationKind};
 use crate::crypto::{SealContext, Secret};
-use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow};
+use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow, RegistrationRow};
 use crate::db::sealed;
 use crate::domain::Context;
 use crate::net;
@@ -74,8 +74,8 @@ pub struct Client {
     pub auth_method: AuthMethod,
 }
 
-/// What is stored (sealed) about a registration: on a flow while it is pending, on the grant
-/// once the flow succeeded.
+/// What is stored (sealed) about a registration: on a flow while it is pending, in the server's
+/// registrations once the flow succeeded.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct StoredClient {
     kind: RegistrationKind,
@@ -158,11 +158,13 @@ fn check_binding(server: &McpServerRow, issuer: &str) -> Result<(), OauthError> 
     }
 }
 
-/// The client of an existing grant (for refresh and revocation).
+/// The client of an existing grant (for refresh and revocation): the pre-registered client,
+/// or `registration`, the server's registration with the grant's issuer.
 pub fn client_of_grant(
     ctx: &Context,
     server: &McpServerRow,
     grant: &OauthGrantRow,
+    registration: Option<&RegistrationRow>,
     supported: Option<&[String]>,
 ) -> Result<Client, OauthError> {
     match grant.registration_kind {
@@ -176,7 +178,10 @@ pub fn client_of_grant(
             pre_registered(ctx, server, supported)?.ok_or(OauthError::InvalidClient)
         }
         Some(RegistrationKind::MetadataDocument | RegistrationKind::Dynamic) => {
-            let stored = open_on_grant(ctx, grant).ok_or(OauthError::InvalidClient)?;
+            let stored = registration
+                .filter(|r| Some(r.issuer.as_str()) == grant.issuer.as_deref())
+                .and_then(|r| open_registration(ctx, r))
+                .ok_or(OauthError::InvalidClient)?;
             Ok(dynamic_client(&stored, supported))
         }
         _ => Err(OauthError::NotAuthorized),
@@ -374,14 +379,30 @@ fn open(ctx: &Context, sealed: &str, seal_ctx: SealContext<'_>) -> Option<Stored
     serde_json::from_str(json.expose()).ok()
 }
 
-/// Seal a registration for a grant row.
-pub fn seal_on_grant(
+/// A registration row for a stored client: bound to the client's issuer, sealed under the new
+/// row's id.
+pub fn registration_row(
     ctx: &Context,
     server_id: uuid::Uuid,
     stored: &StoredClient,
-) -> Result<String, OauthError> {
-    let row_id = server_id.to_string();
-    seal(ctx, sealed::GRANT_CLIENT.context(&row_id), stored)
+    now: crate::db::DbTime,
+) -> Result<RegistrationRow, OauthError> {
+    let id = uuid::Uuid::now_v7();
+    let row_id = id.to_string();
+    Ok(RegistrationRow {
+        id: crate::db::DbUuid(id),
+        server_id: crate::db::DbUuid(server_id),
+        issuer: stored.issuer.clone(),
+        kind: stored.kind,
+        client_information_sealed: Some(seal(
+            ctx,
+            sealed::REGISTRATION_CLIENT.context(&row_id),
+            stored,
+        )?),
+        token_endpoint_auth_method: stored.token_endpoint_auth_method.clone(),
+        created_at: now,
+        updated_at: now,
+    })
 }
 
 /// Seal a registration for a flow row.
@@ -394,12 +415,13 @@ pub fn seal_on_flow(
     seal(ctx, sealed::FLOW_CLIENT.context(&row_id), stored)
 }
 
-/// The registration of a grant; `None` when absent or unreadable (lost key), which leads to
-/// a fresh registration.
-pub fn open_on_grant(ctx: &Context, grant: &OauthGrantRow) -> Option<StoredClient> {
-    let sealed = grant.client_information_sealed.as_deref()?;
-    let row_id = grant.server_id.0.to_string();
-    open(ctx, sealed, sealed::GRANT_CLIENT.context(&row_id))
+/// The client information of a registration; `None` when absent or unreadable (lost key),
+/// which leads to a fresh registration.
+pub fn open_registration(ctx: &Context, registration: &RegistrationRow) -> Option<StoredClient> {
+    let sealed = registration.client_information_sealed.as_deref()?;
+    let row_id = registration.id.0.to_string();
+    open(ctx, sealed, sealed::REGISTRATION_CLIENT.context(&row_id))
+        .filter(|stored| stored.issuer == registration.issuer)
 }
 
 /// The registration of a flow; `None` when absent or unreadable.

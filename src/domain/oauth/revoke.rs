@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::AuthorizationServer;
 use super::registration::client_of_grant;
 use super::tokens::{open_tokens, post_form};
+use crate::db;
 use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::domain::Context;
 
@@ -30,6 +31,16 @@ async fn revoke_inner(ctx: &Context, server: &McpServerRow, grant: &OauthGrantRo
     let Some(tokens) = open_tokens(ctx, grant) else {
         return;
     };
+    let registration = match &grant.issuer {
+        Some(issuer) => match ctx.db.conn().await {
+            Ok(mut conn) => db::oauth::find_registration(&mut conn, server.id.0, issuer)
+                .await
+                .ok()
+                .flatten(),
+            Err(_) => None,
+        },
+        None => None,
+    };
     let Some(authorization_server) = grant
         .authorization_server
         .as_deref()
@@ -48,6 +59,7 @@ async fn revoke_inner(ctx: &Context, server: &McpServerRow, grant: &OauthGrantRo
         ctx,
         server,
         grant,
+        registration.as_ref(),
         authorization_server.token_endpoint_auth_methods.as_deref(),
     ) else {
         return;

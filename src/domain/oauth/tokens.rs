@@ -1,7 +1,7 @@
 //! Tokens: requests to the token endpoint, sealed storage, and refresh.
 //!
 //! Refresh invariants:
-//! - Exactly one refresh per grant at a time: an in-process single-flight lock per server,
+//! - Exactly one refresh per grant at a time: an in-process single-flight lock per grant,
 //!   plus a lease on the grant row (owner and expiry, taken with a conditional update) so
 //!   replicas sharing the database take turns. No database connection is held while the token
 //!   endpoint answers: a slow authorization server cannot starve the pool. A caller that finds
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::registration::{AuthMethod, Client, client_of_grant};
-use super::{AuthorizationServer, OauthError};
+use super::{AuthorizationServer, Holder, OauthError};
 use crate::crypto::{Secret, random_token};
 use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::db::sealed;
@@ -194,16 +194,16 @@ fn parse_fields(bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
 }
 
 /// Seal a token set for a grant.
-pub fn seal_tokens(ctx: &Context, server_id: Uuid, tokens: &StoredTokens) -> String {
+pub fn seal_tokens(ctx: &Context, grant_id: Uuid, tokens: &StoredTokens) -> String {
     let json = serde_json::to_string(tokens).unwrap_or_default();
     ctx.keys
-        .seal_str(&json, sealed::GRANT_TOKENS.context(&server_id.to_string()))
+        .seal_str(&json, sealed::GRANT_TOKENS.context(&grant_id.to_string()))
 }
 
 /// Open a grant's tokens; `None` when absent or unreadable.
 pub fn open_tokens(ctx: &Context, grant: &OauthGrantRow) -> Option<StoredTokens> {
     let sealed = grant.tokens_sealed.as_deref()?;
-    let row_id = grant.server_id.0.to_string();
+    let row_id = grant.id.0.to_string();
     let json = ctx
         .keys
         .open_str(sealed, sealed::GRANT_TOKENS.context(&row_id))
@@ -229,7 +229,7 @@ pub fn apply_token_response(
             .map(|token| token.expose().to_owned())
             .or(previous_refresh),
     };
-    grant.tokens_sealed = Some(seal_tokens(ctx, grant.server_id.0, &tokens));
+    grant.tokens_sealed = Some(seal_tokens(ctx, grant.id.0, &tokens));
     grant.access_expires_at = response.expires_in.and_then(|s| expiry(now, s)).map(DbTime);
     grant.granted_scopes = response
         .scope
@@ -262,30 +262,28 @@ pub struct Access {
     pub generation: i64,
 }
 
-/// A usable access token for a server, refreshed first when it is about to expire. When the
-/// refresh fails for a transient reason and the current token has not expired yet, the current
-/// token is used.
-pub async fn access_token(ctx: &Context, server: &McpServerRow) -> Result<Access, OauthError> {
-    let Some(grant) = read_grant(ctx, server.id.0).await? else {
+/// A usable access token of `holder`'s grant for a server, refreshed first when it is about to
+/// expire. When the refresh fails for a transient reason and the current token has not expired
+/// yet, the current token is used.
+pub async fn access_token(
+    ctx: &Context,
+    server: &McpServerRow,
+    holder: Holder,
+) -> Result<Access, OauthError> {
+    let Some(grant) = read_grant(ctx, server.id.0, holder).await? else {
         return Err(OauthError::NotAuthorized);
     };
     let Some(tokens) = open_tokens(ctx, &grant) else {
         if grant.tokens_sealed.is_some() {
             // Sealed tokens that no longer open: forget them and ask again.
-            forget_tokens(
-                ctx,
-                server.id.0,
-                grant.token_generation,
-                Event::TokensUnreadable,
-            )
-            .await;
+            forget_tokens(ctx, &grant, Event::TokensUnreadable).await;
         }
         return Err(OauthError::NotAuthorized);
     };
     let now = db::now();
     let expires_at = grant.access_expires_at.map(|t| t.0);
     if tokens.refresh_token.is_some() && due(expires_at, now) {
-        match refresh(ctx, server, Some(grant.token_generation)).await {
+        match refresh(ctx, server, holder, Some(grant.token_generation)).await {
             Err(error) if error.is_transient() && expires_at.is_some_and(|at| at > now) => {
                 tracing::debug!(mcp_server.id = %server.id.0, %error, "refresh failed; the current token is still valid");
             }
@@ -298,28 +296,46 @@ pub async fn access_token(ctx: &Context, server: &McpServerRow) -> Result<Access
     })
 }
 
-async fn read_grant(ctx: &Context, server_id: Uuid) -> Result<Option<OauthGrantRow>, OauthError> {
+async fn read_grant(
+    ctx: &Context,
+    server_id: Uuid,
+    holder: Holder,
+) -> Result<Option<OauthGrantRow>, OauthError> {
     let mut conn = ctx.db.conn().await.map_err(db_error)?;
-    db::oauth::find_grant(&mut conn, server_id)
+    db::oauth::find_grant(&mut conn, server_id, holder.user_id())
         .await
         .map_err(db_error)
 }
 
-/// Refresh a grant. `seen` is the generation the caller saw (its token was rejected or is
-/// about to expire): if the grant moved past it meanwhile, the newer token is returned without
-/// another refresh. `None` asks for a refresh whatever happened before.
+async fn read_grant_by_id(
+    ctx: &Context,
+    grant_id: Uuid,
+) -> Result<Option<OauthGrantRow>, OauthError> {
+    let mut conn = ctx.db.conn().await.map_err(db_error)?;
+    db::oauth::find_grant_by_id(&mut conn, grant_id)
+        .await
+        .map_err(db_error)
+}
+
+/// Refresh `holder`'s grant for a server. `seen` is the generation the caller saw (its token
+/// was rejected or is about to expire): if the grant moved past it meanwhile, the newer token
+/// is returned without another refresh. `None` asks for a refresh whatever happened before.
 pub async fn refresh(
     ctx: &Context,
     server: &McpServerRow,
+    holder: Holder,
     seen: Option<i64>,
 ) -> Result<Access, OauthError> {
-    let server_id = server.id.0;
-    let lock = ctx.oauth.refresh_lock(server_id);
+    let Some(grant) = read_grant(ctx, server.id.0, holder).await? else {
+        return Err(OauthError::NotAuthorized);
+    };
+    let grant_id = grant.id.0;
+    let lock = ctx.oauth.refresh_lock(grant_id);
     let _single_flight = lock.lock().await;
     let waiting_since = Instant::now();
     let mut seen = seen;
     loop {
-        let Some(grant) = read_grant(ctx, server_id).await? else {
+        let Some(grant) = read_grant_by_id(ctx, grant_id).await? else {
             return Err(OauthError::NotAuthorized);
         };
         if let Some(access) = newer_than(ctx, &grant, seen) {
@@ -334,7 +350,7 @@ pub async fn refresh(
             let mut conn = ctx.db.conn().await.map_err(db_error)?;
             db::oauth::take_refresh_lease(
                 &mut conn,
-                server_id,
+                grant_id,
                 grant.token_generation,
                 &owner,
                 DbTime(now),
@@ -379,7 +395,17 @@ async fn refresh_leased(
     owner: &str,
 ) -> Result<Access, OauthError> {
     let server_id = server.id.0;
+    let grant_id = grant.id.0;
     let expected = grant.token_generation;
+    let registration = match &grant.issuer {
+        Some(issuer) => {
+            let mut conn = ctx.db.conn().await.map_err(db_error)?;
+            db::oauth::find_registration(&mut conn, server_id, issuer)
+                .await
+                .map_err(db_error)?
+        }
+        None => None,
+    };
     let requested = async {
         let authorization_server: AuthorizationServer = grant
             .authorization_server
@@ -390,6 +416,7 @@ async fn refresh_leased(
             ctx,
             server,
             &grant,
+            registration.as_ref(),
             authorization_server.token_endpoint_auth_methods.as_deref(),
         )?;
         let mut form = vec![
@@ -413,8 +440,9 @@ async fn refresh_leased(
             let client = matches!(error, OauthError::InvalidClient);
             grant.tokens_sealed = None;
             grant.access_expires_at = None;
-            if client && grant.registration_kind != Some(RegistrationKind::PreRegistered) {
-                grant.client_information_sealed = None;
+            let forget_registration =
+                client && grant.registration_kind != Some(RegistrationKind::PreRegistered);
+            if forget_registration {
                 ctx.oauth.forget_discovery(server_id);
             }
             grant.token_generation = grant.token_generation.saturating_add(1);
@@ -434,11 +462,19 @@ async fn refresh_leased(
         transaction!(conn, {
             let wrote = if transient {
                 // Nothing to save: give the lease back.
-                db::oauth::release_refresh_lease(&mut conn, server_id, owner).await?;
+                db::oauth::release_refresh_lease(&mut conn, grant_id, owner).await?;
                 false
             } else {
                 db::oauth::save_grant_if_generation(&mut conn, &grant, expected).await?
             };
+            // A rejected client is registered afresh by the next flow.
+            if wrote
+                && matches!(event, Event::RefreshRejected { client: true })
+                && grant.registration_kind != Some(RegistrationKind::PreRegistered)
+                && let Some(issuer) = &grant.issuer
+            {
+                db::oauth::delete_registration(&mut conn, server_id, issuer).await?;
+            }
             let recorded = match (&outcome, wrote) {
                 (_, true) => status::record(&mut conn, server_id, event).await?,
                 (Err(_), false) if transient => status::record(&mut conn, server_id, event).await?,
@@ -486,10 +522,12 @@ async fn refresh_leased(
 
 /// Clear tokens that cannot be used any more (compare-and-swap on the generation) and ask for
 /// authorization again.
-async fn forget_tokens(ctx: &Context, server_id: Uuid, generation: i64, event: Event) {
+async fn forget_tokens(ctx: &Context, stale: &OauthGrantRow, event: Event) {
+    let server_id = stale.server_id.0;
+    let generation = stale.token_generation;
     let result: Result<Option<StatusEvent>, db::DbError> = async {
         let mut conn = ctx.db.conn().await?;
-        let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id).await? else {
+        let Some(mut grant) = db::oauth::find_grant_by_id(&mut conn, stale.id.0).await? else {
             return Ok(None);
         };
         grant.tokens_sealed = None;
@@ -535,7 +573,14 @@ pub async fn refresh_expiring(ctx: &Context, horizon: TimeDelta) -> Result<usize
             db::servers::find(&mut conn, grant.server_id.0).await?
         };
         let Some(server) = server else { continue };
-        match refresh(ctx, &server, Some(grant.token_generation)).await {
+        match refresh(
+            ctx,
+            &server,
+            Holder::of(&grant),
+            Some(grant.token_generation),
+        )
+        .await
+        {
             Ok(_) => refreshed += 1,
             Err(error) => {
                 tracing::debug!(mcp_server.id = %grant.server_id.0, %error, "background refresh did not succeed")

@@ -619,15 +619,15 @@ pub async fn delete(
     Ok(id)
 }
 
-/// Revoke a server's grant at its authorization server (best effort). Call only after the
-/// server was found inside the caller's workspace. No connection is held while the
+/// Revoke every grant of a server at its authorization server (best effort). Call only after
+/// the server was found inside the caller's workspace. No connection is held while the
 /// authorization server answers.
 async fn revoke_upstream(ctx: &Context, server: &McpServerRow) -> Result<()> {
-    let grant = {
+    let grants = {
         let mut conn = ctx.db.conn().await?;
-        db::oauth::find_grant(&mut conn, server.id.0).await?
+        db::oauth::grants_of_server(&mut conn, server.id.0).await?
     };
-    if let Some(grant) = grant {
+    for grant in grants {
         revoke::revoke_grant(ctx, server, &grant).await;
     }
     Ok(())
@@ -641,15 +641,16 @@ fn same_origin(a: &str, b: &str) -> bool {
     }
 }
 
-/// The one place a server's authorization is invalidated: its OAuth grant and pending flows
-/// are removed and its status starts over as `change` says. Runs inside the caller's
+/// The one place a server's authorization is invalidated: its OAuth grants, client
+/// registrations and pending flows are removed and its status starts over as `change` says. Runs inside the caller's
 /// transaction; the caller saves `row`.
 pub async fn invalidate_authorization(
     conn: &mut DbConn,
     row: &mut McpServerRow,
     change: Change,
 ) -> Result<()> {
-    db::oauth::delete_grant(conn, row.id.0).await?;
+    db::oauth::delete_grants_of_server(conn, row.id.0).await?;
+    db::oauth::delete_registrations_of_server(conn, row.id.0).await?;
     db::oauth::delete_flows_of_server(conn, row.id.0).await?;
     let facts = Facts {
         auth_type: row.auth_type,

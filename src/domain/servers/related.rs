@@ -106,7 +106,7 @@ pub async fn oauth_views(
     ids: &[Uuid],
     in_progress: bool,
 ) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
-    let mut views: HashMap<Uuid, OauthView> = db::oauth::grants_by_server_ids(conn, ids)
+    let mut views: HashMap<Uuid, OauthView> = db::oauth::grant_summaries(conn, ids, None)
         .await?
         .into_iter()
         .map(|g| {

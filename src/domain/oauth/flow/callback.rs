@@ -17,7 +17,7 @@ use crate::domain::lifecycle::Event;
 use crate::domain::mcp::catalogue;
 use crate::domain::oauth::registration::{self, client_of_flow};
 use crate::domain::oauth::tokens::{self, apply_token_response};
-use crate::domain::oauth::{AuthorizationServer, RegistrationKind};
+use crate::domain::oauth::{AuthorizationServer, Holder, RegistrationKind};
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, StatusReason};
 use crate::domain::{Error, Result, audit, retry};
@@ -389,8 +389,10 @@ async fn store_tokens(
     response: tokens::TokenResponse,
 ) -> Result<(McpServerRow, Option<status::StatusEvent>)> {
     let server_id = server.id.0;
+    let holder = Holder::Workspace;
+    let now = DbTime(db::now());
     let registration = registration::open_on_flow(ctx, flow)
-        .map(|stored| registration::seal_on_grant(ctx, server_id, &stored))
+        .map(|stored| registration::registration_row(ctx, server_id, &stored, now))
         .transpose()?;
     // The code was spent: the tokens exist nowhere else, so the save outlasts a restarting
     // database.
@@ -399,10 +401,14 @@ async fn store_tokens(
         let mut conn = ctx.db.conn().await?;
         transaction!(conn, {
             let now = DbTime(db::now());
-            let existing = db::oauth::find_grant(&mut conn, server_id).await?;
+            if let Some(registration) = &registration {
+                db::oauth::put_registration(&mut conn, registration).await?;
+            }
+            let existing = db::oauth::find_grant(&mut conn, server_id, holder.user_id()).await?;
             let exists = existing.is_some();
-            let mut grant =
-                existing.unwrap_or_else(|| OauthGrantRow::empty(DbUuid(server_id), now));
+            let mut grant = existing.unwrap_or_else(|| {
+                OauthGrantRow::empty(DbUuid(server_id), holder.user_id().map(DbUuid), now)
+            });
             if grant.issuer.as_deref() != Some(authorization_server.issuer.as_str()) {
                 // Tokens of another authorization server are never kept next to this one's.
                 grant.tokens_sealed = None;
@@ -410,7 +416,6 @@ async fn store_tokens(
             grant.issuer = Some(authorization_server.issuer.clone());
             grant.resource = Some(flow.resource.clone());
             grant.registration_kind = Some(flow.registration_kind);
-            grant.client_information_sealed = registration.clone();
             grant.authorization_server = Some(flow.authorization_server.clone());
             grant.requested_scopes = flow.requested_scopes.clone();
             grant.granted_scopes = None;

@@ -259,7 +259,7 @@ pub async fn disconnect(
             .await?
             .ok_or(Error::NotFound)?;
         outbound.require(server.workspace_id.0, Role::Editor)?;
-        let grant = db::oauth::find_grant(&mut conn, server_id).await?;
+        let grant = db::oauth::find_grant(&mut conn, server_id, None).await?;
         (server, grant)
     };
     // No connection is held while the authorization server answers.
@@ -268,7 +268,9 @@ pub async fn disconnect(
     }
     let mut conn = ctx.db.conn().await?;
     let (server, event) = transaction!(conn, {
-        db::oauth::delete_grant(&mut conn, server_id).await?;
+        if let Some(grant) = &grant {
+            db::oauth::delete_grant(&mut conn, grant.id.0).await?;
+        }
         db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
         let event = status::record(&mut conn, server_id, Event::Disconnected).await?;
         audit::record(

@@ -20,7 +20,7 @@ use crate::domain::oauth::challenge::Challenge;
 use crate::domain::oauth::discovery::{self, DiscoverOptions, Discovery};
 use crate::domain::oauth::registration::{self, StoredClient, client_for_flow};
 use crate::domain::oauth::tokens::{self, open_tokens};
-use crate::domain::oauth::{OauthError, RegistrationKind, probe, scope_list, scope_union};
+use crate::domain::oauth::{Holder, OauthError, RegistrationKind, probe, scope_list, scope_union};
 use crate::domain::servers;
 use crate::domain::servers::AuthType;
 use crate::domain::status::{self, AuthStatus};
@@ -71,7 +71,7 @@ pub async fn start(
                 existing_id: None,
             });
         }
-        let grant = db::oauth::find_grant(&mut conn, server_id).await?;
+        let grant = db::oauth::find_grant(&mut conn, server_id, None).await?;
         let previous = db::oauth::flow_of(&mut conn, server_id, principal.user_id).await?;
         (server, grant, previous)
     };
@@ -95,7 +95,9 @@ pub async fn start(
         && let Some(grant) = &grant
         && grant.issuer.as_deref() == Some(discovery.server.issuer.as_str())
         && open_tokens(ctx, grant).is_some_and(|t| t.refresh_token.is_some())
-        && tokens::refresh(ctx, &server, None).await.is_ok()
+        && tokens::refresh(ctx, &server, Holder::Workspace, None)
+            .await
+            .is_ok()
     {
         return Ok(Started::AlreadyAuthorized);
     }
@@ -123,9 +125,13 @@ pub async fn start(
     let scope = (!scopes.is_empty()).then(|| scopes.join(" "));
 
     let redirect_uri = redirect_uri(ctx);
-    let reusable: Vec<StoredClient> = grant
+    let kept = {
+        let mut conn = ctx.db.conn().await?;
+        db::oauth::find_registration(&mut conn, server_id, &discovery.server.issuer).await?
+    };
+    let reusable: Vec<StoredClient> = kept
         .as_ref()
-        .and_then(|g| registration::open_on_grant(ctx, g))
+        .and_then(|r| registration::open_registration(ctx, r))
         .into_iter()
         .chain(
             previous
