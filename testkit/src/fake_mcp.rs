@@ -3,7 +3,8 @@
 //! It speaks Streamable HTTP (JSON responses only, protocol version 2025-11-25): `POST` carries
 //! one JSON-RPC message, `DELETE` ends a session, `GET` is refused with 405 because the server
 //! never opens an event stream. It serves `initialize`, `ping`, a paginated `tools/list` and a
-//! `tools/call` where every tool echoes its arguments except `fail`.
+//! `tools/call` where every tool echoes its arguments except `fail`, and `whoami`, which names
+//! the subject of the caller's token.
 //!
 //! With [`McpConfig::sse`] it speaks the legacy HTTP+SSE transport (revision 2024-11-05)
 //! instead: `GET` on the endpoint opens an event stream whose first `endpoint` event names
@@ -13,10 +14,12 @@
 //! It can be protected by a static header, by a bare `invalid_token` challenge, by a 401 without
 //! any challenge, or by OAuth against a [`FakeAuthServer`] (with per-method scope
 //! requirements), publishing protected resource metadata (RFC 9728) where the [`PrmLocation`]
-//! says. Runtime [`Mode`]s make the MCP endpoint slow, broken, silent or oversized, or its
-//! listing loop on one cursor; they never affect the metadata documents. Sessions can be
-//! expired at any time. Every request is recorded with its headers and body, and
-//! [`FakeMcpServer::posted`] gives the JSON-RPC messages among them.
+//! says. Under OAuth each caller is the subject of its token, as the authorization server
+//! knows it, and may be shown a catalogue of its own ([`FakeMcpServer::set_tools_for`]); under
+//! any other scheme every caller is [`ANONYMOUS`]. Runtime [`Mode`]s make the MCP endpoint
+//! slow, broken, silent or oversized, or its listing loop on one cursor; they never affect the
+//! metadata documents. Sessions can be expired at any time. Every request is recorded with its
+//! headers and body, and [`FakeMcpServer::posted`] gives the JSON-RPC messages among them.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -44,6 +47,9 @@ const SESSION_HEADER: &str = "mcp-session-id";
 /// The body of the 401 under [`McpAuth::BareUnauthorized`], for asserting that a client does not
 /// pass it on.
 pub const UNAUTHORIZED_BODY: &str = "who are you?";
+
+/// What `whoami` answers when the server is not protected by OAuth.
+pub const ANONYMOUS: &str = "anonymous";
 
 /// How the MCP endpoint behaves, switched at runtime with [`FakeMcpServer::set_mode`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,7 +139,8 @@ pub struct McpConfig {
     pub path: String,
     /// Issue an `Mcp-Session-Id` on `initialize` and require it afterwards.
     pub sessions: bool,
-    /// Tool definitions as listed. `fail` fails; every other tool echoes its arguments.
+    /// Tool definitions as listed. `fail` fails, `whoami` names the caller; every other tool
+    /// echoes its arguments.
     pub tools: Vec<Value>,
     /// Tools per `tools/list` page.
     pub page_size: usize,
@@ -178,6 +185,19 @@ pub fn fail_tool() -> Value {
         "name": "fail",
         "title": "Fail",
         "description": "Always fails.",
+        "inputSchema": { "type": "object" },
+        "annotations": { "readOnlyHint": true },
+    })
+}
+
+/// The `whoami` tool: returns one text block holding the subject of the caller's bearer token,
+/// as the authorization server sees it, or [`ANONYMOUS`] when the server is not protected by
+/// OAuth.
+pub fn whoami_tool() -> Value {
+    json!({
+        "name": "whoami",
+        "title": "Who am I",
+        "description": "Names the account the caller is connected as.",
         "inputSchema": { "type": "object" },
         "annotations": { "readOnlyHint": true },
     })
@@ -229,6 +249,14 @@ struct McpState {
     migrated_to: Option<FakeAuthServer>,
     /// The tools listed: [`McpConfig::tools`] until [`FakeMcpServer::set_tools`].
     tools: Arc<Vec<Value>>,
+    /// The tools listed to callers of one subject instead, by subject.
+    tools_by_subject: HashMap<String, Arc<Vec<Value>>>,
+}
+
+/// Who an OAuth-protected request comes from, per the authorization server.
+struct Caller {
+    scopes: Vec<String>,
+    subject: String,
 }
 
 impl FakeMcpServer {
@@ -284,6 +312,16 @@ impl FakeMcpServer {
     /// refreshes. Any list: duplicates, tens of thousands, huge schemas.
     pub fn set_tools(&self, tools: Vec<Value>) {
         self.shared.lock().tools = Arc::new(tools);
+    }
+
+    /// List (and call) these tools for callers whose token is `subject`'s, instead of the
+    /// common ones, from now on: one account's catalogue differs from another's. Only under
+    /// OAuth, where callers have subjects.
+    pub fn set_tools_for(&self, subject: &str, tools: Vec<Value>) {
+        self.shared
+            .lock()
+            .tools_by_subject
+            .insert(subject.to_owned(), Arc::new(tools));
     }
 
     /// Forget every session, so requests carrying one get 404.
@@ -404,9 +442,8 @@ impl Shared {
         }
     }
 
-    /// The scopes of the caller's token under OAuth, `None` under other schemes, or the
-    /// challenge to answer with.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Vec<String>>, Refusal> {
+    /// The caller under OAuth, `None` under other schemes, or the challenge to answer with.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Option<Caller>, Refusal> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
@@ -439,9 +476,9 @@ impl Shared {
                 ..
             } => match bearer.and_then(|token| {
                 self.current_auth_server(auth_server)
-                    .validate_access_token(token)
+                    .live_access_token(token)
             }) {
-                Some(scopes) => Ok(Some(scopes)),
+                Some((scopes, subject)) => Ok(Some(Caller { scopes, subject })),
                 None => Err(self.bearer_challenge(
                     StatusCode::UNAUTHORIZED,
                     "invalid_token",
@@ -482,7 +519,7 @@ impl Shared {
     }
 
     /// Handle one posted JSON-RPC message.
-    fn post(&self, headers: &HeaderMap, body: &[u8], granted: Option<&[String]>) -> Response {
+    fn post(&self, headers: &HeaderMap, body: &[u8], caller: Option<&Caller>) -> Response {
         let Ok(message) = serde_json::from_slice::<Value>(body) else {
             return Refusal::Rpc(StatusCode::BAD_REQUEST, -32700, "Parse error").into_response();
         };
@@ -494,8 +531,8 @@ impl Shared {
                 Refusal::Rpc(StatusCode::BAD_REQUEST, -32600, "Invalid Request").into_response()
             };
         };
-        if let Some(granted) = granted
-            && let Err(refusal) = self.check_scopes(granted, method)
+        if let Some(caller) = caller
+            && let Err(refusal) = self.check_scopes(&caller.scopes, method)
         {
             return refusal.into_response();
         }
@@ -524,8 +561,8 @@ impl Shared {
                 "serverInfo": { "name": "fake-mcp", "version": "1.0.0" },
             })),
             "ping" => Ok(json!({})),
-            "tools/list" => self.list_tools(&params),
-            "tools/call" => self.call_tool(&params),
+            "tools/list" => self.list_tools(&params, caller),
+            "tools/call" => self.call_tool(&params, caller),
             _ => Err((-32601, "Method not found".to_owned())),
         };
         let reply = match outcome {
@@ -581,16 +618,20 @@ impl Shared {
         }
     }
 
-    /// The tools listed now.
-    fn tools(&self) -> Arc<Vec<Value>> {
-        self.lock().tools.clone()
+    /// The tools listed to `caller` now.
+    fn tools(&self, caller: Option<&Caller>) -> Arc<Vec<Value>> {
+        let state = self.lock();
+        caller
+            .and_then(|caller| state.tools_by_subject.get(&caller.subject))
+            .unwrap_or(&state.tools)
+            .clone()
     }
 
-    fn list_tools(&self, params: &Value) -> Result<Value, (i64, String)> {
+    fn list_tools(&self, params: &Value, caller: Option<&Caller>) -> Result<Value, (i64, String)> {
         if self.lock().mode == Mode::RepeatingCursor {
             return Ok(json!({ "tools": [], "nextCursor": "again" }));
         }
-        let tools = self.tools();
+        let tools = self.tools(caller);
         let start = match params.get("cursor") {
             None | Some(Value::Null) => 0,
             Some(cursor) => cursor
@@ -607,12 +648,12 @@ impl Shared {
         Ok(result)
     }
 
-    fn call_tool(&self, params: &Value) -> Result<Value, (i64, String)> {
+    fn call_tool(&self, params: &Value, caller: Option<&Caller>) -> Result<Value, (i64, String)> {
         let name = params
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if !self.tools().iter().any(|tool| tool["name"] == name) {
+        if !self.tools(caller).iter().any(|tool| tool["name"] == name) {
             return Err((-32602, format!("Unknown tool: {name}")));
         }
         let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
@@ -620,6 +661,13 @@ impl Shared {
             return Ok(json!({
                 "content": [{ "type": "text", "text": "The tool failed on purpose." }],
                 "isError": true,
+            }));
+        }
+        if name == "whoami" {
+            let subject = caller.map_or(ANONYMOUS, |caller| caller.subject.as_str());
+            return Ok(json!({
+                "content": [{ "type": "text", "text": subject }],
+                "isError": false,
             }));
         }
         Ok(json!({
@@ -649,12 +697,12 @@ async fn mcp_endpoint(
             return (StatusCode::INTERNAL_SERVER_ERROR, "internal server error").into_response();
         }
     }
-    let granted = match shared.authenticate(&headers) {
-        Ok(granted) => granted,
+    let caller = match shared.authenticate(&headers) {
+        Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
     match method {
-        Method::POST => shared.post(&headers, &body, granted.as_deref()),
+        Method::POST => shared.post(&headers, &body, caller.as_ref()),
         Method::DELETE => shared.end_session(&headers),
         _ => method_not_allowed(),
     }
@@ -702,8 +750,8 @@ async fn sse_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let granted = match shared.authenticate(&headers) {
-        Ok(granted) => granted,
+    let caller = match shared.authenticate(&headers) {
+        Ok(caller) => caller,
         Err(refusal) => return refusal.into_response(),
     };
     let query = fake_http::parse_form(query.unwrap_or_default().as_bytes());
@@ -713,7 +761,7 @@ async fn sse_message(
     let Some(stream) = stream else {
         return (StatusCode::NOT_FOUND, "unknown session").into_response();
     };
-    let response = shared.post(&headers, &body, granted.as_deref());
+    let response = shared.post(&headers, &body, caller.as_ref());
     if response.status() != StatusCode::OK {
         return response;
     }

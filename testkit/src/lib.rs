@@ -1,6 +1,7 @@
 //! The network peers Switchboard is tested and benchmarked against, as real HTTP servers on
 //! 127.0.0.1: an OAuth authorization server ([`fake_as`]), a remote MCP server ([`fake_mcp`])
-//! and the browser of the OAuth popup ([`popup`]), on shared plumbing ([`fake_http`]).
+//! and the browser of the OAuth popup ([`popup`]), on shared plumbing ([`fake_http`]), with
+//! signing keys for the authorization server's `private_key_jwt` clients ([`jws`]).
 //!
 //! The server's unit tests, its integration tests and the benchmark harness all run against
 //! these same peers. The kit does not depend on `switchboard`, so the server's own unit tests
@@ -14,4 +15,5 @@
 pub mod fake_as;
 pub mod fake_http;
 pub mod fake_mcp;
+pub mod jws;
 pub mod popup;

@@ -6,6 +6,12 @@
 //! [`FakeAuthServer`](crate::fake_as::FakeAuthServer) approves at once) and then loads the
 //! callback page with the cookie. It follows no redirect on its own, so each step must be the
 //! `302 Found` the flow expects.
+//!
+//! Each call is a fresh browser with no cookies of its own, and the approval is for whichever
+//! subject the authorization server approves as when the popup reaches it
+//! ([`FakeAuthServer::set_subject`](crate::fake_as::FakeAuthServer::set_subject)): set
+//! `"alice"`, follow a begin link, set `"bob"`, follow another, and the two codes are the two
+//! users'.
 
 use std::fmt;
 

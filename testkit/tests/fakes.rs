@@ -4,20 +4,26 @@
 //! with the kit: `cargo test --workspace --test fakes` runs them without building the server.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair as _};
 use axum::extract::RawQuery;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE, WWW_AUTHENTICATE,
 };
 use serde_json::{Value, json};
 use switchboard_testkit::fake_as::{
-    AsConfig, ClientAuth, FakeAuthServer, MetadataStyle, TokenFailure,
+    AsConfig, ClientAuth, DEFAULT_SUBJECT, FakeAuthServer, JWT_BEARER_ASSERTION_TYPE,
+    MachineClient, MetadataStyle, TokenFailure,
 };
 use switchboard_testkit::fake_http::{self, parse_form, pkce_challenge};
 use switchboard_testkit::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
+use switchboard_testkit::jws::{self, JwsAlg, MAX_ASSERTION_BYTES, TestKey};
 use switchboard_testkit::popup::{self, PopupError};
 
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
@@ -1373,5 +1379,932 @@ async fn the_popup_browser_follows_the_begin_link_and_loads_the_callback() {
             assert_eq!(url, format!("{origin}/not-a-redirect"));
         }
         other => panic!("expected NotRedirected, got {other:?}"),
+    }
+}
+
+/// The MCP server's tool result text for a call of `name` with this bearer token.
+async fn call_text(mcp: &FakeMcpServer, token: &str, name: &str) -> Value {
+    let authorization = format!("Bearer {token}");
+    let body: Value = rpc(
+        mcp,
+        &[("authorization", &authorization)],
+        call(9, "tools/call", json!({ "name": name })),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    body
+}
+
+/// The names of the tools the MCP server lists to this bearer token.
+async fn tool_names(mcp: &FakeMcpServer, token: &str) -> Vec<String> {
+    let authorization = format!("Bearer {token}");
+    let body: Value = rpc(
+        mcp,
+        &[("authorization", &authorization)],
+        call(8, "tools/list", json!({})),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    body["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|tool| tool["name"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_subject_gets_its_own_tokens_and_whoami_names_it() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        tools: vec![fake_mcp::echo_tool(), fake_mcp::whoami_tool()],
+        auth: McpAuth::oauth(&auth),
+        ..McpConfig::default()
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+
+    // The subject is stamped when the code is issued, not when it is exchanged.
+    auth.set_subject("alice");
+    let alice_code = code_for(&auth, "public").await;
+    auth.set_subject("bob");
+    let bob_code = code_for(&auth, "public").await;
+    let (_, bob) = post_form(&token_url, &exchange(&bob_code, "public"), None).await;
+    let (_, alice) = post_form(&token_url, &exchange(&alice_code, "public"), None).await;
+    let alice_token = alice["access_token"].as_str().expect("token");
+    let bob_token = bob["access_token"].as_str().expect("token");
+    assert_eq!(auth.token_subject(alice_token).as_deref(), Some("alice"));
+    assert_eq!(auth.token_subject(bob_token).as_deref(), Some("bob"));
+    let subjects: Vec<Option<String>> = auth
+        .token_requests()
+        .into_iter()
+        .map(|request| request.subject)
+        .collect();
+    assert_eq!(subjects, [Some("bob".into()), Some("alice".into())]);
+
+    // whoami answers with the subject the authorization server sees for the token.
+    for (token, subject) in [(alice_token, "alice"), (bob_token, "bob")] {
+        let body = call_text(&mcp, token, "whoami").await;
+        assert_eq!(
+            body["result"],
+            json!({ "content": [{ "type": "text", "text": subject }], "isError": false })
+        );
+    }
+    let unknown = rpc(&mcp, &[("authorization", "Bearer nobody")], initialize()).await;
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(auth.token_subject("nobody"), None);
+
+    // A refresh keeps the subject, and is counted for it.
+    let refresh = |token: &str| {
+        form_body(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", "public"),
+        ])
+    };
+    let alice_refresh = alice["refresh_token"].as_str().expect("refresh token");
+    let response = http()
+        .post(&token_url)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(refresh(alice_refresh))
+        .send()
+        .await
+        .expect("refresh");
+    let refreshed: Value = response.json().await.expect("JSON");
+    let refreshed_token = refreshed["access_token"].as_str().expect("token");
+    assert_eq!(
+        auth.token_subject(refreshed_token).as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        call_text(&mcp, refreshed_token, "whoami").await["result"]["content"][0]["text"],
+        "alice"
+    );
+    // The rotated-away token is refused, and still counts as alice's.
+    let (status, _) = post_form(
+        &token_url,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", alice_refresh),
+            ("client_id", "public"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(auth.refresh_count_for("alice"), 2);
+    assert_eq!(auth.refresh_count_for("bob"), 0);
+    assert_eq!(auth.refresh_count(), 2);
+
+    // Tokens issued directly: the default subject, or the one named.
+    let user_token = auth.issue_access_token(&[]);
+    assert_eq!(
+        auth.token_subject(&user_token).as_deref(),
+        Some(DEFAULT_SUBJECT)
+    );
+    assert_eq!(DEFAULT_SUBJECT, "user");
+    let carol_token = auth.issue_access_token_for("carol", &["read"]);
+    assert_eq!(auth.token_subject(&carol_token).as_deref(), Some("carol"));
+    assert_eq!(
+        auth.validate_access_token(&carol_token),
+        Some(vec!["read".to_owned()])
+    );
+
+    // One subject's catalogue can differ from everyone else's.
+    mcp.set_tools_for(
+        "bob",
+        vec![fake_mcp::whoami_tool(), fake_mcp::tool("bobs-tool")],
+    );
+    assert_eq!(tool_names(&mcp, bob_token).await, ["whoami", "bobs-tool"]);
+    assert_eq!(tool_names(&mcp, refreshed_token).await, ["echo", "whoami"]);
+    let body = call_text(&mcp, refreshed_token, "bobs-tool").await;
+    assert_eq!(
+        body["error"]["code"], -32602,
+        "alice cannot call bob's tool"
+    );
+    let body = call_text(&mcp, bob_token, "bobs-tool").await;
+    assert_eq!(body["result"]["isError"], false);
+    let body = call_text(&mcp, bob_token, "echo").await;
+    assert_eq!(body["error"]["code"], -32602, "bob's list has no echo");
+
+    // Revocations name the subject of the token revoked; a stranger's token has none.
+    let bob_refresh = bob["refresh_token"].as_str().expect("refresh token");
+    let revoke_url = auth.url() + "/revoke";
+    for token in [bob_refresh, "never-issued"] {
+        let (status, _) = post_form(
+            &revoke_url,
+            &[("token", token), ("client_id", "public")],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let revoked: Vec<(String, Option<String>)> = auth
+        .revocations()
+        .into_iter()
+        .map(|revocation| (revocation.token, revocation.subject))
+        .collect();
+    assert_eq!(
+        revoked,
+        [
+            (bob_refresh.to_owned(), Some("bob".to_owned())),
+            ("never-issued".to_owned(), None),
+        ]
+    );
+
+    // Expiry and revocation can hit one subject only.
+    auth.expire_access_tokens_for("alice");
+    assert_eq!(auth.token_subject(refreshed_token), None);
+    assert_eq!(auth.token_subject(bob_token).as_deref(), Some("bob"));
+    auth.revoke_all_for("bob");
+    assert_eq!(auth.token_subject(bob_token), None);
+    assert_eq!(auth.token_subject(&carol_token).as_deref(), Some("carol"));
+}
+
+#[tokio::test]
+async fn whoami_is_anonymous_without_oauth() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        tools: vec![fake_mcp::whoami_tool()],
+        auth: McpAuth::BareInvalidToken,
+        ..McpConfig::default()
+    })
+    .await;
+    let body = call_text(&mcp, "anything", "whoami").await;
+    assert_eq!(body["result"]["content"][0]["text"], fake_mcp::ANONYMOUS);
+    assert_eq!(fake_mcp::ANONYMOUS, "anonymous");
+
+    // set_tools_for has no subject to apply to without OAuth.
+    mcp.set_tools_for("anonymous", vec![fake_mcp::tool("other")]);
+    assert_eq!(tool_names(&mcp, "anything").await, ["whoami"]);
+}
+
+#[tokio::test]
+async fn the_popup_authorizes_as_one_subject_then_another() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("popup-client".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let (origin, _pages) = popup_pages(&auth).await;
+    let redirect_uri = format!("{origin}/callback");
+
+    let mut tokens = Vec::new();
+    for subject in ["alice", "bob"] {
+        auth.set_subject(subject);
+        let popup = popup::follow_begin_link(&format!("{origin}/begin"))
+            .await
+            .expect("the popup reaches the callback");
+        let callback = url::Url::parse(&popup.callback_url).expect("callback URL");
+        let query = parse_form(callback.query().unwrap_or_default().as_bytes());
+        let (status, body) = post_form(
+            &(auth.url() + "/token"),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &query["code"]),
+                ("redirect_uri", &redirect_uri),
+                ("code_verifier", VERIFIER),
+                ("client_id", "popup-client"),
+            ],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        tokens.push(body["access_token"].as_str().expect("token").to_owned());
+    }
+    assert_eq!(auth.token_subject(&tokens[0]).as_deref(), Some("alice"));
+    assert_eq!(auth.token_subject(&tokens[1]).as_deref(), Some("bob"));
+}
+
+/// `Authorization: Basic` as RFC 6749 §2.3.1 has it: id and secret form-encoded first.
+fn basic_header(id: &str, secret: &str) -> String {
+    let encode =
+        |value: &str| url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>();
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", encode(id), encode(secret)))
+    )
+}
+
+/// POST a form with raw headers; returns the status and the JSON body (`Null` if none).
+async fn post_form_with(
+    url: &str,
+    pairs: &[(&str, &str)],
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = http()
+        .post(url)
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(pairs));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("token request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn invalid_client() -> (u16, Value) {
+    (401, json!({ "error": "invalid_client" }))
+}
+
+#[tokio::test]
+async fn client_credentials_with_a_secret() {
+    // A secret with every character form encoding changes.
+    const SECRET: &str = "s3:cr&t+/= é";
+    let auth = FakeAuthServer::start(AsConfig::client_credentials(MachineClient {
+        token_ttl_secs: 1,
+        ..MachineClient::secret("svc:1", SECRET)
+    }))
+    .await;
+    let token_url = auth.url() + "/token";
+    let (_, metadata) = get_json(&auth.metadata_url().expect("metadata URL")).await;
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["authorization_code", "refresh_token", "client_credentials"])
+    );
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert!(
+        metadata
+            .get("token_endpoint_auth_signing_alg_values_supported")
+            .is_none()
+    );
+
+    let resource = "https://mcp.example/mcp";
+    let grant = [
+        ("grant_type", "client_credentials"),
+        ("resource", resource),
+        ("scope", "tools:read tools:call"),
+    ];
+    let basic = basic_header("svc:1", SECRET);
+    let (status, body) = post_form_with(&token_url, &grant, &[("authorization", &basic)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "access_token": "at-1",
+            "token_type": "Bearer",
+            "expires_in": 1,
+            "scope": "tools:read tools:call",
+        }),
+        "no refresh token"
+    );
+    assert_eq!(auth.token_subject("at-1").as_deref(), Some("svc:1"));
+    let request = &auth.token_requests()[0];
+    assert_eq!(request.grant_type, "client_credentials");
+    assert_eq!(request.client_auth, ClientAuth::Basic);
+    assert_eq!(request.client_id.as_deref(), Some("svc:1"));
+    assert_eq!(request.subject.as_deref(), Some("svc:1"));
+    assert_eq!(request.field("resource"), Some(resource));
+    assert_eq!(request.field("scope"), Some("tools:read tools:call"));
+
+    // client_secret_post works too; without a scope the answer has none.
+    let mut post = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", "svc:1"),
+        ("client_secret", SECRET),
+    ];
+    let (status, body) = post_form(&token_url, &post, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("scope").is_none() && body.get("refresh_token").is_none());
+    assert_eq!(auth.token_requests()[1].client_auth, ClientAuth::Post);
+
+    // The token expires when it says, and a new request renews it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(auth.token_subject("at-1"), None);
+    let (status, body) = post_form_with(&token_url, &grant, &[("authorization", &basic)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["access_token"], "at-3");
+    assert_eq!(auth.token_subject("at-3").as_deref(), Some("svc:1"));
+
+    // Wrong secrets, no secret, unknown clients and mixed methods are all invalid_client.
+    let wrong_basic = basic_header("svc:1", "wrong");
+    let unknown_basic = basic_header("stranger", SECRET);
+    let unencoded = format!("Basic {}", STANDARD.encode(format!("svc%3A1:{SECRET}")));
+    for (headers, why) in [
+        (
+            vec![("authorization", wrong_basic.as_str())],
+            "wrong secret",
+        ),
+        (vec![("authorization", unknown_basic.as_str())], "unknown"),
+        (
+            vec![("authorization", unencoded.as_str())],
+            "not form-encoded",
+        ),
+        (vec![("authorization", "Basic !!!")], "not base64"),
+    ] {
+        assert_eq!(
+            post_form_with(&token_url, &grant, &headers).await,
+            invalid_client(),
+            "{why}"
+        );
+    }
+    post.retain(|(name, _)| *name != "client_secret");
+    assert_eq!(
+        post_form(&token_url, &post, None).await,
+        invalid_client(),
+        "no secret"
+    );
+    post.push(("client_secret", "wrong"));
+    assert_eq!(
+        post_form(&token_url, &post, None).await,
+        invalid_client(),
+        "wrong secret in the form"
+    );
+    let mut other_id = grant.to_vec();
+    other_id.push(("client_id", "someone-else"));
+    assert_eq!(
+        post_form_with(&token_url, &other_id, &[("authorization", &basic)]).await,
+        invalid_client(),
+        "the form names another client than the header"
+    );
+    let mut both = grant.to_vec();
+    both.push(("client_secret", SECRET));
+    assert_eq!(
+        post_form_with(&token_url, &both, &[("authorization", &basic)]).await,
+        invalid_client(),
+        "two methods at once"
+    );
+
+    // The rejection switch refuses good credentials, then lets them through again.
+    auth.set_client_credentials_rejected(true);
+    assert_eq!(
+        post_form_with(&token_url, &grant, &[("authorization", &basic)]).await,
+        invalid_client()
+    );
+    auth.set_client_credentials_rejected(false);
+    assert_eq!(
+        post_form_with(&token_url, &grant, &[("authorization", &basic)])
+            .await
+            .0,
+        200
+    );
+
+    // Only the advertised methods are accepted.
+    let auth = FakeAuthServer::start(AsConfig {
+        token_auth_methods: vec!["client_secret_basic".into()],
+        preregistered: vec![("app".into(), Some("app-secret".into()))],
+        ..AsConfig::client_credentials(MachineClient::secret("svc", "s"))
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+    let post = [
+        ("grant_type", "client_credentials"),
+        ("client_id", "svc"),
+        ("client_secret", "s"),
+    ];
+    assert_eq!(post_form(&token_url, &post, None).await, invalid_client());
+    let basic = basic_header("svc", "s");
+    assert_eq!(
+        post_form_with(&token_url, &post[..1], &[("authorization", &basic)])
+            .await
+            .0,
+        200
+    );
+    // A client of the code flow is not a machine client.
+    let app = basic_header("app", "app-secret");
+    assert_eq!(
+        post_form_with(&token_url, &post[..1], &[("authorization", &app)]).await,
+        invalid_client()
+    );
+
+    // Without machine clients the grant is not offered at all.
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let (_, metadata) = get_json(&auth.metadata_url().expect("metadata URL")).await;
+    assert_eq!(
+        metadata["grant_types_supported"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    let (status, body) = post_form(
+        &(auth.url() + "/token"),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "public"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (400, json!({ "error": "unsupported_grant_type" }))
+    );
+}
+
+/// Seconds since the epoch.
+fn now() -> i64 {
+    let elapsed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(elapsed.as_secs()).expect("a sane clock")
+}
+
+/// PKCS#8 DER out of the key's PEM, checking the armour the way a strict reader would.
+fn pem_to_der(pem: &str) -> Vec<u8> {
+    let lines: Vec<&str> = pem.lines().collect();
+    assert_eq!(lines.first(), Some(&"-----BEGIN PRIVATE KEY-----"));
+    assert_eq!(lines.last(), Some(&"-----END PRIVATE KEY-----"));
+    assert!(pem.ends_with('\n'));
+    let body = &lines[1..lines.len() - 1];
+    let (last, full) = body.split_last().expect("a body");
+    assert!(full.iter().all(|line| line.len() == 64), "{pem}");
+    assert!(!last.is_empty() && last.len() <= 64, "{pem}");
+    STANDARD.decode(body.concat()).expect("base64")
+}
+
+/// Sign a compact JWS with the private key read back from `key.private_pem`, independently of
+/// the kit, so the test also proves the PEM and public key are what they claim.
+fn sign_jws(key: &TestKey, header: &Value, claims: &Value) -> String {
+    let der = pem_to_der(&key.private_pem);
+    let encode = |part: &Value| URL_SAFE_NO_PAD.encode(part.to_string());
+    let signing_input = format!("{}.{}", encode(header), encode(claims));
+    let rng = SystemRandom::new();
+    let signature = match key.alg {
+        JwsAlg::Es256 => {
+            let pair = signature::EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &der,
+            )
+            .expect("a P-256 PKCS#8 key");
+            assert_eq!(pair.public_key().as_ref(), key.public_key.as_slice());
+            let signature = pair.sign(&rng, signing_input.as_bytes()).expect("signing");
+            signature.as_ref().to_vec()
+        }
+        JwsAlg::Rs256 => {
+            let pair = signature::RsaKeyPair::from_pkcs8(&der).expect("an RSA PKCS#8 key");
+            assert_eq!(pair.public_key().as_ref(), key.public_key.as_slice());
+            let mut signature = vec![0; pair.public_modulus_len()];
+            pair.sign(
+                &signature::RSA_PKCS1_SHA256,
+                &rng,
+                signing_input.as_bytes(),
+                &mut signature,
+            )
+            .expect("signing");
+            signature
+        }
+    };
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Good claims for `client_id` at `auth`, with a fresh `jti`.
+fn assertion_claims(auth: &FakeAuthServer, client_id: &str, jti: &str) -> Value {
+    json!({
+        "iss": client_id,
+        "sub": client_id,
+        "aud": auth.issuer(),
+        "iat": now(),
+        "exp": now() + 60,
+        "jti": jti,
+    })
+}
+
+fn jwt_grant(assertion: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
+        ("client_assertion", assertion),
+        ("resource", "https://mcp.example/mcp"),
+    ]
+}
+
+#[tokio::test]
+async fn client_credentials_with_an_es256_assertion() {
+    let key = jws::generate_es256_key();
+    assert_eq!(key.alg, JwsAlg::Es256);
+    assert_eq!(key.public_key.len(), 65);
+    assert_eq!(key.public_key[0], 4, "an uncompressed point");
+    let other_key = jws::generate_es256_key();
+    let auth = FakeAuthServer::start(AsConfig {
+        issuer_path: Some("/tenant".into()),
+        ..AsConfig::client_credentials(MachineClient {
+            token_ttl_secs: 2,
+            ..MachineClient::private_key_jwt("svc", &key)
+        })
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+    let (_, metadata) = get_json(&auth.metadata_url().expect("metadata URL")).await;
+    assert_eq!(
+        metadata["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["ES256"])
+    );
+    assert_eq!(
+        metadata["token_endpoint_auth_methods_supported"],
+        json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+            "private_key_jwt"
+        ])
+    );
+    assert!(
+        metadata["grant_types_supported"]
+            .as_array()
+            .expect("grant types")
+            .contains(&json!("client_credentials"))
+    );
+
+    let header = json!({ "alg": "ES256", "typ": "JWT", "kid": "k1" });
+    let claims = assertion_claims(&auth, "svc", "jti-1");
+    let assertion = sign_jws(&key, &header, &claims);
+    let mut grant = jwt_grant(&assertion);
+    grant.push(("scope", "tools:read"));
+    let (status, body) = post_form(&token_url, &grant, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "access_token": "at-1",
+            "token_type": "Bearer",
+            "expires_in": 2,
+            "scope": "tools:read",
+        })
+    );
+    assert_eq!(auth.token_subject("at-1").as_deref(), Some("svc"));
+    assert_eq!(
+        auth.assertions(),
+        [json!({ "header": header, "claims": claims })]
+    );
+    let request = &auth.token_requests()[0];
+    assert_eq!(request.client_auth, ClientAuth::PrivateKeyJwt);
+    assert_eq!(
+        request.client_id.as_deref(),
+        Some("svc"),
+        "from the assertion's sub"
+    );
+    assert_eq!(request.field("resource"), Some("https://mcp.example/mcp"));
+    assert_eq!(request.field("client_assertion"), Some(assertion.as_str()));
+
+    // Replaying the same assertion is refused.
+    assert_eq!(
+        post_form(&token_url, &jwt_grant(&assertion), None).await,
+        invalid_client(),
+        "replayed jti"
+    );
+
+    // A trailing slash on aud, an aud array and a matching client_id are all fine.
+    let issuer_slash = format!("{}/", auth.issuer());
+    for (n, aud) in [
+        json!(issuer_slash),
+        json!(["https://other.example", auth.issuer()]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut claims = assertion_claims(&auth, "svc", &format!("jti-ok-{n}"));
+        claims["aud"] = aud;
+        let assertion = sign_jws(&key, &header, &claims);
+        let mut grant = jwt_grant(&assertion);
+        grant.push(("client_id", "svc"));
+        let (status, body) = post_form(&token_url, &grant, None).await;
+        assert_eq!(status, 200, "{claims}: {body}");
+    }
+
+    // Every way an assertion can be wrong is invalid_client.
+    let good = |jti: &str| assertion_claims(&auth, "svc", jti);
+    let with = |jti: &str, name: &str, value: Value| {
+        let mut claims = good(jti);
+        claims[name] = value;
+        claims
+    };
+    let without = |jti: &str, name: &str| {
+        let mut claims = good(jti);
+        claims.as_object_mut().expect("object").remove(name);
+        claims
+    };
+    let signed = |claims: &Value| sign_jws(&key, &header, claims);
+    let tampered = {
+        let assertion = signed(&good("jti-tampered"));
+        let mut parts: Vec<String> = assertion.split('.').map(str::to_owned).collect();
+        let mut claims = good("jti-tampered");
+        claims["sub"] = json!("svc");
+        claims["scope"] = json!("admin");
+        parts[1] = URL_SAFE_NO_PAD.encode(claims.to_string());
+        parts.join(".")
+    };
+    let flipped_signature = {
+        let assertion = signed(&good("jti-flipped"));
+        let (rest, signature) = assertion.rsplit_once('.').expect("three parts");
+        let mut signature = URL_SAFE_NO_PAD.decode(signature).expect("base64url");
+        signature[10] ^= 1;
+        format!("{rest}.{}", URL_SAFE_NO_PAD.encode(signature))
+    };
+    let unsigned = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(json!({ "alg": "none" }).to_string()),
+        URL_SAFE_NO_PAD.encode(good("jti-none").to_string())
+    );
+    let cases = [
+        (
+            signed(&with("j1", "aud", json!("https://elsewhere.example"))),
+            "wrong aud",
+        ),
+        (
+            signed(&with("j2", "aud", json!(auth.url()))),
+            "the origin, not the issuer",
+        ),
+        (signed(&without("j3", "aud")), "no aud"),
+        (signed(&with("j4", "iss", json!("other"))), "wrong iss"),
+        (signed(&with("j5", "sub", json!("other"))), "wrong sub"),
+        (signed(&with("j6", "exp", json!(now() - 60))), "expired"),
+        (
+            signed(&with("j7", "exp", json!(now() + 600))),
+            "exp too far ahead",
+        ),
+        (
+            signed(&with("j8", "exp", json!("soon"))),
+            "exp not a number",
+        ),
+        (signed(&without("j9", "exp")), "no exp"),
+        (
+            signed(&with("j10", "iat", json!(now() + 120))),
+            "iat in the future",
+        ),
+        (
+            signed(&with("j11", "nbf", json!(now() + 120))),
+            "nbf in the future",
+        ),
+        (signed(&without("j12", "jti")), "no jti"),
+        (signed(&with("j13", "jti", json!(""))), "empty jti"),
+        (signed(&with("j14", "jti", json!(7))), "jti not a string"),
+        (
+            sign_jws(&key, &json!({ "alg": "RS256" }), &good("j15")),
+            "wrong alg",
+        ),
+        (
+            sign_jws(
+                &key,
+                &json!({ "alg": "ES256", "crit": ["exp"] }),
+                &good("j16"),
+            ),
+            "unknown crit",
+        ),
+        (sign_jws(&other_key, &header, &good("j17")), "another key"),
+        (tampered, "tampered claims"),
+        (flipped_signature, "tampered signature"),
+        (unsigned, "alg none"),
+    ];
+    let before = auth.assertions().len();
+    for (assertion, why) in &cases {
+        // Naming the client in the form, so a wrong `sub` is caught by itself.
+        let mut grant = jwt_grant(assertion);
+        grant.push(("client_id", "svc"));
+        assert_eq!(
+            post_form(&token_url, &grant, None).await,
+            invalid_client(),
+            "{why}"
+        );
+    }
+    assert_eq!(auth.assertions().len(), before + cases.len());
+
+    // A valid assertion sent the wrong way is refused too.
+    let fresh = signed(&good("jti-form"));
+    let mut wrong_type = jwt_grant(&fresh);
+    wrong_type[1] = (
+        "client_assertion_type",
+        "urn:ietf:params:oauth:client-assertion-type:saml2-bearer",
+    );
+    let mut with_secret = jwt_grant(&fresh);
+    with_secret.push(("client_secret", "guess"));
+    let mut other_client = jwt_grant(&fresh);
+    other_client.push(("client_id", "other"));
+    for (grant, why) in [
+        (wrong_type, "wrong assertion type"),
+        (with_secret, "a secret as well"),
+        (other_client, "client_id is not the assertion's"),
+    ] {
+        assert_eq!(
+            post_form(&token_url, &grant, None).await,
+            invalid_client(),
+            "{why}"
+        );
+    }
+    // None of those used the jti up.
+    assert_eq!(post_form(&token_url, &jwt_grant(&fresh), None).await.0, 200);
+
+    // The rejection switch refuses a good assertion without using its jti.
+    let next = signed(&good("jti-switch"));
+    auth.set_client_credentials_rejected(true);
+    assert_eq!(
+        post_form(&token_url, &jwt_grant(&next), None).await,
+        invalid_client()
+    );
+    auth.set_client_credentials_rejected(false);
+    let (status, body) = post_form(&token_url, &jwt_grant(&next), None).await;
+    assert_eq!(status, 200);
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    assert!(body.get("refresh_token").is_none());
+
+    // The token lives as long as expires_in said.
+    assert_eq!(auth.token_subject(&token).as_deref(), Some("svc"));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(auth.token_subject(&token), None);
+}
+
+#[tokio::test]
+async fn hostile_assertions_are_refused_without_panicking() {
+    let key = jws::generate_es256_key();
+    let auth = FakeAuthServer::start(AsConfig::client_credentials(
+        MachineClient::private_key_jwt("svc", &key),
+    ))
+    .await;
+    let token_url = auth.url() + "/token";
+    let object = |value: &Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    let good_header = object(&json!({ "alg": "ES256" }));
+    let good_claims = object(&assertion_claims(&auth, "svc", "j"));
+    let huge = format!(
+        "{good_header}.{}.{}",
+        "A".repeat(MAX_ASSERTION_BYTES),
+        "A".repeat(86)
+    );
+    let hostile = [
+        String::new(),
+        ".".into(),
+        "..".into(),
+        "...".into(),
+        "a.b".into(),
+        "a.b.c.d".into(),
+        "!!!.###.$$$".into(),
+        format!("{good_header}.{good_claims}"),
+        format!("{good_header}.{good_claims}.%%%"),
+        format!("{good_header}.{good_claims}.AAAA"),
+        format!("{good_header}=.{good_claims}.AAAA"),
+        format!("{}.{good_claims}.AAAA", object(&json!(["ES256"]))),
+        format!("{}.{good_claims}.AAAA", URL_SAFE_NO_PAD.encode("not json")),
+        format!(
+            "{good_header}.{}.AAAA",
+            URL_SAFE_NO_PAD.encode([0xff, 0xfe])
+        ),
+        format!("{}.{good_claims}.AAAA", object(&json!({ "alg": 256 }))),
+        format!(
+            "{good_header}.{}.AAAA",
+            object(&json!({ "iss": ["svc"], "exp": 1e308 }))
+        ),
+        huge,
+    ];
+    for assertion in &hostile {
+        assert_eq!(
+            post_form(&token_url, &jwt_grant(assertion), None).await,
+            invalid_client(),
+            "{assertion:.80}"
+        );
+    }
+    let recorded = auth.assertions();
+    assert_eq!(recorded.len(), hostile.len());
+    assert_eq!(recorded[0], json!({ "header": null, "claims": null }));
+    assert_eq!(recorded[6], json!({ "header": null, "claims": null }));
+    assert_eq!(
+        recorded[7],
+        json!({ "header": null, "claims": null }),
+        "two segments are not an assertion"
+    );
+    assert_eq!(recorded[8]["header"], json!({ "alg": "ES256" }));
+    assert_eq!(recorded[8]["claims"]["sub"], "svc");
+    assert_eq!(
+        recorded[11]["header"],
+        Value::Null,
+        "a header that is an array"
+    );
+    assert_eq!(recorded[11]["claims"]["sub"], "svc");
+    assert_eq!(
+        recorded.last(),
+        Some(&json!({ "header": null, "claims": null })),
+        "too long to read"
+    );
+
+    // The form fields alone, without an assertion, are no authentication either.
+    let grant = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER_ASSERTION_TYPE),
+        ("client_id", "svc"),
+    ];
+    assert_eq!(post_form(&token_url, &grant, None).await, invalid_client());
+    // Nor can a public client of the code flow claim private_key_jwt without a key.
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        token_auth_methods: vec!["none".into(), "private_key_jwt".into()],
+        ..AsConfig::client_credentials(MachineClient::private_key_jwt("svc", &key))
+    })
+    .await;
+    let code = code_for(&auth, "public").await;
+    let mut exchange_form = exchange(&code, "public");
+    exchange_form.push(("client_assertion_type", JWT_BEARER_ASSERTION_TYPE));
+    exchange_form.push(("client_assertion", "x.y.z"));
+    assert_eq!(
+        post_form(&(auth.url() + "/token"), &exchange_form, None).await,
+        invalid_client()
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_with_an_rs256_assertion() {
+    let key = jws::generate_rs256_key();
+    assert_eq!(key.alg, JwsAlg::Rs256);
+    assert!(key.private_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    let auth = FakeAuthServer::start(AsConfig::client_credentials(
+        MachineClient::private_key_jwt("rsa-svc", &key),
+    ))
+    .await;
+    let token_url = auth.url() + "/token";
+    let (_, metadata) = get_json(&auth.metadata_url().expect("metadata URL")).await;
+    assert_eq!(
+        metadata["token_endpoint_auth_signing_alg_values_supported"],
+        json!(["RS256"])
+    );
+
+    let header = json!({ "alg": "RS256", "typ": "JWT" });
+    let assertion = sign_jws(&key, &header, &assertion_claims(&auth, "rsa-svc", "r1"));
+    let (status, body) = post_form(&token_url, &jwt_grant(&assertion), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        auth.token_subject(body["access_token"].as_str().expect("token"))
+            .as_deref(),
+        Some("rsa-svc")
+    );
+    assert!(body.get("refresh_token").is_none());
+
+    let es_key = jws::generate_es256_key();
+    let mut tampered = sign_jws(&key, &header, &assertion_claims(&auth, "rsa-svc", "r2"));
+    let last = tampered.pop().expect("a signature");
+    tampered.push(if last == 'A' { 'Q' } else { 'A' });
+    for (assertion, why) in [
+        (
+            sign_jws(
+                &key,
+                &json!({ "alg": "ES256" }),
+                &assertion_claims(&auth, "rsa-svc", "r3"),
+            ),
+            "wrong alg",
+        ),
+        (
+            sign_jws(
+                &es_key,
+                &json!({ "alg": "RS256" }),
+                &assertion_claims(&auth, "rsa-svc", "r4"),
+            ),
+            "an ES256 signature under RS256",
+        ),
+        (tampered, "tampered signature"),
+        (assertion, "replayed"),
+    ] {
+        assert_eq!(
+            post_form(&token_url, &jwt_grant(&assertion), None).await,
+            invalid_client(),
+            "{why}"
+        );
     }
 }
