@@ -102,7 +102,7 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
     // Initialize and list, authorizing when the server asks.
     let tools = session
         .with_authorization(out, |server| async move {
-            let (mcp, _) = catalogue::connect(session.app, &server).await?;
+            let (mcp, _) = catalogue::connect(session.app, &server, Holder::Workspace).await?;
             let tools = mcp
                 .list_tools(catalogue::listing_caps(session.app))
                 .await
@@ -129,7 +129,8 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
             .with_authorization(out, |server| {
                 let name = name.clone();
                 async move {
-                    let (mcp, _) = catalogue::connect(session.app, &server).await?;
+                    let (mcp, _) =
+                        catalogue::connect(session.app, &server, Holder::Workspace).await?;
                     let outcome = mcp
                         .call_tool(&name, Map::new())
                         .await
@@ -205,9 +206,14 @@ impl Session<'_> {
                         "server asks for more scopes: {}",
                         scope.as_deref().unwrap_or("(unspecified)")
                     )?;
-                    catalogue::note_insufficient_scope(self.app, self.server_id, scope.as_deref())
-                        .await
-                        .map_err(domain_error)?;
+                    catalogue::note_insufficient_scope(
+                        self.app,
+                        self.server_id,
+                        Holder::Workspace,
+                        scope.as_deref(),
+                    )
+                    .await
+                    .map_err(domain_error)?;
                     Some(Challenge {
                         scope,
                         error: Some("insufficient_scope".into()),

@@ -1,19 +1,23 @@
-//! Registrations, grants and flows as three things: existing data carried over by the
-//! migration that separated them.
+//! Registrations, grants and flows as three things (existing data carried over by the
+//! migration that separated them), and per-user credentials: each member of a workspace
+//! connects their own upstream account, and nobody's call ever uses another member's grant.
 
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
-use serde_json::json;
+use serde_json::{Value, json};
 use switchboard::crypto::SealContext;
 use switchboard::db::types::PortableUuid;
 use switchboard::db::{self, DbConn, DbUuid, migrations};
 use switchboard::domain::oauth::{Holder, registration, tokens};
 use uuid::Uuid;
 
-use crate::support::TestApp;
 use crate::support::fake_as::{AsConfig, FakeAuthServer};
-use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig};
+use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, whoami_tool};
+use crate::support::{Actor, TestApp, error_code};
 use switchboard::domain::access::Role;
+
+/// The migration that separated registrations, grants and flows.
+const SPLIT: &str = "20261129000000";
 
 const CALL: &str = "mutation($id: ID!, $n: String!, $a: JSON) { callMcpTool(serverId: $id, name: $n, arguments: $a) { content isError } }";
 
@@ -95,8 +99,10 @@ async fn migrating_carries_grants_registrations_and_pending_flows_over() {
     };
 
     // Back to the earlier layout, with values sealed as the earlier version sealed them.
-    let reverted = migrations::revert_last(&t.app.db).await.unwrap();
-    assert_eq!(reverted, "20261129000000");
+    let mut reverted = Vec::new();
+    while reverted.last().map(String::as_str) != Some(SPLIT) {
+        reverted.push(migrations::revert_last(&t.app.db).await.unwrap());
+    }
     {
         let row = server_id.to_string();
         let keys = &t.app.keys;
@@ -113,7 +119,8 @@ async fn migrating_carries_grants_registrations_and_pending_flows_over() {
     }
 
     // Forward again: the grant, its registration and the pending flow are all there.
-    assert_eq!(t.app.db.migrate().await.unwrap(), vec!["20261129000000"]);
+    reverted.reverse();
+    assert_eq!(t.app.db.migrate().await.unwrap(), reverted);
     let mut conn = t.app.db.conn().await.unwrap();
     let grant = db::oauth::find_grant(&mut conn, server_id, None)
         .await
@@ -163,4 +170,434 @@ async fn migrating_carries_grants_registrations_and_pending_flows_over() {
         .unwrap()
         .unwrap();
     assert_eq!(grant.authorized_by, Some(DbUuid(editor.user_id)));
+}
+
+// Per-user credentials: each member connects their own account, and their calls act as them.
+
+const WHOAMI: &str =
+    "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"whoami\") { content isError } }";
+const MINE: &str = "query($id: ID!) { mcpServer(id: $id) { credentials authStatus toolCount \
+    myAuthorization { authorized flowInProgress scopes expiresAt authorizedAt } oauth { issuer } } }";
+const WHO: &str = "query($id: ID!) { mcpServer(id: $id) { authorizations { edges { node { authorized \
+    authorizedAt user { id name } } } } } }";
+const DISCONNECT: &str = "mutation($id: ID!, $user: ID, $all: Boolean) { \
+    disconnectMcpOauth(serverId: $id, userId: $user, all: $all) { id } }";
+
+struct PerUser {
+    t: TestApp,
+    auth: FakeAuthServer,
+    mcp: FakeMcpServer,
+    id: String,
+    alice: Actor,
+    bob: Actor,
+}
+
+/// A per-user server whose upstream names each caller, with two members besides the admin.
+async fn per_user() -> PerUser {
+    let t = TestApp::start().await;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        tools: vec![echo_tool(), whoami_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let id = t
+        .create_server(
+            &t.admin,
+            json!({ "name": "mine", "url": mcp.url(), "credentials": "PER_USER" }),
+        )
+        .await;
+    let workspace = t.admin.workspace_id;
+    let alice = t.new_member("alice", workspace, Role::Viewer).await;
+    let bob = t.new_member("bob", workspace, Role::Editor).await;
+    PerUser {
+        t,
+        auth,
+        mcp,
+        id,
+        alice,
+        bob,
+    }
+}
+
+impl PerUser {
+    /// `actor` connects their own account, as `subject` upstream.
+    async fn connect(&self, actor: &Actor, subject: &str) {
+        self.auth.set_subject(subject);
+        let run = self.t.authorize_in_browser(actor, &self.id).await;
+        assert_eq!(run.status, 200, "{}", run.page);
+    }
+
+    /// Who the upstream says `actor`'s call acts as; the error code when it is refused.
+    async fn whoami(&self, actor: &Actor) -> Result<String, String> {
+        let body = self
+            .t
+            .gql(Some(&actor.token), WHOAMI, json!({ "id": self.id }))
+            .await;
+        match error_code(&body) {
+            Some(code) => Err(code.to_owned()),
+            None => Ok(body["data"]["callMcpTool"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()),
+        }
+    }
+
+    async fn mine(&self, actor: &Actor) -> Value {
+        self.t.ok(actor, MINE, json!({ "id": self.id })).await["mcpServer"].clone()
+    }
+
+    fn server_id(&self) -> Uuid {
+        Uuid::parse_str(&self.id).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_member_acts_as_their_own_account_upstream() {
+    let w = per_user().await;
+    let before = w.mine(&w.alice).await;
+    assert_eq!(before["credentials"], "PER_USER");
+    assert_eq!(before["myAuthorization"]["authorized"], false, "{before}");
+    // A member who has not connected is told to, with the server named.
+    let body =
+        w.t.gql(Some(&w.alice.token), WHOAMI, json!({ "id": w.id }))
+            .await;
+    assert_eq!(
+        error_code(&body),
+        Some("BAD_USER_INPUT"),
+        "no catalogue yet: {body}"
+    );
+
+    // A viewer connects their own account: starting a flow needs no editor role here.
+    w.connect(&w.alice, "alice-upstream").await;
+    let after = w.mine(&w.alice).await;
+    assert_eq!(after["myAuthorization"]["authorized"], true, "{after}");
+    assert_eq!(after["oauth"], Value::Null, "there is no shared grant");
+    assert_eq!(
+        after["toolCount"], 2,
+        "alice's connection listed the catalogue"
+    );
+    assert_eq!(w.whoami(&w.alice).await.unwrap(), "alice-upstream");
+
+    // Bob sees the catalogue alice's grant listed, but cannot call with her grant.
+    let bobs = w.mine(&w.bob).await;
+    assert_eq!(bobs["toolCount"], 2);
+    assert_eq!(bobs["myAuthorization"]["authorized"], false, "{bobs}");
+    let body =
+        w.t.gql(Some(&w.bob.token), WHOAMI, json!({ "id": w.id }))
+            .await;
+    assert_eq!(error_code(&body), Some("REAUTH_REQUIRED"), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["serverId"], w.id,
+        "the error names the server to connect: {body}"
+    );
+    // The admin, who never connected, is refused the same way.
+    assert_eq!(w.whoami(&w.t.admin).await.unwrap_err(), "REAUTH_REQUIRED");
+
+    w.connect(&w.bob, "bob-upstream").await;
+    assert_eq!(w.whoami(&w.bob).await.unwrap(), "bob-upstream");
+    assert_eq!(w.whoami(&w.alice).await.unwrap(), "alice-upstream");
+    // Alternating callers never borrow each other's session or token.
+    for _ in 0..3 {
+        assert_eq!(w.whoami(&w.alice).await.unwrap(), "alice-upstream");
+        assert_eq!(w.whoami(&w.bob).await.unwrap(), "bob-upstream");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_mutation_lets_one_member_use_or_remove_another_members_grant() {
+    let w = per_user().await;
+    w.connect(&w.alice, "alice-upstream").await;
+    let alice_refreshes = w.auth.refresh_count_for("alice-upstream");
+
+    // Bob, an editor, has no grant: every way of reaching the server with credentials is
+    // refused or acts as nobody, and none touches alice's grant.
+    assert_eq!(w.whoami(&w.bob).await.unwrap_err(), "REAUTH_REQUIRED");
+    let body =
+        w.t.gql(
+            Some(&w.bob.token),
+            "mutation($id: ID!) { refreshMcpServer(id: $id) { id } }",
+            json!({ "id": w.id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("REAUTH_REQUIRED"), "{body}");
+    let started =
+        w.t.ok(&w.bob, crate::support::START_OAUTH, json!({ "id": w.id }))
+            .await;
+    assert_eq!(
+        started["startMcpOauth"]["status"], "REDIRECT",
+        "alice's grant does not make bob authorized: {started}"
+    );
+    // Bob's own disconnect removes nothing of alice's; naming her needs the admin role.
+    w.t.ok(&w.bob, DISCONNECT, json!({ "id": w.id })).await;
+    let body =
+        w.t.gql(
+            Some(&w.bob.token),
+            DISCONNECT,
+            json!({ "id": w.id, "user": w.alice.user_id }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    // Nor can a non-admin see who connected.
+    let body =
+        w.t.gql(Some(&w.bob.token), WHO, json!({ "id": w.id }))
+            .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+
+    // Every upstream request made with a token carried alice's token only when alice called.
+    assert_eq!(w.whoami(&w.alice).await.unwrap(), "alice-upstream");
+    let subjects: Vec<Option<String>> = w
+        .mcp
+        .requests()
+        .iter()
+        .filter_map(|r| r.headers.get("authorization"))
+        .map(|h| w.auth.token_subject(h.trim_start_matches("Bearer ")))
+        .collect();
+    assert!(
+        subjects
+            .iter()
+            .all(|s| s.as_deref() == Some("alice-upstream")),
+        "only alice's calls carried a token: {subjects:?}"
+    );
+    assert_eq!(w.auth.refresh_count_for("alice-upstream"), alice_refreshes);
+    assert!(
+        w.auth.revocations().is_empty(),
+        "nothing of alice's was revoked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_see_who_connected_and_disconnect_one_member_or_all() {
+    let w = per_user().await;
+    w.connect(&w.alice, "alice-upstream").await;
+    w.connect(&w.bob, "bob-upstream").await;
+    let who = w.t.ok(&w.t.admin, WHO, json!({ "id": w.id })).await;
+    let names: Vec<&str> = who["mcpServer"]["authorizations"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["user"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"], "{who}");
+    let text = who.to_string();
+    assert!(!text.contains("token"), "never a token: {text}");
+
+    // The admin disconnects alice: her grant is revoked upstream, bob's still works.
+    w.t.ok(
+        &w.t.admin,
+        DISCONNECT,
+        json!({ "id": w.id, "user": w.alice.user_id }),
+    )
+    .await;
+    let revoked: Vec<Option<String>> = w
+        .auth
+        .revocations()
+        .into_iter()
+        .map(|r| r.subject)
+        .collect();
+    assert!(!revoked.is_empty());
+    assert!(
+        revoked
+            .iter()
+            .all(|s| s.as_deref() == Some("alice-upstream")),
+        "{revoked:?}"
+    );
+    assert_eq!(w.whoami(&w.alice).await.unwrap_err(), "REAUTH_REQUIRED");
+    assert_eq!(w.whoami(&w.bob).await.unwrap(), "bob-upstream");
+
+    // Bob disconnects himself.
+    w.t.ok(&w.bob, DISCONNECT, json!({ "id": w.id })).await;
+    assert_eq!(w.mine(&w.bob).await["myAuthorization"]["authorized"], false);
+
+    // All at once.
+    w.connect(&w.alice, "alice-upstream").await;
+    w.connect(&w.bob, "bob-upstream").await;
+    let body =
+        w.t.gql(
+            Some(&w.bob.token),
+            DISCONNECT,
+            json!({ "id": w.id, "all": true }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    w.t.ok(&w.t.admin, DISCONNECT, json!({ "id": w.id, "all": true }))
+        .await;
+    assert_eq!(w.whoami(&w.alice).await.unwrap_err(), "REAUTH_REQUIRED");
+    assert_eq!(w.whoami(&w.bob).await.unwrap_err(), "REAUTH_REQUIRED");
+    let who = w.t.ok(&w.t.admin, WHO, json!({ "id": w.id })).await;
+    assert_eq!(who["mcpServer"]["authorizations"]["edges"], json!([]));
+
+    // Every disconnection is audited naming whose grant it was.
+    let audit = w
+        .t
+        .ok(
+            &w.t.admin,
+            "query($w: ID!) { workspace(id: $w) { auditEvents(first: 100) { edges { node { action details } } } } }",
+            json!({ "w": w.t.admin.workspace_id }),
+        )
+        .await;
+    let named: Vec<String> = audit["workspace"]["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["node"]["action"] == "mcp_server.oauth_disconnect")
+        .map(|e| {
+            e["node"]["details"]["user"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    let (alice, bob) = (w.alice.user_id.to_string(), w.bob.user_id.to_string());
+    assert_eq!(
+        named.iter().filter(|u| **u == alice).count(),
+        2,
+        "{named:?}"
+    );
+    assert_eq!(named.iter().filter(|u| **u == bob).count(), 2, "{named:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_member_revokes_exactly_their_grants() {
+    let w = per_user().await;
+    w.connect(&w.alice, "alice-upstream").await;
+    w.connect(&w.bob, "bob-upstream").await;
+    w.t.ok(
+        &w.t.admin,
+        "mutation($w: ID!, $u: ID!) { removeWorkspaceMember(workspaceId: $w, userId: $u) }",
+        json!({ "w": w.t.admin.workspace_id, "u": w.alice.user_id }),
+    )
+    .await;
+    let revoked: Vec<Option<String>> = w
+        .auth
+        .revocations()
+        .into_iter()
+        .map(|r| r.subject)
+        .collect();
+    assert!(!revoked.is_empty(), "alice's grant was revoked upstream");
+    assert!(
+        revoked
+            .iter()
+            .all(|s| s.as_deref() == Some("alice-upstream")),
+        "{revoked:?}"
+    );
+    let mut conn = w.t.app.db.conn().await.unwrap();
+    assert!(
+        db::oauth::find_grant(&mut conn, w.server_id(), Some(w.alice.user_id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(conn);
+    assert_eq!(w.whoami(&w.bob).await.unwrap(), "bob-upstream");
+    // Coming back, she starts from nothing.
+    let workspace = w.t.admin.workspace_id;
+    w.t.ok(
+        &w.t.admin,
+        "mutation($w: ID!, $u: ID!) { addWorkspaceMember(workspaceId: $w, userId: $u, role: VIEWER) { role } }",
+        json!({ "w": workspace, "u": w.alice.user_id }),
+    )
+    .await;
+    assert_eq!(w.whoami(&w.alice).await.unwrap_err(), "REAUTH_REQUIRED");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changing_the_credential_mode_revokes_the_grants_of_the_old_one() {
+    let w = per_user().await;
+    w.connect(&w.alice, "alice-upstream").await;
+    const UPDATE: &str = "mutation($id: ID!, $c: McpCredentialMode) { updateMcpServer(id: $id, input: { credentials: $c }) { credentials authStatus statusReason } }";
+    // A viewer cannot change it.
+    let body =
+        w.t.gql(
+            Some(&w.alice.token),
+            UPDATE,
+            json!({ "id": w.id, "c": "SHARED" }),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
+    let updated =
+        w.t.ok(&w.bob, UPDATE, json!({ "id": w.id, "c": "SHARED" }))
+            .await;
+    assert_eq!(updated["updateMcpServer"]["credentials"], "SHARED");
+    assert_eq!(
+        updated["updateMcpServer"]["statusReason"],
+        "CREDENTIALS_CHANGED"
+    );
+    assert!(
+        w.auth
+            .revocations()
+            .iter()
+            .any(|r| r.subject.as_deref() == Some("alice-upstream"))
+    );
+    assert_eq!(w.whoami(&w.alice).await.unwrap_err(), "REAUTH_REQUIRED");
+    // Shared again: one grant serves everyone, as whoever authorized.
+    w.connect(&w.bob, "team-account").await;
+    assert_eq!(w.whoami(&w.alice).await.unwrap(), "team-account");
+    assert_eq!(w.mine(&w.alice).await["myAuthorization"], Value::Null);
+
+    // Per-user credentials need OAuth.
+    let headers = w
+        .t
+        .gql(
+            Some(&w.t.admin.token),
+            "mutation($w: ID!, $u: String!) { createMcpServer(input: { workspaceId: $w, name: \"h\", url: $u, \
+             headers: [{ name: \"X-Key\", value: \"k\" }], credentials: PER_USER }) { server { id } } }",
+            json!({ "w": w.t.admin.workspace_id, "u": w.mcp.url() + "?headers" }),
+        )
+        .await;
+    assert_eq!(error_code(&headers), Some("BAD_USER_INPUT"), "{headers}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_of_one_members_grant_reaches_only_their_subscriptions() {
+    use crate::subscriptions::{connect, next};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let w = per_user().await;
+    let subscription = "subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId personal \
+        current { authStatus reason } } }";
+    let mut sockets = Vec::new();
+    for actor in [&w.alice, &w.bob] {
+        let mut socket = connect(
+            &w.t,
+            "graphql-transport-ws",
+            json!({ "Authorization": format!("Bearer {}", actor.token) }),
+        )
+        .await;
+        assert_eq!(next(&mut socket).await.unwrap()["type"], "connection_ack");
+        socket
+            .send(Message::text(
+                json!({ "id": "1", "type": "subscribe", "payload": {
+                    "query": subscription, "variables": { "w": w.t.admin.workspace_id } } })
+                .to_string(),
+            ))
+            .await
+            .unwrap();
+        sockets.push(socket);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    w.connect(&w.alice, "alice-upstream").await;
+
+    // Alice hears her own flow start and complete; the catalogue listing that followed is the
+    // server's, which everyone hears.
+    let mut alice_events = Vec::new();
+    while alice_events.len() < 3 {
+        let message = next(&mut sockets[0]).await.unwrap();
+        alice_events.push(message["payload"]["data"]["mcpServerStatus"].clone());
+    }
+    assert_eq!(alice_events[0]["personal"], true, "{alice_events:?}");
+    assert_eq!(alice_events[0]["current"]["reason"], "FLOW_STARTED");
+    assert_eq!(alice_events[1]["personal"], true);
+    assert_eq!(alice_events[1]["current"]["authStatus"], "AUTHORIZED");
+    assert_eq!(alice_events[2]["personal"], false, "{alice_events:?}");
+
+    // Bob hears only the server's own change.
+    let message = next(&mut sockets[1]).await.unwrap();
+    let event = &message["payload"]["data"]["mcpServerStatus"];
+    assert_eq!(event["personal"], false, "{event}");
+    let nothing_more =
+        tokio::time::timeout(std::time::Duration::from_millis(500), next(&mut sockets[1])).await;
+    assert!(nothing_more.is_err(), "bob heard more: {nothing_more:?}");
 }

@@ -207,6 +207,7 @@ fn event(workspace_id: Uuid) -> StatusEvent {
             reason: Some(StatusReason::Created),
         },
         at: switchboard::db::now(),
+        user_id: None,
     }
 }
 

@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(t: &TestApp, protocol: &str, init: Value) -> Socket {
+pub(crate) async fn connect(t: &TestApp, protocol: &str, init: Value) -> Socket {
     let mut request = format!("ws://{}/graphql/ws", t.addr)
         .into_client_request()
         .unwrap();
@@ -32,7 +32,7 @@ async fn connect(t: &TestApp, protocol: &str, init: Value) -> Socket {
 }
 
 /// The next JSON message, skipping keep-alives; `None` when the socket closes.
-async fn next(socket: &mut Socket) -> Option<Value> {
+pub(crate) async fn next(socket: &mut Socket) -> Option<Value> {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
             .await

@@ -4,8 +4,8 @@ use diesel::prelude::*;
 
 use super::schema::*;
 use super::types::{
-    AuthStatus, AuthType, ConnectionStatus, DbTime, DbUuid, RegistrationKind, Role, StatusReason,
-    Transport,
+    AuthStatus, AuthType, ConnectionStatus, CredentialMode, DbTime, DbUuid, RegistrationKind, Role,
+    StatusReason, Transport,
 };
 
 /// A workspace.
@@ -132,6 +132,8 @@ pub struct McpServerRow {
     /// The authorization server (issuer) the pre-registered client was first used with; the
     /// client is never sent to another one.
     pub oauth_client_issuer: Option<String>,
+    /// Whose credentials reach it: the workspace's shared grant or each member's own.
+    pub credential_mode: CredentialMode,
 }
 
 /// What the API shows of a grant: none of its sealed values or discovered metadata, which

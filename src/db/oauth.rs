@@ -7,7 +7,7 @@ use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use super::models::{FlowRow, GrantSummary, OauthGrantRow, RegistrationRow};
-use super::schema::{mcp_oauth_flows, mcp_oauth_grants, mcp_oauth_registrations};
+use super::schema::{mcp_oauth_flows, mcp_oauth_grants, mcp_oauth_registrations, mcp_servers};
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
@@ -477,32 +477,137 @@ pub async fn servers_with_live_flows(
     Ok(found.into_iter().map(|id| id.0).collect())
 }
 
-/// Delete up to `limit` expired flows; returns the servers they belonged to.
+/// Delete up to `limit` expired flows; returns the server and user of each.
 pub async fn delete_expired_flows(
     conn: &mut DbConn,
     now: DbTime,
     limit: i64,
-) -> Result<Vec<Uuid>, DbError> {
-    let expired: Vec<(DbUuid, DbUuid)> = with_conn!(conn, |c| {
+) -> Result<Vec<(Uuid, Uuid)>, DbError> {
+    let expired: Vec<(DbUuid, DbUuid, DbUuid)> = with_conn!(conn, |c| {
         mcp_oauth_flows::table
             .filter(mcp_oauth_flows::expires_at.le(now))
             .order(mcp_oauth_flows::expires_at.asc())
             .limit(limit)
-            .select((mcp_oauth_flows::id, mcp_oauth_flows::server_id))
+            .select((
+                mcp_oauth_flows::id,
+                mcp_oauth_flows::server_id,
+                mcp_oauth_flows::user_id,
+            ))
             .load(c)
             .await
     })?;
     if expired.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<DbUuid> = expired.iter().map(|(id, _)| *id).collect();
+    let ids: Vec<DbUuid> = expired.iter().map(|(id, _, _)| *id).collect();
     with_conn!(conn, |c| {
         diesel::delete(mcp_oauth_flows::table.filter(mcp_oauth_flows::id.eq_any(&ids)))
             .execute(c)
             .await
     })?;
-    let mut servers: Vec<Uuid> = expired.into_iter().map(|(_, server)| server.0).collect();
-    servers.sort_unstable();
-    servers.dedup();
-    Ok(servers)
+    Ok(expired
+        .into_iter()
+        .map(|(_, server, user)| (server.0, user.0))
+        .collect())
+}
+
+/// The grants `user_id` holds on the servers of one workspace.
+pub async fn user_grants_in_workspace(
+    conn: &mut DbConn,
+    user_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<Vec<OauthGrantRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .inner_join(mcp_servers::table)
+            .filter(mcp_oauth_grants::user_id.eq(DbUuid(user_id)))
+            .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
+            .select(OauthGrantRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Every grant `user_id` holds, in any workspace.
+pub async fn user_grants(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<OauthGrantRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::user_id.eq(DbUuid(user_id)))
+            .select(OauthGrantRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Every per-user grant of one server.
+pub async fn all_user_grants_of_server(
+    conn: &mut DbConn,
+    server_id: Uuid,
+) -> Result<Vec<OauthGrantRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_oauth_grants::user_id.is_not_null())
+            .select(OauthGrantRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Remove `user_id`'s pending flows on the servers of one workspace.
+pub async fn delete_user_flows_in_workspace(
+    conn: &mut DbConn,
+    user_id: Uuid,
+    workspace_id: Uuid,
+) -> Result<(), DbError> {
+    let servers = mcp_servers::table
+        .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
+        .select(mcp_servers::id);
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_oauth_flows::table
+                .filter(mcp_oauth_flows::user_id.eq(DbUuid(user_id)))
+                .filter(mcp_oauth_flows::server_id.eq_any(servers)),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// What the API shows of `user`'s own grants on these servers, in one query.
+pub async fn own_grant_summaries(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+    user: Uuid,
+) -> Result<Vec<GrantSummary>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    Ok(with_conn!(conn, |c| {
+        mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq_any(&ids))
+            .filter(mcp_oauth_grants::user_id.eq(DbUuid(user)))
+            .select(GrantSummary::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Which of these servers `user` has a live flow on, in one query.
+pub async fn servers_with_own_live_flows(
+    conn: &mut DbConn,
+    ids: &[Uuid],
+    user: Uuid,
+    now: DbTime,
+) -> Result<Vec<Uuid>, DbError> {
+    let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    let found: Vec<DbUuid> = with_conn!(conn, |c| {
+        mcp_oauth_flows::table
+            .filter(mcp_oauth_flows::server_id.eq_any(&ids))
+            .filter(mcp_oauth_flows::user_id.eq(DbUuid(user)))
+            .filter(mcp_oauth_flows::expires_at.gt(now))
+            .select(mcp_oauth_flows::server_id)
+            .load(c)
+            .await
+    })?;
+    Ok(found.into_iter().map(|id| id.0).collect())
 }

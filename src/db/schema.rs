@@ -88,6 +88,7 @@ diesel::table! {
         oauth_lenient_pkce -> Bool,
         health_checked_at -> Nullable<PortableTimestamp>,
         oauth_client_issuer -> Nullable<Text>,
+        credential_mode -> Text,
     }
 }
 

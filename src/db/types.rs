@@ -311,6 +311,17 @@ text_enum! {
 }
 
 text_enum! {
+    /// Whose OAuth credentials a server is reached with.
+    pub enum CredentialMode {
+        /// One grant, shared by the whole workspace: whoever authorized, every member's calls
+        /// act as that account upstream.
+        Shared => "shared",
+        /// Each member connects their own account, and their calls use it.
+        PerUser => "per_user",
+    }
+}
+
+text_enum! {
     /// How an OAuth client was registered with an authorization server.
     pub enum RegistrationKind {
         /// The server's pre-registered client id.

@@ -35,11 +35,23 @@ pub async fn record(
     target_id: Option<Uuid>,
     details: serde_json::Value,
 ) -> Result<()> {
+    record_as(conn, workspace_id, Some(actor), action, target_id, details).await
+}
+
+/// [`record`] for an act that may have no user behind it (`None`: the operator's command line).
+pub async fn record_as(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    actor: Option<Uuid>,
+    action: &str,
+    target_id: Option<Uuid>,
+    details: serde_json::Value,
+) -> Result<()> {
     let row = AuditEventRow {
         // Time-ordered: paging and the retention purge walk the ids (see `db::audit`).
         id: DbUuid(Uuid::now_v7()),
         workspace_id: DbUuid(workspace_id),
-        actor_user_id: Some(DbUuid(actor)),
+        actor_user_id: actor.map(DbUuid),
         action: action.to_owned(),
         target_id: target_id.map(DbUuid),
         details: details.to_string(),

@@ -13,6 +13,8 @@ use futures_util::StreamExt;
 use rand::RngExt as _;
 
 use super::mcp::catalogue;
+use super::oauth::Holder;
+use crate::db::types::{AuthType, CredentialMode};
 use crate::db::{self, DbTime};
 use crate::domain::Context;
 use crate::transaction;
@@ -40,7 +42,14 @@ pub async fn run_round(
         checked += claimed.len();
         futures_util::stream::iter(claimed)
             .for_each_concurrent(concurrency.max(1), |server| async move {
-                match catalogue::check(ctx, &server).await {
+                // A per-user server is reached only as one of its users, by their own calls:
+                // no background check acts as somebody upstream.
+                if server.credential_mode == CredentialMode::PerUser
+                    && server.auth_type == AuthType::Oauth
+                {
+                    return;
+                }
+                match catalogue::check(ctx, &server, Holder::Workspace).await {
                     Ok(tools) => {
                         tracing::debug!(mcp_server.id = %server.id.0, tools, "health check passed")
                     }

@@ -242,6 +242,11 @@ pub struct Outbound<'a> {
 }
 
 impl Outbound<'_> {
+    /// The caller.
+    pub fn user_id(&self) -> Uuid {
+        self.principal.user_id
+    }
+
     /// Require at least `role` in the workspace (as [`Principal::require`] does), then take a
     /// token from the workspace's bucket. The role is checked first, so a caller outside the
     /// workspace never touches its allowance.

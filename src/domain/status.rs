@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::Context;
 use super::access::AccessEvent;
 use super::lifecycle::{self, Event, Facts, State};
+use super::oauth::Holder;
 use crate::db::models::McpServerRow;
 use crate::db::{self, DbConn, DbError, DbTime};
 use crate::events;
@@ -98,6 +99,17 @@ pub struct StatusEvent {
     pub current: Status,
     /// When it changed.
     pub at: DateTime<Utc>,
+    /// The user whose own grant changed, on a per-user server: the event reaches that user's
+    /// subscriptions alone, and the server's row (the shared connection) did not change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+}
+
+impl StatusEvent {
+    /// Whether a subscriber signed in as `user_id` may see this event.
+    pub fn visible_to(&self, user_id: Uuid) -> bool {
+        self.user_id.is_none_or(|owner| owner == user_id)
+    }
 }
 
 /// The bus that publishes status changes and access changes, to this process's subscribers and
@@ -137,7 +149,63 @@ pub fn change_event(previous: Option<&Status>, row: &McpServerRow) -> Option<Sta
         previous: previous.cloned(),
         current,
         at: row.updated_at.0,
+        user_id: None,
     })
+}
+
+/// Record an event that happened to the grant `holder` holds: the server's status for the
+/// workspace's shared grant ([`record`]); for one user's own grant, that user's view of the
+/// server, published to them alone and never written to the server's row, which stays the
+/// status of the connection everyone shares.
+pub async fn record_for(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    holder: Holder,
+    event: Event,
+) -> Result<Option<StatusEvent>, DbError> {
+    let Holder::User(user_id) = holder else {
+        return record(conn, server_id, event).await;
+    };
+    let Some(row) = db::servers::find(conn, server_id).await? else {
+        return Ok(None);
+    };
+    let has_tokens = row.auth_type == AuthType::Oauth
+        && db::oauth::find_grant(conn, server_id, Some(user_id))
+            .await?
+            .is_some_and(|grant| grant.tokens_sealed.is_some());
+    let facts = Facts {
+        auth_type: row.auth_type,
+        has_tokens,
+    };
+    let current = Status::from(lifecycle::next(state_of(&row), facts, event));
+    Ok(Some(StatusEvent {
+        workspace_id: row.workspace_id.0,
+        server_id,
+        previous: None,
+        current,
+        at: db::now(),
+        user_id: Some(user_id),
+    }))
+}
+
+/// [`record_for`] outside any other transaction, publishing the change and logging a storage
+/// failure once.
+pub async fn update_for(ctx: &Context, server_id: Uuid, holder: Holder, event: Event) {
+    if holder == Holder::Workspace {
+        return update(ctx, server_id, event, |_| {}).await;
+    }
+    let recorded = async {
+        let mut conn = ctx.db.conn().await?;
+        record_for(&mut conn, server_id, holder, event).await
+    }
+    .await;
+    match recorded {
+        Ok(Some(event)) => ctx.events.publish(event),
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a status change")
+        }
+    }
 }
 
 /// Move a server's status with `event` (through [`lifecycle::next`], the only way a status
@@ -228,6 +296,7 @@ mod tests {
                 reason: Some(reason),
             },
             at: db::now(),
+            user_id: None,
         }
     }
 

@@ -11,9 +11,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::access::{AccessEvent, Principal, Role, TOKEN_PREFIX};
+use super::oauth::revoke;
 use super::{Error, Result, audit, bad_input};
 use crate::crypto::{Secret, random_token, sha256_hex};
-use crate::db::models::{ApiTokenRow, MemberRow, UserRow, WorkspaceRow};
+use crate::db::models::{
+    ApiTokenRow, McpServerRow, MemberRow, OauthGrantRow, UserRow, WorkspaceRow,
+};
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::domain::Context;
 use crate::transaction;
@@ -152,7 +155,7 @@ pub async fn remove_member(
 ) -> Result<()> {
     principal.require(workspace_id, Role::Admin)?;
     let mut conn = ctx.db.conn().await?;
-    transaction!(conn, {
+    let withdrawn = transaction!(conn, {
         let role = delete_membership(&mut conn, workspace_id, user_id).await?;
         audit::record(
             &mut conn,
@@ -163,13 +166,63 @@ pub async fn remove_member(
             json!({ "role": role }),
         )
         .await?;
-        Ok::<_, Error>(())
+        let withdrawn =
+            withdraw_grants(&mut conn, workspace_id, user_id, Some(principal.user_id)).await?;
+        Ok::<_, Error>(withdrawn)
     })?;
+    drop(conn);
     ctx.events.publish_access(AccessEvent::MemberRemoved {
         workspace_id,
         user_id,
     });
+    revoke_withdrawn(ctx, user_id, withdrawn).await;
     Ok(())
+}
+
+/// The grants a member held on a workspace's servers, withdrawn with their membership: deleted
+/// (with their pending flows) and audited, inside the caller's transaction. Revoke them at
+/// their authorization servers with [`revoke_withdrawn`] once it has committed.
+async fn withdraw_grants(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    actor: Option<Uuid>,
+) -> Result<Vec<(McpServerRow, OauthGrantRow)>> {
+    let grants = db::oauth::user_grants_in_workspace(conn, user_id, workspace_id).await?;
+    db::oauth::delete_user_flows_in_workspace(conn, user_id, workspace_id).await?;
+    let mut withdrawn = Vec::with_capacity(grants.len());
+    for grant in grants {
+        let Some(server) = db::servers::find(conn, grant.server_id.0).await? else {
+            continue;
+        };
+        db::oauth::delete_grant(conn, grant.id.0).await?;
+        audit::record_as(
+            conn,
+            workspace_id,
+            actor,
+            "mcp_server.oauth_revoke",
+            Some(server.id.0),
+            json!({ "user": user_id, "why": "membership_ended" }),
+        )
+        .await?;
+        withdrawn.push((server, grant));
+    }
+    Ok(withdrawn)
+}
+
+/// Revoke withdrawn grants at their authorization servers (best effort, no connection held)
+/// and end the sessions opened with them.
+async fn revoke_withdrawn(
+    ctx: &Context,
+    user_id: Uuid,
+    withdrawn: Vec<(McpServerRow, OauthGrantRow)>,
+) {
+    for (server, grant) in &withdrawn {
+        revoke::revoke_grant(ctx, server, grant).await;
+    }
+    if !withdrawn.is_empty() {
+        tracing::info!(user.id = %user_id, grants = withdrawn.len(), "grants of a former member revoked");
+    }
 }
 
 /// Remove a user from a workspace from the command line (no caller to check); the last admin
@@ -180,19 +233,22 @@ pub async fn remove_member_as_operator(
     user_id: Uuid,
 ) -> Result<()> {
     let mut conn = ctx.db.conn().await?;
-    transaction!(conn, {
+    let withdrawn = transaction!(conn, {
         delete_membership(&mut conn, workspace_id, user_id)
             .await
             .map_err(|error| match error {
                 Error::NotFound => bad_input("user", "is not a member of that workspace"),
                 other => other,
             })?;
-        Ok::<_, Error>(())
+        let withdrawn = withdraw_grants(&mut conn, workspace_id, user_id, None).await?;
+        Ok::<_, Error>(withdrawn)
     })?;
+    drop(conn);
     ctx.events.publish_access(AccessEvent::MemberRemoved {
         workspace_id,
         user_id,
     });
+    revoke_withdrawn(ctx, user_id, withdrawn).await;
     Ok(())
 }
 

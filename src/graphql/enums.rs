@@ -32,6 +32,18 @@ pub enum McpAuthType {
     Undetected,
 }
 
+/// Whose OAuth credentials reach a server.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::db::types::CredentialMode")]
+pub enum McpCredentialMode {
+    /// One grant for the whole workspace: whoever authorized, every member's calls act as that
+    /// account upstream.
+    Shared,
+    /// Each member connects their own account, and their calls act as them. A member who has
+    /// not connected gets `REAUTH_REQUIRED`.
+    PerUser,
+}
+
 /// MCP transport.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
 #[graphql(remote = "crate::db::types::Transport")]

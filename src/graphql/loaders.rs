@@ -28,6 +28,43 @@ pub struct WorkspaceLoader(pub AppHandle);
 pub struct ServerLoader(pub AppHandle);
 /// OAuth state (grant and pending flow) by server id.
 pub struct GrantLoader(pub AppHandle);
+/// One user's own OAuth state (their grant and pending flow) on per-user servers.
+pub struct OwnGrantLoader(pub AppHandle);
+
+/// A server and the user whose own grant is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct OwnGrantKey {
+    /// The server.
+    pub server_id: Uuid,
+    /// The user.
+    pub user_id: Uuid,
+}
+
+impl Loader<OwnGrantKey> for OwnGrantLoader {
+    type Value = OauthView;
+    type Error = LoadError;
+
+    /// Two queries per distinct user among the keys (a request has one).
+    async fn load(
+        &self,
+        keys: &[OwnGrantKey],
+    ) -> Result<HashMap<OwnGrantKey, OauthView>, LoadError> {
+        let mut by_user: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            by_user.entry(key.user_id).or_default().push(key.server_id);
+        }
+        let mut found = HashMap::with_capacity(keys.len());
+        for (user_id, ids) in by_user {
+            let views = servers::own_oauth_by_ids(&self.0, user_id, &ids).await?;
+            found.extend(
+                views
+                    .into_iter()
+                    .map(|(server_id, view)| (OwnGrantKey { server_id, user_id }, view)),
+            );
+        }
+        Ok(found)
+    }
+}
 /// Pages of tool catalogues by server id and page.
 pub struct ToolsLoader(pub AppHandle);
 

@@ -19,7 +19,9 @@ use crate::app::{App, AppHandle};
 use crate::domain::access::Principal;
 use crate::domain::limits::{Outbound, RequestBudget};
 
-use loaders::{GrantLoader, ServerLoader, ToolsLoader, UserLoader, WorkspaceLoader};
+use loaders::{
+    GrantLoader, OwnGrantLoader, ServerLoader, ToolsLoader, UserLoader, WorkspaceLoader,
+};
 use mutation::MutationRoot;
 use query::QueryRoot;
 use subscription::SubscriptionRoot;
@@ -39,6 +41,7 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
         .data(DataLoader::new(WorkspaceLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(GrantLoader(app.clone()), tokio::spawn))
+        .data(DataLoader::new(OwnGrantLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ToolsLoader(app.clone()), tokio::spawn))
         .data(app)
         .finish()

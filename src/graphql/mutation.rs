@@ -4,7 +4,8 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object
 
 use super::error::{ApiError, Result, parse_id, principal};
 use super::types::{
-    ApiToken, McpAuthType, McpServer, McpTransport, Workspace, WorkspaceMember, WorkspaceRole,
+    ApiToken, McpAuthType, McpCredentialMode, McpServer, McpTransport, Workspace, WorkspaceMember,
+    WorkspaceRole,
 };
 use crate::app::AppHandle;
 use crate::crypto::Secret;
@@ -53,6 +54,9 @@ pub struct CreateMcpServerInput {
     /// Accept an authorization server that omits `code_challenge_methods_supported` (some
     /// large providers do, while supporting PKCE S256). Default false.
     pub oauth_lenient_pkce: Option<bool>,
+    /// Whose OAuth credentials reach the server. Default `SHARED`; `PER_USER` needs a server
+    /// that uses OAuth (or whose auth type is not known yet).
+    pub credentials: Option<McpCredentialMode>,
 }
 
 /// Input of `updateMcpServer`: an absent field is unchanged; `null` (or `""`) clears.
@@ -83,6 +87,9 @@ pub struct UpdateMcpServerInput {
     pub oauth_client_secret: MaybeUndefined<String>,
     /// Accept an authorization server that omits `code_challenge_methods_supported`.
     pub oauth_lenient_pkce: MaybeUndefined<bool>,
+    /// Whose OAuth credentials reach the server. Changing it revokes and removes the grants
+    /// the old mode held.
+    pub credentials: MaybeUndefined<McpCredentialMode>,
 }
 
 /// Result of `createMcpServer`.
@@ -284,6 +291,7 @@ impl MutationRoot {
                 oauth_client_id: input.oauth_client_id,
                 oauth_client_secret: input.oauth_client_secret.map(Secret::new),
                 oauth_lenient_pkce: input.oauth_lenient_pkce,
+                credentials: input.credentials.map(Into::into),
             },
         )
         .await?;
@@ -325,6 +333,7 @@ impl MutationRoot {
                 other => other.map(Secret::new),
             },
             oauth_lenient_pkce: patch(input.oauth_lenient_pkce),
+            credentials: patch(input.credentials).map(Into::into),
         };
         servers::update(app, principal, outbound, id, changes)
             .await
@@ -390,14 +399,34 @@ impl MutationRoot {
         }
     }
 
-    /// Revoke and remove a server's OAuth grant (editor).
+    /// Revoke and remove OAuth grants of a server. Without arguments: the shared grant
+    /// (editor), or on a `PER_USER` server the caller's own (any member). `userId`: that
+    /// member's own grant on a `PER_USER` server (admin). `all: true`: every grant of the
+    /// server (admin on a `PER_USER` server, editor otherwise).
     /// Outbound: counts against the request's budget and the rate limits.
     #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
-    async fn disconnect_mcp_oauth(&self, ctx: &Context<'_>, server_id: ID) -> Result<McpServer> {
+    async fn disconnect_mcp_oauth(
+        &self,
+        ctx: &Context<'_>,
+        server_id: ID,
+        user_id: Option<ID>,
+        all: Option<bool>,
+    ) -> Result<McpServer> {
         let (principal, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
+        let which = match (user_id, all.unwrap_or(false)) {
+            (Some(_), true) => {
+                return Err(ApiError::from(crate::domain::bad_input(
+                    "all",
+                    "give either userId or all, not both",
+                )));
+            }
+            (Some(user), false) => flow::Disconnect::User(parse_id("userId", &user)?),
+            (None, true) => flow::Disconnect::All,
+            (None, false) => flow::Disconnect::Mine,
+        };
         let app = ctx.data_unchecked::<AppHandle>();
-        flow::disconnect(app, principal, outbound, server_id)
+        flow::disconnect(app, principal, outbound, server_id, which)
             .await
             .map_err(ApiError::from)
             .map(McpServer::single)

@@ -33,7 +33,8 @@ impl McpServerStatusEvent {
             .filter(|row| row.workspace_id.0 == self.0.workspace_id)
             .map(McpServer::single))
     }
-    /// Status before the change (null for a new server).
+    /// Status before the change (null for a new server, and for a change of the subscriber's
+    /// own grant).
     async fn previous(&self) -> Option<McpServerStatus> {
         self.0.previous.map(Into::into)
     }
@@ -48,6 +49,12 @@ impl McpServerStatusEvent {
     /// When it changed.
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
+    }
+    /// Whether the event is about the subscriber's own grant on a per-user server (only they
+    /// receive it; `current` is the server as they can use it). Otherwise it is about the
+    /// server everyone shares.
+    async fn personal(&self) -> bool {
+        self.0.user_id.is_some()
     }
 }
 
@@ -71,6 +78,7 @@ impl SubscriptionRoot {
         let workspace_id = parse_id("workspaceId", &workspace_id)?;
         let server_id = server_id.map(|id| parse_id("serverId", &id)).transpose()?;
         principal.require(workspace_id, Role::Viewer)?;
+        let user_id = principal.user_id;
         let app = ctx.data_unchecked::<AppHandle>();
         let receiver = app.events.subscribe();
         // Counted as open while the stream lives.
@@ -80,7 +88,10 @@ impl SubscriptionRoot {
             move |(mut receiver, open)| async move {
                 loop {
                     match receiver.recv().await {
-                        Ok(event) if wanted(&event, workspace_id, server_id) => {
+                        Ok(event)
+                            if wanted(&event, workspace_id, server_id)
+                                && event.visible_to(user_id) =>
+                        {
                             return Some((McpServerStatusEvent(event), (receiver, open)));
                         }
                         Ok(_) => {}

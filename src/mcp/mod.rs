@@ -28,7 +28,7 @@ mod sse;
 #[cfg(test)]
 mod tests;
 
-pub use pool::SessionPool;
+pub use pool::{SessionKey, SessionPool};
 pub use session::{
     Listing, ListingCaps, McpError, McpSession, McpTarget, ToolCallOutcome, ToolInfo, open,
 };

@@ -1,4 +1,4 @@
-//! Open MCP sessions kept between tool calls, one per server.
+//! Open MCP sessions kept between tool calls, one per server and grant.
 //!
 //! Opening a session costs a round trip for `initialize` and another for the `initialized`
 //! notification, and closing it a third; a tool call on an open session costs one request.
@@ -8,8 +8,12 @@
 //! therefore never reuses a session opened with the old credentials.
 //!
 //! Invariants:
-//! - At most one session per server: concurrent callers that find none wait for one opener
-//!   instead of each running the handshake.
+//! - At most one session per server and grant (the workspace's shared grant, or one user's
+//!   own): concurrent callers that find none wait for one opener instead of each running the
+//!   handshake. One user's session is never handed to another: its key names the user, and its
+//!   fingerprint covers the access token.
+//! - At most [`MAX_KEPT`] sessions are kept: past that, the least recently used are ended, so
+//!   a thousand users of a hundred servers cannot hold a hundred thousand connections.
 //! - The pool stores a SHA-256 fingerprint of the target, never the credentials themselves.
 //! - A session that failed, that the server ended, or that sat idle longer than
 //!   [`IDLE_TIMEOUT`] is never handed out again; dropping the last reference ends it (rmcp
@@ -29,13 +33,26 @@ use crate::net::GuardedClient;
 /// one that expired sooner answers 404 and is replaced by the caller.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Servers with a kept session above which idle ones are swept when a new one opens.
+/// Slots above which idle ones are swept when a new session opens.
 const SWEEP_ABOVE: usize = 256;
 
-/// Open sessions by server id.
+/// Sessions kept at most; the least recently used go first.
+pub const MAX_KEPT: usize = 1024;
+
+/// Which session: a server, reached with the workspace's shared grant (`user: None`) or with
+/// one user's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    /// The server.
+    pub server: Uuid,
+    /// The user whose own grant the session was opened with.
+    pub user: Option<Uuid>,
+}
+
+/// Open sessions by server and grant.
 #[derive(Default)]
 pub struct SessionPool {
-    slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
+    slots: Mutex<HashMap<SessionKey, Arc<Slot>>>,
 }
 
 #[derive(Default)]
@@ -52,15 +69,15 @@ struct Kept {
 }
 
 impl SessionPool {
-    /// The server's open session for `target`, or a newly opened one (kept for later calls).
+    /// The open session of `key` for `target`, or a newly opened one (kept for later calls).
     pub async fn lease(
         &self,
         http: &GuardedClient,
-        server_id: Uuid,
+        key: SessionKey,
         target: McpTarget,
     ) -> Result<Arc<McpSession>, McpError> {
         let fingerprint = fingerprint(&target);
-        let slot = self.slot(server_id);
+        let slot = self.slot(key);
         if let Some(session) = slot.usable(&fingerprint) {
             return Ok(session);
         }
@@ -80,10 +97,10 @@ impl SessionPool {
         Ok(session)
     }
 
-    /// Stop handing out `session` for this server (it failed, or the server ended it). Calls
+    /// Stop handing out `session` for this key (it failed, or the server ended it). Calls
     /// still using it finish; the session ends when the last of them lets go.
-    pub fn discard(&self, server_id: Uuid, session: &Arc<McpSession>) {
-        let slot = lock(&self.slots).get(&server_id).cloned();
+    pub fn discard(&self, key: SessionKey, session: &Arc<McpSession>) {
+        let slot = lock(&self.slots).get(&key).cloned();
         if let Some(slot) = slot {
             let mut current = lock(&slot.current);
             if current
@@ -95,9 +112,34 @@ impl SessionPool {
         }
     }
 
-    /// Forget the server's session (the server was deleted or its authorization withdrawn).
+    /// Forget every session of the server (the server was deleted or changed).
     pub fn forget(&self, server_id: Uuid) {
-        let removed = lock(&self.slots).remove(&server_id);
+        let mut removed = Vec::new();
+        lock(&self.slots).retain(|key, slot| {
+            if key.server == server_id {
+                removed.push(Arc::clone(slot));
+            }
+            key.server != server_id
+        });
+        drop(removed);
+    }
+
+    /// Forget one session (its grant was withdrawn).
+    pub fn forget_key(&self, key: SessionKey) {
+        let removed = lock(&self.slots).remove(&key);
+        drop(removed);
+    }
+
+    /// Forget every session opened with `user`'s own grants (they left a workspace).
+    pub fn forget_user(&self, user_id: Uuid) {
+        let mut removed = Vec::new();
+        lock(&self.slots).retain(|key, slot| {
+            let theirs = key.user == Some(user_id);
+            if theirs {
+                removed.push(Arc::clone(slot));
+            }
+            !theirs
+        });
         drop(removed);
     }
 
@@ -110,15 +152,42 @@ impl SessionPool {
             .count()
     }
 
-    fn slot(&self, server_id: Uuid) -> Arc<Slot> {
-        Arc::clone(lock(&self.slots).entry(server_id).or_default())
+    fn slot(&self, key: SessionKey) -> Arc<Slot> {
+        Arc::clone(lock(&self.slots).entry(key).or_default())
     }
 
-    /// Drop idle sessions and empty slots once many servers have been called.
+    /// Drop idle sessions and empty slots once many have been opened, then the least recently
+    /// used beyond [`MAX_KEPT`].
     fn sweep_if_large(&self) {
         if lock(&self.slots).len() > SWEEP_ABOVE {
             self.reap_idle(IDLE_TIMEOUT);
         }
+        self.cap(MAX_KEPT);
+    }
+
+    /// End the least recently used sessions until at most `max` are kept; returns how many
+    /// were ended.
+    pub(crate) fn cap(&self, max: usize) -> usize {
+        let slots = lock(&self.slots);
+        let mut kept: Vec<(Instant, SessionKey)> = slots
+            .iter()
+            .filter_map(|(key, slot)| lock(&slot.current).as_ref().map(|k| (k.last_used, *key)))
+            .collect();
+        if kept.len() <= max {
+            return 0;
+        }
+        kept.sort_unstable_by_key(|(last_used, _)| *last_used);
+        let excess = kept.len() - max;
+        let mut ended = Vec::with_capacity(excess);
+        for (_, key) in kept.into_iter().take(excess) {
+            if let Some(slot) = slots.get(&key) {
+                ended.push(lock(&slot.current).take());
+            }
+        }
+        drop(slots);
+        let count = ended.len();
+        drop(ended);
+        count
     }
 
     /// End the sessions unused for `idle` or longer, or that the server ended, and forget

@@ -507,8 +507,11 @@ async fn idle_kept_sessions_are_ended_by_the_reaper() {
     })
     .await;
     let pool = super::pool::SessionPool::default();
-    let id = uuid::Uuid::now_v7();
-    let session = pool.lease(&http(true), id, target(&server)).await.unwrap();
+    let key = super::SessionKey {
+        server: uuid::Uuid::now_v7(),
+        user: None,
+    };
+    let session = pool.lease(&http(true), key, target(&server)).await.unwrap();
     drop(session);
     assert_eq!(pool.open_sessions(), 1);
     assert_eq!(
@@ -526,4 +529,74 @@ async fn idle_kept_sessions_are_ended_by_the_reaper() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(server.sessions_deleted(), server.sessions_issued());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sessions_are_kept_per_grant_and_capped_least_recently_used_first() {
+    let server = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..two_pages()
+    })
+    .await;
+    let pool = super::pool::SessionPool::default();
+    let server_id = uuid::Uuid::now_v7();
+    let (alice, bob) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let key = |user| super::SessionKey {
+        server: server_id,
+        user,
+    };
+    for user in [None, Some(alice), Some(bob)] {
+        drop(
+            pool.lease(&http(true), key(user), target(&server))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        pool.open_sessions(),
+        3,
+        "one session per grant of one server"
+    );
+    assert_eq!(server.sessions_issued().len(), 3);
+
+    // Over the cap, the least recently used goes: the shared one, leased first.
+    drop(
+        pool.lease(&http(true), key(Some(alice)), target(&server))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(pool.cap(2), 1);
+    assert_eq!(pool.open_sessions(), 2);
+    drop(
+        pool.lease(&http(true), key(Some(alice)), target(&server))
+            .await
+            .unwrap(),
+    );
+    drop(
+        pool.lease(&http(true), key(Some(bob)), target(&server))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        server.sessions_issued().len(),
+        3,
+        "alice's and bob's were kept"
+    );
+    drop(
+        pool.lease(&http(true), key(None), target(&server))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        server.sessions_issued().len(),
+        4,
+        "the shared one was opened again"
+    );
+
+    // A user who leaves takes their sessions with them, and only theirs.
+    pool.forget_user(alice);
+    assert_eq!(pool.open_sessions(), 2);
+    pool.forget(server_id);
+    assert_eq!(pool.open_sessions(), 0);
 }

@@ -21,7 +21,7 @@ use crate::domain::servers;
 use crate::domain::servers::AuthType;
 use crate::domain::status;
 use crate::domain::{Error, Result, bad_input};
-use crate::mcp::{McpError, ToolCallOutcome};
+use crate::mcp::{McpError, SessionKey, ToolCallOutcome};
 
 /// Reconnect to a server, list its tools and store them (editor role); a server whose auth
 /// type is not known yet is asked first.
@@ -30,8 +30,9 @@ pub async fn refresh_server(
     outbound: Outbound<'_>,
     server_id: Uuid,
 ) -> Result<McpServerRow> {
+    let user_id = outbound.user_id();
     let server = find(ctx, outbound, server_id, Role::Editor).await?;
-    catalogue::check(ctx, &server).await?;
+    catalogue::check(ctx, &server, servers::holder(&server, user_id)).await?;
     servers::load(ctx, server_id).await
 }
 
@@ -73,7 +74,15 @@ async fn call_tool_inner(
     name: &str,
     arguments: Option<Value>,
 ) -> Result<ToolCallOutcome> {
+    let user_id = outbound.user_id();
     let server = find(ctx, outbound, server_id, Role::Viewer).await?;
+    // On a per-user server the call acts as the caller upstream, with their own grant and
+    // their own session, or not at all.
+    let holder = servers::holder(&server, user_id);
+    let key = SessionKey {
+        server: server_id,
+        user: holder.user_id(),
+    };
     let arguments = match arguments {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
@@ -94,19 +103,19 @@ async fn call_tool_inner(
     let mut renewed_session = false;
     let mut server = server;
     loop {
-        let (target, generation) = match catalogue::target(ctx, &server).await {
+        let (target, generation) = match catalogue::target(ctx, &server, holder).await {
             Ok(target) => target,
             Err(error) => {
-                fail(ctx, &server, error, &mut refreshed, None).await?;
+                fail(ctx, &server, holder, error, &mut refreshed, None).await?;
                 server = servers::load(ctx, server_id).await?;
                 continue;
             }
         };
-        let outcome = match ctx.sessions.lease(&ctx.http, server_id, target).await {
+        let outcome = match ctx.sessions.lease(&ctx.http, key, target).await {
             Ok(session) => {
                 let outcome = session.call_tool(name, arguments.clone()).await;
                 if outcome.is_err() {
-                    ctx.sessions.discard(server_id, &session);
+                    ctx.sessions.discard(key, &session);
                 }
                 outcome
             }
@@ -125,6 +134,7 @@ async fn call_tool_inner(
                 fail(
                     ctx,
                     &server,
+                    holder,
                     catalogue::mcp_error(&server, error),
                     &mut refreshed,
                     generation,
@@ -141,6 +151,7 @@ async fn call_tool_inner(
 async fn fail(
     ctx: &Context,
     server: &McpServerRow,
+    holder: Holder,
     error: Error,
     refreshed: &mut bool,
     generation: Option<i64>,
@@ -150,21 +161,21 @@ async fn fail(
             if server.auth_type == AuthType::Oauth && !*refreshed && generation.is_some() =>
         {
             *refreshed = true;
-            match tokens::refresh(ctx, server, Holder::Workspace, generation).await {
+            match tokens::refresh(ctx, server, holder, generation).await {
                 Ok(_) => Ok(()),
                 Err(_) => {
-                    catalogue::record_failure(ctx, server_id, &Error::ReauthRequired { server_id })
-                        .await;
+                    let error = Error::ReauthRequired { server_id };
+                    catalogue::record_failure(ctx, server_id, holder, &error).await;
                     Err(Error::ReauthRequired { server_id })
                 }
             }
         }
         Error::InsufficientScope { server_id, scope } => {
-            catalogue::note_insufficient_scope(ctx, server_id, scope.as_deref()).await?;
+            catalogue::note_insufficient_scope(ctx, server_id, holder, scope.as_deref()).await?;
             Err(Error::InsufficientScope { server_id, scope })
         }
         other => {
-            catalogue::record_failure(ctx, server.id.0, &other).await;
+            catalogue::record_failure(ctx, server.id.0, holder, &other).await;
             Err(other)
         }
     }

@@ -24,24 +24,33 @@ use crate::mcp::{self, Listing, ListingCaps, McpError, McpSession, McpTarget};
 use crate::transaction;
 
 /// Open a session to a server with its static headers and, for OAuth servers, a usable access
-/// token (refreshed first when due). Returns the session and the grant generation of the
-/// token used.
-pub async fn connect(ctx: &Context, server: &McpServerRow) -> Result<(McpSession, Option<i64>)> {
-    let (target, generation) = target(ctx, server).await?;
+/// token of `holder`'s grant (refreshed first when due). Returns the session and the grant
+/// generation of the token used.
+pub async fn connect(
+    ctx: &Context,
+    server: &McpServerRow,
+    holder: Holder,
+) -> Result<(McpSession, Option<i64>)> {
+    let (target, generation) = target(ctx, server, holder).await?;
     let session = mcp::open(&ctx.http, target)
         .await
         .map_err(|e| mcp_error(server, e))?;
     Ok((session, generation))
 }
 
-/// The target of a server with its current credentials.
-pub async fn target(ctx: &Context, server: &McpServerRow) -> Result<(McpTarget, Option<i64>)> {
+/// The target of a server with its current credentials: its static headers and, for OAuth
+/// servers, the access token of `holder`'s grant.
+pub async fn target(
+    ctx: &Context,
+    server: &McpServerRow,
+    holder: Holder,
+) -> Result<(McpTarget, Option<i64>)> {
     let url = url::Url::parse(&server.url)
         .map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
     // Headers that no longer open (lost key) are an internal failure, never sent half.
     let headers = servers::open_headers(ctx, server)?;
     let (bearer, generation) = if server.auth_type == AuthType::Oauth {
-        match tokens::access_token(ctx, server, Holder::Workspace).await {
+        match tokens::access_token(ctx, server, holder).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
             Err(
                 OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient,
@@ -75,11 +84,13 @@ pub fn listing_caps(ctx: &Context) -> ListingCaps {
     }
 }
 
-/// Reconnect, list every tool, store the catalogue and mark the server connected. Failures
-/// are recorded in the server's status and returned; a listing over a quota stores nothing.
-pub async fn refresh(ctx: &Context, server: &McpServerRow) -> Result<usize> {
+/// Reconnect with `holder`'s credentials, list every tool, store the catalogue (one per
+/// server, whoever listed it) and mark the server connected. Failures are recorded in the
+/// server's status (an authorization failure of one user's grant in that user's view alone)
+/// and returned; a listing over a quota stores nothing.
+pub async fn refresh(ctx: &Context, server: &McpServerRow, holder: Holder) -> Result<usize> {
     let listed = async {
-        let (session, _) = connect(ctx, server).await?;
+        let (session, _) = connect(ctx, server, holder).await?;
         let listing = session
             .list_tools(listing_caps(ctx))
             .await
@@ -101,7 +112,7 @@ pub async fn refresh(ctx: &Context, server: &McpServerRow) -> Result<usize> {
             store(ctx, server.id.0, &listing).await.map(|()| count)
         }
         Err(error) => {
-            record_failure(ctx, server.id.0, &error).await;
+            record_failure(ctx, server.id.0, holder, &error).await;
             Err(error)
         }
     }
@@ -110,13 +121,13 @@ pub async fn refresh(ctx: &Context, server: &McpServerRow) -> Result<usize> {
 /// Refresh a server whose auth type may not be known yet: ask it first, then list its tools
 /// whatever the answer (a server that cannot be asked usually cannot be listed either, and the
 /// listing's failure says why in `lastError`).
-pub async fn check(ctx: &Context, server: &McpServerRow) -> Result<usize> {
+pub async fn check(ctx: &Context, server: &McpServerRow, holder: Holder) -> Result<usize> {
     if server.auth_type != AuthType::Undetected {
-        return refresh(ctx, server).await;
+        return refresh(ctx, server, holder).await;
     }
     servers::detect_row(ctx, server).await?;
     let server = servers::load(ctx, server.id.0).await?;
-    refresh(ctx, &server).await
+    refresh(ctx, &server, holder).await
 }
 
 /// What `lastError` says about a listing whose duplicate names were dropped.
@@ -171,8 +182,10 @@ async fn store(ctx: &Context, server_id: Uuid, listing: &Listing) -> Result<()> 
 /// Record a failed contact in the server's status: an authorization problem asks for
 /// authorization (or, for static headers, says they were rejected) and never counts as a
 /// failure; a listing over a quota sets its reason and message (the server answered); other
-/// failures count, and enough in a row mark the server `ERROR`.
-pub async fn record_failure(ctx: &Context, server_id: Uuid, error: &Error) {
+/// failures count, and enough in a row mark the server `ERROR`. An authorization failure of
+/// one user's own grant is that user's alone: it is published to them and leaves the
+/// server's status as it is.
+pub async fn record_failure(ctx: &Context, server_id: Uuid, holder: Holder, error: &Error) {
     let event = match error {
         Error::ReauthRequired { .. }
         | Error::Oauth(
@@ -188,6 +201,9 @@ pub async fn record_failure(ctx: &Context, server_id: Uuid, error: &Error) {
         }
         _ => None,
     };
+    if holder != Holder::Workspace && event == Event::AuthorizationNeeded {
+        return status::update_for(ctx, server_id, holder, event).await;
+    }
     status::update(ctx, server_id, event, |row| {
         if message.is_some() {
             row.last_error = message;
@@ -239,16 +255,20 @@ pub fn mcp_error(server: &McpServerRow, error: McpError) -> Error {
     }
 }
 
-/// The server says a call needs more scopes: remember the union for the next flow and mark
-/// the server `INSUFFICIENT_SCOPE`.
+/// The server says a call with `holder`'s grant needs more scopes: remember the union on that
+/// grant for its next flow and mark it `INSUFFICIENT_SCOPE` (the server's status for the shared
+/// grant, the user's own view for theirs).
 pub async fn note_insufficient_scope(
     ctx: &Context,
     server_id: Uuid,
+    holder: Holder,
     scope: Option<&str>,
 ) -> Result<()> {
     let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
-        if let Some(mut grant) = db::oauth::find_grant(&mut conn, server_id, None).await? {
+        if let Some(mut grant) =
+            db::oauth::find_grant(&mut conn, server_id, holder.user_id()).await?
+        {
             let union = crate::domain::oauth::scope_union([
                 crate::domain::oauth::scope_list(grant.requested_scopes.as_deref()).as_slice(),
                 crate::domain::oauth::scope_list(grant.granted_scopes.as_deref()).as_slice(),
@@ -258,7 +278,7 @@ pub async fn note_insufficient_scope(
             grant.updated_at = DbTime(db::now());
             db::oauth::save_grant(&mut conn, &grant).await?;
         }
-        let event = status::record(&mut conn, server_id, Event::ScopeNeeded).await?;
+        let event = status::record_for(&mut conn, server_id, holder, Event::ScopeNeeded).await?;
         Ok::<_, Error>(event)
     })?;
     if let Some(event) = event {

@@ -10,6 +10,7 @@ use super::tokens::{open_tokens, post_form};
 use crate::db;
 use crate::db::models::{McpServerRow, OauthGrantRow};
 use crate::domain::Context;
+use crate::mcp::SessionKey;
 
 /// The whole revocation may take this long.
 pub const REVOCATION_BUDGET: Duration = Duration::from_secs(5);
@@ -18,7 +19,10 @@ pub const REVOCATION_BUDGET: Duration = Duration::from_secs(5);
 /// logged and otherwise ignored: the grant is removed locally either way. A session kept open
 /// with these tokens is ended first.
 pub async fn revoke_grant(ctx: &Context, server: &McpServerRow, grant: &OauthGrantRow) {
-    ctx.sessions.forget(server.id.0);
+    ctx.sessions.forget_key(SessionKey {
+        server: server.id.0,
+        user: grant.user_id.map(|user| user.0),
+    });
     if tokio::time::timeout(REVOCATION_BUDGET, revoke_inner(ctx, server, grant))
         .await
         .is_err()

@@ -396,6 +396,7 @@ async fn refresh_leased(
 ) -> Result<Access, OauthError> {
     let server_id = server.id.0;
     let grant_id = grant.id.0;
+    let holder = Holder::of(&grant);
     let expected = grant.token_generation;
     let registration = match &grant.issuer {
         Some(issuer) => {
@@ -476,8 +477,10 @@ async fn refresh_leased(
                 db::oauth::delete_registration(&mut conn, server_id, issuer).await?;
             }
             let recorded = match (&outcome, wrote) {
-                (_, true) => status::record(&mut conn, server_id, event).await?,
-                (Err(_), false) if transient => status::record(&mut conn, server_id, event).await?,
+                (_, true) => status::record_for(&mut conn, server_id, holder, event).await?,
+                (Err(_), false) if transient => {
+                    status::record_for(&mut conn, server_id, holder, event).await?
+                }
                 _ => None,
             };
             Ok::<_, db::DbError>((wrote, recorded))
@@ -537,7 +540,7 @@ async fn forget_tokens(ctx: &Context, stale: &OauthGrantRow, event: Event) {
         if !db::oauth::save_grant_if_generation(&mut conn, &grant, generation).await? {
             return Ok(None);
         }
-        status::record(&mut conn, server_id, event).await
+        status::record_for(&mut conn, server_id, Holder::of(&grant), event).await
     }
     .await;
     match result {

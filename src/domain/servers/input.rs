@@ -14,7 +14,7 @@ use std::collections::HashSet;
 
 use url::Url;
 
-use super::{AuthType, Transport};
+use super::{AuthType, CredentialMode, Transport};
 use crate::crypto::Secret;
 use crate::domain::{Context, Error, Result, bad_input};
 use crate::mcp::RESERVED_HEADERS;
@@ -93,6 +93,8 @@ pub struct NewServer {
     pub oauth_client_secret: Option<Secret>,
     /// Accept an authorization server that omits `code_challenge_methods_supported`.
     pub oauth_lenient_pkce: Option<bool>,
+    /// Whose credentials reach it (default shared).
+    pub credentials: Option<CredentialMode>,
 }
 
 /// Input of [`update`]: every field optional.
@@ -122,6 +124,8 @@ pub struct ServerChanges {
     pub oauth_client_secret: Patch<Secret>,
     /// Accept an authorization server that omits `code_challenge_methods_supported`.
     pub oauth_lenient_pkce: Patch<bool>,
+    /// Whose credentials reach it.
+    pub credentials: Patch<CredentialMode>,
 }
 
 /// Default request timeout.

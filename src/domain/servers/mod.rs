@@ -39,12 +39,14 @@ use self::secrets::{header_names_json, seal_headers};
 use super::access::{Principal, Role};
 use super::lifecycle::{self, Change, Event, Facts};
 use super::limits::{Outbound, Quota};
+use super::oauth::Holder;
 use super::oauth::{probe, revoke};
 use super::pagination::{Page, fetch_limit, page_size};
 use super::status::{self, Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
 use crate::db::models::McpServerRow;
 use crate::db::sealed;
+pub use crate::db::types::CredentialMode;
 use crate::db::types::{AuthStatus, ConnectionStatus, StatusReason};
 use crate::db::{self, DbConn, DbTime, DbUuid};
 use crate::domain::Context;
@@ -58,7 +60,8 @@ pub use self::input::{
     ServerChanges, ServerUrl, TIMEOUT_MS_RANGE, normalize_url, validate_url,
 };
 pub use self::related::{
-    OauthView, Related, Wanted, oauth_by_ids, oauth_views, related, tool_pages,
+    OauthView, Related, Wanted, authorizations, oauth_by_ids, oauth_views, own_oauth_by_ids,
+    related, tool_pages,
 };
 pub use self::secrets::{header_names, open_headers};
 
@@ -207,7 +210,9 @@ pub async fn create(
         oauth_lenient_pkce: input.oauth_lenient_pkce.unwrap_or(false),
         health_checked_at: None,
         oauth_client_issuer: None,
+        credential_mode: input.credentials.unwrap_or(CredentialMode::Shared),
     };
+    check_credential_mode(&row)?;
     let facts = Facts {
         auth_type,
         has_tokens: false,
@@ -347,6 +352,12 @@ pub async fn update(
         next.oauth_lenient_pkce = lenient;
         fields.push("oauthLenientPkce");
     }
+    if let Some(mode) = changes.credentials.required("credentials")? {
+        next.credential_mode = mode;
+        fields.push("credentials");
+    }
+    // Another mode holds other grants: the old ones are revoked and removed.
+    let mode_changed = next.credential_mode != current.credential_mode;
     let credentials_changed = secret_changed
         || next.oauth_client_id != current.oauth_client_id
         || next.oauth_client_secret_sealed.is_none()
@@ -372,13 +383,14 @@ pub async fn update(
     if next.auth_type != current.auth_type {
         fields.push("authType");
     }
+    check_credential_mode(&next)?;
     if credentials_changed || url_changed {
         // The pre-registered client is bound again at its next use.
         next.oauth_client_issuer = None;
     }
     let change = if url_changed {
         Some(Change::Url)
-    } else if credentials_changed {
+    } else if credentials_changed || mode_changed {
         Some(Change::Credentials)
     } else if next.auth_type != current.auth_type {
         Some(Change::AuthType)
@@ -613,6 +625,7 @@ pub async fn delete(
                 ..last
             },
             at: db::now(),
+            user_id: None,
         }),
     );
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, "MCP server deleted");
@@ -631,6 +644,30 @@ async fn revoke_upstream(ctx: &Context, server: &McpServerRow) -> Result<()> {
         revoke::revoke_grant(ctx, server, &grant).await;
     }
     Ok(())
+}
+
+/// Per-user credentials are OAuth grants: a server that authenticates otherwise cannot have
+/// them. (A server whose auth type is not known yet may: they apply once it is found to use
+/// OAuth.)
+fn check_credential_mode(row: &McpServerRow) -> Result<()> {
+    if row.credential_mode == CredentialMode::PerUser
+        && matches!(row.auth_type, AuthType::None | AuthType::Headers)
+    {
+        return Err(bad_input(
+            "credentials",
+            "per-user credentials need a server that uses OAuth",
+        ));
+    }
+    Ok(())
+}
+
+/// The holder of the grant a call by `user_id` uses on this server: the user's own on a
+/// per-user server, the workspace's otherwise.
+pub fn holder(server: &McpServerRow, user_id: Uuid) -> Holder {
+    match server.credential_mode {
+        CredentialMode::PerUser => Holder::User(user_id),
+        CredentialMode::Shared => Holder::Workspace,
+    }
 }
 
 /// Whether two stored URLs share scheme, host and port.

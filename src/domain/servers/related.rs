@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use crate::db::models::{GrantSummary, McpServerRow, ToolRow, UserRow};
 use crate::db::{self, DbConn, DbTime};
-use crate::domain::pagination::{Page, ToolsPage};
+use crate::domain::access::{Principal, Role};
+use crate::domain::pagination::{Page, ToolsPage, fetch_limit, page_size};
 use crate::domain::{Context, Result};
 
 /// The OAuth state (grant and pending flow) of servers already access-checked, by server id;
@@ -21,6 +22,53 @@ use crate::domain::{Context, Result};
 pub async fn oauth_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, OauthView>> {
     let mut conn = ctx.db.conn().await?;
     Ok(oauth_views(&mut conn, ids, true).await?)
+}
+
+/// One user's own authorization of each of these servers (their grant, and whether their flow
+/// is pending), in two queries. Servers with neither are absent. The caller has checked that
+/// the servers are in workspaces `user_id` belongs to.
+pub async fn own_oauth_by_ids(
+    ctx: &Context,
+    user_id: Uuid,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, OauthView>> {
+    let mut conn = ctx.db.conn().await?;
+    let mut views: HashMap<Uuid, OauthView> =
+        db::oauth::own_grant_summaries(&mut conn, ids, user_id)
+            .await?
+            .into_iter()
+            .map(|g| {
+                (
+                    g.server_id.0,
+                    OauthView {
+                        grant: Some(g),
+                        flow_in_progress: false,
+                    },
+                )
+            })
+            .collect();
+    let now = DbTime(db::now());
+    for id in db::oauth::servers_with_own_live_flows(&mut conn, ids, user_id, now).await? {
+        views.entry(id).or_default().flow_in_progress = true;
+    }
+    Ok(views)
+}
+
+/// Who has connected their own account to a per-user server, oldest grant first (admin role):
+/// a page of grants without any of their secrets. `after` is a grant id.
+pub async fn authorizations(
+    ctx: &Context,
+    principal: &Principal,
+    server: &McpServerRow,
+    first: Option<i64>,
+    after: Option<Uuid>,
+) -> Result<Page<GrantSummary>> {
+    principal.require(server.workspace_id.0, Role::Admin)?;
+    let first = page_size(first)?;
+    let mut conn = ctx.db.conn().await?;
+    let fetched =
+        db::oauth::user_grants_of_server(&mut conn, server.id.0, after, fetch_limit(first)).await?;
+    Ok(Page::cut(fetched, first))
 }
 
 /// Which related rows a page of servers needs (the API asks only for what the query selects).

@@ -11,6 +11,6 @@ pub use self::account::{ApiToken, User};
 pub use self::server::{McpOauthGrant, McpProbeResult, McpServer, McpServerStatus, McpTool};
 pub use self::workspace::{AuditEvent, Workspace, WorkspaceMember};
 pub use super::enums::{
-    McpAuthStatus, McpAuthType, McpConnectionStatus, McpOauthRegistration, McpStatusReason,
-    McpTransport, WorkspaceRole,
+    McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
+    McpStatusReason, McpTransport, WorkspaceRole,
 };

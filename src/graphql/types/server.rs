@@ -10,13 +10,16 @@ use uuid::Uuid;
 
 use super::super::error::{ApiError, Result, principal};
 use super::super::loaders::{
-    GrantLoader, ToolsKey, ToolsLoader, UserLoader, WorkspaceLoader, load_error, tools_load_error,
+    GrantLoader, OwnGrantKey, OwnGrantLoader, ToolsKey, ToolsLoader, UserLoader, WorkspaceLoader,
+    load_error, tools_load_error,
 };
 use super::{
-    McpAuthStatus, McpAuthType, McpConnectionStatus, McpOauthRegistration, McpStatusReason,
-    McpTransport, User, Workspace,
+    McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
+    McpStatusReason, McpTransport, User, Workspace,
 };
-use crate::db::models::{McpServerRow, ToolRow};
+use crate::app::AppHandle;
+use crate::db::models::{GrantSummary, McpServerRow, ToolRow};
+use crate::db::types::CredentialMode;
 use crate::domain::pagination::ToolsPage;
 use crate::domain::servers::{self, OauthView, Related};
 use crate::domain::status;
@@ -118,8 +121,65 @@ impl McpServer {
     async fn oauth_lenient_pkce(&self) -> bool {
         self.row.oauth_lenient_pkce
     }
+
+    /// Whose OAuth credentials reach the server: the workspace's shared grant, or each
+    /// member's own (see `myAuthorization`).
+    async fn credentials(&self) -> McpCredentialMode {
+        self.row.credential_mode.into()
+    }
     async fn has_oauth_client_secret(&self) -> bool {
         self.row.oauth_client_secret_sealed.is_some()
+    }
+    /// The caller's own authorization of a `PER_USER` server (null on a shared server: see
+    /// `oauth`). `authorized` false means the caller must connect their account before calling
+    /// its tools.
+    async fn my_authorization(&self, ctx: &Context<'_>) -> Result<Option<McpMyAuthorization>> {
+        if self.row.credential_mode != CredentialMode::PerUser {
+            return Ok(None);
+        }
+        let user_id = principal(ctx)?.user_id;
+        let view = ctx
+            .data_unchecked::<DataLoader<OwnGrantLoader>>()
+            .load_one(OwnGrantKey {
+                server_id: self.row.id.0,
+                user_id,
+            })
+            .await
+            .map_err(load_error)?
+            .unwrap_or_default();
+        Ok(Some(McpMyAuthorization(view)))
+    }
+    /// Who has connected their own account to a `PER_USER` server, oldest first (admins only;
+    /// empty on a shared server). Never tokens. A cursor is an opaque grant id. `first`
+    /// defaults to 50 and may be at most 100.
+    #[graphql(complexity = "first.unwrap_or(50).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn authorizations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, McpUserAuthorization>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let after_id = after
+            .as_deref()
+            .map(|cursor| {
+                Uuid::parse_str(cursor)
+                    .map_err(|_| crate::domain::bad_input("after", "is not a cursor of this list"))
+            })
+            .transpose()
+            .map_err(ApiError::from)?;
+        let page =
+            servers::authorizations(app, principal, &self.row, first.map(i64::from), after_id)
+                .await
+                .map_err(ApiError::from)?;
+        let mut connection = Connection::new(after_id.is_some(), page.has_next);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|grant| Edge::new(grant.id.0.to_string(), McpUserAuthorization(grant))),
+        );
+        Ok(connection)
     }
     /// The workspace's OAuth grant for this server, if one exists.
     async fn oauth(&self, ctx: &Context<'_>) -> Result<Option<McpOauthGrant>> {
@@ -282,6 +342,75 @@ impl McpOauthGrant {
     async fn flow_in_progress(&self) -> bool {
         self.row.flow_in_progress
     }
+}
+
+/// The caller's own authorization of a per-user server. Tokens are never returned.
+pub struct McpMyAuthorization(OauthView);
+
+#[Object]
+impl McpMyAuthorization {
+    /// Whether the caller's own tokens are stored: their calls act as their account upstream.
+    async fn authorized(&self) -> bool {
+        self.0.grant.as_ref().is_some_and(|g| g.has_tokens)
+    }
+    /// When the caller's access token expires (it is refreshed before then).
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.grant.as_ref()?.access_expires_at.map(|t| t.0)
+    }
+    /// Scopes granted to the caller.
+    async fn scopes(&self) -> Vec<String> {
+        scopes_of(self.0.grant.as_ref())
+    }
+    /// When the caller first connected.
+    async fn authorized_at(&self) -> Option<DateTime<Utc>> {
+        Some(self.0.grant.as_ref()?.created_at.0)
+    }
+    /// Whether the caller started a flow in the last 10 minutes that has not completed.
+    async fn flow_in_progress(&self) -> bool {
+        self.0.flow_in_progress
+    }
+}
+
+/// One member's own authorization of a per-user server, as admins see it. Tokens are never
+/// returned.
+pub struct McpUserAuthorization(GrantSummary);
+
+#[Object]
+impl McpUserAuthorization {
+    /// The member.
+    async fn user(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        load_user(ctx, None, self.0.user_id.map(|id| id.0)).await
+    }
+    /// Whether their tokens are stored (false after a rejected refresh, until they connect
+    /// again).
+    async fn authorized(&self) -> bool {
+        self.0.has_tokens
+    }
+    /// When they first connected.
+    async fn authorized_at(&self) -> DateTime<Utc> {
+        self.0.created_at.0
+    }
+    /// Last time their tokens were saved (exchange or refresh).
+    async fn last_refreshed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_refreshed_at.map(|t| t.0)
+    }
+    /// When their access token expires.
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.access_expires_at.map(|t| t.0)
+    }
+    /// Scopes granted to them.
+    async fn scopes(&self) -> Vec<String> {
+        scopes_of(Some(&self.0))
+    }
+}
+
+fn scopes_of(grant: Option<&GrantSummary>) -> Vec<String> {
+    grant
+        .and_then(|g| g.granted_scopes.as_deref())
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// One tool of a server's stored catalogue.

@@ -17,8 +17,8 @@ use crate::domain::lifecycle::Event;
 use crate::domain::mcp::catalogue;
 use crate::domain::oauth::registration::{self, client_of_flow};
 use crate::domain::oauth::tokens::{self, apply_token_response};
-use crate::domain::oauth::{AuthorizationServer, Holder, RegistrationKind};
-use crate::domain::servers::AuthType;
+use crate::domain::oauth::{AuthorizationServer, RegistrationKind};
+use crate::domain::servers::{self, AuthType};
 use crate::domain::status::{self, StatusReason};
 use crate::domain::{Error, Result, audit, retry};
 use crate::transaction;
@@ -299,6 +299,7 @@ pub async fn complete(
             ctx,
             &mut conn,
             server_id,
+            flow.user_id.0,
             Event::FlowFailed(StatusReason::TokenExchangeFailed),
         )
         .await;
@@ -337,6 +338,7 @@ pub async fn complete(
                 ctx,
                 &mut conn,
                 server_id,
+                flow.user_id.0,
                 Event::FlowFailed(StatusReason::TokenExchangeFailed),
             )
             .await;
@@ -357,7 +359,8 @@ pub async fn complete(
     }
     tracing::info!(mcp_server.id = %server_id, "OAuth authorization completed");
     // List the tools with the new token; a failure is recorded in the status, the grant stays.
-    if let Err(error) = catalogue::refresh(ctx, &server).await {
+    let holder = servers::holder(&server, flow.user_id.0);
+    if let Err(error) = catalogue::refresh(ctx, &server, holder).await {
         tracing::warn!(mcp_server.id = %server_id, %error, "listing tools after authorization failed");
     }
     let mut conn = ctx.db.conn().await.map_err(unknown(Some(server_id)))?;
@@ -389,7 +392,8 @@ async fn store_tokens(
     response: tokens::TokenResponse,
 ) -> Result<(McpServerRow, Option<status::StatusEvent>)> {
     let server_id = server.id.0;
-    let holder = Holder::Workspace;
+    // A flow on a per-user server makes the grant of the user who started it.
+    let holder = servers::holder(server, flow.user_id.0);
     let now = DbTime(db::now());
     let registration = registration::open_on_flow(ctx, flow)
         .map(|stored| registration::registration_row(ctx, server_id, &stored, now))
@@ -428,7 +432,7 @@ async fn store_tokens(
             } else {
                 db::oauth::insert_grant(&mut conn, &grant).await?;
             }
-            let event = status::record(&mut conn, server_id, Event::Authorized).await?;
+            let event = status::record_for(&mut conn, server_id, holder, Event::Authorized).await?;
             audit::record(
                 &mut conn,
                 server.workspace_id.0,

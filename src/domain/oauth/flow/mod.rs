@@ -32,6 +32,7 @@ use serde_json::json;
 use url::Url;
 use uuid::Uuid;
 
+use super::Holder;
 use super::OauthError;
 use crate::db::models::{FlowRow, McpServerRow};
 use crate::db::{self, DbTime};
@@ -39,6 +40,7 @@ use crate::domain::Context;
 use crate::domain::access::{Principal, Role};
 use crate::domain::lifecycle::Event;
 use crate::domain::limits::Outbound;
+use crate::domain::servers::{self, CredentialMode};
 use crate::domain::status::{self};
 use crate::domain::{Error, Result, audit, bad_input};
 use crate::net;
@@ -209,7 +211,7 @@ fn failed(reason: FlowFailureReason, server_id: Option<Uuid>, detail: &'static s
 async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, event: Event) {
     let server_id = flow.server_id.0;
     match db::oauth::burn_flow(conn, flow.id.0).await {
-        Ok(true) => fail_status(ctx, conn, server_id, event).await,
+        Ok(true) => fail_status(ctx, conn, server_id, flow.user_id.0, event).await,
         Ok(false) => {}
         Err(error) => {
             tracing::error!(%error, mcp_server.id = %server_id, "cannot burn an OAuth flow")
@@ -217,10 +219,25 @@ async fn burn(ctx: &Context, conn: &mut db::DbConn, flow: &FlowRow, event: Event
     }
 }
 
-/// The status after a flow ended without a new grant: what the grant says (a failed new flow
-/// does not undo a grant that still works), with the reason.
-async fn fail_status(ctx: &Context, conn: &mut db::DbConn, server_id: Uuid, event: Event) {
-    match status::record(conn, server_id, event).await {
+/// The status after a flow `user_id` started ended without a new grant: what the grant says (a
+/// failed new flow does not undo a grant that still works), with the reason. On a per-user
+/// server that is the user's own view, published to them alone.
+async fn fail_status(
+    ctx: &Context,
+    conn: &mut db::DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+    event: Event,
+) {
+    let recorded = async {
+        let Some(server) = db::servers::find(conn, server_id).await? else {
+            return Ok(None);
+        };
+        let holder = servers::holder(&server, user_id);
+        status::record_for(conn, server_id, holder, event).await
+    }
+    .await;
+    match recorded {
         Ok(Some(event)) => ctx.events.publish(event),
         Ok(None) => {}
         Err(error) => {
@@ -234,63 +251,160 @@ async fn fail_status(ctx: &Context, conn: &mut db::DbConn, server_id: Uuid, even
 pub async fn sweep_expired(ctx: &Context) -> std::result::Result<usize, db::DbError> {
     let now = DbTime(db::now());
     let mut conn = ctx.db.conn().await?;
-    let servers = db::oauth::delete_expired_flows(&mut conn, now, 500).await?;
+    let expired = db::oauth::delete_expired_flows(&mut conn, now, 500).await?;
+    let mut servers: Vec<Uuid> = expired.iter().map(|(server, _)| *server).collect();
+    servers.sort_unstable();
+    servers.dedup();
     let live = db::oauth::servers_with_live_flows(&mut conn, &servers, now).await?;
-    for server_id in &servers {
-        if live.contains(server_id) {
+    for (server_id, user_id) in &expired {
+        // On a shared server another member's live flow keeps it authorizing; a user's flow
+        // on a per-user server is theirs alone (one per user), so it always tells them.
+        if live.contains(server_id) && !personal(&mut conn, *server_id).await? {
             continue;
         }
-        fail_status(ctx, &mut conn, *server_id, Event::FlowExpired).await;
+        fail_status(ctx, &mut conn, *server_id, *user_id, Event::FlowExpired).await;
     }
     Ok(servers.len())
 }
 
-/// Revoke and remove a server's grant (editor role); the server then needs authorization.
-/// Pending flows go too.
+/// Whether a server gives each member a grant of their own.
+async fn personal(
+    conn: &mut db::DbConn,
+    server_id: Uuid,
+) -> std::result::Result<bool, db::DbError> {
+    Ok(db::servers::find(conn, server_id)
+        .await?
+        .is_some_and(|server| server.credential_mode == CredentialMode::PerUser))
+}
+
+/// Whose grant [`disconnect`] withdraws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disconnect {
+    /// The caller's: the shared grant (editor role) or, on a per-user server, their own (any
+    /// member).
+    Mine,
+    /// One member's own grant on a per-user server (admin role, or that member).
+    User(Uuid),
+    /// Every grant of the server (admin role on a per-user server, editor on a shared one).
+    All,
+}
+
+/// Revoke and remove grants of a server, with their pending flows; whoever held them needs to
+/// authorize again. Each removal is audited naming the user whose grant it was.
 pub async fn disconnect(
     ctx: &Context,
     principal: &Principal,
     outbound: Outbound<'_>,
     server_id: Uuid,
+    which: Disconnect,
 ) -> Result<McpServerRow> {
-    let (server, grant) = {
+    let (server, grants) = {
         let mut conn = ctx.db.conn().await?;
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
-        outbound.require(server.workspace_id.0, Role::Editor)?;
-        let grant = db::oauth::find_grant(&mut conn, server_id, None).await?;
-        (server, grant)
+        let per_user = server.credential_mode == CredentialMode::PerUser;
+        let which = match which {
+            Disconnect::User(user) if user == principal.user_id => Disconnect::Mine,
+            other => other,
+        };
+        let role = match which {
+            Disconnect::Mine if per_user => Role::Viewer,
+            Disconnect::Mine => Role::Editor,
+            Disconnect::User(_) | Disconnect::All if per_user => Role::Admin,
+            Disconnect::All => Role::Editor,
+            Disconnect::User(_) => Role::Admin,
+        };
+        outbound.require(server.workspace_id.0, role)?;
+        let grants = match which {
+            Disconnect::User(_) if !per_user => {
+                return Err(bad_input(
+                    "userId",
+                    "this server has one shared grant; members do not hold their own",
+                ));
+            }
+            Disconnect::Mine if per_user => {
+                db::oauth::find_grant(&mut conn, server_id, Some(principal.user_id))
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+            Disconnect::User(user) => db::oauth::find_grant(&mut conn, server_id, Some(user))
+                .await?
+                .into_iter()
+                .collect(),
+            Disconnect::Mine | Disconnect::All => {
+                db::oauth::grants_of_server(&mut conn, server_id).await?
+            }
+        };
+        (server, (grants, which, per_user))
     };
+    let (grants, which, per_user) = grants;
     // No connection is held while the authorization server answers.
-    if let Some(grant) = &grant {
+    for grant in &grants {
         super::revoke::revoke_grant(ctx, &server, grant).await;
     }
     let mut conn = ctx.db.conn().await?;
-    let (server, event) = transaction!(conn, {
-        if let Some(grant) = &grant {
+    let (server, events) = transaction!(conn, {
+        let mut events = Vec::new();
+        for grant in &grants {
             db::oauth::delete_grant(&mut conn, grant.id.0).await?;
+            audit::record(
+                &mut conn,
+                server.workspace_id.0,
+                principal.user_id,
+                "mcp_server.oauth_disconnect",
+                Some(server_id),
+                match grant.user_id {
+                    Some(user) => json!({ "user": user.0 }),
+                    None => json!({}),
+                },
+            )
+            .await?;
         }
-        db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
-        let event = status::record(&mut conn, server_id, Event::Disconnected).await?;
-        audit::record(
-            &mut conn,
-            server.workspace_id.0,
-            principal.user_id,
-            "mcp_server.oauth_disconnect",
-            Some(server_id),
-            json!({}),
-        )
-        .await?;
+        match which {
+            Disconnect::Mine if per_user => {
+                db::oauth::delete_flow_of(&mut conn, server_id, principal.user_id).await?;
+                let holder = Holder::User(principal.user_id);
+                events.extend(
+                    status::record_for(&mut conn, server_id, holder, Event::Disconnected).await?,
+                );
+            }
+            Disconnect::User(user) => {
+                db::oauth::delete_flow_of(&mut conn, server_id, user).await?;
+                let holder = Holder::User(user);
+                events.extend(
+                    status::record_for(&mut conn, server_id, holder, Event::Disconnected).await?,
+                );
+            }
+            Disconnect::Mine | Disconnect::All => {
+                db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
+                events.extend(status::record(&mut conn, server_id, Event::Disconnected).await?);
+                if grants.is_empty() && !per_user {
+                    // Nothing to withdraw is still audited: the caller asked.
+                    audit::record(
+                        &mut conn,
+                        server.workspace_id.0,
+                        principal.user_id,
+                        "mcp_server.oauth_disconnect",
+                        Some(server_id),
+                        json!({}),
+                    )
+                    .await?;
+                }
+            }
+        }
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
-        Ok::<_, Error>((server, event))
+        Ok::<_, Error>((server, events))
     })?;
-    if let Some(event) = event {
+    for event in events {
         ctx.events.publish(event);
     }
-    ctx.oauth.forget_discovery(server_id);
+    if grants.iter().all(|grant| grant.user_id.is_none()) {
+        ctx.oauth.forget_discovery(server_id);
+    }
     Ok(server)
 }
 

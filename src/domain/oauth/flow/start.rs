@@ -22,13 +22,14 @@ use crate::domain::oauth::registration::{self, StoredClient, client_for_flow};
 use crate::domain::oauth::tokens::{self, open_tokens};
 use crate::domain::oauth::{Holder, OauthError, RegistrationKind, probe, scope_list, scope_union};
 use crate::domain::servers;
-use crate::domain::servers::AuthType;
+use crate::domain::servers::{AuthType, CredentialMode};
 use crate::domain::status::{self, AuthStatus};
 use crate::domain::{Error, Result, audit, bad_input};
 use crate::transaction;
 
-/// Start a flow for a server (editor role). `challenge` is the `WWW-Authenticate` challenge
-/// that caused it, when the caller has one; otherwise the server is probed for it.
+/// Start a flow for a server: for its shared grant (editor role), or on a per-user server for
+/// the caller's own grant (any member). `challenge` is the `WWW-Authenticate` challenge that
+/// caused it, when the caller has one; otherwise the server is probed for it.
 pub async fn start(
     ctx: &Context,
     principal: &Principal,
@@ -41,7 +42,11 @@ pub async fn start(
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
-        outbound.require(server.workspace_id.0, Role::Editor)?;
+        let role = match server.credential_mode {
+            CredentialMode::PerUser => Role::Viewer,
+            CredentialMode::Shared => Role::Editor,
+        };
+        outbound.require(server.workspace_id.0, role)?;
         servers::ensure_enabled(&server)?;
         // A server whose auth type is not known yet is asked first.
         let server = if server.auth_type == AuthType::Undetected {
@@ -57,24 +62,29 @@ pub async fn start(
         if server.auth_type != AuthType::Oauth {
             return Err(bad_input("serverId", "this server does not use OAuth"));
         }
-        if db::oauth::live_flow_of_another_user(
-            &mut conn,
-            server_id,
-            principal.user_id,
-            DbTime(db::now()),
-        )
-        .await?
-        .is_some()
+        let holder = servers::holder(&server, principal.user_id);
+        // Two members authorizing the one shared grant at once would race; members of a
+        // per-user server each authorize their own.
+        if holder == Holder::Workspace
+            && db::oauth::live_flow_of_another_user(
+                &mut conn,
+                server_id,
+                principal.user_id,
+                DbTime(db::now()),
+            )
+            .await?
+            .is_some()
         {
             return Err(Error::Conflict {
                 message: "another user is authorizing this server; try again when their flow completes or expires".into(),
                 existing_id: None,
             });
         }
-        let grant = db::oauth::find_grant(&mut conn, server_id, None).await?;
+        let grant = db::oauth::find_grant(&mut conn, server_id, holder.user_id()).await?;
         let previous = db::oauth::flow_of(&mut conn, server_id, principal.user_id).await?;
         (server, grant, previous)
     };
+    let holder = servers::holder(&server, principal.user_id);
     let server_url = secure_server_url(ctx, &server)?;
 
     let challenge = match challenge {
@@ -90,14 +100,21 @@ pub async fn start(
     // A grant from the authorization server the resource names now, whose refresh token still
     // works, needs no new flow, unless more scopes are needed. A grant from another server
     // does not count: the resource moved.
-    let step_up = server.auth_status == AuthStatus::InsufficientScope;
+    let step_up = match holder {
+        Holder::Workspace => server.auth_status == AuthStatus::InsufficientScope,
+        // A user's own grant remembers the scopes a call asked for beyond those granted.
+        Holder::User(_) => grant.as_ref().is_some_and(|g| {
+            let granted = scope_list(g.granted_scopes.as_deref());
+            scope_list(g.requested_scopes.as_deref())
+                .iter()
+                .any(|scope| !granted.contains(scope))
+        }),
+    };
     if !step_up
         && let Some(grant) = &grant
         && grant.issuer.as_deref() == Some(discovery.server.issuer.as_str())
         && open_tokens(ctx, grant).is_some_and(|t| t.refresh_token.is_some())
-        && tokens::refresh(ctx, &server, Holder::Workspace, None)
-            .await
-            .is_ok()
+        && tokens::refresh(ctx, &server, holder, None).await.is_ok()
     {
         return Ok(Started::AlreadyAuthorized);
     }
@@ -205,7 +222,7 @@ pub async fn start(
         if client.kind == RegistrationKind::PreRegistered {
             db::servers::bind_client_issuer(&mut conn, server_id, &discovery.server.issuer).await?;
         }
-        let event = status::record(&mut conn, server_id, Event::FlowStarted).await?;
+        let event = status::record_for(&mut conn, server_id, holder, Event::FlowStarted).await?;
         audit::record(
             &mut conn,
             server.workspace_id.0,
