@@ -177,12 +177,12 @@ proptest! {
             "https://as.example".into(),
             metadata,
             legacy,
-            DiscoverOptions { lenient_pkce: lenient },
+            DiscoverOptions { lenient_pkce: lenient, machine: false },
         );
         if let Ok(found) = found {
             let token = Url::parse(&found.server.token_endpoint)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            for url in [&found.authorization_endpoint, &token] {
+            for url in [found.authorization_endpoint.as_ref().unwrap(), &token] {
                 prop_assert!(matches!(url.scheme(), "http" | "https"), "{url}");
                 prop_assert!(url.username().is_empty() && url.password().is_none(), "{url}");
                 prop_assert!(url.host().is_some(), "{url}");

@@ -24,6 +24,7 @@ mod hostile_servers;
 mod hostile_users;
 mod layers;
 mod limits;
+mod machine;
 mod metrics;
 mod oauth;
 mod outbound;

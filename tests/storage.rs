@@ -181,6 +181,14 @@ async fn rotation_reseals_every_registered_column() {
                 "oauthClientId": "c", "oauthClientSecret": "s" }),
     )
     .await;
+    let key = switchboard_testkit::jws::generate_es256_key();
+    t.create_server(
+        &t.admin,
+        json!({ "name": "machine", "url": "http://127.0.0.1:9/k", "authType": "OAUTH",
+                "credentials": "CLIENT_CREDENTIALS", "oauthClientId": "m",
+                "oauthClientKey": key.private_pem }),
+    )
+    .await;
     let granted = t
         .create_server(&t.admin, json!({ "name": "granted", "url": mcp.url() }))
         .await;

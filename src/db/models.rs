@@ -134,6 +134,8 @@ pub struct McpServerRow {
     pub oauth_client_issuer: Option<String>,
     /// Whose credentials reach it: the workspace's shared grant or each member's own.
     pub credential_mode: CredentialMode,
+    /// A machine client's private key (PEM) for `private_key_jwt`, sealed.
+    pub oauth_client_key_sealed: Option<String>,
 }
 
 /// What the API shows of a grant: none of its sealed values or discovered metadata, which

@@ -89,6 +89,7 @@ diesel::table! {
         health_checked_at -> Nullable<PortableTimestamp>,
         oauth_client_issuer -> Nullable<Text>,
         credential_mode -> Text,
+        oauth_client_key_sealed -> Nullable<Text>,
     }
 }
 

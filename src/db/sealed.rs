@@ -77,6 +77,8 @@ pub const REGISTRATION_CLIENT: SealedColumn = moved(
     "id",
     ("mcp_server_oauth", "client_information_sealed"),
 );
+/// A machine client's private key.
+pub const SERVER_CLIENT_KEY: SealedColumn = sealed("mcp_servers", "oauth_client_key_sealed", "id");
 /// A grant's tokens.
 pub const GRANT_TOKENS: SealedColumn = moved(
     "mcp_oauth_grants",
@@ -93,9 +95,10 @@ pub const FLOW_AUTHORIZATION_URL: SealedColumn =
 pub const FLOW_CLIENT: SealedColumn = sealed("mcp_oauth_flows", "client_information_sealed", "id");
 
 /// Every sealed column.
-pub const ALL: [SealedColumn; 7] = [
+pub const ALL: [SealedColumn; 8] = [
     SERVER_HEADERS,
     SERVER_CLIENT_SECRET,
+    SERVER_CLIENT_KEY,
     REGISTRATION_CLIENT,
     GRANT_TOKENS,
     FLOW_VERIFIER,

@@ -318,6 +318,8 @@ text_enum! {
         Shared => "shared",
         /// Each member connects their own account, and their calls use it.
         PerUser => "per_user",
+        /// The workspace's machine client: tokens from the client-credentials grant, no user.
+        ClientCredentials => "client_credentials",
     }
 }
 
@@ -330,6 +332,8 @@ text_enum! {
         MetadataDocument => "metadata_document",
         /// RFC 7591 Dynamic Client Registration.
         Dynamic => "dynamic",
+        /// A machine client entered with the server (client-credentials grant).
+        ClientCredentials => "client_credentials",
     }
 }
 

@@ -243,6 +243,16 @@ pub fn next(state: State, facts: Facts, event: Event) -> State {
             AuthStatus::HeadersRejected,
             StatusReason::HeadersRejected,
         ),
+        // An authorization already known to be missing keeps the reason it went missing for
+        // (a rejected refresh or client, unreadable tokens): the failed use that follows says
+        // nothing new.
+        Event::HeadersRejected | Event::AuthorizationNeeded
+            if oauth
+                && state.connection == ConnectionStatus::Disconnected
+                && state.auth == AuthStatus::AuthorizationRequired =>
+        {
+            state
+        }
         // An OAuth server's 401 is about its grant.
         Event::HeadersRejected | Event::AuthorizationNeeded => with(
             ConnectionStatus::Disconnected,
@@ -395,6 +405,7 @@ mod tests {
             (connected, OAUTH, Event::AuthorizationNeeded, state(C::Disconnected, A::AuthorizationRequired, R::AuthorizationRequired, 0)),
             (connected, OAUTH, Event::RefreshRejected { client: false }, state(C::Disconnected, A::AuthorizationRequired, R::RefreshRejected, 0)),
             (connected, OAUTH, Event::RefreshRejected { client: true }, state(C::Disconnected, A::AuthorizationRequired, R::ClientRejected, 0)),
+            (state(C::Disconnected, A::AuthorizationRequired, R::ClientRejected, 0), OAUTH, Event::AuthorizationNeeded, state(C::Disconnected, A::AuthorizationRequired, R::ClientRejected, 0)),
             (connected, OAUTH, Event::TokensUnreadable, state(C::Disconnected, A::AuthorizationRequired, R::TokensUnreadable, 0)),
             // Refresh.
             (connected, OAUTH, Event::RefreshFailed, state(C::Connected, A::RefreshFailed, R::RefreshFailed, 0)),

@@ -42,6 +42,9 @@ pub enum McpCredentialMode {
     /// Each member connects their own account, and their calls act as them. A member who has
     /// not connected gets `REAUTH_REQUIRED`.
     PerUser,
+    /// No user: the workspace's machine client (its id with a secret or a private key) gets
+    /// tokens with the client-credentials grant, and renews them before they expire.
+    ClientCredentials,
 }
 
 /// MCP transport.
@@ -96,6 +99,8 @@ pub enum McpOauthRegistration {
     MetadataDocument,
     /// Dynamic Client Registration.
     Dynamic,
+    /// The machine client entered with the server (client-credentials grant).
+    ClientCredentials,
 }
 
 /// Why a server's status last changed.

@@ -55,8 +55,13 @@ pub struct CreateMcpServerInput {
     /// large providers do, while supporting PKCE S256). Default false.
     pub oauth_lenient_pkce: Option<bool>,
     /// Whose OAuth credentials reach the server. Default `SHARED`; `PER_USER` needs a server
-    /// that uses OAuth (or whose auth type is not known yet).
+    /// that uses OAuth (or whose auth type is not known yet); `CLIENT_CREDENTIALS` also needs
+    /// `oauthClientId` with `oauthClientSecret` or `oauthClientKey`.
     pub credentials: Option<McpCredentialMode>,
+    /// A machine client's private key, PEM (PKCS#8, PKCS#1 or SEC1; RSA of 2048 bits or more,
+    /// or P-256), for `private_key_jwt` with `CLIENT_CREDENTIALS`. Write-only: it is sealed and
+    /// never returned.
+    pub oauth_client_key: Option<String>,
 }
 
 /// Input of `updateMcpServer`: an absent field is unchanged; `null` (or `""`) clears.
@@ -90,6 +95,8 @@ pub struct UpdateMcpServerInput {
     /// Whose OAuth credentials reach the server. Changing it revokes and removes the grants
     /// the old mode held.
     pub credentials: MaybeUndefined<McpCredentialMode>,
+    /// A machine client's private key, PEM. Write-only; `null` or `""` removes it.
+    pub oauth_client_key: MaybeUndefined<String>,
 }
 
 /// Result of `createMcpServer`.
@@ -292,6 +299,7 @@ impl MutationRoot {
                 oauth_client_secret: input.oauth_client_secret.map(Secret::new),
                 oauth_lenient_pkce: input.oauth_lenient_pkce,
                 credentials: input.credentials.map(Into::into),
+                oauth_client_key: input.oauth_client_key.map(Secret::new),
             },
         )
         .await?;
@@ -334,6 +342,10 @@ impl MutationRoot {
             },
             oauth_lenient_pkce: patch(input.oauth_lenient_pkce),
             credentials: patch(input.credentials).map(Into::into),
+            oauth_client_key: match patch(input.oauth_client_key) {
+                Patch::Set(key) if key.trim().is_empty() => Patch::Clear,
+                other => other.map(Secret::new),
+            },
         };
         servers::update(app, principal, outbound, id, changes)
             .await

@@ -1,1 +1,2 @@
+ALTER TABLE mcp_servers DROP COLUMN oauth_client_key_sealed;
 ALTER TABLE mcp_servers DROP COLUMN credential_mode;

@@ -39,8 +39,9 @@ pub struct Discovery {
     pub prm_scopes: Option<Vec<String>>,
     /// The authorization server (stored with the grant).
     pub server: AuthorizationServer,
-    /// Authorization endpoint (https, or http on a loopback host).
-    pub authorization_endpoint: Url,
+    /// Authorization endpoint (https, or http on a loopback host); absent only in a discovery
+    /// for a machine client, which never sends a user there.
+    pub authorization_endpoint: Option<Url>,
     /// Dynamic registration endpoint, if offered.
     pub registration_endpoint: Option<Url>,
     /// Scopes the authorization server lists.
@@ -54,6 +55,9 @@ pub struct Discovery {
 pub struct DiscoverOptions {
     /// Accept metadata that omits `code_challenge_methods_supported`.
     pub lenient_pkce: bool,
+    /// Discover for a machine client (client-credentials grant): no authorization endpoint,
+    /// code flow or PKCE is needed.
+    pub machine: bool,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +79,7 @@ pub(crate) struct ServerMetadata {
     response_types_supported: Option<Vec<String>>,
     code_challenge_methods_supported: Option<Vec<String>>,
     token_endpoint_auth_methods_supported: Option<Vec<String>>,
+    token_endpoint_auth_signing_alg_values_supported: Option<Vec<String>>,
     #[serde(default)]
     client_id_metadata_document_supported: bool,
     #[serde(default)]
@@ -258,6 +263,7 @@ async fn legacy(
         response_types_supported: None,
         code_challenge_methods_supported: None,
         token_endpoint_auth_methods_supported: None,
+        token_endpoint_auth_signing_alg_values_supported: None,
         client_id_metadata_document_supported: false,
         authorization_response_iss_parameter_supported: false,
     };
@@ -284,6 +290,7 @@ pub(crate) fn assemble(
     options: DiscoverOptions,
 ) -> Result<Discovery, OauthError> {
     if let Some(types) = &metadata.response_types_supported
+        && !options.machine
         && !types.iter().any(|t| t == "code")
     {
         return Err(OauthError::Discovery(
@@ -291,6 +298,7 @@ pub(crate) fn assemble(
         ));
     }
     match &metadata.code_challenge_methods_supported {
+        _ if options.machine => {}
         Some(methods) if !methods.iter().any(|m| m == "S256") => {
             return Err(OauthError::PkceUnsupported);
         }
@@ -298,8 +306,10 @@ pub(crate) fn assemble(
         _ => {}
     }
     let authorization_endpoint =
-        endpoint("authorization", metadata.authorization_endpoint.as_deref())?
-            .ok_or(OauthError::BadEndpoint("authorization"))?;
+        endpoint("authorization", metadata.authorization_endpoint.as_deref())?;
+    if authorization_endpoint.is_none() && !options.machine {
+        return Err(OauthError::BadEndpoint("authorization"));
+    }
     let token_endpoint = endpoint("token", metadata.token_endpoint.as_deref())?
         .ok_or(OauthError::BadEndpoint("token"))?;
     let registration_endpoint =
@@ -313,6 +323,7 @@ pub(crate) fn assemble(
             token_endpoint: token_endpoint.to_string(),
             revocation_endpoint: revocation_endpoint.map(|u| u.to_string()),
             token_endpoint_auth_methods: metadata.token_endpoint_auth_methods_supported,
+            signing_algs: metadata.token_endpoint_auth_signing_alg_values_supported,
             iss_parameter_supported: metadata.authorization_response_iss_parameter_supported,
             legacy,
             synthesized: false,
@@ -474,9 +485,40 @@ mod tests {
             response_types_supported: None,
             code_challenge_methods_supported: Some(vec!["S256".into()]),
             token_endpoint_auth_methods_supported: None,
+            token_endpoint_auth_signing_alg_values_supported: None,
             client_id_metadata_document_supported: false,
             authorization_response_iss_parameter_supported: false,
         }
+    }
+
+    #[test]
+    fn a_machine_client_needs_only_a_token_endpoint() {
+        let machine_only = || ServerMetadata {
+            authorization_endpoint: None,
+            code_challenge_methods_supported: None,
+            response_types_supported: Some(vec!["token".into()]),
+            token_endpoint_auth_signing_alg_values_supported: Some(vec!["ES256".into()]),
+            ..metadata("https://as.example/authorize", "https://as.example/token")
+        };
+        let assemble_for = |machine| {
+            assemble(
+                "https://mcp.example/mcp".into(),
+                None,
+                "https://as.example".into(),
+                machine_only(),
+                false,
+                DiscoverOptions {
+                    lenient_pkce: false,
+                    machine,
+                },
+            )
+        };
+        let found = assemble_for(true).unwrap();
+        assert_eq!(found.authorization_endpoint, None);
+        assert_eq!(found.server.token_endpoint, "https://as.example/token");
+        assert_eq!(found.server.signing_algs, Some(vec!["ES256".to_owned()]));
+        // The same metadata cannot serve a user's flow.
+        assert!(assemble_for(false).is_err());
     }
 
     #[test]
@@ -523,7 +565,7 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            discovery.authorization_endpoint.as_str(),
+            discovery.authorization_endpoint.unwrap().as_str(),
             "http://127.0.0.1:9000/authorize"
         );
         assert_eq!(

@@ -95,6 +95,10 @@ pub enum OauthError {
     /// The stored pre-registered client secret cannot be opened (lost key).
     #[error("the stored client secret can no longer be read; enter it again")]
     UnreadableClientSecret,
+    /// The machine client's private key cannot sign an assertion this authorization server
+    /// accepts.
+    #[error("the client's private key cannot be used: {0}")]
+    ClientKey(String),
     /// The authorization server rejected the grant (`invalid_grant`).
     #[error("the authorization server rejected the stored grant")]
     InvalidGrant,
@@ -175,6 +179,9 @@ pub struct AuthorizationServer {
     pub revocation_endpoint: Option<String>,
     /// `token_endpoint_auth_methods_supported`, if advertised.
     pub token_endpoint_auth_methods: Option<Vec<String>>,
+    /// `token_endpoint_auth_signing_alg_values_supported`, if advertised.
+    #[serde(default)]
+    pub signing_algs: Option<Vec<String>>,
     /// Whether the authorization response carries `iss` (RFC 9207).
     pub iss_parameter_supported: bool,
     /// Whether the metadata came from the 2025-03-26 fallback (no issuer check applies).

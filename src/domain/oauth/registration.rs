@@ -22,7 +22,7 @@ use serde_json::json;
 use url::Url;
 
 use super::discovery::Discovery;
-use super::{OauthError, RegistrationKind};
+use super::{OauthError, RegistrationKind, assertion};
 use crate::crypto::{SealContext, Secret};
 use crate::db::models::{FlowRow, McpServerRow, OauthGrantRow, RegistrationRow};
 use crate::db::sealed;
@@ -40,6 +40,8 @@ pub enum AuthMethod {
     Post,
     /// Public client: the id in the body, no secret.
     None,
+    /// A signed assertion (RFC 7523) instead of a secret; only for a machine client.
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -52,11 +54,13 @@ impl AuthMethod {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// The method's name in metadata and registrations.
+    pub fn as_str(self) -> &'static str {
         match self {
             AuthMethod::Basic => "client_secret_basic",
             AuthMethod::Post => "client_secret_post",
             AuthMethod::None => "none",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 }
@@ -72,6 +76,8 @@ pub struct Client {
     pub client_secret: Option<Secret>,
     /// How it authenticates at the token endpoint.
     pub auth_method: AuthMethod,
+    /// The signed assertion for `private_key_jwt`, made for one request.
+    pub assertion: Option<Secret>,
 }
 
 /// What is stored (sealed) about a registration: on a flow while it is pending, in the server's
@@ -247,7 +253,63 @@ fn pre_registered(
         client_id: client_id.clone(),
         client_secret,
         auth_method,
+        assertion: None,
     }))
+}
+
+/// The machine client of a client-credentials server, ready for one token request at
+/// `authorization_server`: with a private key, a fresh `private_key_jwt` assertion (`aud` the
+/// issuer, a minute to live, a new `jti`) in an algorithm the server advertises; otherwise its
+/// secret, Basic or in the body as the server accepts. The client goes only to the
+/// authorization server it is bound to.
+pub fn machine_client(
+    ctx: &Context,
+    server: &McpServerRow,
+    authorization_server: &super::AuthorizationServer,
+) -> Result<Client, OauthError> {
+    check_binding(server, &authorization_server.issuer)?;
+    let client_id = server
+        .oauth_client_id
+        .clone()
+        .ok_or(OauthError::InvalidClient)?;
+    let supported = authorization_server.token_endpoint_auth_methods.as_deref();
+    let accepts = |method: &str| supported.is_none_or(|list| list.iter().any(|m| m == method));
+    let row_id = server.id.0.to_string();
+    if let Some(sealed_key) = &server.oauth_client_key_sealed
+        && (accepts("private_key_jwt") || server.oauth_client_secret_sealed.is_none())
+    {
+        let pem = ctx
+            .keys
+            .open_str(sealed_key, sealed::SERVER_CLIENT_KEY.context(&row_id))
+            .map_err(|_| {
+                OauthError::ClientKey("it can no longer be read; enter it again".into())
+            })?;
+        let key = assertion::PrivateKey::from_pem(pem.expose())
+            .map_err(|e| OauthError::ClientKey(e.to_string()))?;
+        assertion::choose(
+            key.algorithm(),
+            authorization_server.signing_algs.as_deref(),
+        )
+        .map_err(|e| OauthError::ClientKey(e.to_string()))?;
+        let signed = assertion::client_assertion(
+            &key,
+            &client_id,
+            &authorization_server.issuer,
+            crate::db::now().timestamp(),
+            assertion::DEFAULT_LIFETIME_SECS,
+        )
+        .map_err(|e| OauthError::ClientKey(e.to_string()))?;
+        return Ok(Client {
+            kind: RegistrationKind::ClientCredentials,
+            client_id,
+            client_secret: None,
+            auth_method: AuthMethod::PrivateKeyJwt,
+            assertion: Some(Secret::new(signed)),
+        });
+    }
+    let mut client = pre_registered(ctx, server, supported)?.ok_or(OauthError::InvalidClient)?;
+    client.kind = RegistrationKind::ClientCredentials;
+    Ok(client)
 }
 
 fn dynamic_client(stored: &StoredClient, supported: Option<&[String]>) -> Client {
@@ -260,6 +322,7 @@ fn dynamic_client(stored: &StoredClient, supported: Option<&[String]>) -> Client
             stored.token_endpoint_auth_method.as_deref(),
             supported,
         ),
+        assertion: None,
     }
 }
 

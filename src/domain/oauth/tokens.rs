@@ -17,6 +17,9 @@
 //!   tokens and mark the grant `REFRESH_FAILED`.
 //! - Tokens that no longer open (lost key) count as absent: authorization is asked again,
 //!   never a 500.
+//! - A client-credentials server's grant is renewed the same way, under the same lease, with
+//!   a `client_credentials` token request instead of a refresh token (there is none): when the
+//!   token is due, when there is none yet, and after a 401.
 
 use std::time::{Duration, Instant};
 
@@ -27,11 +30,15 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::registration::{AuthMethod, Client, client_of_grant};
-use super::{AuthorizationServer, Holder, OauthError};
+use super::discovery::{self, DiscoverOptions, Discovery};
+use super::probe;
+use super::registration::{self, AuthMethod, Client, client_of_grant};
+use super::{AuthorizationServer, Holder, OauthError, assertion};
 use crate::crypto::{Secret, random_token};
-use crate::db::models::{McpServerRow, OauthGrantRow};
+use crate::db::DbUuid;
+use crate::db::models::{McpServerRow, OauthGrantRow, RegistrationRow};
 use crate::db::sealed;
+use crate::db::types::CredentialMode;
 use crate::db::{self, DbTime};
 use crate::domain::Context;
 use crate::domain::lifecycle::Event;
@@ -94,6 +101,15 @@ pub(crate) async fn post_form(
         .header(ACCEPT, "application/json")
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
     match (client.auth_method, &client.client_secret) {
+        (AuthMethod::PrivateKeyJwt, _) => {
+            // RFC 7523 §2.2: the assertion identifies the client; no client_id is sent.
+            let signed = client.assertion.as_ref().ok_or(OauthError::InvalidClient)?;
+            form.push((
+                "client_assertion_type",
+                assertion::ASSERTION_TYPE.to_owned(),
+            ));
+            form.push(("client_assertion", signed.expose().to_owned()));
+        }
         (AuthMethod::Basic, Some(secret)) => {
             request = request.header(
                 AUTHORIZATION,
@@ -270,6 +286,9 @@ pub async fn access_token(
     server: &McpServerRow,
     holder: Holder,
 ) -> Result<Access, OauthError> {
+    if server.credential_mode == CredentialMode::ClientCredentials {
+        return machine_access_token(ctx, server).await;
+    }
     let Some(grant) = read_grant(ctx, server.id.0, holder).await? else {
         return Err(OauthError::NotAuthorized);
     };
@@ -294,6 +313,48 @@ pub async fn access_token(
         token: Secret::new(tokens.access_token),
         generation: grant.token_generation,
     })
+}
+
+/// The machine client's token: the stored one while it is not due, else a new one.
+async fn machine_access_token(ctx: &Context, server: &McpServerRow) -> Result<Access, OauthError> {
+    let grant = machine_grant(ctx, server).await?;
+    if let Some(tokens) = open_tokens(ctx, &grant)
+        && !due(grant.access_expires_at.map(|t| t.0), db::now())
+    {
+        return Ok(Access {
+            token: Secret::new(tokens.access_token),
+            generation: grant.token_generation,
+        });
+    }
+    // Callers that find the same generation share one renewal.
+    refresh(ctx, server, Holder::Workspace, Some(grant.token_generation)).await
+}
+
+/// The machine client's grant row, made empty when there is none yet (by this process or a
+/// concurrent one), so its renewal can be leased like any refresh.
+async fn machine_grant(ctx: &Context, server: &McpServerRow) -> Result<OauthGrantRow, OauthError> {
+    if let Some(grant) = read_grant(ctx, server.id.0, Holder::Workspace).await? {
+        return Ok(grant);
+    }
+    let mut empty = OauthGrantRow::empty(server.id, None, DbTime(db::now()));
+    empty.registration_kind = Some(RegistrationKind::ClientCredentials);
+    let mut conn = ctx.db.conn().await.map_err(db_error)?;
+    match db::oauth::insert_grant(&mut conn, &empty).await {
+        Ok(()) | Err(db::DbError::UniqueViolation) => {}
+        Err(error) => return Err(db_error(error)),
+    }
+    drop(conn);
+    read_grant(ctx, server.id.0, Holder::Workspace)
+        .await?
+        .ok_or(OauthError::NotAuthorized)
+}
+
+/// How a grant is renewed.
+enum Renewal {
+    /// With its refresh token.
+    RefreshToken(String),
+    /// With a new client-credentials token request.
+    ClientCredentials,
 }
 
 async fn read_grant(
@@ -326,8 +387,11 @@ pub async fn refresh(
     holder: Holder,
     seen: Option<i64>,
 ) -> Result<Access, OauthError> {
-    let Some(grant) = read_grant(ctx, server.id.0, holder).await? else {
-        return Err(OauthError::NotAuthorized);
+    let machine = server.credential_mode == CredentialMode::ClientCredentials;
+    let grant = match read_grant(ctx, server.id.0, holder).await? {
+        Some(grant) => grant,
+        None if machine => machine_grant(ctx, server).await?,
+        None => return Err(OauthError::NotAuthorized),
     };
     let grant_id = grant.id.0;
     let lock = ctx.oauth.refresh_lock(grant_id);
@@ -341,8 +405,13 @@ pub async fn refresh(
         if let Some(access) = newer_than(ctx, &grant, seen) {
             return Ok(access);
         }
-        let Some(refresh_token) = open_tokens(ctx, &grant).and_then(|t| t.refresh_token) else {
-            return Err(OauthError::NotAuthorized);
+        let renewal = if machine {
+            Renewal::ClientCredentials
+        } else {
+            match open_tokens(ctx, &grant).and_then(|t| t.refresh_token) {
+                Some(token) => Renewal::RefreshToken(token),
+                None => return Err(OauthError::NotAuthorized),
+            }
         };
         let owner = random_token(16);
         let now = db::now();
@@ -360,7 +429,7 @@ pub async fn refresh(
             .map_err(db_error)?
         };
         if taken {
-            return refresh_leased(ctx, server, grant, refresh_token, &owner).await;
+            return refresh_leased(ctx, server, grant, renewal, &owner).await;
         }
         // Another process is refreshing this grant (or just did): its token will do.
         if waiting_since.elapsed() >= LEASE_WAIT {
@@ -391,7 +460,7 @@ async fn refresh_leased(
     ctx: &Context,
     server: &McpServerRow,
     mut grant: OauthGrantRow,
-    refresh_token: String,
+    renewal: Renewal,
     owner: &str,
 ) -> Result<Access, OauthError> {
     let server_id = server.id.0;
@@ -407,7 +476,39 @@ async fn refresh_leased(
         }
         None => None,
     };
+    // What a client-credentials renewal found out about the authorization server, kept on the
+    // grant when the token comes.
+    let mut machine: Option<(AuthorizationServer, String, Option<String>, &'static str)> = None;
     let requested = async {
+        let refresh_token = match renewal {
+            Renewal::RefreshToken(token) => token,
+            Renewal::ClientCredentials => {
+                let discovery = machine_discovery(ctx, server).await?;
+                let client = registration::machine_client(ctx, server, &discovery.server)?;
+                // Scopes: what a step-up asked for, else what the resource advertises.
+                let scope = grant.requested_scopes.clone().or_else(|| {
+                    discovery
+                        .prm_scopes
+                        .as_ref()
+                        .filter(|s| !s.is_empty())
+                        .map(|s| s.join(" "))
+                });
+                let mut form = vec![
+                    ("grant_type", "client_credentials".to_owned()),
+                    ("resource", discovery.resource.clone()),
+                ];
+                if let Some(scope) = &scope {
+                    form.push(("scope", scope.clone()));
+                }
+                machine = Some((
+                    discovery.server.clone(),
+                    discovery.resource.clone(),
+                    scope,
+                    client.auth_method.as_str(),
+                ));
+                return token_request(ctx, &discovery.server, &client, form).await;
+            }
+        };
         let authorization_server: AuthorizationServer = grant
             .authorization_server
             .as_deref()
@@ -433,7 +534,18 @@ async fn refresh_leased(
 
     let (outcome, event): (Result<(), OauthError>, Event) = match requested {
         Ok(response) => {
-            let scopes = grant.granted_scopes.clone();
+            let scopes = match &machine {
+                Some((authorization_server, resource, scope, _)) => {
+                    grant.issuer = Some(authorization_server.issuer.clone());
+                    grant.authorization_server = serde_json::to_string(authorization_server).ok();
+                    grant.resource = Some(resource.clone());
+                    grant.registration_kind = Some(RegistrationKind::ClientCredentials);
+                    grant.requested_scopes = scope.clone();
+                    grant.granted_scopes = None;
+                    scope.clone()
+                }
+                None => grant.granted_scopes.clone(),
+            };
             apply_token_response(ctx, &mut grant, &response, scopes.as_deref());
             (Ok(()), Event::Refreshed)
         }
@@ -468,6 +580,32 @@ async fn refresh_leased(
             } else {
                 db::oauth::save_grant_if_generation(&mut conn, &grant, expected).await?
             };
+            // A machine client's first token binds it to its authorization server, and records
+            // the registration it is.
+            if wrote
+                && outcome.is_ok()
+                && let Some((authorization_server, _, _, method)) = &machine
+            {
+                let issuer = &authorization_server.issuer;
+                db::servers::bind_client_issuer(&mut conn, server_id, issuer).await?;
+                if db::oauth::find_registration(&mut conn, server_id, issuer)
+                    .await?
+                    .is_none()
+                {
+                    let now = DbTime(db::now());
+                    let row = RegistrationRow {
+                        id: DbUuid(Uuid::now_v7()),
+                        server_id: DbUuid(server_id),
+                        issuer: issuer.clone(),
+                        kind: RegistrationKind::ClientCredentials,
+                        client_information_sealed: None,
+                        token_endpoint_auth_method: Some((*method).to_owned()),
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    db::oauth::put_registration(&mut conn, &row).await?;
+                }
+            }
             // A rejected client is registered afresh by the next flow.
             if wrote
                 && matches!(event, Event::RefreshRejected { client: true })
@@ -552,6 +690,32 @@ async fn forget_tokens(ctx: &Context, stale: &OauthGrantRow, event: Event) {
     }
 }
 
+/// A client-credentials server's discovery (cached like a flow's): its challenge, protected
+/// resource metadata and authorization server metadata, with nothing a user-facing flow needs.
+async fn machine_discovery(
+    ctx: &Context,
+    server: &McpServerRow,
+) -> Result<std::sync::Arc<Discovery>, OauthError> {
+    if let Some(cached) = ctx.oauth.cached_discovery(server.id.0, &server.url) {
+        return Ok(cached);
+    }
+    let url = url::Url::parse(&server.url)
+        .map_err(|e| OauthError::Discovery(format!("server URL: {e}")))?;
+    let challenge = probe::probe(&ctx.http, &url, server.transport)
+        .await
+        .challenge;
+    let options = DiscoverOptions {
+        lenient_pkce: server.oauth_lenient_pkce,
+        machine: true,
+    };
+    let found = std::sync::Arc::new(
+        discovery::discover(&ctx.http, &server.url, challenge.as_ref(), options).await?,
+    );
+    ctx.oauth
+        .remember_discovery(server.id.0, &server.url, found.clone());
+    Ok(found)
+}
+
 /// Refresh every grant whose access token expires within `horizon`. Returns how many were
 /// refreshed. Refresh failures are logged and never delete a token unless the server rejected
 /// it; only a storage failure fails the round.
@@ -565,17 +729,19 @@ pub async fn refresh_expiring(ctx: &Context, horizon: TimeDelta) -> Result<usize
     };
     let mut refreshed = 0;
     for grant in grants {
-        if open_tokens(ctx, &grant)
-            .and_then(|t| t.refresh_token)
-            .is_none()
-        {
-            continue;
-        }
         let server = {
             let mut conn = ctx.db.conn().await?;
             db::servers::find(&mut conn, grant.server_id.0).await?
         };
         let Some(server) = server else { continue };
+        // A machine client's token is renewed without a refresh token.
+        if server.credential_mode != CredentialMode::ClientCredentials
+            && open_tokens(ctx, &grant)
+                .and_then(|t| t.refresh_token)
+                .is_none()
+        {
+            continue;
+        }
         match refresh(
             ctx,
             &server,

@@ -95,6 +95,8 @@ pub struct NewServer {
     pub oauth_lenient_pkce: Option<bool>,
     /// Whose credentials reach it (default shared).
     pub credentials: Option<CredentialMode>,
+    /// A machine client's private key (PEM), for `private_key_jwt` (`""` means none).
+    pub oauth_client_key: Option<Secret>,
 }
 
 /// Input of [`update`]: every field optional.
@@ -126,6 +128,8 @@ pub struct ServerChanges {
     pub oauth_lenient_pkce: Patch<bool>,
     /// Whose credentials reach it.
     pub credentials: Patch<CredentialMode>,
+    /// A machine client's private key (PEM).
+    pub oauth_client_key: Patch<Secret>,
 }
 
 /// Default request timeout.
@@ -348,6 +352,18 @@ pub(super) fn validate_client_secret(raw: Option<Secret>) -> Result<Option<Secre
         ));
     }
     Ok(Some(secret))
+}
+
+/// A machine client's private key: a PEM key this server can sign `private_key_jwt`
+/// assertions with (RSA of 2048 bits or more for RS256, P-256 for ES256). The error never
+/// quotes the key.
+pub(super) fn validate_client_key(raw: Option<Secret>) -> Result<Option<Secret>> {
+    let Some(key) = raw.filter(|s| !s.expose().trim().is_empty()) else {
+        return Ok(None);
+    };
+    crate::domain::oauth::assertion::PrivateKey::from_pem(key.expose())
+        .map_err(|error| bad_input("oauthClientKey", error.to_string()))?;
+    Ok(Some(key))
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ use url::Url;
 use uuid::Uuid;
 
 use self::input::{
-    validate_client_id, validate_client_secret, validate_description, validate_headers,
-    validate_name, validate_retries, validate_timeout,
+    validate_client_id, validate_client_key, validate_client_secret, validate_description,
+    validate_headers, validate_name, validate_retries, validate_timeout,
 };
 use self::secrets::{header_names_json, seal_headers};
 use super::access::{Principal, Role};
@@ -159,6 +159,8 @@ pub async fn create(
     let headers = validate_headers(input.headers.unwrap_or_default())?;
     let client_id = validate_client_id(input.oauth_client_id.as_deref())?;
     let client_secret = validate_client_secret(input.oauth_client_secret)?;
+    let client_key = validate_client_key(input.oauth_client_key)?;
+    let credential_mode = input.credentials.unwrap_or(CredentialMode::Shared);
 
     // An explicit auth type always wins. Without one, a pre-registered client id means OAuth,
     // static headers mean header auth, and otherwise the server is asked (one probe).
@@ -166,7 +168,9 @@ pub async fn create(
     refuse_undetected(input.auth_type)?;
     let (auth_type, detection) = match input.auth_type {
         Some(auth_type) => (auth_type, None),
-        None if client_id.is_some() => (AuthType::Oauth, None),
+        None if client_id.is_some() || credential_mode == CredentialMode::ClientCredentials => {
+            (AuthType::Oauth, None)
+        }
         None if !headers.is_empty() => (AuthType::Headers, None),
         None => {
             let found = probe::probe(&ctx.http, &target.parsed, transport).await;
@@ -210,7 +214,11 @@ pub async fn create(
         oauth_lenient_pkce: input.oauth_lenient_pkce.unwrap_or(false),
         health_checked_at: None,
         oauth_client_issuer: None,
-        credential_mode: input.credentials.unwrap_or(CredentialMode::Shared),
+        credential_mode,
+        oauth_client_key_sealed: client_key.map(|key| {
+            ctx.keys
+                .seal_str(key.expose(), sealed::SERVER_CLIENT_KEY.context(&row_id))
+        }),
     };
     check_credential_mode(&row)?;
     let facts = Facts {
@@ -239,6 +247,7 @@ pub async fn create(
     })?;
     publish(ctx, change_event(None, &row));
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, auth_type = auth_type.as_str(), "MCP server created");
+    let row = connect_machine_client(ctx, row).await?;
     Ok(Created {
         server: row,
         auth_type,
@@ -301,6 +310,10 @@ pub async fn update(
             next.oauth_client_secret_sealed = None;
             fields.push("oauthClientSecret");
         }
+        if changes.oauth_client_key.is_unchanged() && next.oauth_client_key_sealed.is_some() {
+            next.oauth_client_key_sealed = None;
+            fields.push("oauthClientKey");
+        }
     }
     if let Some(transport) = changes.transport.required("transport")? {
         next.transport = transport;
@@ -347,6 +360,15 @@ pub async fn update(
         next.oauth_client_secret_sealed =
             new_secret.map(|s| ctx.keys.seal_str(s.expose(), secret_ctx));
         fields.push("oauthClientSecret");
+    }
+    if let Some(key) = changes.oauth_client_key.optional() {
+        let new_key = validate_client_key(key)?;
+        let key_ctx = sealed::SERVER_CLIENT_KEY.context(&row_id);
+        // Whether a key was entered is all that is compared: a key given again counts as a
+        // change, so the grant it obtained is renewed with it.
+        secret_changed |= new_key.is_some() || next.oauth_client_key_sealed.is_some();
+        next.oauth_client_key_sealed = new_key.map(|k| ctx.keys.seal_str(k.expose(), key_ctx));
+        fields.push("oauthClientKey");
     }
     if let Some(lenient) = changes.oauth_lenient_pkce.required("oauthLenientPkce")? {
         next.oauth_lenient_pkce = lenient;
@@ -461,7 +483,26 @@ pub async fn update(
     }
     publish(ctx, change_event(Some(&previous), &next));
     tracing::info!(mcp_server.id = %id, workspace.id = %workspace_id, fields = ?fields, "MCP server updated");
+    if change.is_some() {
+        return connect_machine_client(ctx, next).await;
+    }
     Ok(next)
+}
+
+/// A server reached with its machine client's credentials needs nobody to authorize it: its
+/// first token and its catalogue are fetched at once. A failure is recorded in its status (and
+/// the next call or health check tries again); the server as it now stands is returned.
+async fn connect_machine_client(ctx: &Context, row: McpServerRow) -> Result<McpServerRow> {
+    if row.credential_mode != CredentialMode::ClientCredentials
+        || row.auth_type != AuthType::Oauth
+        || !row.enabled
+    {
+        return Ok(row);
+    }
+    if let Err(error) = crate::domain::mcp::catalogue::refresh(ctx, &row, Holder::Workspace).await {
+        tracing::warn!(mcp_server.id = %row.id.0, %error, "the machine client could not connect");
+    }
+    load(ctx, row.id.0).await
 }
 
 /// Ask a server again how it authenticates (editor role; the server must be enabled) and
@@ -650,15 +691,31 @@ async fn revoke_upstream(ctx: &Context, server: &McpServerRow) -> Result<()> {
 /// them. (A server whose auth type is not known yet may: they apply once it is found to use
 /// OAuth.)
 fn check_credential_mode(row: &McpServerRow) -> Result<()> {
-    if row.credential_mode == CredentialMode::PerUser
-        && matches!(row.auth_type, AuthType::None | AuthType::Headers)
-    {
-        return Err(bad_input(
+    let oauth = !matches!(row.auth_type, AuthType::None | AuthType::Headers);
+    match row.credential_mode {
+        CredentialMode::PerUser if !oauth => Err(bad_input(
             "credentials",
             "per-user credentials need a server that uses OAuth",
-        ));
+        )),
+        CredentialMode::ClientCredentials if !oauth => Err(bad_input(
+            "credentials",
+            "client credentials need a server that uses OAuth",
+        )),
+        CredentialMode::ClientCredentials if row.oauth_client_id.is_none() => Err(bad_input(
+            "oauthClientId",
+            "client credentials need the machine client's id",
+        )),
+        CredentialMode::ClientCredentials
+            if row.oauth_client_secret_sealed.is_none()
+                && row.oauth_client_key_sealed.is_none() =>
+        {
+            Err(bad_input(
+                "oauthClientSecret",
+                "client credentials need the client's secret or private key (oauthClientKey)",
+            ))
+        }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The holder of the grant a call by `user_id` uses on this server: the user's own on a
@@ -666,7 +723,7 @@ fn check_credential_mode(row: &McpServerRow) -> Result<()> {
 pub fn holder(server: &McpServerRow, user_id: Uuid) -> Holder {
     match server.credential_mode {
         CredentialMode::PerUser => Holder::User(user_id),
-        CredentialMode::Shared => Holder::Workspace,
+        CredentialMode::Shared | CredentialMode::ClientCredentials => Holder::Workspace,
     }
 }
 

@@ -130,6 +130,10 @@ impl McpServer {
     async fn has_oauth_client_secret(&self) -> bool {
         self.row.oauth_client_secret_sealed.is_some()
     }
+    /// Whether a machine client's private key is stored (it is never returned).
+    async fn has_oauth_client_key(&self) -> bool {
+        self.row.oauth_client_key_sealed.is_some()
+    }
     /// The caller's own authorization of a `PER_USER` server (null on a shared server: see
     /// `oauth`). `authorized` false means the caller must connect their account before calling
     /// its tools.

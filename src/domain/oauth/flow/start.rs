@@ -44,7 +44,7 @@ pub async fn start(
             .ok_or(Error::NotFound)?;
         let role = match server.credential_mode {
             CredentialMode::PerUser => Role::Viewer,
-            CredentialMode::Shared => Role::Editor,
+            CredentialMode::Shared | CredentialMode::ClientCredentials => Role::Editor,
         };
         outbound.require(server.workspace_id.0, role)?;
         servers::ensure_enabled(&server)?;
@@ -61,6 +61,12 @@ pub async fn start(
         };
         if server.auth_type != AuthType::Oauth {
             return Err(bad_input("serverId", "this server does not use OAuth"));
+        }
+        if server.credential_mode == CredentialMode::ClientCredentials {
+            return Err(bad_input(
+                "serverId",
+                "this server is reached with its machine client's credentials: nobody authorizes it",
+            ));
         }
         let holder = servers::holder(&server, principal.user_id);
         // Two members authorizing the one shared grant at once would race; members of a
@@ -171,7 +177,10 @@ pub async fn start(
     let begin_id = random_token(24);
     let code_challenge = pkce_s256(&verifier);
     let upstream_url = authorization_url(
-        &discovery.authorization_endpoint,
+        discovery
+            .authorization_endpoint
+            .as_ref()
+            .ok_or(OauthError::BadEndpoint("authorization"))?,
         Request {
             client_id: &client.client_id,
             redirect_uri: &redirect_uri,
@@ -261,6 +270,7 @@ async fn discover_cached(
     }
     let options = DiscoverOptions {
         lenient_pkce: server.oauth_lenient_pkce,
+        machine: false,
     };
     let found =
         std::sync::Arc::new(discovery::discover(&ctx.http, &server.url, challenge, options).await?);
