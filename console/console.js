@@ -12,13 +12,17 @@
 //   API never returns them, and the inputs they were typed into are cleared after use.
 // - An OAuth popup is only ever pointed at an http(s) URL, and the callback page's message is
 //   only believed when it comes from the popup this page opened, from this server's origin.
+// - On a per-user server the row shows the signed-in person's own connection (their
+//   `myAuthorization`), never the server's shared status as if it were theirs; only admins ask
+//   who else has connected.
 
 const TOKEN_KEY = 'switchboard.console.token';
 const WORKSPACE_KEY = 'switchboard.console.workspace';
 
 const SERVER_FIELDS = `id name description url transport enabled authType headerNames
-  oauthClientId hasOauthClientSecret connectionStatus authStatus statusReason lastError
-  lastConnectedAt toolCount toolsRefreshedAt oauth { expiresAt lastRefreshedAt flowInProgress scopes issuer }`;
+  oauthClientId hasOauthClientSecret credentials connectionStatus authStatus statusReason lastError
+  lastConnectedAt toolCount toolsRefreshedAt oauth { expiresAt lastRefreshedAt flowInProgress scopes issuer }
+  myAuthorization { authorized expiresAt scopes authorizedAt flowInProgress }`;
 const TOOL_FIELDS = 'name title description inputSchema annotations';
 
 const QUERIES = {
@@ -34,11 +38,17 @@ const QUERIES = {
   detect: `mutation($id: ID!) { detectMcpServerAuth(id: $id) { detection server { ${SERVER_FIELDS} } } }`,
   start: 'mutation($id: ID!) { startMcpOauth(serverId: $id) { status authorizationUrl expiresAt } }',
   disconnect: `mutation($id: ID!) { disconnectMcpOauth(serverId: $id) { ${SERVER_FIELDS} } }`,
+  // Who has connected their own account to a per-user server (admins only).
+  members: `query($id: ID!, $after: String) { mcpServer(id: $id) { id
+    authorizations(first: 100, after: $after) { pageInfo { hasNextPage endCursor }
+      nodes { authorized authorizedAt lastRefreshedAt expiresAt scopes user { id name } } } } }`,
+  disconnectMember: `mutation($id: ID!, $user: ID!) { disconnectMcpOauth(serverId: $id, userId: $user) { ${SERVER_FIELDS} } }`,
+  disconnectAll: `mutation($id: ID!) { disconnectMcpOauth(serverId: $id, all: true) { ${SERVER_FIELDS} } }`,
   refresh: `mutation($id: ID!) { refreshMcpServer(id: $id) { ${SERVER_FIELDS}
     tools(first: 100) { pageInfo { hasNextPage endCursor } nodes { ${TOOL_FIELDS} } } } }`,
   call: `mutation($id: ID!, $name: String!, $args: JSON) {
     callMcpTool(serverId: $id, name: $name, arguments: $args) { content structuredContent isError } }`,
-  status: `subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason at
+  status: `subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason at personal
     current { connectionStatus authStatus reason } server { ${SERVER_FIELDS} } } }`,
   // The words for status reasons are the schema's descriptions.
   vocabulary: `query {
@@ -46,6 +56,12 @@ const QUERIES = {
 };
 
 const AUTH_TYPES = { NONE: 'None', HEADERS: 'Static headers', OAUTH: 'OAuth', UNDETECTED: 'Not detected' };
+
+// Whose credentials reach a server, in the words of the add and edit forms.
+const CREDENTIALS = {
+  SHARED: 'One connection for the whole workspace: every member’s calls act as the account that authorized it.',
+  PER_USER: 'Each member connects their own account, and their calls act as them. OAuth servers only.',
+};
 
 const CONNECTION = {
   CONNECTED: ['Connected', 'ok'],
@@ -148,14 +164,16 @@ const state = {
   workspaceId: null,
   role: null,
   // Server id → { server, row, detail, cells, toggle, nameNotes, tools, toolsLoaded, toolsKey,
-  // actionsKey }.
+  // actionsKey, accountPanel, accountKey, membersPanel, membersKey, members, personal }.
   entries: new Map(),
-  // Server id → { popup, origin, name } for OAuth popups this page opened.
+  // Server id → { popup, origin, name, personal } for OAuth popups this page opened.
   flows: new Map(),
 };
 
 const canEdit = () => state.role === 'EDITOR' || state.role === 'ADMIN';
 const canDelete = () => state.role === 'ADMIN';
+// Who has connected to a per-user server is for admins only (the API refuses others).
+const canSeeMembers = () => state.role === 'ADMIN';
 
 // ---------------------------------------------------------------------------------------
 // The API over HTTP.
@@ -211,6 +229,12 @@ async function api(query, variables) {
 
 function describeError(error) {
   if (!(error instanceof ApiError)) return String(error && error.message ? error.message : error);
+  if (error.code === 'REAUTH_REQUIRED') {
+    const entry = state.entries.get(error.extensions.serverId);
+    if (entry && perUser(entry.server)) {
+      return 'Your account is not connected to this server, or its authorization ended: connect your account first. (REAUTH_REQUIRED)';
+    }
+  }
   if (error.code === 'SERVER_DISABLED') {
     const fix = canEdit() ? 'Enable it with Edit first.' : 'Ask an editor of this workspace to enable it.';
     return `The server is disabled. ${fix} (SERVER_DISABLED)`;
@@ -422,18 +446,28 @@ function onStatusPayload(payload) {
   }
   const event = payload.data && payload.data.mcpServerStatus;
   if (!event) return;
-  if (event.server) {
+  const reason = event.reason || (event.current && event.current.reason);
+  if (event.personal) {
+    // About the subscriber's own grant on a per-user server: `current` is their own view, and
+    // the server's shared status did not change. Remember the view for their own state;
+    // `server` is the row as stored, with their fresh `myAuthorization`.
+    const entry = state.entries.get(event.serverId);
+    if (entry && event.current) entry.personal = { authStatus: event.current.authStatus, reason };
+    if (event.server) upsertServer(event.server);
+    else reloadServer(event.serverId);
+  } else if (event.server) {
     upsertServer(event.server);
   } else {
     removeServer(event.serverId);
   }
   const flow = state.flows.get(event.serverId);
   // A server keeps its grant (and its AUTHORIZED status) while a new flow runs: only the
-  // authorization itself ends the flow.
-  const reason = event.reason || (event.current && event.current.reason);
-  if (flow && event.current && event.current.authStatus === 'AUTHORIZED' && reason === 'AUTHORIZED') {
+  // authorization itself ends the flow. A flow for one's own account ends with a personal
+  // event, a flow for the shared grant with the server's.
+  if (flow && flow.personal === Boolean(event.personal) && event.current
+    && event.current.authStatus === 'AUTHORIZED' && reason === 'AUTHORIZED') {
     finishFlow(event.serverId);
-    notify(`“${flow.name}” is connected.`, 'ok');
+    notify(connectedText(flow), 'ok');
   }
 }
 
@@ -574,20 +608,42 @@ function upsertServer(server) {
       cells: [],
       toggle: null,
       nameNotes: null,
+      // The detail: the person's own account and who has connected (per-user servers), then
+      // the tools.
+      accountPanel: el('section', { class: 'account', hidden: true }),
+      accountKey: null,
+      membersPanel: el('section', { class: 'members', hidden: true }),
+      membersKey: null,
+      // Who has connected (admins, per-user servers): null until read.
+      members: null,
+      membersError: null,
+      membersRequest: 0,
+      membersTimer: null,
+      toolsPanel: el('div', { class: 'tools' }),
+      // The last personal status event: the person's own view of a per-user server.
+      personal: null,
     };
+    entry.detail.append(el('td', { colspan: 8 }, entry.accountPanel, entry.membersPanel, entry.toolsPanel));
     buildRow(entry);
     state.entries.set(server.id, entry);
     $('#server-rows').append(entry.row, entry.detail);
   }
   const before = entry.server;
   entry.server = server;
+  // A change of credential mode ends the grants the person's own view was about.
+  if (perUser(before) !== perUser(server)) entry.personal = null;
   renderRow(entry);
-  if (before.authStatus !== 'AUTHORIZED' && server.authStatus === 'AUTHORIZED') {
+  if (!usable(before) && usable(server)) {
     // Prompts to reconnect are answered now.
+    const text = perUser(server)
+      ? 'Your account is connected. You can call the tool again.'
+      : 'Reconnected. You can call the tool again.';
     for (const prompt of entry.detail.querySelectorAll('.reauth')) {
-      prompt.replaceWith(el('p', { class: 'ok-text' }, 'Reconnected. You can call the tool again.'));
+      prompt.replaceWith(el('p', { class: 'ok-text' }, text));
     }
   }
+  // Who has connected may have changed with it; read it again when it is on show.
+  if (!entry.detail.hidden) scheduleMembers(entry);
   // The catalogue changed (a refresh, a new authorization): reload it when it is on show.
   const toolsKey = `${server.toolCount}|${server.toolsRefreshedAt || ''}`;
   if (entry.toolsKey !== null && entry.toolsKey !== toolsKey && !entry.detail.hidden) {
@@ -600,6 +656,7 @@ function upsertServer(server) {
 function removeServer(id) {
   const entry = state.entries.get(id);
   if (!entry) return;
+  clearTimeout(entry.membersTimer);
   entry.row.remove();
   entry.detail.remove();
   state.entries.delete(id);
@@ -640,6 +697,7 @@ function renderRow(entry) {
   url.replaceChildren(el('span', { class: 'url' }, s.url));
 
   auth.replaceChildren(AUTH_TYPES[s.authType] || s.authType);
+  if (perUser(s)) auth.append(el('div', { class: 'muted small' }, 'Credentials: per user'));
   if (s.authType === 'UNDETECTED') {
     auth.append(el('div', { class: 'muted small' }, canEdit()
       ? 'Detect auth once it is reachable, or choose an auth type with Edit.'
@@ -652,6 +710,33 @@ function renderRow(entry) {
   connection.replaceChildren(badge(connectionText, connectionTone));
   if (s.lastError) connection.append(el('div', { class: 'small error-text' }, s.lastError));
 
+  if (perUser(s)) {
+    // The server's own authorization status is no one's in particular here: the cell shows
+    // the person's own account, and the server's reason goes with its connection.
+    const reason = words(s.statusReason);
+    if (reason) connection.append(el('div', { class: 'muted small reason' }, reason));
+    renderMyAuthorization(entry, authorization);
+  } else {
+    renderSharedAuthorization(s, authorization);
+  }
+
+  tools.textContent = String(s.toolCount);
+
+  const expires = perUser(s) ? s.myAuthorization && s.myAuthorization.expiresAt : s.oauth && s.oauth.expiresAt;
+  expiry.replaceChildren(expires ? moment(expires) : el('span', { class: 'muted' }, '—'));
+
+  const own = myAuthorization(s);
+  const actionsKey = JSON.stringify([s.authType, s.authStatus, hasGrant(s), state.role, s.name, s.credentials,
+    own.authorized, Boolean(own.authorizedAt)]);
+  if (entry.actionsKey !== actionsKey) {
+    refill(actions, actionButtons(entry), entry.toggle);
+    entry.actionsKey = actionsKey;
+  }
+  renderAccount(entry);
+  renderMembers(entry);
+}
+
+function renderSharedAuthorization(s, authorization) {
   const [authText, authTone] = AUTHORIZATION[s.authStatus] || [s.authStatus, 'idle'];
   authorization.replaceChildren(badge(authText, authTone));
   const reason = words(s.statusReason);
@@ -663,25 +748,30 @@ function renderRow(entry) {
   } else if (s.oauth && s.oauth.flowInProgress && s.authStatus !== 'AUTHORIZING') {
     authorization.append(el('div', { class: 'muted small' }, 'An authorization is in progress.'));
   }
+}
 
-  tools.textContent = String(s.toolCount);
+// The person's own connection to a per-user server, in the row.
+function renderMyAuthorization(entry, authorization) {
+  const [text, tone, reason] = myState(entry);
+  authorization.replaceChildren(el('div', { class: 'muted small' }, 'Your account'), badge(text, tone));
+  if (reason && reason !== text) authorization.append(el('div', { class: 'muted small reason' }, reason));
+}
 
-  const expires = s.oauth && s.oauth.expiresAt;
-  expiry.replaceChildren(expires
-    ? el('time', { datetime: expires, title: localTime(expires) }, fromNow(expires))
-    : el('span', { class: 'muted' }, '—'));
-
-  const actionsKey = JSON.stringify([s.authType, s.authStatus, hasGrant(s), state.role, s.name]);
-  if (entry.actionsKey !== actionsKey) {
-    const focused = actions.contains(document.activeElement) ? document.activeElement.textContent : null;
-    actions.replaceChildren(...actionButtons(entry));
-    entry.actionsKey = actionsKey;
-    // Keep focus on the same control when it survived, else on the row's name.
-    if (focused !== null) {
-      const same = [...actions.querySelectorAll('button')].find((b) => b.textContent === focused);
-      (same || entry.toggle).focus();
-    }
-  }
+// Put `children` in `container` in place of what it held. Keyboard focus inside it stays on
+// the control of the same name when it survived, else goes to `fallback`, so a live update
+// never takes focus away.
+function refill(container, children, fallback) {
+  const active = document.activeElement;
+  const nameOf = (node) => node.getAttribute('aria-label') || node.textContent;
+  const focused = active && active !== container && container.contains(active)
+    ? [nameOf(active), active.textContent]
+    : null;
+  container.replaceChildren(...children);
+  if (focused === null) return;
+  const buttons = [...container.querySelectorAll('button')];
+  const same = buttons.find((b) => nameOf(b) === focused[0]) || buttons.find((b) => b.textContent === focused[1]);
+  const target = same || fallback;
+  if (target && target.isConnected) target.focus();
 }
 
 // Whether the server holds an OAuth grant: authorized, or tokens stored (a flow in progress
@@ -690,11 +780,49 @@ function hasGrant(server) {
   return server.authStatus === 'AUTHORIZED' || Boolean(server.oauth && server.oauth.lastRefreshedAt);
 }
 
+// Whether each member connects their own account to the server.
+function perUser(server) {
+  return server.credentials === 'PER_USER';
+}
+
+// The person's own authorization of a per-user server ({} elsewhere, or before it is known).
+function myAuthorization(server) {
+  return (perUser(server) && server.myAuthorization) || {};
+}
+
+// Whether the person's calls to the server carry working OAuth credentials: their own on a
+// per-user server, the workspace's otherwise.
+function usable(server) {
+  return perUser(server) ? Boolean(myAuthorization(server).authorized) : server.authStatus === 'AUTHORIZED';
+}
+
+// The person's own state on a per-user server: [words, tone, reason]. The last personal event
+// adds what the stored grant cannot say (more scopes needed, a failed refresh, why it changed)
+// while it agrees with it.
+function myState(entry) {
+  const own = myAuthorization(entry.server);
+  const personal = entry.personal;
+  const withTokens = ['AUTHORIZED', 'INSUFFICIENT_SCOPE', 'REFRESH_FAILED'];
+  const agrees = personal && withTokens.includes(personal.authStatus) === Boolean(own.authorized);
+  const reason = agrees ? words(personal.reason) : '';
+  if (own.authorized) {
+    if (agrees && personal.authStatus !== 'AUTHORIZED') {
+      return [...(AUTHORIZATION[personal.authStatus] || [personal.authStatus, 'warn']), reason];
+    }
+    return ['Connected', 'ok', reason];
+  }
+  if (own.flowInProgress) return ['Connecting', 'idle', reason];
+  return ['Not connected', 'warn', reason];
+}
+
 function actionButtons(entry) {
   const s = entry.server;
   const buttons = [];
   const name = s.name;
-  if (canEdit() && s.authType === 'OAUTH') {
+  if (perUser(s)) {
+    // Every member connects their own account, viewers included.
+    if (s.authType === 'OAUTH') buttons.push(...myAccountButtons(entry));
+  } else if (canEdit() && s.authType === 'OAUTH') {
     // Rejected headers are fixed by editing them, never by OAuth.
     if (s.authStatus !== 'AUTHORIZED' && s.authStatus !== 'HEADERS_REJECTED') {
       buttons.push(button('Connect', () => connect(entry.server.id), { class: 'primary', 'aria-label': `Connect ${name}` }));
@@ -715,6 +843,26 @@ function actionButtons(entry) {
   }
   if (canDelete()) {
     buttons.push(button('Delete', (e) => openDelete(entry, e.currentTarget), { class: 'danger', 'aria-label': `Delete ${name}` }));
+  }
+  return buttons;
+}
+
+// Connect my account / Disconnect my account, for a per-user OAuth server.
+function myAccountButtons(entry) {
+  const own = myAuthorization(entry.server);
+  const name = entry.server.name;
+  const buttons = [];
+  if (!own.authorized) {
+    buttons.push(button('Connect my account', () => connect(entry.server.id), {
+      class: 'primary',
+      'aria-label': `Connect my account to ${name}`,
+    }));
+  }
+  // A grant whose tokens were refused is still withdrawn with it.
+  if (own.authorized || own.authorizedAt) {
+    buttons.push(button('Disconnect my account', (e) => disconnect(entry, e.currentTarget), {
+      'aria-label': `Disconnect my account from ${name}`,
+    }));
   }
   return buttons;
 }
@@ -784,13 +932,19 @@ async function reloadServer(id) {
   }
 }
 
+// Withdraw the shared grant, or on a per-user server the person's own.
 async function disconnect(entry, control) {
+  const name = entry.server.name;
+  const personal = perUser(entry.server);
   try {
     const data = await busy(control, () => api(QUERIES.disconnect, { id: entry.server.id }));
     upsertServer(data.disconnectMcpOauth);
-    notify(`“${entry.server.name}” is disconnected; its tokens were revoked.`, 'ok');
+    notify(personal
+      ? `Your account is disconnected from “${name}”; your tokens were revoked.`
+      : `“${name}” is disconnected; its tokens were revoked.`, 'ok');
   } catch (error) {
-    notify(`Disconnecting “${entry.server.name}” failed: ${describeError(error)}`, 'error');
+    const what = personal ? `Disconnecting your account from “${name}”` : `Disconnecting “${name}”`;
+    notify(`${what} failed: ${describeError(error)}`, 'error');
   }
 }
 
@@ -798,12 +952,14 @@ async function disconnect(entry, control) {
 // OAuth: Switchboard's own begin link in a popup; Switchboard's own callback page completes
 // the flow and reports back with postMessage, and the status subscription reports the new
 // status. (`completeMcpOauth` is for apps that host their own callback page; this console
-// does not.)
+// does not.) On a per-user server the flow connects the person's own account, and its status
+// arrives in personal events.
 
 function connect(id) {
   const entry = state.entries.get(id);
   if (!entry) return;
   const name = entry.server.name;
+  const personal = perUser(entry.server);
   // Open the window now, while the click still counts as a user gesture, so popup blockers let
   // it through; it is pointed at the authorization link once the API has answered.
   const popup = window.open('', `switchboard-oauth-${id}`, 'popup,width=560,height=720');
@@ -811,21 +967,27 @@ function connect(id) {
     notify('The browser blocked the authorization window. Allow pop-ups for this page and try again.', 'error');
     return;
   }
-  startFlow(id, name, popup);
+  startFlow(id, name, personal, popup);
 }
 
-async function startFlow(id, name, popup) {
+// The notice that a flow connected its server.
+function connectedText(flow) {
+  return flow.personal ? `Your account is connected to “${flow.name}”.` : `“${flow.name}” is connected.`;
+}
+
+async function startFlow(id, name, personal, popup) {
   let start;
   try {
     start = (await api(QUERIES.start, { id })).startMcpOauth;
   } catch (error) {
     popup.close();
-    notify(`Connecting “${name}” failed: ${describeError(error)}`, 'error');
+    const what = personal ? `Connecting your account to “${name}”` : `Connecting “${name}”`;
+    notify(`${what} failed: ${describeError(error)}`, 'error');
     return;
   }
   if (start.status === 'ALREADY_AUTHORIZED') {
     popup.close();
-    notify(`“${name}” is already authorized.`, 'ok');
+    notify(personal ? `Your account is already connected to “${name}”.` : `“${name}” is already authorized.`, 'ok');
     reloadServer(id);
     return;
   }
@@ -842,7 +1004,7 @@ async function startFlow(id, name, popup) {
   }
   const previous = state.flows.get(id);
   if (previous) clearInterval(previous.watch);
-  const flow = { popup, origin: target.origin, name, watch: null };
+  const flow = { popup, origin: target.origin, name, personal, watch: null };
   state.flows.set(id, flow);
   // The callback page may close the window without a message reaching this page (another
   // origin, a closed opener link): then the server's state is read once the window is gone.
@@ -852,8 +1014,9 @@ async function startFlow(id, name, popup) {
       finishFlow(id);
       reloadServer(id).then(() => {
         const entry = state.entries.get(id);
-        const pending = entry && entry.server.oauth && entry.server.oauth.flowInProgress;
-        if (entry && (pending || entry.server.authStatus !== 'AUTHORIZED')) {
+        const grant = entry && (personal ? myAuthorization(entry.server) : entry.server.oauth);
+        const pending = grant && grant.flowInProgress;
+        if (entry && (pending || !usable(entry.server))) {
           notify(`The authorization window of “${name}” was closed before it finished.`, 'error');
         }
       });
@@ -888,7 +1051,7 @@ window.addEventListener('message', (event) => {
   if (message.serverId !== null && message.serverId !== id) return;
   finishFlow(id);
   if (message.ok) {
-    notify(`“${flow.name}” is connected.`, 'ok');
+    notify(connectedText(flow), 'ok');
   } else {
     const why = flowWords(message);
     notify(`Authorizing “${flow.name}” failed. ${why}`, 'error');
@@ -906,12 +1069,13 @@ async function toggleTools(entry) {
   entry.toggle.title = show ? 'Hide tools' : 'Show tools';
   if (!show) return;
   renderTools(entry);
+  if (perUser(entry.server) && canSeeMembers()) loadMembers(entry);
   // The catalogue may have changed while it was hidden.
   try {
     await loadTools(entry);
   } catch (error) {
-    entry.detail.replaceChildren(el('td', { colspan: 8 },
-      el('p', { class: 'error', role: 'alert' }, `Could not load the tools: ${describeError(error)}`)));
+    entry.toolsPanel.replaceChildren(
+      el('p', { class: 'error', role: 'alert' }, `Could not load the tools: ${describeError(error)}`));
   }
 }
 
@@ -940,20 +1104,193 @@ function setTools(entry, tools) {
 }
 
 function renderTools(entry) {
-  const panel = el('div', { class: 'tools' });
+  const panel = entry.toolsPanel;
   const s = entry.server;
-  panel.append(el('h3', {}, `Tools of ${s.name}`));
+  const children = [el('h3', {}, `Tools of ${s.name}`)];
   if (!entry.toolsLoaded) {
-    panel.append(el('p', { class: 'muted' }, 'Loading tools…'));
+    children.push(el('p', { class: 'muted' }, 'Loading tools…'));
   } else if (!entry.tools.length) {
     let hint = 'No tools stored. Refresh tools to list them.';
     if (s.authStatus === 'HEADERS_REJECTED') hint = 'No tools yet: the server rejected its headers; correct them first.';
     else if (s.authType === 'UNDETECTED') hint = 'No tools yet: its auth type could not be detected.';
-    else if (s.authType === 'OAUTH' && !hasGrant(s)) hint = 'No tools yet: connect the server first.';
-    panel.append(el('p', { class: 'muted' }, hint));
+    else if (perUser(s) && !usable(s)) hint = 'No tools yet: connect your account first.';
+    else if (s.authType === 'OAUTH' && !perUser(s) && !hasGrant(s)) hint = 'No tools yet: connect the server first.';
+    children.push(el('p', { class: 'muted' }, hint));
   }
-  for (const tool of entry.tools) panel.append(toolCard(entry, tool));
-  entry.detail.replaceChildren(el('td', { colspan: 8 }, panel));
+  for (const tool of entry.tools) children.push(toolCard(entry, tool));
+  panel.replaceChildren(...children);
+}
+
+// ---------------------------------------------------------------------------------------
+// Per-user servers in the detail: the person's own account, and (admins) who has connected.
+
+function renderAccount(entry) {
+  const s = entry.server;
+  const panel = entry.accountPanel;
+  if (!perUser(s)) {
+    panel.hidden = true;
+    panel.replaceChildren();
+    entry.accountKey = null;
+    return;
+  }
+  const own = myAuthorization(s);
+  const [text, tone, reason] = myState(entry);
+  // Redrawn only when something on show changed (relative times age), so focus stays put.
+  const key = JSON.stringify([text, tone, reason, own, s.name, s.authType,
+    own.authorizedAt && fromNow(own.authorizedAt), own.expiresAt && fromNow(own.expiresAt)]);
+  if (entry.accountKey === key) return;
+  entry.accountKey = key;
+  const facts = el('p', { class: 'facts' }, badge(text, tone));
+  if (own.authorizedAt) facts.append(el('span', {}, '· first connected ', moment(own.authorizedAt)));
+  if (own.authorized && own.expiresAt) facts.append(el('span', {}, '· token expires ', moment(own.expiresAt)));
+  const children = [
+    el('h3', {}, 'Your account'),
+    facts,
+    el('p', { class: 'muted small' },
+      'This server has per-user credentials: each member connects their own account, and their calls act as them.'),
+  ];
+  if (reason && reason !== text) children.push(el('p', { class: 'muted small' }, reason));
+  if (own.authorized && own.scopes && own.scopes.length) {
+    children.push(el('p', { class: 'small' }, `Scopes: ${own.scopes.join(' ')}`));
+  }
+  if (s.authType === 'OAUTH') children.push(el('div', { class: 'buttons' }, ...myAccountButtons(entry)));
+  panel.setAttribute('aria-label', `Your account on ${s.name}`);
+  refill(panel, children, entry.toggle);
+  panel.hidden = false;
+}
+
+// A time, relative, with the local time as its title.
+function moment(iso) {
+  return el('time', { datetime: iso, title: localTime(iso) }, fromNow(iso));
+}
+
+function renderMembers(entry) {
+  const s = entry.server;
+  const panel = entry.membersPanel;
+  if (!perUser(s) || !canSeeMembers() || (entry.members === null && entry.membersError === null)) {
+    panel.hidden = true;
+    panel.replaceChildren();
+    entry.membersKey = null;
+    return;
+  }
+  const key = JSON.stringify([s.name, entry.membersError,
+    (entry.members || []).map((m) => [m, fromNow(m.authorizedAt), m.expiresAt && fromNow(m.expiresAt)])]);
+  if (entry.membersKey === key) return;
+  entry.membersKey = key;
+  const children = [el('h3', {}, 'Connected members')];
+  if (entry.membersError !== null) {
+    children.push(el('p', { class: 'error-text small' }, `Could not read who has connected: ${entry.membersError}`));
+  } else if (!entry.members.length) {
+    children.push(el('p', { class: 'muted' }, 'No member has connected an account yet.'));
+  } else {
+    children.push(el('ul', { class: 'member-list' }, ...entry.members.map((member) => memberItem(entry, member))));
+    children.push(el('div', { class: 'buttons' }, button('Disconnect everyone',
+      (e) => confirmDisconnectAll(entry, e.currentTarget),
+      { class: 'danger', 'aria-label': `Disconnect every member from ${s.name}` })));
+  }
+  panel.setAttribute('aria-label', `Members connected to ${s.name}`);
+  refill(panel, children, entry.toggle);
+  panel.hidden = false;
+}
+
+function memberItem(entry, member) {
+  const name = member.user ? member.user.name : 'A former member';
+  const item = el('li', { class: 'member' },
+    el('strong', { class: 'member-name' }, name),
+    member.authorized ? badge('Authorized', 'ok') : badge('Must connect again', 'warn'),
+    el('span', { class: 'muted small' }, 'first connected ', moment(member.authorizedAt)));
+  if (member.authorized && member.expiresAt) {
+    item.append(el('span', { class: 'muted small' }, 'token expires ', moment(member.expiresAt)));
+  }
+  if (member.user) {
+    item.append(button('Disconnect', (e) => confirmDisconnectMember(entry, member.user, e.currentTarget), {
+      'aria-label': `Disconnect ${name} from ${entry.server.name}`,
+    }));
+  }
+  return item;
+}
+
+// Read who has connected to a per-user server (admins only), page by page. A refusal (the role
+// changed meanwhile) hides the list without a word: it is not an error of the person's doing.
+async function loadMembers(entry) {
+  clearTimeout(entry.membersTimer);
+  const id = entry.server.id;
+  if (state.entries.get(id) !== entry) return;
+  if (!perUser(entry.server) || !canSeeMembers()) {
+    entry.members = null;
+    entry.membersError = null;
+    renderMembers(entry);
+    return;
+  }
+  entry.membersRequest += 1;
+  const request = entry.membersRequest;
+  const members = [];
+  let after = null;
+  let failure = null;
+  try {
+    for (;;) {
+      const data = await api(QUERIES.members, { id, after });
+      if (!data.mcpServer) return;
+      const page = data.mcpServer.authorizations;
+      members.push(...page.nodes);
+      if (!page.pageInfo.hasNextPage) break;
+      after = page.pageInfo.endCursor;
+    }
+  } catch (error) {
+    failure = error;
+  }
+  // Only the newest answer counts.
+  if (request !== entry.membersRequest || state.entries.get(id) !== entry) return;
+  if (failure && failure instanceof ApiError && failure.code === 'FORBIDDEN') {
+    entry.members = null;
+    entry.membersError = null;
+  } else if (failure) {
+    entry.members = null;
+    entry.membersError = describeError(failure);
+  } else {
+    entry.members = members;
+    entry.membersError = null;
+  }
+  renderMembers(entry);
+}
+
+// Read who has connected again shortly, once for a burst of changes.
+function scheduleMembers(entry) {
+  if (!perUser(entry.server) || !canSeeMembers()) return;
+  clearTimeout(entry.membersTimer);
+  entry.membersTimer = setTimeout(() => loadMembers(entry), 300);
+}
+
+function confirmDisconnectMember(entry, user, trigger) {
+  const server = entry.server.name;
+  openConfirm({
+    title: `Disconnect ${user.name}`,
+    text: `Disconnect ${user.name}’s account from “${server}”? Their tokens are revoked, and they must connect their account again to call its tools.`,
+    action: 'Disconnect',
+    trigger,
+    run: async () => {
+      const data = await api(QUERIES.disconnectMember, { id: entry.server.id, user: user.id });
+      upsertServer(data.disconnectMcpOauth);
+      loadMembers(entry);
+      notify(`${user.name} is disconnected from “${server}”; their tokens were revoked.`, 'ok');
+    },
+  });
+}
+
+function confirmDisconnectAll(entry, trigger) {
+  const server = entry.server.name;
+  openConfirm({
+    title: 'Disconnect everyone',
+    text: `Disconnect every member’s account from “${server}”? All their tokens are revoked, and each must connect their account again to call its tools.`,
+    action: 'Disconnect everyone',
+    trigger,
+    run: async () => {
+      const data = await api(QUERIES.disconnectAll, { id: entry.server.id });
+      upsertServer(data.disconnectMcpOauth);
+      loadMembers(entry);
+      notify(`Every member is disconnected from “${server}”; their tokens were revoked.`, 'ok');
+    },
+  });
 }
 
 function toolCard(entry, tool) {
@@ -1007,6 +1344,19 @@ async function callTool(serverId, name, area, result, control) {
   }
 }
 
+// A call to a per-user server without the person's own working grant: anyone connects their
+// own account, whatever their role.
+function connectMyAccountPrompt(id, error) {
+  const moreScopes = error.extensions.reason === 'insufficient_scope';
+  const text = moreScopes
+    ? 'The server needs more permissions than your account granted. Connect your account again to consent to them.'
+    : 'This server acts as each member’s own account, and yours is not connected, or its authorization expired or was revoked. Connect your account to call its tools.';
+  return el('div', { class: 'reauth', role: 'alert' },
+    el('p', {}, el('strong', {}, 'Connect your account. '), text),
+    el('p', { class: 'muted small' }, `Error code: ${error.code}`),
+    button('Connect my account', () => connect(id), { class: 'primary' }));
+}
+
 function showCallProblem(result, text) {
   result.replaceChildren(el('p', { class: 'error', role: 'alert' }, text));
 }
@@ -1040,6 +1390,15 @@ function contentBlock(block) {
 function renderCallError(serverId, result, error) {
   const code = error instanceof ApiError ? error.code : 'ERROR';
   if (code === 'REAUTH_REQUIRED') {
+    // The error names the server to connect.
+    const named = typeof error.extensions.serverId === 'string' && state.entries.get(error.extensions.serverId);
+    const id = named ? error.extensions.serverId : serverId;
+    const entry = state.entries.get(id);
+    if (entry && perUser(entry.server)) {
+      result.replaceChildren(connectMyAccountPrompt(id, error));
+      reloadServer(id);
+      return;
+    }
     const moreScopes = error.extensions && error.extensions.reason === 'insufficient_scope';
     const text = moreScopes
       ? 'The server needs more permissions than it was granted. Reconnect it to consent to them.'
@@ -1098,6 +1457,12 @@ function clearHeaderRows(form) {
   if (rows) rows.replaceChildren();
 }
 
+// The one-line explanation of the credential mode chosen in the add or edit form.
+function showCredentialsHint(form) {
+  const hint = form.querySelector('.credentials-hint');
+  hint.textContent = CREDENTIALS[form.elements.credentials.value] || '';
+}
+
 function formError(form, text) {
   const node = form.querySelector('.error');
   node.textContent = text;
@@ -1124,7 +1489,7 @@ async function onAdd(event) {
     formError(form, error.message);
     return;
   }
-  const input = { workspaceId: state.workspaceId, name, url };
+  const input = { workspaceId: state.workspaceId, name, url, credentials: form.elements.credentials.value };
   if (form.elements.authType.value) input.authType = form.elements.authType.value;
   if (headers.length) input.headers = headers;
   const clientId = form.elements.oauthClientId.value.trim();
@@ -1143,7 +1508,8 @@ async function onAdd(event) {
       notify(`Added “${created.server.name}”, but its auth type was not detected: detection could not reach it (${created.detection || 'no answer'}). Detect auth once it is reachable, or choose an auth type with Edit.`, 'warn');
     } else {
       const how = input.authType ? 'as chosen' : 'detected';
-      notify(`Added “${created.server.name}”. Auth type: ${AUTH_TYPES[created.authType] || created.authType} (${how}).`, 'ok');
+      const mode = perUser(created.server) ? ' Each member connects their own account.' : '';
+      notify(`Added “${created.server.name}”. Auth type: ${AUTH_TYPES[created.authType] || created.authType} (${how}).${mode}`, 'ok');
     }
   } catch (error) {
     formError(form, fieldMessage(error));
@@ -1180,6 +1546,8 @@ function openEdit(entry, trigger) {
   form.elements.enabled.checked = s.enabled;
   form.elements.oauthClientId.value = s.oauthClientId || '';
   form.elements.authType.value = '';
+  form.elements.credentials.value = s.credentials;
+  showCredentialsHint(form);
   $('#edit-auth-current').textContent = `Leave unchanged (${AUTH_TYPES[s.authType] || s.authType})`;
   $('#edit-secret-hint').textContent = s.hasOauthClientSecret
     ? 'A secret is stored. Leave this empty to keep it.'
@@ -1211,6 +1579,8 @@ async function onEdit(event) {
   if (clientId !== (before.oauthClientId || '')) input.oauthClientId = clientId;
   const authType = form.elements.authType.value;
   if (authType && authType !== before.authType) input.authType = authType;
+  const credentials = form.elements.credentials.value;
+  if (credentials !== before.credentials) input.credentials = credentials;
   const secret = form.elements.oauthClientSecret.value;
   if (secret) input.oauthClientSecret = secret;
   else if (form.elements.clearSecret.checked) input.oauthClientSecret = '';
@@ -1248,6 +1618,7 @@ function closeDialog(dialog, trigger) {
   if (dialog.open) dialog.close();
   editing = null;
   deleting = null;
+  confirming = null;
   if (trigger && trigger.isConnected) trigger.focus();
 }
 
@@ -1257,7 +1628,8 @@ function openDelete(entry, trigger) {
   const dialog = $('#delete-dialog');
   deleting = { id: entry.server.id, name: entry.server.name, trigger };
   formError(dialog.querySelector('form'), '');
-  $('#delete-text').textContent = `Delete “${entry.server.name}”? Its OAuth grant is revoked and its tools are forgotten. This cannot be undone.`;
+  const grants = perUser(entry.server) ? 'Every member’s own OAuth grant is revoked' : 'Its OAuth grant is revoked';
+  $('#delete-text').textContent = `Delete “${entry.server.name}”? ${grants} and its tools are forgotten. This cannot be undone.`;
   dialog.showModal();
   dialog.querySelector('button.cancel').focus();
 }
@@ -1274,6 +1646,36 @@ async function onDelete(event) {
     removeServer(id);
     notify(`Deleted “${name}”.`, 'ok');
     $('#workspace').focus();
+  } catch (error) {
+    formError(form, describeError(error));
+  }
+}
+
+// A question asked before an action that cannot be undone (disconnecting members): `run`
+// does it, and a failure is shown in the dialog, which stays open.
+let confirming = null;
+
+function openConfirm({ title, text, action, trigger, run }) {
+  const dialog = $('#confirm-dialog');
+  const form = dialog.querySelector('form');
+  confirming = { run, trigger };
+  formError(form, '');
+  $('#confirm-title').textContent = title;
+  $('#confirm-text').textContent = text;
+  form.querySelector('button[type=submit]').textContent = action;
+  dialog.showModal();
+  dialog.querySelector('button.cancel').focus();
+}
+
+async function onConfirm(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  if (!confirming) return;
+  const { run, trigger } = confirming;
+  const submit = form.querySelector('button[type=submit]');
+  try {
+    await busy(submit, run);
+    closeDialog($('#confirm-dialog'), trigger);
   } catch (error) {
     formError(form, describeError(error));
   }
@@ -1312,12 +1714,19 @@ function wire() {
   $('#add-form').addEventListener('submit', onAdd);
   $('#edit-form').addEventListener('submit', onEdit);
   $('#delete-dialog form').addEventListener('submit', onDelete);
+  $('#confirm-dialog form').addEventListener('submit', onConfirm);
   for (const form of [$('#add-form'), $('#edit-form')]) {
     form.querySelector('.add-header').addEventListener('click', () => addHeaderRow(form.querySelector('.header-rows')));
+    const credentials = form.elements.credentials;
+    credentials.addEventListener('change', () => showCredentialsHint(form));
+    // A reset puts the default mode back after its event: explain that one.
+    form.addEventListener('reset', () => queueMicrotask(() => showCredentialsHint(form)));
+    showCredentialsHint(form);
   }
-  for (const dialog of [$('#edit-dialog'), $('#delete-dialog')]) {
+  for (const dialog of [$('#edit-dialog'), $('#delete-dialog'), $('#confirm-dialog')]) {
     dialog.querySelector('button.cancel').addEventListener('click', () => {
-      const trigger = (editing && editing.trigger) || (deleting && deleting.trigger);
+      const trigger = (editing && editing.trigger) || (deleting && deleting.trigger)
+        || (confirming && confirming.trigger);
       closeDialog(dialog, trigger);
     });
     // Escape closes a modal dialog natively; clear what it held all the same.
@@ -1327,7 +1736,7 @@ function wire() {
       clearHeaderRows(form);
     });
   }
-  // Relative expiry times age; refresh them now and then.
+  // Relative times age; refresh them now and then.
   setInterval(() => {
     for (const entry of state.entries.values()) renderRow(entry);
   }, 30000);

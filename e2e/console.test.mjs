@@ -6,6 +6,9 @@
 // popup, call its tools, watch statuses change live, lose and regain the live connection, get
 // asked to reconnect once the grant is revoked, detect the auth type of a server that could not
 // be asked, correct rejected headers, and check that hostile names and descriptions stay text.
+// A per-user server is added with the form: the admin and a second member (in a tab of their
+// own) each connect their own account and are told apart upstream, the admin sees and
+// disconnects who has connected, and a call without one's own grant asks to connect it.
 // Reasons are shown in the schema's words, read once by introspection. It asks the Rust test to
 // act on the world mid-way through CONTROL_URL.
 //
@@ -15,8 +18,8 @@
 
 import path from 'node:path';
 import {
-  check, control as controlAt, eventually, expectText, openBrowser, refuseNonLoopback, required, run,
-  sleep, step, textOf, TIMEOUT,
+  check, control as controlAt, eventually, expectText, openBrowser, openPage, refuseNonLoopback, required,
+  run, sleep, step, textOf, TIMEOUT,
 } from './kit.mjs';
 
 const BASE = required('SWITCHBOARD_URL');
@@ -29,15 +32,20 @@ const HOSTILE_URL = required('HOSTILE_MCP_URL');
 const UNREACHABLE_URL = required('UNREACHABLE_MCP_URL');
 const KEYED_URL = required('KEYED_MCP_URL');
 const KEYED_VALUE = required('KEYED_HEADER_VALUE');
+// A per-user OAuth server whose `whoami` tool names the caller's upstream account.
+const TEAM_URL = required('TEAM_MCP_URL');
+// A viewer of the same workspace, signed in in a second tab.
+const MEMBER_TOKEN = required('MEMBER_TOKEN');
+const MEMBER_NAME = required('MEMBER_NAME');
 // Nothing listens there either; a path of its own, so it is not the same URL as Legacy's.
 const OFFLINE_URL = new URL('/offline', UNREACHABLE_URL).href;
 const HOSTILE_TEXT = required('HOSTILE_TEXT');
 const CHROMIUM = required('CHROMIUM_PATH');
 const OUTPUT = required('E2E_OUTPUT');
 
-const SECRETS = ['calendar-secret-value', 'legacy-secret-value', 'keyed-wrong-value', KEYED_VALUE, TOKEN];
+const SECRETS = ['calendar-secret-value', 'legacy-secret-value', 'keyed-wrong-value', KEYED_VALUE, TOKEN, MEMBER_TOKEN];
 
-refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL, KEYED_URL]);
+refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL, KEYED_URL, TEAM_URL]);
 
 const control = (action) => controlAt(CONTROL, action);
 
@@ -65,21 +73,33 @@ let WORDS = null;
 const browser = await openBrowser(CHROMIUM, OUTPUT);
 const { page, problems } = browser;
 
-// What the console asks the API, to count its introspection queries and read its updates.
+// What a tab asks the API over HTTP: `sink` gets each GraphQL request body.
+function watchApi(on, sink) {
+  on.on('request', (request) => {
+    if (!request.url().endsWith('/graphql') || request.method() !== 'POST') return;
+    let body = null;
+    try {
+      body = JSON.parse(request.postData() || 'null');
+    } catch {
+      return;
+    }
+    if (body && typeof body.query === 'string') sink(body);
+  });
+}
+
+// What the console asks the API, to count its introspection queries and read its inputs.
 const vocabularyRequests = [];
 const updateInputs = [];
-page.on('request', (request) => {
-  if (!request.url().endsWith('/graphql') || request.method() !== 'POST') return;
-  let body = null;
-  try {
-    body = JSON.parse(request.postData() || 'null');
-  } catch {
-    return;
-  }
-  if (!body || typeof body.query !== 'string') return;
+const createInputs = [];
+watchApi(page, (body) => {
   if (body.query.includes('__type(name: "McpStatusReason")')) vocabularyRequests.push(body.query);
   if (body.query.includes('updateMcpServer')) updateInputs.push(body.variables.i);
+  if (body.query.includes('createMcpServer')) createInputs.push(body.variables.i);
 });
+
+// The second member's tab, opened mid-way, and what it asks the API.
+let memberPage = null;
+const memberQueries = [];
 
 // The live socket goes through Playwright, so the test can cut it like a network would.
 let socketToPage = null;
@@ -88,18 +108,25 @@ await page.routeWebSocket(/\/graphql\/ws$/, (socket) => {
   socket.connectToServer();
 });
 
-const rowOf = (name) => page.locator('tr.server').filter({
-  has: page.getByRole('button', { name, exact: true }),
+const rowOf = (name, on = page) => on.locator('tr.server').filter({
+  has: on.getByRole('button', { name, exact: true }),
 });
 const cellOf = (row, label) => row.locator(`td[data-label="${label}"]`);
+// The detail row under a server's row: its own account, who has connected, its tools.
+async function detailOf(row, on = page) {
+  return on.locator(`tr.detail[id="tools-${await row.getAttribute('data-server-id')}"]`);
+}
 const notice = page.locator('#notice');
 const live = page.locator('#live');
 
-async function addServer({ name, url, authType = '', clientId = '', clientSecret = '', headers = [] }) {
+async function addServer({
+  name, url, authType = '', credentials = 'SHARED', clientId = '', clientSecret = '', headers = [],
+}) {
   const form = page.locator('#add-form');
   await form.getByLabel('Name', { exact: true }).fill(name);
   await form.getByLabel('URL', { exact: true }).fill(url);
   await form.getByLabel('Auth type').selectOption(authType);
+  await form.getByLabel('Credentials').selectOption(credentials);
   await form.getByLabel(/OAuth client id/).fill(clientId);
   await form.getByLabel(/OAuth client secret/).fill(clientSecret);
   for (const [index, [headerName, value]] of headers.entries()) {
@@ -114,8 +141,8 @@ async function addServer({ name, url, authType = '', clientId = '', clientSecret
 
 // Click Connect (or Reconnect) and let the popup run: begin link, authorization server (which
 // approves at once), Switchboard's callback page, which reports back and closes itself.
-async function authorizeInPopup(clickConnect, what) {
-  const opened = page.waitForEvent('popup');
+async function authorizeInPopup(clickConnect, what, on = page) {
+  const opened = on.waitForEvent('popup');
   await clickConnect();
   const popup = await opened;
   const closed = popup.waitForEvent('close', { timeout: TIMEOUT });
@@ -136,6 +163,29 @@ async function assertNoSecretsOnPage() {
 async function callTool(card, args) {
   await card.locator('textarea').fill(args);
   await card.getByRole('button', { name: 'Call', exact: true }).click();
+}
+
+// Open the confirmation `open` shows and check its question; cancel it and check with
+// `unchanged` that nothing happened; then open it again and confirm with `action`.
+async function confirmTwice(open, question, unchanged, action) {
+  const dialog = page.locator('#confirm-dialog');
+  await open();
+  await expectText(dialog, question, 'the question');
+  await dialog.getByRole('button', { name: 'Cancel', exact: true }).click();
+  await eventually(async () => check(!(await dialog.evaluate((d) => d.open)), 'still open'), 'Cancel closes it');
+  await unchanged();
+  await open();
+  await dialog.getByRole('button', { name: action, exact: true }).click();
+  await eventually(async () => check(!(await dialog.evaluate((d) => d.open)), 'still open'), 'the dialog closes');
+}
+
+async function overflowAt(width) {
+  await page.setViewportSize({ width, height: 900 });
+  try {
+    return await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  } finally {
+    await page.setViewportSize({ width: 1360, height: 900 });
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -417,12 +467,232 @@ async function scenario() {
     check(await page.evaluate(() => window.__sameDocument === true), 'the page was reloaded');
   });
 
+  await step('the add form offers the credential modes, each explained', async () => {
+    const form = page.locator('#add-form');
+    const mode = form.getByLabel('Credentials');
+    const hint = form.locator('.credentials-hint');
+    check(await mode.inputValue() === 'SHARED', 'the default credential mode is not shared');
+    await expectText(hint, 'One connection for the whole workspace', 'the shared mode explained');
+    await mode.selectOption('PER_USER');
+    await expectText(hint, 'Each member connects their own account', 'the per-user mode explained');
+    await mode.selectOption('SHARED');
+    await expectText(hint, 'One connection for the whole workspace', 'the shared mode explained again');
+  });
+
+  await step('a per-user server is added with the form and asks me to connect my own account', async () => {
+    await addServer({ name: 'Team', url: TEAM_URL, credentials: 'PER_USER' });
+    await expectText(notice, 'Auth type: OAuth (detected). Each member connects their own account.', 'the added notice');
+    const sent = createInputs.at(-1);
+    check(sent && sent.credentials === 'PER_USER', `the creation sent ${JSON.stringify(sent)}`);
+    const form = page.locator('#add-form');
+    check(await form.getByLabel('Credentials').inputValue() === 'SHARED', 'the form kept the per-user mode');
+    await expectText(form.locator('.credentials-hint'), 'One connection for the whole workspace', 'the hint after the reset');
+
+    const row = rowOf('Team');
+    await expectText(cellOf(row, 'Auth'), 'Credentials: per user', 'the credential mode in the row');
+    await expectText(cellOf(row, 'Authorization'), 'Your account Not connected', 'my own state in the row');
+    await expectText(cellOf(row, 'Token expires'), '—', 'no expiry without a grant');
+    await row.getByRole('button', { name: 'Connect my account to Team' }).waitFor();
+    check(await row.getByRole('button', { name: 'Connect Team', exact: true }).count() === 0, 'the shared Connect is offered');
+
+    await row.getByRole('button', { name: 'Team', exact: true }).click();
+    const detail = await detailOf(row);
+    await expectText(detail.locator('section.account'), 'Your account Not connected', 'my own state in the detail');
+    await expectText(detail.locator('section.members'), 'No member has connected an account yet.', 'who has connected');
+    await expectText(detail.locator('.tools'), 'No tools yet: connect your account first.', 'the empty catalogue');
+  });
+
+  await step('Connect my account runs the popup and shows my own connection', async () => {
+    await control('/subject/admin-upstream');
+    const row = rowOf('Team');
+    await authorizeInPopup(() => row.getByRole('button', { name: 'Connect my account to Team' }).click(), 'my account on Team');
+    await expectText(notice, 'Your account is connected to “Team”.', 'the connected notice');
+    await expectText(cellOf(row, 'Authorization'), 'Your account Connected', 'my own state in the row');
+    await expectText(cellOf(row, 'Token expires'), /^in \d+ (minute|hour)s?$/, 'my own token expiry');
+    await row.getByRole('button', { name: 'Disconnect my account from Team' }).waitFor();
+    check(await row.getByRole('button', { name: 'Connect my account to Team' }).count() === 0, 'Connect is still offered');
+    const detail = await detailOf(row);
+    await expectText(detail.locator('section.account'), /Connected · first connected .+ · token expires in/, 'my own state in the detail');
+    await assertNoSecretsOnPage();
+  });
+
+  await step('whoami answers with my own upstream account', async () => {
+    const card = (await detailOf(rowOf('Team'))).locator('article[data-tool="whoami"]');
+    await callTool(card, '{}');
+    await expectText(card.locator('.result'), 'admin-upstream', 'who the server says I am');
+  });
+
+  await step('the admin sees who has connected', async () => {
+    const members = (await detailOf(rowOf('Team'))).locator('section.members');
+    await expectText(members, 'Connected members', 'the heading');
+    const me = members.locator('li.member').filter({ hasText: 'admin' });
+    await expectText(me, /^admin Authorized first connected .+ token expires in .+ Disconnect$/, 'me in the list');
+  });
+
+  await step('another member sees the server as not connected while I am', async () => {
+    memberPage = await openPage(browser);
+    watchApi(memberPage, (body) => memberQueries.push(body.query));
+    await memberPage.goto(`${BASE}/`);
+    await memberPage.getByLabel('API token').fill(MEMBER_TOKEN);
+    await memberPage.getByRole('button', { name: 'Sign in' }).click();
+    await expectText(memberPage.locator('#viewer'), `Signed in as ${MEMBER_NAME}`, 'the member');
+    await expectText(memberPage.locator('#role'), 'Your role: viewer', 'the member\'s role');
+    await expectText(memberPage.locator('#live'), 'Live', 'the member\'s live indicator');
+    await memberPage.evaluate(() => { window.__sameDocument = true; });
+    const row = rowOf('Team', memberPage);
+    await expectText(cellOf(row, 'Authorization'), 'Your account Not connected', 'the member\'s own state');
+    await expectText(cellOf(row, 'Token expires'), '—', 'the member has no token');
+    await row.getByRole('button', { name: 'Connect my account to Team' }).waitFor();
+    check(await row.getByRole('button', { name: 'Edit Team' }).count() === 0, 'a viewer is offered Edit');
+    await row.getByRole('button', { name: 'Team', exact: true }).click();
+    const detail = await detailOf(row, memberPage);
+    await expectText(detail.locator('section.account'), 'Your account Not connected', 'the member\'s detail');
+    await detail.locator('article[data-tool="whoami"]').waitFor();
+    check(await detail.locator('section.members').isHidden(), 'a viewer sees who has connected');
+    check(!memberQueries.some((query) => query.includes('authorizations(')), 'a viewer asked who has connected');
+    check(await memberPage.locator('#notice').isHidden(), `a notice shows: ${await memberPage.locator('#notice').innerText()}`);
+    // Mine is unchanged.
+    await expectText(cellOf(rowOf('Team'), 'Authorization'), 'Your account Connected', 'my own state');
+  });
+
+  await step('a call before connecting asks the member to connect their account, and they can', async () => {
+    await memberPage.bringToFront();
+    const row = rowOf('Team', memberPage);
+    const card = (await detailOf(row, memberPage)).locator('article[data-tool="whoami"]');
+    await callTool(card, '{}');
+    const prompt = card.locator('.reauth');
+    await expectText(prompt, 'Connect your account.', 'the prompt');
+    await expectText(prompt, 'REAUTH_REQUIRED', 'the error code');
+    await control(`/subject/${MEMBER_NAME}-upstream`);
+    await authorizeInPopup(() => prompt.getByRole('button', { name: 'Connect my account' }).click(),
+      'the member\'s account on Team', memberPage);
+    await expectText(card.locator('.result'), 'Your account is connected. You can call the tool again.', 'the answered prompt');
+    await expectText(cellOf(row, 'Authorization'), 'Your account Connected', 'the member\'s own state');
+    await callTool(card, '{}');
+    await expectText(card.locator('.result'), `${MEMBER_NAME}-upstream`, 'who the server says the member is');
+    // Mine still acts as me. (A tab in the background draws no frames: bring mine forward.)
+    await page.bringToFront();
+    const mine = (await detailOf(rowOf('Team'))).locator('article[data-tool="whoami"]');
+    await callTool(mine, '{}');
+    await expectText(mine.locator('.result'), 'admin-upstream', 'who the server says I am');
+  });
+
+  await step('the admin disconnects one member after asking, and their tab hears it live', async () => {
+    await page.getByRole('button', { name: 'Reload', exact: true }).click();
+    const members = (await detailOf(rowOf('Team'))).locator('section.members');
+    const member = members.locator('li.member').filter({ hasText: MEMBER_NAME });
+    await expectText(member, `${MEMBER_NAME} Authorized first connected`, 'the member in the list');
+    await confirmTwice(
+      () => member.getByRole('button', { name: `Disconnect ${MEMBER_NAME} from Team` }).click(),
+      `Disconnect ${MEMBER_NAME}’s account from “Team”?`,
+      async () => {
+        await sleep(300);
+        check(await member.count() === 1, 'Cancel disconnected the member');
+      },
+      'Disconnect',
+    );
+    await expectText(notice, `${MEMBER_NAME} is disconnected from “Team”; their tokens were revoked.`, 'the notice');
+    await eventually(async () => check(await member.count() === 0, 'still listed'), 'the member leaves the list');
+    await expectText(members.locator('li.member'), /^admin Authorized/, 'I am still listed');
+    await expectText(cellOf(rowOf('Team'), 'Authorization'), 'Your account Connected', 'my own state');
+    const theirs = rowOf('Team', memberPage);
+    await expectText(cellOf(theirs, 'Authorization'), 'Your account Not connected', 'the member\'s tab');
+    await theirs.getByRole('button', { name: 'Connect my account to Team' }).waitFor();
+    check(await memberPage.evaluate(() => window.__sameDocument === true), 'the member\'s tab was reloaded');
+    await memberPage.close();
+    memberPage = null;
+  });
+
+  await step('disconnecting my account makes a call ask me to connect it again', async () => {
+    const row = rowOf('Team');
+    await row.getByRole('button', { name: 'Disconnect my account from Team' }).click();
+    await expectText(notice, 'Your account is disconnected from “Team”; your tokens were revoked.', 'the notice');
+    await expectText(cellOf(row, 'Authorization'), 'Your account Not connected', 'my own state');
+    await expectText(cellOf(row, 'Token expires'), '—', 'no expiry without a grant');
+    const detail = await detailOf(row);
+    await expectText(detail.locator('section.members'), 'No member has connected an account yet.', 'who has connected');
+    const card = detail.locator('article[data-tool="whoami"]');
+    await callTool(card, '{}');
+    const prompt = card.locator('.reauth');
+    await expectText(prompt, 'Connect your account.', 'the prompt');
+    await expectText(prompt, 'REAUTH_REQUIRED', 'the error code');
+  });
+
+  await step('Connect my account from the prompt connects me again', async () => {
+    await control('/subject/admin-upstream');
+    const row = rowOf('Team');
+    const detail = await detailOf(row);
+    const card = detail.locator('article[data-tool="whoami"]');
+    await authorizeInPopup(() => card.getByRole('button', { name: 'Connect my account' }).click(), 'my account again');
+    await expectText(card.locator('.result'), 'Your account is connected. You can call the tool again.', 'the answered prompt');
+    await expectText(cellOf(row, 'Authorization'), 'Your account Connected', 'my own state');
+    await callTool(card, '{}');
+    await expectText(card.locator('.result'), 'admin-upstream', 'who the server says I am');
+    await expectText(detail.locator('section.members li.member'), /^admin Authorized/, 'me in the list again');
+    const overflow = await overflowAt(390);
+    check(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px with a per-user server open`);
+  });
+
   await step('screenshot of servers in several states', async () => {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     check(overflow <= 1, `the page scrolls sideways by ${overflow}px`);
     await page.locator('#notice').evaluate((node) => { node.hidden = true; });
     await page.screenshot({ path: path.join(OUTPUT, 'console.png'), fullPage: true });
     console.log(`   screenshot: ${path.join(OUTPUT, 'console.png')}`);
+  });
+
+  await step('Disconnect everyone asks first and disconnects every member', async () => {
+    const row = rowOf('Team');
+    const members = (await detailOf(row)).locator('section.members');
+    await confirmTwice(
+      () => members.getByRole('button', { name: 'Disconnect every member from Team' }).click(),
+      'Disconnect every member’s account from “Team”?',
+      async () => {
+        await sleep(300);
+        check(await members.locator('li.member').count() === 1, 'Cancel disconnected someone');
+        await expectText(cellOf(row, 'Authorization'), 'Your account Connected', 'my own state after Cancel');
+      },
+      'Disconnect everyone',
+    );
+    await expectText(notice, 'Every member is disconnected from “Team”; their tokens were revoked.', 'the notice');
+    await expectText(members, 'No member has connected an account yet.', 'who has connected');
+    await expectText(cellOf(row, 'Authorization'), 'Your account Not connected', 'my own state');
+  });
+
+  await step('the edit dialog shows the credential mode; per user is refused without OAuth', async () => {
+    const dialog = page.locator('#edit-dialog');
+    const mode = dialog.getByLabel('Credentials');
+    const hint = dialog.locator('.credentials-hint');
+    await rowOf('Search').getByRole('button', { name: 'Edit Search' }).click();
+    check(await mode.inputValue() === 'SHARED', 'Search is not shown as shared');
+    await expectText(hint, 'One connection for the whole workspace', 'the shared mode explained');
+    await mode.selectOption('PER_USER');
+    await expectText(hint, 'Each member connects their own account', 'the per-user mode explained');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await expectText(dialog.locator('.error'), 'BAD_USER_INPUT', 'the refusal');
+    check(await mode.evaluate((node) => node === document.activeElement), 'the refused field has no focus');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await expectText(cellOf(rowOf('Search'), 'Connection'), 'Connected', 'Search is unchanged');
+  });
+
+  await step('switching a per-user server to shared credentials through the edit dialog', async () => {
+    const row = rowOf('Team');
+    const dialog = page.locator('#edit-dialog');
+    const mode = dialog.getByLabel('Credentials');
+    await row.getByRole('button', { name: 'Edit Team' }).click();
+    check(await mode.inputValue() === 'PER_USER', 'Team is not shown as per user');
+    await expectText(dialog.locator('.credentials-hint'), 'Each member connects their own account', 'the per-user mode explained');
+    await mode.selectOption('SHARED');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await expectText(notice, 'Saved “Team”.', 'the saved notice');
+    const sent = updateInputs.at(-1);
+    check(sent && JSON.stringify(sent) === '{"credentials":"SHARED"}', `the update sent ${JSON.stringify(sent)}`);
+    await row.getByRole('button', { name: 'Connect Team', exact: true }).waitFor();
+    await expectText(cellOf(row, 'Authorization'), 'Needs authorization', 'Team as a shared server');
+    check(!(await textOf(cellOf(row, 'Auth'))).includes('per user'), 'Team is still shown as per user');
+    const detail = await detailOf(row);
+    check(await detail.locator('section.account').isHidden(), 'my own account is shown for a shared server');
+    check(await detail.locator('section.members').isHidden(), 'members are shown for a shared server');
   });
 
   await step('a revoked grant makes the console ask to reconnect', async () => {

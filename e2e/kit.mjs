@@ -110,6 +110,19 @@ export async function openBrowser(chromiumPath, output) {
   context.setDefaultTimeout(TIMEOUT);
   const page = context.pages()[0] || (await context.newPage());
   const problems = [];
+  await watch(page, problems);
+  return { context, page, problems, profile };
+}
+
+// Another tab of the same browser, watched like the first: its own sessionStorage, so another
+// person can sign in there. Its problems are `problems` too.
+export async function openPage(browser) {
+  const page = await browser.context.newPage();
+  await watch(page, browser.problems);
+  return page;
+}
+
+async function watch(page, problems) {
   page.on('pageerror', (error) => problems.push(`uncaught exception: ${error.message}`));
   page.on('console', (message) => {
     const text = message.text();
@@ -124,7 +137,6 @@ export async function openBrowser(chromiumPath, output) {
       window.__reportViolation(`${event.effectiveDirective} blocked ${event.blockedURI || 'inline'} (${event.sourceFile}:${event.lineNumber})`);
     });
   });
-  return { context, page, problems, profile };
 }
 
 // Run `scenario`, report, clean up and exit with its outcome.

@@ -9,7 +9,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::fake_as::{AsConfig, FakeAuthServer};
-use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool};
+use crate::support::fake_mcp::{
+    FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool, whoami_tool,
+};
 use crate::support::{Options, TestApp, no_redirects};
 use axum::Router;
 use axum::extract::{Path as UrlPath, State};
@@ -303,6 +305,9 @@ const HOSTILE_TEXT: &str =
 /// The header value the keyed server accepts.
 const KEYED_HEADER_VALUE: &str = "keyed-right-value";
 
+/// The member who signs in beside the admin, in a tab of their own.
+const MEMBER_NAME: &str = "bea";
+
 /// What the browser scenario may ask the test to do to the world mid-way.
 #[derive(Clone)]
 struct Control {
@@ -325,6 +330,17 @@ fn control_router(control: Control) -> Router {
         // Someone else refreshes a server through the API; the console hears of it only
         // through its status subscription.
         .route("/refresh/{id}", post(refresh_elsewhere))
+        // The next authorizations belong to this upstream account, so a per-user server can
+        // tell the members apart.
+        .route(
+            "/subject/{subject}",
+            post(
+                |State(control): State<Control>, UrlPath(subject): UrlPath<String>| async move {
+                    control.auth.set_subject(&subject);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
         .with_state(control)
 }
 
@@ -440,6 +456,16 @@ async fn the_console_in_a_real_browser() {
         ..McpConfig::default()
     })
     .await;
+    // Per-user credentials: its whoami tool names the upstream account of each caller.
+    let team = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        tools: vec![whoami_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let member = t
+        .new_member(MEMBER_NAME, t.admin.workspace_id, Role::Viewer)
+        .await;
     // A port that was free a moment ago and has nothing listening now.
     let unreachable = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -472,6 +498,9 @@ async fn the_console_in_a_real_browser() {
             ("KEYED_HEADER_VALUE", KEYED_HEADER_VALUE.to_owned()),
             ("UNREACHABLE_MCP_URL", unreachable),
             ("HOSTILE_TEXT", HOSTILE_TEXT.to_owned()),
+            ("TEAM_MCP_URL", team.url()),
+            ("MEMBER_TOKEN", member.token.clone()),
+            ("MEMBER_NAME", MEMBER_NAME.to_owned()),
         ],
     )
     .await;
@@ -487,4 +516,23 @@ async fn the_console_in_a_real_browser() {
         keyed.count("tools/list") >= 1,
         "the keyed server listed its tools once its headers were corrected"
     );
+    // On the per-user server each member acted as their own account, and the admin's
+    // disconnections revoked the member's grant and then everyone's.
+    assert!(team.count("tools/call") >= 4);
+    let revoked: Vec<Option<String>> = auth
+        .revocations()
+        .into_iter()
+        .map(|revocation| revocation.subject)
+        .collect();
+    for subject in [
+        format!("{MEMBER_NAME}-upstream"),
+        "admin-upstream".to_owned(),
+    ] {
+        assert!(
+            revoked
+                .iter()
+                .any(|s| s.as_deref() == Some(subject.as_str())),
+            "{subject}'s grant was revoked: {revoked:?}"
+        );
+    }
 }
