@@ -67,6 +67,13 @@ enum Command {
         /// Allow loopback and private addresses (same as --allow-private-networks).
         #[arg(long)]
         allow_loopback: bool,
+        /// Connect as a machine client (OAuth client-credentials grant, no user), with
+        /// --client-id and --client-secret or --private-key-file.
+        #[arg(long, requires = "client_id")]
+        client_credentials: bool,
+        /// The machine client's private key (PEM) for private_key_jwt (RS256 or ES256).
+        #[arg(long, requires = "client_credentials")]
+        private_key_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -249,8 +256,17 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             client_id,
             client_secret,
             allow_loopback,
+            client_credentials,
+            private_key_file,
             config: _,
         } => {
+            let private_key = match private_key_file {
+                Some(path) => Some(crypto::Secret::new(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the private key {}", path.display()))?,
+                )),
+                None => None,
+            };
             let options = crate::headless::ConnectOptions {
                 url,
                 client_id: client_id.filter(|id| !id.is_empty()),
@@ -259,6 +275,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                     .map(crypto::Secret::new),
                 client_metadata_url: config.client_metadata_url.clone(),
                 allow_loopback: allow_loopback || config.allow_private_networks,
+                client_credentials,
+                private_key,
             };
             let mut out = std::io::stdout();
             crate::headless::connect(options, &mut out).await

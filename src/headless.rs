@@ -39,6 +39,11 @@ pub struct ConnectOptions {
     pub client_metadata_url: Option<Url>,
     /// Allow loopback and private addresses (local servers, test suites).
     pub allow_loopback: bool,
+    /// Reach the server as a machine client (client-credentials grant, no user): the client id
+    /// with the secret or the private key.
+    pub client_credentials: bool,
+    /// The machine client's private key (PEM), for `private_key_jwt`.
+    pub private_key: Option<Secret>,
 }
 
 /// Authorization attempts per operation (the first plus step-ups) before giving up.
@@ -82,6 +87,10 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
             auth_type: options.client_id.as_ref().map(|_| AuthType::Oauth),
             oauth_client_id: options.client_id.clone(),
             oauth_client_secret: options.client_secret.clone(),
+            oauth_client_key: options.private_key.clone(),
+            credentials: options
+                .client_credentials
+                .then_some(servers::CredentialMode::ClientCredentials),
             ..NewServer::default()
         },
     )
@@ -93,6 +102,20 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         created.server.url,
         created.auth_type.as_str()
     )?;
+    if options.client_credentials {
+        let server = &created.server;
+        writeln!(
+            out,
+            "machine client: {} (status: {}, reason: {})",
+            created
+                .server
+                .oauth_client_id
+                .as_deref()
+                .unwrap_or_default(),
+            server.auth_status.as_str(),
+            server.status_reason.map_or("none", |r| r.as_str())
+        )?;
+    }
     let session = Session {
         app: &app,
         principal: &principal,
@@ -187,6 +210,23 @@ impl Session<'_> {
                 Ok(value) => return Ok(value),
                 // A 401 from a server not (yet) known to use OAuth reads as rejected headers:
                 // the client asks the server again, and switches it to OAuth when it says so.
+                // A machine client has nobody to authorize it: a new token, once, or give up.
+                Err(Error::ReauthRequired { .. } | Error::InsufficientScope { .. })
+                    if server.credential_mode == servers::CredentialMode::ClientCredentials =>
+                {
+                    if !refreshed
+                        && tokens::refresh(self.app, &server, Holder::Workspace, None)
+                            .await
+                            .is_ok()
+                    {
+                        refreshed = true;
+                        writeln!(out, "machine token renewed")?;
+                        continue;
+                    }
+                    bail!(
+                        "the authorization server did not give the machine client a usable token"
+                    );
+                }
                 Err(Error::ReauthRequired { .. } | Error::HeadersRejected { .. }) => {
                     // Try the refresh token once before asking for a new authorization.
                     if !refreshed

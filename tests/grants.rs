@@ -601,3 +601,74 @@ async fn a_change_of_one_members_grant_reaches_only_their_subscriptions() {
         tokio::time::timeout(std::time::Duration::from_millis(500), next(&mut sockets[1])).await;
     assert!(nothing_more.is_err(), "bob heard more: {nothing_more:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_members_grants_expiring_at_once_refresh_once_each_across_two_processes() {
+    let w = per_user().await;
+    w.connect(&w.alice, "alice-upstream").await;
+    w.connect(&w.bob, "bob-upstream").await;
+    // Both access tokens expire at once.
+    let mut conn = w.t.app.db.conn().await.unwrap();
+    for user in [w.alice.user_id, w.bob.user_id] {
+        let mut grant = db::oauth::find_grant(&mut conn, w.server_id(), Some(user))
+            .await
+            .unwrap()
+            .unwrap();
+        grant.access_expires_at = Some(db::DbTime(db::now() - chrono::TimeDelta::seconds(5)));
+        db::oauth::save_grant(&mut conn, &grant).await.unwrap();
+    }
+    let server = db::servers::find(&mut conn, w.server_id())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    let before = (
+        w.auth.refresh_count_for("alice-upstream"),
+        w.auth.refresh_count_for("bob-upstream"),
+    );
+
+    // A second process on the same database, and a storm of callers on both.
+    let replica = switchboard::App::build(w.t.app.config.clone(), w.t.app.keys.clone())
+        .await
+        .unwrap();
+    let apps = [w.t.app.clone(), replica.clone()];
+    let calls = (0..40).map(|i| {
+        let app = apps[i % 2].clone();
+        let server = server.clone();
+        let user = if i % 4 < 2 {
+            w.alice.user_id
+        } else {
+            w.bob.user_id
+        };
+        tokio::spawn(async move {
+            let access = tokens::access_token(&app, &server, Holder::User(user))
+                .await
+                .unwrap();
+            (user, access.token.expose().to_owned())
+        })
+    });
+    let results: Vec<(Uuid, String)> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        w.auth.refresh_count_for("alice-upstream"),
+        before.0 + 1,
+        "exactly one refresh of alice's grant"
+    );
+    assert_eq!(
+        w.auth.refresh_count_for("bob-upstream"),
+        before.1 + 1,
+        "exactly one refresh of bob's grant"
+    );
+    // Everyone got their own member's new token.
+    for (user, token) in results {
+        let expected = if user == w.alice.user_id {
+            "alice-upstream"
+        } else {
+            "bob-upstream"
+        };
+        assert_eq!(w.auth.token_subject(&token).as_deref(), Some(expected));
+    }
+}

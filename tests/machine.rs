@@ -287,3 +287,54 @@ async fn machine_credentials_are_checked_when_entered() {
         );
     }
 }
+
+/// `switchboard connect --client-credentials`, as the conformance scenarios drive it.
+async fn headless(config: AsConfig, secret: Option<&str>, key: Option<&TestKey>) -> String {
+    let (_auth, mcp) = world(config).await;
+    let options = switchboard::headless::ConnectOptions {
+        url: mcp.url(),
+        client_id: Some("machine-client".into()),
+        client_secret: secret.map(|s| switchboard::crypto::Secret::new(s.to_owned())),
+        allow_loopback: true,
+        client_credentials: true,
+        private_key: key.map(|k| switchboard::crypto::Secret::new(k.private_pem.clone())),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let result = switchboard::headless::connect(options, &mut out).await;
+    let printed = String::from_utf8(out).unwrap();
+    result.unwrap_or_else(|e| panic!("{e:#}\n{printed}"));
+    printed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_headless_client_connects_as_a_machine_client() {
+    let printed = headless(
+        AsConfig::client_credentials(MachineClient::secret("machine-client", "s3cret")),
+        Some("s3cret"),
+        None,
+    )
+    .await;
+    assert!(
+        printed.contains("called whoami: isError=false"),
+        "{printed}"
+    );
+    assert!(printed.contains("machine-client"), "{printed}");
+    assert!(
+        !printed.contains("authorizing at"),
+        "nobody authorized: {printed}"
+    );
+
+    let key = generate_es256_key();
+    let printed = headless(
+        AsConfig::client_credentials(MachineClient::private_key_jwt("machine-client", &key)),
+        None,
+        Some(&key),
+    )
+    .await;
+    assert!(
+        printed.contains("called whoami: isError=false"),
+        "{printed}"
+    );
+    assert!(printed.ends_with("done\n"), "{printed}");
+}
