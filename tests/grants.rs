@@ -672,3 +672,90 @@ async fn two_members_grants_expiring_at_once_refresh_once_each_across_two_proces
         assert_eq!(w.auth.token_subject(&token).as_deref(), Some(expected));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_whose_upstream_catalogue_differs_sees_and_calls_their_own() {
+    use crate::support::fake_mcp::tool;
+    const TOOLS: &str =
+        "query($id: ID!) { mcpServer(id: $id) { toolCount tools { edges { node { name } } } } }";
+    const CALL: &str =
+        "mutation($id: ID!, $n: String!) { callMcpTool(serverId: $id, name: $n) { isError } }";
+    let w = per_user().await;
+    let names = |actor: &Actor| {
+        let t = &w.t;
+        let id = w.id.clone();
+        let token = actor.token.clone();
+        async move {
+            let body = t.gql(Some(&token), TOOLS, json!({ "id": id })).await;
+            body["data"]["mcpServer"]["tools"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let call = |actor: &Actor, name: &str| {
+        let t = &w.t;
+        let variables = json!({ "id": w.id, "n": name });
+        let token = actor.token.clone();
+        async move {
+            let body = t.gql(Some(&token), CALL, variables).await;
+            error_code(&body).map(str::to_owned)
+        }
+    };
+
+    // Alice lists first: hers is the server's catalogue, which everyone sees.
+    w.connect(&w.alice, "alice-upstream").await;
+    // Bob's account sees other tools upstream.
+    w.mcp
+        .set_tools_for("bob-upstream", vec![whoami_tool(), tool("extra")]);
+    w.connect(&w.bob, "bob-upstream").await;
+    assert_eq!(names(&w.bob).await, ["extra", "whoami"]);
+    assert_eq!(names(&w.alice).await, ["echo", "whoami"]);
+    assert_eq!(
+        names(&w.t.admin).await,
+        ["echo", "whoami"],
+        "not connected: the server's"
+    );
+    assert_eq!(call(&w.bob, "extra").await, None);
+    assert_eq!(
+        call(&w.bob, "echo").await.as_deref(),
+        Some("BAD_USER_INPUT")
+    );
+    assert_eq!(
+        call(&w.alice, "extra").await.as_deref(),
+        Some("BAD_USER_INPUT")
+    );
+    assert_eq!(call(&w.alice, "echo").await, None);
+
+    // The server's catalogue follows the member who listed it.
+    w.mcp
+        .set_tools(vec![echo_tool(), whoami_tool(), tool("new")]);
+    w.t.ok(
+        &w.alice,
+        "mutation($id: ID!) { refreshMcpServer(id: $id) { id } }",
+        json!({ "id": w.id }),
+    )
+    .await
+    .to_string();
+    assert_eq!(names(&w.t.admin).await, ["echo", "new", "whoami"]);
+    assert_eq!(
+        names(&w.bob).await,
+        ["extra", "whoami"],
+        "bob's own stays his"
+    );
+
+    // When bob's listing is the server's again, he sees the server's.
+    w.mcp.set_tools_for(
+        "bob-upstream",
+        vec![echo_tool(), whoami_tool(), tool("new")],
+    );
+    w.t.ok(
+        &w.bob,
+        "mutation($id: ID!) { refreshMcpServer(id: $id) { id } }",
+        json!({ "id": w.id }),
+    )
+    .await;
+    assert_eq!(names(&w.bob).await, ["echo", "new", "whoami"]);
+}

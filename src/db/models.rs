@@ -136,6 +136,8 @@ pub struct McpServerRow {
     pub credential_mode: CredentialMode,
     /// A machine client's private key (PEM) for `private_key_jwt`, sealed.
     pub oauth_client_key_sealed: Option<String>,
+    /// On a per-user server, the member whose listing is the server's catalogue.
+    pub tools_listed_by: Option<DbUuid>,
 }
 
 /// What the API shows of a grant: none of its sealed values or discovered metadata, which
@@ -315,6 +317,29 @@ pub struct ToolRow {
     /// Server.
     pub server_id: DbUuid,
     /// Tool name (unique per server).
+    pub name: String,
+    /// Display title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// JSON Schema of the arguments, as JSON text.
+    pub input_schema: String,
+    /// Tool annotations, as JSON text.
+    pub annotations: Option<String>,
+    /// When listed.
+    pub updated_at: DbTime,
+}
+
+/// One tool of a member's own catalogue of a per-user server (kept only where it differs from
+/// the server's).
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = mcp_user_tools, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct UserToolRow {
+    /// Server.
+    pub server_id: DbUuid,
+    /// The member.
+    pub user_id: DbUuid,
+    /// Tool name (unique per server and member).
     pub name: String,
     /// Display title.
     pub title: Option<String>,

@@ -90,6 +90,7 @@ diesel::table! {
         oauth_client_issuer -> Nullable<Text>,
         credential_mode -> Text,
         oauth_client_key_sealed -> Nullable<Text>,
+        tools_listed_by -> Nullable<PortableUuid>,
     }
 }
 
@@ -190,6 +191,34 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_user_catalogues (server_id, user_id) {
+        server_id -> PortableUuid,
+        user_id -> PortableUuid,
+        tool_count -> Integer,
+        refreshed_at -> PortableTimestamp,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::db::types::{PortableTimestamp, PortableUuid};
+
+    mcp_user_tools (server_id, user_id, name) {
+        server_id -> PortableUuid,
+        user_id -> PortableUuid,
+        name -> Text,
+        title -> Nullable<Text>,
+        description -> Nullable<Text>,
+        input_schema -> Text,
+        annotations -> Nullable<Text>,
+        updated_at -> PortableTimestamp,
+    }
+}
+
 diesel::joinable!(workspace_members -> workspaces (workspace_id));
 diesel::joinable!(workspace_members -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
@@ -210,5 +239,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     mcp_oauth_grants,
     mcp_oauth_flows,
     mcp_tools,
+    mcp_user_catalogues,
+    mcp_user_tools,
     audit_events,
 );

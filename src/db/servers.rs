@@ -4,8 +4,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{McpServerRow, ToolRow};
-use super::schema::{mcp_servers, mcp_tools, workspaces};
+use super::models::{McpServerRow, ToolRow, UserToolRow};
+use super::schema::{mcp_servers, mcp_tools, mcp_user_catalogues, mcp_user_tools, workspaces};
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
@@ -383,4 +383,178 @@ pub async fn status_counts(conn: &mut DbConn) -> Result<Vec<(String, String, i64
             .load(c)
             .await
     })?)
+}
+
+/// Every tool of a server's catalogue, in name order (bounded by the tools-per-server quota).
+pub async fn all_tools(conn: &mut DbConn, server_id: Uuid) -> Result<Vec<ToolRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        mcp_tools::table
+            .filter(mcp_tools::server_id.eq(DbUuid(server_id)))
+            .order(mcp_tools::name.asc())
+            .select(ToolRow::as_select())
+            .load(c)
+            .await
+    })?)
+}
+
+/// Replace `user_id`'s own catalogue of a server (inside the caller's transaction).
+pub async fn replace_user_tools(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+    rows: &[ToolRow],
+    now: DbTime,
+) -> Result<(), DbError> {
+    delete_user_tools(conn, server_id, user_id).await?;
+    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
+    with_conn!(conn, |c| diesel::insert_into(mcp_user_catalogues::table)
+        .values((
+            mcp_user_catalogues::server_id.eq(DbUuid(server_id)),
+            mcp_user_catalogues::user_id.eq(DbUuid(user_id)),
+            mcp_user_catalogues::tool_count.eq(count),
+            mcp_user_catalogues::refreshed_at.eq(now),
+        ))
+        .execute(c)
+        .await)?;
+    for row in rows {
+        let own = UserToolRow {
+            server_id: DbUuid(server_id),
+            user_id: DbUuid(user_id),
+            name: row.name.clone(),
+            title: row.title.clone(),
+            description: row.description.clone(),
+            input_schema: row.input_schema.clone(),
+            annotations: row.annotations.clone(),
+            updated_at: row.updated_at,
+        };
+        with_conn!(conn, |c| diesel::insert_into(mcp_user_tools::table)
+            .values(&own)
+            .execute(c)
+            .await)?;
+    }
+    Ok(())
+}
+
+/// Forget `user_id`'s own catalogue of a server: they see the server's again.
+pub async fn delete_user_tools(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_user_tools::table
+                .filter(mcp_user_tools::server_id.eq(DbUuid(server_id)))
+                .filter(mcp_user_tools::user_id.eq(DbUuid(user_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_user_catalogues::table
+                .filter(mcp_user_catalogues::server_id.eq(DbUuid(server_id)))
+                .filter(mcp_user_catalogues::user_id.eq(DbUuid(user_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Forget every member's own catalogue of a server (its catalogue was forgotten).
+pub async fn delete_all_user_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_user_tools::table.filter(mcp_user_tools::server_id.eq(DbUuid(server_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    with_conn!(conn, |c| {
+        diesel::delete(
+            mcp_user_catalogues::table.filter(mcp_user_catalogues::server_id.eq(DbUuid(server_id))),
+        )
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
+/// Which of these servers `user_id` has a catalogue of their own of, with its tool count.
+pub async fn user_catalogues(
+    conn: &mut DbConn,
+    server_ids: &[Uuid],
+    user_id: Uuid,
+) -> Result<Vec<(Uuid, i32)>, DbError> {
+    let ids: Vec<DbUuid> = server_ids.iter().copied().map(DbUuid).collect();
+    let found: Vec<(DbUuid, i32)> = with_conn!(conn, |c| {
+        mcp_user_catalogues::table
+            .filter(mcp_user_catalogues::server_id.eq_any(&ids))
+            .filter(mcp_user_catalogues::user_id.eq(DbUuid(user_id)))
+            .select((
+                mcp_user_catalogues::server_id,
+                mcp_user_catalogues::tool_count,
+            ))
+            .load(c)
+            .await
+    })?;
+    Ok(found.into_iter().map(|(id, count)| (id.0, count)).collect())
+}
+
+/// A page of `user_id`'s own catalogue of a server, in name order after `after`.
+pub async fn user_tool_page(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ToolRow>, DbError> {
+    let after = after.unwrap_or_default().to_owned();
+    Ok(with_conn!(conn, |c| {
+        mcp_user_tools::table
+            .filter(mcp_user_tools::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_user_tools::user_id.eq(DbUuid(user_id)))
+            .filter(mcp_user_tools::name.gt(&after))
+            .order(mcp_user_tools::name.asc())
+            .limit(limit)
+            .select((
+                mcp_user_tools::server_id,
+                mcp_user_tools::name,
+                mcp_user_tools::title,
+                mcp_user_tools::description,
+                mcp_user_tools::input_schema,
+                mcp_user_tools::annotations,
+                mcp_user_tools::updated_at,
+            ))
+            .load::<ToolRow>(c)
+            .await
+    })?)
+}
+
+/// Whether `user_id`'s own catalogue of a server has a tool of that name; `None` when they
+/// have no catalogue of their own (the server's applies).
+pub async fn has_user_tool(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    user_id: Uuid,
+    name: &str,
+) -> Result<Option<bool>, DbError> {
+    if user_catalogues(conn, &[server_id], user_id)
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let found: Option<String> = with_conn!(conn, |c| {
+        mcp_user_tools::table
+            .filter(mcp_user_tools::server_id.eq(DbUuid(server_id)))
+            .filter(mcp_user_tools::user_id.eq(DbUuid(user_id)))
+            .filter(mcp_user_tools::name.eq(name))
+            .select(mcp_user_tools::name)
+            .first(c)
+            .await
+            .optional()
+    })?;
+    Ok(Some(found.is_some()))
 }

@@ -104,6 +104,51 @@ impl Loader<Uuid> for GrantLoader {
     }
 }
 
+/// A page of one member's own catalogue of a per-user server.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OwnToolsKey {
+    /// The server.
+    pub server_id: Uuid,
+    /// The member.
+    pub user_id: Uuid,
+    /// The page.
+    pub page: ToolsPage,
+}
+
+/// Pages of members' own catalogues of per-user servers, where they have one.
+pub struct OwnToolsLoader(pub AppHandle);
+
+impl Loader<OwnToolsKey> for OwnToolsLoader {
+    type Value = Page<ToolRow>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[OwnToolsKey],
+    ) -> Result<HashMap<OwnToolsKey, Page<ToolRow>>, Self::Error> {
+        let mut groups: HashMap<(Uuid, &ToolsPage), Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            groups
+                .entry((key.user_id, &key.page))
+                .or_default()
+                .push(key.server_id);
+        }
+        let mut found = HashMap::with_capacity(keys.len());
+        for ((user_id, page), ids) in groups {
+            let pages = servers::own_tool_pages(&self.0, user_id, &ids, page).await?;
+            found.extend(pages.into_iter().map(|(server_id, tools)| {
+                let key = OwnToolsKey {
+                    server_id,
+                    user_id,
+                    page: page.clone(),
+                };
+                (key, tools)
+            }));
+        }
+        Ok(found)
+    }
+}
+
 /// A page of one server's tools.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ToolsKey {

@@ -20,7 +20,8 @@ use crate::domain::access::Principal;
 use crate::domain::limits::{Outbound, RequestBudget};
 
 use loaders::{
-    GrantLoader, OwnGrantLoader, ServerLoader, ToolsLoader, UserLoader, WorkspaceLoader,
+    GrantLoader, OwnGrantLoader, OwnToolsLoader, ServerLoader, ToolsLoader, UserLoader,
+    WorkspaceLoader,
 };
 use mutation::MutationRoot;
 use query::QueryRoot;
@@ -42,6 +43,7 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
         .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(GrantLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(OwnGrantLoader(app.clone()), tokio::spawn))
+        .data(DataLoader::new(OwnToolsLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ToolsLoader(app.clone()), tokio::spawn))
         .data(app)
         .finish()

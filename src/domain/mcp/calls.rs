@@ -23,15 +23,19 @@ use crate::domain::status;
 use crate::domain::{Error, Result, bad_input};
 use crate::mcp::{McpError, SessionKey, ToolCallOutcome};
 
-/// Reconnect to a server, list its tools and store them (editor role); a server whose auth
-/// type is not known yet is asked first.
+/// Reconnect to a server, list its tools and store them (editor role; on a per-user server any
+/// member, with their own grant); a server whose auth type is not known yet is asked first.
 pub async fn refresh_server(
     ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
 ) -> Result<McpServerRow> {
     let user_id = outbound.user_id();
-    let server = find(ctx, outbound, server_id, Role::Editor).await?;
+    let role = match servers::load(ctx, server_id).await?.credential_mode {
+        servers::CredentialMode::PerUser => Role::Viewer,
+        _ => Role::Editor,
+    };
+    let server = find(ctx, outbound, server_id, role).await?;
     catalogue::check(ctx, &server, servers::holder(&server, user_id)).await?;
     servers::load(ctx, server_id).await
 }
@@ -90,7 +94,17 @@ async fn call_tool_inner(
     };
     let known = {
         let mut conn = ctx.db.conn().await?;
-        db::servers::has_tool(&mut conn, server_id, name).await?
+        // A member with a catalogue of their own calls what it lists.
+        let own = match holder {
+            Holder::User(user) => {
+                db::servers::has_user_tool(&mut conn, server_id, user, name).await?
+            }
+            Holder::Workspace => None,
+        };
+        match own {
+            Some(known) => known,
+            None => db::servers::has_tool(&mut conn, server_id, name).await?,
+        }
     };
     if !known {
         return Err(bad_input(

@@ -109,7 +109,9 @@ pub async fn refresh(ctx: &Context, server: &McpServerRow, holder: Holder) -> Re
                 );
             }
             let count = listing.tools.len();
-            store(ctx, server.id.0, &listing).await.map(|()| count)
+            store(ctx, server.id.0, holder, &listing)
+                .await
+                .map(|()| count)
         }
         Err(error) => {
             record_failure(ctx, server.id.0, holder, &error).await;
@@ -130,6 +132,20 @@ pub async fn check(ctx: &Context, server: &McpServerRow, holder: Holder) -> Resu
     refresh(ctx, &server, holder).await
 }
 
+/// Whether two catalogues list the same tools, in name order, with the same definitions.
+fn same_catalogue(a: &[ToolRow], b: &[ToolRow]) -> bool {
+    let mut b: Vec<&ToolRow> = b.iter().collect();
+    b.sort_by(|x, y| x.name.cmp(&y.name));
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.name == y.name
+                && x.title == y.title
+                && x.description == y.description
+                && x.input_schema == y.input_schema
+                && x.annotations == y.annotations
+        })
+}
+
 /// What `lastError` says about a listing whose duplicate names were dropped.
 fn duplicates_note(duplicates: usize) -> String {
     let (count, verb) = if duplicates == 1 {
@@ -144,7 +160,11 @@ fn duplicates_note(duplicates: usize) -> String {
 }
 
 /// Store a listed catalogue and mark the server connected, in one transaction.
-async fn store(ctx: &Context, server_id: Uuid, listing: &Listing) -> Result<()> {
+///
+/// On a per-user server the catalogue is the server's, listed by one member; another member
+/// whose listing differs gets a catalogue of their own (which they see instead), and one whose
+/// listing is the same again goes back to the server's.
+async fn store(ctx: &Context, server_id: Uuid, holder: Holder, listing: &Listing) -> Result<()> {
     let now = DbTime(db::now());
     let rows: Vec<ToolRow> = listing
         .tools
@@ -163,12 +183,38 @@ async fn store(ctx: &Context, server_id: Uuid, listing: &Listing) -> Result<()> 
     let note = (listing.duplicates > 0).then(|| duplicates_note(listing.duplicates));
     let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
+        let member = match holder {
+            Holder::User(user) => Some(user),
+            Holder::Workspace => None,
+        };
+        if let Some(user) = member
+            && let Some(server) = db::servers::find(&mut conn, server_id).await?
+            && server.tools_refreshed_at.is_some()
+            && server.tools_listed_by.is_some_and(|by| by.0 != user)
+        {
+            let shared = db::servers::all_tools(&mut conn, server_id).await?;
+            if same_catalogue(&shared, &rows) {
+                db::servers::delete_user_tools(&mut conn, server_id, user).await?;
+            } else {
+                db::servers::replace_user_tools(&mut conn, server_id, user, &rows, now).await?;
+            }
+            // The server answered; its catalogue stays the one its lister saw.
+            let event = status::record_with(&mut conn, server_id, Event::Reached, |row| {
+                row.last_connected_at = Some(now);
+            })
+            .await?;
+            return Ok(event);
+        }
+        if let Some(user) = member {
+            db::servers::delete_user_tools(&mut conn, server_id, user).await?;
+        }
         db::servers::replace_tools(&mut conn, server_id, &rows).await?;
         let event = status::record_with(&mut conn, server_id, Event::Reached, |row| {
             row.last_error = note.clone();
             row.last_connected_at = Some(now);
             row.tool_count = count;
             row.tools_refreshed_at = Some(now);
+            row.tools_listed_by = member.map(DbUuid);
         })
         .await?;
         Ok::<_, Error>(event)

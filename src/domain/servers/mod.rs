@@ -61,7 +61,7 @@ pub use self::input::{
 };
 pub use self::related::{
     OauthView, Related, Wanted, authorizations, oauth_by_ids, oauth_views, own_oauth_by_ids,
-    related, tool_pages,
+    own_tool_pages, related, tool_pages,
 };
 pub use self::secrets::{header_names, open_headers};
 
@@ -215,6 +215,7 @@ pub async fn create(
         health_checked_at: None,
         oauth_client_issuer: None,
         credential_mode,
+        tools_listed_by: None,
         oauth_client_key_sealed: client_key.map(|key| {
             ctx.keys
                 .seal_str(key.expose(), sealed::SERVER_CLIENT_KEY.context(&row_id))
@@ -760,8 +761,10 @@ pub async fn invalidate_authorization(
 /// Drop the stored tool catalogue (it described another endpoint).
 async fn forget_tools(conn: &mut DbConn, row: &mut McpServerRow) -> Result<()> {
     db::servers::delete_tools(conn, row.id.0).await?;
+    db::servers::delete_all_user_tools(conn, row.id.0).await?;
     row.tool_count = 0;
     row.tools_refreshed_at = None;
+    row.tools_listed_by = None;
     Ok(())
 }
 

@@ -193,6 +193,32 @@ pub async fn tool_pages(
     load_tool_pages(&mut conn, server_ids, page).await
 }
 
+/// One page of `user_id`'s own catalogue of each of these per-user servers where they have one
+/// (their listing differed from the server's); servers where they have none are absent, and
+/// the server's catalogue applies. One query, plus one per server with a catalogue of its own.
+pub async fn own_tool_pages(
+    ctx: &Context,
+    user_id: Uuid,
+    server_ids: &[Uuid],
+    page: &ToolsPage,
+) -> Result<HashMap<Uuid, Page<ToolRow>>> {
+    let mut conn = ctx.db.conn().await?;
+    let own = db::servers::user_catalogues(&mut conn, server_ids, user_id).await?;
+    let mut pages = HashMap::with_capacity(own.len());
+    for (server_id, _) in own {
+        let fetched = db::servers::user_tool_page(
+            &mut conn,
+            server_id,
+            user_id,
+            page.after.as_deref(),
+            fetch_limit(page.first),
+        )
+        .await?;
+        pages.insert(server_id, Page::cut(fetched, page.first));
+    }
+    Ok(pages)
+}
+
 async fn load_tool_pages(
     conn: &mut DbConn,
     server_ids: &[Uuid],

@@ -10,8 +10,8 @@ use uuid::Uuid;
 
 use super::super::error::{ApiError, Result, principal};
 use super::super::loaders::{
-    GrantLoader, OwnGrantKey, OwnGrantLoader, ToolsKey, ToolsLoader, UserLoader, WorkspaceLoader,
-    load_error, tools_load_error,
+    GrantLoader, OwnGrantKey, OwnGrantLoader, OwnToolsKey, OwnToolsLoader, ToolsKey, ToolsLoader,
+    UserLoader, WorkspaceLoader, load_error, tools_load_error,
 };
 use super::{
     McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
@@ -217,7 +217,9 @@ impl McpServer {
         self.row.last_connected_at.map(|t| t.0)
     }
     /// The stored tool catalogue in name order; a cursor is a tool's name. `first` defaults
-    /// to 50 and may be at most 100.
+    /// to 50 and may be at most 100. A catalogue is the server's, whoever listed it; on a
+    /// `PER_USER` server a member whose own listing differed sees theirs instead (`toolCount`
+    /// counts the server's).
     #[graphql(complexity = "first.unwrap_or(50).clamp(0, 100) as usize * child_complexity + 1")]
     async fn tools(
         &self,
@@ -227,11 +229,25 @@ impl McpServer {
     ) -> Result<Connection<String, McpTool>> {
         let page = ToolsPage::new(first.map(i64::from), after)?;
         let id = self.row.id.0;
-        let loaded = self
-            .related
-            .as_ref()
-            .and_then(|related| related.tools.get(&page))
-            .map(|pages| pages.get(&id).cloned().unwrap_or_default());
+        // A member of a per-user server whose own listing differed sees their own catalogue.
+        let own = if self.row.credential_mode == CredentialMode::PerUser {
+            ctx.data_unchecked::<DataLoader<OwnToolsLoader>>()
+                .load_one(OwnToolsKey {
+                    server_id: id,
+                    user_id: principal(ctx)?.user_id,
+                    page: page.clone(),
+                })
+                .await
+                .map_err(tools_load_error)?
+        } else {
+            None
+        };
+        let loaded = own.or_else(|| {
+            self.related
+                .as_ref()
+                .and_then(|related| related.tools.get(&page))
+                .map(|pages| pages.get(&id).cloned().unwrap_or_default())
+        });
         let tools = match loaded {
             Some(tools) => tools,
             None => ctx
