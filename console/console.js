@@ -15,13 +15,17 @@
 // - On a per-user server the row shows the signed-in person's own connection (their
 //   `myAuthorization`), never the server's shared status as if it were theirs; only admins ask
 //   who else has connected.
+// - A machine-client server (client credentials) gets its tokens by itself: nobody is ever
+//   offered a popup for it, and its private key, like its secret, is only ever sent (when
+//   someone typed one), never read back: the API says only whether one is stored.
 
 const TOKEN_KEY = 'switchboard.console.token';
 const WORKSPACE_KEY = 'switchboard.console.workspace';
 
 const SERVER_FIELDS = `id name description url transport enabled authType headerNames
-  oauthClientId hasOauthClientSecret credentials connectionStatus authStatus statusReason lastError
-  lastConnectedAt toolCount toolsRefreshedAt oauth { expiresAt lastRefreshedAt flowInProgress scopes issuer }
+  oauthClientId hasOauthClientSecret hasOauthClientKey credentials connectionStatus authStatus
+  statusReason lastError lastConnectedAt toolCount toolsRefreshedAt
+  oauth { expiresAt lastRefreshedAt flowInProgress scopes issuer }
   myAuthorization { authorized expiresAt scopes authorizedAt flowInProgress }`;
 const TOOL_FIELDS = 'name title description inputSchema annotations';
 
@@ -61,6 +65,14 @@ const AUTH_TYPES = { NONE: 'None', HEADERS: 'Static headers', OAUTH: 'OAuth', UN
 const CREDENTIALS = {
   SHARED: 'One connection for the whole workspace: every member’s calls act as the account that authorized it.',
   PER_USER: 'Each member connects their own account, and their calls act as them. OAuth servers only.',
+  CLIENT_CREDENTIALS: 'No one connects: the workspace’s machine client gets its own tokens with its client id and a secret or a private key.',
+};
+
+// The notes beside the client fields of the add form: a machine client needs its id, and a
+// secret or a key.
+const CLIENT_NOTES = {
+  oauth: { '.client-id-note': '(optional, pre-registered)', '.client-secret-note': '(optional)' },
+  machine: { '.client-id-note': '(required)', '.client-secret-note': '(or a private key below)' },
 };
 
 const CONNECTION = {
@@ -77,6 +89,14 @@ const AUTHORIZATION = {
   REFRESH_FAILED: ['Token refresh failed', 'warn'],
   INSUFFICIENT_SCOPE: ['Needs more permissions', 'warn'],
   HEADERS_REJECTED: ['Headers rejected', 'bad'],
+};
+
+// A machine client's authorization in words where they differ: nobody authorizes it, it
+// either has a token or could not get one.
+const MACHINE_AUTHORIZATION = {
+  AUTHORIZATION_REQUIRED: ['No token', 'warn'],
+  AUTHORIZING: ['Getting a token', 'idle'],
+  REFRESH_FAILED: ['Token renewal failed', 'warn'],
 };
 
 // Status reasons (McpStatusReason) in words: the schema's descriptions, read once by
@@ -164,7 +184,8 @@ const state = {
   workspaceId: null,
   role: null,
   // Server id → { server, row, detail, cells, toggle, nameNotes, tools, toolsLoaded, toolsKey,
-  // actionsKey, accountPanel, accountKey, membersPanel, membersKey, members, personal }.
+  // actionsKey, accountPanel, accountKey, membersPanel, membersKey, members, machinePanel,
+  // machineKey, personal }.
   entries: new Map(),
   // Server id → { popup, origin, name, personal } for OAuth popups this page opened.
   flows: new Map(),
@@ -234,6 +255,7 @@ function describeError(error) {
     if (entry && perUser(entry.server)) {
       return 'Your account is not connected to this server, or its authorization ended: connect your account first. (REAUTH_REQUIRED)';
     }
+    if (entry && machineClient(entry.server)) return `${machineRefusedText()} (REAUTH_REQUIRED)`;
   }
   if (error.code === 'SERVER_DISABLED') {
     const fix = canEdit() ? 'Enable it with Edit first.' : 'Ask an editor of this workspace to enable it.';
@@ -614,6 +636,9 @@ function upsertServer(server) {
       accountKey: null,
       membersPanel: el('section', { class: 'members', hidden: true }),
       membersKey: null,
+      // The machine client of a client-credentials server: its token, never its key.
+      machinePanel: el('section', { class: 'machine', hidden: true }),
+      machineKey: null,
       // Who has connected (admins, per-user servers): null until read.
       members: null,
       membersError: null,
@@ -623,7 +648,8 @@ function upsertServer(server) {
       // The last personal status event: the person's own view of a per-user server.
       personal: null,
     };
-    entry.detail.append(el('td', { colspan: 8 }, entry.accountPanel, entry.membersPanel, entry.toolsPanel));
+    entry.detail.append(el('td', { colspan: 8 },
+      entry.accountPanel, entry.membersPanel, entry.machinePanel, entry.toolsPanel));
     buildRow(entry);
     state.entries.set(server.id, entry);
     $('#server-rows').append(entry.row, entry.detail);
@@ -635,9 +661,9 @@ function upsertServer(server) {
   renderRow(entry);
   if (!usable(before) && usable(server)) {
     // Prompts to reconnect are answered now.
-    const text = perUser(server)
-      ? 'Your account is connected. You can call the tool again.'
-      : 'Reconnected. You can call the tool again.';
+    let text = 'Reconnected. You can call the tool again.';
+    if (perUser(server)) text = 'Your account is connected. You can call the tool again.';
+    else if (machineClient(server)) text = 'The machine client has a token again. You can call the tool again.';
     for (const prompt of entry.detail.querySelectorAll('.reauth')) {
       prompt.replaceWith(el('p', { class: 'ok-text' }, text));
     }
@@ -698,6 +724,7 @@ function renderRow(entry) {
 
   auth.replaceChildren(AUTH_TYPES[s.authType] || s.authType);
   if (perUser(s)) auth.append(el('div', { class: 'muted small' }, 'Credentials: per user'));
+  if (machineClient(s)) auth.append(el('div', { class: 'muted small' }, 'Credentials: machine client'));
   if (s.authType === 'UNDETECTED') {
     auth.append(el('div', { class: 'muted small' }, canEdit()
       ? 'Detect auth once it is reachable, or choose an auth type with Edit.'
@@ -716,6 +743,8 @@ function renderRow(entry) {
     const reason = words(s.statusReason);
     if (reason) connection.append(el('div', { class: 'muted small reason' }, reason));
     renderMyAuthorization(entry, authorization);
+  } else if (machineClient(s)) {
+    renderMachineAuthorization(s, authorization);
   } else {
     renderSharedAuthorization(s, authorization);
   }
@@ -734,6 +763,7 @@ function renderRow(entry) {
   }
   renderAccount(entry);
   renderMembers(entry);
+  renderMachine(entry);
 }
 
 function renderSharedAuthorization(s, authorization) {
@@ -748,6 +778,16 @@ function renderSharedAuthorization(s, authorization) {
   } else if (s.oauth && s.oauth.flowInProgress && s.authStatus !== 'AUTHORIZING') {
     authorization.append(el('div', { class: 'muted small' }, 'An authorization is in progress.'));
   }
+}
+
+// A machine client's token, in the row: nobody connects it, so the words are about the token.
+function renderMachineAuthorization(s, authorization) {
+  const [text, tone] = machineState(s);
+  authorization.replaceChildren(el('div', { class: 'muted small' }, 'Machine client'), badge(text, tone));
+  const reason = words(s.statusReason);
+  if (reason && reason !== text) authorization.append(el('div', { class: 'muted small reason' }, reason));
+  const fix = machineFix(s);
+  if (fix) authorization.append(el('div', { class: 'small hint-text' }, fix));
 }
 
 // The person's own connection to a per-user server, in the row.
@@ -783,6 +823,35 @@ function hasGrant(server) {
 // Whether each member connects their own account to the server.
 function perUser(server) {
   return server.credentials === 'PER_USER';
+}
+
+// Whether the workspace's machine client gets the server's tokens by itself (client
+// credentials): nobody connects it.
+function machineClient(server) {
+  return server.credentials === 'CLIENT_CREDENTIALS';
+}
+
+// A machine client's state: [words, tone].
+function machineState(server) {
+  return MACHINE_AUTHORIZATION[server.authStatus] || AUTHORIZATION[server.authStatus] || [server.authStatus, 'idle'];
+}
+
+// What to do about a machine client without a usable token, for the person's role ('' when
+// it has one, or is disabled and asks for none).
+function machineFix(server) {
+  if (!server.enabled || server.authStatus === 'AUTHORIZED' || server.authStatus === 'NOT_REQUIRED') return '';
+  if (server.authStatus === 'HEADERS_REJECTED') {
+    return canEdit() ? 'Edit the headers to correct them.' : 'Ask an editor of this workspace to correct the headers.';
+  }
+  return canEdit()
+    ? 'Check its client id, secret or private key with Edit; it asks for a token again when they change.'
+    : 'Ask an editor of this workspace to check its machine client.';
+}
+
+// Why a call to a machine-client server was refused a token.
+function machineRefusedText() {
+  const fix = canEdit() ? 'Check its client id, secret or private key with Edit.' : 'Ask an editor of this workspace to check them.';
+  return `The authorization server gave the machine client no token (its credentials may have been rejected). ${fix}`;
 }
 
 // The person's own authorization of a per-user server ({} elsewhere, or before it is known).
@@ -822,6 +891,8 @@ function actionButtons(entry) {
   if (perUser(s)) {
     // Every member connects their own account, viewers included.
     if (s.authType === 'OAUTH') buttons.push(...myAccountButtons(entry));
+  } else if (machineClient(s)) {
+    // Nobody authorizes a machine client: it gets its tokens by itself.
   } else if (canEdit() && s.authType === 'OAUTH') {
     // Rejected headers are fixed by editing them, never by OAuth.
     if (s.authStatus !== 'AUTHORIZED' && s.authStatus !== 'HEADERS_REJECTED') {
@@ -957,7 +1028,8 @@ async function disconnect(entry, control) {
 
 function connect(id) {
   const entry = state.entries.get(id);
-  if (!entry) return;
+  // A machine client is never authorized in a browser (the API refuses it as well).
+  if (!entry || machineClient(entry.server)) return;
   const name = entry.server.name;
   const personal = perUser(entry.server);
   // Open the window now, while the click still counts as a user gesture, so popup blockers let
@@ -1114,6 +1186,7 @@ function renderTools(entry) {
     if (s.authStatus === 'HEADERS_REJECTED') hint = 'No tools yet: the server rejected its headers; correct them first.';
     else if (s.authType === 'UNDETECTED') hint = 'No tools yet: its auth type could not be detected.';
     else if (perUser(s) && !usable(s)) hint = 'No tools yet: connect your account first.';
+    else if (machineClient(s) && !usable(s)) hint = 'No tools yet: the machine client has no token.';
     else if (s.authType === 'OAUTH' && !perUser(s) && !hasGrant(s)) hint = 'No tools yet: connect the server first.';
     children.push(el('p', { class: 'muted' }, hint));
   }
@@ -1155,6 +1228,54 @@ function renderAccount(entry) {
   }
   if (s.authType === 'OAUTH') children.push(el('div', { class: 'buttons' }, ...myAccountButtons(entry)));
   panel.setAttribute('aria-label', `Your account on ${s.name}`);
+  refill(panel, children, entry.toggle);
+  panel.hidden = false;
+}
+
+// A machine-client server in the detail: its token, how its client authenticates (never the
+// secret or key itself) and what to do when it has no token.
+function renderMachine(entry) {
+  const s = entry.server;
+  const panel = entry.machinePanel;
+  if (!machineClient(s)) {
+    panel.hidden = true;
+    panel.replaceChildren();
+    entry.machineKey = null;
+    return;
+  }
+  const grant = s.oauth || {};
+  const [text, tone] = machineState(s);
+  const reason = words(s.statusReason);
+  const fix = machineFix(s);
+  // Redrawn only when something on show changed (relative times age).
+  const key = JSON.stringify([text, tone, reason, fix, grant, s.name, s.oauthClientId, s.hasOauthClientSecret,
+    s.hasOauthClientKey, grant.expiresAt && fromNow(grant.expiresAt),
+    grant.lastRefreshedAt && fromNow(grant.lastRefreshedAt)]);
+  if (entry.machineKey === key) return;
+  entry.machineKey = key;
+  const facts = el('p', { class: 'facts' }, badge(text, tone));
+  if (s.authStatus === 'AUTHORIZED' && grant.expiresAt) facts.append(el('span', {}, '· token expires ', moment(grant.expiresAt)));
+  if (grant.lastRefreshedAt) facts.append(el('span', {}, '· token obtained ', moment(grant.lastRefreshedAt)));
+  const proofs = [s.hasOauthClientKey ? 'a private key' : null, s.hasOauthClientSecret ? 'a client secret' : null]
+    .filter(Boolean);
+  const client = s.oauthClientId ? `Client id: ${s.oauthClientId}. ` : '';
+  const stored = proofs.length
+    ? `It proves who it is with ${proofs.join(' or ')}, stored encrypted and never shown.`
+    : 'No secret or private key is stored.';
+  const children = [
+    el('h3', {}, 'Machine client'),
+    facts,
+    el('p', { class: 'muted small' },
+      'This server is reached with the workspace’s machine client: it gets its own tokens (client credentials), and no one connects an account.'),
+    el('p', { class: 'small' }, `${client}${stored}`),
+  ];
+  if (grant.issuer) children.push(el('p', { class: 'small' }, `Authorization server: ${grant.issuer}`));
+  if (s.authStatus === 'AUTHORIZED' && grant.scopes && grant.scopes.length) {
+    children.push(el('p', { class: 'small' }, `Scopes: ${grant.scopes.join(' ')}`));
+  }
+  if (reason && reason !== text) children.push(el('p', { class: 'muted small reason' }, reason));
+  if (fix) children.push(el('p', { class: 'small hint-text' }, fix));
+  panel.setAttribute('aria-label', `Machine client of ${s.name}`);
   refill(panel, children, entry.toggle);
   panel.hidden = false;
 }
@@ -1399,6 +1520,14 @@ function renderCallError(serverId, result, error) {
       reloadServer(id);
       return;
     }
+    if (entry && machineClient(entry.server)) {
+      // Nobody can authorize a machine client: its credentials are what needs fixing.
+      result.replaceChildren(el('div', { class: 'reauth', role: 'alert' },
+        el('p', {}, el('strong', {}, 'No token. '), machineRefusedText()),
+        el('p', { class: 'muted small' }, `Error code: ${code}`)));
+      reloadServer(id);
+      return;
+    }
     const moreScopes = error.extensions && error.extensions.reason === 'insufficient_scope';
     const text = moreScopes
       ? 'The server needs more permissions than it was granted. Reconnect it to consent to them.'
@@ -1457,10 +1586,32 @@ function clearHeaderRows(form) {
   if (rows) rows.replaceChildren();
 }
 
-// The one-line explanation of the credential mode chosen in the add or edit form.
-function showCredentialsHint(form) {
-  const hint = form.querySelector('.credentials-hint');
-  hint.textContent = CREDENTIALS[form.elements.credentials.value] || '';
+// The credential mode chosen in the add or edit form: its one-line explanation, the notes
+// beside the client fields, and the private key field, on show for a machine client (and in
+// the edit form whenever a key is stored, so it can be removed).
+function showCredentials(form) {
+  const mode = form.elements.credentials.value;
+  const machine = mode === 'CLIENT_CREDENTIALS';
+  form.querySelector('.credentials-hint').textContent = CREDENTIALS[mode] || '';
+  for (const [selector, text] of Object.entries(CLIENT_NOTES[machine ? 'machine' : 'oauth'])) {
+    const note = form.querySelector(selector);
+    if (note) note.textContent = text;
+  }
+  const keyStored = form.id === 'edit-form' && editing !== null && editing.original.hasOauthClientKey;
+  for (const node of form.querySelectorAll('.machine-only')) node.hidden = !(machine || keyStored);
+}
+
+// The private key typed into a form, if its field is on show and holds more than blanks.
+function typedKey(form) {
+  const field = form.elements.oauthClientKey;
+  return !field.hidden && field.value.trim() ? field.value : null;
+}
+
+// A machine client that got no token after a change, in words ('' when it has one).
+function machineTrouble(server) {
+  if (!machineClient(server) || usable(server)) return '';
+  const why = words(server.statusReason) || server.lastError || machineState(server)[0];
+  return `its machine client got no token: ${why}`;
 }
 
 function formError(form, text) {
@@ -1496,6 +1647,8 @@ async function onAdd(event) {
   if (clientId) input.oauthClientId = clientId;
   const secret = form.elements.oauthClientSecret.value;
   if (secret) input.oauthClientSecret = secret;
+  const key = typedKey(form);
+  if (key !== null) input.oauthClientKey = key;
   const submit = form.querySelector('button[type=submit]');
   try {
     const data = await busy(submit, () => api(QUERIES.create, { i: input }));
@@ -1504,7 +1657,13 @@ async function onAdd(event) {
     form.reset();
     clearHeaderRows(form);
     upsertServer(created.server);
-    if (created.authType === 'UNDETECTED') {
+    const trouble = machineTrouble(created.server);
+    if (trouble) {
+      notify(`Added “${created.server.name}”, but ${trouble}`, 'warn');
+    } else if (machineClient(created.server)) {
+      const count = created.server.toolCount;
+      notify(`Added “${created.server.name}”. Its machine client got a token; ${count} tool${count === 1 ? '' : 's'} listed.`, 'ok');
+    } else if (created.authType === 'UNDETECTED') {
       notify(`Added “${created.server.name}”, but its auth type was not detected: detection could not reach it (${created.detection || 'no answer'}). Detect auth once it is reachable, or choose an auth type with Edit.`, 'warn');
     } else {
       const how = input.authType ? 'as chosen' : 'detected';
@@ -1547,12 +1706,16 @@ function openEdit(entry, trigger) {
   form.elements.oauthClientId.value = s.oauthClientId || '';
   form.elements.authType.value = '';
   form.elements.credentials.value = s.credentials;
-  showCredentialsHint(form);
+  showCredentials(form);
   $('#edit-auth-current').textContent = `Leave unchanged (${AUTH_TYPES[s.authType] || s.authType})`;
   $('#edit-secret-hint').textContent = s.hasOauthClientSecret
     ? 'A secret is stored. Leave this empty to keep it.'
     : 'No secret is stored.';
   form.elements.clearSecret.disabled = !s.hasOauthClientSecret;
+  $('#edit-key-hint').textContent = s.hasOauthClientKey
+    ? 'A private key is stored (it is never shown). Leave this empty to keep it, or paste a new one to replace it.'
+    : 'No private key is stored. Paste one (PEM: PKCS#8, PKCS#1 or SEC1) for private_key_jwt.';
+  form.elements.clearKey.disabled = !s.hasOauthClientKey;
   form.querySelector('.edit-header-names').textContent = s.headerNames.length
     ? `Stored headers: ${s.headerNames.join(', ')} (values are never shown).`
     : 'No headers are stored.';
@@ -1584,6 +1747,9 @@ async function onEdit(event) {
   const secret = form.elements.oauthClientSecret.value;
   if (secret) input.oauthClientSecret = secret;
   else if (form.elements.clearSecret.checked) input.oauthClientSecret = '';
+  const key = typedKey(form);
+  if (key !== null) input.oauthClientKey = key;
+  else if (!form.elements.clearKey.hidden && form.elements.clearKey.checked) input.oauthClientKey = '';
   if (form.elements.replaceHeaders.checked) {
     try {
       input.headers = readHeaders(form);
@@ -1603,8 +1769,14 @@ async function onEdit(event) {
     form.reset();
     clearHeaderRows(form);
     closeDialog($('#edit-dialog'), trigger);
-    upsertServer(data.updateMcpServer);
-    notify(`Saved “${data.updateMcpServer.name}”.`, 'ok');
+    const saved = data.updateMcpServer;
+    upsertServer(saved);
+    // A change of how it is reached asked for a token at once: say when none came.
+    const reached = ['url', 'authType', 'enabled', 'credentials', 'oauthClientId', 'oauthClientSecret', 'oauthClientKey']
+      .some((field) => field in input);
+    const trouble = reached && saved.enabled ? machineTrouble(saved) : '';
+    if (trouble) notify(`Saved “${saved.name}”, but ${trouble}`, 'warn');
+    else notify(`Saved “${saved.name}”.`, 'ok');
   } catch (error) {
     formError(form, fieldMessage(error));
     focusField(form, error);
@@ -1718,10 +1890,10 @@ function wire() {
   for (const form of [$('#add-form'), $('#edit-form')]) {
     form.querySelector('.add-header').addEventListener('click', () => addHeaderRow(form.querySelector('.header-rows')));
     const credentials = form.elements.credentials;
-    credentials.addEventListener('change', () => showCredentialsHint(form));
-    // A reset puts the default mode back after its event: explain that one.
-    form.addEventListener('reset', () => queueMicrotask(() => showCredentialsHint(form)));
-    showCredentialsHint(form);
+    credentials.addEventListener('change', () => showCredentials(form));
+    // A reset puts the default mode back after its event: show that one.
+    form.addEventListener('reset', () => queueMicrotask(() => showCredentials(form)));
+    showCredentials(form);
   }
   for (const dialog of [$('#edit-dialog'), $('#delete-dialog'), $('#confirm-dialog')]) {
     dialog.querySelector('button.cancel').addEventListener('click', () => {

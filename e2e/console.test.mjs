@@ -9,6 +9,9 @@
 // A per-user server is added with the form: the admin and a second member (in a tab of their
 // own) each connect their own account and are told apart upstream, the admin sees and
 // disconnects who has connected, and a call without one's own grant asks to connect it.
+// A machine-client server (client credentials) is added with its private key: it gets its own
+// token with nobody connecting it, its key is never shown again, a key the authorization
+// server does not know leaves it rejected, and the right one recovers it.
 // Reasons are shown in the schema's words, read once by introspection. It asks the Rust test to
 // act on the world mid-way through CONTROL_URL.
 //
@@ -37,15 +40,29 @@ const TEAM_URL = required('TEAM_MCP_URL');
 // A viewer of the same workspace, signed in in a second tab.
 const MEMBER_TOKEN = required('MEMBER_TOKEN');
 const MEMBER_NAME = required('MEMBER_NAME');
+// A server reached with the workspace's machine client (client credentials); its `whoami`
+// names the client. The client's private key (PEM), and one its authorization server does not
+// know.
+const MACHINE_URL = required('MACHINE_MCP_URL');
+const MACHINE_CLIENT_ID = required('MACHINE_CLIENT_ID');
+const MACHINE_KEY = required('MACHINE_KEY');
+const UNKNOWN_MACHINE_KEY = required('UNKNOWN_MACHINE_KEY');
+// Well-formed PEM armour around bytes that are no key; its body must never be echoed.
+const BAD_KEY_BODY = 'bm90IGEga2V5IGF0IGFsbA==';
+const BAD_KEY = `-----BEGIN PRIVATE KEY-----\n${BAD_KEY_BODY}\n-----END PRIVATE KEY-----\n`;
 // Nothing listens there either; a path of its own, so it is not the same URL as Legacy's.
 const OFFLINE_URL = new URL('/offline', UNREACHABLE_URL).href;
 const HOSTILE_TEXT = required('HOSTILE_TEXT');
 const CHROMIUM = required('CHROMIUM_PATH');
 const OUTPUT = required('E2E_OUTPUT');
 
-const SECRETS = ['calendar-secret-value', 'legacy-secret-value', 'keyed-wrong-value', KEYED_VALUE, TOKEN, MEMBER_TOKEN];
+// A line of a PEM key's body: the key, however it is cut.
+const keyLine = (pem) => pem.split('\n')[1];
+const SECRETS = ['calendar-secret-value', 'legacy-secret-value', 'keyed-wrong-value', KEYED_VALUE, TOKEN, MEMBER_TOKEN,
+  MACHINE_KEY, keyLine(MACHINE_KEY), UNKNOWN_MACHINE_KEY, keyLine(UNKNOWN_MACHINE_KEY)];
 
-refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL, KEYED_URL, TEAM_URL]);
+refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL, KEYED_URL, TEAM_URL,
+  MACHINE_URL]);
 
 const control = (action) => controlAt(CONTROL, action);
 
@@ -160,6 +177,42 @@ async function assertNoSecretsOnPage() {
   }
 }
 
+// No private key anywhere in the page: not in its markup (text and attributes), not in the
+// value of any field.
+async function assertNoKeyOnPage() {
+  const found = await page.evaluate(() => ({
+    markup: document.documentElement.outerHTML.includes('PRIVATE KEY'),
+    fields: [...document.querySelectorAll('input, textarea')].some((field) => field.value.includes('PRIVATE KEY')),
+  }));
+  check(!found.markup, 'a private key is in the page\'s markup');
+  check(!found.fields, 'a private key is still in a field');
+  await assertNoSecretsOnPage();
+}
+
+// Fill the add form for a machine client, and submit it.
+async function addMachine({ name, clientId, key }) {
+  const form = page.locator('#add-form');
+  await form.getByLabel('Name', { exact: true }).fill(name);
+  await form.getByLabel('URL', { exact: true }).fill(MACHINE_URL);
+  await form.getByLabel('Auth type').selectOption('');
+  await form.getByLabel('Credentials').selectOption('CLIENT_CREDENTIALS');
+  await form.getByLabel(/OAuth client id/).fill(clientId);
+  await form.getByLabel(/OAuth client secret/).fill('');
+  await form.getByLabel(/^Private key/).fill(key);
+  await form.getByRole('button', { name: 'Add server' }).click();
+}
+
+// Open the edit dialog of `name`, paste `key` as its private key, and save.
+async function replaceKey(name, key) {
+  const dialog = page.locator('#edit-dialog');
+  await rowOf(name).getByRole('button', { name: `Edit ${name}` }).click();
+  await dialog.getByLabel(/^Private key/).fill(key);
+  await dialog.getByRole('button', { name: 'Save' }).click();
+  await eventually(async () => check(!(await dialog.evaluate((d) => d.open)), 'still open'), 'the dialog closes');
+}
+
+const isFocused = (locator) => locator.evaluate((node) => node === document.activeElement);
+
 async function callTool(card, args) {
   await card.locator('textarea').fill(args);
   await card.getByRole('button', { name: 'Call', exact: true }).click();
@@ -195,7 +248,7 @@ async function scenario() {
   await step('the schema describes the reasons the console shows', async () => {
     WORDS = await schemaWords();
     for (const [kind, name] of [['status', 'CREATED'], ['status', 'UNREACHABLE'], ['status', 'DETECTION_FAILED'],
-      ['status', 'HEADERS_REJECTED'], ['status', 'CONNECTED']]) {
+      ['status', 'HEADERS_REJECTED'], ['status', 'CONNECTED'], ['status', 'CLIENT_REJECTED']]) {
       check(WORDS[kind][name], `the schema has no description for ${name}`);
     }
   });
@@ -631,6 +684,139 @@ async function scenario() {
     await expectText(detail.locator('section.members li.member'), /^admin Authorized/, 'me in the list again');
     const overflow = await overflowAt(390);
     check(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px with a per-user server open`);
+  });
+
+  await step('the add form offers a machine client, with a private key field for it alone', async () => {
+    const form = page.locator('#add-form');
+    const mode = form.getByLabel('Credentials');
+    const key = form.getByLabel(/^Private key/);
+    check(await key.isHidden(), 'the private key field shows for shared credentials');
+    await mode.selectOption('CLIENT_CREDENTIALS');
+    await expectText(mode.locator('option:checked'), 'Machine client (client credentials)', 'the mode');
+    await expectText(form.locator('.credentials-hint'), 'the workspace’s machine client gets its own tokens', 'the mode explained');
+    await key.waitFor();
+    await expectText(form.locator('label[for="add-client-id"]'), 'OAuth client id (required)', 'the client id is required');
+    await expectText(form.locator('#add-key-hint'), 'never shown again', 'the key is write-only');
+    await mode.selectOption('SHARED');
+    await eventually(async () => check(await key.isHidden(), 'still shown'), 'the key field hides again');
+    await expectText(form.locator('label[for="add-client-id"]'), 'OAuth client id (optional, pre-registered)', 'the note again');
+  });
+
+  await step('a machine client without its id, or with a bad key, is refused on the right field', async () => {
+    const form = page.locator('#add-form');
+    const error = form.locator('.error');
+    await addMachine({ name: 'Robot', clientId: '', key: MACHINE_KEY });
+    await expectText(error, 'BAD_USER_INPUT', 'the missing client id');
+    check(await isFocused(form.getByLabel(/OAuth client id/)), 'the client id field has no focus');
+
+    await addMachine({ name: 'Robot', clientId: MACHINE_CLIENT_ID, key: BAD_KEY });
+    await eventually(async () => check(await isFocused(form.getByLabel(/^Private key/)), 'not focused'),
+      'the private key field takes focus');
+    const text = await textOf(error);
+    check(text.startsWith('BAD_USER_INPUT'), `the error is ${JSON.stringify(text)}`);
+    check(!text.includes(BAD_KEY_BODY), 'the error echoes the key');
+    check(await rowOf('Robot').count() === 0, 'a refused server was added');
+    check(createInputs.at(-1).oauthClientKey === BAD_KEY, 'the key typed was not the key sent');
+  });
+
+  await step('a machine client added with its private key gets a token with nobody connecting it', async () => {
+    await addMachine({ name: 'Robot', clientId: MACHINE_CLIENT_ID, key: MACHINE_KEY });
+    await expectText(notice, 'Added “Robot”. Its machine client got a token; 1 tool listed.', 'the added notice');
+    const sent = createInputs.at(-1);
+    check(sent.credentials === 'CLIENT_CREDENTIALS' && sent.oauthClientId === MACHINE_CLIENT_ID,
+      `the creation sent ${JSON.stringify({ ...sent, oauthClientKey: undefined })}`);
+    check(sent.oauthClientKey === MACHINE_KEY, 'the key typed was not the key sent');
+    check(!('oauthClientSecret' in sent), 'an empty secret was sent');
+    const form = page.locator('#add-form');
+    await expectText(form.locator('.error'), /^$/, 'the error of the refused attempts is gone');
+    check(await form.getByLabel('Credentials').inputValue() === 'SHARED', 'the form kept the machine mode');
+    check(await form.getByLabel(/^Private key/).isHidden(), 'the key field is still shown');
+
+    const row = rowOf('Robot');
+    await expectText(cellOf(row, 'Auth'), 'OAuth Credentials: machine client', 'the mode in the row');
+    await expectText(cellOf(row, 'Auth'), `Client: ${MACHINE_CLIENT_ID}`, 'the client id in the row');
+    await expectText(cellOf(row, 'Authorization'), 'Machine client Authorized', 'the machine client\'s state');
+    await expectText(cellOf(row, 'Connection'), 'Connected', 'the connection');
+    await expectText(cellOf(row, 'Tools'), '1', 'the tool count');
+    await expectText(cellOf(row, 'Token expires'), /^in \d+ (minutes|hour)/, 'the token expiry');
+    await row.getByRole('button', { name: 'Refresh tools of Robot' }).waitFor();
+    for (const offered of ['Connect Robot', 'Connect my account to Robot', 'Disconnect Robot', 'Disconnect my account from Robot']) {
+      check(await row.getByRole('button', { name: offered, exact: true }).count() === 0, `${offered} is offered`);
+    }
+    await assertNoKeyOnPage();
+  });
+
+  await step('whoami on the machine client answers with its client id', async () => {
+    const row = rowOf('Robot');
+    await row.getByRole('button', { name: 'Robot', exact: true }).click();
+    const detail = await detailOf(row);
+    const machine = detail.locator('section.machine');
+    await expectText(machine, /^Machine client Authorized · token expires in .+ · token obtained (now|.+ ago)/, 'the machine client in the detail');
+    await expectText(machine, `Client id: ${MACHINE_CLIENT_ID}. It proves who it is with a private key, stored encrypted and never shown.`, 'how it proves who it is');
+    check(await detail.locator('section.account').isHidden(), 'an account is shown for a machine client');
+    check(await detail.locator('section.members').isHidden(), 'members are shown for a machine client');
+    const card = detail.locator('article[data-tool="whoami"]');
+    await callTool(card, '{}');
+    await expectText(card.locator('.result'), MACHINE_CLIENT_ID, 'who the server says the caller is');
+    await expectText(card.locator('.result .result-head'), 'OK', 'the outcome');
+    await assertNoKeyOnPage();
+  });
+
+  await step('the edit dialog says a key is stored, never shows it, and sends none unless one is typed', async () => {
+    const dialog = page.locator('#edit-dialog');
+    await rowOf('Robot').getByRole('button', { name: 'Edit Robot' }).click();
+    check(await dialog.getByLabel('Credentials').inputValue() === 'CLIENT_CREDENTIALS', 'Robot is not shown as a machine client');
+    await expectText(dialog.locator('.credentials-hint'), 'machine client gets its own tokens', 'the mode explained');
+    await expectText(dialog.locator('#edit-key-hint'), 'A private key is stored (it is never shown).', 'the stored key');
+    await expectText(dialog.locator('#edit-secret-hint'), 'No secret is stored.', 'no secret');
+    check(await dialog.getByLabel(/OAuth client id/).inputValue() === MACHINE_CLIENT_ID, 'the client id');
+    check(await dialog.getByLabel(/^Private key/).inputValue() === '', 'the key field is filled');
+    check(await dialog.getByLabel('Remove the private key').isEnabled(), 'the key cannot be removed');
+    await assertNoKeyOnPage();
+    await dialog.getByLabel('Description').fill('Reached as a machine');
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await expectText(notice, 'Saved “Robot”.', 'the saved notice');
+    const sent = updateInputs.at(-1);
+    check(JSON.stringify(sent) === '{"description":"Reached as a machine"}', `the update sent ${JSON.stringify(sent)}`);
+    await expectText(cellOf(rowOf('Robot'), 'Authorization'), 'Machine client Authorized', 'still authorized');
+  });
+
+  await step('a key the authorization server does not know leaves the client rejected, shown as such', async () => {
+    await replaceKey('Robot', UNKNOWN_MACHINE_KEY);
+    const sent = updateInputs.at(-1);
+    check(Object.keys(sent).join() === 'oauthClientKey' && sent.oauthClientKey === UNKNOWN_MACHINE_KEY,
+      'the update did not send the new key alone');
+    await expectText(notice, `Saved “Robot”, but its machine client got no token: ${WORDS.status.CLIENT_REJECTED}`, 'the warning');
+    const row = rowOf('Robot');
+    await expectText(cellOf(row, 'Authorization'), 'Machine client No token', 'the machine client\'s state');
+    await expectText(cellOf(row, 'Authorization'), WORDS.status.CLIENT_REJECTED, 'the reason in the schema\'s words');
+    await expectText(cellOf(row, 'Authorization'), 'Check its client id, secret or private key with Edit', 'what to do');
+    await expectText(cellOf(row, 'Token expires'), '—', 'no token, no expiry');
+    check(await row.getByRole('button', { name: 'Connect Robot', exact: true }).count() === 0, 'Connect is offered');
+    const detail = await detailOf(row);
+    await expectText(detail.locator('section.machine'), WORDS.status.CLIENT_REJECTED, 'the reason in the detail');
+    const card = detail.locator('article[data-tool="whoami"]');
+    await callTool(card, '{}');
+    const prompt = card.locator('.reauth');
+    await expectText(prompt, 'No token. The authorization server gave the machine client no token', 'the refusal');
+    await expectText(prompt, 'REAUTH_REQUIRED', 'the error code');
+    check(await prompt.getByRole('button').count() === 0, 'a machine client is offered a way to connect');
+    await assertNoKeyOnPage();
+  });
+
+  await step('pasting the right key again recovers the machine client, and calls work', async () => {
+    await replaceKey('Robot', MACHINE_KEY);
+    await expectText(notice, 'Saved “Robot”.', 'the saved notice');
+    const row = rowOf('Robot');
+    await expectText(cellOf(row, 'Authorization'), 'Machine client Authorized', 'the machine client\'s state');
+    await expectText(cellOf(row, 'Token expires'), /^in \d+ (minutes|hour)/, 'the token expiry');
+    const card = (await detailOf(row)).locator('article[data-tool="whoami"]');
+    await expectText(card.locator('.result'), 'The machine client has a token again. You can call the tool again.', 'the answered prompt');
+    await callTool(card, '{}');
+    await expectText(card.locator('.result'), MACHINE_CLIENT_ID, 'who the server says the caller is');
+    await assertNoKeyOnPage();
+    const overflow = await overflowAt(390);
+    check(overflow <= 1, `the page scrolls sideways by ${overflow}px at 390px with a machine client open`);
   });
 
   await step('screenshot of servers in several states', async () => {

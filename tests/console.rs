@@ -2,13 +2,14 @@
 //! caching), that it takes the words for reasons from the schema, that the OAuth callback page
 //! reports to the console's own origin without any configuration, and — ignored by default
 //! because it needs Chromium — the console driven in a real browser through the OAuth popup
-//! flow (`scripts/e2e.sh` runs it).
+//! flow, per-user accounts and a machine client added with its private key (`scripts/e2e.sh`
+//! runs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::support::fake_as::{AsConfig, FakeAuthServer};
+use crate::support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MachineClient};
 use crate::support::fake_mcp::{
     FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool, whoami_tool,
 };
@@ -21,6 +22,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use switchboard::domain::access::Role;
 use switchboard::domain::oauth::flow::FlowFailureReason;
+use switchboard_testkit::jws::generate_es256_key;
 
 /// The console's files: path, content type.
 const FILES: [(&str, &str); 4] = [
@@ -308,6 +310,9 @@ const KEYED_HEADER_VALUE: &str = "keyed-right-value";
 /// The member who signs in beside the admin, in a tab of their own.
 const MEMBER_NAME: &str = "bea";
 
+/// The machine client the machine-client server is reached with; its `whoami` answers with it.
+const MACHINE_CLIENT_ID: &str = "console-machine";
+
 /// What the browser scenario may ask the test to do to the world mid-way.
 #[derive(Clone)]
 struct Control {
@@ -463,6 +468,21 @@ async fn the_console_in_a_real_browser() {
         ..McpConfig::default()
     })
     .await;
+    // Client credentials: an authorization server that knows one machine client, which signs
+    // its assertions with `machine_key`; the console is given that key, and `unknown_key`,
+    // which the authorization server refuses.
+    let machine_key = generate_es256_key();
+    let unknown_key = generate_es256_key();
+    let machine_auth = FakeAuthServer::start(AsConfig::client_credentials(
+        MachineClient::private_key_jwt(MACHINE_CLIENT_ID, &machine_key),
+    ))
+    .await;
+    let machine = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&machine_auth),
+        tools: vec![whoami_tool()],
+        ..McpConfig::default()
+    })
+    .await;
     let member = t
         .new_member(MEMBER_NAME, t.admin.workspace_id, Role::Viewer)
         .await;
@@ -501,6 +521,10 @@ async fn the_console_in_a_real_browser() {
             ("TEAM_MCP_URL", team.url()),
             ("MEMBER_TOKEN", member.token.clone()),
             ("MEMBER_NAME", MEMBER_NAME.to_owned()),
+            ("MACHINE_MCP_URL", machine.url()),
+            ("MACHINE_CLIENT_ID", MACHINE_CLIENT_ID.to_owned()),
+            ("MACHINE_KEY", machine_key.private_pem.clone()),
+            ("UNKNOWN_MACHINE_KEY", unknown_key.private_pem.clone()),
         ],
     )
     .await;
@@ -535,4 +559,27 @@ async fn the_console_in_a_real_browser() {
             "{subject}'s grant was revoked: {revoked:?}"
         );
     }
+    // The machine client got its tokens by itself, with assertions signed by the key typed
+    // into the form: nobody was sent to authorize it, and its tool answered as the client.
+    assert!(
+        machine_auth.authorize_requests().is_empty(),
+        "nobody authorizes a machine client"
+    );
+    let machine_tokens: Vec<_> = machine_auth
+        .token_requests()
+        .into_iter()
+        .filter(|request| request.grant_type == "client_credentials")
+        .collect();
+    assert!(
+        machine_tokens.len() >= 3,
+        "a token at creation, a refused one with the unknown key, one after recovery: {}",
+        machine_tokens.len()
+    );
+    assert!(
+        machine_tokens
+            .iter()
+            .all(|request| matches!(request.client_auth, ClientAuth::PrivateKeyJwt)),
+        "every token request was signed with a key"
+    );
+    assert!(machine.count("tools/call") >= 2);
 }
