@@ -199,6 +199,16 @@ pub async fn update_for(ctx: &Context, server_id: Uuid, holder: Holder, event: E
         record_for(&mut conn, server_id, holder, event).await
     }
     .await;
+    publish_recorded(ctx, server_id, recorded);
+}
+
+/// Publish what a status write outside a transaction recorded; a storage failure is logged
+/// once, never returned (status bookkeeping never fails the operation that caused it).
+fn publish_recorded(
+    ctx: &Context,
+    server_id: Uuid,
+    recorded: Result<Option<StatusEvent>, DbError>,
+) {
     match recorded {
         Ok(Some(event)) => ctx.events.publish(event),
         Ok(None) => {}
@@ -258,13 +268,7 @@ pub async fn update(
         record_with(&mut conn, server_id, event, also).await
     }
     .await;
-    match recorded {
-        Ok(Some(event)) => ctx.events.publish(event),
-        Ok(None) => {}
-        Err(error) => {
-            tracing::error!(%error, mcp_server.id = %server_id, "cannot record a status change")
-        }
-    }
+    publish_recorded(ctx, server_id, recorded);
 }
 
 /// How many servers are in each (connection status, auth status) pair, for metrics.

@@ -362,22 +362,20 @@ pub async fn disconnect(
             )
             .await?;
         }
-        match which {
-            Disconnect::Mine if per_user => {
-                db::oauth::delete_flow_of(&mut conn, server_id, principal.user_id).await?;
-                let holder = Holder::User(principal.user_id);
-                events.extend(
-                    status::record_for(&mut conn, server_id, holder, Event::Disconnected).await?,
-                );
-            }
-            Disconnect::User(user) => {
+        let member = match which {
+            Disconnect::Mine if per_user => Some(principal.user_id),
+            Disconnect::User(user) => Some(user),
+            Disconnect::Mine | Disconnect::All => None,
+        };
+        match member {
+            Some(user) => {
                 db::oauth::delete_flow_of(&mut conn, server_id, user).await?;
                 let holder = Holder::User(user);
                 events.extend(
                     status::record_for(&mut conn, server_id, holder, Event::Disconnected).await?,
                 );
             }
-            Disconnect::Mine | Disconnect::All => {
+            None => {
                 db::oauth::delete_flows_of_server(&mut conn, server_id).await?;
                 events.extend(status::record(&mut conn, server_id, Event::Disconnected).await?);
                 if grants.is_empty() && !per_user {
