@@ -108,6 +108,19 @@ async fn a_machine_client_with_a_secret_connects_without_anyone() {
         )
         .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+
+    // Dropping its token revokes it as the machine client; the next call gets a new one.
+    t.ok(
+        &t.admin,
+        "mutation($id: ID!) { disconnectMcpOauth(serverId: $id) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let revoked = auth.revocations();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0].subject.as_deref(), Some("machine-client"));
+    assert_eq!(whoami(&t, &id).await.unwrap(), "machine-client");
+    assert_eq!(client_credentials_requests(&auth).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use super::AuthorizationServer;
-use super::registration::client_of_grant;
+use super::RegistrationKind;
+use super::registration::{self, client_of_grant};
 use super::tokens::{open_tokens, post_form};
 use crate::db;
 use crate::db::models::{McpServerRow, OauthGrantRow};
@@ -59,13 +60,19 @@ async fn revoke_inner(ctx: &Context, server: &McpServerRow, grant: &OauthGrantRo
     else {
         return;
     };
-    let Ok(client) = client_of_grant(
-        ctx,
-        server,
-        grant,
-        registration.as_ref(),
-        authorization_server.token_endpoint_auth_methods.as_deref(),
-    ) else {
+    // A machine client's token is revoked by the machine client (a fresh assertion).
+    let client = if grant.registration_kind == Some(RegistrationKind::ClientCredentials) {
+        registration::machine_client(ctx, server, &authorization_server)
+    } else {
+        client_of_grant(
+            ctx,
+            server,
+            grant,
+            registration.as_ref(),
+            authorization_server.token_endpoint_auth_methods.as_deref(),
+        )
+    };
+    let Ok(client) = client else {
         return;
     };
     let candidates = [
