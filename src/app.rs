@@ -178,7 +178,16 @@ impl App {
             metrics: Arc::default(),
             limits: Limits::new(&settings),
             settings,
+            principals: Default::default(),
         };
+        // Other replicas' access changes reach this process's principal cache through the
+        // relay; a restarted follower starts from an empty cache.
+        let (principals, changes) = (context.principals.clone(), context.events.clone());
+        tasks.spawn_service("principal_cache", move || {
+            let principals = principals.clone();
+            let receiver = changes.subscribe_access();
+            async move { crate::domain::access::follow_changes(&principals, receiver).await }
+        });
         Ok(Arc::new(App {
             config,
             tasks,

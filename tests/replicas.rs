@@ -523,3 +523,94 @@ async fn a_replica_that_lost_its_listener_rechecks_its_sockets() {
         None
     );
 }
+
+/// The answer of the server at `addr` to a workspace query with `actor`'s token: the error
+/// code (`HIDDEN` when the workspace is not theirs), or `None` when they see it.
+async fn workspace_code_at(addr: SocketAddr, actor: &Actor) -> Option<String> {
+    let body: Value = reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(&actor.token)
+        .json(
+            &json!({ "query": "query($w: ID!) { workspace(id: $w) { name } }",
+                        "variables": { "w": actor.workspace_id } }),
+        )
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON body");
+    match body["errors"][0]["extensions"]["code"].as_str() {
+        Some(code) => Some(code.to_owned()),
+        // A workspace the caller is not a member of does not exist for them.
+        None if body["data"]["workspace"].is_null() => Some("HIDDEN".to_owned()),
+        None => None,
+    }
+}
+
+/// Poll the server at `addr` until `actor`'s request is refused with `code`; how long it took.
+async fn refused_within(addr: SocketAddr, actor: &Actor, code: &str) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        if workspace_code_at(addr, actor).await.as_deref() == Some(code) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still {:?} after 5 s, not {code}",
+            workspace_code_at(addr, actor).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Principals are cached per replica: a token revoked and a member removed through one replica
+/// stop working on another within a second, not when the cache entry ages out.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_principals_on_another_replica_go_within_a_second() {
+    let t = TestApp::start().await;
+    if !t.app.db.is_postgres() {
+        return;
+    }
+    let b = start_replica(&t).await;
+    let admin = &t.admin;
+    let (holder, token_id) = with_second_token(&t, admin).await;
+    let viewer = t
+        .new_member(
+            "vic",
+            admin.workspace_id,
+            switchboard::domain::access::Role::Viewer,
+        )
+        .await;
+    // Both are cached on the other replica.
+    for _ in 0..3 {
+        assert_eq!(workspace_code_at(b.addr, &holder).await, None);
+        assert_eq!(workspace_code_at(b.addr, &viewer).await, None);
+    }
+
+    t.ok(
+        admin,
+        "mutation($id: ID!) { revokeApiToken(id: $id) { revokedAt } }",
+        json!({ "id": token_id }),
+    )
+    .await;
+    let took = refused_within(b.addr, &holder, "UNAUTHENTICATED").await;
+    assert!(
+        took < Duration::from_secs(1),
+        "the revoked token worked for {took:?}"
+    );
+
+    t.ok(
+        admin,
+        "mutation($w: ID!, $u: ID!) { removeWorkspaceMember(workspaceId: $w, userId: $u) }",
+        json!({ "w": admin.workspace_id, "u": viewer.user_id }),
+    )
+    .await;
+    let took = refused_within(b.addr, &viewer, "HIDDEN").await;
+    assert!(
+        took < Duration::from_secs(1),
+        "the removed member stayed for {took:?}"
+    );
+    // The admin, whose access did not change, is still served.
+    assert_eq!(workspace_code_at(b.addr, admin).await, None);
+}

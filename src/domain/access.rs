@@ -120,34 +120,179 @@ pub fn bearer_token(header: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Authenticate an API token: `Unauthenticated` unless it is a live token.
+/// How long a cached principal is used without reading it again: the backstop for a change
+/// that no event announced (an operator's command on another process of a SQLite deployment).
+pub const PRINCIPAL_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Principals cached at most; past that the cache starts over.
+const PRINCIPALS_KEPT: usize = 10_000;
+
+/// Authenticated principals by token hash, so a request costs no database read for its token.
+///
+/// Invariants:
+/// - An entry is used for at most [`PRINCIPAL_MAX_AGE`] after it was read.
+/// - Every access change drops what it concerns before it is published ([`publish_change`]
+///   on this process; the `principal_cache` service for the other replicas' changes, relayed
+///   through PostgreSQL): a revoked token, or every token of a user whose membership changed.
+///   Changes that may have been missed (`Recheck`) drop everything.
+/// - Only the token's hash is kept, never the token.
+#[derive(Default)]
+pub struct PrincipalCache {
+    entries: std::sync::Mutex<HashMap<String, CachedPrincipal>>,
+}
+
+struct CachedPrincipal {
+    principal: Principal,
+    read_at: std::time::Instant,
+    last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl PrincipalCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedPrincipal>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, hash: &str) -> Option<(Principal, Option<chrono::DateTime<chrono::Utc>>)> {
+        let entries = self.entries();
+        let cached = entries.get(hash)?;
+        (cached.read_at.elapsed() < PRINCIPAL_MAX_AGE)
+            .then(|| (cached.principal.clone(), cached.last_used_at))
+    }
+
+    fn put(
+        &self,
+        hash: String,
+        principal: Principal,
+        last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) {
+        let mut entries = self.entries();
+        if entries.len() >= PRINCIPALS_KEPT {
+            entries.retain(|_, cached| cached.read_at.elapsed() < PRINCIPAL_MAX_AGE);
+            if entries.len() >= PRINCIPALS_KEPT {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            hash,
+            CachedPrincipal {
+                principal,
+                read_at: std::time::Instant::now(),
+                last_used_at,
+            },
+        );
+    }
+
+    fn forget_hash(&self, hash: &str) {
+        self.entries().remove(hash);
+    }
+
+    fn touched(&self, hash: &str, at: chrono::DateTime<chrono::Utc>) {
+        if let Some(cached) = self.entries().get_mut(hash) {
+            cached.last_used_at = Some(at);
+        }
+    }
+
+    /// Drop what an access change concerns; `None` (changes may have been missed) drops all.
+    pub fn forget(&self, change: Option<&AccessEvent>) {
+        let mut entries = self.entries();
+        match change {
+            Some(AccessEvent::TokenRevoked { token_id, .. }) => {
+                entries.retain(|_, cached| cached.principal.token_id != *token_id);
+            }
+            Some(change) => {
+                let user_id = change.user_id();
+                entries.retain(|_, cached| cached.principal.user_id != user_id);
+            }
+            None => entries.clear(),
+        }
+    }
+
+    /// How many principals are cached.
+    pub fn len(&self) -> usize {
+        self.entries().len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.entries().is_empty()
+    }
+}
+
+/// Publish an access change: this process's cached principals it concerns go first, so the
+/// next request here is checked against the database; the other replicas drop theirs when the
+/// change reaches them.
+pub fn publish_change(ctx: &Context, change: AccessEvent) {
+    ctx.principals.forget(Some(&change));
+    ctx.events.publish_access(change);
+}
+
+/// Follow the access changes of every replica into the principal cache, until the bus closes.
+/// A subscriber that fell behind, or a (re)start, drops everything.
+pub async fn follow_changes(
+    principals: &PrincipalCache,
+    mut changes: tokio::sync::broadcast::Receiver<AccessSignal>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    principals.forget(None);
+    loop {
+        match changes.recv().await {
+            Ok(AccessSignal::Changed(change)) => principals.forget(Some(&change)),
+            Ok(AccessSignal::Recheck) | Err(RecvError::Lagged(_)) => principals.forget(None),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Authenticate an API token: `Unauthenticated` unless it is a live token. The principal is
+/// cached (see [`PrincipalCache`]).
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Principal> {
+    authenticate_with(ctx, token, true).await
+}
+
+/// [`authenticate`] against the database whatever is cached (and caching the answer): what a
+/// long-lived session uses before each operation, so a change no event announced still stops
+/// it.
+pub async fn authenticate_fresh(ctx: &Context, token: &str) -> Result<Principal> {
+    authenticate_with(ctx, token, false).await
+}
+
+async fn authenticate_with(ctx: &Context, token: &str, cached: bool) -> Result<Principal> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 256 {
         return Err(Error::Unauthenticated);
     }
     let hash = sha256_hex(token);
+    let now = db::now();
+    if cached && let Some((principal, last_used_at)) = ctx.principals.get(&hash) {
+        if last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL) {
+            let mut conn = ctx.db.conn().await?;
+            db::access::touch_token(&mut conn, principal.token_id, DbTime(now)).await?;
+            ctx.principals.touched(&hash, now);
+        }
+        return Ok(principal);
+    }
     let mut conn = ctx.db.conn().await?;
     let Some((token_row, user, members)) =
         db::access::find_live_token_with_memberships(&mut conn, &hash).await?
     else {
+        ctx.principals.forget_hash(&hash);
         return Err(Error::Unauthenticated);
     };
     let memberships = members
         .into_iter()
         .map(|m| (m.workspace_id.0, m.role))
         .collect();
-    let now = db::now();
-    if token_row
-        .last_used_at
-        .is_none_or(|at| now - at.0 > TOUCH_INTERVAL)
-    {
+    let mut last_used_at = token_row.last_used_at.map(|t| t.0);
+    if last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL) {
         db::access::touch_token(&mut conn, token_row.id.0, DbTime(now)).await?;
+        last_used_at = Some(now);
     }
-    Ok(Principal {
+    let principal = Principal {
         user_id: user.id.0,
         token_id: token_row.id.0,
         memberships,
-    })
+    };
+    ctx.principals.put(hash, principal.clone(), last_used_at);
+    Ok(principal)
 }
 
 #[cfg(test)]
@@ -173,6 +318,44 @@ mod tests {
             principal.require(Uuid::now_v7(), Role::Viewer),
             Err(Error::NotFound)
         ));
+    }
+
+    #[test]
+    fn access_changes_drop_exactly_what_they_concern() {
+        let cache = PrincipalCache::default();
+        let (ana, bo) = (Uuid::now_v7(), Uuid::now_v7());
+        let ws = Uuid::now_v7();
+        let principal = |user_id| Principal {
+            user_id,
+            token_id: Uuid::now_v7(),
+            memberships: HashMap::from([(ws, Role::Viewer)]),
+        };
+        let (ana1, ana2, bo1) = (principal(ana), principal(ana), principal(bo));
+        cache.put("a1".into(), ana1.clone(), None);
+        cache.put("a2".into(), ana2, None);
+        cache.put("b1".into(), bo1, None);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.get("a1").unwrap().0.token_id, ana1.token_id);
+
+        cache.forget(Some(&AccessEvent::TokenRevoked {
+            user_id: ana,
+            token_id: ana1.token_id,
+        }));
+        assert!(cache.get("a1").is_none(), "the revoked token");
+        assert!(cache.get("a2").is_some() && cache.get("b1").is_some());
+
+        cache.forget(Some(&AccessEvent::MemberRemoved {
+            workspace_id: ws,
+            user_id: bo,
+        }));
+        assert!(
+            cache.get("b1").is_none(),
+            "every token of the removed member"
+        );
+        assert!(cache.get("a2").is_some());
+
+        cache.forget(None);
+        assert!(cache.is_empty(), "missed changes drop everything");
     }
 
     #[test]

@@ -88,12 +88,21 @@ pub async fn create_user(ctx: &Context, name: &str) -> Result<UserRow> {
 pub async fn create_workspace(ctx: &Context, name: &str, admin: Uuid) -> Result<WorkspaceRow> {
     let name = validate_label("name", name)?;
     let mut conn = ctx.db.conn().await?;
-    transaction!(conn, {
+    let workspace = transaction!(conn, {
         if db::access::find_user(&mut conn, admin).await?.is_none() {
             return Err(bad_input("admin", "no such user"));
         }
         insert_workspace(&mut conn, &name, admin).await
-    })
+    })?;
+    super::access::publish_change(
+        ctx,
+        super::access::AccessEvent::RoleChanged {
+            workspace_id: workspace.id.0,
+            user_id: admin,
+            role: Role::Admin,
+        },
+    );
+    Ok(workspace)
 }
 
 /// Add a user to a workspace with a role, or change their role.
@@ -125,7 +134,17 @@ pub async fn add_member(
         )
         .await?;
         Ok::<_, Error>(())
-    })
+    })?;
+    // Sessions and cached principals of the user see the new role.
+    super::access::publish_change(
+        ctx,
+        super::access::AccessEvent::RoleChanged {
+            workspace_id,
+            user_id,
+            role,
+        },
+    );
+    Ok(())
 }
 
 /// Create a token for a user.

@@ -40,6 +40,8 @@ pub struct Context {
     pub limits: Limits,
     /// The settings the domain reads.
     pub settings: Settings,
+    /// Authenticated callers by token hash, dropped on every access change.
+    pub principals: Arc<super::access::PrincipalCache>,
 }
 
 /// The part of the configuration the domain reads, and nothing more.

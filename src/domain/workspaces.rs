@@ -88,6 +88,15 @@ pub async fn create(ctx: &Context, principal: &Principal, name: &str) -> Result<
         .await?;
         Ok::<_, Error>(workspace)
     })?;
+    // The creator's role in it is a change of their access like any other.
+    super::access::publish_change(
+        ctx,
+        AccessEvent::RoleChanged {
+            workspace_id: workspace.id.0,
+            user_id: principal.user_id,
+            role: Role::Admin,
+        },
+    );
     Ok(workspace)
 }
 
@@ -137,11 +146,14 @@ pub async fn add_member(
         .await?;
         Ok::<_, Error>(member)
     })?;
-    ctx.events.publish_access(AccessEvent::RoleChanged {
-        workspace_id,
-        user_id,
-        role,
-    });
+    super::access::publish_change(
+        ctx,
+        AccessEvent::RoleChanged {
+            workspace_id,
+            user_id,
+            role,
+        },
+    );
     Ok(member)
 }
 
@@ -171,10 +183,13 @@ pub async fn remove_member(
         Ok::<_, Error>(withdrawn)
     })?;
     drop(conn);
-    ctx.events.publish_access(AccessEvent::MemberRemoved {
-        workspace_id,
-        user_id,
-    });
+    super::access::publish_change(
+        ctx,
+        AccessEvent::MemberRemoved {
+            workspace_id,
+            user_id,
+        },
+    );
     revoke_withdrawn(ctx, user_id, withdrawn).await;
     Ok(())
 }
@@ -244,10 +259,13 @@ pub async fn remove_member_as_operator(
         Ok::<_, Error>(withdrawn)
     })?;
     drop(conn);
-    ctx.events.publish_access(AccessEvent::MemberRemoved {
-        workspace_id,
-        user_id,
-    });
+    super::access::publish_change(
+        ctx,
+        AccessEvent::MemberRemoved {
+            workspace_id,
+            user_id,
+        },
+    );
     revoke_withdrawn(ctx, user_id, withdrawn).await;
     Ok(())
 }
@@ -302,10 +320,13 @@ pub async fn revoke_token(ctx: &Context, principal: &Principal, id: Uuid) -> Res
     if !db::access::revoke_token(&mut conn, id, principal.user_id, DbTime(db::now())).await? {
         return Err(Error::NotFound);
     }
-    ctx.events.publish_access(AccessEvent::TokenRevoked {
-        user_id: principal.user_id,
-        token_id: id,
-    });
+    super::access::publish_change(
+        ctx,
+        AccessEvent::TokenRevoked {
+            user_id: principal.user_id,
+            token_id: id,
+        },
+    );
     let tokens = db::access::tokens_of(&mut conn, principal.user_id).await?;
     tokens
         .into_iter()

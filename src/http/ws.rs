@@ -317,7 +317,7 @@ impl Sockets {
                 .push(*id);
         }
         for (token, ids) in tokens.into_values() {
-            let checked = access::authenticate(app, token.expose()).await;
+            let checked = access::authenticate_fresh(app, token.expose()).await;
             let mut registry = self.registry();
             match checked {
                 Ok(principal) => {
@@ -701,7 +701,7 @@ impl Driver {
             );
             return self.refuse(&id, message, "RATE_LIMITED").await;
         }
-        let principal = match access::authenticate(&self.app, session.token.expose()).await {
+        let principal = match access::authenticate_fresh(&self.app, session.token.expose()).await {
             Ok(principal) => principal,
             Err(domain::Error::Unauthenticated) => return Step::Close(Close::REVOKED),
             Err(error) => {
