@@ -69,11 +69,14 @@ async fn every_http_failure_is_a_graphql_error_with_a_code() {
         ..Default::default()
     })
     .await;
+    // One connection per request: a body refused before it was read ends its connection, which
+    // a pooled client could otherwise pick up again for the next request.
     let post = |body: reqwest::Body, content_type: &'static str| {
         t.http
             .post(t.url("/graphql"))
             .bearer_auth(&t.admin.token)
             .header("content-type", content_type)
+            .header("connection", "close")
             .body(body)
             .send()
     };
