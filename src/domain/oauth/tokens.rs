@@ -553,9 +553,9 @@ async fn refresh_leased(
             let client = matches!(error, OauthError::InvalidClient);
             grant.tokens_sealed = None;
             grant.access_expires_at = None;
-            let forget_registration =
-                client && grant.registration_kind != Some(RegistrationKind::PreRegistered);
-            if forget_registration {
+            // A rejected client that is not pre-registered is registered afresh by the next
+            // flow (its registration is deleted with the save below), after a new discovery.
+            if client && grant.registration_kind != Some(RegistrationKind::PreRegistered) {
                 ctx.oauth.forget_discovery(server_id);
             }
             grant.token_generation = grant.token_generation.saturating_add(1);
