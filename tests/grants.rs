@@ -310,6 +310,13 @@ async fn no_mutation_lets_one_member_use_or_remove_another_members_grant() {
     let w = per_user().await;
     w.connect(&w.alice, "alice-upstream").await;
     let alice_refreshes = w.auth.refresh_count_for("alice-upstream");
+    let with_a_token = |mcp: &FakeMcpServer| {
+        mcp.requests()
+            .iter()
+            .filter(|r| r.headers.contains_key("authorization"))
+            .count()
+    };
+    let before_bob = with_a_token(&w.mcp);
 
     // Bob, an editor, has no grant: every way of reaching the server with credentials is
     // refused or acts as nobody, and none touches alice's grant.
@@ -345,7 +352,13 @@ async fn no_mutation_lets_one_member_use_or_remove_another_members_grant() {
             .await;
     assert_eq!(error_code(&body), Some("FORBIDDEN"), "{body}");
 
-    // Every upstream request made with a token carried alice's token only when alice called.
+    // None of bob's attempts reached the server with a token.
+    assert_eq!(
+        with_a_token(&w.mcp),
+        before_bob,
+        "bob's attempts sent no token"
+    );
+    // And every token that ever reached it is alice's.
     assert_eq!(w.whoami(&w.alice).await.unwrap(), "alice-upstream");
     let subjects: Vec<Option<String>> = w
         .mcp
@@ -358,7 +371,7 @@ async fn no_mutation_lets_one_member_use_or_remove_another_members_grant() {
         subjects
             .iter()
             .all(|s| s.as_deref() == Some("alice-upstream")),
-        "only alice's calls carried a token: {subjects:?}"
+        "only alice's token reached the server: {subjects:?}"
     );
     assert_eq!(w.auth.refresh_count_for("alice-upstream"), alice_refreshes);
     assert!(

@@ -11,24 +11,16 @@ use super::schema::{mcp_oauth_flows, mcp_oauth_grants, mcp_oauth_registrations, 
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
-/// What the API shows of the grants of these servers that `user` can see as theirs: the
-/// shared grants, and `user`'s own (none when `user` is `None`), in one query.
-pub async fn grant_summaries(
+/// What the API shows of the workspace's shared grants of these servers, in one query.
+pub async fn shared_grant_summaries(
     conn: &mut DbConn,
     ids: &[Uuid],
-    user: Option<Uuid>,
 ) -> Result<Vec<GrantSummary>, DbError> {
     let ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
-    // A nil id matches no user: `None` sees only shared grants.
-    let user = DbUuid(user.unwrap_or(Uuid::nil()));
     Ok(with_conn!(conn, |c| {
         mcp_oauth_grants::table
             .filter(mcp_oauth_grants::server_id.eq_any(&ids))
-            .filter(
-                mcp_oauth_grants::user_id
-                    .is_null()
-                    .or(mcp_oauth_grants::user_id.eq(user)),
-            )
+            .filter(mcp_oauth_grants::user_id.is_null())
             .select(GrantSummary::as_select())
             .load(c)
             .await
@@ -522,32 +514,6 @@ pub async fn user_grants_in_workspace(
             .inner_join(mcp_servers::table)
             .filter(mcp_oauth_grants::user_id.eq(DbUuid(user_id)))
             .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
-            .select(OauthGrantRow::as_select())
-            .load(c)
-            .await
-    })?)
-}
-
-/// Every grant `user_id` holds, in any workspace.
-pub async fn user_grants(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<OauthGrantRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        mcp_oauth_grants::table
-            .filter(mcp_oauth_grants::user_id.eq(DbUuid(user_id)))
-            .select(OauthGrantRow::as_select())
-            .load(c)
-            .await
-    })?)
-}
-
-/// Every per-user grant of one server.
-pub async fn all_user_grants_of_server(
-    conn: &mut DbConn,
-    server_id: Uuid,
-) -> Result<Vec<OauthGrantRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        mcp_oauth_grants::table
-            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
-            .filter(mcp_oauth_grants::user_id.is_not_null())
             .select(OauthGrantRow::as_select())
             .load(c)
             .await

@@ -130,19 +130,6 @@ impl SessionPool {
         drop(removed);
     }
 
-    /// Forget every session opened with `user`'s own grants (they left a workspace).
-    pub fn forget_user(&self, user_id: Uuid) {
-        let mut removed = Vec::new();
-        lock(&self.slots).retain(|key, slot| {
-            let theirs = key.user == Some(user_id);
-            if theirs {
-                removed.push(Arc::clone(slot));
-            }
-            !theirs
-        });
-        drop(removed);
-    }
-
     /// How many servers have a session kept open.
     pub fn open_sessions(&self) -> usize {
         let slots: Vec<Arc<Slot>> = lock(&self.slots).values().cloned().collect();

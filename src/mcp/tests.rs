@@ -594,8 +594,8 @@ async fn sessions_are_kept_per_grant_and_capped_least_recently_used_first() {
         "the shared one was opened again"
     );
 
-    // A user who leaves takes their sessions with them, and only theirs.
-    pool.forget_user(alice);
+    // A withdrawn grant takes its session with it, and only its own.
+    pool.forget_key(key(Some(alice)));
     assert_eq!(pool.open_sessions(), 2);
     pool.forget(server_id);
     assert_eq!(pool.open_sessions(), 0);

@@ -31,11 +31,7 @@ pub async fn refresh_server(
     server_id: Uuid,
 ) -> Result<McpServerRow> {
     let user_id = outbound.user_id();
-    let role = match servers::load(ctx, server_id).await?.credential_mode {
-        servers::CredentialMode::PerUser => Role::Viewer,
-        _ => Role::Editor,
-    };
-    let server = find(ctx, outbound, server_id, role).await?;
+    let server = find(ctx, outbound, server_id, servers::own_grant_role).await?;
     catalogue::check(ctx, &server, servers::holder(&server, user_id)).await?;
     servers::load(ctx, server_id).await
 }
@@ -79,7 +75,7 @@ async fn call_tool_inner(
     arguments: Option<Value>,
 ) -> Result<ToolCallOutcome> {
     let user_id = outbound.user_id();
-    let server = find(ctx, outbound, server_id, Role::Viewer).await?;
+    let server = find(ctx, outbound, server_id, |_| Role::Viewer).await?;
     // On a per-user server the call acts as the caller upstream, with their own grant and
     // their own session, or not at all.
     let holder = servers::holder(&server, user_id);
@@ -195,16 +191,17 @@ async fn fail(
     }
 }
 
-/// The server, once the caller is known to hold `role` in its workspace, the workspace's rate
-/// limit admits one more outbound operation and the server is enabled.
+/// The server, once the caller is known to hold the role `role` names for it in its
+/// workspace, the workspace's rate limit admits one more outbound operation and the server is
+/// enabled.
 async fn find(
     ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
-    role: Role,
+    role: impl FnOnce(&McpServerRow) -> Role,
 ) -> Result<McpServerRow> {
     let server = servers::load(ctx, server_id).await?;
-    outbound.require(server.workspace_id.0, role)?;
+    outbound.require(server.workspace_id.0, role(&server))?;
     servers::ensure_enabled(&server)?;
     Ok(server)
 }

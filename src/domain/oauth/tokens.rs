@@ -349,6 +349,18 @@ async fn machine_grant(ctx: &Context, server: &McpServerRow) -> Result<OauthGran
         .ok_or(OauthError::NotAuthorized)
 }
 
+/// A client-credentials token request, as sent.
+struct MachineRequest {
+    /// The authorization server asked.
+    authorization_server: AuthorizationServer,
+    /// The `resource` sent.
+    resource: String,
+    /// The `scope` sent, if any.
+    scope: Option<String>,
+    /// How the client authenticated.
+    auth_method: &'static str,
+}
+
 /// How a grant is renewed.
 enum Renewal {
     /// With its refresh token.
@@ -476,9 +488,8 @@ async fn refresh_leased(
         }
         None => None,
     };
-    // What a client-credentials renewal found out about the authorization server, kept on the
-    // grant when the token comes.
-    let mut machine: Option<(AuthorizationServer, String, Option<String>, &'static str)> = None;
+    // What a client-credentials renewal asked for, kept on the grant when the token comes.
+    let mut machine: Option<MachineRequest> = None;
     let requested = async {
         let refresh_token = match renewal {
             Renewal::RefreshToken(token) => token,
@@ -500,12 +511,12 @@ async fn refresh_leased(
                 if let Some(scope) = &scope {
                     form.push(("scope", scope.clone()));
                 }
-                machine = Some((
-                    discovery.server.clone(),
-                    discovery.resource.clone(),
+                machine = Some(MachineRequest {
+                    authorization_server: discovery.server.clone(),
+                    resource: discovery.resource.clone(),
                     scope,
-                    client.auth_method.as_str(),
-                ));
+                    auth_method: client.auth_method.as_str(),
+                });
                 return token_request(ctx, &discovery.server, &client, form).await;
             }
         };
@@ -535,14 +546,15 @@ async fn refresh_leased(
     let (outcome, event): (Result<(), OauthError>, Event) = match requested {
         Ok(response) => {
             let scopes = match &machine {
-                Some((authorization_server, resource, scope, _)) => {
-                    grant.issuer = Some(authorization_server.issuer.clone());
-                    grant.authorization_server = serde_json::to_string(authorization_server).ok();
-                    grant.resource = Some(resource.clone());
+                Some(asked) => {
+                    grant.issuer = Some(asked.authorization_server.issuer.clone());
+                    grant.authorization_server =
+                        serde_json::to_string(&asked.authorization_server).ok();
+                    grant.resource = Some(asked.resource.clone());
                     grant.registration_kind = Some(RegistrationKind::ClientCredentials);
-                    grant.requested_scopes = scope.clone();
+                    grant.requested_scopes = asked.scope.clone();
                     grant.granted_scopes = None;
-                    scope.clone()
+                    asked.scope.clone()
                 }
                 None => grant.granted_scopes.clone(),
             };
@@ -584,9 +596,9 @@ async fn refresh_leased(
             // the registration it is.
             if wrote
                 && outcome.is_ok()
-                && let Some((authorization_server, _, _, method)) = &machine
+                && let Some(asked) = &machine
             {
-                let issuer = &authorization_server.issuer;
+                let issuer = &asked.authorization_server.issuer;
                 db::servers::bind_client_issuer(&mut conn, server_id, issuer).await?;
                 if db::oauth::find_registration(&mut conn, server_id, issuer)
                     .await?
@@ -599,7 +611,7 @@ async fn refresh_leased(
                         issuer: issuer.clone(),
                         kind: RegistrationKind::ClientCredentials,
                         client_information_sealed: None,
-                        token_endpoint_auth_method: Some((*method).to_owned()),
+                        token_endpoint_auth_method: Some(asked.auth_method.to_owned()),
                         created_at: now,
                         updated_at: now,
                     };

@@ -728,6 +728,16 @@ pub fn holder(server: &McpServerRow, user_id: Uuid) -> Holder {
     }
 }
 
+/// The role needed to authorize, refresh or disconnect with the grant a caller uses on this
+/// server: any member for their own on a per-user server, an editor for what the workspace
+/// shares.
+pub fn own_grant_role(server: &McpServerRow) -> Role {
+    match server.credential_mode {
+        CredentialMode::PerUser => Role::Viewer,
+        CredentialMode::Shared | CredentialMode::ClientCredentials => Role::Editor,
+    }
+}
+
 /// Whether two stored URLs share scheme, host and port.
 fn same_origin(a: &str, b: &str) -> bool {
     match (Url::parse(a), Url::parse(b)) {

@@ -24,6 +24,22 @@ pub async fn oauth_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, O
     Ok(oauth_views(&mut conn, ids, true).await?)
 }
 
+/// The OAuth view of each server that has one of these grants (no flow known yet).
+fn views_of(grants: Vec<GrantSummary>) -> HashMap<Uuid, OauthView> {
+    grants
+        .into_iter()
+        .map(|grant| {
+            (
+                grant.server_id.0,
+                OauthView {
+                    grant: Some(grant),
+                    flow_in_progress: false,
+                },
+            )
+        })
+        .collect()
+}
+
 /// One user's own authorization of each of these servers (their grant, and whether their flow
 /// is pending), in two queries. Servers with neither are absent. The caller has checked that
 /// the servers are in workspaces `user_id` belongs to.
@@ -33,20 +49,7 @@ pub async fn own_oauth_by_ids(
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, OauthView>> {
     let mut conn = ctx.db.conn().await?;
-    let mut views: HashMap<Uuid, OauthView> =
-        db::oauth::own_grant_summaries(&mut conn, ids, user_id)
-            .await?
-            .into_iter()
-            .map(|g| {
-                (
-                    g.server_id.0,
-                    OauthView {
-                        grant: Some(g),
-                        flow_in_progress: false,
-                    },
-                )
-            })
-            .collect();
+    let mut views = views_of(db::oauth::own_grant_summaries(&mut conn, ids, user_id).await?);
     let now = DbTime(db::now());
     for id in db::oauth::servers_with_own_live_flows(&mut conn, ids, user_id, now).await? {
         views.entry(id).or_default().flow_in_progress = true;
@@ -154,19 +157,7 @@ pub async fn oauth_views(
     ids: &[Uuid],
     in_progress: bool,
 ) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
-    let mut views: HashMap<Uuid, OauthView> = db::oauth::grant_summaries(conn, ids, None)
-        .await?
-        .into_iter()
-        .map(|g| {
-            (
-                g.server_id.0,
-                OauthView {
-                    grant: Some(g),
-                    flow_in_progress: false,
-                },
-            )
-        })
-        .collect();
+    let mut views = views_of(db::oauth::shared_grant_summaries(conn, ids).await?);
     let asked: Vec<Uuid> = if in_progress {
         ids.to_vec()
     } else {

@@ -298,7 +298,7 @@ pub async fn disconnect(
     server_id: Uuid,
     which: Disconnect,
 ) -> Result<McpServerRow> {
-    let (server, grants) = {
+    let (server, member, per_user, grants) = {
         let mut conn = ctx.db.conn().await?;
         let server = db::servers::find(&mut conn, server_id)
             .await?
@@ -309,37 +309,33 @@ pub async fn disconnect(
             other => other,
         };
         let role = match which {
-            Disconnect::Mine if per_user => Role::Viewer,
-            Disconnect::Mine => Role::Editor,
-            Disconnect::User(_) | Disconnect::All if per_user => Role::Admin,
-            Disconnect::All => Role::Editor,
+            Disconnect::Mine => servers::own_grant_role(&server),
             Disconnect::User(_) => Role::Admin,
+            Disconnect::All if per_user => Role::Admin,
+            Disconnect::All => Role::Editor,
         };
         outbound.require(server.workspace_id.0, role)?;
-        let grants = match which {
-            Disconnect::User(_) if !per_user => {
-                return Err(bad_input(
-                    "userId",
-                    "this server has one shared grant; members do not hold their own",
-                ));
-            }
-            Disconnect::Mine if per_user => {
-                db::oauth::find_grant(&mut conn, server_id, Some(principal.user_id))
-                    .await?
-                    .into_iter()
-                    .collect()
-            }
-            Disconnect::User(user) => db::oauth::find_grant(&mut conn, server_id, Some(user))
+        if matches!(which, Disconnect::User(_)) && !per_user {
+            return Err(bad_input(
+                "userId",
+                "this server has one shared grant; members do not hold their own",
+            ));
+        }
+        // The member whose own grant goes, or `None` for every grant of the server.
+        let member = match which {
+            Disconnect::Mine if per_user => Some(principal.user_id),
+            Disconnect::User(user) => Some(user),
+            Disconnect::Mine | Disconnect::All => None,
+        };
+        let grants = match member {
+            Some(user) => db::oauth::find_grant(&mut conn, server_id, Some(user))
                 .await?
                 .into_iter()
                 .collect(),
-            Disconnect::Mine | Disconnect::All => {
-                db::oauth::grants_of_server(&mut conn, server_id).await?
-            }
+            None => db::oauth::grants_of_server(&mut conn, server_id).await?,
         };
-        (server, (grants, which, per_user))
+        (server, member, per_user, grants)
     };
-    let (grants, which, per_user) = grants;
     // No connection is held while the authorization server answers.
     for grant in &grants {
         super::revoke::revoke_grant(ctx, &server, grant).await;
@@ -362,11 +358,6 @@ pub async fn disconnect(
             )
             .await?;
         }
-        let member = match which {
-            Disconnect::Mine if per_user => Some(principal.user_id),
-            Disconnect::User(user) => Some(user),
-            Disconnect::Mine | Disconnect::All => None,
-        };
         match member {
             Some(user) => {
                 db::oauth::delete_flow_of(&mut conn, server_id, user).await?;

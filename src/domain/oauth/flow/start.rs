@@ -13,7 +13,7 @@ use crate::db::models::{FlowRow, McpServerRow};
 use crate::db::sealed;
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::Context;
-use crate::domain::access::{Principal, Role};
+use crate::domain::access::Principal;
 use crate::domain::lifecycle::Event;
 use crate::domain::limits::Outbound;
 use crate::domain::oauth::challenge::Challenge;
@@ -42,11 +42,7 @@ pub async fn start(
         let server = db::servers::find(&mut conn, server_id)
             .await?
             .ok_or(Error::NotFound)?;
-        let role = match server.credential_mode {
-            CredentialMode::PerUser => Role::Viewer,
-            CredentialMode::Shared | CredentialMode::ClientCredentials => Role::Editor,
-        };
-        outbound.require(server.workspace_id.0, role)?;
+        outbound.require(server.workspace_id.0, servers::own_grant_role(&server))?;
         servers::ensure_enabled(&server)?;
         // A server whose auth type is not known yet is asked first.
         let server = if server.auth_type == AuthType::Undetected {
