@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the official MCP conformance suite (client side) against `switchboard connect`.
 #
-#   scripts/conformance.sh [--install-only] [SUITE...]      (default suites: auth backcompat draft)
+#   scripts/conformance.sh [--install-only] [SUITE...]
+#                          (default: auth backcompat draft 2026-07-28)
 #
 # 1. Installs, idempotently, into .tools/ at the repo root (git-ignored):
 #      .tools/node22             npm package node@$NODE_VERSION (the CLI needs Node >= 22)
@@ -20,6 +21,11 @@
 #      conformance client --command ... --scenario auth/basic-cimd --spec-version 2025-11-25 \
 #                         -o target/conformance/auth-$CONFORMANCE_NEXT_VERSION
 #    and prints a per-scenario summary from the checks.json files written there.
+#    The suite name 2026-07-28 runs, with $CONFORMANCE_NEXT_VERSION, every scenario the
+#    revision 2026-07-28 requires (`--requirements 2026-07-28`, at that revision's wire
+#    protocol), plus the extension scenarios the CLI runs with them unscored. Every scored
+#    scenario must pass, and so must the client-credentials extension; the unscored scenarios
+#    of NOT_IMPLEMENTED below are shown but do not fail the run.
 #
 # Exits non-zero if any scenario of any run failed. A scenario fails when any of
 # its checks is FAILURE *or WARNING* (that is the CLI's own rule), or when it wrote
@@ -33,7 +39,7 @@ set -euo pipefail
 
 NODE_VERSION=22.23.3
 CONFORMANCE_VERSION=0.1.16
-DEFAULT_SUITES=(auth backcompat draft)
+DEFAULT_SUITES=(auth backcompat draft 2026-07-28)
 
 # Expected failures of the $CONFORMANCE_VERSION suites, one per line:
 #   SUITE SCENARIO CHECK-THAT-WARNS CHECKS-THAT-MUST-SUCCEED(comma-separated)
@@ -70,6 +76,22 @@ CONFORMANCE_NEXT_VERSION=0.2.0-alpha.12
 NEXT_SUITE=auth
 NEXT_SCENARIO=auth/basic-cimd
 NEXT_SPEC_VERSION=2025-11-25
+
+# The revision whose required scenarios the suite named after it runs (with
+# $CONFORMANCE_NEXT_VERSION).
+REQUIREMENTS=2026-07-28
+
+# Scenarios the CLI runs with the $REQUIREMENTS requirements but does not score, for
+# capabilities Switchboard does not have (yet). They are listed in the summary as NOSCORE and
+# do not fail the run; every other scenario, the client-credentials extension included, must
+# pass.
+#   auth/enterprise-managed-authorization  the ID-JAG token exchange (enterprise SSO)
+#   auth/dpop, auth/dpop-nonce             DPoP-bound tokens
+#   auth/wif-jwt-bearer                    workload identity JWTs as a jwt-bearer grant
+#   json-schema-2020-12-preservation       added after the release; its mock wants the client
+#                                          to call a tool with another tool's schema as the
+#                                          argument, which `connect` has no option for
+NOT_IMPLEMENTED='auth/enterprise-managed-authorization auth/dpop auth/dpop-nonce auth/wif-jwt-bearer json-schema-2020-12-preservation'
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -178,11 +200,13 @@ install_tools() {
 # expected failure of this run: "SCENARIO CHECK-THAT-WARNS CHECKS-THAT-MUST-SUCCEED".
 # A scenario passes with no FAILURE and no WARNING check; a listed scenario counts as an
 # expected failure only when it fails exactly as listed, and as failed otherwise, also when
-# it passes. An unreadable or missing checks.json is a failure.
+# it passes. An unreadable or missing checks.json is a failure. A failing scenario named in
+# $UNSCORED (space-separated) is NOSCORE, not a failure.
 summarize() {
-    python3 - "$@" <<'PY'
+    UNSCORED="${UNSCORED:-}" python3 - "$@" <<'PY'
 import json, os, re, sys
 root, expected = sys.argv[1], int(sys.argv[2])
+unscored = set(os.environ.get("UNSCORED", "").split())
 xfail = {}
 for spec in sys.argv[3:]:
     scenario, warns, succeed = spec.split()
@@ -222,12 +246,16 @@ for dirpath, _, files in os.walk(root):
             bad.insert(0, f"expected to fail with only WARNING {warns}"
                        + (f" and SUCCESS {', '.join(sorted(succeed))}" if succeed else "")
                        + (f"; no SUCCESS {', '.join(missing)}" if missing else ""))
+    if verdict == "FAIL" and name in unscored:
+        verdict = "NOSCORE"
     rows.append((name, verdict, count("SUCCESS"), count("FAILURE"), count("WARNING"), bad))
-tally = {"PASS": 0, "FAIL": 0, "XFAIL": 0}
+tally = {"PASS": 0, "FAIL": 0, "XFAIL": 0, "NOSCORE": 0}
 for name, verdict, ok, fail, warn, bad in sorted(rows):
     tally[verdict] += 1
-    note = " (expected failure)" if verdict == "XFAIL" else ""
-    print(f"    {verdict:<5} {name}: {ok} ok, {fail} failed, {warn} warnings{note}")
+    note = {"XFAIL": " (expected failure)", "NOSCORE": " (not scored; not implemented)"}.get(verdict, "")
+    print(f"    {verdict:<7} {name}: {ok} ok, {fail} failed, {warn} warnings{note}")
+    if verdict == "NOSCORE":
+        continue
     for line in bad:
         print(f"          - {line}")
 missing = max(expected - len(rows), 0)
@@ -260,7 +288,7 @@ run_cli() {
     "$bin" client --command "$CLIENT" --timeout "$TIMEOUT_MS" -o "$out" "$@" \
         >"$out/cli.log" 2>&1 || rc=$?
     if [[ $expected -eq 0 ]]; then
-        expected=$(sed -n 's/^Running .* suite (\([0-9]*\) scenarios).*/\1/p' "$out/cli.log" | head -n1)
+        expected=$(sed -n 's/^Running .* (\([0-9]*\) scenarios).*/\1/p' "$out/cli.log" | head -n1)
     fi
     summary=$(summarize "$out" "${expected:-0}" "${specs[@]}")
     total=$(tail -n1 <<<"$summary")
@@ -283,6 +311,12 @@ run_cli() {
 
 run_suite() {
     local suite=$1 xfail scenario yaml="$OUT_ROOT/expected-failures-$1.yaml"
+    if [[ "$suite" == "$REQUIREMENTS" ]]; then
+        UNSCORED="$NOT_IMPLEMENTED" run_cli "$suite" \
+            "requirements $REQUIREMENTS ($CONFORMANCE_NEXT_VERSION)" "$CONF_NEXT_BIN" 0 "" \
+            --requirements "$REQUIREMENTS"
+        return
+    fi
     # This suite's lines of EXPECTED_FAILURES, without the suite column, and the CLI's
     # baseline file listing their scenarios (`client: []` when there are none).
     xfail=$(awk -v s="$suite" '$1 == s { $1 = ""; sub(/^ /, ""); print }' <<<"$EXPECTED_FAILURES")

@@ -49,8 +49,10 @@ enum Command {
     /// Administrative tasks that work without the API.
     Admin(Admin),
     /// Connect to one MCP server headlessly: detect its auth, run OAuth against an
-    /// authorization server that redirects straight back, initialize, list the tools and call
-    /// each with empty arguments, printing every step. Uses a throwaway database.
+    /// authorization server that redirects straight back, open a session (stateless or with
+    /// `initialize`, whichever the server speaks), list the tools and call each with empty
+    /// arguments (or those of --arguments, or only the --call ones), answering what a server
+    /// asks for mid-call from --elicit, printing every step. Uses a throwaway database.
     Connect {
         /// The MCP server URL.
         url: String,
@@ -74,6 +76,18 @@ enum Command {
         /// The machine client's private key (PEM) for private_key_jwt (RS256 or ES256).
         #[arg(long, requires = "client_credentials")]
         private_key_file: Option<std::path::PathBuf>,
+        /// Call only this tool, with these arguments: `NAME=JSON` (a JSON object). Repeatable;
+        /// the calls run in order.
+        #[arg(long = "call", value_name = "NAME=JSON")]
+        calls: Vec<String>,
+        /// Arguments for every tool when no --call is given (a JSON object; default `{}`).
+        #[arg(long, value_name = "JSON", conflicts_with = "calls")]
+        arguments: Option<String>,
+        /// How to answer a server that asks for input mid-call: a JSON file holding one answer,
+        /// `{"action": "accept", "content": {...}}` (or `"decline"`, `"cancel"`), used for every
+        /// request (a URL request gets the action alone). Without it every request is declined.
+        #[arg(long, value_name = "FILE")]
+        elicit: Option<std::path::PathBuf>,
         #[command(flatten)]
         config: ConfigArgs,
     },
@@ -258,8 +272,26 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             allow_loopback,
             client_credentials,
             private_key_file,
+            calls,
+            arguments,
+            elicit,
             config: _,
         } => {
+            let calls = calls
+                .iter()
+                .map(|call| crate::headless::parse_call(call))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let arguments = arguments
+                .as_deref()
+                .map(|text| crate::headless::parse_arguments("--arguments", text))
+                .transpose()?;
+            let elicit = match elicit {
+                Some(path) => Some(crate::headless::parse_elicit(
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )?),
+                None => None,
+            };
             let private_key = match private_key_file {
                 Some(path) => Some(crypto::Secret::new(
                     std::fs::read_to_string(&path)
@@ -277,6 +309,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 allow_loopback: allow_loopback || config.allow_private_networks,
                 client_credentials,
                 private_key,
+                calls,
+                arguments,
+                elicit,
             };
             let mut out = std::io::stdout();
             crate::headless::connect(options, &mut out).await

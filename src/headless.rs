@@ -1,14 +1,16 @@
 //! `switchboard connect`: the headless client. It runs the whole product path against one MCP
 //! server without a browser — register the server in a throwaway embedded database, detect its
 //! auth, run the OAuth flow against an authorization server that redirects straight back
-//! (reading the code from the `Location` header), then initialize, list the tools and call
-//! each with empty arguments, printing every step. Operators use it to debug a server; the
-//! MCP conformance suite drives Switchboard's client through it.
+//! (reading the code from the `Location` header), then open a session, list the tools and call
+//! each (with empty arguments, or as told), printing every step. A server that asks for input
+//! mid-call (`input_required`) gets the answer of `--elicit`, or a decline, and the call is
+//! retried with it, at most [`MAX_ROUNDS`] times. Operators use it to debug a server; the MCP
+//! conformance suite drives Switchboard's client through it.
 
 use std::io::Write;
 
 use anyhow::{Context, anyhow, bail};
-use serde_json::Map;
+use serde_json::{Map, Value};
 use url::Url;
 use uuid::Uuid;
 
@@ -19,11 +21,13 @@ use crate::db::DatabaseTarget;
 use crate::db::models::McpServerRow;
 use crate::domain::access::{Principal, Role};
 use crate::domain::mcp::catalogue;
+use crate::domain::mcp::input::{self, MAX_ROUNDS};
 use crate::domain::oauth::challenge::Challenge;
 use crate::domain::oauth::flow::{self, Binding, CallbackParams, Started};
 use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers::{self, AuthType, NewServer};
 use crate::domain::{self, Error, admin};
+use crate::mcp::{CallResult, InputRequired, Resume, ToolCall};
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
 
 /// Options of `switchboard connect`.
@@ -44,6 +48,61 @@ pub struct ConnectOptions {
     pub client_credentials: bool,
     /// The machine client's private key (PEM), for `private_key_jwt`.
     pub private_key: Option<Secret>,
+    /// Call only these tools, in order, with these arguments (instead of every tool).
+    pub calls: Vec<(String, Map<String, Value>)>,
+    /// Arguments for every tool when `calls` is empty (default none).
+    pub arguments: Option<Map<String, Value>>,
+    /// The answer to every input request (a URL request gets its action alone); without
+    /// one, every request is declined.
+    pub elicit: Option<Elicit>,
+}
+
+/// How `connect` answers what a server asks for mid-call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Elicit {
+    /// `accept`, `decline` or `cancel`.
+    pub action: input::Action,
+    /// The form's content, for `accept`.
+    pub content: Option<Value>,
+}
+
+/// `NAME=JSON` of `--call`.
+pub fn parse_call(text: &str) -> anyhow::Result<(String, Map<String, Value>)> {
+    let (name, json) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("--call takes NAME=JSON"))?;
+    if name.is_empty() {
+        bail!("--call takes NAME=JSON, with a tool name");
+    }
+    Ok((name.to_owned(), parse_arguments("--call", json)?))
+}
+
+/// A JSON object of arguments.
+pub fn parse_arguments(option: &str, text: &str) -> anyhow::Result<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => bail!("{option}: the arguments must be a JSON object"),
+        Err(error) => bail!("{option}: the arguments are not JSON ({error})"),
+    }
+}
+
+/// The `--elicit` file: `{"action": "accept" | "decline" | "cancel", "content": {...}}`.
+pub fn parse_elicit(text: &str) -> anyhow::Result<Elicit> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| anyhow!("--elicit: not JSON ({e})"))?;
+    let action = value
+        .get("action")
+        .cloned()
+        .and_then(|action| serde_json::from_value(action).ok())
+        .ok_or_else(|| anyhow!("--elicit: \"action\" must be accept, decline or cancel"))?;
+    let content = value.get("content").cloned();
+    if content.as_ref().is_some_and(|c| !c.is_object()) {
+        bail!("--elicit: \"content\" must be a JSON object");
+    }
+    if content.is_some() && action != input::Action::Accept {
+        bail!("--elicit: \"content\" goes only with accept");
+    }
+    Ok(Elicit { action, content })
 }
 
 /// Authorization attempts per operation (the first plus step-ups) before giving up.
@@ -146,23 +205,63 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
             .join(", ")
     )?;
 
-    for tool in &tools {
-        let name = tool.name.clone();
-        let outcome = session
+    let calls = if options.calls.is_empty() {
+        let arguments = options.arguments.clone().unwrap_or_default();
+        tools
+            .iter()
+            .map(|tool| (tool.name.clone(), arguments.clone()))
+            .collect()
+    } else {
+        options.calls.clone()
+    };
+    for (name, arguments) in calls {
+        let header_parameters = tools
+            .iter()
+            .find(|tool| tool.name == name)
+            .filter(|tool| tool.input_schema.to_string().contains("x-mcp-header"))
+            .map(|_| catalogue::listing_caps(&app));
+        // All rounds of a call go out on one session, so each retry has a new request id.
+        let (outcome, transcript) = session
             .with_authorization(out, |server| {
                 let name = name.clone();
+                let arguments = arguments.clone();
+                let elicit = options.elicit.clone();
                 async move {
                     let (mcp, _) =
                         catalogue::connect(session.app, &server, Holder::Workspace).await?;
-                    let outcome = mcp
-                        .call_tool(&name, Map::new())
-                        .await
-                        .map_err(|e| catalogue::mcp_error(&server, e));
+                    let mut transcript = Vec::new();
+                    let mut resume: Option<Resume> = None;
+                    let mut rounds = 0;
+                    let outcome = loop {
+                        let call = ToolCall {
+                            name: name.clone(),
+                            arguments: arguments.clone(),
+                            header_parameters,
+                            resume: resume.take(),
+                        };
+                        match mcp.call(call).await {
+                            Ok(CallResult::Complete(outcome)) => break Ok(outcome),
+                            Ok(CallResult::InputRequired(required)) => {
+                                rounds += 1;
+                                if rounds > MAX_ROUNDS {
+                                    break Err(Error::Upstream(format!(
+                                        "{name} asked for input more than {MAX_ROUNDS} times"
+                                    )));
+                                }
+                                match answer(&mut transcript, &name, elicit.as_ref(), required) {
+                                    Ok(answers) => resume = Some(answers),
+                                    Err(error) => break Err(Error::Upstream(error.to_string())),
+                                }
+                            }
+                            Err(error) => break Err(catalogue::mcp_error(&server, error)),
+                        }
+                    };
                     mcp.close().await;
-                    outcome
+                    outcome.map(|outcome| (outcome, transcript))
                 }
             })
             .await?;
+        out.write_all(&transcript)?;
         let text: Vec<String> = outcome.content.iter().map(ToString::to_string).collect();
         writeln!(
             out,
@@ -173,6 +272,68 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
     }
     writeln!(out, "done")?;
     Ok(())
+}
+
+/// The answers to one `input_required`: `elicit`'s answer to each request (its action alone
+/// for a URL, and a decline for a form its content does not fit), or a decline without it.
+fn answer(
+    out: &mut Vec<u8>,
+    name: &str,
+    elicit: Option<&Elicit>,
+    required: InputRequired,
+) -> anyhow::Result<Resume> {
+    let mut responses = Map::new();
+    for request in &required.requests {
+        if request.method != "elicitation/create" {
+            bail!(
+                "{name} asked for {}, which Switchboard does not offer",
+                request.method
+            );
+        }
+        let message = request.params.get("message").and_then(Value::as_str);
+        writeln!(
+            out,
+            "{name} asks for input {:?}: {}",
+            request.key,
+            message.unwrap_or("(no message)")
+        )?;
+        let form = request.params.get("mode").and_then(Value::as_str) != Some("url");
+        let mut reply = Map::new();
+        let action = match elicit {
+            Some(Elicit {
+                action: input::Action::Accept,
+                content: Some(content),
+            }) if form => {
+                let schema = request
+                    .params
+                    .get("requestedSchema")
+                    .unwrap_or(&Value::Null);
+                match input::check_form(schema, content) {
+                    Ok(()) => {
+                        reply.insert("content".into(), content.clone());
+                        input::Action::Accept
+                    }
+                    Err(why) => {
+                        writeln!(out, "the --elicit content does not fit the form ({why})")?;
+                        input::Action::Decline
+                    }
+                }
+            }
+            Some(Elicit {
+                action: input::Action::Accept,
+                content: None,
+            }) if form => input::Action::Decline,
+            Some(elicit) => elicit.action,
+            None => input::Action::Decline,
+        };
+        reply.insert("action".into(), serde_json::to_value(action)?);
+        writeln!(out, "answered {:?}: {}", request.key, reply["action"])?;
+        responses.insert(request.key.clone(), Value::Object(reply));
+    }
+    Ok(Resume {
+        responses,
+        request_state: required.request_state,
+    })
 }
 
 #[derive(Clone, Copy)]

@@ -91,7 +91,11 @@ async fn one_request_contacts_other_servers_at_most_its_budget() {
         .as_object()
         .map(|data| data.values().filter(|v| v["authType"] == "NONE").count());
     assert_eq!(answered, Some(10), "{body}");
-    assert_eq!(mcp.count("initialize"), 10, "one probe per admitted field");
+    assert_eq!(
+        mcp.count("server/discover"),
+        10,
+        "one probe per admitted field"
+    );
     assert!(mcp.request_count() <= 20, "{}", mcp.request_count());
 
     // The next request has a budget of its own.
@@ -223,7 +227,7 @@ async fn each_websocket_operation_has_a_budget_of_its_own() {
         }
         assert_eq!(next_message(&mut socket).await["type"], "complete");
     }
-    assert_eq!(mcp.count("initialize"), 30);
+    assert_eq!(mcp.count("server/discover"), 30);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -330,7 +334,7 @@ async fn a_workspace_holds_at_most_its_quota_of_servers() {
         )
         .await;
     }
-    assert_eq!(mcp.count("initialize"), 2, "each create probed");
+    assert_eq!(mcp.count("server/discover"), 2, "each create probed");
     let body = t
         .gql(
             Some(&a.token),
@@ -347,7 +351,7 @@ async fn a_workspace_holds_at_most_its_quota_of_servers() {
         "{error}"
     );
     assert_eq!(
-        mcp.count("initialize"),
+        mcp.count("server/discover"),
         2,
         "a refused create probes nothing"
     );

@@ -96,7 +96,7 @@ async fn detection_probes_once_and_reads_the_challenge() {
         assert_eq!(data["createMcpServer"]["authType"], expected, "{url}");
     }
     assert_eq!(
-        oauth.count("initialize"),
+        oauth.count("server/discover"),
         2,
         "one probe per call, unauthenticated"
     );
@@ -115,14 +115,14 @@ async fn detection_probes_once_and_reads_the_challenge() {
     }
     assert_eq!(open.sessions_deleted().len(), 2);
     // Headers or an explicit type mean no probe.
-    let before = oauth.count("initialize");
+    let before = oauth.count("server/discover");
     t.create_server(a, json!({ "name": "h", "url": format!("{}?h", oauth.url()), "headers": [{ "name": "X-A", "value": "1" }] })).await;
     t.create_server(
         a,
         json!({ "name": "e", "url": format!("{}?e", oauth.url()), "authType": "NONE" }),
     )
     .await;
-    assert_eq!(oauth.count("initialize"), before);
+    assert_eq!(oauth.count("server/discover"), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -138,6 +138,8 @@ pub struct McpServerRow {
     pub oauth_client_key_sealed: Option<String>,
     /// On a per-user server, the member whose listing is the server's catalogue.
     pub tools_listed_by: Option<DbUuid>,
+    /// The MCP protocol revision last negotiated with the server.
+    pub protocol_version: Option<String>,
 }
 
 /// What the API shows of a grant: none of its sealed values or discovered metadata, which

@@ -91,6 +91,7 @@ diesel::table! {
         credential_mode -> Text,
         oauth_client_key_sealed -> Nullable<Text>,
         tools_listed_by -> Nullable<PortableUuid>,
+        protocol_version -> Nullable<Text>,
     }
 }
 

@@ -114,6 +114,30 @@ pub async fn bind_client_issuer(conn: &mut DbConn, id: Uuid, issuer: &str) -> Re
     Ok(())
 }
 
+/// Remember the protocol revision last negotiated with a server. Writes nothing when it is
+/// already the one stored.
+pub async fn set_protocol_version(
+    conn: &mut DbConn,
+    id: Uuid,
+    version: &str,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(
+            mcp_servers::table
+                .filter(mcp_servers::id.eq(DbUuid(id)))
+                .filter(
+                    mcp_servers::protocol_version
+                        .is_null()
+                        .or(mcp_servers::protocol_version.ne(version)),
+                ),
+        )
+        .set(mcp_servers::protocol_version.eq(Some(version)))
+        .execute(c)
+        .await
+    })?;
+    Ok(())
+}
+
 /// Remove a server's stored tool catalogue.
 pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
     with_conn!(conn, |c| {
@@ -274,19 +298,27 @@ pub async fn lock_workspace(conn: &mut DbConn, workspace_id: Uuid) -> Result<(),
     Ok(())
 }
 
-/// Whether a server's stored catalogue has a tool of this name.
-pub async fn has_tool(conn: &mut DbConn, server_id: Uuid, name: &str) -> Result<bool, DbError> {
-    let found: Option<String> = with_conn!(conn, |c| {
+/// Whether the server's stored catalogue lists the tool: `None` when it does not, else
+/// whether its input schema names `x-mcp-header` parameters.
+pub async fn has_tool(
+    conn: &mut DbConn,
+    server_id: Uuid,
+    name: &str,
+) -> Result<Option<bool>, DbError> {
+    Ok(with_conn!(conn, |c| {
         mcp_tools::table
             .filter(mcp_tools::server_id.eq(DbUuid(server_id)))
             .filter(mcp_tools::name.eq(name))
-            .select(mcp_tools::name)
+            .select(mcp_tools::input_schema.like(HEADER_PARAMETER_PATTERN))
             .first(c)
             .await
             .optional()
-    })?;
-    Ok(found.is_some())
+    })?)
 }
+
+/// Matches a schema that names `x-mcp-header` parameters (somewhere; the transport decides
+/// which are valid).
+const HEADER_PARAMETER_PATTERN: &str = "%x-mcp-header%";
 
 /// Servers by id, in one query (callers check access).
 pub async fn by_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<McpServerRow>, DbError> {
@@ -532,29 +564,30 @@ pub async fn user_tool_page(
     })?)
 }
 
-/// Whether `user_id`'s own catalogue of a server has a tool of that name; `None` when they
-/// have no catalogue of their own (the server's applies).
+/// Whether `user_id`'s own catalogue of a server has a tool of that name, as
+/// [`has_tool`] answers it; `None` when they have no catalogue of their own (the server's
+/// applies).
 pub async fn has_user_tool(
     conn: &mut DbConn,
     server_id: Uuid,
     user_id: Uuid,
     name: &str,
-) -> Result<Option<bool>, DbError> {
+) -> Result<Option<Option<bool>>, DbError> {
     if user_catalogues(conn, &[server_id], user_id)
         .await?
         .is_empty()
     {
         return Ok(None);
     }
-    let found: Option<String> = with_conn!(conn, |c| {
+    let found: Option<bool> = with_conn!(conn, |c| {
         mcp_user_tools::table
             .filter(mcp_user_tools::server_id.eq(DbUuid(server_id)))
             .filter(mcp_user_tools::user_id.eq(DbUuid(user_id)))
             .filter(mcp_user_tools::name.eq(name))
-            .select(mcp_user_tools::name)
+            .select(mcp_user_tools::input_schema.like(HEADER_PARAMETER_PATTERN))
             .first(c)
             .await
             .optional()
     })?;
-    Ok(Some(found.is_some()))
+    Ok(Some(found))
 }

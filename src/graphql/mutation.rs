@@ -10,7 +10,8 @@ use super::types::{
 use crate::app::AppHandle;
 use crate::crypto::Secret;
 use crate::domain::access::Role;
-use crate::domain::mcp::calls;
+use crate::domain::mcp::calls::{self, CallOutcome};
+use crate::domain::mcp::input::{Action, Answer, Ask};
 use crate::domain::oauth::flow;
 use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
 use crate::domain::workspaces;
@@ -141,15 +142,129 @@ pub struct StartMcpOauthPayload {
     pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The result of a tool call, as the server sent it.
+/// The result of a tool call, as the server sent it: the tool's answer, or what the server
+/// needs from the user before the tool can run.
 #[derive(SimpleObject)]
 pub struct McpToolResult {
-    /// Content blocks (`{"type": "text", "text": …}` and the like).
+    /// Whether the tool ran, or the server asks for input first.
+    pub status: McpToolCallStatus,
+    /// Content blocks (`{"type": "text", "text": …}` and the like). Empty while input is
+    /// required.
     pub content: Vec<Json<serde_json::Value>>,
     /// Structured result, when the tool returns one.
     pub structured_content: Option<Json<serde_json::Value>>,
     /// The tool ran and reported a failure.
     pub is_error: bool,
+    /// What the server asks (`INPUT_REQUIRED`): answer every one with `continueMcpToolCall`.
+    pub input_requests: Vec<McpInputRequest>,
+    /// Pass to `continueMcpToolCall` with the answers (`INPUT_REQUIRED`). Opaque; only the
+    /// caller can use it, until `continuationExpiresAt`.
+    pub continuation: Option<String>,
+    /// When the continuation stops working.
+    pub continuation_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Whether a tool call completed.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpToolCallStatus {
+    /// The tool ran (its own failure included: see `isError`).
+    Complete,
+    /// The server needs input from the user before the tool can run or go on.
+    InputRequired,
+}
+
+/// How a server asks for input.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpInputMode {
+    /// A form: show `message` and fields per `requestedSchema`; answer with its content.
+    Form,
+    /// A web page: show the full `url` and let the user choose to open it; `ACCEPT` means
+    /// they agreed to. The server learns the outcome when the call continues.
+    Url,
+}
+
+/// One thing a server asks the user for during a tool call.
+#[derive(SimpleObject)]
+pub struct McpInputRequest {
+    /// The key to answer under.
+    pub key: String,
+    pub mode: McpInputMode,
+    /// What the server says to the user, as sent.
+    pub message: String,
+    /// JSON Schema of the form (`FORM`): an object of flat properties of type string, number,
+    /// integer, boolean, or an array of choices.
+    pub requested_schema: Option<Json<serde_json::Value>>,
+    /// The page to open (`URL`).
+    pub url: Option<String>,
+}
+
+/// The user's answer to one input request.
+#[derive(InputObject)]
+pub struct McpInputResponseInput {
+    /// The request's key.
+    pub key: String,
+    pub action: McpInputAction,
+    /// The form's content, only with `ACCEPT` on a `FORM` request.
+    pub content: Option<Json<serde_json::Value>>,
+}
+
+/// How the user answered an input request.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum McpInputAction {
+    /// Gave the input, or agreed to open the URL.
+    Accept,
+    /// Refused.
+    Decline,
+    /// Dismissed it without choosing.
+    Cancel,
+}
+
+impl From<CallOutcome> for McpToolResult {
+    fn from(outcome: CallOutcome) -> Self {
+        match outcome {
+            CallOutcome::Complete(outcome) => McpToolResult {
+                status: McpToolCallStatus::Complete,
+                content: outcome.content.into_iter().map(Json).collect(),
+                structured_content: outcome.structured_content.map(Json),
+                is_error: outcome.is_error,
+                input_requests: Vec::new(),
+                continuation: None,
+                continuation_expires_at: None,
+            },
+            CallOutcome::InputRequired(pending) => McpToolResult {
+                status: McpToolCallStatus::InputRequired,
+                content: Vec::new(),
+                structured_content: None,
+                is_error: false,
+                input_requests: pending
+                    .asks
+                    .into_iter()
+                    .map(|ask| match ask {
+                        Ask::Form {
+                            key,
+                            message,
+                            schema,
+                        } => McpInputRequest {
+                            key,
+                            mode: McpInputMode::Form,
+                            message,
+                            requested_schema: Some(Json(schema)),
+                            url: None,
+                        },
+                        Ask::Url { key, message, url } => McpInputRequest {
+                            key,
+                            mode: McpInputMode::Url,
+                            message,
+                            requested_schema: None,
+                            url: Some(url),
+                        },
+                    })
+                    .collect(),
+                continuation: Some(pending.continuation),
+                continuation_expires_at: Some(pending.expires_at),
+            },
+        }
+    }
 }
 
 /// Result of `createApiToken`.
@@ -494,11 +609,36 @@ impl MutationRoot {
         let app = ctx.data_unchecked::<AppHandle>();
         let outcome =
             calls::call_tool(app, outbound, server_id, &name, arguments.map(|a| a.0)).await?;
-        Ok(McpToolResult {
-            content: outcome.content.into_iter().map(Json).collect(),
-            structured_content: outcome.structured_content.map(Json),
-            is_error: outcome.is_error,
-        })
+        Ok(outcome.into())
+    }
+
+    /// Continue a tool call that came back `INPUT_REQUIRED`, with an answer to every input
+    /// request (viewer; only the caller the continuation was issued to, before it expires).
+    /// The server gets the call again with the answers, and may ask again.
+    /// Outbound: counts against the request's budget and the rate limits.
+    #[graphql(complexity = "super::OUTBOUND_COMPLEXITY + child_complexity")]
+    async fn continue_mcp_tool_call(
+        &self,
+        ctx: &Context<'_>,
+        continuation: String,
+        #[graphql(validator(max_items = 16))] responses: Vec<McpInputResponseInput>,
+    ) -> Result<McpToolResult> {
+        let (_, outbound) = super::outbound(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let answers = responses
+            .into_iter()
+            .map(|response| Answer {
+                key: response.key,
+                action: match response.action {
+                    McpInputAction::Accept => Action::Accept,
+                    McpInputAction::Decline => Action::Decline,
+                    McpInputAction::Cancel => Action::Cancel,
+                },
+                content: response.content.map(|content| content.0),
+            })
+            .collect();
+        let outcome = calls::continue_call(app, outbound, &continuation, answers).await?;
+        Ok(outcome.into())
     }
 
     /// Delete an MCP server (admin). Returns its id.

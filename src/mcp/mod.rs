@@ -30,7 +30,8 @@ mod tests;
 
 pub use pool::{SessionKey, SessionPool};
 pub use session::{
-    Listing, ListingCaps, McpError, McpSession, McpTarget, ToolCallOutcome, ToolInfo, open,
+    CallResult, Era, InputRequest, InputRequired, Listing, ListingCaps, McpError, McpSession,
+    McpTarget, Resume, ToolCall, ToolCallOutcome, ToolInfo, open,
 };
 
 /// The MCP transport a server speaks (stored on its row as text).

@@ -263,6 +263,7 @@ mod tests {
             headers: vec![("X-Team".to_owned(), Secret::new("blue".to_owned()))],
             bearer: bearer.map(|b| Secret::new(b.to_owned())),
             timeout: Duration::from_secs(30),
+            era: crate::mcp::Era::Unknown,
         }
     }
 

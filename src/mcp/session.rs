@@ -1,6 +1,23 @@
-//! One MCP client session over Streamable HTTP or the legacy HTTP+SSE transport: open (the
-//! `initialize` handshake), list the tools, call a tool, close. Also the mapping of rmcp's
-//! errors to [`McpError`].
+//! One MCP client session over Streamable HTTP or the legacy HTTP+SSE transport: open, list the
+//! tools, call a tool, close. Also the mapping of rmcp's errors to [`McpError`].
+//!
+//! Two eras of the protocol are spoken over Streamable HTTP. A *modern* server (revision
+//! 2026-07-28) is stateless: the session is opened with `server/discover`, and every request
+//! then carries its protocol version, client capabilities and client info in `_meta` and the
+//! standard headers (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`), all
+//! written by rmcp. A *legacy* server (2025-11-25 and earlier) is opened with the `initialize`
+//! handshake and keeps a session. Which to try first is the caller's [`Era`] hint (what the
+//! server spoke last time); the other is tried when the answer says the server is of the other
+//! era, following the specification's fallback rules:
+//! - `server/discover` answered with a JSON-RPC error other than the modern ones (`-32020`,
+//!   `-32021`), or with another 4xx than 401/403 → legacy;
+//! - `initialize` answered `-32022` (unsupported version), or HTTP 400/404/405 → try modern.
+//!
+//! A modern server may answer a tool call with `input_required` (multi round-trip requests):
+//! the call returns the server's input requests and its opaque request state, and the caller
+//! retries with the answers ([`ToolCall::resume`]). Switchboard declares form and URL
+//! elicitation to modern servers, and nothing to legacy ones; a legacy server that asks for
+//! elicitation anyway gets `cancel`, never an invented answer.
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
@@ -11,15 +28,19 @@ use std::time::Duration;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ErrorData, Implementation, InitializeRequestParams,
-    PaginatedRequestParams, ProtocolVersion, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities,
+    ElicitRequestParams, ElicitResult, ErrorData, Implementation, InitializeRequestParams,
+    InputRequiredResult, PaginatedRequestParams, ProtocolVersion, Tool,
 };
-use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::service::{ClientInitializeError, RequestContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
 };
-use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
+use rmcp::{
+    ClientHandler, ClientLifecycleMode, ClientServiceExt, Peer, RoleClient, ServiceError,
+    ServiceExt,
+};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -75,6 +96,37 @@ pub struct McpTarget {
     pub bearer: Option<Secret>,
     /// Upper bound for each operation: opening, listing the tools, one tool call, closing.
     pub timeout: Duration,
+    /// Which protocol era to try first (what the server spoke last time).
+    pub era: Era,
+}
+
+/// What is known of the protocol era a server speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Era {
+    /// Never reached: modern first, then legacy.
+    #[default]
+    Unknown,
+    /// Spoke a stateless revision (2026-07-28 or later) last time: modern first.
+    Modern,
+    /// Spoke a revision with the `initialize` handshake last time: legacy first.
+    Legacy,
+}
+
+impl Era {
+    /// The era of a negotiated protocol version, as stored.
+    pub fn of_version(version: Option<&str>) -> Era {
+        match version {
+            None => Era::Unknown,
+            Some(version) if is_modern(version) => Era::Modern,
+            Some(_) => Era::Legacy,
+        }
+    }
+}
+
+/// Whether a protocol version is of the stateless era. Versions are dates, so they compare as
+/// text.
+fn is_modern(version: &str) -> bool {
+    version >= ProtocolVersion::NO_INITIALIZE.as_str()
 }
 
 /// An open, initialized MCP client session.
@@ -84,14 +136,20 @@ pub struct McpTarget {
 pub struct McpSession {
     peer: Peer<RoleClient>,
     /// Taken by [`McpSession::close`] or on drop.
-    service: Option<RunningService<RoleClient, InitializeRequestParams>>,
+    service: Option<RunningService<RoleClient, Client>>,
     timeout: Duration,
+    /// The negotiated protocol version.
+    protocol_version: String,
+    /// Whether `tools/list` ran on this session, so rmcp knows the input schemas it needs to
+    /// write `Mcp-Param-*` headers for a modern server.
+    listed: tokio::sync::OnceCell<()>,
 }
 
 impl fmt::Debug for McpSession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("McpSession")
             .field("timeout", &self.timeout)
+            .field("protocol_version", &self.protocol_version)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +178,61 @@ pub struct ToolCallOutcome {
     pub structured_content: Option<Value>,
     /// The tool ran and reported a failure. This is the tool's answer, not a protocol error.
     pub is_error: bool,
+}
+
+/// One tool call: the tool, its arguments and, when it continues a call the server answered
+/// with `input_required`, the answers and the server's request state.
+#[derive(Clone, Debug, Default)]
+pub struct ToolCall {
+    /// The tool's name.
+    pub name: String,
+    /// The arguments, a JSON object.
+    pub arguments: Map<String, Value>,
+    /// Set when the tool's input schema names `x-mcp-header` parameters: a modern server is
+    /// then sent them as `Mcp-Param-*` headers, which rmcp writes from the schemas listed on
+    /// the same session, so a session that has not listed yet lists first, within these caps.
+    pub header_parameters: Option<ListingCaps>,
+    /// The answers to the server's input requests, and its request state, when retrying.
+    pub resume: Option<Resume>,
+}
+
+/// The answers of a retried call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resume {
+    /// The answer to each input request, by the key the server gave it (`ElicitResult` and
+    /// the like, as JSON).
+    pub responses: Map<String, Value>,
+    /// The server's request state, exactly as received; none when it sent none.
+    pub request_state: Option<String>,
+}
+
+/// What a tool call came back with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallResult {
+    /// The tool ran.
+    Complete(ToolCallOutcome),
+    /// The server needs input before the tool can run (or continue).
+    InputRequired(InputRequired),
+}
+
+/// A server's `input_required` answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputRequired {
+    /// What the server asks, by key, in the server's order of keys.
+    pub requests: Vec<InputRequest>,
+    /// The opaque request state to send back unchanged, if the server sent one.
+    pub request_state: Option<String>,
+}
+
+/// One input request of an `input_required` answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputRequest {
+    /// The key its answer is sent under.
+    pub key: String,
+    /// `elicitation/create`, `sampling/createMessage` or `roots/list`.
+    pub method: String,
+    /// The request's parameters, as sent.
+    pub params: Value,
 }
 
 /// Why an MCP operation failed. Messages carry no secrets and no response bodies.
@@ -166,15 +279,23 @@ pub enum McpError {
     },
 }
 
-/// Open a session: check the URL against the outbound rules, then run the `initialize`
-/// handshake. Bounded by `target.timeout`.
+/// Open a session: check the URL against the outbound rules, then discover the server or run
+/// the `initialize` handshake, in the order [`McpTarget::era`] suggests. Bounded by
+/// `target.timeout`.
 pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession, McpError> {
     let timeout = target.timeout;
     let service = bounded(timeout, connect(http, &target)).await?;
+    let protocol_version = service
+        .peer()
+        .peer_info()
+        .map(|info| info.protocol_version.as_str().to_owned())
+        .unwrap_or_default();
     Ok(McpSession {
         peer: service.peer().clone(),
         service: Some(service),
         timeout,
+        protocol_version,
+        listed: tokio::sync::OnceCell::new(),
     })
 }
 
@@ -183,35 +304,84 @@ impl McpSession {
     /// several tools with one name the first listed is kept and the others are counted in
     /// [`Listing::duplicates`].
     pub async fn list_tools(&self, caps: ListingCaps) -> Result<Listing, McpError> {
-        bounded(self.timeout, self.list_all_tools(caps)).await
+        let listing = bounded(self.timeout, self.list_all_tools(caps)).await?;
+        // The transport now knows every listed tool's schema.
+        let _already = self.listed.set(());
+        Ok(listing)
+    }
+
+    /// The protocol version negotiated with the server.
+    pub fn protocol_version(&self) -> &str {
+        &self.protocol_version
+    }
+
+    /// Whether the server speaks the stateless era of the protocol.
+    pub fn is_modern(&self) -> bool {
+        is_modern(&self.protocol_version)
     }
 
     /// Call one tool. A tool that reports a failure is an `Ok` with
-    /// [`ToolCallOutcome::is_error`] set.
+    /// [`ToolCallOutcome::is_error`] set; a modern server asking for input first is an
+    /// [`CallResult::InputRequired`]. Each call, a retry included, is a new JSON-RPC request.
+    pub async fn call(&self, call: ToolCall) -> Result<CallResult, McpError> {
+        bounded(self.timeout, self.call_inner(call)).await
+    }
+
+    /// Call one tool that must not ask for input (the legacy way): an `input_required`
+    /// answer is an error.
     pub async fn call_tool(
         &self,
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<ToolCallOutcome, McpError> {
-        let params = CallToolRequestParams::new(name.to_owned()).with_arguments(arguments);
-        let result = bounded(self.timeout, async {
-            self.peer
-                .call_tool(params)
-                .await
-                .map_err(|err| service_error(&err))
-        })
-        .await?;
-        let content = result
-            .content
-            .iter()
-            .map(serde_json::to_value)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| McpError::Protocol("a content block could not be read".to_owned()))?;
-        Ok(ToolCallOutcome {
-            content,
-            structured_content: result.structured_content,
-            is_error: result.is_error.unwrap_or(false),
-        })
+        let call = ToolCall {
+            name: name.to_owned(),
+            arguments,
+            header_parameters: None,
+            resume: None,
+        };
+        match self.call(call).await? {
+            CallResult::Complete(outcome) => Ok(outcome),
+            CallResult::InputRequired(_) => Err(McpError::Protocol(
+                "the server asked for input this caller cannot give".to_owned(),
+            )),
+        }
+    }
+
+    async fn call_inner(&self, call: ToolCall) -> Result<CallResult, McpError> {
+        let modern = self.is_modern();
+        if call.resume.is_some() && !modern {
+            return Err(McpError::Protocol(
+                "the server no longer speaks a revision that takes input responses".to_owned(),
+            ));
+        }
+        if modern && let Some(caps) = call.header_parameters {
+            self.listed
+                .get_or_try_init(|| async { self.list_all_tools(caps).await.map(drop) })
+                .await?;
+        }
+        let mut params = CallToolRequestParams::new(call.name).with_arguments(call.arguments);
+        if let Some(resume) = call.resume {
+            params.input_responses = Some(resume.responses.into_iter().collect());
+            params.request_state = resume.request_state;
+        }
+        match self
+            .peer
+            .call_tool_once(params)
+            .await
+            .map_err(|err| service_error(&err))?
+        {
+            CallToolResponse::Complete(result) => complete(result).map(CallResult::Complete),
+            CallToolResponse::InputRequired(result) if modern => {
+                input_required(result).map(CallResult::InputRequired)
+            }
+            CallToolResponse::InputRequired(_) => Err(McpError::Protocol(
+                "the server asked for input in a revision that has no input requests".to_owned(),
+            )),
+            _ => Err(McpError::Protocol(
+                "the server answered with a task, which Switchboard does not run".to_owned(),
+            )),
+        }
     }
 
     /// The session has ended: closed, cancelled, or its transport gave up.
@@ -279,6 +449,75 @@ impl McpSession {
     }
 }
 
+fn complete(result: CallToolResult) -> Result<ToolCallOutcome, McpError> {
+    let content = result
+        .content
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| McpError::Protocol("a content block could not be read".to_owned()))?;
+    Ok(ToolCallOutcome {
+        content,
+        structured_content: result.structured_content,
+        is_error: result.is_error.unwrap_or(false),
+    })
+}
+
+/// Most input requests accepted in one `input_required` answer.
+pub const MAX_INPUT_REQUESTS: usize = 16;
+
+/// Longest request state accepted, in bytes. The state travels back to the caller sealed, so
+/// it is kept to what a continuation can carry.
+pub const MAX_REQUEST_STATE_BYTES: usize = 64 * 1024;
+
+fn input_required(result: InputRequiredResult) -> Result<InputRequired, McpError> {
+    let requests = result.input_requests.unwrap_or_default();
+    if requests.is_empty() && result.request_state.is_none() {
+        return Err(McpError::Protocol(
+            "the server asked for input without saying what".to_owned(),
+        ));
+    }
+    if requests.len() > MAX_INPUT_REQUESTS {
+        return Err(McpError::Protocol(format!(
+            "the server asked for more than {MAX_INPUT_REQUESTS} inputs at once"
+        )));
+    }
+    if result
+        .request_state
+        .as_ref()
+        .is_some_and(|state| state.len() > MAX_REQUEST_STATE_BYTES)
+    {
+        return Err(McpError::Protocol(format!(
+            "the server's request state is larger than {MAX_REQUEST_STATE_BYTES} bytes"
+        )));
+    }
+    let requests = requests
+        .into_iter()
+        .map(|(key, request)| {
+            let mut value = serde_json::to_value(&request)
+                .map_err(|_| McpError::Protocol("an input request could not be read".to_owned()))?;
+            let method = value
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let params = value
+                .get_mut("params")
+                .map(Value::take)
+                .unwrap_or(Value::Object(Map::new()));
+            Ok(InputRequest {
+                key,
+                method,
+                params,
+            })
+        })
+        .collect::<Result<Vec<_>, McpError>>()?;
+    Ok(InputRequired {
+        requests,
+        request_state: result.request_state,
+    })
+}
+
 /// The size of a tool's definition as JSON, without building the text.
 fn json_size(tool: &Tool) -> Result<u64, McpError> {
     struct Counter(u64);
@@ -309,10 +548,7 @@ impl Drop for McpSession {
     }
 }
 
-async fn close_service(
-    mut service: RunningService<RoleClient, InitializeRequestParams>,
-    timeout: Duration,
-) {
+async fn close_service(mut service: RunningService<RoleClient, Client>, timeout: Duration) {
     match service.close_with_timeout(timeout).await {
         Ok(Some(_)) => {}
         Ok(None) => tracing::debug!("closing the MCP session timed out"),
@@ -329,41 +565,117 @@ async fn bounded<T>(
         .map_err(|_| McpError::Timeout)?
 }
 
-async fn connect(
-    http: &GuardedClient,
-    target: &McpTarget,
-) -> Result<RunningService<RoleClient, InitializeRequestParams>, McpError> {
+type Service = RunningService<RoleClient, Client>;
+
+async fn connect(http: &GuardedClient, target: &McpTarget) -> Result<Service, McpError> {
     net::check_url(&target.url, http.policy())
         .await
         .map_err(McpError::Net)?;
     match target.transport {
-        Transport::StreamableHttp => initialize(http, target).await,
+        Transport::StreamableHttp => streamable(http, target).await,
         Transport::Sse => initialize_sse(http, target).await,
+    }
+}
+
+/// Open over Streamable HTTP in the era the target suggests, then in the other when the
+/// answer says the server is of the other era.
+pub(super) async fn streamable(
+    http: &GuardedClient,
+    target: &McpTarget,
+) -> Result<Service, McpError> {
+    match target.era {
+        Era::Legacy => match initialize(http, target).await {
+            Err(Opening::Failed(err)) if suggests_modern(&err) => {
+                tracing::debug!("the MCP server refused initialize; discovering it instead");
+                discover(http, target).await.map_err(Opening::into_error)
+            }
+            other => other.map_err(Opening::into_error),
+        },
+        Era::Modern | Era::Unknown => match discover(http, target).await {
+            Err(Opening::Legacy) => initialize(http, target).await.map_err(Opening::into_error),
+            other => other.map_err(Opening::into_error),
+        },
+    }
+}
+
+/// Why opening in one era failed.
+enum Opening {
+    /// `server/discover` found a legacy server.
+    Legacy,
+    /// The server answered, and not as hoped.
+    Failed(Box<ClientInitializeError>),
+    /// The request could not be made.
+    Error(McpError),
+}
+
+impl Opening {
+    fn into_error(self) -> McpError {
+        match self {
+            Opening::Legacy => {
+                McpError::Protocol("the server does not speak a stateless revision".to_owned())
+            }
+            Opening::Failed(err) => initialize_error(&err),
+            Opening::Error(err) => err,
+        }
+    }
+}
+
+/// The stateless era: `server/discover`, then self-contained requests. rmcp retries once with
+/// a version the server names in a `-32022` answer.
+async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
+    let transport = StreamableHttpClientTransport::with_client(
+        http.reqwest_client().clone(),
+        transport_config(target).map_err(Opening::Error)?,
+    );
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    match Client::modern()
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+    {
+        Ok(service) => Ok(service),
+        Err(ClientInitializeError::JsonRpcError(data)) if !is_modern_error(&data) => {
+            Err(Opening::Legacy)
+        }
+        Err(err) => Err(Opening::Failed(Box::new(err))),
     }
 }
 
 /// The `initialize` handshake. rmcp sends with the guarded client's `reqwest::Client`, so each
 /// of its requests is checked again when it connects, whatever URL it goes to.
-pub(super) async fn initialize(
-    http: &GuardedClient,
-    target: &McpTarget,
-) -> Result<RunningService<RoleClient, InitializeRequestParams>, McpError> {
+async fn initialize(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
     let transport = StreamableHttpClientTransport::with_client(
         http.reqwest_client().clone(),
-        transport_config(target)?,
+        transport_config(target).map_err(Opening::Error)?,
     );
-    client_config()
+    Client::legacy(ProtocolVersion::LATEST_WITH_INITIALIZE)
         .serve(transport)
         .await
-        .map_err(|err| initialize_error(&err))
+        .map_err(|err| Opening::Failed(Box::new(err)))
+}
+
+/// The JSON-RPC errors by which a stateless server refuses a request (header mismatch,
+/// missing capability, unsupported version): a modern server, whatever it refused.
+fn is_modern_error(data: &ErrorData) -> bool {
+    matches!(data.code.0, -32022..=-32020)
+}
+
+/// Whether a failed `initialize` says the server may be of the stateless era: it refused the
+/// version with `-32022`, or answered 400, 404 or 405.
+fn suggests_modern(err: &ClientInitializeError) -> bool {
+    match err {
+        ClientInitializeError::JsonRpcError(data) => data.code.0 == -32022,
+        ClientInitializeError::TransportError { error, .. } => {
+            matches!(http_status(error.error.as_ref()), Some(400 | 404 | 405))
+        }
+        _ => false,
+    }
 }
 
 /// The `initialize` handshake over HTTP+SSE: the event stream is opened, and the message
 /// endpoint learnt, before rmcp takes over. Every request goes out on the guarded client.
-async fn initialize_sse(
-    http: &GuardedClient,
-    target: &McpTarget,
-) -> Result<RunningService<RoleClient, InitializeRequestParams>, McpError> {
+async fn initialize_sse(http: &GuardedClient, target: &McpTarget) -> Result<Service, McpError> {
     let mut headers: HeaderMap = static_headers(target)?.into_iter().collect();
     if let Some(bearer) = &target.bearer {
         let mut value =
@@ -377,21 +689,63 @@ async fn initialize_sse(
         SseClientTransport::connect(http.reqwest_client().clone(), target.url.clone(), headers)
             .await?;
     // HTTP+SSE belongs to revision 2024-11-05; a server speaking it may know no later one.
-    client_config()
-        .with_protocol_version(ProtocolVersion::V_2024_11_05)
+    Client::legacy(ProtocolVersion::V_2024_11_05)
         .serve(transport)
         .await
         .map_err(|err| initialize_error(&err))
 }
 
-/// What Switchboard announces in `initialize`. It offers no client capabilities (no sampling,
-/// roots or elicitation), so the server has nothing to ask of it.
-fn client_config() -> InitializeRequestParams {
-    InitializeRequestParams::new(
-        ClientCapabilities::default(),
-        Implementation::new("switchboard", env!("CARGO_PKG_VERSION")),
-    )
-    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+/// Switchboard's side of a session: what it announces, and its answers to the server's own
+/// requests.
+///
+/// To a modern server it declares form and URL elicitation, which arrive as `input_required`
+/// answers and are passed to the caller. To a legacy server it declares no capabilities (no
+/// sampling, roots or elicitation), since a server request in the middle of a call has nobody
+/// to answer it; an `elicitation/create` sent anyway is answered `cancel`.
+#[derive(Clone, Debug)]
+pub(super) struct Client {
+    info: InitializeRequestParams,
+}
+
+impl Client {
+    fn modern() -> Client {
+        let capabilities: ClientCapabilities =
+            serde_json::from_value(serde_json::json!({ "elicitation": { "form": {}, "url": {} } }))
+                .unwrap_or_default();
+        Client {
+            info: InitializeRequestParams::new(capabilities, implementation())
+                .with_protocol_version(ProtocolVersion::V_2026_07_28),
+        }
+    }
+
+    pub(super) fn legacy(version: ProtocolVersion) -> Client {
+        Client {
+            info: InitializeRequestParams::new(ClientCapabilities::default(), implementation())
+                .with_protocol_version(version),
+        }
+    }
+}
+
+fn implementation() -> Implementation {
+    Implementation::new("switchboard", env!("CARGO_PKG_VERSION"))
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> InitializeRequestParams {
+        self.info.clone()
+    }
+
+    async fn create_elicitation(
+        &self,
+        _request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        tracing::info!(
+            "the MCP server asked for input during a call; answered cancel (nobody can answer \
+             a legacy server's request mid-call)"
+        );
+        Ok(ElicitResult::new(rmcp::model::ElicitationAction::Cancel))
+    }
 }
 
 fn transport_config(target: &McpTarget) -> Result<StreamableHttpClientTransportConfig, McpError> {
@@ -560,6 +914,25 @@ fn http_error(err: &StreamableHttpError<reqwest::Error>) -> McpError {
         E::Io(err) => McpError::Transport(format!("i/o error ({})", err.kind())),
         _ => McpError::Transport("the transport failed".to_owned()),
     }
+}
+
+/// The HTTP status a Streamable HTTP request was refused with, if that is what failed.
+fn http_status(err: &(dyn StdError + 'static)) -> Option<u16> {
+    use StreamableHttpError as E;
+
+    let mut source = Some(err);
+    while let Some(current) = source {
+        if let Some(http) = current.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            return match http {
+                E::HttpStatus(status) => Some(status.status),
+                E::UnexpectedServerResponse(message) => status_in_message(message),
+                E::SessionExpired => Some(404),
+                _ => None,
+            };
+        }
+        source = current.source();
+    }
+    None
 }
 
 /// The HTTP status of an error rmcp reports only as text. Its reqwest client turns an error

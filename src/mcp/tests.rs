@@ -70,6 +70,7 @@ fn target(server: &FakeMcpServer) -> McpTarget {
         headers: Vec::new(),
         bearer: None,
         timeout: Duration::from_secs(10),
+        era: Era::Unknown,
     }
 }
 
@@ -226,9 +227,11 @@ async fn sends_the_bearer_token_and_static_headers() {
         .unwrap();
     session.close().await;
 
+    // Never reached before: asked whether it is stateless first, then initialized.
     assert_eq!(
         rpc_methods(&server),
         vec![
+            "server/discover",
             "initialize",
             "notifications/initialized",
             "tools/list",
@@ -415,9 +418,9 @@ async fn refuses_private_addresses_without_contacting_them() {
 async fn the_sdk_sends_through_the_guard() {
     let server = FakeMcpServer::start(two_pages()).await;
     // Past the up-front URL check, rmcp's own requests are refused by the client itself.
-    let err = session::initialize(&http(false), &target(&server))
-        .await
-        .unwrap_err();
+    let Err(err) = session::streamable(&http(false), &target(&server)).await else {
+        panic!("the guard let rmcp through");
+    };
     assert!(
         matches!(
             err,

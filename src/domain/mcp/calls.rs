@@ -5,11 +5,16 @@
 //! credentials: a 401 leads to one token refresh and one retry, then `REAUTH_REQUIRED`; a 403
 //! `insufficient_scope` remembers the scopes for the next flow and asks for consent; an expired
 //! session is retried once with a new one; nothing else is retried.
+//!
+//! A modern server may answer that it needs input first: the call then returns what it asks
+//! and a sealed continuation ([`super::input`]), and [`continue_call`] retries it with the
+//! caller's answers, under the same checks as the first call.
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::catalogue;
+use super::input::{self, Answer, Pending};
 use crate::db;
 use crate::db::models::McpServerRow;
 use crate::domain::Context;
@@ -21,7 +26,16 @@ use crate::domain::servers;
 use crate::domain::servers::AuthType;
 use crate::domain::status;
 use crate::domain::{Error, Result, bad_input};
-use crate::mcp::{McpError, SessionKey, ToolCallOutcome};
+use crate::mcp::{CallResult, McpError, Resume, SessionKey, ToolCall, ToolCallOutcome};
+
+/// What a tool call came back with.
+#[derive(Debug)]
+pub enum CallOutcome {
+    /// The tool ran.
+    Complete(ToolCallOutcome),
+    /// The server needs the caller's input first.
+    InputRequired(Pending),
+}
 
 /// Reconnect to a server, list its tools and store them (editor role; on a per-user server any
 /// member, with their own grant); a server whose auth type is not known yet is asked first.
@@ -43,12 +57,54 @@ pub async fn call_tool(
     server_id: Uuid,
     name: &str,
     arguments: Option<Value>,
-) -> Result<ToolCallOutcome> {
+) -> Result<CallOutcome> {
+    let arguments = match arguments {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(bad_input("arguments", "must be a JSON object")),
+    };
+    measured(
+        ctx,
+        call(ctx, outbound, server_id, name, arguments, None, 0),
+    )
+    .await
+}
+
+/// Continue a call that came back for input, with the caller's answers (viewer role, and only
+/// the caller the continuation was issued to).
+pub async fn continue_call(
+    ctx: &Context,
+    outbound: Outbound<'_>,
+    continuation: &str,
+    answers: Vec<Answer>,
+) -> Result<CallOutcome> {
+    let continued = input::resume(ctx, outbound.user_id(), continuation, answers)?;
+    measured(
+        ctx,
+        call(
+            ctx,
+            outbound,
+            continued.server_id,
+            &continued.tool,
+            continued.arguments,
+            Some(continued.resume),
+            continued.round,
+        ),
+    )
+    .await
+}
+
+/// Count a call in the metrics by outcome and latency.
+async fn measured(
+    ctx: &Context,
+    call: impl Future<Output = Result<CallOutcome>>,
+) -> Result<CallOutcome> {
     let started = std::time::Instant::now();
-    let result = call_tool_inner(ctx, outbound, server_id, name, arguments).await;
+    let result = call.await;
     let outcome = match &result {
-        Ok(outcome) if outcome.is_error => "tool_error",
-        Ok(_) => "ok",
+        Ok(CallOutcome::Complete(outcome)) if outcome.is_error => "tool_error",
+        Ok(CallOutcome::Complete(_)) => "ok",
+        Ok(CallOutcome::InputRequired(_)) => "input_required",
         Err(Error::ReauthRequired { .. } | Error::InsufficientScope { .. }) => "reauth_required",
         Err(Error::UpstreamTimeout) => "upstream_timeout",
         Err(Error::Upstream(_) | Error::Oauth(_) | Error::HeadersRejected { .. }) => {
@@ -67,13 +123,16 @@ pub async fn call_tool(
     result
 }
 
-async fn call_tool_inner(
+/// One call, or one retry of a call with answers (`round` earlier rounds).
+async fn call(
     ctx: &Context,
     outbound: Outbound<'_>,
     server_id: Uuid,
     name: &str,
-    arguments: Option<Value>,
-) -> Result<ToolCallOutcome> {
+    arguments: Map<String, Value>,
+    resume: Option<Resume>,
+    round: u32,
+) -> Result<CallOutcome> {
     let user_id = outbound.user_id();
     let server = find(ctx, outbound, server_id, |_| Role::Viewer).await?;
     // On a per-user server the call acts as the caller upstream, with their own grant and
@@ -82,11 +141,6 @@ async fn call_tool_inner(
     let key = SessionKey {
         server: server_id,
         user: holder.user_id(),
-    };
-    let arguments = match arguments {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(map)) => map,
-        Some(_) => return Err(bad_input("arguments", "must be a JSON object")),
     };
     let known = {
         let mut conn = ctx.db.conn().await?;
@@ -102,12 +156,18 @@ async fn call_tool_inner(
             None => db::servers::has_tool(&mut conn, server_id, name).await?,
         }
     };
-    if !known {
+    let Some(header_parameters) = known else {
         return Err(bad_input(
             "name",
             "the server has no such tool (refresh the server to update its catalogue)",
         ));
-    }
+    };
+    let call = ToolCall {
+        name: name.to_owned(),
+        arguments,
+        header_parameters: header_parameters.then(|| catalogue::listing_caps(ctx)),
+        resume,
+    };
 
     let mut refreshed = false;
     let mut renewed_session = false;
@@ -123,7 +183,8 @@ async fn call_tool_inner(
         };
         let outcome = match ctx.sessions.lease(&ctx.http, key, target).await {
             Ok(session) => {
-                let outcome = session.call_tool(name, arguments.clone()).await;
+                catalogue::remember_protocol(ctx, &server, &session).await;
+                let outcome = session.call(call.clone()).await;
                 if outcome.is_err() {
                     ctx.sessions.discard(key, &session);
                 }
@@ -132,9 +193,22 @@ async fn call_tool_inner(
             Err(error) => Err(error),
         };
         match outcome {
-            Ok(outcome) => {
+            Ok(CallResult::Complete(outcome)) => {
                 mark_reachable(ctx, &server).await;
-                return Ok(outcome);
+                return Ok(CallOutcome::Complete(outcome));
+            }
+            Ok(CallResult::InputRequired(required)) => {
+                mark_reachable(ctx, &server).await;
+                let pending = input::pending(
+                    ctx,
+                    user_id,
+                    server_id,
+                    &call.name,
+                    &call.arguments,
+                    required,
+                    round,
+                )?;
+                return Ok(CallOutcome::InputRequired(pending));
             }
             // The server forgot the session (it answered 404, so the call did not run): one
             // more attempt on a new session. Nothing else is retried, since a tool call that

@@ -35,7 +35,45 @@ pub async fn connect(
     let session = mcp::open(&ctx.http, target)
         .await
         .map_err(|e| mcp_error(server, e))?;
+    remember_protocol(ctx, server, &session).await;
     Ok((session, generation))
+}
+
+/// Store the protocol revision a session negotiated when it is not the one stored, so the
+/// next session speaks that era first. Only a well-formed revision (a date) is kept; a failure
+/// to write is logged and changes nothing else.
+pub async fn remember_protocol(ctx: &Context, server: &McpServerRow, session: &McpSession) {
+    let version = session.protocol_version();
+    if server.protocol_version.as_deref() == Some(version) || !is_revision(version) {
+        return;
+    }
+    let written = async {
+        let mut conn = ctx.db.conn().await?;
+        db::servers::set_protocol_version(&mut conn, server.id.0, version).await
+    }
+    .await;
+    match written {
+        Ok(()) => tracing::info!(
+            mcp_server.id = %server.id.0,
+            protocol_version = version,
+            "MCP protocol revision negotiated"
+        ),
+        Err(error) => tracing::warn!(
+            mcp_server.id = %server.id.0,
+            %error,
+            "the negotiated MCP protocol revision could not be stored"
+        ),
+    }
+}
+
+/// `YYYY-MM-DD`, the form of every MCP protocol revision.
+fn is_revision(version: &str) -> bool {
+    let bytes = version.as_bytes();
+    bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
 }
 
 /// The target of a server with its current credentials: its static headers and, for OAuth
@@ -71,6 +109,7 @@ pub async fn target(
             headers,
             bearer,
             timeout: Duration::from_millis(u64::try_from(server.timeout_ms).unwrap_or(30_000)),
+            era: mcp::Era::of_version(server.protocol_version.as_deref()),
         },
         generation,
     ))

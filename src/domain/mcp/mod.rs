@@ -9,3 +9,4 @@
 
 pub mod calls;
 pub mod catalogue;
+pub mod input;

@@ -216,6 +216,7 @@ pub async fn create(
         oauth_client_issuer: None,
         credential_mode,
         tools_listed_by: None,
+        protocol_version: None,
         oauth_client_key_sealed: client_key.map(|key| {
             ctx.keys
                 .seal_str(key.expose(), sealed::SERVER_CLIENT_KEY.context(&row_id))
@@ -461,6 +462,8 @@ pub async fn update(
         }
         if url_changed {
             forget_tools(&mut conn, &mut next).await?;
+            // Another endpoint may speak another revision: detected afresh.
+            next.protocol_version = None;
         }
         match db::servers::save(&mut conn, &next).await {
             Ok(true) => {}

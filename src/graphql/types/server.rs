@@ -97,6 +97,12 @@ impl McpServer {
     async fn transport(&self) -> McpTransport {
         self.row.transport.into()
     }
+    /// The MCP protocol revision last negotiated with the server (`2026-07-28`, `2025-11-25`,
+    /// …); null until it was first reached. Servers of 2026-07-28 and later are spoken to
+    /// statelessly; earlier ones through `initialize` and a kept session.
+    async fn protocol_version(&self) -> Option<&str> {
+        self.row.protocol_version.as_deref()
+    }
     async fn enabled(&self) -> bool {
         self.row.enabled
     }
