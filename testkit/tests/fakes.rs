@@ -22,7 +22,9 @@ use switchboard_testkit::fake_as::{
     MachineClient, MetadataStyle, TokenFailure,
 };
 use switchboard_testkit::fake_http::{self, parse_form, pkce_challenge};
-use switchboard_testkit::fake_mcp::{self, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation};
+use switchboard_testkit::fake_mcp::{
+    self, Era, FakeMcpServer, McpAuth, McpConfig, Mode, PrmLocation,
+};
 use switchboard_testkit::jws::{self, JwsAlg, MAX_ASSERTION_BYTES, TestKey};
 use switchboard_testkit::popup::{self, PopupError};
 
@@ -2307,4 +2309,1106 @@ async fn client_credentials_with_an_rs256_assertion() {
             "{why}"
         );
     }
+}
+
+// The modern era (2026-07-28): stateless requests, mirrored headers, multi round-trip tools
+// and listen streams.
+
+const MODERN: &str = fake_mcp::MODERN_PROTOCOL_VERSION;
+
+/// Client capabilities declaring both elicitation modes.
+fn elicits() -> Value {
+    json!({ "elicitation": { "form": {}, "url": {} } })
+}
+
+/// `params` with the per-request `_meta` of a 2026 client declaring `capabilities`.
+fn with_meta(mut params: Value, capabilities: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": { "name": "test", "version": "0" },
+    });
+    params
+}
+
+/// POST one message as is; returns the status and the JSON body (`Null` if none).
+async fn post_raw(mcp: &FakeMcpServer, headers: &[(&str, &str)], message: Value) -> (u16, Value) {
+    let response = rpc(mcp, headers, message).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A modern request as a conforming client sends it: `_meta` declaring `capabilities`, and
+/// the `MCP-Protocol-Version`, `Mcp-Method` and (for `tools/call`) `Mcp-Name` headers, plus
+/// `extra` headers.
+async fn modern_with(
+    mcp: &FakeMcpServer,
+    id: u64,
+    method: &str,
+    params: Value,
+    capabilities: Value,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let name = params["name"].as_str().unwrap_or_default().to_owned();
+    let mut headers = vec![("mcp-protocol-version", MODERN), ("mcp-method", method)];
+    if method == "tools/call" {
+        headers.push(("mcp-name", &name));
+    }
+    headers.extend_from_slice(extra);
+    let message = call(id, method, with_meta(params, capabilities));
+    post_raw(mcp, &headers, message).await
+}
+
+/// [`modern_with`], declaring both elicitation modes and no extra headers.
+async fn modern(mcp: &FakeMcpServer, id: u64, method: &str, params: Value) -> (u16, Value) {
+    modern_with(mcp, id, method, params, elicits(), &[]).await
+}
+
+async fn modern_server(tools: Vec<Value>) -> FakeMcpServer {
+    FakeMcpServer::start(McpConfig {
+        tools,
+        era: Era::Modern,
+        ..McpConfig::default()
+    })
+    .await
+}
+
+fn server_info() -> Value {
+    json!({ "io.modelcontextprotocol/serverInfo": { "name": "fake-mcp", "version": "1.0.0" } })
+}
+
+#[tokio::test]
+async fn modern_era_refuses_initialize_and_keeps_no_sessions() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        era: Era::Modern,
+        sessions: true,
+        ..McpConfig::default()
+    })
+    .await;
+    assert_eq!(mcp.era(), Era::Modern);
+    let response = rpc(&mcp, &[], initialize()).await;
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("mcp-session-id").is_none());
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({ "jsonrpc": "2.0", "id": 1, "error": {
+            "code": -32022,
+            "message": "Unsupported protocol version",
+            "data": { "supported": ["2026-07-28"], "requested": "2025-11-25" },
+        } })
+    );
+    assert_eq!(mcp.sessions_issued(), Vec::<String>::new());
+
+    // No session is needed, and one sent is ignored.
+    let (status, body) = modern_with(
+        &mcp,
+        2,
+        "tools/list",
+        json!({}),
+        json!({}),
+        &[("mcp-session-id", "from-elsewhere")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["tools"][0]["name"], "echo");
+
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let response = http()
+            .request(method.clone(), mcp.url())
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "POST");
+    }
+    assert_eq!(mcp.count("initialize"), 1);
+    assert_eq!(mcp.count("tools/list"), 1);
+}
+
+#[tokio::test]
+async fn modern_era_discovers_lists_and_calls() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        era: Era::Modern,
+        tools: ["a", "b", "c"].map(fake_mcp::tool).to_vec(),
+        page_size: 2,
+        list_ttl_ms: 5_000,
+        ..McpConfig::default()
+    })
+    .await;
+    let (status, body) = modern(&mcp, 1, "server/discover", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({ "jsonrpc": "2.0", "id": 1, "result": {
+            "resultType": "complete",
+            "supportedVersions": ["2026-07-28"],
+            "capabilities": { "tools": { "listChanged": true } },
+            "ttlMs": 5_000,
+            "cacheScope": "private",
+            "_meta": server_info(),
+        } })
+    );
+
+    let (status, body) = modern(&mcp, 2, "tools/list", json!({})).await;
+    assert_eq!(status, 200);
+    let page = &body["result"];
+    assert_eq!(page["resultType"], "complete");
+    assert_eq!(page["ttlMs"], 5_000);
+    assert_eq!(page["cacheScope"], "private");
+    assert_eq!(page["_meta"], server_info());
+    assert_eq!(page["tools"].as_array().expect("tools").len(), 2);
+    assert_eq!(page["nextCursor"], "2");
+    let (_, body) = modern(&mcp, 3, "tools/list", json!({ "cursor": "2" })).await;
+    assert_eq!(body["result"]["tools"][0]["name"], "c");
+    assert!(body["result"].get("nextCursor").is_none());
+    let (status, body) = modern(&mcp, 4, "tools/list", json!({ "cursor": "x" })).await;
+    assert_eq!((status, &body["error"]["code"]), (200, &json!(-32602)));
+
+    let arguments = json!({ "message": "hi" });
+    let (_, body) = modern(
+        &mcp,
+        5,
+        "tools/call",
+        json!({ "name": "b", "arguments": arguments }),
+    )
+    .await;
+    assert_eq!(
+        body["result"],
+        json!({
+            "resultType": "complete",
+            "content": [{ "type": "text", "text": arguments.to_string() }],
+            "structuredContent": arguments,
+            "isError": false,
+            "_meta": server_info(),
+        })
+    );
+    let (status, body) = modern(&mcp, 6, "tools/call", json!({ "name": "nope" })).await;
+    assert_eq!((status, &body["error"]["code"]), (200, &json!(-32602)));
+    assert_eq!(body["id"], 6);
+
+    // ping is gone in 2026; unknown methods get 404 with -32601.
+    let (status, body) = modern(&mcp, 7, "ping", json!({})).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!(-32601)));
+    assert_eq!(body["id"], 7);
+    let notification = json!({ "jsonrpc": "2.0", "method": "notifications/anything" });
+    assert_eq!(post_raw(&mcp, &[], notification).await.0, 202);
+
+    // The loop switch applies to modern listings too.
+    mcp.set_mode(Mode::RepeatingCursor);
+    let (_, body) = modern(&mcp, 8, "tools/list", json!({ "cursor": "again" })).await;
+    assert_eq!(body["result"]["nextCursor"], "again");
+    assert_eq!(body["result"]["resultType"], "complete");
+    mcp.set_mode(Mode::Normal);
+
+    let sent = mcp.requests();
+    assert_eq!(sent[0].header("mcp-method"), Some("server/discover"));
+    assert_eq!(sent[0].header("mcp-protocol-version"), Some(MODERN));
+    assert_eq!(mcp.posted()[4]["params"]["name"], "b");
+    assert_eq!(mcp.count("tools/list"), 4);
+}
+
+#[tokio::test]
+async fn modern_requests_need_their_meta_and_matching_headers() {
+    let mcp = modern_server(vec![fake_mcp::echo_tool()]).await;
+    let list = |params: Value| call(1, "tools/list", params);
+    let headers = [
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", "tools/list"),
+    ];
+    let code = |body: &Value| body["error"]["code"].as_i64().expect("an error code");
+
+    // _meta keys are required.
+    let (status, body) = post_raw(&mcp, &headers, list(json!({}))).await;
+    assert_eq!((status, code(&body)), (400, -32602));
+    assert_eq!(body["id"], 1);
+    let mut params = with_meta(json!({}), json!({}));
+    params["_meta"]
+        .as_object_mut()
+        .expect("meta")
+        .remove("io.modelcontextprotocol/clientCapabilities");
+    let (status, body) = post_raw(&mcp, &headers, list(params)).await;
+    assert_eq!((status, code(&body)), (400, -32602));
+
+    // The version header must be there and equal the body's.
+    let good = with_meta(json!({}), json!({}));
+    let (status, body) = post_raw(&mcp, &headers[1..], list(good.clone())).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+    let other = [
+        ("mcp-protocol-version", "2025-11-25"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (status, body) = post_raw(&mcp, &other, list(good.clone())).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+
+    // An unknown version, consistently sent, is unsupported.
+    let mut future = good.clone();
+    future["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    let future_headers = [
+        ("mcp-protocol-version", "2099-01-01"),
+        ("mcp-method", "tools/list"),
+    ];
+    let (status, body) = post_raw(&mcp, &future_headers, list(future)).await;
+    assert_eq!((status, code(&body)), (400, -32022));
+    assert_eq!(
+        body["error"]["data"],
+        json!({ "supported": ["2026-07-28"], "requested": "2099-01-01" })
+    );
+
+    // Mcp-Method must name the method.
+    let wrong = [
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", "tools/call"),
+    ];
+    let (status, body) = post_raw(&mcp, &wrong, list(good.clone())).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+    let (status, body) = post_raw(&mcp, &headers[..1], list(good.clone())).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+    assert_eq!(post_raw(&mcp, &headers, list(good)).await.0, 200);
+
+    // Mcp-Name must name the tool, plainly or in the base64 form.
+    let echo = |name: &str| {
+        call(
+            2,
+            "tools/call",
+            with_meta(json!({ "name": name, "arguments": {} }), json!({})),
+        )
+    };
+    let call_headers = |name: &'static str| {
+        [
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", name),
+        ]
+    };
+    let (status, body) = post_raw(&mcp, &call_headers("echo")[..2], echo("echo")).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+    let (status, body) = post_raw(&mcp, &call_headers("fail"), echo("echo")).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+    let (status, body) = post_raw(&mcp, &call_headers("=?base64?ZWNobw==?="), echo("echo")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["resultType"], "complete");
+    let (status, body) = post_raw(&mcp, &call_headers("=?base64?!!?="), echo("echo")).await;
+    assert_eq!((status, code(&body)), (400, -32020));
+    assert_eq!(mcp.count("tools/call"), 4);
+}
+
+#[tokio::test]
+async fn modern_calls_mirror_annotated_arguments_in_headers() {
+    let mcp = modern_server(vec![
+        fake_mcp::region_tool(),
+        fake_mcp::invalid_header_tool(),
+    ])
+    .await;
+    let (_, body) = modern(&mcp, 1, "tools/list", json!({})).await;
+    assert_eq!(
+        body["result"]["tools"],
+        json!([fake_mcp::region_tool(), fake_mcp::invalid_header_tool()]),
+        "the invalid annotation is listed all the same"
+    );
+    assert_eq!(
+        fake_mcp::region_tool()["inputSchema"]["properties"]["region"]["x-mcp-header"],
+        "Region"
+    );
+
+    let regional = |arguments: Value| json!({ "name": "regional", "arguments": arguments });
+    let all = json!({ "region": "us-west1", "priority": 42, "verbose": false, "query": "q" });
+    let headers = [
+        ("mcp-param-region", "us-west1"),
+        ("mcp-param-priority", "42"),
+        ("mcp-param-verbose", "false"),
+    ];
+    let (status, body) = modern_with(
+        &mcp,
+        2,
+        "tools/call",
+        regional(all.clone()),
+        json!({}),
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["structuredContent"], all);
+    let sent = mcp.requests().pop().expect("the call");
+    assert_eq!(sent.header("mcp-param-priority"), Some("42"));
+    assert_eq!(sent.header("mcp-name"), Some("regional"));
+
+    let refused = |status: u16, body: &Value| status == 400 && body["error"]["code"] == -32020;
+    // A header missing, different, or sent for an absent argument.
+    for (headers, why) in [
+        (&headers[1..], "Region missing"),
+        (
+            &[
+                ("mcp-param-region", "eu-west1"),
+                ("mcp-param-priority", "42"),
+                ("mcp-param-verbose", "false"),
+            ][..],
+            "Region differs",
+        ),
+        (
+            &[
+                ("mcp-param-region", "us-west1"),
+                ("mcp-param-priority", "41"),
+                ("mcp-param-verbose", "false"),
+            ][..],
+            "Priority differs",
+        ),
+        (
+            &[
+                ("mcp-param-region", "us-west1"),
+                ("mcp-param-priority", "42"),
+                ("mcp-param-verbose", "False"),
+            ][..],
+            "Verbose is case-sensitive",
+        ),
+    ] {
+        let (status, body) = modern_with(
+            &mcp,
+            3,
+            "tools/call",
+            regional(all.clone()),
+            json!({}),
+            headers,
+        )
+        .await;
+        assert!(refused(status, &body), "{why}: {status} {body}");
+    }
+    let (status, body) = modern_with(
+        &mcp,
+        4,
+        "tools/call",
+        regional(json!({ "query": "q" })),
+        json!({}),
+        &[("mcp-param-region", "us-west1")],
+    )
+    .await;
+    assert!(refused(status, &body), "a header for an absent argument");
+
+    // Null and absent arguments take no header; unannotated ones never do.
+    let (status, _) = modern_with(
+        &mcp,
+        5,
+        "tools/call",
+        regional(json!({ "region": null, "query": "q" })),
+        json!({}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Values a header cannot carry plainly travel base64-encoded; the server decodes them.
+    let zurich = format!("=?base64?{}?=", STANDARD.encode("Zürich "));
+    let (status, body) = modern_with(
+        &mcp,
+        6,
+        "tools/call",
+        regional(json!({ "region": "Zürich " })),
+        json!({}),
+        &[("mcp-param-region", &zurich)],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = modern_with(
+        &mcp,
+        7,
+        "tools/call",
+        regional(json!({ "region": "Zürich " })),
+        json!({}),
+        &[("mcp-param-region", "Zurich")],
+    )
+    .await;
+    assert!(refused(status, &body));
+
+    // The invalid annotation cannot be checked, so the tool answers whatever is sent.
+    let (status, body) = modern(
+        &mcp,
+        8,
+        "tools/call",
+        json!({ "name": "bad_header", "arguments": { "value": "v" } }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["structuredContent"], json!({ "value": "v" }));
+}
+
+/// The form the `confirm` tools ask for.
+fn confirm_request() -> Value {
+    json!({
+        "method": "elicitation/create",
+        "params": {
+            "mode": "form",
+            "message": "Confirm the action",
+            "requestedSchema": {
+                "type": "object",
+                "properties": {
+                    "confirmed": { "type": "boolean", "title": "Confirmed" },
+                    "note": { "type": "string", "maxLength": 100 },
+                },
+                "required": ["confirmed"],
+            },
+        },
+    })
+}
+
+#[tokio::test]
+async fn confirm_takes_two_rounds_bound_to_a_sealed_state() {
+    let mcp = modern_server(vec![fake_mcp::confirm_tool(), fake_mcp::survey_tool()]).await;
+    let (status, body) = modern(&mcp, 1, "tools/call", json!({ "name": "confirm" })).await;
+    assert_eq!(status, 200);
+    let first = body["result"].clone();
+    let state = first["requestState"].as_str().expect("a state").to_owned();
+    assert_eq!(
+        first,
+        json!({
+            "resultType": "input_required",
+            "inputRequests": { "confirm": confirm_request() },
+            "requestState": state,
+            "_meta": server_info(),
+        })
+    );
+
+    let answer = json!({ "action": "accept", "content": { "confirmed": true, "note": "ok" } });
+    let retry = |state: Value| {
+        json!({
+            "name": "confirm",
+            "inputResponses": { "confirm": answer },
+            "requestState": state,
+        })
+    };
+    let (status, body) = modern(&mcp, 2, "tools/call", retry(json!(state))).await;
+    assert_eq!(status, 200);
+    let structured = json!({ "action": "accept", "content": answer["content"], "rounds": 2 });
+    assert_eq!(
+        body["result"],
+        json!({
+            "resultType": "complete",
+            "content": [{ "type": "text", "text": structured.to_string() }],
+            "structuredContent": structured,
+            "isError": false,
+            "_meta": server_info(),
+        })
+    );
+
+    // The state is checked, not trusted: tampered, missing, foreign or not a string.
+    let mut tampered = state.clone();
+    let last = tampered.pop().expect("a character");
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let (_, survey) = modern(&mcp, 3, "tools/call", json!({ "name": "survey" })).await;
+    let survey_state = survey["result"]["requestState"].clone();
+    for (state, why) in [
+        (json!(tampered), "tampered"),
+        (Value::Null, "missing"),
+        (survey_state, "another tool's"),
+        (json!(42), "not a string"),
+    ] {
+        let mut params = retry(state);
+        if params["requestState"].is_null() {
+            params
+                .as_object_mut()
+                .expect("params")
+                .remove("requestState");
+        }
+        let (status, body) = modern(&mcp, 4, "tools/call", params).await;
+        assert_eq!(status, 200, "{why}");
+        assert_eq!(
+            body["error"],
+            json!({ "code": -32602, "message": "invalid request state" }),
+            "{why}"
+        );
+    }
+
+    // A decline completes too; a retry without the answer is asked again.
+    let (_, body) = modern(
+        &mcp,
+        5,
+        "tools/call",
+        json!({ "name": "confirm", "inputResponses": { "confirm": { "action": "decline" } },
+                "requestState": state }),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "action": "decline", "content": null, "rounds": 2 })
+    );
+    let (_, body) = modern(
+        &mcp,
+        6,
+        "tools/call",
+        json!({ "name": "confirm", "requestState": state }),
+    )
+    .await;
+    assert_eq!(body["result"]["resultType"], "input_required");
+    assert_ne!(body["result"]["requestState"], json!(state));
+
+    // A client that cannot elicit is told what the call needs.
+    let (status, body) = modern_with(
+        &mcp,
+        7,
+        "tools/call",
+        json!({ "name": "confirm" }),
+        json!({ "elicitation": { "url": {} } }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"],
+        json!({
+            "code": -32021,
+            "message": "Server requires the elicitation capability for this request",
+            "data": { "requiredCapabilities": { "elicitation": { "form": {} } } },
+        })
+    );
+    let (status, _) = modern_with(
+        &mcp,
+        8,
+        "tools/call",
+        json!({ "name": "confirm" }),
+        json!({}),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = modern_with(
+        &mcp,
+        9,
+        "tools/call",
+        json!({ "name": "confirm" }),
+        json!({ "elicitation": {} }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "an empty elicitation capability means form");
+
+    let received = mcp.input_responses("confirm");
+    assert_eq!(received.len(), 6, "{received:?}");
+    assert_eq!(received[0], json!({ "confirm": answer }));
+    assert_eq!(received[5], json!({ "confirm": { "action": "decline" } }));
+    assert!(mcp.input_responses("survey").is_empty());
+}
+
+#[tokio::test]
+async fn the_request_state_is_bound_to_the_caller() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        tools: vec![fake_mcp::confirm_tool()],
+        auth: McpAuth::oauth(&auth),
+        era: Era::Modern,
+        ..McpConfig::default()
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+    let mut tokens = Vec::new();
+    for subject in ["alice", "bob"] {
+        auth.set_subject(subject);
+        let code = code_for(&auth, "public").await;
+        let (_, body) = post_form(&token_url, &exchange(&code, "public"), None).await;
+        tokens.push(format!(
+            "Bearer {}",
+            body["access_token"].as_str().expect("token")
+        ));
+    }
+    let alice = [("authorization", tokens[0].as_str())];
+    let bob = [("authorization", tokens[1].as_str())];
+
+    let confirm = json!({ "name": "confirm" });
+    let (_, body) = modern_with(&mcp, 1, "tools/call", confirm, elicits(), &alice).await;
+    let state = body["result"]["requestState"].clone();
+    let retry = json!({
+        "name": "confirm",
+        "inputResponses": { "confirm": { "action": "cancel" } },
+        "requestState": state,
+    });
+    let (_, body) = modern_with(&mcp, 2, "tools/call", retry.clone(), elicits(), &bob).await;
+    assert_eq!(
+        body["error"]["code"], -32602,
+        "bob cannot use alice's state"
+    );
+    let (_, body) = modern_with(&mcp, 3, "tools/call", retry, elicits(), &alice).await;
+    assert_eq!(body["result"]["structuredContent"]["action"], "cancel");
+}
+
+#[tokio::test]
+async fn survey_asks_two_questions_over_three_requests() {
+    let mcp = modern_server(vec![fake_mcp::survey_tool()]).await;
+    let (_, body) = modern(&mcp, 1, "tools/call", json!({ "name": "survey" })).await;
+    let first = &body["result"];
+    assert_eq!(first["resultType"], "input_required");
+    let asked = &first["inputRequests"]["name"];
+    assert_eq!(asked["method"], "elicitation/create");
+    assert_eq!(
+        asked["params"]["requestedSchema"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(
+        asked["params"]["requestedSchema"]["required"],
+        json!(["name"])
+    );
+    let state1 = first["requestState"].clone();
+
+    let name = json!({ "action": "accept", "content": { "name": "Ada" } });
+    let (_, body) = modern(
+        &mcp,
+        2,
+        "tools/call",
+        json!({ "name": "survey", "inputResponses": { "name": name }, "requestState": state1 }),
+    )
+    .await;
+    let second = &body["result"];
+    assert_eq!(second["resultType"], "input_required");
+    assert!(second["inputRequests"].get("name").is_none());
+    assert_eq!(
+        second["inputRequests"]["color"]["params"]["requestedSchema"]["properties"]["color"]["enum"],
+        json!(["red", "green", "blue"])
+    );
+    let state2 = second["requestState"].clone();
+    assert!(state2.is_string());
+    assert_ne!(state2, state1);
+
+    let color = json!({ "action": "accept", "content": { "color": "green" } });
+    let (_, body) = modern(
+        &mcp,
+        3,
+        "tools/call",
+        json!({ "name": "survey", "inputResponses": { "color": color }, "requestState": state2 }),
+    )
+    .await;
+    assert_eq!(body["result"]["resultType"], "complete");
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "action": "accept", "name": "Ada", "color": "green", "rounds": 3 })
+    );
+    assert_eq!(
+        mcp.input_responses("survey"),
+        [json!({ "name": name }), json!({ "color": color })]
+    );
+
+    // The round-1 state only answers the first question; a decline ends the survey.
+    let (_, body) = modern(
+        &mcp,
+        4,
+        "tools/call",
+        json!({ "name": "survey", "inputResponses": { "name": { "action": "decline" } },
+                "requestState": state1 }),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "action": "decline", "name": null, "color": null, "rounds": 2 })
+    );
+    assert_eq!(mcp.count("tools/call"), 4);
+}
+
+#[tokio::test]
+async fn open_url_and_stateless_confirm() {
+    let mcp = modern_server(vec![
+        fake_mcp::open_url_tool(),
+        fake_mcp::confirm_stateless_tool(),
+    ])
+    .await;
+    let (_, body) = modern(&mcp, 1, "tools/call", json!({ "name": "open_url" })).await;
+    let asked = &body["result"]["inputRequests"]["consent"];
+    assert_eq!(asked["method"], "elicitation/create");
+    assert_eq!(asked["params"]["mode"], "url");
+    assert_eq!(asked["params"]["message"], "Sign in to continue");
+    let url = asked["params"]["url"].as_str().expect("a URL");
+    assert!(
+        url.starts_with(&format!("{}/consent?id=", mcp.origin())),
+        "{url}"
+    );
+    assert!(asked["params"].get("elicitationId").is_none());
+    let state = body["result"]["requestState"].clone();
+    for (action, text) in [
+        ("accept", "consented"),
+        ("decline", "decline"),
+        ("cancel", "cancel"),
+    ] {
+        let (_, body) = modern(
+            &mcp,
+            2,
+            "tools/call",
+            json!({ "name": "open_url", "inputResponses": { "consent": { "action": action } },
+                    "requestState": state }),
+        )
+        .await;
+        assert_eq!(body["result"]["content"][0]["text"], text);
+        assert_eq!(
+            body["result"]["structuredContent"],
+            json!({ "action": action, "rounds": 2 })
+        );
+    }
+    let (status, body) = modern_with(
+        &mcp,
+        3,
+        "tools/call",
+        json!({ "name": "open_url" }),
+        json!({ "elicitation": {} }),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["data"],
+        json!({ "requiredCapabilities": { "elicitation": { "url": {} } } })
+    );
+
+    let (_, body) = modern(
+        &mcp,
+        4,
+        "tools/call",
+        json!({ "name": "confirm_stateless" }),
+    )
+    .await;
+    assert_eq!(
+        body["result"],
+        json!({
+            "resultType": "input_required",
+            "inputRequests": { "confirm": confirm_request() },
+            "_meta": server_info(),
+        })
+    );
+    let answer = json!({ "action": "accept", "content": { "confirmed": false } });
+    let (_, body) = modern(
+        &mcp,
+        5,
+        "tools/call",
+        json!({ "name": "confirm_stateless", "inputResponses": { "confirm": answer } }),
+    )
+    .await;
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "action": "accept", "content": { "confirmed": false }, "rounds": 2 })
+    );
+    let (_, body) = modern(
+        &mcp,
+        6,
+        "tools/call",
+        json!({ "name": "confirm_stateless", "inputResponses": { "confirm": answer },
+                "requestState": "anything" }),
+    )
+    .await;
+    assert_eq!(body["error"]["code"], -32602);
+    assert_eq!(mcp.input_responses("confirm_stateless").len(), 2);
+    assert_eq!(mcp.input_responses("open_url").len(), 3);
+}
+
+#[tokio::test]
+async fn legacy_eras_answer_input_tools_with_a_tool_error() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        tools: vec![fake_mcp::confirm_tool(), fake_mcp::survey_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    assert_eq!(mcp.era(), Era::Legacy);
+    for era in [Era::Legacy, Era::Both] {
+        mcp.set_era(era);
+        for tool in ["confirm", "survey"] {
+            let (status, body) =
+                post_raw(&mcp, &[], call(1, "tools/call", json!({ "name": tool }))).await;
+            assert_eq!(status, 200);
+            assert_eq!(
+                body["result"],
+                json!({ "content": [{ "type": "text", "text": "needs input" }], "isError": true }),
+                "{era:?} {tool}"
+            );
+        }
+    }
+}
+
+/// Reads server-sent events from a response, skipping comments.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// The next event's data as JSON; `None` when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if data.is_empty() {
+                    continue;
+                }
+                return Some(serde_json::from_str(&data.join("\n")).expect("JSON data"));
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.response.chunk())
+                .await
+                .expect("an event within 5 s")
+                .expect("a readable stream")?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+        }
+    }
+}
+
+async fn listen(mcp: &FakeMcpServer, id: Value, filter: Value) -> Events {
+    let message = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "subscriptions/listen",
+        "params": with_meta(json!({ "notifications": filter }), json!({})),
+    });
+    let response = rpc(
+        mcp,
+        &[
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "subscriptions/listen"),
+        ],
+        message,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
+    Events {
+        response,
+        buffer: String::new(),
+    }
+}
+
+/// Wait until the server counts `expected` open listen streams.
+async fn wait_for_listeners(mcp: &FakeMcpServer, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while mcp.listeners() != expected {
+        assert!(
+            Instant::now() < deadline,
+            "{} listeners, expected {expected}",
+            mcp.listeners()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn listen_streams_acknowledge_then_carry_list_changes() {
+    let mcp = modern_server(vec![fake_mcp::echo_tool()]).await;
+    let filter = json!({ "toolsListChanged": true, "promptsListChanged": true });
+    let mut tools = listen(&mcp, json!("listen-1"), filter).await;
+    assert_eq!(
+        tools.next().await,
+        Some(json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {
+                "_meta": { "io.modelcontextprotocol/subscriptionId": "listen-1" },
+                "notifications": { "toolsListChanged": true },
+            },
+        }))
+    );
+    let mut quiet = listen(&mcp, json!(7), json!({ "resourcesListChanged": true })).await;
+    assert_eq!(
+        quiet.next().await.expect("an acknowledgement")["params"],
+        json!({ "_meta": { "io.modelcontextprotocol/subscriptionId": 7 }, "notifications": {} })
+    );
+    assert_eq!(mcp.listeners(), 2);
+
+    mcp.set_tools(vec![fake_mcp::tool("new")]);
+    let changed = json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/tools/list_changed",
+        "params": { "_meta": { "io.modelcontextprotocol/subscriptionId": "listen-1" } },
+    });
+    assert_eq!(tools.next().await, Some(changed.clone()));
+    mcp.set_tools_for("anonymous", vec![]);
+    mcp.set_tools(vec![fake_mcp::echo_tool()]);
+    assert_eq!(
+        tools.next().await,
+        Some(changed),
+        "one per change, for this caller"
+    );
+
+    // A graceful end: the final result, then the end of the stream.
+    mcp.close_listeners();
+    assert_eq!(mcp.listeners(), 0);
+    let end = |id: Value| {
+        let mut meta = server_info();
+        meta["io.modelcontextprotocol/subscriptionId"] = id.clone();
+        json!({ "jsonrpc": "2.0", "id": id, "result": { "resultType": "complete", "_meta": meta } })
+    };
+    assert_eq!(tools.next().await, Some(end(json!("listen-1"))));
+    assert_eq!(tools.next().await, None);
+    assert_eq!(quiet.next().await, Some(end(json!(7))));
+    assert_eq!(
+        quiet.next().await,
+        None,
+        "nothing was sent it had not asked for"
+    );
+
+    // An abrupt end: the stream just stops.
+    let mut again = listen(&mcp, json!(8), json!({ "toolsListChanged": true })).await;
+    again.next().await.expect("an acknowledgement");
+    mcp.drop_listeners();
+    assert_eq!(again.next().await, None);
+
+    // A client that goes away stops being counted.
+    let mut gone = listen(&mcp, json!(9), json!({ "toolsListChanged": true })).await;
+    gone.next().await.expect("an acknowledgement");
+    assert_eq!(mcp.listeners(), 1);
+    drop(gone);
+    wait_for_listeners(&mcp, 0).await;
+    assert_eq!(mcp.count("subscriptions/listen"), 4);
+}
+
+#[tokio::test]
+async fn listen_streams_hear_only_their_subjects_catalogue() {
+    let auth = FakeAuthServer::start(AsConfig {
+        preregistered: vec![("public".into(), None)],
+        ..AsConfig::default()
+    })
+    .await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        era: Era::Modern,
+        ..McpConfig::default()
+    })
+    .await;
+    let token_url = auth.url() + "/token";
+    let mut streams = Vec::new();
+    for (id, subject) in [(1, "alice"), (2, "bob")] {
+        auth.set_subject(subject);
+        let code = code_for(&auth, "public").await;
+        let (_, body) = post_form(&token_url, &exchange(&code, "public"), None).await;
+        let token = format!("Bearer {}", body["access_token"].as_str().expect("token"));
+        let message = json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "method": "subscriptions/listen",
+            "params": with_meta(json!({ "notifications": { "toolsListChanged": true } }), json!({})),
+        });
+        let response = rpc(
+            &mcp,
+            &[
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "subscriptions/listen"),
+                ("authorization", &token),
+            ],
+            message,
+        )
+        .await;
+        let mut events = Events {
+            response,
+            buffer: String::new(),
+        };
+        events.next().await.expect("an acknowledgement");
+        streams.push(events);
+    }
+    mcp.set_tools_for("bob", vec![fake_mcp::tool("bobs")]);
+    mcp.set_tools(vec![]);
+    let subscription = |event: Option<Value>| {
+        let event = event.expect("an event");
+        assert_eq!(event["method"], "notifications/tools/list_changed");
+        event["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"].clone()
+    };
+    // Alice hears only the common change; bob hears his own first.
+    assert_eq!(subscription(streams[0].next().await), 1);
+    assert_eq!(subscription(streams[1].next().await), 2);
+    assert_eq!(subscription(streams[1].next().await), 2);
+    mcp.drop_listeners();
+    assert_eq!(streams[0].next().await, None);
+    assert_eq!(streams[1].next().await, None);
+}
+
+#[tokio::test]
+async fn both_eras_answer_legacy_and_modern_requests() {
+    let mcp = FakeMcpServer::start(McpConfig {
+        era: Era::Both,
+        sessions: true,
+        ..McpConfig::default()
+    })
+    .await;
+    let response = rpc(&mcp, &[], initialize()).await;
+    assert_eq!(response.status(), 200);
+    let session = response.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["result"]["protocolVersion"], "2025-11-25");
+
+    // Legacy requests follow the handshake: with the session, without resultType.
+    let legacy = [
+        ("mcp-session-id", session.as_str()),
+        ("mcp-protocol-version", "2025-11-25"),
+    ];
+    let (status, body) = post_raw(&mcp, &legacy, call(2, "tools/list", json!({}))).await;
+    assert_eq!(status, 200);
+    assert!(body["result"].get("resultType").is_none());
+    assert_eq!(body["result"]["tools"][0]["name"], "echo");
+    let (status, _) = post_raw(&mcp, &legacy[1..], call(3, "tools/list", json!({}))).await;
+    assert_eq!(status, 400, "a legacy request needs its session");
+
+    // Modern requests need no session.
+    let (status, body) = modern(&mcp, 4, "server/discover", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["result"]["supportedVersions"], json!(["2026-07-28"]));
+    let (_, body) = modern(&mcp, 5, "tools/list", json!({})).await;
+    assert_eq!(body["result"]["resultType"], "complete");
+    // A discover without its _meta is still a modern request, refused as such.
+    let (status, body) = post_raw(&mcp, &[], call(6, "server/discover", json!({}))).await;
+    assert_eq!((status, &body["error"]["code"]), (400, &json!(-32602)));
+
+    // Back to legacy only: discover is unknown again.
+    mcp.set_era(Era::Legacy);
+    let (status, body) = post_raw(
+        &mcp,
+        &legacy,
+        call(7, "server/discover", with_meta(json!({}), json!({}))),
+    )
+    .await;
+    assert_eq!((status, &body["error"]["code"]), (200, &json!(-32601)));
+    assert_eq!(mcp.sessions_issued(), [session]);
+}
+
+#[tokio::test]
+async fn the_legacy_default_answers_discover_as_unknown() {
+    assert_eq!(McpConfig::default().era, Era::Legacy);
+    assert_eq!(McpConfig::default().list_ttl_ms, 0);
+    let discover = || call(1, "server/discover", with_meta(json!({}), json!({})));
+    let headers = [
+        ("mcp-protocol-version", MODERN),
+        ("mcp-method", "server/discover"),
+    ];
+    let mcp = FakeMcpServer::start(McpConfig::default()).await;
+    let (status, body) = post_raw(&mcp, &headers, discover()).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({ "jsonrpc": "2.0", "id": 1,
+                    "error": { "code": -32601, "message": "Method not found" } })
+        )
+    );
+    let (status, body) = post_raw(
+        &mcp,
+        &headers,
+        call(2, "subscriptions/listen", with_meta(json!({}), json!({}))),
+    )
+    .await;
+    assert_eq!((status, &body["error"]["code"]), (200, &json!(-32601)));
+    let (status, body) = post_raw(&mcp, &[], initialize()).await;
+    assert_eq!(
+        (status, &body["result"]["protocolVersion"]),
+        (200, &json!("2025-11-25"))
+    );
+
+    let mcp = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..McpConfig::default()
+    })
+    .await;
+    let (status, body) = post_raw(&mcp, &headers, discover()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["message"],
+        "Bad Request: Mcp-Session-Id header is required"
+    );
 }

@@ -1,15 +1,51 @@
 //! A fake remote MCP server on `127.0.0.1:0`.
 //!
-//! It speaks Streamable HTTP (JSON responses only, protocol version 2025-11-25): `POST` carries
-//! one JSON-RPC message, `DELETE` ends a session, `GET` is refused with 405 because the server
-//! never opens an event stream. It serves `initialize`, `ping`, a paginated `tools/list` and a
-//! `tools/call` where every tool echoes its arguments except `fail`, and `whoami`, which names
-//! the subject of the caller's token.
+//! It speaks the protocol of the [`Era`] it is set to, switched at runtime with
+//! [`FakeMcpServer::set_era`]:
+//!
+//! - [`Era::Legacy`] (the default): Streamable HTTP with JSON responses only, protocol version
+//!   2025-11-25. `POST` carries one JSON-RPC message, `DELETE` ends a session, `GET` is refused
+//!   with 405 because the server never opens an event stream. It serves `initialize`, `ping`, a
+//!   paginated `tools/list` and a `tools/call` where every tool echoes its arguments except
+//!   `fail`, and `whoami`, which names the subject of the caller's token. Anything else, such
+//!   as a 2026 client's `server/discover`, gets the JSON-RPC error -32601 (or, with
+//!   [`McpConfig::sessions`], the 400 a session-less request gets), which such a client reads
+//!   as "legacy server".
+//! - [`Era::Modern`]: revision 2026-07-28 only ([`MODERN_PROTOCOL_VERSION`]), stateless. No
+//!   handshake (`initialize` gets 400 with -32022 and `data.supported`), no sessions
+//!   (`Mcp-Session-Id` is ignored and never issued; `GET` and `DELETE` get 405). Every request
+//!   must carry `_meta["io.modelcontextprotocol/protocolVersion"]` and
+//!   `_meta["io.modelcontextprotocol/clientCapabilities"]` (else 400, -32602), and the headers
+//!   mirroring its body: `MCP-Protocol-Version` equal to that version, `Mcp-Method`, `Mcp-Name`
+//!   for `tools/call`, and `Mcp-Param-*` for the arguments a tool's input schema annotates with
+//!   `x-mcp-header` (else 400, -32020); an unknown version gets 400 with -32022 and an unknown
+//!   method 404 with -32601. It serves `server/discover`, `tools/list` and `tools/call` (with
+//!   `resultType`, and `ttlMs`/`cacheScope` from [`McpConfig::list_ttl_ms`] on lists and
+//!   discovery), and `subscriptions/listen`.
+//! - [`Era::Both`]: answers `initialize` and legacy requests as [`Era::Legacy`] does, and
+//!   requests carrying the 2026 `_meta` or `MCP-Protocol-Version` as [`Era::Modern`] does.
+//!
+//! Multi round-trip tools ([`confirm_tool`], [`survey_tool`], [`open_url_tool`],
+//! [`confirm_stateless_tool`]) answer a modern call with `resultType: "input_required"`:
+//! elicitation requests the client answers by retrying the call with `inputResponses` and the
+//! `requestState` it received. The state is sealed (HMAC-SHA256 under a key drawn when the
+//! server starts) and bound to the tool, the caller's subject and the round; a retry with a
+//! missing, tampered or foreign state gets -32602 "invalid request state". A form elicitation
+//! needs the client to declare `elicitation` (a URL one `elicitation.url`), otherwise the call
+//! gets 400 with -32021. The legacy eras cannot ask, so there these tools answer a tool error
+//! "needs input". [`FakeMcpServer::input_responses`] gives the answers received.
+//!
+//! A `subscriptions/listen` request is answered with an event stream that stays open: first
+//! `notifications/subscriptions/acknowledged` with the granted filter (only `toolsListChanged`
+//! is supported), then `notifications/tools/list_changed` whenever the catalogue changes, each
+//! carrying the listen request's id as `_meta["io.modelcontextprotocol/subscriptionId"]`.
+//! [`FakeMcpServer::listeners`] counts the open streams, [`FakeMcpServer::close_listeners`] ends
+//! them gracefully and [`FakeMcpServer::drop_listeners`] abruptly.
 //!
 //! With [`McpConfig::sse`] it speaks the legacy HTTP+SSE transport (revision 2024-11-05)
-//! instead: `GET` on the endpoint opens an event stream whose first `endpoint` event names
-//! `{path}/messages?session=ID`; each message posted there is answered 202, and its JSON-RPC
-//! response arrives on the stream as a `message` event.
+//! instead, whatever the era: `GET` on the endpoint opens an event stream whose first
+//! `endpoint` event names `{path}/messages?session=ID`; each message posted there is answered
+//! 202, and its JSON-RPC response arrives on the stream as a `message` event.
 //!
 //! It can be protected by a static header, by a bare `invalid_token` challenge, by a 401 without
 //! any challenge, or by OAuth against a [`FakeAuthServer`] (with per-method scope
@@ -20,6 +56,10 @@
 //! slow, broken, silent or oversized, or its listing loop on one cursor; they never affect the
 //! metadata documents. Sessions can be expired at any time. Every request is recorded with its
 //! headers and body, and [`FakeMcpServer::posted`] gives the JSON-RPC messages among them.
+
+mod listen;
+mod modern;
+mod mrtr;
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -39,8 +79,31 @@ use crate::fake_as::FakeAuthServer;
 pub use crate::fake_http::Recorded;
 use crate::fake_http::{self, HangUp, RequestLog, ServerTask};
 
-/// The protocol version the server announces.
+/// The protocol version the server announces in answer to `initialize`.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// The only protocol version the server speaks in the modern era.
+pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
+
+pub use mrtr::{
+    confirm_stateless_tool, confirm_tool, invalid_header_tool, open_url_tool, region_tool,
+    survey_tool,
+};
+
+/// Which revisions of the protocol the Streamable HTTP endpoint speaks, switched at runtime
+/// with [`FakeMcpServer::set_era`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Era {
+    /// 2025-11-25 with the `initialize` handshake (and optional sessions) only.
+    #[default]
+    Legacy,
+    /// 2026-07-28 only: stateless, per-request `_meta` and headers, no `initialize`.
+    Modern,
+    /// Both: `initialize` and the requests that follow it as [`Era::Legacy`]; requests carrying
+    /// the 2026 `_meta` or `MCP-Protocol-Version` (and every `server/discover` and
+    /// `subscriptions/listen`) as [`Era::Modern`].
+    Both,
+}
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -149,6 +212,10 @@ pub struct McpConfig {
     pub sse: bool,
     /// Under [`McpConfig::sse`], the endpoint announced instead of the server's own.
     pub sse_endpoint: Option<String>,
+    /// The protocol era the Streamable HTTP endpoint starts in.
+    pub era: Era,
+    /// `ttlMs` on modern `tools/list` and `server/discover` results.
+    pub list_ttl_ms: u64,
 }
 
 impl Default for McpConfig {
@@ -161,6 +228,8 @@ impl Default for McpConfig {
             auth: McpAuth::None,
             sse: false,
             sse_endpoint: None,
+            era: Era::Legacy,
+            list_ttl_ms: 0,
         }
     }
 }
@@ -233,11 +302,14 @@ struct Shared {
     url: String,
     log: RequestLog,
     state: Mutex<McpState>,
+    /// Seals and opens the `requestState` of multi round-trip tools.
+    state_key: mrtr::StateKey,
 }
 
 #[derive(Default)]
 struct McpState {
     mode: Mode,
+    era: Era,
     live_sessions: HashSet<String>,
     /// Every session id handed out, in order.
     sessions_issued: Vec<String>,
@@ -251,6 +323,10 @@ struct McpState {
     tools: Arc<Vec<Value>>,
     /// The tools listed to callers of one subject instead, by subject.
     tools_by_subject: HashMap<String, Arc<Vec<Value>>>,
+    /// Every `inputResponses` object received on a modern `tools/call`, with the tool's name.
+    input_responses: Vec<(String, Value)>,
+    /// Open `subscriptions/listen` streams.
+    listeners: listen::Listeners,
 }
 
 /// Who an OAuth-protected request comes from, per the authorization server.
@@ -266,6 +342,7 @@ impl FakeMcpServer {
         let origin = format!("http://{}", listener.local_addr().expect("local address"));
         let url = format!("{origin}{}", config.path);
         let state = McpState {
+            era: config.era,
             tools: Arc::new(config.tools.clone()),
             ..McpState::default()
         };
@@ -275,6 +352,7 @@ impl FakeMcpServer {
             url,
             log: RequestLog::default(),
             state: Mutex::new(state),
+            state_key: mrtr::StateKey::generate(),
         });
         let task = fake_http::serve(listener, routes(&shared));
         FakeMcpServer {
@@ -308,20 +386,65 @@ impl FakeMcpServer {
         self.shared.lock().mode = mode;
     }
 
+    /// Speak this era from the next request on. Open listen streams stay open.
+    pub fn set_era(&self, era: Era) {
+        self.shared.lock().era = era;
+    }
+
+    /// The era the server speaks now.
+    pub fn era(&self) -> Era {
+        self.shared.lock().era
+    }
+
     /// List (and call) these tools from now on, e.g. to change the catalogue between
-    /// refreshes. Any list: duplicates, tens of thousands, huge schemas.
+    /// refreshes. Any list: duplicates, tens of thousands, huge schemas. Every open listen
+    /// stream that asked for `toolsListChanged` gets `notifications/tools/list_changed`.
     pub fn set_tools(&self, tools: Vec<Value>) {
-        self.shared.lock().tools = Arc::new(tools);
+        let mut state = self.shared.lock();
+        state.tools = Arc::new(tools);
+        state.listeners.tools_changed(None);
     }
 
     /// List (and call) these tools for callers whose token is `subject`'s, instead of the
     /// common ones, from now on: one account's catalogue differs from another's. Only under
-    /// OAuth, where callers have subjects.
+    /// OAuth, where callers have subjects. The open listen streams of `subject`'s callers that
+    /// asked for `toolsListChanged` get `notifications/tools/list_changed`; others do not.
     pub fn set_tools_for(&self, subject: &str, tools: Vec<Value>) {
-        self.shared
-            .lock()
+        let mut state = self.shared.lock();
+        state
             .tools_by_subject
             .insert(subject.to_owned(), Arc::new(tools));
+        state.listeners.tools_changed(Some(subject));
+    }
+
+    /// The `inputResponses` objects received on modern calls of `tool`, in order, whether the
+    /// call then completed, asked again or was refused for its `requestState`.
+    pub fn input_responses(&self, tool: &str) -> Vec<Value> {
+        self.shared
+            .lock()
+            .input_responses
+            .iter()
+            .filter(|(name, _)| name == tool)
+            .map(|(_, responses)| responses.clone())
+            .collect()
+    }
+
+    /// How many `subscriptions/listen` streams are open now. A stream counts until its client
+    /// disconnects or the server ends it.
+    pub fn listeners(&self) -> usize {
+        self.shared.lock().listeners.len()
+    }
+
+    /// End every open listen stream gracefully: each gets the final `subscriptions/listen`
+    /// result (carrying its subscription id), then the stream closes.
+    pub fn close_listeners(&self) {
+        self.shared.lock().listeners.close_all(true);
+    }
+
+    /// End every open listen stream abruptly: the stream closes without a final result, as
+    /// when a connection breaks.
+    pub fn drop_listeners(&self) {
+        self.shared.lock().listeners.close_all(false);
     }
 
     /// Forget every session, so requests carrying one get 404.
@@ -663,6 +786,12 @@ impl Shared {
                 "isError": true,
             }));
         }
+        if mrtr::asks_for_input(name) {
+            return Ok(json!({
+                "content": [{ "type": "text", "text": "needs input" }],
+                "isError": true,
+            }));
+        }
         if name == "whoami" {
             let subject = caller.map_or(ANONYMOUS, |caller| caller.subject.as_str());
             return Ok(json!({
@@ -684,7 +813,10 @@ async fn mcp_endpoint(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mode = shared.lock().mode;
+    let (mode, era) = {
+        let state = shared.lock();
+        (state.mode, state.era)
+    };
     match mode {
         Mode::Normal | Mode::RepeatingCursor => {}
         Mode::Slow(delay) => tokio::time::sleep(delay).await,
@@ -702,8 +834,11 @@ async fn mcp_endpoint(
         Err(refusal) => return refusal.into_response(),
     };
     match method {
-        Method::POST => shared.post(&headers, &body, caller.as_ref()),
-        Method::DELETE => shared.end_session(&headers),
+        Method::POST => shared.post_streamable(&headers, &body, caller.as_ref()),
+        Method::DELETE if era != Era::Modern => shared.end_session(&headers),
+        _ if era == Era::Modern => {
+            (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "POST")]).into_response()
+        }
         _ => method_not_allowed(),
     }
 }
