@@ -26,6 +26,7 @@ mod layers;
 mod limits;
 mod machine;
 mod metrics;
+mod modern;
 mod oauth;
 mod outbound;
 mod replicas;

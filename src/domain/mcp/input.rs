@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::crypto::SealContext;
+use crate::crypto::{KeyRing, SealContext};
 use crate::domain::Context;
 use crate::domain::{Error, Result, bad_input};
 use crate::mcp::{InputRequest, InputRequired, Resume};
@@ -147,6 +147,36 @@ pub fn pending(
     required: InputRequired,
     round: u32,
 ) -> Result<Pending> {
+    let call = Call {
+        user_id,
+        server_id,
+        tool,
+        arguments,
+    };
+    pending_at(&ctx.keys, Utc::now(), call, required, round)
+}
+
+/// The call a continuation continues.
+struct Call<'a> {
+    user_id: Uuid,
+    server_id: Uuid,
+    tool: &'a str,
+    arguments: &'a Map<String, Value>,
+}
+
+fn pending_at(
+    keys: &KeyRing,
+    now: DateTime<Utc>,
+    call: Call<'_>,
+    required: InputRequired,
+    round: u32,
+) -> Result<Pending> {
+    let Call {
+        user_id,
+        server_id,
+        tool,
+        arguments,
+    } = call;
     let round = round.saturating_add(1);
     if round > MAX_ROUNDS {
         return Err(Error::Upstream(format!(
@@ -158,8 +188,8 @@ pub fn pending(
         .iter()
         .map(ask)
         .collect::<Result<Vec<_>>>()?;
-    let expires_at = Utc::now()
-        + chrono::Duration::from_std(CONTINUATION_TTL).unwrap_or(chrono::Duration::zero());
+    let expires_at =
+        now + chrono::Duration::from_std(CONTINUATION_TTL).unwrap_or(chrono::Duration::zero());
     let sealed = Sealed {
         server: server_id,
         tool: tool.to_owned(),
@@ -184,9 +214,7 @@ pub fn pending(
     )]
     let plain = serde_json::to_vec(&sealed).expect("a continuation serializes");
     let row = seal_context(&user_id);
-    let continuation = ctx
-        .keys
-        .seal(&plain, SealContext::new(SEAL_TABLE, SEAL_COLUMN, &row));
+    let continuation = keys.seal(&plain, SealContext::new(SEAL_TABLE, SEAL_COLUMN, &row));
     if continuation.len() > MAX_CONTINUATION_BYTES {
         return Err(Error::Upstream(format!(
             "the call's arguments and the server's request are too large to continue (over \
@@ -259,6 +287,16 @@ pub fn resume(
     continuation: &str,
     answers: Vec<Answer>,
 ) -> Result<Continued> {
+    resume_at(&ctx.keys, Utc::now(), user_id, continuation, answers)
+}
+
+fn resume_at(
+    keys: &KeyRing,
+    now: DateTime<Utc>,
+    user_id: Uuid,
+    continuation: &str,
+    answers: Vec<Answer>,
+) -> Result<Continued> {
     let refused = || {
         bad_input(
             "continuation",
@@ -269,15 +307,14 @@ pub fn resume(
         return Err(refused());
     }
     let row = seal_context(&user_id);
-    let plain = ctx
-        .keys
+    let plain = keys
         .open(
             continuation,
             SealContext::new(SEAL_TABLE, SEAL_COLUMN, &row),
         )
         .map_err(|_| refused())?;
     let sealed: Sealed = serde_json::from_slice(&plain).map_err(|_| refused())?;
-    if Utc::now().timestamp() >= sealed.expires {
+    if now.timestamp() >= sealed.expires {
         return Err(refused());
     }
     let mut responses = Map::new();
@@ -479,9 +516,198 @@ fn check_format(format: Option<&str>, text: &str) -> std::result::Result<(), Str
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use chrono::Utc;
+    use serde_json::{Map, Value, json};
+    use uuid::Uuid;
 
-    use super::check_form;
+    use super::*;
+    use crate::crypto::KeyRing;
+    use crate::mcp::{InputRequest, InputRequired};
+
+    fn asked() -> InputRequired {
+        InputRequired {
+            requests: vec![InputRequest {
+                key: "confirm".into(),
+                method: "elicitation/create".into(),
+                params: json!({
+                    "message": "Sure?",
+                    "requestedSchema": {
+                        "type": "object",
+                        "properties": { "ok": { "type": "boolean" } },
+                        "required": ["ok"]
+                    }
+                }),
+            }],
+            request_state: Some(" state, with its spaces ".into()),
+        }
+    }
+
+    fn seal(keys: &KeyRing, user: Uuid, now: chrono::DateTime<Utc>) -> Pending {
+        let arguments: Map<String, Value> = [("a".to_owned(), json!(1))].into_iter().collect();
+        let call = Call {
+            user_id: user,
+            server_id: Uuid::nil(),
+            tool: "confirm",
+            arguments: &arguments,
+        };
+        pending_at(keys, now, call, asked(), 0).expect("sealed")
+    }
+
+    fn yes() -> Vec<Answer> {
+        vec![Answer {
+            key: "confirm".into(),
+            action: Action::Accept,
+            content: Some(json!({ "ok": true })),
+        }]
+    }
+
+    #[test]
+    fn a_continuation_carries_the_call_and_the_state_exactly() {
+        let keys = KeyRing::generate();
+        let user = Uuid::new_v4();
+        let now = Utc::now();
+        let pending = seal(&keys, user, now);
+        assert_eq!(pending.asks.len(), 1);
+        assert!(
+            !pending.continuation.contains("state"),
+            "sealed, not readable"
+        );
+        let continued = resume_at(&keys, now, user, &pending.continuation, yes()).expect("opens");
+        assert_eq!(continued.tool, "confirm");
+        assert_eq!(continued.arguments["a"], 1);
+        assert_eq!(continued.round, 1);
+        assert_eq!(
+            continued.resume.request_state.as_deref(),
+            Some(" state, with its spaces ")
+        );
+        assert_eq!(
+            continued.resume.responses["confirm"],
+            json!({ "action": "accept", "content": { "ok": true } })
+        );
+    }
+
+    #[test]
+    fn a_continuation_is_refused_to_others_after_expiry_and_when_changed() {
+        let keys = KeyRing::generate();
+        let user = Uuid::new_v4();
+        let now = Utc::now();
+        let pending = seal(&keys, user, now);
+        let refused = |result: Result<Continued>| matches!(result, Err(Error::BadInput { field, .. }) if field == "continuation");
+        assert!(refused(resume_at(
+            &keys,
+            now,
+            Uuid::new_v4(),
+            &pending.continuation,
+            yes()
+        )));
+        let late = now + chrono::Duration::from_std(CONTINUATION_TTL).unwrap();
+        assert!(refused(resume_at(
+            &keys,
+            late,
+            user,
+            &pending.continuation,
+            yes()
+        )));
+        let mut changed = pending.continuation.clone().into_bytes();
+        let last = changed.len() - 2;
+        changed[last] = if changed[last] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8(changed).unwrap();
+        assert!(refused(resume_at(&keys, now, user, &changed, yes())));
+        assert!(refused(resume_at(
+            &KeyRing::generate(),
+            now,
+            user,
+            &pending.continuation,
+            yes()
+        )));
+    }
+
+    #[test]
+    fn answers_must_match_what_was_asked() {
+        let keys = KeyRing::generate();
+        let user = Uuid::new_v4();
+        let now = Utc::now();
+        let pending = seal(&keys, user, now);
+        let field_of = |answers: Vec<Answer>| match resume_at(
+            &keys,
+            now,
+            user,
+            &pending.continuation,
+            answers,
+        ) {
+            Err(Error::BadInput { field, .. }) => field,
+            other => panic!("expected bad input, got {other:?}"),
+        };
+        let answer = |action, content| Answer {
+            key: "confirm".into(),
+            action,
+            content,
+        };
+        assert_eq!(field_of(vec![]), "responses");
+        assert_eq!(
+            field_of(vec![answer(Action::Accept, None)]),
+            "responses.confirm.content"
+        );
+        assert_eq!(
+            field_of(vec![answer(Action::Accept, Some(json!({ "ok": "yes" })))]),
+            "responses.confirm.content"
+        );
+        assert_eq!(
+            field_of(vec![answer(Action::Decline, Some(json!({ "ok": true })))]),
+            "responses.confirm.content"
+        );
+        let mut twice = yes();
+        twice.extend(yes());
+        assert_eq!(field_of(twice), "responses");
+        let mut other = yes();
+        other.push(Answer {
+            key: "other".into(),
+            action: Action::Cancel,
+            content: None,
+        });
+        assert_eq!(field_of(other), "responses");
+        let declined = resume_at(
+            &keys,
+            now,
+            user,
+            &pending.continuation,
+            vec![answer(Action::Decline, None)],
+        )
+        .expect("a decline needs no content");
+        assert_eq!(
+            declined.resume.responses["confirm"],
+            json!({ "action": "decline" })
+        );
+    }
+
+    #[test]
+    fn rounds_are_capped_and_only_elicitation_is_offered() {
+        let keys = KeyRing::generate();
+        let arguments = Map::new();
+        let call = || Call {
+            user_id: Uuid::nil(),
+            server_id: Uuid::nil(),
+            tool: "t",
+            arguments: &arguments,
+        };
+        assert!(matches!(
+            pending_at(&keys, Utc::now(), call(), asked(), MAX_ROUNDS),
+            Err(Error::Upstream(_))
+        ));
+        let mut sampling = asked();
+        sampling.requests[0].method = "sampling/createMessage".into();
+        assert!(matches!(
+            pending_at(&keys, Utc::now(), call(), sampling, 0),
+            Err(Error::Upstream(_))
+        ));
+        let mut url = asked();
+        url.requests[0].params =
+            json!({ "mode": "url", "message": "m", "url": "javascript:alert(1)" });
+        assert!(matches!(
+            pending_at(&keys, Utc::now(), call(), url, 0),
+            Err(Error::Upstream(_))
+        ));
+    }
 
     fn schema() -> serde_json::Value {
         json!({

@@ -1,0 +1,402 @@
+//! Servers of MCP revision 2026-07-28 and the two eras side by side: which era a server is
+//! spoken to in and how that is remembered and re-detected, the standard and parameter
+//! headers, and input requests (multi round-trip) through `callMcpTool` and
+//! `continueMcpToolCall`.
+
+use serde_json::{Value, json};
+use switchboard::domain::access::Role;
+
+use crate::support::fake_mcp::{
+    Era, FakeMcpServer, McpConfig, confirm_stateless_tool, confirm_tool, echo_tool,
+    invalid_header_tool, open_url_tool, region_tool, survey_tool,
+};
+use crate::support::{TestApp, error_code};
+
+const REFRESH: &str = "mutation($id: ID!) { refreshMcpServer(id: $id) { protocolVersion connectionStatus toolCount tools { nodes { name } } } }";
+const SERVER: &str = "query($id: ID!) { mcpServer(id: $id) { protocolVersion authType } }";
+const CALL: &str = "mutation($id: ID!, $n: String!, $a: JSON) { callMcpTool(serverId: $id, name: $n, arguments: $a) { status content structuredContent isError inputRequests { key mode message requestedSchema url } continuation continuationExpiresAt } }";
+const CONTINUE: &str = "mutation($c: String!, $r: [McpInputResponseInput!]!) { continueMcpToolCall(continuation: $c, responses: $r) { status content structuredContent isError inputRequests { key mode message requestedSchema url } continuation } }";
+
+fn modern(tools: Vec<Value>) -> McpConfig {
+    McpConfig {
+        era: Era::Modern,
+        tools,
+        ..McpConfig::default()
+    }
+}
+
+fn tool_names(refreshed: &Value) -> Vec<&str> {
+    refreshed["tools"]["nodes"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .map(|tool| tool["name"].as_str().expect("name"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_era_is_spoken_in_its_own_way_and_remembered() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+
+    // A stateless server: discovered, never initialized, no session.
+    let new = FakeMcpServer::start(modern(vec![echo_tool()])).await;
+    let id = t
+        .create_server(a, json!({ "name": "new", "url": new.url() }))
+        .await;
+    let data = t.ok(a, SERVER, json!({ "id": id })).await;
+    assert_eq!(data["mcpServer"]["authType"], "NONE", "{data}");
+    assert_eq!(
+        data["mcpServer"]["protocolVersion"],
+        Value::Null,
+        "not reached yet"
+    );
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(data["refreshMcpServer"]["protocolVersion"], "2026-07-28");
+    assert_eq!(data["refreshMcpServer"]["connectionStatus"], "CONNECTED");
+    let data = t
+        .ok(a, CALL, json!({ "id": id, "n": "echo", "a": { "x": 1 } }))
+        .await;
+    assert_eq!(data["callMcpTool"]["status"], "COMPLETE");
+    assert_eq!(data["callMcpTool"]["structuredContent"], json!({ "x": 1 }));
+    assert_eq!(new.count("initialize"), 0);
+    assert!(new.sessions_issued().is_empty());
+    // Every request carried the revision in `_meta` and in its header, and named its method.
+    for request in new.requests().iter().filter(|r| r.method == "POST") {
+        let body = request.json();
+        assert_eq!(
+            body["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"], "2026-07-28",
+            "{body}"
+        );
+        assert_eq!(
+            request.header_values("mcp-protocol-version"),
+            ["2026-07-28"]
+        );
+        assert_eq!(
+            request.header_values("mcp-method"),
+            [body["method"].as_str().expect("method")]
+        );
+    }
+
+    // A server of the earlier era: one discovery that it refuses, then `initialize`; after
+    // that its era is known and it is initialized straight away.
+    let old = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..McpConfig::default()
+    })
+    .await;
+    let old_id = t
+        .create_server(a, json!({ "name": "old", "url": old.url() }))
+        .await;
+    let data = t.ok(a, REFRESH, json!({ "id": old_id })).await;
+    assert_eq!(data["refreshMcpServer"]["protocolVersion"], "2025-11-25");
+    let discovered = old.count("server/discover");
+    t.ok(a, REFRESH, json!({ "id": old_id })).await;
+    t.ok(a, CALL, json!({ "id": old_id, "n": "echo" })).await;
+    assert_eq!(old.count("server/discover"), discovered, "remembered");
+    assert_eq!(
+        old.count("initialize"),
+        4,
+        "the probe, two refreshes and a session for calls"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgraded_or_downgraded_server_is_detected_again() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(McpConfig::default()).await;
+    let id = t
+        .create_server(a, json!({ "name": "moving", "url": mcp.url() }))
+        .await;
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(data["refreshMcpServer"]["protocolVersion"], "2025-11-25");
+
+    // It now speaks 2026-07-28 only: `initialize` is refused with -32022, so it is
+    // discovered, and the new revision stored.
+    mcp.set_era(Era::Modern);
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(
+        data["refreshMcpServer"]["protocolVersion"], "2026-07-28",
+        "{data}"
+    );
+    assert_eq!(data["refreshMcpServer"]["connectionStatus"], "CONNECTED");
+
+    // And back: discovery is refused as a legacy server refuses it, so it is initialized.
+    mcp.set_era(Era::Legacy);
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(
+        data["refreshMcpServer"]["protocolVersion"], "2025-11-25",
+        "{data}"
+    );
+    // A server speaking both eras is spoken to in the newer one.
+    mcp.set_era(Era::Both);
+    let other = t
+        .create_server(
+            a,
+            json!({ "name": "both", "url": format!("{}?b", mcp.url()) }),
+        )
+        .await;
+    let data = t.ok(a, REFRESH, json!({ "id": other })).await;
+    assert_eq!(data["refreshMcpServer"]["protocolVersion"], "2026-07-28");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameter_headers_are_sent_and_tools_with_invalid_ones_dropped() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(modern(vec![
+        region_tool(),
+        invalid_header_tool(),
+        echo_tool(),
+    ]))
+    .await;
+    let id = t
+        .create_server(a, json!({ "name": "headers", "url": mcp.url() }))
+        .await;
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(
+        tool_names(&data["refreshMcpServer"]),
+        ["echo", "regional"],
+        "a tool whose header annotation is invalid is dropped"
+    );
+    let arguments = json!({ "region": "Zürich ", "priority": 42, "verbose": false, "query": "q" });
+    let data = t
+        .ok(
+            a,
+            CALL,
+            json!({ "id": id, "n": "regional", "a": arguments }),
+        )
+        .await;
+    // The fake refuses a call whose headers do not mirror its annotated arguments.
+    assert_eq!(
+        data["callMcpTool"]["structuredContent"], arguments,
+        "{data}"
+    );
+    let call = mcp
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "POST" && r.json()["method"] == "tools/call")
+        .expect("a call");
+    assert_eq!(call.header_values("mcp-name"), ["regional"]);
+    assert_eq!(call.header_values("mcp-param-priority"), ["42"]);
+    assert_eq!(call.header_values("mcp-param-verbose"), ["false"]);
+    assert_eq!(
+        call.header_values("mcp-param-region"),
+        ["=?base64?WsO8cmljaCA=?="],
+        "non-ASCII and a trailing space travel encoded"
+    );
+    // An argument left out is not sent as a header either.
+    let data = t
+        .ok(
+            a,
+            CALL,
+            json!({ "id": id, "n": "regional", "a": { "query": "q" } }),
+        )
+        .await;
+    assert_eq!(data["callMcpTool"]["status"], "COMPLETE", "{data}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_asked_twice_is_answered_through_the_api() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(modern(vec![survey_tool(), confirm_tool()])).await;
+    let id = t
+        .create_server(a, json!({ "name": "asks", "url": mcp.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+    let viewer = t.new_member("vera", a.workspace_id, Role::Viewer).await;
+
+    let data = t
+        .ok(&viewer, CALL, json!({ "id": id, "n": "survey" }))
+        .await;
+    let first = &data["callMcpTool"];
+    assert_eq!(first["status"], "INPUT_REQUIRED", "{data}");
+    assert_eq!(first["content"], json!([]));
+    assert_eq!(first["inputRequests"][0]["key"], "name");
+    assert_eq!(first["inputRequests"][0]["mode"], "FORM");
+    assert_eq!(
+        first["inputRequests"][0]["requestedSchema"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert!(first["continuationExpiresAt"].is_string());
+    let continuation = first["continuation"].as_str().expect("continuation");
+
+    // Nobody else can continue it: not another member, not an admin.
+    let answer = json!([{ "key": "name", "action": "ACCEPT", "content": { "name": "Ada" } }]);
+    for other in [
+        a.clone(),
+        t.new_member("otto", a.workspace_id, Role::Editor).await,
+    ] {
+        let body = t
+            .gql(
+                Some(&other.token),
+                CONTINUE,
+                json!({ "c": continuation, "r": answer }),
+            )
+            .await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], "continuation");
+    }
+    // Answers that do not fit are refused before anything is sent.
+    let before = mcp.count("tools/call");
+    for (bad, field) in [
+        (json!([]), "responses"),
+        (
+            json!([{ "key": "name", "action": "ACCEPT", "content": { "name": 7 } }]),
+            "responses.name.content",
+        ),
+        (
+            json!([{ "key": "name", "action": "ACCEPT" }]),
+            "responses.name.content",
+        ),
+        (
+            json!([{ "key": "nom", "action": "ACCEPT", "content": {} }]),
+            "responses",
+        ),
+    ] {
+        let body = t
+            .gql(
+                Some(&viewer.token),
+                CONTINUE,
+                json!({ "c": continuation, "r": bad }),
+            )
+            .await;
+        assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["field"], field, "{body}");
+    }
+    assert_eq!(mcp.count("tools/call"), before);
+
+    let data = t
+        .ok(&viewer, CONTINUE, json!({ "c": continuation, "r": answer }))
+        .await;
+    let second = &data["continueMcpToolCall"];
+    assert_eq!(second["status"], "INPUT_REQUIRED", "{data}");
+    assert_eq!(second["inputRequests"][0]["key"], "color");
+    let data = t
+        .ok(
+            &viewer,
+            CONTINUE,
+            json!({
+                "c": second["continuation"],
+                "r": [{ "key": "color", "action": "ACCEPT", "content": { "color": "green" } }]
+            }),
+        )
+        .await;
+    let done = &data["continueMcpToolCall"];
+    assert_eq!(done["status"], "COMPLETE", "{data}");
+    assert_eq!(done["structuredContent"]["name"], "Ada");
+    assert_eq!(done["structuredContent"]["color"], "green");
+    assert_eq!(done["structuredContent"]["rounds"], 3);
+    assert_eq!(done["continuation"], Value::Null);
+    // Each request was new: the retries carried the answers, each with its own JSON-RPC id.
+    let calls: Vec<Value> = mcp
+        .posted()
+        .into_iter()
+        .filter(|m| m["method"] == "tools/call" && m["params"]["name"] == "survey")
+        .collect();
+    assert_eq!(calls.len(), 3);
+    assert!(calls[0]["params"].get("inputResponses").is_none());
+    assert_eq!(
+        calls[1]["params"]["inputResponses"]["name"],
+        json!({ "action": "accept", "content": { "name": "Ada" } })
+    );
+    let ids: std::collections::HashSet<String> =
+        calls.iter().map(|c| c["id"].to_string()).collect();
+    assert_eq!(ids.len(), 3, "{calls:?}");
+
+    // A continuation used again replays the round it was issued for; the server decides.
+    let data = t
+        .ok(&viewer, CONTINUE, json!({ "c": continuation, "r": answer }))
+        .await;
+    assert_eq!(data["continueMcpToolCall"]["status"], "INPUT_REQUIRED");
+
+    // A decline is passed on as such.
+    let data = t
+        .ok(&viewer, CALL, json!({ "id": id, "n": "confirm" }))
+        .await;
+    let data = t
+        .ok(
+            &viewer,
+            CONTINUE,
+            json!({
+                "c": data["callMcpTool"]["continuation"],
+                "r": [{ "key": "confirm", "action": "DECLINE" }]
+            }),
+        )
+        .await;
+    assert_eq!(
+        data["continueMcpToolCall"]["structuredContent"]["action"], "decline",
+        "{data}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_url_is_shown_and_a_missing_state_stays_missing() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(modern(vec![open_url_tool(), confirm_stateless_tool()])).await;
+    let id = t
+        .create_server(a, json!({ "name": "urls", "url": mcp.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+
+    let data = t.ok(a, CALL, json!({ "id": id, "n": "open_url" })).await;
+    let asked = &data["callMcpTool"]["inputRequests"][0];
+    assert_eq!(asked["mode"], "URL", "{data}");
+    assert_eq!(asked["message"], "Sign in to continue");
+    let url = asked["url"].as_str().expect("url");
+    assert!(
+        url.starts_with(&format!("{}/consent?id=", mcp.origin())),
+        "{url}"
+    );
+    assert_eq!(asked["requestedSchema"], Value::Null);
+    assert_eq!(
+        mcp.requests()
+            .iter()
+            .filter(|r| r.path == "/consent")
+            .count(),
+        0,
+        "never fetched"
+    );
+    let data = t
+        .ok(
+            a,
+            CONTINUE,
+            json!({
+                "c": data["callMcpTool"]["continuation"],
+                "r": [{ "key": "consent", "action": "ACCEPT" }]
+            }),
+        )
+        .await;
+    assert_eq!(
+        data["continueMcpToolCall"]["content"][0]["text"], "consented",
+        "{data}"
+    );
+
+    // The server sent no request state, so none goes back.
+    let data = t
+        .ok(a, CALL, json!({ "id": id, "n": "confirm_stateless" }))
+        .await;
+    let data = t
+        .ok(
+            a,
+            CONTINUE,
+            json!({
+                "c": data["callMcpTool"]["continuation"],
+                "r": [{ "key": "confirm", "action": "ACCEPT", "content": { "confirmed": true } }]
+            }),
+        )
+        .await;
+    assert_eq!(data["continueMcpToolCall"]["status"], "COMPLETE", "{data}");
+    let retry = mcp
+        .posted()
+        .into_iter()
+        .rev()
+        .find(|m| m["method"] == "tools/call")
+        .expect("the retry");
+    assert!(retry["params"].get("requestState").is_none(), "{retry}");
+    assert!(retry["params"].get("inputResponses").is_some(), "{retry}");
+}
