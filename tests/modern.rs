@@ -400,3 +400,82 @@ async fn a_url_is_shown_and_a_missing_state_stays_missing() {
     assert!(retry["params"].get("requestState").is_none(), "{retry}");
     assert!(retry["params"].get("inputResponses").is_some(), "{retry}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schemas_are_kept_as_listed_and_references_never_followed() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(modern(Vec::new())).await;
+    let canary = format!("{}/schemas/canary.json", mcp.origin());
+    // Keys deliberately out of alphabetical order, and every 2020-12 keyword a client might be
+    // tempted to rewrite.
+    let input = json!({
+        "type": "object",
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "properties": {
+            "zeta": { "$ref": "#/$defs/name" },
+            "alpha": { "$ref": canary },
+            "mode": { "anyOf": [{ "const": "a" }, { "const": "b" }] }
+        },
+        "required": ["zeta"],
+        "if": { "properties": { "mode": { "const": "a" } } },
+        "then": { "required": ["alpha"] },
+        "else": { "not": { "required": ["alpha"] } },
+        "additionalProperties": false,
+        "$defs": { "name": { "$anchor": "name", "type": "string", "minLength": 1 } }
+    });
+    let output = json!({ "type": "object", "properties": { "z": { "type": "integer" }, "a": {} } });
+    mcp.set_tools(vec![json!({
+        "name": "shaped",
+        "inputSchema": input,
+        "outputSchema": output
+    })]);
+    let id = t
+        .create_server(a, json!({ "name": "schemas", "url": mcp.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+    let data = t
+        .ok(
+            a,
+            "query($id: ID!) { mcpServer(id: $id) { tools { nodes { inputSchema outputSchema } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    let listed = &data["mcpServer"]["tools"]["nodes"][0];
+    let keys: Vec<&str> = listed["inputSchema"]
+        .as_object()
+        .expect("a schema")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "type",
+            "$schema",
+            "properties",
+            "required",
+            "if",
+            "then",
+            "else",
+            "additionalProperties",
+            "$defs"
+        ],
+        "the server's order, not an alphabetical one"
+    );
+    assert_eq!(
+        serde_json::to_string(&listed["inputSchema"]).unwrap(),
+        serde_json::to_string(&input).unwrap(),
+        "same keywords in the same order"
+    );
+    assert_eq!(
+        serde_json::to_string(&listed["outputSchema"]).unwrap(),
+        serde_json::to_string(&output).unwrap()
+    );
+    assert!(
+        mcp.requests()
+            .iter()
+            .all(|r| r.path != "/schemas/canary.json"),
+        "a $ref is never fetched"
+    );
+}

@@ -326,6 +326,8 @@ pub struct ToolRow {
     pub description: Option<String>,
     /// JSON Schema of the arguments, as JSON text.
     pub input_schema: String,
+    /// JSON Schema of the structured result, as JSON text, when the tool declares one.
+    pub output_schema: Option<String>,
     /// Tool annotations, as JSON text.
     pub annotations: Option<String>,
     /// When listed.
@@ -349,6 +351,8 @@ pub struct UserToolRow {
     pub description: Option<String>,
     /// JSON Schema of the arguments, as JSON text.
     pub input_schema: String,
+    /// JSON Schema of the structured result, as JSON text, when the tool declares one.
+    pub output_schema: Option<String>,
     /// Tool annotations, as JSON text.
     pub annotations: Option<String>,
     /// When listed.

@@ -174,6 +174,7 @@ diesel::table! {
         input_schema -> Text,
         annotations -> Nullable<Text>,
         updated_at -> PortableTimestamp,
+        output_schema -> Nullable<Text>,
     }
 }
 
@@ -217,6 +218,7 @@ diesel::table! {
         input_schema -> Text,
         annotations -> Nullable<Text>,
         updated_at -> PortableTimestamp,
+        output_schema -> Nullable<Text>,
     }
 }
 

@@ -181,7 +181,7 @@ pub async fn tool_pages(
                     .unwrap_or_default();
                 format!(
                     "SELECT * FROM (SELECT server_id, name, title, description, input_schema, \
-                     annotations, updated_at FROM mcp_tools WHERE server_id = {}{after_clause} \
+                     output_schema, annotations, updated_at FROM mcp_tools WHERE server_id = {}{after_clause} \
                      ORDER BY name LIMIT {limit_param}) AS page_{i}",
                     next()
                 )
@@ -252,6 +252,7 @@ struct ToolPageRow {
     title: Option<String>,
     description: Option<String>,
     input_schema: String,
+    output_schema: Option<String>,
     annotations: Option<String>,
     updated_at: DbTime,
 }
@@ -264,6 +265,7 @@ impl From<ToolPageRow> for ToolRow {
             title: row.title,
             description: row.description,
             input_schema: row.input_schema,
+            output_schema: row.output_schema,
             annotations: row.annotations,
             updated_at: row.updated_at,
         }
@@ -456,6 +458,7 @@ pub async fn replace_user_tools(
             title: row.title.clone(),
             description: row.description.clone(),
             input_schema: row.input_schema.clone(),
+            output_schema: row.output_schema.clone(),
             annotations: row.annotations.clone(),
             updated_at: row.updated_at,
         };
@@ -556,6 +559,7 @@ pub async fn user_tool_page(
                 mcp_user_tools::title,
                 mcp_user_tools::description,
                 mcp_user_tools::input_schema,
+                mcp_user_tools::output_schema,
                 mcp_user_tools::annotations,
                 mcp_user_tools::updated_at,
             ))

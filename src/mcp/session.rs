@@ -165,6 +165,8 @@ pub struct ToolInfo {
     pub description: Option<String>,
     /// JSON Schema of the arguments.
     pub input_schema: Value,
+    /// JSON Schema of the structured result, when the tool declares one.
+    pub output_schema: Option<Value>,
     /// Behaviour hints (`readOnlyHint`, `destructiveHint`, …), as sent.
     pub annotations: Option<Value>,
 }
@@ -806,6 +808,9 @@ fn tool_info(tool: Tool) -> Result<ToolInfo, McpError> {
         title: tool.title,
         description: tool.description.map(|text| text.into_owned()),
         input_schema: Value::Object(Arc::unwrap_or_clone(tool.input_schema)),
+        output_schema: tool
+            .output_schema
+            .map(|schema| Value::Object(Arc::unwrap_or_clone(schema))),
         annotations,
     })
 }

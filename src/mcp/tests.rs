@@ -127,6 +127,7 @@ async fn lists_tools_across_pages() {
                 title: Some("Echo".to_owned()),
                 description: Some("Returns its arguments.".to_owned()),
                 input_schema: fake_mcp::echo_tool()["inputSchema"].clone(),
+                output_schema: None,
                 annotations: Some(json!({"readOnlyHint": true})),
             },
             ToolInfo {
@@ -134,6 +135,7 @@ async fn lists_tools_across_pages() {
                 title: None,
                 description: None,
                 input_schema: add_tool()["inputSchema"].clone(),
+                output_schema: None,
                 annotations: None,
             },
         ]

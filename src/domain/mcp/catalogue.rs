@@ -181,6 +181,7 @@ fn same_catalogue(a: &[ToolRow], b: &[ToolRow]) -> bool {
                 && x.title == y.title
                 && x.description == y.description
                 && x.input_schema == y.input_schema
+                && x.output_schema == y.output_schema
                 && x.annotations == y.annotations
         })
 }
@@ -214,6 +215,7 @@ async fn store(ctx: &Context, server_id: Uuid, holder: Holder, listing: &Listing
             title: tool.title.clone(),
             description: tool.description.clone(),
             input_schema: tool.input_schema.to_string(),
+            output_schema: tool.output_schema.as_ref().map(ToString::to_string),
             annotations: tool.annotations.as_ref().map(ToString::to_string),
             updated_at: now,
         })

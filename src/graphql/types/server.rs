@@ -453,11 +453,22 @@ impl McpTool {
     async fn description(&self) -> Option<&str> {
         self.0.description.as_deref()
     }
-    /// JSON Schema of the arguments. It can be large, so it weighs as much as ten plain fields
-    /// in a query's complexity.
+    /// JSON Schema of the arguments, as listed: keywords in the server's order, `$ref`s not
+    /// followed. It can be large, so it weighs as much as ten plain fields in a query's
+    /// complexity.
     #[graphql(complexity = 10)]
     async fn input_schema(&self) -> Json<serde_json::Value> {
         Json(serde_json::from_str(&self.0.input_schema).unwrap_or(serde_json::Value::Null))
+    }
+    /// JSON Schema of the tool's structured result, as listed, when it declares one. Weighs as
+    /// much as `inputSchema`.
+    #[graphql(complexity = 10)]
+    async fn output_schema(&self) -> Option<Json<serde_json::Value>> {
+        self.0
+            .output_schema
+            .as_deref()
+            .and_then(|schema| serde_json::from_str(schema).ok())
+            .map(Json)
     }
     /// Tool annotations as the server sent them.
     async fn annotations(&self) -> Option<Json<serde_json::Value>> {
