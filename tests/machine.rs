@@ -352,3 +352,36 @@ async fn the_headless_client_connects_as_a_machine_client() {
     );
     assert!(printed.ends_with("done\n"), "{printed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_client_declares_its_extension_to_a_stateless_server() {
+    let t = TestApp::start().await;
+    let auth = FakeAuthServer::start(AsConfig::client_credentials(MachineClient::secret(
+        "machine-client",
+        "s3cret",
+    )))
+    .await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        tools: vec![echo_tool(), whoami_tool()],
+        era: crate::support::fake_mcp::Era::Modern,
+        ..McpConfig::default()
+    })
+    .await;
+    let server = create(&t, &mcp, json!({ "oauthClientSecret": "s3cret" })).await;
+    let id = server["id"].as_str().unwrap();
+    assert_eq!(whoami(&t, id).await.as_deref(), Ok("machine-client"));
+    let calls: Vec<Value> = mcp
+        .posted()
+        .into_iter()
+        .filter(|m| m["method"] == "tools/call")
+        .collect();
+    assert!(!calls.is_empty());
+    for call in calls {
+        assert_eq!(
+            call["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"]["extensions"],
+            json!({ "io.modelcontextprotocol/oauth-client-credentials": {} }),
+            "{call}"
+        );
+    }
+}

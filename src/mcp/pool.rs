@@ -264,6 +264,7 @@ mod tests {
             bearer: bearer.map(|b| Secret::new(b.to_owned())),
             timeout: Duration::from_secs(30),
             era: crate::mcp::Era::Unknown,
+            machine_client: false,
         }
     }
 

@@ -98,6 +98,9 @@ pub struct McpTarget {
     pub timeout: Duration,
     /// Which protocol era to try first (what the server spoke last time).
     pub era: Era,
+    /// The token comes from the OAuth client-credentials grant: a modern server is told the
+    /// client speaks that extension (`io.modelcontextprotocol/oauth-client-credentials`).
+    pub machine_client: bool,
 }
 
 /// What is known of the protocol era a server speaks.
@@ -632,7 +635,7 @@ async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, O
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     };
-    match Client::modern()
+    match Client::modern(target.machine_client)
         .serve_with_lifecycle(transport, lifecycle)
         .await
     {
@@ -697,6 +700,9 @@ async fn initialize_sse(http: &GuardedClient, target: &McpTarget) -> Result<Serv
         .map_err(|err| initialize_error(&err))
 }
 
+/// The MCP extension of machine clients, declared to modern servers by one.
+pub const CLIENT_CREDENTIALS_EXTENSION: &str = "io.modelcontextprotocol/oauth-client-credentials";
+
 /// Switchboard's side of a session: what it announces, and its answers to the server's own
 /// requests.
 ///
@@ -710,10 +716,13 @@ pub(super) struct Client {
 }
 
 impl Client {
-    fn modern() -> Client {
+    fn modern(machine_client: bool) -> Client {
+        let mut capabilities = serde_json::json!({ "elicitation": { "form": {}, "url": {} } });
+        if machine_client {
+            capabilities["extensions"] = serde_json::json!({ CLIENT_CREDENTIALS_EXTENSION: {} });
+        }
         let capabilities: ClientCapabilities =
-            serde_json::from_value(serde_json::json!({ "elicitation": { "form": {}, "url": {} } }))
-                .unwrap_or_default();
+            serde_json::from_value(capabilities).unwrap_or_default();
         Client {
             info: InitializeRequestParams::new(capabilities, implementation())
                 .with_protocol_version(ProtocolVersion::V_2026_07_28),

@@ -71,6 +71,7 @@ fn target(server: &FakeMcpServer) -> McpTarget {
         bearer: None,
         timeout: Duration::from_secs(10),
         era: Era::Unknown,
+        machine_client: false,
     }
 }
 

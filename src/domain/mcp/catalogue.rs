@@ -110,6 +110,7 @@ pub async fn target(
             bearer,
             timeout: Duration::from_millis(u64::try_from(server.timeout_ms).unwrap_or(30_000)),
             era: mcp::Era::of_version(server.protocol_version.as_deref()),
+            machine_client: server.credential_mode == servers::CredentialMode::ClientCredentials,
         },
         generation,
     ))
