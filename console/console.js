@@ -15,6 +15,9 @@
 // - On a per-user server the row shows the signed-in person's own connection (their
 //   `myAuthorization`), never the server's shared status as if it were theirs; only admins ask
 //   who else has connected.
+// - What a server asks during a tool call (a form, a page to visit) is shown as text; a page
+//   is never fetched or opened by the console itself, only in a new window, without opener or
+//   referrer, when the person presses Open, and only if it is an http(s) URL.
 // - A machine-client server (client credentials) gets its tokens by itself: nobody is ever
 //   offered a popup for it, and its private key, like its secret, is only ever sent (when
 //   someone typed one), never read back: the API says only whether one is stored.
@@ -22,12 +25,15 @@
 const TOKEN_KEY = 'switchboard.console.token';
 const WORKSPACE_KEY = 'switchboard.console.workspace';
 
-const SERVER_FIELDS = `id name description url transport enabled authType headerNames
+const SERVER_FIELDS = `id name description url transport protocolVersion enabled authType headerNames
   oauthClientId hasOauthClientSecret hasOauthClientKey credentials connectionStatus authStatus
   statusReason lastError lastConnectedAt toolCount toolsRefreshedAt
   oauth { expiresAt lastRefreshedAt flowInProgress scopes issuer }
   myAuthorization { authorized expiresAt scopes authorizedAt flowInProgress }`;
 const TOOL_FIELDS = 'name title description inputSchema annotations';
+// A tool call's outcome: the tool's answer, or what the server asks the user first.
+const RESULT_FIELDS = `status content structuredContent isError
+  inputRequests { key mode message requestedSchema url } continuation continuationExpiresAt`;
 
 const QUERIES = {
   session: 'query { viewer { id name } workspaces { id name role } }',
@@ -51,13 +57,19 @@ const QUERIES = {
   refresh: `mutation($id: ID!) { refreshMcpServer(id: $id) { ${SERVER_FIELDS}
     tools(first: 100) { pageInfo { hasNextPage endCursor } nodes { ${TOOL_FIELDS} } } } }`,
   call: `mutation($id: ID!, $name: String!, $args: JSON) {
-    callMcpTool(serverId: $id, name: $name, arguments: $args) { content structuredContent isError } }`,
+    callMcpTool(serverId: $id, name: $name, arguments: $args) { ${RESULT_FIELDS} } }`,
+  // The same call again, with the user's answers to what the server asked.
+  answer: `mutation($continuation: String!, $responses: [McpInputResponseInput!]!) {
+    continueMcpToolCall(continuation: $continuation, responses: $responses) { ${RESULT_FIELDS} } }`,
   status: `subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason at personal
     current { connectionStatus authStatus reason } server { ${SERVER_FIELDS} } } }`,
   // The words for status reasons are the schema's descriptions.
   vocabulary: `query {
     statusReasons: __type(name: "McpStatusReason") { enumValues(includeDeprecated: true) { name description } } }`,
 };
+
+// The first MCP revision spoken without a session.
+const STATELESS_SINCE = '2026-07-28';
 
 const AUTH_TYPES = { NONE: 'None', HEADERS: 'Static headers', OAUTH: 'OAuth', UNDETECTED: 'Not detected' };
 
@@ -721,6 +733,8 @@ function renderRow(entry) {
     .map((text) => el('div', {}, text)));
 
   url.replaceChildren(el('span', { class: 'url' }, s.url));
+  const protocol = protocolText(s);
+  if (protocol) url.append(el('div', { class: 'muted small protocol' }, protocol));
 
   auth.replaceChildren(AUTH_TYPES[s.authType] || s.authType);
   if (perUser(s)) auth.append(el('div', { class: 'muted small' }, 'Credentials: per user'));
@@ -812,6 +826,16 @@ function refill(container, children, fallback) {
   const same = buttons.find((b) => nameOf(b) === focused[0]) || buttons.find((b) => b.textContent === focused[1]);
   const target = same || fallback;
   if (target && target.isConnected) target.focus();
+}
+
+// The MCP revision last negotiated with the server, in words ('' until it was first reached).
+// Revisions from 2026-07-28 on are spoken statelessly, earlier ones through a session.
+function protocolText(server) {
+  const version = server.protocolVersion;
+  if (typeof version !== 'string' || !version) return '';
+  const stateless = /^\d{4}-\d{2}-\d{2}$/.test(version) && version >= STATELESS_SINCE;
+  const transport = server.transport === 'SSE' ? ' over HTTP+SSE' : '';
+  return `MCP ${version}${stateless ? ' (stateless)' : ''}${transport}`;
 }
 
 // Whether the server holds an OAuth grant: authorized, or tokens stored (a flow in progress
@@ -1427,18 +1451,19 @@ function toolCard(entry, tool) {
   const argumentsId = `args-${id}`;
   const area = el('textarea', { id: argumentsId, rows: 3, spellcheck: 'false', class: 'arguments' });
   area.value = '{}';
+  // The outcome sits after the form, not in it: what a server asks is answered with forms of
+  // its own.
   const result = el('div', { class: 'result', 'aria-live': 'polite' });
   form.append(
     el('label', { for: argumentsId }, `Arguments for ${tool.name} (JSON object)`),
     area,
     el('div', { class: 'buttons' }, el('button', { type: 'submit' }, 'Call')),
-    result,
   );
   form.addEventListener('submit', (event) => {
     event.preventDefault();
     callTool(entry.server.id, tool.name, area, result, form.querySelector('button[type=submit]'));
   });
-  card.append(form);
+  card.append(form, result);
   return card;
 }
 
@@ -1456,11 +1481,14 @@ async function callTool(serverId, name, area, result, control) {
     area.focus();
     return;
   }
+  const call = { serverId, tool: name, result, exchange: beginExchange(result) };
   result.replaceChildren(el('p', { class: 'muted' }, `Calling ${name}…`));
   try {
     const data = await busy(control, () => api(QUERIES.call, { id: serverId, name, args }));
-    renderResult(result, data.callMcpTool);
+    if (!isCurrent(call)) return;
+    renderOutcome(call, data.callMcpTool);
   } catch (error) {
+    if (!isCurrent(call)) return;
     renderCallError(serverId, result, error);
   }
 }
@@ -1551,6 +1579,461 @@ function renderCallError(serverId, result, error) {
   }
   result.replaceChildren(el('div', { class: 'call-error', role: 'alert' },
     el('p', {}, el('strong', {}, `${code}: `), error.message)));
+}
+
+// ---------------------------------------------------------------------------------------
+// Input a server asks for in the middle of a tool call: forms and web pages to visit. Every
+// request gets an answer block; the answers go back together with the call's continuation,
+// and the server answers with the tool's result or asks again. Its words, its field names and
+// its URLs are shown as text; a URL is only ever opened when the person asks, in a new window
+// that cannot reach back to this page.
+
+// The call on show in each result area: an answer that arrives after another call started
+// there is dropped.
+const exchanges = new WeakMap();
+let roundsDrawn = 0;
+
+// Within this long of its expiry a continuation's deadline is shown.
+const EXPIRY_WARNING_MS = 2 * 60 * 1000;
+
+const ANSWER_WORDS = { ACCEPT: 'accepted', DECLINE: 'declined', CANCEL: 'cancelled' };
+
+function beginExchange(result) {
+  const exchange = {};
+  exchanges.set(result, exchange);
+  return exchange;
+}
+
+function isCurrent(call) {
+  return exchanges.get(call.result) === call.exchange && call.result.isConnected;
+}
+
+function renderOutcome(call, outcome) {
+  if (outcome.status === 'INPUT_REQUIRED') {
+    renderInputRequired(call, outcome);
+  } else {
+    renderResult(call.result, outcome);
+  }
+}
+
+function renderInputRequired(call, outcome) {
+  const requests = Array.isArray(outcome.inputRequests) ? outcome.inputRequests : [];
+  if (!requests.length || typeof outcome.continuation !== 'string' || !outcome.continuation) {
+    showCallProblem(call.result, `${call.tool} asked for input but sent nothing that can be answered.`);
+    return;
+  }
+  roundsDrawn += 1;
+  const round = {
+    call,
+    id: `ask-${roundsDrawn}`,
+    continuation: outcome.continuation,
+    expiresAt: outcome.continuationExpiresAt,
+    requests,
+    answers: new Map(),
+    blocks: [],
+    sending: el('p', { class: 'muted', hidden: true }, 'Sending your answers…'),
+    problem: el('p', { class: 'error', role: 'alert' }),
+    expiry: el('p', { class: 'small expiry', hidden: true }),
+  };
+  const asks = requests.length === 1
+    ? `${call.tool} needs your input.`
+    : `${call.tool} needs your input: answer each of its ${requests.length} requests; the answers are sent together.`;
+  const head = el('p', { class: 'result-head' }, badge('Input required', 'warn'), ' ', asks);
+  round.blocks = requests.map((request, index) => inputBlock(round, request, index));
+  call.result.replaceChildren(head, round.expiry, ...round.blocks.map((block) => block.form),
+    round.sending, round.problem);
+  watchExpiry(round);
+  round.blocks[0].focus();
+}
+
+// Say when the continuation expires once it is close, and that it has once it has.
+function watchExpiry(round) {
+  const at = Date.parse(round.expiresAt);
+  if (Number.isNaN(at)) return;
+  const node = round.expiry;
+  let timer = null;
+  const update = () => {
+    if (!node.isConnected) {
+      clearInterval(timer);
+      return;
+    }
+    const left = at - Date.now();
+    if (left <= 0) {
+      clearInterval(timer);
+      node.className = 'small error-text expiry';
+      node.replaceChildren('This request has expired: call the tool again to start over.');
+      node.hidden = false;
+    } else if (left <= EXPIRY_WARNING_MS) {
+      node.className = 'small hint-text expiry';
+      node.replaceChildren('Answer soon: this request expires ', moment(round.expiresAt), '.');
+      node.hidden = false;
+    }
+  };
+  timer = setInterval(update, 5000);
+  update();
+}
+
+// One request's answer block: its own form, so Enter in a field submits it.
+function inputBlock(round, request, index) {
+  const id = `${round.id}-${index}`;
+  const form = el('form', {
+    class: 'ask',
+    novalidate: true,
+    'data-key': request.key,
+    'data-mode': request.mode,
+    'aria-labelledby': `${id}-message`,
+  });
+  const body = el('fieldset', { class: 'ask-body' });
+  const status = el('p', { class: 'answer-status small' });
+  const error = el('p', { class: 'error', role: 'alert' });
+  const block = { request, index, form, body, status, error, fields: [], first: null };
+  if (round.requests.length > 1) {
+    body.append(el('p', { class: 'muted small ask-count' }, `Request ${index + 1} of ${round.requests.length}`));
+  }
+  body.append(el('p', { class: 'ask-message', id: `${id}-message` }, request.message || ''));
+  const decline = button('Decline', () => settle(round, block, { key: request.key, action: 'DECLINE' }));
+  const cancel = button('Cancel', () => settle(round, block, { key: request.key, action: 'CANCEL' }));
+  if (request.mode === 'URL') {
+    const done = urlRequest(block, id);
+    body.append(error, el('div', { class: 'buttons' }, done, decline, cancel));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      if (!done.disabled) settle(round, block, { key: request.key, action: 'ACCEPT' });
+    });
+  } else {
+    formRequest(block, id);
+    body.append(error, el('div', { class: 'buttons' },
+      el('button', { type: 'submit', class: 'primary' }, 'Submit'), decline, cancel));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      acceptForm(round, block);
+    });
+  }
+  form.append(body, status);
+  block.focus = () => {
+    const target = block.first || body.querySelector('button:not(:disabled)');
+    if (target) target.focus();
+  };
+  return block;
+}
+
+// A web page the server sends the person to: the full address as text, opened only on request.
+function urlRequest(block, id) {
+  const { request, body } = block;
+  let target = null;
+  try {
+    target = new URL(request.url);
+  } catch {
+    target = null;
+  }
+  const safe = Boolean(target) && (target.protocol === 'https:' || target.protocol === 'http:');
+  const address = el('code', { class: 'url', id: `${id}-url` }, String(request.url || ''));
+  body.append(el('p', { class: 'ask-url' }, el('span', { class: 'muted small' }, 'Address'), address));
+  const done = el('button', { type: 'submit', class: 'primary' }, 'Done');
+  if (safe) {
+    const open = button('Open', () => {
+      window.open(target.href, '_blank', 'noopener,noreferrer');
+    }, { 'aria-describedby': `${id}-url` });
+    body.append(el('p', { class: 'hint' }, open, ' ',
+      'Opens it in a new window. Press Done once you have finished there, or Decline.'));
+    block.first = open;
+  } else {
+    done.disabled = true;
+    body.append(el('p', { class: 'error-text small' }, 'This address is not an http(s) URL, so it is not offered. Decline or cancel.'));
+  }
+  return done;
+}
+
+// A form: one field per property of the requested schema.
+function formRequest(block, id) {
+  const schema = isObject(block.request.requestedSchema) ? block.request.requestedSchema : {};
+  const properties = isObject(schema.properties) ? schema.properties : {};
+  const required = new Set(Array.isArray(schema.required) ? schema.required.filter((n) => typeof n === 'string') : []);
+  const fields = el('div', { class: 'fields' });
+  block.fields = Object.entries(properties).map(([name, property], index) =>
+    formField(`${id}-f${index}`, name, isObject(property) ? property : {}, required.has(name)));
+  for (const field of block.fields) fields.append(field.node);
+  if (!block.fields.length) fields.append(el('p', { class: 'muted small' }, 'The form has no fields.'));
+  block.body.append(fields);
+  block.first = block.fields.length ? block.fields[0].control : null;
+}
+
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+// The choices of a single or multiple choice: `enum` (with the older `enumNames` as titles),
+// or `oneOf`/`anyOf` of `{const, title}`. Null when it is no choice.
+function choicesOf(schema) {
+  if (!isObject(schema)) return null;
+  const plain = (value) => ['string', 'number', 'boolean'].includes(typeof value);
+  if (Array.isArray(schema.enum)) {
+    const names = Array.isArray(schema.enumNames) ? schema.enumNames : [];
+    return schema.enum
+      .map((value, i) => ({ value, label: typeof names[i] === 'string' && names[i] ? names[i] : String(value) }))
+      .filter((choice) => plain(choice.value));
+  }
+  for (const keyword of ['oneOf', 'anyOf']) {
+    if (!Array.isArray(schema[keyword])) continue;
+    return schema[keyword]
+      .filter((option) => isObject(option) && plain(option.const))
+      .map((option) => ({
+        value: option.const,
+        label: typeof option.title === 'string' && option.title ? option.title : String(option.const),
+      }));
+  }
+  return null;
+}
+
+const INPUT_TYPES = { email: 'email', uri: 'url', date: 'date', 'date-time': 'datetime-local' };
+
+// One field: { node, control (to focus), name, read() → { value } | { omit } | { error } }.
+function formField(id, name, property, required) {
+  const title = typeof property.title === 'string' && property.title.trim() ? property.title : name;
+  const hintId = `${id}-hint`;
+  const hint = typeof property.description === 'string' && property.description.trim()
+    ? el('p', { class: 'hint', id: hintId }, property.description)
+    : null;
+  const described = hint ? hintId : null;
+  const mark = required ? el('span', { class: 'muted required' }, ' (required)') : null;
+  const missing = () => (required ? { error: `${title} is required.` } : { omit: true });
+  const invalid = (control) => ({ error: `${title}: ${control.validationMessage}` });
+  const field = { name, control: null, node: null, read: null };
+  const choices = choicesOf(property);
+
+  if (property.type === 'array') {
+    const options = choicesOf(property.items) || [];
+    const boxes = options.map((option, i) => {
+      const box = el('input', { type: 'checkbox', id: `${id}-c${i}` });
+      box.checked = Array.isArray(property.default) && property.default.includes(option.value);
+      return box;
+    });
+    field.node = el('fieldset', { class: 'field choices', 'aria-describedby': described },
+      el('legend', {}, title, mark),
+      ...options.map((option, i) => el('label', { class: 'inline', for: boxes[i].id }, boxes[i], el('span', {}, option.label))),
+      hint);
+    field.control = boxes[0] || null;
+    field.read = () => {
+      const chosen = options.filter((_, i) => boxes[i].checked).map((option) => option.value);
+      const count = (key) => (Number.isInteger(property[key]) ? property[key] : null);
+      if (count('minItems') !== null && chosen.length < count('minItems')) {
+        return { error: `${title}: choose at least ${count('minItems')}.` };
+      }
+      if (count('maxItems') !== null && chosen.length > count('maxItems')) {
+        return { error: `${title}: choose at most ${count('maxItems')}.` };
+      }
+      if (!chosen.length && !required) return { omit: true };
+      return { value: chosen };
+    };
+    return field;
+  }
+
+  let control;
+  if (choices && property.type !== 'boolean') {
+    control = el('select', { id, 'aria-describedby': described, required });
+    control.append(el('option', { value: '' }, required ? 'Choose…' : 'No choice'));
+    choices.forEach((choice, i) => control.append(el('option', { value: String(i) }, choice.label)));
+    const preset = choices.findIndex((choice) => choice.value === property.default);
+    if (preset >= 0) control.value = String(preset);
+    field.read = () => (control.value === '' ? missing() : { value: choices[Number(control.value)].value });
+  } else if (property.type === 'boolean') {
+    control = el('input', { id, type: 'checkbox', 'aria-describedby': described });
+    control.checked = property.default === true;
+    field.read = () => ({ value: control.checked });
+  } else if (property.type === 'number' || property.type === 'integer') {
+    const integer = property.type === 'integer';
+    control = el('input', {
+      id,
+      type: 'number',
+      inputmode: integer ? 'numeric' : 'decimal',
+      step: integer ? '1' : 'any',
+      min: typeof property.minimum === 'number' ? property.minimum : null,
+      max: typeof property.maximum === 'number' ? property.maximum : null,
+      'aria-describedby': described,
+      required,
+    });
+    if (typeof property.default === 'number') control.value = String(property.default);
+    field.read = () => {
+      if (control.value === '') return control.validity.badInput ? invalid(control) : missing();
+      if (!control.checkValidity()) return invalid(control);
+      const number = Number(control.value);
+      if (!Number.isFinite(number)) return { error: `${title} must be a number.` };
+      if (integer && !Number.isInteger(number)) return { error: `${title} must be a whole number.` };
+      return { value: number };
+    };
+  } else if (property.type === 'string') {
+    const format = typeof property.format === 'string' ? property.format : '';
+    const length = (key) => (Number.isInteger(property[key]) && property[key] >= 0 ? property[key] : null);
+    control = el('input', {
+      id,
+      type: INPUT_TYPES[format] || 'text',
+      minlength: length('minLength'),
+      maxlength: length('maxLength'),
+      autocomplete: 'off',
+      'aria-describedby': described,
+      required,
+    });
+    if (typeof property.default === 'string') {
+      control.value = format === 'date-time' ? localDateTime(property.default) : property.default;
+    }
+    field.read = () => {
+      const text = control.value;
+      if (text === '') return missing();
+      if (!control.checkValidity()) return invalid(control);
+      const characters = [...text].length;
+      if (length('minLength') !== null && characters < length('minLength')) {
+        return { error: `${title} must be at least ${length('minLength')} characters long.` };
+      }
+      if (length('maxLength') !== null && characters > length('maxLength')) {
+        return { error: `${title} must be at most ${length('maxLength')} characters long.` };
+      }
+      if (format === 'date-time') {
+        // The picker gives a local time without an offset; the server wants RFC 3339.
+        const at = new Date(text);
+        return Number.isNaN(at.getTime()) ? { error: `${title} is not a valid date and time.` } : { value: at.toISOString() };
+      }
+      return { value: text };
+    };
+  } else {
+    const kind = typeof property.type === 'string' ? property.type : 'unknown';
+    field.node = el('div', { class: 'field' },
+      el('span', { class: 'field-label' }, title, mark),
+      el('p', { class: 'hint' }, `This asks for a kind of value the console cannot fill in (${kind}).`),
+      hint);
+    field.read = () => (required ? { error: `${title} cannot be filled in here: decline or cancel instead.` } : { omit: true });
+    return field;
+  }
+  field.control = control;
+  if (property.type === 'boolean') {
+    // The box first, its words beside it (the label's flex gap spaces them).
+    field.node = el('div', { class: 'field' }, el('label', { class: 'inline', for: id }, control, el('span', {}, title, mark)), hint);
+  } else {
+    field.node = el('div', { class: 'field' }, el('label', { for: id }, title, mark), control, hint);
+  }
+  return field;
+}
+
+// An ISO time as the value of a datetime-local input, in local time ('' if it is none).
+function localDateTime(iso) {
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}T${pad(at.getHours())}:${pad(at.getMinutes())}`;
+}
+
+// Submit: the form's content, checked here first as a convenience (the server checks it too).
+function acceptForm(round, block) {
+  block.error.textContent = '';
+  const pairs = [];
+  for (const field of block.fields) {
+    const read = field.read();
+    if (read.error) {
+      block.error.textContent = read.error;
+      if (field.control) field.control.focus();
+      return;
+    }
+    if (!read.omit) pairs.push([field.name, read.value]);
+  }
+  // fromEntries, so a field named like an Object property is still just a field.
+  settle(round, block, { key: block.request.key, action: 'ACCEPT', content: Object.fromEntries(pairs) });
+}
+
+// Record one request's answer; once every request has one, send them all.
+function settle(round, block, response) {
+  block.error.textContent = '';
+  round.answers.set(block.request.key, response);
+  block.body.disabled = true;
+  const pending = round.blocks.filter((other) => !round.answers.has(other.request.key));
+  if (!pending.length) {
+    sendAnswers(round);
+    return;
+  }
+  showAnswered(round, block);
+  pending[0].focus();
+}
+
+// Beside an answered request, while others wait for theirs: the answer, and a way to change it.
+function showAnswered(round, block) {
+  const response = round.answers.get(block.request.key);
+  if (!response) return;
+  const words = block.request.mode === 'URL' && response.action === 'ACCEPT' ? 'done' : ANSWER_WORDS[response.action];
+  block.status.replaceChildren(`Your answer: ${words}. It is sent once every request is answered. `,
+    button('Change', () => reopen(round, block), { 'aria-label': `Change your answer to request ${block.index + 1}` }));
+}
+
+// Let a request be answered again.
+function reopen(round, block, message = '') {
+  round.answers.delete(block.request.key);
+  block.body.disabled = false;
+  block.status.replaceChildren();
+  block.error.textContent = message;
+  block.focus();
+}
+
+async function sendAnswers(round) {
+  const { call } = round;
+  const responses = round.requests.map((request) => round.answers.get(request.key));
+  for (const block of round.blocks) {
+    block.body.disabled = true;
+    block.status.replaceChildren();
+  }
+  round.problem.textContent = '';
+  round.sending.hidden = false;
+  let data;
+  try {
+    data = await api(QUERIES.answer, { continuation: round.continuation, responses });
+  } catch (error) {
+    if (!isCurrent(call)) return;
+    round.sending.hidden = true;
+    answerRefused(round, error);
+    return;
+  }
+  if (!isCurrent(call)) return;
+  renderOutcome(call, data.continueMcpToolCall);
+  // Focus was on a control that is gone: the outcome takes it (a new round focused its own).
+  const head = call.result.querySelector('.result-head');
+  if (head && data.continueMcpToolCall.status !== 'INPUT_REQUIRED') {
+    head.tabIndex = -1;
+    head.focus();
+  }
+}
+
+// The server refused the answers: a form's content goes back to its block, with the server's
+// words; a continuation that expired (or is not this person's) ends the exchange.
+function answerRefused(round, error) {
+  const field = error instanceof ApiError && error.code === 'BAD_USER_INPUT' ? error.extensions.field : null;
+  if (typeof field === 'string' && field.startsWith('responses.') && field.endsWith('.content')) {
+    const key = field.slice('responses.'.length, -'.content'.length);
+    const block = round.blocks.find((b) => b.request.key === key)
+      || round.blocks.find((b) => b.request.key.slice(0, key.length) === key);
+    if (block) {
+      for (const other of round.blocks) if (other !== block) showAnswered(round, other);
+      reopen(round, block, `The server refused this answer: ${error.message}`);
+      const named = refusedField(block, error.message.slice(field.length + 2));
+      if (named && named.control) named.control.focus();
+      return;
+    }
+  }
+  if (field === 'continuation') {
+    round.call.result.replaceChildren(el('div', { class: 'call-error', role: 'alert' },
+      el('p', {}, el('strong', {}, `${error.code}: `), error.message),
+      el('p', {}, 'This request can no longer be answered. Call the tool again to start over.')));
+    return;
+  }
+  if (error instanceof ApiError && error.code === 'BAD_USER_INPUT') {
+    // Something about the set of answers: let each be given again.
+    for (const block of round.blocks) reopen(round, block);
+    round.problem.textContent = `The server refused the answers: ${error.message}`;
+    round.blocks[0].focus();
+    return;
+  }
+  renderCallError(round.call.serverId, round.call.result, error);
+}
+
+// The field a server's message about a form's content names first, if any.
+function refusedField(block, message) {
+  return block.fields.find((field) => message.startsWith(`${field.name}:`) || message.startsWith(`${field.name} is `)
+    || message.startsWith(`"${field.name}"`));
 }
 
 // ---------------------------------------------------------------------------------------

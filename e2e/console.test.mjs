@@ -12,6 +12,9 @@
 // A machine-client server (client credentials) is added with its private key: it gets its own
 // token with nobody connecting it, its key is never shown again, a key the authorization
 // server does not know leaves it rejected, and the right one recovers it.
+// A server of revision 2026-07-28 shows its protocol revision, and its tools ask for input
+// mid-call: forms built from the requested schema are filled in over two rounds, a page to visit
+// is shown in full and opened only on request, and a form is declined.
 // Reasons are shown in the schema's words, read once by introspection. It asks the Rust test to
 // act on the world mid-way through CONTROL_URL.
 //
@@ -52,6 +55,8 @@ const BAD_KEY_BODY = 'bm90IGEga2V5IGF0IGFsbA==';
 const BAD_KEY = `-----BEGIN PRIVATE KEY-----\n${BAD_KEY_BODY}\n-----END PRIVATE KEY-----\n`;
 // Nothing listens there either; a path of its own, so it is not the same URL as Legacy's.
 const OFFLINE_URL = new URL('/offline', UNREACHABLE_URL).href;
+// Speaks MCP 2026-07-28 only; its survey, confirm and open_url tools ask for input mid-call.
+const FORMS_URL = required('FORMS_MCP_URL');
 const HOSTILE_TEXT = required('HOSTILE_TEXT');
 const CHROMIUM = required('CHROMIUM_PATH');
 const OUTPUT = required('E2E_OUTPUT');
@@ -62,7 +67,7 @@ const SECRETS = ['calendar-secret-value', 'legacy-secret-value', 'keyed-wrong-va
   MACHINE_KEY, keyLine(MACHINE_KEY), UNKNOWN_MACHINE_KEY, keyLine(UNKNOWN_MACHINE_KEY)];
 
 refuseNonLoopback([BASE, CONTROL, DOCS_URL, CALENDAR_URL, SEARCH_URL, HOSTILE_URL, UNREACHABLE_URL, KEYED_URL, TEAM_URL,
-  MACHINE_URL]);
+  MACHINE_URL, FORMS_URL]);
 
 const control = (action) => controlAt(CONTROL, action);
 
@@ -108,8 +113,11 @@ function watchApi(on, sink) {
 const vocabularyRequests = [];
 const updateInputs = [];
 const createInputs = [];
+// The answers sent with continueMcpToolCall, in order.
+const answersSent = [];
 watchApi(page, (body) => {
   if (body.query.includes('__type(name: "McpStatusReason")')) vocabularyRequests.push(body.query);
+  if (body.query.includes('continueMcpToolCall')) answersSent.push(body.variables.responses);
   if (body.query.includes('updateMcpServer')) updateInputs.push(body.variables.i);
   if (body.query.includes('createMcpServer')) createInputs.push(body.variables.i);
 });
@@ -494,6 +502,225 @@ async function scenario() {
     await expectText(notice, '“Keyed” refreshed: 1 tool.', 'the refresh with the right key');
     await expectText(cellOf(row, 'Connection'), 'Connected', 'Keyed after the edit');
     await expectText(cellOf(row, 'Authorization'), 'Not required', 'Keyed after the edit');
+  });
+
+  await step('each server shows the MCP revision it speaks, once it was reached', async () => {
+    await addServer({ name: 'Forms', url: FORMS_URL });
+    const row = rowOf('Forms');
+    await row.getByRole('button', { name: 'Refresh tools of Forms' }).click();
+    await expectText(notice, '“Forms” refreshed: 4 tools.', 'the refresh of Forms');
+    await expectText(cellOf(row, 'URL'), 'MCP 2026-07-28 (stateless)', 'the revision of Forms');
+    const docs = await textOf(cellOf(rowOf('Docs'), 'URL'));
+    check(docs.endsWith('MCP 2025-11-25'), `the revision of Docs: ${docs}`);
+    const legacy = await textOf(cellOf(rowOf('Legacy'), 'URL'));
+    check(!legacy.includes('MCP 20'), `a server never reached shows a revision: ${legacy}`);
+  });
+
+  await step('a form request is answered, refused by the server once, and asks again', async () => {
+    const row = rowOf('Forms');
+    await row.getByRole('button', { name: 'Forms', exact: true }).click();
+    // A tool that asks nothing answers at once, as on any server.
+    const echo = (await detailOf(row)).locator('article[data-tool="echo"]');
+    await callTool(echo, '{"message": "stateless hello"}');
+    await expectText(echo.locator('.result .result-head'), 'OK', 'the echo outcome');
+    await expectText(echo.locator('.result'), 'stateless hello', 'the echo result');
+    const card = (await detailOf(row)).locator('article[data-tool="survey"]');
+    await callTool(card, '{}');
+    const result = card.locator('.result');
+    await expectText(result.locator('.result-head'), 'Input required', 'the outcome of the first round');
+    const ask = result.locator('form.ask');
+    await expectText(ask, 'What is your name?', 'the server\'s question');
+    const name = ask.getByLabel(/^Name/);
+    await expectText(ask.locator('label'), 'Name (required)', 'the field, marked required');
+    await eventually(async () => check(await isFocused(name), 'not focused'), 'the first field takes focus');
+
+    // Checked here first: nothing is sent without a name.
+    await ask.getByRole('button', { name: 'Submit' }).click();
+    await expectText(ask.locator('.error'), 'Name is required.', 'the missing name');
+    check(answersSent.length === 0, 'an incomplete form was sent');
+
+    // The server's own check has the last word, shown next to the form.
+    await page.route('**/graphql', async (route) => {
+      const sent = route.request().postData() || '';
+      if (!sent.includes('continueMcpToolCall')) return route.fallback();
+      const body = JSON.parse(sent);
+      body.variables.responses[0].content = { name: 42 };
+      return route.fallback({ postData: JSON.stringify(body) });
+    });
+    await name.fill('Ada Lovelace');
+    await ask.getByRole('button', { name: 'Submit' }).click();
+    await expectText(ask.locator('.error'), 'The server refused this answer: responses.name.content: name: must be a string',
+      'the server\'s refusal');
+    await page.unroute('**/graphql');
+    await eventually(async () => check(await isFocused(name), 'not focused'), 'the refused field takes focus');
+    check(await name.inputValue() === 'Ada Lovelace', 'the refused form lost what was typed');
+
+    // Enter submits the form; the server asks its second question.
+    await name.press('Enter');
+    await expectText(ask, 'Which colour do you like best?', 'the second question');
+    const colour = ask.getByLabel(/^Colour/);
+    await eventually(async () => check(await isFocused(colour), 'not focused'), 'the choice takes focus');
+    const choices = await colour.locator('option').allInnerTexts();
+    check(JSON.stringify(choices) === '["Choose…","red","green","blue"]', `the choices: ${JSON.stringify(choices)}`);
+    await colour.selectOption({ label: 'green' });
+    await ask.getByRole('button', { name: 'Submit' }).click();
+    await expectText(result.locator('.result-head'), 'OK', 'the final outcome');
+    await expectText(result, '"name":"Ada Lovelace"', 'the name in the result');
+    await expectText(result, '"color":"green"', 'the colour in the result');
+    await expectText(result, '"rounds":3', 'three rounds');
+    check(await ask.count() === 0, 'the form stays after the call completed');
+    check(JSON.stringify(answersSent.slice(-2)) === JSON.stringify([
+      [{ key: 'name', action: 'ACCEPT', content: { name: 'Ada Lovelace' } }],
+      [{ key: 'color', action: 'ACCEPT', content: { color: 'green' } }],
+    ]), `the answers sent: ${JSON.stringify(answersSent)}`);
+  });
+
+  await step('a page to visit is shown in full and opened only on request, without an opener', async () => {
+    const card = (await detailOf(rowOf('Forms'))).locator('article[data-tool="open_url"]');
+    const pagesBefore = browser.context.pages().length;
+    await callTool(card, '{}');
+    const ask = card.locator('form.ask');
+    await expectText(ask, 'Sign in to continue', 'the server\'s message');
+    const shown = await textOf(ask.locator('code.url'));
+    const target = new URL(shown);
+    check(target.origin === new URL(FORMS_URL).origin && target.pathname === '/consent' && target.searchParams.get('id'),
+      `the address shown: ${shown}`);
+    const open = ask.getByRole('button', { name: 'Open', exact: true });
+    await eventually(async () => check(await isFocused(open), 'not focused'), 'Open takes focus');
+    await sleep(300);
+    check(browser.context.pages().length === pagesBefore, 'a window opened by itself');
+
+    // The fake server has no such page: the request goes to it as the browser sent it, and the
+    // window gets a page of the test's own instead of Chromium's error page.
+    const consentRequests = [];
+    await browser.context.route(shown, async (route) => {
+      consentRequests.push(route.request().headers());
+      await route.fetch();
+      await route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>Consent</title><p>Consent page</p>' });
+    });
+    const opened = browser.context.waitForEvent('page');
+    await open.click();
+    const visit = await opened;
+    await visit.waitForLoadState('domcontentloaded');
+    check(visit.url() === shown, `the window opened ${visit.url()}`);
+    const seen = await visit.evaluate(() => ({ opener: window.opener === null, referrer: document.referrer }));
+    check(seen.opener, 'the page can reach the console through window.opener');
+    check(seen.referrer === '', `the page was told where it came from: ${seen.referrer}`);
+    check(consentRequests.length === 1 && !('referer' in consentRequests[0]),
+      `the page was asked for with ${JSON.stringify(consentRequests)}`);
+    await visit.close();
+    await browser.context.unroute(shown);
+
+    await ask.getByRole('button', { name: 'Done' }).click();
+    await expectText(card.locator('.result .result-head'), 'OK', 'the outcome');
+    await expectText(card.locator('.result'), 'consented', 'the server heard the consent');
+    check(JSON.stringify(answersSent.at(-1)) === '[{"key":"consent","action":"ACCEPT"}]',
+      `the answer sent: ${JSON.stringify(answersSent.at(-1))}`);
+  });
+
+  await step('a form can be declined, and its deadline is shown once it is close', async () => {
+    const card = (await detailOf(rowOf('Forms'))).locator('article[data-tool="confirm"]');
+    // The continuation is said to expire in 90 seconds, so the console warns about it.
+    await page.route('**/graphql', async (route) => {
+      if (!(route.request().postData() || '').includes('callMcpTool')) return route.fallback();
+      const response = await route.fetch();
+      const body = await response.json();
+      body.data.callMcpTool.continuationExpiresAt = new Date(Date.now() + 90_000).toISOString();
+      return route.fulfill({ response, json: body });
+    });
+    await callTool(card, '{}');
+    const ask = card.locator('form.ask');
+    await expectText(ask, 'Confirm the action', 'the server\'s question');
+    await page.unroute('**/graphql');
+    await expectText(card.locator('.result .expiry'), /^Answer soon: this request expires in \d+ (minutes?|seconds?)\.$/,
+      'the deadline');
+    const confirmed = ask.getByLabel(/^Confirmed/);
+    check(await confirmed.getAttribute('type') === 'checkbox', 'a boolean is not a checkbox');
+    check(await ask.getByLabel('note').getAttribute('maxlength') === '100', 'the note has no maximum length');
+    await ask.getByRole('button', { name: 'Decline' }).click();
+    await expectText(card.locator('.result .result-head'), 'OK', 'the outcome');
+    await expectText(card.locator('.result'), '"action":"decline"', 'the server heard the refusal');
+    check(JSON.stringify(answersSent.at(-1)) === '[{"key":"confirm","action":"DECLINE"}]',
+      `the answer sent: ${JSON.stringify(answersSent.at(-1))}`);
+  });
+
+  await step('several requests at once get one block each and are sent together', async () => {
+    const card = (await detailOf(rowOf('Forms'))).locator('article[data-tool="confirm"]');
+    // The server asks one thing; a second request, to visit a page that is no http(s) URL, is
+    // added to its answer, and taken out of the answers again on their way to the server.
+    await page.route('**/graphql', async (route) => {
+      const sent = route.request().postData() || '';
+      if (sent.includes('callMcpTool')) {
+        const response = await route.fetch();
+        const body = await response.json();
+        body.data.callMcpTool.inputRequests.push({
+          key: 'visit', mode: 'URL', message: 'Also visit this page', requestedSchema: null,
+          url: 'javascript:window.__injected=4',
+        });
+        return route.fulfill({ response, json: body });
+      }
+      if (sent.includes('continueMcpToolCall')) {
+        const body = JSON.parse(sent);
+        body.variables.responses = body.variables.responses.filter((response) => response.key !== 'visit');
+        return route.fallback({ postData: JSON.stringify(body) });
+      }
+      return route.fallback();
+    });
+    const before = answersSent.length;
+    await callTool(card, '{}');
+    const asks = card.locator('form.ask');
+    await eventually(async () => check(await asks.count() === 2, `${await asks.count()} blocks`), 'one block per request');
+    const [first, second] = [asks.nth(0), asks.nth(1)];
+    await expectText(first, 'Request 1 of 2', 'the first block');
+    await expectText(second, 'Request 2 of 2 Also visit this page', 'the second block');
+    await expectText(second.locator('code.url'), 'javascript:window.__injected=4', 'the address, shown as text');
+    await expectText(second, 'This address is not an http(s) URL, so it is not offered.', 'the refusal to offer it');
+    check(await second.getByRole('button', { name: 'Open', exact: true }).count() === 0, 'a javascript: URL is offered');
+    check(await second.getByRole('button', { name: 'Done' }).isDisabled(), 'Done is offered for a javascript: URL');
+
+    await first.getByLabel(/^Confirmed/).check();
+    await first.getByLabel('note').fill('ok');
+    await first.getByRole('button', { name: 'Submit' }).click();
+    await expectText(first, 'Your answer: accepted. It is sent once every request is answered.', 'the first answer held');
+    check(await first.getByLabel('note').isDisabled(), 'an answered block can still be edited');
+    const decline = second.getByRole('button', { name: 'Decline' });
+    await eventually(async () => check(await isFocused(decline), 'not focused'), 'the next request takes focus');
+    check(answersSent.length === before, 'an answer was sent before every request had one');
+
+    await first.getByRole('button', { name: 'Change your answer to request 1' }).click();
+    check(await first.getByLabel('note').isEnabled(), 'Change does not reopen the block');
+    await first.getByLabel('note').fill('all good');
+    await first.getByLabel('note').press('Enter');
+    await decline.click();
+    await expectText(card.locator('.result .result-head'), 'OK', 'the outcome');
+    await expectText(card.locator('.result'), '"confirmed":true', 'the server heard the confirmation');
+    await page.unroute('**/graphql');
+    check(answersSent.length === before + 1, `${answersSent.length - before} continuations sent`);
+    check(JSON.stringify(answersSent.at(-1)) === JSON.stringify([
+      { key: 'confirm', action: 'ACCEPT', content: { confirmed: true, note: 'all good' } },
+      { key: 'visit', action: 'DECLINE' },
+    ]), `the answers sent: ${JSON.stringify(answersSent.at(-1))}`);
+    check(await page.evaluate(() => window.__injected) === undefined, 'the javascript: URL ran');
+  });
+
+  await step('a continuation the server no longer accepts says so', async () => {
+    const card = (await detailOf(rowOf('Forms'))).locator('article[data-tool="confirm"]');
+    await callTool(card, '{}');
+    const ask = card.locator('form.ask');
+    await expectText(ask, 'Confirm the action', 'the server\'s question');
+    await page.route('**/graphql', async (route) => {
+      const sent = route.request().postData() || '';
+      if (!sent.includes('continueMcpToolCall')) return route.fallback();
+      const body = JSON.parse(sent);
+      body.variables.continuation = `${body.variables.continuation.slice(0, -4)}AAAA`;
+      return route.fallback({ postData: JSON.stringify(body) });
+    });
+    await ask.getByRole('button', { name: 'Cancel' }).click();
+    await expectText(card.locator('.result .call-error'),
+      'BAD_USER_INPUT: continuation: is not a continuation of yours, or has expired', 'the refusal');
+    await expectText(card.locator('.result'), 'Call the tool again to start over.', 'what to do');
+    await page.unroute('**/graphql');
+    await assertNoSecretsOnPage();
   });
 
   await step('the live connection drops, shows it, and comes back by itself', async () => {
@@ -883,7 +1110,7 @@ async function scenario() {
 
   await step('a revoked grant makes the console ask to reconnect', async () => {
     await control('/revoke-all');
-    const echo = page.locator('article[data-tool="echo"]');
+    const echo = (await detailOf(rowOf('Docs'))).locator('article[data-tool="echo"]');
     await callTool(echo, '{"message": "after the revocation"}');
     const prompt = echo.locator('.reauth');
     await expectText(prompt, 'Reconnect required', 'the reconnect prompt');
@@ -892,7 +1119,7 @@ async function scenario() {
   });
 
   await step('Reconnect from the prompt authorizes again and calls work', async () => {
-    const echo = page.locator('article[data-tool="echo"]');
+    const echo = (await detailOf(rowOf('Docs'))).locator('article[data-tool="echo"]');
     await authorizeInPopup(() => echo.getByRole('button', { name: 'Reconnect' }).click(), 'Docs again');
     await expectText(echo.locator('.result'), 'Reconnected', 'the answered prompt');
     const row = rowOf('Docs');

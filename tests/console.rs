@@ -2,8 +2,8 @@
 //! caching), that it takes the words for reasons from the schema, that the OAuth callback page
 //! reports to the console's own origin without any configuration, and — ignored by default
 //! because it needs Chromium — the console driven in a real browser through the OAuth popup
-//! flow, per-user accounts and a machine client added with its private key (`scripts/e2e.sh`
-//! runs it).
+//! flow, per-user accounts, a machine client added with its private key, and the forms and
+//! pages a 2026-07-28 server asks for mid-call (`scripts/e2e.sh` runs it).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::support::fake_as::{AsConfig, ClientAuth, FakeAuthServer, MachineClient};
 use crate::support::fake_mcp::{
-    FakeMcpServer, McpAuth, McpConfig, echo_tool, fail_tool, tool, whoami_tool,
+    Era, FakeMcpServer, McpAuth, McpConfig, confirm_tool, echo_tool, fail_tool, open_url_tool,
+    survey_tool, tool, whoami_tool,
 };
 use crate::support::{Options, TestApp, no_redirects};
 use axum::Router;
@@ -483,6 +484,13 @@ async fn the_console_in_a_real_browser() {
         ..McpConfig::default()
     })
     .await;
+    // Speaks 2026-07-28 only: its tools ask for input (forms, a page to visit) mid-call.
+    let forms = FakeMcpServer::start(McpConfig {
+        era: Era::Modern,
+        tools: vec![survey_tool(), confirm_tool(), open_url_tool(), echo_tool()],
+        ..McpConfig::default()
+    })
+    .await;
     let member = t
         .new_member(MEMBER_NAME, t.admin.workspace_id, Role::Viewer)
         .await;
@@ -525,6 +533,7 @@ async fn the_console_in_a_real_browser() {
             ("MACHINE_CLIENT_ID", MACHINE_CLIENT_ID.to_owned()),
             ("MACHINE_KEY", machine_key.private_pem.clone()),
             ("UNKNOWN_MACHINE_KEY", unknown_key.private_pem.clone()),
+            ("FORMS_MCP_URL", forms.url()),
         ],
     )
     .await;
@@ -582,4 +591,43 @@ async fn the_console_in_a_real_browser() {
         "every token request was signed with a key"
     );
     assert!(machine.count("tools/call") >= 2);
+    // The answers typed into the console's forms reached the 2026-07-28 server as elicitation
+    // results: a name, then a colour, a consent to the page, a declined confirmation and an
+    // accepted one.
+    let survey = forms.input_responses("survey");
+    assert!(
+        survey.contains(
+            &json!({ "name": { "action": "accept", "content": { "name": "Ada Lovelace" } } })
+        ),
+        "{survey:?}"
+    );
+    assert!(
+        survey
+            .contains(&json!({ "color": { "action": "accept", "content": { "color": "green" } } })),
+        "{survey:?}"
+    );
+    assert_eq!(
+        forms.input_responses("open_url"),
+        [json!({ "consent": { "action": "accept" } })]
+    );
+    let confirm = forms.input_responses("confirm");
+    for answer in [
+        json!({ "confirm": { "action": "decline" } }),
+        json!({ "confirm": { "action": "accept", "content": { "confirmed": true, "note": "all good" } } }),
+    ] {
+        assert!(confirm.contains(&answer), "{answer} in {confirm:?}");
+    }
+    // The consent page was fetched once, when Open was pressed, and told nothing of the console.
+    let visits: Vec<_> = forms
+        .requests()
+        .into_iter()
+        .filter(|request| request.path == "/consent")
+        .collect();
+    assert_eq!(visits.len(), 1, "the page is only opened on request");
+    assert_eq!(visits[0].method, "GET");
+    assert_eq!(
+        visits[0].header("referer"),
+        None,
+        "the page learns no referrer"
+    );
 }
