@@ -54,8 +54,8 @@ const SESSION_REAPER_EVERY: std::time::Duration = std::time::Duration::from_secs
 const FLOW_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Start the background tasks under the app's supervisor: the token refresh sweep, the sweep
-/// of expired flows, the reaper of idle MCP sessions and, unless turned off, the audit purge
-/// and health checks. They stop with
+/// of expired flows, the reaper of idle MCP sessions and, unless turned off, the audit purge,
+/// the listener of servers' tool changes and health checks. They stop with
 /// [`App::stop_background_tasks`].
 pub fn start_background_tasks(app: &AppHandle) {
     let tasks = &app.tasks;
@@ -114,6 +114,15 @@ pub fn start_background_tasks(app: &AppHandle) {
             },
         );
     }
+    // Stateless servers that say their tools changed are listed again at once.
+    let listeners = app.config.catalogue_listeners;
+    if listeners > 0 {
+        let handle = app.clone();
+        let every = app.config.catalogue_listen_every;
+        tasks.spawn_service("catalogue_listener", move || {
+            crate::domain::mcp::listen::run(handle.clone(), listeners, every)
+        });
+    }
     let interval = app.config.health_interval;
     if !interval.is_zero() {
         let concurrency = app.config.health_concurrency;
@@ -130,6 +139,12 @@ pub fn start_background_tasks(app: &AppHandle) {
                 }
             },
         );
+    }
+}
+
+impl crate::domain::mcp::listen::Handle for AppHandle {
+    fn context(&self) -> &Context {
+        self
     }
 }
 

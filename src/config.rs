@@ -170,6 +170,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION_DAYS", default_value = "365",
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
     pub audit_retention_days: u32,
+    /// Most servers of revision 2026-07-28 whose tool changes are listened to (one stream
+    /// each, held by one replica); 0 turns live catalogues off.
+    #[arg(long, env = "SWITCHBOARD_CATALOGUE_LISTENERS", default_value = "256",
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub catalogue_listeners: u32,
     /// Seconds a WebSocket may take to send `connection_init` before it is closed (4408).
     #[arg(long, env = "SWITCHBOARD_WS_INIT_TIMEOUT_SECS", default_value = "10",
           value_parser = clap::value_parser!(u32).range(1..=300))]
@@ -261,6 +266,10 @@ pub struct Config {
     pub metrics_bind: Option<SocketAddr>,
     /// Days audit events are kept; 0 keeps them all.
     pub audit_retention_days: u32,
+    /// Most tool-change streams kept open; 0: none.
+    pub catalogue_listeners: usize,
+    /// How often the tool-change streams are brought in line with the servers.
+    pub catalogue_listen_every: std::time::Duration,
     /// Outbound operations per GraphQL request (or WebSocket operation).
     pub outbound_per_request: u32,
     /// Per-user rate of outbound operations.
@@ -403,6 +412,8 @@ impl ConfigArgs {
             metrics_token,
             metrics_bind,
             audit_retention_days: self.audit_retention_days,
+            catalogue_listeners: usize::try_from(self.catalogue_listeners).unwrap_or(usize::MAX),
+            catalogue_listen_every: crate::domain::mcp::listen::RECONCILE_EVERY,
             websocket: WebSocketLimits {
                 init_timeout: std::time::Duration::from_secs(u64::from(self.ws_init_timeout_secs)),
                 max_lifetime: std::time::Duration::from_secs(u64::from(self.ws_max_lifetime_secs)),

@@ -479,3 +479,105 @@ async fn schemas_are_kept_as_listed_and_references_never_followed() {
         "a $ref is never fetched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalogue_change_is_heard_listed_and_pushed_to_subscribers() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::subscriptions::{connect, next};
+
+    let t = TestApp::start_configured(Default::default(), |config| {
+        config.catalogue_listeners = 8;
+        config.catalogue_listen_every = std::time::Duration::from_millis(100);
+        config.health_interval = std::time::Duration::ZERO;
+    })
+    .await;
+    let a = &t.admin;
+    let mcp = FakeMcpServer::start(modern(vec![echo_tool()])).await;
+    let id = t
+        .create_server(a, json!({ "name": "live", "url": mcp.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+    // A server of the earlier era has no change stream, and is not listened to.
+    let old = FakeMcpServer::start(McpConfig::default()).await;
+    let old_id = t
+        .create_server(a, json!({ "name": "old", "url": old.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": old_id })).await;
+    switchboard::app::start_background_tasks(&t.app);
+
+    let started = std::time::Instant::now();
+    while mcp.listeners() != 1 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "no listen stream was opened"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let mut socket = connect(
+        &t,
+        "graphql-transport-ws",
+        json!({ "Authorization": format!("Bearer {}", a.token) }),
+    )
+    .await;
+    assert_eq!(next(&mut socket).await.unwrap()["type"], "connection_ack");
+    let subscription = "subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId reason server { toolCount tools { nodes { name } } } } }";
+    socket
+        .send(Message::text(
+            json!({ "id": "1", "type": "subscribe", "payload": { "query": subscription, "variables": { "w": a.workspace_id.to_string() } } })
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    // The server's tools change: it says so on the stream, it is listed again, and the
+    // subscriber hears of it with the new catalogue.
+    mcp.set_tools(vec![echo_tool(), survey_tool()]);
+    let message = next(&mut socket).await.expect("an event");
+    let event = &message["payload"]["data"]["mcpServerStatus"];
+    assert_eq!(event["serverId"], id.as_str(), "{message}");
+    assert_eq!(event["reason"], "TOOLS_CHANGED");
+    assert_eq!(event["server"]["toolCount"], 2);
+    assert_eq!(
+        event["server"]["tools"]["nodes"],
+        json!([{ "name": "echo" }, { "name": "survey" }])
+    );
+    assert_eq!(old.count("subscriptions/listen"), 0);
+
+    // A stream the server drops is opened again (and the server listed again, since a change
+    // may have gone unheard).
+    let listed = mcp.count("tools/list");
+    mcp.drop_listeners();
+    let started = std::time::Instant::now();
+    while mcp.count("subscriptions/listen") < 2 || mcp.listeners() != 1 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the stream was not opened again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    while mcp.count("tools/list") == listed {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    // Disabling the server closes its stream.
+    t.ok(
+        a,
+        "mutation($id: ID!) { updateMcpServer(id: $id, input: { enabled: false }) { id } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    while mcp.listeners() != 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the stream of a disabled server stayed open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    t.app.stop_background_tasks();
+}

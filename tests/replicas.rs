@@ -614,3 +614,93 @@ async fn cached_principals_on_another_replica_go_within_a_second() {
     // The admin, whose access did not change, is still served.
     assert_eq!(workspace_code_at(b.addr, admin).await, None);
 }
+
+/// One replica listens to a stateless server's tool changes; when it stops, another takes
+/// over.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_replica_listens_to_tool_changes_and_another_takes_over() {
+    use crate::support::fake_mcp::{Era, FakeMcpServer, McpConfig, echo_tool};
+
+    let t = TestApp::start_configured(Default::default(), |config| {
+        config.catalogue_listeners = 8;
+        config.catalogue_listen_every = Duration::from_millis(100);
+        config.health_interval = Duration::ZERO;
+    })
+    .await;
+    if !t.app.db.is_postgres() {
+        return; // Replicas share PostgreSQL; SQLite serves one process.
+    }
+    let mcp = FakeMcpServer::start(McpConfig {
+        era: Era::Modern,
+        tools: vec![echo_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let id = t
+        .create_server(&t.admin, json!({ "name": "live", "url": mcp.url() }))
+        .await;
+    t.ok(
+        &t.admin,
+        "mutation($id: ID!) { refreshMcpServer(id: $id) { protocolVersion } }",
+        json!({ "id": id }),
+    )
+    .await;
+    let replicas: Vec<AppHandle> = vec![
+        App::build(t.app.config.clone(), t.app.keys.clone())
+            .await
+            .unwrap(),
+        App::build(t.app.config.clone(), t.app.keys.clone())
+            .await
+            .unwrap(),
+    ];
+    for replica in &replicas {
+        switchboard::app::start_background_tasks(replica);
+    }
+    let wait_for = |count: usize, what: &'static str| {
+        let mcp = &mcp;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while mcp.listeners() != count {
+                assert!(tokio::time::Instant::now() < deadline, "{what}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(1, "nobody listens").await;
+    // Several rounds later still one stream: the other replica does not listen too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(mcp.listeners(), 1);
+    assert_eq!(mcp.count("subscriptions/listen"), 1);
+
+    // Stop the first replica. If it led, the second takes over (a second stream); if not, a
+    // third replica starts and does not listen until the second, the leader, stops.
+    replicas[0].stop_background_tasks();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let last = if mcp.count("subscriptions/listen") == 1 {
+        let third = App::build(t.app.config.clone(), t.app.keys.clone())
+            .await
+            .unwrap();
+        switchboard::app::start_background_tasks(&third);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            mcp.count("subscriptions/listen"),
+            1,
+            "two replicas listened"
+        );
+        replicas[1].stop_background_tasks();
+        third
+    } else {
+        replicas[1].clone()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while mcp.count("subscriptions/listen") != 2 || mcp.listeners() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replica took over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last.stop_background_tasks();
+    drop(replicas);
+    wait_for(0, "a stopped replica still listens").await;
+}

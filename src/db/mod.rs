@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod listener;
 pub mod migrations;
 pub mod models;
 pub mod notify;

@@ -138,6 +138,28 @@ pub async fn set_protocol_version(
     Ok(())
 }
 
+/// Servers whose tool changes are worth listening to, in id order, at most `limit`: enabled,
+/// last reached with a stateless protocol revision (2026-07-28 or later), reached with the
+/// workspace's credentials (not each member's own).
+pub async fn listenable(conn: &mut DbConn, limit: i64) -> Result<Vec<Uuid>, DbError> {
+    let ids: Vec<DbUuid> = with_conn!(conn, |c| {
+        mcp_servers::table
+            .filter(mcp_servers::enabled.eq(true))
+            .filter(mcp_servers::protocol_version.ge(STATELESS_REVISION))
+            .filter(mcp_servers::credential_mode.ne(super::types::CredentialMode::PerUser))
+            .order(mcp_servers::id.asc())
+            .limit(limit)
+            .select(mcp_servers::id)
+            .load(c)
+            .await
+    })?;
+    Ok(ids.into_iter().map(|id| id.0).collect())
+}
+
+/// The first protocol revision without `initialize` (revisions are dates, so they compare as
+/// text).
+const STATELESS_REVISION: &str = "2026-07-28";
+
 /// Remove a server's stored tool catalogue.
 pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
     with_conn!(conn, |c| {

@@ -396,6 +396,8 @@ text_enum! {
         TooManyTools => "too_many_tools",
         /// The server's tool catalogue is larger than one server may have.
         CatalogueTooLarge => "catalogue_too_large",
+        /// The server said its tools changed, and they were listed again.
+        ToolsChanged => "tools_changed",
         /// The server was deleted (only in the last status event).
         Deleted => "deleted",
     }

@@ -61,6 +61,8 @@ pub enum Event {
     Disabled,
     /// A call or a listing succeeded.
     Reached,
+    /// The server said its tools changed, and a new listing succeeded.
+    ToolsChanged,
     /// A call or a listing failed on the network or with an error answer.
     Unreachable,
     /// A listing was refused for exceeding a quota.
@@ -215,6 +217,23 @@ pub fn next(state: State, facts: Facts, event: Event) -> State {
             State {
                 failures: 0,
                 ..with(ConnectionStatus::Connected, auth, reason)
+            }
+        }
+        Event::ToolsChanged => {
+            // Reached, and said so, unless the reason tells of something still to be done.
+            let reached = next(state, facts, Event::Reached);
+            if reached.connection == ConnectionStatus::Connected
+                && matches!(
+                    reached.auth,
+                    AuthStatus::Authorized | AuthStatus::NotRequired
+                )
+            {
+                State {
+                    reason: Some(StatusReason::ToolsChanged),
+                    ..reached
+                }
+            } else {
+                reached
             }
         }
         Event::Unreachable => {
@@ -393,6 +412,9 @@ mod tests {
             (state(C::Connected, A::InsufficientScope, R::InsufficientScope, 0), OAUTH, Event::Reached, state(C::Connected, A::InsufficientScope, R::InsufficientScope, 0)),
             (state(C::Disconnected, A::HeadersRejected, R::HeadersRejected, 0), HEADERS, Event::Reached, state(C::Connected, A::NotRequired, R::Connected, 0)),
             (headers_ok, HEADERS, Event::Reached, headers_ok),
+            (headers_ok, HEADERS, Event::ToolsChanged, state(C::Connected, A::NotRequired, R::ToolsChanged, 0)),
+            (state(C::Error, A::Authorized, R::Unreachable, 4), OAUTH, Event::ToolsChanged, state(C::Connected, A::Authorized, R::ToolsChanged, 0)),
+            (state(C::Connected, A::InsufficientScope, R::InsufficientScope, 0), OAUTH, Event::ToolsChanged, state(C::Connected, A::InsufficientScope, R::InsufficientScope, 0)),
             (connected, OAUTH, Event::Unreachable, state(C::Connected, A::Authorized, R::Unreachable, 1)),
             (state(C::Connected, A::Authorized, R::Unreachable, 2), OAUTH, Event::Unreachable, state(C::Error, A::Authorized, R::Unreachable, 3)),
             (state(C::Error, A::Authorized, R::Unreachable, i32::MAX), OAUTH, Event::Unreachable, state(C::Error, A::Authorized, R::Unreachable, i32::MAX)),
@@ -448,6 +470,7 @@ mod tests {
             Event::Enabled,
             Event::Disabled,
             Event::Reached,
+            Event::ToolsChanged,
             Event::Unreachable,
             Event::QuotaExceeded(Quota::ToolsPerServer),
             Event::HeadersRejected,

@@ -163,6 +163,8 @@ pub enum McpStatusReason {
     TooManyTools,
     /// The server's tool catalogue is larger than one server may have.
     CatalogueTooLarge,
+    /// The server said its tools changed, and they were listed again.
+    ToolsChanged,
     /// The server was deleted.
     Deleted,
 }

@@ -32,7 +32,8 @@ use rmcp::model::{
     ElicitRequestParams, ElicitResult, ErrorData, Implementation, InitializeRequestParams,
     InputRequiredResult, PaginatedRequestParams, ProtocolVersion, Tool,
 };
-use rmcp::service::{ClientInitializeError, RequestContext, RunningService};
+use rmcp::model::{ServerNotification, SubscriptionFilter};
+use rmcp::service::{ClientInitializeError, RequestContext, RunningService, Subscription};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -185,6 +186,36 @@ pub struct ToolCallOutcome {
     pub is_error: bool,
 }
 
+/// A stream of a server's tool-list changes; see [`McpSession::listen_tools`].
+pub struct ToolChanges {
+    subscription: Subscription,
+}
+
+impl fmt::Debug for ToolChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ToolChanges").finish_non_exhaustive()
+    }
+}
+
+impl ToolChanges {
+    /// Wait for the next change: `Ok(true)` when the server said its tools changed,
+    /// `Ok(false)` when it ended the stream. Other notifications are skipped.
+    pub async fn changed(&mut self) -> Result<bool, McpError> {
+        loop {
+            match self
+                .subscription
+                .next()
+                .await
+                .map_err(|err| service_error(&err))?
+            {
+                Some(ServerNotification::ToolListChangedNotification(_)) => return Ok(true),
+                Some(_) => {}
+                None => return Ok(false),
+            }
+        }
+    }
+}
+
 /// One tool call: the tool, its arguments and, when it continues a call the server answered
 /// with `input_required`, the answers and the server's request state.
 #[derive(Clone, Debug, Default)]
@@ -323,6 +354,33 @@ impl McpSession {
     /// Whether the server speaks the stateless era of the protocol.
     pub fn is_modern(&self) -> bool {
         is_modern(&self.protocol_version)
+    }
+
+    /// Listen for changes of the server's tool list (`subscriptions/listen`, modern servers
+    /// only). The stream stays open until the server ends it or the result is dropped; keep
+    /// the session alive meanwhile.
+    pub async fn listen_tools(&self) -> Result<ToolChanges, McpError> {
+        if !self.is_modern() {
+            return Err(McpError::Protocol(
+                "the server's protocol revision has no change streams".to_owned(),
+            ));
+        }
+        let filter: SubscriptionFilter =
+            serde_json::from_value(serde_json::json!({ "toolsListChanged": true }))
+                .map_err(|_| McpError::Protocol("a subscription could not be written".into()))?;
+        let subscription = bounded(self.timeout, async {
+            self.peer
+                .listen(filter)
+                .await
+                .map_err(|err| service_error(&err))
+        })
+        .await?;
+        if subscription.acknowledged().tools_list_changed != Some(true) {
+            return Err(McpError::Protocol(
+                "the server does not announce changes of its tools".to_owned(),
+            ));
+        }
+        Ok(ToolChanges { subscription })
     }
 
     /// Call one tool. A tool that reports a failure is an `Ok` with

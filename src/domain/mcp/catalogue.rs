@@ -129,6 +129,17 @@ pub fn listing_caps(ctx: &Context) -> ListingCaps {
 /// server's status (an authorization failure of one user's grant in that user's view alone)
 /// and returned; a listing over a quota stores nothing.
 pub async fn refresh(ctx: &Context, server: &McpServerRow, holder: Holder) -> Result<usize> {
+    refresh_as(ctx, server, holder, Event::Reached).await
+}
+
+/// [`refresh`], recording a success as `success` (e.g. [`Event::ToolsChanged`] when the server
+/// said its tools changed).
+pub async fn refresh_as(
+    ctx: &Context,
+    server: &McpServerRow,
+    holder: Holder,
+    success: Event,
+) -> Result<usize> {
     let listed = async {
         let (session, _) = connect(ctx, server, holder).await?;
         let listing = session
@@ -149,7 +160,7 @@ pub async fn refresh(ctx: &Context, server: &McpServerRow, holder: Holder) -> Re
                 );
             }
             let count = listing.tools.len();
-            store(ctx, server.id.0, holder, &listing)
+            store(ctx, server.id.0, holder, &listing, success)
                 .await
                 .map(|()| count)
         }
@@ -205,7 +216,13 @@ fn duplicates_note(duplicates: usize) -> String {
 /// On a per-user server the catalogue is the server's, listed by one member; another member
 /// whose listing differs gets a catalogue of their own (which they see instead), and one whose
 /// listing is the same again goes back to the server's.
-async fn store(ctx: &Context, server_id: Uuid, holder: Holder, listing: &Listing) -> Result<()> {
+async fn store(
+    ctx: &Context,
+    server_id: Uuid,
+    holder: Holder,
+    listing: &Listing,
+    success: Event,
+) -> Result<()> {
     let now = DbTime(db::now());
     let rows: Vec<ToolRow> = listing
         .tools
@@ -251,7 +268,7 @@ async fn store(ctx: &Context, server_id: Uuid, holder: Holder, listing: &Listing
             db::servers::delete_user_tools(&mut conn, server_id, user).await?;
         }
         db::servers::replace_tools(&mut conn, server_id, &rows).await?;
-        let event = status::record_with(&mut conn, server_id, Event::Reached, |row| {
+        let event = status::record_with(&mut conn, server_id, success, |row| {
             row.last_error = note.clone();
             row.last_connected_at = Some(now);
             row.tool_count = count;

@@ -10,3 +10,4 @@
 pub mod calls;
 pub mod catalogue;
 pub mod input;
+pub mod listen;
