@@ -507,14 +507,7 @@ async fn a_catalogue_change_is_heard_listed_and_pushed_to_subscribers() {
     t.ok(a, REFRESH, json!({ "id": old_id })).await;
     switchboard::app::start_background_tasks(&t.app);
 
-    let started = std::time::Instant::now();
-    while mcp.listeners() != 1 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "no listen stream was opened"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until("a listen stream is open", || mcp.listeners() == 1).await;
 
     let mut socket = connect(
         &t,
@@ -551,18 +544,14 @@ async fn a_catalogue_change_is_heard_listed_and_pushed_to_subscribers() {
     // may have gone unheard).
     let listed = mcp.count("tools/list");
     mcp.drop_listeners();
-    let started = std::time::Instant::now();
-    while mcp.count("subscriptions/listen") < 2 || mcp.listeners() != 1 {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the stream was not opened again"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    while mcp.count("tools/list") == listed {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until("the stream is opened again", || {
+        mcp.count("subscriptions/listen") >= 2 && mcp.listeners() == 1
+    })
+    .await;
+    until("the server is listed again", || {
+        mcp.count("tools/list") > listed
+    })
+    .await;
 
     // Disabling the server closes its stream.
     t.ok(
@@ -571,13 +560,21 @@ async fn a_catalogue_change_is_heard_listed_and_pushed_to_subscribers() {
         json!({ "id": id }),
     )
     .await;
+    until("the stream of a disabled server is closed", || {
+        mcp.listeners() == 0
+    })
+    .await;
+    t.app.stop_background_tasks();
+}
+
+/// Wait until `done` holds, for at most ten seconds.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
-    while mcp.listeners() != 0 {
+    while !done() {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(10),
-            "the stream of a disabled server stayed open"
+            "timed out waiting until {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    t.app.stop_background_tasks();
 }

@@ -650,7 +650,11 @@ pub(super) async fn streamable(
         Era::Legacy => match initialize(http, target).await {
             Err(Opening::Failed(err)) if suggests_modern(&err) => {
                 tracing::debug!("the MCP server refused initialize; discovering it instead");
-                discover(http, target).await.map_err(Opening::into_error)
+                match discover(http, target).await {
+                    // Of neither era: what `initialize` met says most.
+                    Err(Opening::Legacy) => Err(initialize_error(&err)),
+                    other => other.map_err(Opening::into_error),
+                }
             }
             other => other.map_err(Opening::into_error),
         },

@@ -606,3 +606,22 @@ async fn sessions_are_kept_per_grant_and_capped_least_recently_used_first() {
     pool.forget(server_id);
     assert_eq!(pool.open_sessions(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_of_neither_era_reports_what_it_answered() {
+    let server = FakeMcpServer::start(two_pages()).await;
+    for era in [Era::Legacy, Era::Modern, Era::Unknown] {
+        let target = McpTarget {
+            url: Url::parse(&format!("{}/nowhere", server.origin())).unwrap(),
+            era,
+            ..target(&server)
+        };
+        let err = open(&http(true), target).await.unwrap_err();
+        assert!(
+            matches!(&err, McpError::Transport(message) if message.contains("404")),
+            "{era:?}: {err:?}"
+        );
+    }
+    // Each era was asked once: discovery and `initialize`, in the order the hint says.
+    assert_eq!(server.request_count(), 6);
+}
