@@ -578,3 +578,36 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn detection_asks_a_stateless_server_the_stateless_way() {
+    use crate::support::fake_as::{AsConfig, FakeAuthServer};
+    use crate::support::fake_mcp::McpAuth;
+
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let open = FakeMcpServer::start(modern(vec![echo_tool()])).await;
+    let guarded = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        ..modern(vec![echo_tool()])
+    })
+    .await;
+    const PROBE: &str = "query($w: ID!, $u: String!) { probeMcpServer(workspaceId: $w, url: $u) { authType reason } }";
+    for (server, expected) in [(&open, "NONE"), (&guarded, "OAUTH")] {
+        let data = t
+            .ok(
+                a,
+                PROBE,
+                json!({ "w": a.workspace_id.to_string(), "u": server.url() }),
+            )
+            .await;
+        assert_eq!(data["probeMcpServer"]["authType"], expected, "{data}");
+        // One stateless request with its headers; no `initialize`, which it would refuse.
+        assert_eq!(server.count("server/discover"), 1);
+        assert_eq!(server.count("initialize"), 0);
+        let probe = &server.requests()[0];
+        assert_eq!(probe.header_values("mcp-protocol-version"), ["2026-07-28"]);
+        assert_eq!(probe.header_values("mcp-method"), ["server/discover"]);
+    }
+}

@@ -215,6 +215,11 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
             None => Asked::Legacy,
         };
     }
+    // A stateless server answers discovery; one that fails on it may be an earlier server
+    // failing on a method it does not know, so `initialize` gets its chance.
+    if matches!(how, Ask::Discover) && status.is_server_error() {
+        return Asked::Legacy;
+    }
     // A refusal without a challenge asks for credentials of some kind; any other answer (a
     // wrong path, a failing server) says nothing about authentication.
     Asked::Verdict(ProbeResult {
