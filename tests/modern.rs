@@ -611,3 +611,65 @@ async fn detection_asks_a_stateless_server_the_stateless_way() {
         assert_eq!(probe.header_values("mcp-method"), ["server/discover"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalogue_the_server_calls_fresh_is_not_listed_again_until_it_is_stale() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let cached = FakeMcpServer::start(McpConfig {
+        list_ttl_ms: 3_600_000,
+        ..modern(vec![echo_tool()])
+    })
+    .await;
+    let uncached = FakeMcpServer::start(modern(vec![echo_tool()])).await;
+    let mut ids = Vec::new();
+    for (name, server) in [("cached", &cached), ("uncached", &uncached)] {
+        let id = t
+            .create_server(a, json!({ "name": name, "url": server.url() }))
+            .await;
+        t.ok(a, REFRESH, json!({ "id": id })).await;
+        ids.push(id);
+    }
+    let data = t
+        .ok(
+            a,
+            "query($id: ID!) { mcpServer(id: $id) { toolsFreshUntil toolsRefreshedAt } }",
+            json!({ "id": ids[0] }),
+        )
+        .await;
+    let fresh_until: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(data["mcpServer"]["toolsFreshUntil"].clone()).expect("a time");
+    let refreshed: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(data["mcpServer"]["toolsRefreshedAt"].clone()).expect("a time");
+    assert_eq!(
+        fresh_until - refreshed,
+        chrono::Duration::hours(1),
+        "{data}"
+    );
+    let data = t
+        .ok(
+            a,
+            "query($id: ID!) { mcpServer(id: $id) { toolsFreshUntil } }",
+            json!({ "id": ids[1] }),
+        )
+        .await;
+    assert_eq!(data["mcpServer"]["toolsFreshUntil"], Value::Null, "ttlMs 0");
+
+    let listed = (cached.count("tools/list"), uncached.count("tools/list"));
+    let discovered = cached.count("server/discover");
+    let checked = switchboard::domain::health::run_round(&t.app, std::time::Duration::ZERO, 4)
+        .await
+        .expect("a round");
+    assert_eq!(checked, 2);
+    assert_eq!(
+        cached.count("tools/list"),
+        listed.0,
+        "still fresh: only reached"
+    );
+    assert_eq!(cached.count("server/discover"), discovered + 1);
+    assert_eq!(
+        uncached.count("tools/list"),
+        listed.1 + 1,
+        "no promise: listed"
+    );
+}

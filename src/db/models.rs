@@ -140,6 +140,8 @@ pub struct McpServerRow {
     pub tools_listed_by: Option<DbUuid>,
     /// The MCP protocol revision last negotiated with the server.
     pub protocol_version: Option<String>,
+    /// Until when the server said its catalogue stays fresh (its listing's `ttlMs`).
+    pub tools_fresh_until: Option<DbTime>,
 }
 
 /// What the API shows of a grant: none of its sealed values or discovered metadata, which

@@ -92,6 +92,7 @@ diesel::table! {
         oauth_client_key_sealed -> Nullable<Text>,
         tools_listed_by -> Nullable<PortableUuid>,
         protocol_version -> Nullable<Text>,
+        tools_fresh_until -> Nullable<PortableTimestamp>,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Background health checks: every enabled server is visited at a configurable, jittered
 //! interval with a concurrency cap. A check detects the auth type of a server whose auth type
-//! is not known yet, then reconnects, lists the tools and stores them; the outcome moves the
+//! is not known yet, then reconnects, lists the tools and stores them, unless the server said
+//! its last listing is still fresh (`ttlMs`): then reaching it is the whole check; the outcome moves the
 //! status like any other contact (see [`super::lifecycle`]). A server whose OAuth grant is
 //! missing costs no request: the check stops before sending anything. With PostgreSQL each server is leased to one replica per round
 //! (`FOR UPDATE SKIP LOCKED` plus a timestamp), so replicas never check the same server twice
@@ -49,10 +50,17 @@ pub async fn run_round(
                 {
                     return;
                 }
-                match catalogue::check(ctx, &server, Holder::Workspace).await {
-                    Ok(tools) => {
-                        tracing::debug!(mcp_server.id = %server.id.0, tools, "health check passed")
-                    }
+                // A catalogue its server said is still fresh is not listed again: reaching
+                // the server is enough.
+                let checked = if catalogue::catalogue_is_fresh(&server) {
+                    catalogue::reach(ctx, &server, Holder::Workspace).await
+                } else {
+                    catalogue::check(ctx, &server, Holder::Workspace)
+                        .await
+                        .map(drop)
+                };
+                match checked {
+                    Ok(()) => tracing::debug!(mcp_server.id = %server.id.0, "health check passed"),
                     Err(error) => {
                         tracing::info!(mcp_server.id = %server.id.0, %error, "health check failed")
                     }

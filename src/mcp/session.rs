@@ -81,7 +81,13 @@ pub struct Listing {
     pub tools: Vec<ToolInfo>,
     /// How many later tools were dropped because an earlier one had the same name.
     pub duplicates: usize,
+    /// How long the server said the listing stays fresh: the shortest `ttlMs` of its pages,
+    /// at most [`MAX_FRESH_FOR`]; none when a page gave none (or zero).
+    pub fresh_for: Option<Duration>,
 }
+
+/// The longest a listing is taken as fresh, whatever the server says.
+pub const MAX_FRESH_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Where and how to reach one MCP server.
 #[derive(Clone, Debug)]
@@ -468,6 +474,7 @@ impl McpSession {
         let mut bytes: u64 = 0;
         let mut cursor: Option<String> = None;
         let mut seen_cursors = HashSet::new();
+        let mut fresh_for = Some(MAX_FRESH_FOR);
         for _ in 0..MAX_TOOL_PAGES {
             let params = cursor
                 .take()
@@ -476,6 +483,11 @@ impl McpSession {
                 .list_tools(params)
                 .await
                 .map_err(|err| service_error(&err))?;
+            let page_fresh = page
+                .ttl_ms
+                .filter(|ttl| *ttl > 0)
+                .map(Duration::from_millis);
+            fresh_for = fresh_for.zip(page_fresh).map(|(a, b)| a.min(b));
             for tool in page.tools {
                 // Counted as sent, duplicates too, so a server repeating itself still stops.
                 bytes = bytes.saturating_add(json_size(&tool)?);
@@ -496,7 +508,10 @@ impl McpSession {
                 listing.tools.push(tool_info(tool)?);
             }
             match page.next_cursor {
-                None => return Ok(listing),
+                None => {
+                    listing.fresh_for = fresh_for;
+                    return Ok(listing);
+                }
                 // A server handing out a cursor twice would keep us paging forever.
                 Some(next) if !seen_cursors.insert(next.clone()) => {
                     return Err(McpError::Protocol(

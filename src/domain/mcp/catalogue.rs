@@ -171,6 +171,29 @@ pub async fn refresh_as(
     }
 }
 
+/// Whether the server said its catalogue is still fresh (the `ttlMs` of its last listing).
+pub fn catalogue_is_fresh(server: &McpServerRow) -> bool {
+    server
+        .tools_fresh_until
+        .is_some_and(|until| until.0 > db::now())
+}
+
+/// Reach a server without listing its tools: open a session (discovery or `initialize`) and
+/// close it, recording the outcome in its status like a listing would.
+pub async fn reach(ctx: &Context, server: &McpServerRow, holder: Holder) -> Result<()> {
+    match connect(ctx, server, holder).await {
+        Ok((session, _)) => {
+            session.close().await;
+            status::update(ctx, server.id.0, Event::Reached, |_| {}).await;
+            Ok(())
+        }
+        Err(error) => {
+            record_failure(ctx, server.id.0, holder, &error).await;
+            Err(error)
+        }
+    }
+}
+
 /// Refresh a server whose auth type may not be known yet: ask it first, then list its tools
 /// whatever the answer (a server that cannot be asked usually cannot be listed either, and the
 /// listing's failure says why in `lastError`).
@@ -240,6 +263,10 @@ async fn store(
         .collect();
     let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     let note = (listing.duplicates > 0).then(|| duplicates_note(listing.duplicates));
+    let fresh_until = listing
+        .fresh_for
+        .and_then(|fresh| chrono::Duration::from_std(fresh).ok())
+        .map(|fresh| DbTime(now.0 + fresh));
     let mut conn = ctx.db.conn().await?;
     let event = transaction!(conn, {
         let member = match holder {
@@ -274,6 +301,7 @@ async fn store(
             row.tool_count = count;
             row.tools_refreshed_at = Some(now);
             row.tools_listed_by = member.map(DbUuid);
+            row.tools_fresh_until = fresh_until;
         })
         .await?;
         Ok::<_, Error>(event)

@@ -217,6 +217,7 @@ pub async fn create(
         credential_mode,
         tools_listed_by: None,
         protocol_version: None,
+        tools_fresh_until: None,
         oauth_client_key_sealed: client_key.map(|key| {
             ctx.keys
                 .seal_str(key.expose(), sealed::SERVER_CLIENT_KEY.context(&row_id))
@@ -778,6 +779,7 @@ async fn forget_tools(conn: &mut DbConn, row: &mut McpServerRow) -> Result<()> {
     row.tool_count = 0;
     row.tools_refreshed_at = None;
     row.tools_listed_by = None;
+    row.tools_fresh_until = None;
     Ok(())
 }
 

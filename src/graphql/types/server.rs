@@ -103,6 +103,12 @@ impl McpServer {
     async fn protocol_version(&self) -> Option<&str> {
         self.row.protocol_version.as_deref()
     }
+    /// Until when the server said its tool catalogue stays fresh (the `ttlMs` of its last
+    /// listing, at most a day); null when it made no such promise. Background checks list the
+    /// tools again only after it.
+    async fn tools_fresh_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.row.tools_fresh_until.map(|at| at.0)
+    }
     async fn enabled(&self) -> bool {
         self.row.enabled
     }
