@@ -218,7 +218,7 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         let header_parameters = tools
             .iter()
             .find(|tool| tool.name == name)
-            .filter(|tool| tool.input_schema.to_string().contains("x-mcp-header"))
+            .filter(|tool| tool.names_header_parameters())
             .map(|_| catalogue::listing_caps(&app));
         // All rounds of a call go out on one session, so each retry has a new request id.
         let (outcome, transcript) = session

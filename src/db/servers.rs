@@ -139,13 +139,13 @@ pub async fn set_protocol_version(
 }
 
 /// Servers whose tool changes are worth listening to, in id order, at most `limit`: enabled,
-/// last reached with a stateless protocol revision (2026-07-28 or later), reached with the
-/// workspace's credentials (not each member's own).
-pub async fn listenable(conn: &mut DbConn, limit: i64) -> Result<Vec<Uuid>, DbError> {
+/// last reached with protocol revision `since` or a later one (revisions are dates, so they
+/// compare as text), reached with the workspace's credentials (not each member's own).
+pub async fn listenable(conn: &mut DbConn, since: &str, limit: i64) -> Result<Vec<Uuid>, DbError> {
     let ids: Vec<DbUuid> = with_conn!(conn, |c| {
         mcp_servers::table
             .filter(mcp_servers::enabled.eq(true))
-            .filter(mcp_servers::protocol_version.ge(STATELESS_REVISION))
+            .filter(mcp_servers::protocol_version.ge(since))
             .filter(mcp_servers::credential_mode.ne(super::types::CredentialMode::PerUser))
             .order(mcp_servers::id.asc())
             .limit(limit)
@@ -155,10 +155,6 @@ pub async fn listenable(conn: &mut DbConn, limit: i64) -> Result<Vec<Uuid>, DbEr
     })?;
     Ok(ids.into_iter().map(|id| id.0).collect())
 }
-
-/// The first protocol revision without `initialize` (revisions are dates, so they compare as
-/// text).
-const STATELESS_REVISION: &str = "2026-07-28";
 
 /// Remove a server's stored tool catalogue.
 pub async fn delete_tools(conn: &mut DbConn, server_id: Uuid) -> Result<(), DbError> {
@@ -340,8 +336,8 @@ pub async fn has_tool(
     })?)
 }
 
-/// Matches a schema that names `x-mcp-header` parameters (somewhere; the transport decides
-/// which are valid).
+/// Matches a schema that names `x-mcp-header` parameters: the SQL form of
+/// [`crate::mcp::ToolInfo::names_header_parameters`].
 const HEADER_PARAMETER_PATTERN: &str = "%x-mcp-header%";
 
 /// Servers by id, in one query (callers check access).

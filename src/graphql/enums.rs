@@ -265,3 +265,15 @@ mod tests {
         }
     }
 }
+
+/// How the user answered an input request.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(remote = "crate::domain::mcp::input::Action")]
+pub enum McpInputAction {
+    /// Gave the input, or agreed to open the URL.
+    Accept,
+    /// Refused.
+    Decline,
+    /// Dismissed it without choosing.
+    Cancel,
+}

@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object, SimpleObject};
 
+use super::enums::McpInputAction;
 use super::error::{ApiError, Result, parse_id, principal};
 use super::types::{
     ApiToken, McpAuthType, McpCredentialMode, McpServer, McpTransport, Workspace, WorkspaceMember,
@@ -11,7 +12,7 @@ use crate::app::AppHandle;
 use crate::crypto::Secret;
 use crate::domain::access::Role;
 use crate::domain::mcp::calls::{self, CallOutcome};
-use crate::domain::mcp::input::{Action, Answer, Ask};
+use crate::domain::mcp::input::{Answer, Ask};
 use crate::domain::oauth::flow;
 use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
 use crate::domain::workspaces;
@@ -206,17 +207,6 @@ pub struct McpInputResponseInput {
     pub action: McpInputAction,
     /// The form's content, only with `ACCEPT` on a `FORM` request.
     pub content: Option<Json<serde_json::Value>>,
-}
-
-/// How the user answered an input request.
-#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
-pub enum McpInputAction {
-    /// Gave the input, or agreed to open the URL.
-    Accept,
-    /// Refused.
-    Decline,
-    /// Dismissed it without choosing.
-    Cancel,
 }
 
 impl From<CallOutcome> for McpToolResult {
@@ -629,11 +619,7 @@ impl MutationRoot {
             .into_iter()
             .map(|response| Answer {
                 key: response.key,
-                action: match response.action {
-                    McpInputAction::Accept => Action::Accept,
-                    McpInputAction::Decline => Action::Decline,
-                    McpInputAction::Cancel => Action::Cancel,
-                },
+                action: response.action.into(),
                 content: response.content.map(|content| content.0),
             })
             .collect();

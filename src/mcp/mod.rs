@@ -31,7 +31,7 @@ mod tests;
 pub use pool::{SessionKey, SessionPool};
 pub use session::{
     CallResult, Era, InputRequest, InputRequired, Listing, ListingCaps, McpError, McpSession,
-    McpTarget, Resume, ToolCall, ToolCallOutcome, ToolChanges, ToolInfo, open,
+    McpTarget, Resume, STATELESS_REVISION, ToolCall, ToolCallOutcome, ToolChanges, ToolInfo, open,
 };
 
 /// The MCP transport a server speaks (stored on its row as text).

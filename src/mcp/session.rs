@@ -133,10 +133,14 @@ impl Era {
     }
 }
 
+/// The first protocol revision of the stateless era (without `initialize`), the one
+/// Switchboard speaks to such servers.
+pub const STATELESS_REVISION: &str = "2026-07-28";
+
 /// Whether a protocol version is of the stateless era. Versions are dates, so they compare as
 /// text.
 fn is_modern(version: &str) -> bool {
-    version >= ProtocolVersion::NO_INITIALIZE.as_str()
+    version >= STATELESS_REVISION
 }
 
 /// An open, initialized MCP client session.
@@ -180,6 +184,19 @@ pub struct ToolInfo {
     /// Behaviour hints (`readOnlyHint`, `destructiveHint`, …), as sent.
     pub annotations: Option<Value>,
 }
+
+impl ToolInfo {
+    /// Whether the input schema names `x-mcp-header` parameters (somewhere; rmcp decides
+    /// which are valid), so a modern server must know the schema before the tool is called.
+    pub fn names_header_parameters(&self) -> bool {
+        self.input_schema
+            .to_string()
+            .contains(HEADER_PARAMETER_KEYWORD)
+    }
+}
+
+/// The schema keyword of parameters sent as `Mcp-Param-*` headers.
+const HEADER_PARAMETER_KEYWORD: &str = "x-mcp-header";
 
 /// The result of one tool call.
 #[derive(Clone, Debug, PartialEq)]
@@ -394,27 +411,6 @@ impl McpSession {
     /// [`CallResult::InputRequired`]. Each call, a retry included, is a new JSON-RPC request.
     pub async fn call(&self, call: ToolCall) -> Result<CallResult, McpError> {
         bounded(self.timeout, self.call_inner(call)).await
-    }
-
-    /// Call one tool that must not ask for input (the legacy way): an `input_required`
-    /// answer is an error.
-    pub async fn call_tool(
-        &self,
-        name: &str,
-        arguments: Map<String, Value>,
-    ) -> Result<ToolCallOutcome, McpError> {
-        let call = ToolCall {
-            name: name.to_owned(),
-            arguments,
-            header_parameters: None,
-            resume: None,
-        };
-        match self.call(call).await? {
-            CallResult::Complete(outcome) => Ok(outcome),
-            CallResult::InputRequired(_) => Err(McpError::Protocol(
-                "the server asked for input this caller cannot give".to_owned(),
-            )),
-        }
     }
 
     async fn call_inner(&self, call: ToolCall) -> Result<CallResult, McpError> {

@@ -103,6 +103,23 @@ fn http(allow_private_networks: bool) -> GuardedClient {
     .unwrap()
 }
 
+/// Call a tool that must not ask for input.
+async fn call_tool(
+    session: &McpSession,
+    name: &str,
+    arguments: Map<String, Value>,
+) -> Result<ToolCallOutcome, McpError> {
+    let call = ToolCall {
+        name: name.to_owned(),
+        arguments,
+        ..ToolCall::default()
+    };
+    match session.call(call).await? {
+        CallResult::Complete(outcome) => Ok(outcome),
+        CallResult::InputRequired(required) => panic!("asked for input: {required:?}"),
+    }
+}
+
 fn arguments(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
@@ -171,8 +188,7 @@ async fn echo_call_round_trip() {
     let session = open(&http(true), target(&server)).await.unwrap();
 
     let args = json!({"text": "hello", "count": 2, "nested": {"ok": true}});
-    let outcome = session
-        .call_tool("echo", arguments(args.clone()))
+    let outcome = call_tool(&session, "echo", arguments(args.clone()))
         .await
         .unwrap();
     session.close().await;
@@ -196,7 +212,7 @@ async fn json_rpc_errors_are_protocol_errors() {
     let server = FakeMcpServer::start(two_pages()).await;
     let session = open(&http(true), target(&server)).await.unwrap();
 
-    let result = session.call_tool("missing", Map::new()).await;
+    let result = call_tool(&session, "missing", Map::new()).await;
     match result {
         Err(McpError::Protocol(message)) => {
             assert!(message.contains("Unknown tool: missing"), "{message}")
@@ -224,8 +240,7 @@ async fn sends_the_bearer_token_and_static_headers() {
     };
     let session = open(&http(true), target).await.unwrap();
     session.list_tools(CAPS).await.unwrap();
-    session
-        .call_tool("echo", arguments(json!({"text": "hi"})))
+    call_tool(&session, "echo", arguments(json!({"text": "hi"})))
         .await
         .unwrap();
     session.close().await;
@@ -343,8 +358,7 @@ async fn forbidden_exposes_the_challenge() {
     };
     let session = open(&http(true), target).await.unwrap();
 
-    let err = session
-        .call_tool("echo", arguments(json!({"text": "hi"})))
+    let err = call_tool(&session, "echo", arguments(json!({"text": "hi"})))
         .await
         .unwrap_err();
     let challenge = format!(
@@ -370,9 +384,7 @@ async fn slow_servers_time_out() {
     server.set_mode(Mode::Slow(Duration::from_secs(5)));
 
     let started = Instant::now();
-    let result = session
-        .call_tool("echo", arguments(json!({"text": "hi"})))
-        .await;
+    let result = call_tool(&session, "echo", arguments(json!({"text": "hi"}))).await;
     assert!(matches!(result, Err(McpError::Timeout)), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
@@ -384,7 +396,7 @@ async fn oversized_results_are_refused() {
     // One byte more than a message may have.
     server.set_mode(Mode::Oversized(session::MAX_MESSAGE_BYTES + 1));
 
-    let result = session.call_tool("echo", Map::new()).await;
+    let result = call_tool(&session, "echo", Map::new()).await;
     assert!(matches!(result, Err(McpError::Transport(_))), "{result:?}");
 }
 
@@ -624,4 +636,13 @@ async fn an_endpoint_of_neither_era_reports_what_it_answered() {
     }
     // Each era was asked once: discovery and `initialize`, in the order the hint says.
     assert_eq!(server.request_count(), 6);
+}
+
+#[test]
+fn the_stateless_revision_is_the_one_rmcp_opens_without_initialize() {
+    use rmcp::model::ProtocolVersion;
+    assert_eq!(STATELESS_REVISION, ProtocolVersion::NO_INITIALIZE.as_str());
+    assert_eq!(Era::of_version(Some(STATELESS_REVISION)), Era::Modern);
+    assert_eq!(Era::of_version(Some("2025-11-25")), Era::Legacy);
+    assert_eq!(Era::of_version(None), Era::Unknown);
 }

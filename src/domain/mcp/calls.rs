@@ -19,12 +19,10 @@ use crate::db;
 use crate::db::models::McpServerRow;
 use crate::domain::Context;
 use crate::domain::access::Role;
-use crate::domain::lifecycle::{self, Event, Facts};
 use crate::domain::limits::Outbound;
 use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers;
 use crate::domain::servers::AuthType;
-use crate::domain::status;
 use crate::domain::{Error, Result, bad_input};
 use crate::mcp::{CallResult, McpError, Resume, SessionKey, ToolCall, ToolCallOutcome};
 
@@ -194,11 +192,11 @@ async fn call(
         };
         match outcome {
             Ok(CallResult::Complete(outcome)) => {
-                mark_reachable(ctx, &server).await;
+                catalogue::mark_reached(ctx, &server).await;
                 return Ok(CallOutcome::Complete(outcome));
             }
             Ok(CallResult::InputRequired(required)) => {
-                mark_reachable(ctx, &server).await;
+                catalogue::mark_reached(ctx, &server).await;
                 let pending = input::pending(
                     ctx,
                     user_id,
@@ -278,22 +276,4 @@ async fn find(
     outbound.require(server.workspace_id.0, role(&server))?;
     servers::ensure_enabled(&server)?;
     Ok(server)
-}
-
-/// A call went through: the server is reachable. Nothing is written when that changes
-/// nothing, so a steady stream of calls costs no writes.
-async fn mark_reachable(ctx: &Context, server: &McpServerRow) {
-    // An OAuth call that went through was made with stored tokens.
-    let facts = Facts {
-        auth_type: server.auth_type,
-        has_tokens: server.auth_type == AuthType::Oauth,
-    };
-    let state = status::state_of(server);
-    if lifecycle::next(state, facts, Event::Reached) == state && server.last_error.is_none() {
-        return;
-    }
-    status::update(ctx, server.id.0, Event::Reached, |row| {
-        row.last_error = None
-    })
-    .await;
 }

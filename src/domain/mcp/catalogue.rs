@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::db::models::{McpServerRow, ToolRow};
 use crate::db::{self, DbTime, DbUuid};
 use crate::domain::Context;
-use crate::domain::lifecycle::Event;
+use crate::domain::lifecycle::{self, Event, Facts};
 use crate::domain::limits::Quota;
 use crate::domain::oauth::{Holder, OauthError, challenge, tokens};
 use crate::domain::servers::{self, AuthType};
@@ -184,7 +184,7 @@ pub async fn reach(ctx: &Context, server: &McpServerRow, holder: Holder) -> Resu
     match connect(ctx, server, holder).await {
         Ok((session, _)) => {
             session.close().await;
-            status::update(ctx, server.id.0, Event::Reached, |_| {}).await;
+            mark_reached(ctx, server).await;
             Ok(())
         }
         Err(error) => {
@@ -192,6 +192,24 @@ pub async fn reach(ctx: &Context, server: &McpServerRow, holder: Holder) -> Resu
             Err(error)
         }
     }
+}
+
+/// A call or a connection went through: the server is reachable. Nothing is written when that
+/// changes nothing, so a steady stream of calls costs no writes.
+pub async fn mark_reached(ctx: &Context, server: &McpServerRow) {
+    // An OAuth server reached at all was reached with stored tokens.
+    let facts = Facts {
+        auth_type: server.auth_type,
+        has_tokens: server.auth_type == AuthType::Oauth,
+    };
+    let state = status::state_of(server);
+    if lifecycle::next(state, facts, Event::Reached) == state && server.last_error.is_none() {
+        return;
+    }
+    status::update(ctx, server.id.0, Event::Reached, |row| {
+        row.last_error = None
+    })
+    .await;
 }
 
 /// Refresh a server whose auth type may not be known yet: ask it first, then list its tools

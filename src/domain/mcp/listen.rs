@@ -94,7 +94,12 @@ async fn reconcile(
     }
     let wanted = {
         let mut conn = ctx.db.conn().await?;
-        db::servers::listenable(&mut conn, i64::try_from(max).unwrap_or(i64::MAX)).await?
+        db::servers::listenable(
+            &mut conn,
+            crate::mcp::STATELESS_REVISION,
+            i64::try_from(max).unwrap_or(i64::MAX),
+        )
+        .await?
     };
     streams.keep_only(app, &wanted);
     Ok(())

@@ -27,6 +27,7 @@ use url::Url;
 
 use super::challenge::{self, Challenge};
 use crate::domain::servers::{AuthType, Transport};
+use crate::mcp::STATELESS_REVISION;
 use crate::net::GuardedClient;
 
 /// How long a probe waits.
@@ -34,9 +35,6 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// MCP protocol version sent by Switchboard in `initialize`.
 pub const MCP_PROTOCOL_VERSION: &str = "2025-11-25";
-
-/// The stateless protocol revision, sent in `server/discover`.
-pub const MCP_STATELESS_VERSION: &str = "2026-07-28";
 
 /// Most bytes of a refusal read to find its JSON-RPC error code.
 const MAX_REFUSAL_BYTES: usize = 8 * 1024;
@@ -75,7 +73,7 @@ pub fn discover_request() -> serde_json::Value {
         "method": "server/discover",
         "params": {
             "_meta": {
-                "io.modelcontextprotocol/protocolVersion": MCP_STATELESS_VERSION,
+                "io.modelcontextprotocol/protocolVersion": STATELESS_REVISION,
                 "io.modelcontextprotocol/clientCapabilities": {},
                 "io.modelcontextprotocol/clientInfo": {
                     "name": "switchboard",
@@ -150,7 +148,7 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
     let request = match how {
         Ask::Initialize => post(initialize_request()),
         Ask::Discover => post(discover_request())
-            .header("mcp-protocol-version", MCP_STATELESS_VERSION)
+            .header("mcp-protocol-version", STATELESS_REVISION)
             .header("mcp-method", "server/discover"),
         Ask::EventStream => http
             .request(Method::GET, url.clone())
@@ -251,7 +249,7 @@ async fn stateless_refusal(response: reqwest::Response) -> Option<bool> {
                 .is_some_and(|supported| {
                     supported
                         .iter()
-                        .any(|version| version == MCP_STATELESS_VERSION)
+                        .any(|version| version == STATELESS_REVISION)
                 }),
         ),
         -32021 | -32020 => Some(false),
