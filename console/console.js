@@ -33,7 +33,8 @@ const SERVER_FIELDS = `id name description url transport protocolVersion enabled
 const TOOL_FIELDS = 'name title description inputSchema annotations';
 // A tool call's outcome: the tool's answer, or what the server asks the user first.
 const RESULT_FIELDS = `status content structuredContent isError
-  inputRequests { key mode message requestedSchema url } continuation continuationExpiresAt`;
+  inputRequests { key mode message requestedSchema url } continuation continuationExpiresAt
+  unansweredInput { mode message url }`;
 
 const QUERIES = {
   session: 'query { viewer { id name } workspaces { id name role } }',
@@ -1515,6 +1516,15 @@ function renderResult(result, outcome) {
     outcome.isError ? badge('The tool reported an error', 'bad') : badge('OK', 'ok'));
   const blocks = outcome.content.map(contentBlock);
   result.replaceChildren(head, ...blocks);
+  const unanswered = Array.isArray(outcome.unansweredInput) ? outcome.unansweredInput : [];
+  if (unanswered.length > 0) {
+    // The server asked mid-call, where nobody can answer: it was told "cancel".
+    head.after(el('div', { class: 'notice', 'data-tone': 'warn', role: 'status' },
+      el('p', {}, el('strong', {}, 'The server asked for input it could not get. '),
+        'Servers of its protocol revision ask in the middle of a call, where Switchboard cannot ask you, so each request was cancelled and the result is what the tool did without it.'),
+      el('ul', {}, ...unanswered.map((asked) => el('li', {}, asked.message || '(no message)',
+        asked.url ? el('span', { class: 'muted small' }, ` (${asked.url})`) : '')))));
+  }
   if (outcome.structuredContent !== null && outcome.structuredContent !== undefined) {
     result.append(el('details', {}, el('summary', {}, 'Structured content'),
       el('pre', {}, pretty(outcome.structuredContent))));

@@ -27,7 +27,7 @@ use crate::domain::oauth::flow::{self, Binding, CallbackParams, Started};
 use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers::{self, AuthType, NewServer};
 use crate::domain::{self, Error, admin};
-use crate::mcp::{CallResult, InputRequired, Resume, ToolCall};
+use crate::mcp::{CallResult, InputRequired, Resume, ToolCall, UnansweredInput};
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
 
 /// Options of `switchboard connect`.
@@ -262,6 +262,13 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
             })
             .await?;
         out.write_all(&transcript)?;
+        for asked in &outcome.unanswered {
+            let (UnansweredInput::Form { message } | UnansweredInput::Url { message, .. }) = asked;
+            writeln!(
+                out,
+                "{name} asked for input mid-call and was answered cancel: {message}"
+            )?;
+        }
         let text: Vec<String> = outcome.content.iter().map(ToString::to_string).collect();
         writeln!(
             out,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use switchboard::domain::access::Role;
 
 use crate::support::fake_mcp::{
-    Era, FakeMcpServer, McpConfig, confirm_stateless_tool, confirm_tool, echo_tool,
+    Era, FakeMcpServer, McpConfig, confirm_stateless_tool, confirm_tool, echo_tool, insist_tool,
     invalid_header_tool, open_url_tool, region_tool, survey_tool,
 };
 use crate::support::{TestApp, error_code};
@@ -671,5 +671,46 @@ async fn a_catalogue_the_server_calls_fresh_is_not_listed_again_until_it_is_stal
         uncached.count("tools/list"),
         listed.1 + 1,
         "no promise: listed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_of_the_earlier_era_asking_mid_call_gets_cancel_and_the_result_says_so() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let old = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        tools: vec![insist_tool(), echo_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let id = t
+        .create_server(a, json!({ "name": "old", "url": old.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+
+    const ASKED: &str = "mutation($id: ID!, $n: String!) { callMcpTool(serverId: $id, name: $n) { status content isError unansweredInput { mode message url } } }";
+    let data = t.ok(a, ASKED, json!({ "id": id, "n": "insist" })).await;
+    let result = &data["callMcpTool"];
+    assert_eq!(result["status"], "COMPLETE", "{data}");
+    assert_eq!(
+        result["content"][0]["text"], "went on; the answer was cancel",
+        "the server got cancel, never an invented answer: {data}"
+    );
+    assert_eq!(
+        result["unansweredInput"],
+        json!([{ "mode": "FORM", "message": "Really go ahead?", "url": null }])
+    );
+    let answers = old.elicitation_answers();
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0]["result"], json!({ "action": "cancel" }));
+
+    // A call that asked nothing says nothing, on the same session.
+    let data = t.ok(a, ASKED, json!({ "id": id, "n": "echo" })).await;
+    assert_eq!(data["callMcpTool"]["unansweredInput"], json!([]));
+    assert_eq!(
+        old.count("initialize"),
+        3,
+        "the probe, the refresh and one session kept for both calls"
     );
 }

@@ -11,7 +11,7 @@ use super::types::{
 use crate::app::AppHandle;
 use crate::crypto::Secret;
 use crate::domain::access::Role;
-use crate::domain::mcp::calls::{self, CallOutcome};
+use crate::domain::mcp::calls::{self, CallOutcome, UnansweredInput};
 use crate::domain::mcp::input::{Answer, Ask};
 use crate::domain::oauth::flow;
 use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
@@ -163,6 +163,20 @@ pub struct McpToolResult {
     pub continuation: Option<String>,
     /// When the continuation stops working.
     pub continuation_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Input the server asked for while the tool ran and could not get (`COMPLETE`): a server
+    /// of an earlier revision asks in the middle of a call, where nobody can answer, so each
+    /// request was answered `cancel` and the result is what the tool did without it.
+    pub unanswered_input: Vec<McpUnansweredInput>,
+}
+
+/// Input a server asked for during a call and did not get.
+#[derive(SimpleObject)]
+pub struct McpUnansweredInput {
+    pub mode: McpInputMode,
+    /// What the server said to the user, as sent (at most 2,000 characters).
+    pub message: String,
+    /// The page the server wanted opened (`URL`), when it is a web URL.
+    pub url: Option<String>,
 }
 
 /// Whether a tool call completed.
@@ -220,6 +234,22 @@ impl From<CallOutcome> for McpToolResult {
                 input_requests: Vec::new(),
                 continuation: None,
                 continuation_expires_at: None,
+                unanswered_input: outcome
+                    .unanswered
+                    .into_iter()
+                    .map(|asked| match asked {
+                        UnansweredInput::Form { message } => McpUnansweredInput {
+                            mode: McpInputMode::Form,
+                            message,
+                            url: None,
+                        },
+                        UnansweredInput::Url { message, url } => McpUnansweredInput {
+                            mode: McpInputMode::Url,
+                            message,
+                            url,
+                        },
+                    })
+                    .collect(),
             },
             CallOutcome::InputRequired(pending) => McpToolResult {
                 status: McpToolCallStatus::InputRequired,
@@ -252,6 +282,7 @@ impl From<CallOutcome> for McpToolResult {
                     .collect(),
                 continuation: Some(pending.continuation),
                 continuation_expires_at: Some(pending.expires_at),
+                unanswered_input: Vec::new(),
             },
         }
     }

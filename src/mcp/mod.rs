@@ -24,6 +24,7 @@
 pub mod pool;
 pub mod session;
 mod sse;
+mod unanswered;
 
 #[cfg(test)]
 mod tests;
@@ -33,6 +34,7 @@ pub use session::{
     CallResult, Era, InputRequest, InputRequired, Listing, ListingCaps, McpError, McpSession,
     McpTarget, Resume, STATELESS_REVISION, ToolCall, ToolCallOutcome, ToolChanges, ToolInfo, open,
 };
+pub use unanswered::UnansweredInput;
 
 /// The MCP transport a server speaks (stored on its row as text).
 pub use crate::db::types::Transport;

@@ -17,7 +17,8 @@
 //! the call returns the server's input requests and its opaque request state, and the caller
 //! retries with the answers ([`ToolCall::resume`]). Switchboard declares form and URL
 //! elicitation to modern servers, and nothing to legacy ones; a legacy server that asks for
-//! elicitation anyway gets `cancel`, never an invented answer.
+//! elicitation anyway gets `cancel`, never an invented answer, and the call's result lists what
+//! it asked ([`ToolCallOutcome::unanswered`]).
 
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
@@ -28,12 +29,16 @@ use std::time::Duration;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities,
+    CallToolRequest, CallToolRequestParams, CallToolResponse, CallToolResult,
+    CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientRequest,
     ElicitRequestParams, ElicitResult, ErrorData, Implementation, InitializeRequestParams,
-    InputRequiredResult, PaginatedRequestParams, ProtocolVersion, Tool,
+    InputRequiredResult, PaginatedRequestParams, ProtocolVersion, RequestId, ServerResult, Tool,
 };
 use rmcp::model::{ServerNotification, SubscriptionFilter};
-use rmcp::service::{ClientInitializeError, RequestContext, RunningService, Subscription};
+use rmcp::service::{
+    ClientInitializeError, InboundStreamOrigin, PeerRequestOptions, RequestContext, RunningService,
+    Subscription,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -46,6 +51,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::sse::{SseClientTransport, SseTransportError};
+use super::unanswered::{Unanswered, UnansweredInput};
 use super::{RESERVED_HEADERS, Transport};
 use crate::crypto::Secret;
 use crate::net::{self, GuardedClient, NetError};
@@ -157,6 +163,8 @@ pub struct McpSession {
     /// Whether `tools/list` ran on this session, so rmcp knows the input schemas it needs to
     /// write `Mcp-Param-*` headers for a modern server.
     listed: tokio::sync::OnceCell<()>,
+    /// What a legacy server asked for during this session's calls.
+    unanswered: Arc<Unanswered>,
 }
 
 impl fmt::Debug for McpSession {
@@ -207,6 +215,9 @@ pub struct ToolCallOutcome {
     pub structured_content: Option<Value>,
     /// The tool ran and reported a failure. This is the tool's answer, not a protocol error.
     pub is_error: bool,
+    /// Input the server asked for during the call and got `cancel` for (a server of an
+    /// earlier revision asking mid-call); the result is what the tool did without it.
+    pub unanswered: Vec<UnansweredInput>,
 }
 
 /// A stream of a server's tool-list changes; see [`McpSession::listen_tools`].
@@ -351,6 +362,7 @@ pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession,
         .unwrap_or_default();
     Ok(McpSession {
         peer: service.peer().clone(),
+        unanswered: service.service().unanswered.clone(),
         service: Some(service),
         timeout,
         protocol_version,
@@ -415,10 +427,14 @@ impl McpSession {
 
     async fn call_inner(&self, call: ToolCall) -> Result<CallResult, McpError> {
         let modern = self.is_modern();
-        if call.resume.is_some() && !modern {
-            return Err(McpError::Protocol(
-                "the server no longer speaks a revision that takes input responses".to_owned(),
-            ));
+        if !modern {
+            if call.resume.is_some() {
+                return Err(McpError::Protocol(
+                    "the server no longer speaks a revision that takes input responses".to_owned(),
+                ));
+            }
+            let params = CallToolRequestParams::new(call.name).with_arguments(call.arguments);
+            return self.call_legacy(params).await.map(CallResult::Complete);
         }
         if modern && let Some(caps) = call.header_parameters {
             self.listed
@@ -447,6 +463,42 @@ impl McpSession {
                 "the server answered with a task, which Switchboard does not run".to_owned(),
             )),
         }
+    }
+
+    /// A call to a server that keeps sessions, which may ask for input mid-call: what it
+    /// asked is read back by the call's request id. Abandoned (timed out, dropped), the call
+    /// is cancelled on the server.
+    async fn call_legacy(
+        &self,
+        params: CallToolRequestParams,
+    ) -> Result<ToolCallOutcome, McpError> {
+        let handle = self
+            .peer
+            .send_request_with_option(
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .map_err(|err| service_error(&err))?;
+        let mut in_flight = InFlight {
+            peer: &self.peer,
+            id: Some(handle.id.clone()),
+            unanswered: &self.unanswered,
+        };
+        let result = handle.await_response().await;
+        let unanswered = in_flight.finish();
+        let result = match result.map_err(|err| service_error(&err))? {
+            ServerResult::CallToolResult(result) => result,
+            // A result without `content` decodes as another shape; read it again as a result.
+            other => serde_json::to_value(&other)
+                .and_then(serde_json::from_value::<CallToolResult>)
+                .map_err(|_| {
+                    McpError::Protocol("the server answered the call with something else".into())
+                })?,
+        };
+        let mut outcome = complete(result)?;
+        outcome.unanswered = unanswered;
+        Ok(outcome)
     }
 
     /// The session has ended: closed, cancelled, or its transport gave up.
@@ -534,7 +586,47 @@ fn complete(result: CallToolResult) -> Result<ToolCallOutcome, McpError> {
         content,
         structured_content: result.structured_content,
         is_error: result.is_error.unwrap_or(false),
+        unanswered: Vec::new(),
     })
+}
+
+/// A legacy call awaiting its result. Dropped before [`InFlight::finish`] (the call timed out
+/// or its caller went away), it tells the server the call is cancelled, best effort, and
+/// forgets what the call was asked.
+struct InFlight<'a> {
+    peer: &'a Peer<RoleClient>,
+    id: Option<RequestId>,
+    unanswered: &'a Unanswered,
+}
+
+impl InFlight<'_> {
+    /// The result arrived: what the call was asked for on the way.
+    fn finish(&mut self) -> Vec<UnansweredInput> {
+        self.id
+            .take()
+            .map(|id| self.unanswered.take(&id))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else {
+            return;
+        };
+        self.unanswered.take(&id);
+        let peer = self.peer.clone();
+        let notification = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(id),
+            Some("the caller stopped waiting".to_owned()),
+        ));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                // The session may be gone already; there is nobody else to tell.
+                let _ = peer.send_notification(notification.into()).await;
+            });
+        }
+    }
 }
 
 /// Most input requests accepted in one `input_required` answer.
@@ -786,6 +878,7 @@ pub const CLIENT_CREDENTIALS_EXTENSION: &str = "io.modelcontextprotocol/oauth-cl
 #[derive(Clone, Debug)]
 pub(super) struct Client {
     info: InitializeRequestParams,
+    unanswered: Arc<Unanswered>,
 }
 
 impl Client {
@@ -799,6 +892,7 @@ impl Client {
         Client {
             info: InitializeRequestParams::new(capabilities, implementation())
                 .with_protocol_version(ProtocolVersion::V_2026_07_28),
+            unanswered: Arc::default(),
         }
     }
 
@@ -806,6 +900,7 @@ impl Client {
         Client {
             info: InitializeRequestParams::new(ClientCapabilities::default(), implementation())
                 .with_protocol_version(version),
+            unanswered: Arc::default(),
         }
     }
 }
@@ -821,13 +916,19 @@ impl ClientHandler for Client {
 
     async fn create_elicitation(
         &self,
-        _request: ElicitRequestParams,
-        _context: RequestContext<RoleClient>,
+        request: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
-        tracing::info!(
-            "the MCP server asked for input during a call; answered cancel (nobody can answer \
-             a legacy server's request mid-call)"
-        );
+        match context.extensions.get::<InboundStreamOrigin>() {
+            Some(InboundStreamOrigin::OutboundRequest(call)) => {
+                tracing::info!(
+                    "the MCP server asked for input during a call; answered cancel (nobody can \
+                     answer a legacy server's request mid-call)"
+                );
+                self.unanswered.record(call.clone(), &request);
+            }
+            _ => tracing::info!("the MCP server asked for input outside any call; answered cancel"),
+        }
         Ok(ElicitResult::new(rmcp::model::ElicitationAction::Cancel))
     }
 }

@@ -24,6 +24,7 @@ use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers;
 use crate::domain::servers::AuthType;
 use crate::domain::{Error, Result, bad_input};
+pub use crate::mcp::UnansweredInput;
 use crate::mcp::{CallResult, McpError, Resume, SessionKey, ToolCall, ToolCallOutcome};
 
 /// What a tool call came back with.

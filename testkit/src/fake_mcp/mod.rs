@@ -33,7 +33,9 @@
 //! missing, tampered or foreign state gets -32602 "invalid request state". A form elicitation
 //! needs the client to declare `elicitation` (a URL one `elicitation.url`), otherwise the call
 //! gets 400 with -32021. The legacy eras cannot ask, so there these tools answer a tool error
-//! "needs input". [`FakeMcpServer::input_responses`] gives the answers received.
+//! "needs input". [`FakeMcpServer::input_responses`] gives the answers received. The legacy
+//! [`insist_tool`] asks anyway, with an `elicitation/create` of the server's own in the middle
+//! of the call ([`FakeMcpServer::elicitation_answers`]).
 //!
 //! A `subscriptions/listen` request is answered with an event stream that stays open: first
 //! `notifications/subscriptions/acknowledged` with the granted filter (only `toolsListChanged`
@@ -57,6 +59,7 @@
 //! metadata documents. Sessions can be expired at any time. Every request is recorded with its
 //! headers and body, and [`FakeMcpServer::posted`] gives the JSON-RPC messages among them.
 
+mod insist;
 mod listen;
 mod modern;
 mod mrtr;
@@ -85,6 +88,7 @@ pub const PROTOCOL_VERSION: &str = "2025-11-25";
 /// The only protocol version the server speaks in the modern era.
 pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
 
+pub use insist::{INSIST, insist_tool};
 pub use mrtr::{
     confirm_stateless_tool, confirm_tool, invalid_header_tool, open_url_tool, region_tool,
     survey_tool,
@@ -327,6 +331,12 @@ struct McpState {
     input_responses: Vec<(String, Value)>,
     /// Open `subscriptions/listen` streams.
     listeners: listen::Listeners,
+    /// Requests of the server's own awaiting the client's answer, by id.
+    awaiting_answers: HashMap<String, tokio::sync::oneshot::Sender<Value>>,
+    /// How many requests of its own the server has sent.
+    next_server_request: u64,
+    /// Every answer received to an `elicitation/create` of the server's own.
+    elicitation_answers: Vec<Value>,
 }
 
 /// Who an OAuth-protected request comes from, per the authorization server.
@@ -415,6 +425,12 @@ impl FakeMcpServer {
             .tools_by_subject
             .insert(subject.to_owned(), Arc::new(tools));
         state.listeners.tools_changed(Some(subject));
+    }
+
+    /// The client's answers to the `elicitation/create` requests [`insist_tool`] sent, in
+    /// order (whole JSON-RPC responses).
+    pub fn elicitation_answers(&self) -> Vec<Value> {
+        self.shared.lock().elicitation_answers.clone()
     }
 
     /// The `inputResponses` objects received on modern calls of `tool`, in order, whether the
@@ -649,6 +665,7 @@ impl Shared {
         let Some(method) = message.get("method").and_then(Value::as_str) else {
             // A client's response to a server request is acknowledged; anything else is garbage.
             return if message.get("result").is_some() || message.get("error").is_some() {
+                self.answered(&message);
                 StatusCode::ACCEPTED.into_response()
             } else {
                 Refusal::Rpc(StatusCode::BAD_REQUEST, -32600, "Invalid Request").into_response()

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{Caller, Era, MODERN_PROTOCOL_VERSION, Mode, Shared, listen, mrtr};
+use super::{Caller, Era, INSIST, MODERN_PROTOCOL_VERSION, Mode, Shared, listen, mrtr};
 
 pub(super) const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 pub(super) const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
@@ -134,6 +134,11 @@ impl Shared {
         };
         if modern {
             self.post_modern(headers, body, caller)
+        } else if let Some(id) = insisting_call(body)
+            && self.tools(caller).iter().any(|tool| tool["name"] == INSIST)
+            && (!self.config.sessions || self.check_session(headers).is_ok())
+        {
+            self.insist(id)
         } else {
             self.post(headers, body, caller)
         }
@@ -439,4 +444,12 @@ fn header_matches(decoded: &str, value: &Value) -> bool {
         },
         _ => false,
     }
+}
+
+/// The id of a `tools/call` of [`INSIST`], if `body` is one.
+fn insisting_call(body: &[u8]) -> Option<Value> {
+    let message = serde_json::from_slice::<Value>(body).ok()?;
+    (message.get("method")? == "tools/call" && message.pointer("/params/name")? == INSIST)
+        .then(|| message.get("id").cloned())
+        .flatten()
 }
