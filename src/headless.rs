@@ -27,7 +27,7 @@ use crate::domain::oauth::flow::{self, Binding, CallbackParams, Started};
 use crate::domain::oauth::{Holder, tokens};
 use crate::domain::servers::{self, AuthType, NewServer};
 use crate::domain::{self, Error, admin};
-use crate::mcp::{CallResult, InputRequired, Resume, ToolCall, UnansweredInput};
+use crate::mcp::{CallResult, InputRequired, Resume, ToolCall, UnansweredInput, may_run_twice};
 use crate::net::{ClientOptions, GuardedClient, NetPolicy};
 
 /// Options of `switchboard connect`.
@@ -215,11 +215,13 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         options.calls.clone()
     };
     for (name, arguments) in calls {
-        let header_parameters = tools
-            .iter()
-            .find(|tool| tool.name == name)
+        let listed = tools.iter().find(|tool| tool.name == name);
+        let header_parameters = listed
             .filter(|tool| tool.names_header_parameters())
             .map(|_| catalogue::listing_caps(&app));
+        let rerunnable = listed
+            .and_then(|tool| tool.annotations.as_ref())
+            .is_some_and(may_run_twice);
         // All rounds of a call go out on one session, so each retry has a new request id.
         let (outcome, transcript) = session
             .with_authorization(out, |server| {
@@ -238,6 +240,7 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
                             arguments: arguments.clone(),
                             header_parameters,
                             resume: resume.take(),
+                            rerunnable,
                         };
                         match mcp.call(call).await {
                             Ok(CallResult::Complete(outcome)) => break Ok(outcome),

@@ -8,7 +8,7 @@ use switchboard::domain::access::Role;
 
 use crate::support::fake_mcp::{
     Era, FakeMcpServer, McpConfig, confirm_stateless_tool, confirm_tool, echo_tool, insist_tool,
-    invalid_header_tool, open_url_tool, region_tool, survey_tool,
+    invalid_header_tool, open_url_tool, region_tool, survey_tool, tool,
 };
 use crate::support::{TestApp, error_code};
 
@@ -713,4 +713,56 @@ async fn a_server_of_the_earlier_era_asking_mid_call_gets_cancel_and_the_result_
         3,
         "the probe, the refresh and one session kept for both calls"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_stream_is_retried_only_for_tools_that_may_run_twice() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let mut lookup = tool("lookup");
+    lookup["annotations"] = json!({ "readOnlyHint": false, "idempotentHint": true });
+    let mcp = FakeMcpServer::start(modern(vec![tool("send"), lookup])).await;
+    let id = t
+        .create_server(a, json!({ "name": "flaky", "url": mcp.url() }))
+        .await;
+    t.ok(a, REFRESH, json!({ "id": id })).await;
+    let calls = |tool: &str| -> Vec<Value> {
+        mcp.posted()
+            .into_iter()
+            .filter(|m| m["method"] == "tools/call" && m["params"]["name"] == tool)
+            .collect()
+    };
+
+    // A tool without hints: its answer is lost, and it is not called again, since it may
+    // have run.
+    mcp.break_streams("tools/call", 1);
+    let response = t
+        .gql(
+            Some(&a.token),
+            CALL,
+            json!({ "id": id, "n": "send", "a": { "x": 1 } }),
+        )
+        .await;
+    assert_eq!(error_code(&response), Some("UPSTREAM_ERROR"), "{response}");
+    let message = response["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("may have run"), "{message}");
+    assert_eq!(calls("send").len(), 1, "never sent twice");
+
+    // An idempotent tool: sent again, as a new request, and its answer comes back.
+    mcp.break_streams("tools/call", 1);
+    let data = t
+        .ok(a, CALL, json!({ "id": id, "n": "lookup", "a": { "x": 2 } }))
+        .await;
+    assert_eq!(data["callMcpTool"]["structuredContent"], json!({ "x": 2 }));
+    let sent = calls("lookup");
+    assert_eq!(sent.len(), 2, "the lost call and its repetition");
+    for field in ["name", "arguments"] {
+        assert_eq!(sent[0]["params"][field], sent[1]["params"][field]);
+    }
+    assert_ne!(sent[0]["id"], sent[1]["id"], "a new request id");
+
+    // A page of the catalogue lost with its stream is asked for again.
+    mcp.break_streams("tools/list", 1);
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(data["refreshMcpServer"]["toolCount"], 2, "{data}");
 }

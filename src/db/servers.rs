@@ -318,22 +318,41 @@ pub async fn lock_workspace(conn: &mut DbConn, workspace_id: Uuid) -> Result<(),
     Ok(())
 }
 
-/// Whether the server's stored catalogue lists the tool: `None` when it does not, else
-/// whether its input schema names `x-mcp-header` parameters.
+/// What a call needs to know of a stored tool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallableTool {
+    /// Its input schema names `x-mcp-header` parameters.
+    pub header_parameters: bool,
+    /// Its annotations, as JSON text.
+    pub annotations: Option<String>,
+}
+
+/// The tool, if the server's stored catalogue lists it.
 pub async fn has_tool(
     conn: &mut DbConn,
     server_id: Uuid,
     name: &str,
-) -> Result<Option<bool>, DbError> {
-    Ok(with_conn!(conn, |c| {
+) -> Result<Option<CallableTool>, DbError> {
+    let found: Option<(bool, Option<String>)> = with_conn!(conn, |c| {
         mcp_tools::table
             .filter(mcp_tools::server_id.eq(DbUuid(server_id)))
             .filter(mcp_tools::name.eq(name))
-            .select(mcp_tools::input_schema.like(HEADER_PARAMETER_PATTERN))
+            .select((
+                mcp_tools::input_schema.like(HEADER_PARAMETER_PATTERN),
+                mcp_tools::annotations,
+            ))
             .first(c)
             .await
             .optional()
-    })?)
+    })?;
+    Ok(found.map(callable))
+}
+
+fn callable((header_parameters, annotations): (bool, Option<String>)) -> CallableTool {
+    CallableTool {
+        header_parameters,
+        annotations,
+    }
 }
 
 /// Matches a schema that names `x-mcp-header` parameters: the SQL form of
@@ -586,30 +605,32 @@ pub async fn user_tool_page(
     })?)
 }
 
-/// Whether `user_id`'s own catalogue of a server has a tool of that name, as
-/// [`has_tool`] answers it; `None` when they have no catalogue of their own (the server's
-/// applies).
+/// The tool of that name in `user_id`'s own catalogue of a server, as [`has_tool`] answers
+/// it; `None` when they have no catalogue of their own (the server's applies).
 pub async fn has_user_tool(
     conn: &mut DbConn,
     server_id: Uuid,
     user_id: Uuid,
     name: &str,
-) -> Result<Option<Option<bool>>, DbError> {
+) -> Result<Option<Option<CallableTool>>, DbError> {
     if user_catalogues(conn, &[server_id], user_id)
         .await?
         .is_empty()
     {
         return Ok(None);
     }
-    let found: Option<bool> = with_conn!(conn, |c| {
+    let found: Option<(bool, Option<String>)> = with_conn!(conn, |c| {
         mcp_user_tools::table
             .filter(mcp_user_tools::server_id.eq(DbUuid(server_id)))
             .filter(mcp_user_tools::user_id.eq(DbUuid(user_id)))
             .filter(mcp_user_tools::name.eq(name))
-            .select(mcp_user_tools::input_schema.like(HEADER_PARAMETER_PATTERN))
+            .select((
+                mcp_user_tools::input_schema.like(HEADER_PARAMETER_PATTERN),
+                mcp_user_tools::annotations,
+            ))
             .first(c)
             .await
             .optional()
     })?;
-    Ok(Some(found))
+    Ok(Some(found.map(callable)))
 }

@@ -18,8 +18,11 @@
 //!   headers never override it, and headers the transport owns are never taken from them.
 //! - Tokens and header values never appear in errors or logs, and errors never carry response
 //!   bodies, so an [`McpError`] is safe to log and to map to an API error.
-//! - Every operation is bounded by the target's timeout. Nothing here retries: the caller
-//!   decides what a 401, a 403 or an expired session leads to.
+//! - Every operation is bounded by the target's timeout. The only retry here is of a request
+//!   whose answer was lost with its stream, sent again once on the same session (so under a
+//!   new request id): a page of a listing always, a tool call only when the tool says running
+//!   twice is harmless ([`ToolCall::rerunnable`]). The caller decides what a 401, a 403 or an
+//!   expired session leads to.
 
 pub mod pool;
 pub mod session;
@@ -32,7 +35,8 @@ mod tests;
 pub use pool::{SessionKey, SessionPool};
 pub use session::{
     CallResult, Era, InputRequest, InputRequired, Listing, ListingCaps, McpError, McpSession,
-    McpTarget, Resume, STATELESS_REVISION, ToolCall, ToolCallOutcome, ToolChanges, ToolInfo, open,
+    McpTarget, Resume, STATELESS_REVISION, ToolCall, ToolCallOutcome, ToolChanges, ToolInfo,
+    may_run_twice, open,
 };
 pub use unanswered::UnansweredInput;
 

@@ -264,6 +264,18 @@ pub struct ToolCall {
     pub header_parameters: Option<ListingCaps>,
     /// The answers to the server's input requests, and its request state, when retrying.
     pub resume: Option<Resume>,
+    /// The tool says running it twice does no harm ([`may_run_twice`]): a call whose
+    /// answer was lost with its stream is sent once more, as a new request.
+    pub rerunnable: bool,
+}
+
+/// Whether a tool's annotations say a repeated call does no harm: it is read-only
+/// (`readOnlyHint`) or idempotent (`idempotentHint`). Hints from the server, about its own
+/// tool; anything else (absent, not `true`) says no.
+pub fn may_run_twice(annotations: &Value) -> bool {
+    ["readOnlyHint", "idempotentHint"]
+        .iter()
+        .any(|hint| annotations.get(hint) == Some(&Value::Bool(true)))
 }
 
 /// The answers of a retried call.
@@ -332,6 +344,10 @@ pub enum McpError {
     /// The connection failed, a body was too large, or the server answered another HTTP status.
     #[error("MCP transport error: {0}")]
     Transport(String),
+    /// The request went out and its answer never came: the stream carrying it broke off. The
+    /// server may have acted on it.
+    #[error("MCP transport error: the connection to the server broke before it answered")]
+    Interrupted,
     /// The outbound rules refused the URL or an address it resolves to.
     #[error(transparent)]
     Net(NetError),
@@ -421,8 +437,21 @@ impl McpSession {
     /// Call one tool. A tool that reports a failure is an `Ok` with
     /// [`ToolCallOutcome::is_error`] set; a modern server asking for input first is an
     /// [`CallResult::InputRequired`]. Each call, a retry included, is a new JSON-RPC request.
+    ///
+    /// When the call's answer is lost with its stream ([`McpError::Interrupted`]), the server
+    /// may have run the tool: the call is sent once more, on this session and so under a new
+    /// request id, only when [`ToolCall::rerunnable`] says that does no harm.
     pub async fn call(&self, call: ToolCall) -> Result<CallResult, McpError> {
-        bounded(self.timeout, self.call_inner(call)).await
+        bounded(self.timeout, async {
+            match self.call_inner(call.clone()).await {
+                Err(McpError::Interrupted) if call.rerunnable && !self.is_closed() => {
+                    tracing::info!("a tool call's answer was lost with its stream; calling again");
+                    self.call_inner(call).await
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
     async fn call_inner(&self, call: ToolCall) -> Result<CallResult, McpError> {
@@ -527,10 +556,15 @@ impl McpSession {
             let params = cursor
                 .take()
                 .map(|cursor| PaginatedRequestParams::default().with_cursor(Some(cursor)));
-            let page = peer
-                .list_tools(params)
-                .await
-                .map_err(|err| service_error(&err))?;
+            // A page lost with its stream is asked for again, once, as a new request: listing
+            // changes nothing on the server.
+            let page = match peer.list_tools(params.clone()).await {
+                Err(ServiceError::TransportClosed) if !self.is_closed() => {
+                    peer.list_tools(params).await
+                }
+                other => other,
+            }
+            .map_err(|err| service_error(&err))?;
             let page_fresh = page
                 .ttl_ms
                 .filter(|ttl| *ttl > 0)
@@ -1022,9 +1056,7 @@ fn service_error(err: &ServiceError) -> McpError {
     match err {
         ServiceError::McpError(data) => rpc_error(data),
         ServiceError::TransportSend(error) => transport_error(error.error.as_ref()),
-        ServiceError::TransportClosed => {
-            McpError::Transport("the connection to the server closed".to_owned())
-        }
+        ServiceError::TransportClosed => McpError::Interrupted,
         ServiceError::Timeout { .. } => McpError::Timeout,
         ServiceError::Cancelled { .. } => {
             McpError::Transport("the request was cancelled".to_owned())

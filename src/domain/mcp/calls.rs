@@ -4,7 +4,9 @@
 //! and the arguments are a JSON object. Then it calls the server with its current
 //! credentials: a 401 leads to one token refresh and one retry, then `REAUTH_REQUIRED`; a 403
 //! `insufficient_scope` remembers the scopes for the next flow and asks for consent; an expired
-//! session is retried once with a new one; nothing else is retried.
+//! session is retried once with a new one. A call whose answer was lost with its stream is
+//! repeated (once, as a new request) only when the tool's annotations say it is read-only or
+//! idempotent; otherwise the caller is told the tool may have run. Nothing else is retried.
 //!
 //! A modern server may answer that it needs input first: the call then returns what it asks
 //! and a sealed continuation ([`super::input`]), and [`continue_call`] retries it with the
@@ -25,7 +27,9 @@ use crate::domain::servers;
 use crate::domain::servers::AuthType;
 use crate::domain::{Error, Result, bad_input};
 pub use crate::mcp::UnansweredInput;
-use crate::mcp::{CallResult, McpError, Resume, SessionKey, ToolCall, ToolCallOutcome};
+use crate::mcp::{
+    CallResult, McpError, Resume, SessionKey, ToolCall, ToolCallOutcome, may_run_twice,
+};
 
 /// What a tool call came back with.
 #[derive(Debug)]
@@ -155,17 +159,25 @@ async fn call(
             None => db::servers::has_tool(&mut conn, server_id, name).await?,
         }
     };
-    let Some(header_parameters) = known else {
+    let Some(known) = known else {
         return Err(bad_input(
             "name",
             "the server has no such tool (refresh the server to update its catalogue)",
         ));
     };
+    let rerunnable = known
+        .annotations
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .is_some_and(|annotations| may_run_twice(&annotations));
     let call = ToolCall {
         name: name.to_owned(),
         arguments,
-        header_parameters: header_parameters.then(|| catalogue::listing_caps(ctx)),
+        header_parameters: known
+            .header_parameters
+            .then(|| catalogue::listing_caps(ctx)),
         resume,
+        rerunnable,
     };
 
     let mut refreshed = false;
@@ -210,9 +222,20 @@ async fn call(
                 return Ok(CallOutcome::InputRequired(pending));
             }
             // The server forgot the session (it answered 404, so the call did not run): one
-            // more attempt on a new session. Nothing else is retried, since a tool call that
-            // may have run must not run twice.
+            // more attempt on a new session. Nothing else is retried here, since a tool call
+            // that may have run must not run twice; the session itself repeats a call whose
+            // answer was lost only when the tool says that does no harm.
             Err(McpError::SessionExpired) if !renewed_session => renewed_session = true,
+            Err(McpError::Interrupted) if !call.rerunnable => {
+                let error = Error::Upstream(
+                    "the connection to the MCP server broke before it answered; the tool may \
+                     have run, and is not called again since it does not say that running \
+                     twice is harmless"
+                        .into(),
+                );
+                catalogue::record_failure(ctx, server.id.0, holder, &error).await;
+                return Err(error);
+            }
             Err(error) => {
                 fail(
                     ctx,

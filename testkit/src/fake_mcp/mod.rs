@@ -337,6 +337,8 @@ struct McpState {
     next_server_request: u64,
     /// Every answer received to an `elicitation/create` of the server's own.
     elicitation_answers: Vec<Value>,
+    /// How many of the next modern requests of a method get a stream that breaks off.
+    broken_streams: HashMap<String, usize>,
 }
 
 /// Who an OAuth-protected request comes from, per the authorization server.
@@ -425,6 +427,16 @@ impl FakeMcpServer {
             .tools_by_subject
             .insert(subject.to_owned(), Arc::new(tools));
         state.listeners.tools_changed(Some(subject));
+    }
+
+    /// Break the stream of the next `count` modern requests of `method`: each is accepted
+    /// (and recorded) and its event stream ends before the result, so the client cannot know
+    /// whether it was acted on.
+    pub fn break_streams(&self, method: &str, count: usize) {
+        self.shared
+            .lock()
+            .broken_streams
+            .insert(method.to_owned(), count);
     }
 
     /// The client's answers to the `elicitation/create` requests [`insist_tool`] sent, in
@@ -554,6 +566,19 @@ impl Shared {
     /// Where HTTP+SSE clients post their messages.
     fn messages_path(&self) -> String {
         format!("{}/messages", self.config.path.trim_end_matches('/'))
+    }
+
+    /// Whether the stream of this request of `method` is to break off (one fewer to break
+    /// from now on).
+    fn take_broken_stream(&self, method: &str) -> bool {
+        let mut state = self.lock();
+        match state.broken_streams.get_mut(method) {
+            Some(left) if *left > 0 => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, McpState> {

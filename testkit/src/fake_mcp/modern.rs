@@ -175,6 +175,9 @@ impl Shared {
             Ok(capabilities) => capabilities,
             Err(error) => return error.response(&id),
         };
+        if self.take_broken_stream(method) {
+            return broken_stream();
+        }
         let outcome = match method {
             "server/discover" => Ok(self.discover()),
             "tools/list" => self.list_tools_modern(&params, caller),
@@ -452,4 +455,14 @@ fn insisting_call(body: &[u8]) -> Option<Value> {
     (message.get("method")? == "tools/call" && message.pointer("/params/name")? == INSIST)
         .then(|| message.get("id").cloned())
         .flatten()
+}
+
+/// An event stream that starts answering a call and ends before its result, as a connection
+/// lost midway does.
+fn broken_stream() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        ": working\n\n",
+    )
+        .into_response()
 }
