@@ -50,6 +50,7 @@ use rmcp::{
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::ids::FreshCallIds;
 use super::sse::{SseClientTransport, SseTransportError};
 use super::unanswered::{Unanswered, UnansweredInput};
 use super::{RESERVED_HEADERS, Transport};
@@ -827,10 +828,10 @@ impl Opening {
 /// The stateless era: `server/discover`, then self-contained requests. rmcp retries once with
 /// a version the server names in a `-32022` answer.
 async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
-    let transport = StreamableHttpClientTransport::with_client(
+    let transport = FreshCallIds::new(StreamableHttpClientTransport::with_client(
         http.reqwest_client().clone(),
         transport_config(target).map_err(Opening::Error)?,
-    );
+    ));
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     };
@@ -849,10 +850,10 @@ async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, O
 /// The `initialize` handshake. rmcp sends with the guarded client's `reqwest::Client`, so each
 /// of its requests is checked again when it connects, whatever URL it goes to.
 async fn initialize(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
-    let transport = StreamableHttpClientTransport::with_client(
+    let transport = FreshCallIds::new(StreamableHttpClientTransport::with_client(
         http.reqwest_client().clone(),
         transport_config(target).map_err(Opening::Error)?,
-    );
+    ));
     Client::legacy(ProtocolVersion::LATEST_WITH_INITIALIZE)
         .serve(transport)
         .await
@@ -889,9 +890,10 @@ async fn initialize_sse(http: &GuardedClient, target: &McpTarget) -> Result<Serv
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
     }
-    let transport =
+    let transport = FreshCallIds::new(
         SseClientTransport::connect(http.reqwest_client().clone(), target.url.clone(), headers)
-            .await?;
+            .await?,
+    );
     // HTTP+SSE belongs to revision 2024-11-05; a server speaking it may know no later one.
     Client::legacy(ProtocolVersion::V_2024_11_05)
         .serve(transport)
