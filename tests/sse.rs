@@ -172,3 +172,84 @@ async fn detection_opens_the_stream_for_sse_servers() {
         assert_eq!(requests.len(), 2);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_only_on_http_sse_is_found_there_and_remembered() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let server = "query($id: ID!) { mcpServer(id: $id) { transport protocolVersion authType } }";
+    let mcp = FakeMcpServer::start(sse_server(key_auth())).await;
+
+    // Asked over Streamable HTTP, it refuses both eras' POSTs and opens an event stream.
+    let probe = "query($w: ID!, $u: String!) { probeMcpServer(workspaceId: $w, url: $u) { authType reason transport } }";
+    let data = t
+        .ok(
+            a,
+            probe,
+            json!({ "w": a.workspace_id.to_string(), "u": mcp.url() }),
+        )
+        .await;
+    assert_eq!(
+        data["probeMcpServer"],
+        json!({ "authType": "HEADERS", "reason": "bearer_challenge", "transport": "SSE" })
+    );
+
+    // Registered without a transport: found on HTTP+SSE by detection, and kept there.
+    let open = FakeMcpServer::start(sse_server(McpAuth::None)).await;
+    let id = t
+        .create_server(a, json!({ "name": "old", "url": open.url() }))
+        .await;
+    let data = t.ok(a, server, json!({ "id": id })).await;
+    assert_eq!(data["mcpServer"]["transport"], "SSE", "{data}");
+    assert_eq!(data["mcpServer"]["authType"], "NONE");
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(data["refreshMcpServer"]["connectionStatus"], "CONNECTED");
+    let data = t.ok(a, server, json!({ "id": id })).await;
+    assert_eq!(
+        data["mcpServer"]["protocolVersion"], "2025-11-25",
+        "as the server said"
+    );
+    let posts = open
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/mcp" && r.method == "POST")
+        .count();
+    assert_eq!(
+        posts, 2,
+        "the probe's discovery and initialize, then never again"
+    );
+
+    // Registered with its auth type given, so never probed: the session finds the event
+    // stream the same way, and remembers it.
+    let other = FakeMcpServer::start(sse_server(McpAuth::None)).await;
+    let id = t
+        .create_server(
+            a,
+            json!({ "name": "old too", "url": other.url(), "authType": "NONE" }),
+        )
+        .await;
+    let data = t.ok(a, server, json!({ "id": id })).await;
+    assert_eq!(data["mcpServer"]["transport"], "STREAMABLE_HTTP");
+    let data = t.ok(a, REFRESH, json!({ "id": id })).await;
+    assert_eq!(
+        data["refreshMcpServer"]["connectionStatus"], "CONNECTED",
+        "{data}"
+    );
+    let data = t
+        .ok(
+            a,
+            CALL,
+            json!({ "id": id, "n": "echo", "a": { "text": "found" } }),
+        )
+        .await;
+    assert_eq!(
+        data["callMcpTool"]["structuredContent"],
+        json!({ "text": "found" })
+    );
+    let data = t.ok(a, server, json!({ "id": id })).await;
+    assert_eq!(data["mcpServer"]["transport"], "SSE", "{data}");
+    assert_eq!(
+        data["mcpServer"]["protocolVersion"], "2025-11-25",
+        "as the server said"
+    );
+}

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::models::{McpServerRow, ToolRow, UserToolRow};
 use super::schema::{mcp_servers, mcp_tools, mcp_user_catalogues, mcp_user_tools, workspaces};
+use super::types::Transport;
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
@@ -110,6 +111,21 @@ pub async fn bind_client_issuer(conn: &mut DbConn, id: Uuid, issuer: &str) -> Re
         .set(mcp_servers::oauth_client_issuer.eq(Some(issuer)))
         .execute(c)
         .await
+    })?;
+    Ok(())
+}
+
+/// Record the transport a server was found to speak.
+pub async fn set_transport(
+    conn: &mut DbConn,
+    id: Uuid,
+    transport: Transport,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(mcp_servers::table.filter(mcp_servers::id.eq(DbUuid(id))))
+            .set(mcp_servers::transport.eq(transport))
+            .execute(c)
+            .await
     })?;
     Ok(())
 }

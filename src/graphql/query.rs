@@ -72,6 +72,7 @@ impl QueryRoot {
         Ok(McpProbeResult {
             auth_type: result.auth_type.into(),
             reason: result.reason,
+            transport: result.transport.into(),
         })
     }
 

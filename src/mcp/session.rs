@@ -166,6 +166,9 @@ pub struct McpSession {
     listed: tokio::sync::OnceCell<()>,
     /// What a legacy server asked for during this session's calls.
     unanswered: Arc<Unanswered>,
+    /// The transport the session runs on: the target's, or HTTP+SSE when a server registered
+    /// for Streamable HTTP turned out to speak only that.
+    transport: Transport,
 }
 
 impl fmt::Debug for McpSession {
@@ -371,7 +374,7 @@ pub enum McpError {
 /// `target.timeout`.
 pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession, McpError> {
     let timeout = target.timeout;
-    let service = bounded(timeout, connect(http, &target)).await?;
+    let (service, transport) = bounded(timeout, connect(http, &target)).await?;
     let protocol_version = service
         .peer()
         .peer_info()
@@ -379,6 +382,7 @@ pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession,
         .unwrap_or_default();
     Ok(McpSession {
         peer: service.peer().clone(),
+        transport,
         unanswered: service.service().unanswered.clone(),
         service: Some(service),
         timeout,
@@ -401,6 +405,11 @@ impl McpSession {
     /// The protocol version negotiated with the server.
     pub fn protocol_version(&self) -> &str {
         &self.protocol_version
+    }
+
+    /// The transport the session runs on.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// Whether the server speaks the stateless era of the protocol.
@@ -768,13 +777,47 @@ async fn bounded<T>(
 
 type Service = RunningService<RoleClient, Client>;
 
-async fn connect(http: &GuardedClient, target: &McpTarget) -> Result<Service, McpError> {
+async fn connect(
+    http: &GuardedClient,
+    target: &McpTarget,
+) -> Result<(Service, Transport), McpError> {
     net::check_url(&target.url, http.policy())
         .await
         .map_err(McpError::Net)?;
     match target.transport {
-        Transport::StreamableHttp => streamable(http, target).await,
-        Transport::Sse => initialize_sse(http, target).await,
+        Transport::StreamableHttp => match streamable(http, target).await {
+            Ok(service) => Ok((service, Transport::StreamableHttp)),
+            // Neither era over Streamable HTTP, and `initialize` refused the way a server
+            // without that transport refuses a POST: the endpoint may be an HTTP+SSE one.
+            Err(Refused::Older(error)) => {
+                tracing::debug!("the MCP server refused both eras' POSTs; trying HTTP+SSE");
+                match initialize_sse(http, target).await {
+                    Ok(service) => Ok((service, Transport::Sse)),
+                    Err(_) => Err(error),
+                }
+            }
+            Err(Refused::Other(error)) => Err(error),
+        },
+        Transport::Sse => Ok((initialize_sse(http, target).await?, Transport::Sse)),
+    }
+}
+
+/// Why Streamable HTTP could not be opened.
+pub(super) enum Refused {
+    /// `initialize` got HTTP 400, 404 or 405 and discovery found no stateless server either:
+    /// what a server of the HTTP+SSE transport answers.
+    Older(McpError),
+    /// Anything else.
+    Other(McpError),
+}
+
+impl Refused {
+    /// The error, whatever it suggests.
+    #[cfg(test)]
+    pub(super) fn into_error(self) -> McpError {
+        match self {
+            Refused::Older(error) | Refused::Other(error) => error,
+        }
     }
 }
 
@@ -783,23 +826,40 @@ async fn connect(http: &GuardedClient, target: &McpTarget) -> Result<Service, Mc
 pub(super) async fn streamable(
     http: &GuardedClient,
     target: &McpTarget,
-) -> Result<Service, McpError> {
+) -> Result<Service, Refused> {
+    let other = |opening: Opening| Refused::Other(opening.into_error());
     match target.era {
         Era::Legacy => match initialize(http, target).await {
             Err(Opening::Failed(err)) if suggests_modern(&err) => {
                 tracing::debug!("the MCP server refused initialize; discovering it instead");
                 match discover(http, target).await {
                     // Of neither era: what `initialize` met says most.
-                    Err(Opening::Legacy) => Err(initialize_error(&err)),
-                    other => other.map_err(Opening::into_error),
+                    Err(Opening::Legacy) => Err(refused_initialize(&err)),
+                    other_era => other_era.map_err(other),
                 }
             }
-            other => other.map_err(Opening::into_error),
+            opened => opened.map_err(other),
         },
         Era::Modern | Era::Unknown => match discover(http, target).await {
-            Err(Opening::Legacy) => initialize(http, target).await.map_err(Opening::into_error),
-            other => other.map_err(Opening::into_error),
+            Err(Opening::Legacy) => match initialize(http, target).await {
+                Err(Opening::Failed(err)) => Err(refused_initialize(&err)),
+                opened => opened.map_err(other),
+            },
+            opened => opened.map_err(other),
         },
+    }
+}
+
+/// A failed `initialize` of a server that is not of the stateless era either.
+fn refused_initialize(err: &ClientInitializeError) -> Refused {
+    let error = initialize_error(err);
+    match err {
+        ClientInitializeError::TransportError { error: failure, .. }
+            if matches!(http_status(failure.error.as_ref()), Some(400 | 404 | 405)) =>
+        {
+            Refused::Older(error)
+        }
+        _ => Refused::Other(error),
     }
 }
 
@@ -841,6 +901,13 @@ async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, O
     {
         Ok(service) => Ok(service),
         Err(ClientInitializeError::JsonRpcError(data)) if !is_modern_error(&data) => {
+            Err(Opening::Legacy)
+        }
+        // A 4xx without an error of the stateless era (401 and 403 ask for credentials).
+        Err(ClientInitializeError::TransportError { error, .. })
+            if http_status(error.error.as_ref())
+                .is_some_and(|s| (400..500).contains(&s) && s != 401 && s != 403) =>
+        {
             Err(Opening::Legacy)
         }
         Err(err) => Err(Opening::Failed(Box::new(err))),

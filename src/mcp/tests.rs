@@ -436,6 +436,7 @@ async fn the_sdk_sends_through_the_guard() {
     let Err(err) = session::streamable(&http(false), &target(&server)).await else {
         panic!("the guard let rmcp through");
     };
+    let err = err.into_error();
     assert!(
         matches!(
             err,
@@ -634,8 +635,10 @@ async fn an_endpoint_of_neither_era_reports_what_it_answered() {
             "{era:?}: {err:?}"
         );
     }
-    // Each era was asked once: discovery and `initialize`, in the order the hint says.
-    assert_eq!(server.request_count(), 6);
+    // Each time both eras were asked once, discovery and `initialize` in the order the hint
+    // says, and then the GET that would open an HTTP+SSE event stream.
+    let methods: Vec<String> = server.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["POST", "POST", "GET"].repeat(3), "{methods:?}");
 }
 
 #[test]

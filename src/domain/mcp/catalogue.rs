@@ -43,6 +43,27 @@ pub async fn connect(
 /// next session speaks that era first. Only a well-formed revision (a date) is kept; a failure
 /// to write is logged and changes nothing else.
 pub async fn remember_protocol(ctx: &Context, server: &McpServerRow, session: &McpSession) {
+    let transport = session.transport();
+    if transport != server.transport {
+        // Registered for Streamable HTTP, found on HTTP+SSE only: asked there from now on.
+        let written = async {
+            let mut conn = ctx.db.conn().await?;
+            db::servers::set_transport(&mut conn, server.id.0, transport).await
+        }
+        .await;
+        match written {
+            Ok(()) => tracing::info!(
+                mcp_server.id = %server.id.0,
+                transport = %transport,
+                "the MCP server answers only on another transport; remembered"
+            ),
+            Err(error) => tracing::warn!(
+                mcp_server.id = %server.id.0,
+                %error,
+                "the transport an MCP server answered on could not be stored"
+            ),
+        }
+    }
     let version = session.protocol_version();
     if server.protocol_version.as_deref() == Some(version) || !is_revision(version) {
         return;

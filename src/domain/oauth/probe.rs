@@ -15,7 +15,9 @@
 //! refusal of that era is no verdict. Any other 4xx than 401 and 403 comes from a server of
 //! the earlier era, which is then asked with `initialize` (revision 2025-11-25), and the
 //! verdict follows that answer by the same rules. A legacy HTTP+SSE server is asked with the
-//! GET that opens its event stream.
+//! GET that opens its event stream: directly when it is registered for that transport, and
+//! after an `initialize` refused with 400, 404 or 405 when it is not, since that is how a
+//! server without Streamable HTTP answers a POST ([`ProbeResult::transport`] then says so).
 //!
 //! A session the server opened for the probe is closed with a best-effort `DELETE`.
 
@@ -49,6 +51,9 @@ pub struct ProbeResult {
     pub reason: String,
     /// The `Bearer` challenge of a 401, if any.
     pub challenge: Option<Challenge>,
+    /// The transport the verdict came from: the one asked for, or HTTP+SSE when a server
+    /// asked over Streamable HTTP only answered that way.
+    pub transport: Transport,
 }
 
 /// The JSON-RPC `initialize` request Switchboard sends first.
@@ -93,6 +98,9 @@ enum Ask {
     Discover,
     /// The `GET` that opens an HTTP+SSE event stream.
     EventStream,
+    /// The same `GET` to a server registered for Streamable HTTP: an answer counts only when
+    /// the stream starts with the `endpoint` event, as an HTTP+SSE server's does.
+    EndpointEvent,
 }
 
 /// Probe a server URL (already validated against the outbound rules by the caller's URL
@@ -101,36 +109,65 @@ enum Ask {
 /// era, with an `initialize` POST; a legacy HTTP+SSE server with the GET that opens its event
 /// stream (the body is never read).
 pub async fn probe(http: &GuardedClient, url: &Url, transport: Transport) -> ProbeResult {
-    let refused = || ProbeResult {
+    let refused = || Verdict {
         auth_type: AuthType::Undetected,
         reason: "protocol_refused".into(),
         challenge: None,
     };
-    match transport {
+    let (verdict, transport) = match transport {
         Transport::StreamableHttp => match ask(http, url, Ask::Discover).await {
-            Asked::Verdict(result) => result,
+            Asked::Verdict(verdict) => (verdict, transport),
             Asked::Legacy => match ask(http, url, Ask::Initialize).await {
-                Asked::Verdict(result) => result,
-                Asked::Legacy | Asked::Stateless { .. } => refused(),
+                Asked::Verdict(verdict) => (verdict, transport),
+                Asked::Older(refusal) => match ask(http, url, Ask::EndpointEvent).await {
+                    Asked::Verdict(verdict) if verdict.answered() => (verdict, Transport::Sse),
+                    // Not an event stream either: the POST's refusal is the better answer.
+                    _ => (refusal, transport),
+                },
+                Asked::Legacy | Asked::Stateless { .. } => (refused(), transport),
             },
             Asked::Stateless { negotiate: true } => match ask(http, url, Ask::Discover).await {
-                Asked::Verdict(result) => result,
-                Asked::Legacy | Asked::Stateless { .. } => refused(),
+                Asked::Verdict(verdict) => (verdict, transport),
+                _ => (refused(), transport),
             },
-            Asked::Stateless { negotiate: false } => refused(),
+            Asked::Stateless { negotiate: false } | Asked::Older(_) => (refused(), transport),
         },
         Transport::Sse => match ask(http, url, Ask::EventStream).await {
-            Asked::Verdict(result) => result,
-            Asked::Legacy | Asked::Stateless { .. } => refused(),
+            Asked::Verdict(verdict) => (verdict, transport),
+            _ => (refused(), transport),
         },
+    };
+    ProbeResult {
+        auth_type: verdict.auth_type,
+        reason: verdict.reason,
+        challenge: verdict.challenge,
+        transport,
+    }
+}
+
+/// What one answer says about authentication.
+struct Verdict {
+    auth_type: AuthType,
+    reason: String,
+    challenge: Option<Challenge>,
+}
+
+impl Verdict {
+    /// Whether the server answered as an MCP endpoint would: in its way, or asking for
+    /// credentials.
+    fn answered(&self) -> bool {
+        self.auth_type != AuthType::Undetected
     }
 }
 
 /// What one request of the probe found.
 enum Asked {
-    Verdict(ProbeResult),
+    Verdict(Verdict),
     /// `server/discover` refused by a server of the earlier era.
     Legacy,
+    /// `initialize` refused with 400, 404 or 405, as a server without Streamable HTTP
+    /// refuses a POST; the verdict that refusal gives alone.
+    Older(Verdict),
     /// Refused with an error of the stateless era; `negotiate` when it was `-32022` naming a
     /// version Switchboard speaks, which is worth asking again.
     Stateless {
@@ -150,7 +187,7 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
         Ask::Discover => post(discover_request())
             .header("mcp-protocol-version", STATELESS_REVISION)
             .header("mcp-method", "server/discover"),
-        Ask::EventStream => http
+        Ask::EventStream | Ask::EndpointEvent => http
             .request(Method::GET, url.clone())
             .header(ACCEPT, "text/event-stream"),
     }
@@ -159,7 +196,7 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(%error, "probe failed; the auth type stays undetected");
-            return Asked::Verdict(ProbeResult {
+            return Asked::Verdict(Verdict {
                 auth_type: AuthType::Undetected,
                 reason: "unreachable".into(),
                 challenge: None,
@@ -175,7 +212,14 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
         close_session(http, url, session.to_owned());
     }
     if status.is_success() {
-        return Asked::Verdict(ProbeResult {
+        if matches!(how, Ask::EndpointEvent) && !starts_with_endpoint(response).await {
+            return Asked::Verdict(Verdict {
+                auth_type: AuthType::Undetected,
+                reason: "no_endpoint_event".into(),
+                challenge: None,
+            });
+        }
+        return Asked::Verdict(Verdict {
             auth_type: AuthType::None,
             reason: "no_auth_required".into(),
             challenge: None,
@@ -190,17 +234,17 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
                 .filter_map(|v| v.to_str().ok()),
         );
         return Asked::Verdict(match challenge {
-            Some(c) if c.signals_oauth() => ProbeResult {
+            Some(c) if c.signals_oauth() => Verdict {
                 auth_type: AuthType::Oauth,
                 reason: "oauth_challenge".into(),
                 challenge: Some(c),
             },
-            Some(c) => ProbeResult {
+            Some(c) => Verdict {
                 auth_type: AuthType::Headers,
                 reason: "bearer_challenge".into(),
                 challenge: Some(c),
             },
-            None => ProbeResult {
+            None => Verdict {
                 auth_type: AuthType::Headers,
                 reason: "unauthorized".into(),
                 challenge: None,
@@ -220,7 +264,7 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
     }
     // A refusal without a challenge asks for credentials of some kind; any other answer (a
     // wrong path, a failing server) says nothing about authentication.
-    Asked::Verdict(ProbeResult {
+    let verdict = Verdict {
         auth_type: if status.as_u16() == 403 {
             AuthType::Headers
         } else {
@@ -228,7 +272,11 @@ async fn ask(http: &GuardedClient, url: &Url, how: Ask) -> Asked {
         },
         reason: format!("unexpected_status_{}", status.as_u16()),
         challenge: None,
-    })
+    };
+    if matches!(how, Ask::Initialize) && matches!(status.as_u16(), 400 | 404 | 405) {
+        return Asked::Older(verdict);
+    }
+    Asked::Verdict(verdict)
 }
 
 /// Whether a refused `server/discover` carries a JSON-RPC error of the stateless era (`-32020`
@@ -255,6 +303,29 @@ async fn stateless_refusal(response: reqwest::Response) -> Option<bool> {
         -32021 | -32020 => Some(false),
         _ => None,
     }
+}
+
+/// Most bytes of an event stream read to find its `endpoint` event.
+const MAX_ENDPOINT_SEARCH_BYTES: usize = 4 * 1024;
+
+/// Whether an event stream's first event is `endpoint`, read within the probe's timeout and
+/// [`MAX_ENDPOINT_SEARCH_BYTES`]; the stream is dropped either way.
+async fn starts_with_endpoint(mut response: reqwest::Response) -> bool {
+    let mut seen = Vec::new();
+    while seen.len() < MAX_ENDPOINT_SEARCH_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => seen.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+        let text = String::from_utf8_lossy(&seen);
+        // The first event ends at its blank line; only its name matters.
+        if let Some(end) = text.find("\n\n").or_else(|| text.find("\r\n\r\n")) {
+            return text[..end]
+                .lines()
+                .any(|line| line.trim_end() == "event: endpoint");
+        }
+    }
+    false
 }
 
 /// Close a session the probe opened, in the background and without waiting.

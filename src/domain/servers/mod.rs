@@ -164,7 +164,7 @@ pub async fn create(
 
     // An explicit auth type always wins. Without one, a pre-registered client id means OAuth,
     // static headers mean header auth, and otherwise the server is asked (one probe).
-    let transport = input.transport.unwrap_or(Transport::StreamableHttp);
+    let mut transport = input.transport.unwrap_or(Transport::StreamableHttp);
     refuse_undetected(input.auth_type)?;
     let (auth_type, detection) = match input.auth_type {
         Some(auth_type) => (auth_type, None),
@@ -174,6 +174,8 @@ pub async fn create(
         None if !headers.is_empty() => (AuthType::Headers, None),
         None => {
             let found = probe::probe(&ctx.http, &target.parsed, transport).await;
+            // A server that answered only on HTTP+SSE is registered for it.
+            transport = found.transport;
             (found.auth_type, Some(found.reason))
         }
     };
@@ -399,9 +401,10 @@ pub async fn update(
         }
         // A new address is asked again how it authenticates, unless what it keeps says so.
         None if url_changed && next.oauth_client_id.is_none() && next.header_names == "[]" => {
-            let transport = next.transport;
             let target = parse_server_url_checked(&next.url)?;
-            next.auth_type = probe::probe(&ctx.http, &target, transport).await.auth_type;
+            let found = probe::probe(&ctx.http, &target, next.transport).await;
+            next.auth_type = found.auth_type;
+            next.transport = found.transport;
         }
         None => {}
     }
@@ -581,6 +584,8 @@ pub(crate) async fn detect_row(
             row.auth_type = found.auth_type;
             invalidate_authorization(&mut conn, &mut row, Change::AuthType).await?;
         }
+        // A server that answered only on HTTP+SSE is asked there from now on.
+        row.transport = found.transport;
         let event = if detected {
             Event::Detected
         } else {

@@ -514,4 +514,7 @@ pub struct McpProbeResult {
     pub auth_type: McpAuthType,
     /// Why, e.g. `oauth_challenge`, `bearer_challenge`, `no_auth_required`, `unreachable`.
     pub reason: String,
+    /// The transport that answered: the one asked for, or `SSE` when a server asked over
+    /// Streamable HTTP refused its POSTs and opened an HTTP+SSE event stream instead.
+    pub transport: McpTransport,
 }
