@@ -194,6 +194,9 @@ impl App {
             limits: Limits::new(&settings),
             settings,
             principals: Default::default(),
+            identity: crate::domain::identity::IdentityState::new(
+                config.identity_providers.clone(),
+            ),
         };
         // Other replicas' access changes reach this process's principal cache through the
         // relay; a restarted follower starts from an empty cache.
