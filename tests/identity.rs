@@ -666,3 +666,82 @@ async fn a_socket_opened_with_a_jwt_runs_as_its_user_and_closes_4401_at_expiry()
     let (code, _) = closed(&mut socket, Duration::from_secs(5)).await;
     assert_eq!(code, 4403);
 }
+
+const WHOAMI: &str = "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"whoami\", arguments: {}) { content isError } }";
+
+/// A membership the claim no longer grants ends like one an admin removes: the user's own
+/// grant on the workspace's per-user server is revoked upstream and deleted, and the user's
+/// calls there stop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_membership_no_longer_claimed_revokes_the_users_grants() {
+    use crate::support::fake_as::{AsConfig, FakeAuthServer};
+    use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, whoami_tool};
+
+    let idp = FakeOidc::start(&[KeyAlg::Es256]).await;
+    let mapped = Provider {
+        memberships_claim: Some(MEMBERS_CLAIM.to_owned()),
+        ..provider(&idp)
+    };
+    let t = start(vec![mapped]).await;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        tools: vec![whoami_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let server = t
+        .create_server(
+            &t.admin,
+            json!({ "name": "mine", "url": mcp.url(), "credentials": "PER_USER" }),
+        )
+        .await;
+    let workspace = t.admin.workspace_id;
+    let token = idp.mint(
+        "k1",
+        &with(
+            idp.claims("ana"),
+            json!({ MEMBERS_CLAIM: { workspace.to_string(): "viewer" } }),
+        ),
+    );
+    let user_id = Uuid::parse_str(viewer(&t, &token).await["id"].as_str().unwrap()).unwrap();
+    let ana = crate::support::Actor {
+        user_id,
+        token: token.clone(),
+        workspace_id: workspace,
+    };
+    auth.set_subject("ana-upstream");
+    let run = t.authorize_in_browser(&ana, &server).await;
+    assert_eq!(run.status, 200, "{}", run.page);
+    let body = t.gql(Some(&token), WHOAMI, json!({ "id": server })).await;
+    assert_eq!(
+        body["data"]["callMcpTool"]["content"][0]["text"], "ana-upstream",
+        "{body}"
+    );
+    assert!(auth.revocations().is_empty());
+
+    let next = idp.mint(
+        "k1",
+        &with(idp.claims("ana"), json!({ MEMBERS_CLAIM: {}, "jti": "2" })),
+    );
+    let body = t.gql(Some(&next), WORKSPACES, json!({})).await;
+    assert_eq!(body["data"]["workspaces"], json!([]), "{body}");
+    let revoked: Vec<Option<String>> = auth.revocations().into_iter().map(|r| r.subject).collect();
+    assert!(!revoked.is_empty(), "the grant was revoked upstream");
+    assert!(
+        revoked.iter().all(|s| s.as_deref() == Some("ana-upstream")),
+        "{revoked:?}"
+    );
+    let mut conn = t.app.db.conn().await.unwrap();
+    let grant = switchboard::db::oauth::find_grant(
+        &mut conn,
+        Uuid::parse_str(&server).unwrap(),
+        Some(user_id),
+    )
+    .await
+    .unwrap();
+    assert!(grant.is_none());
+    drop(conn);
+    let body = t.gql(Some(&next), WHOAMI, json!({ "id": server })).await;
+    assert_eq!(error_code(&body), Some("NOT_FOUND"), "{body}");
+}
