@@ -305,19 +305,38 @@ async fn each_rule_refuses_and_creates_nothing() {
 async fn an_unknown_kid_refreshes_the_keys_once_and_rotation_is_accepted() {
     let idp = FakeOidc::start(&[KeyAlg::Es256]).await;
     let t = start(vec![provider(&idp)]).await;
-    viewer(&t, &idp.mint("k1", &idp.claims("ana"))).await;
+    // Concurrent first requests share one fetch of the keys.
+    let first: Vec<String> = (0..6)
+        .map(|i| idp.mint("k1", &with(idp.claims("ana"), json!({ "jti": i }))))
+        .collect();
+    futures_util::future::join_all(first.iter().map(|token| viewer(&t, token))).await;
     assert_eq!(idp.jwks_fetches(), 1);
     viewer(
         &t,
-        &idp.mint("k1", &with(idp.claims("ana"), json!({"jti": "2"}))),
+        &idp.mint("k1", &with(idp.claims("ana"), json!({"jti": "again"}))),
     )
     .await;
     assert_eq!(idp.jwks_fetches(), 1, "the keys are cached");
 
+    // Rotation: a new key in, the old one out. Concurrent tokens of the new key share one
+    // refresh.
     let new = idp.add_key(KeyAlg::EdDsa);
     idp.remove_key("k1");
-    let me = viewer(&t, &idp.mint(&new, &idp.claims("ana"))).await;
-    assert_eq!(me["authenticatedBy"]["method"], "IDENTITY_PROVIDER");
+    let rotated: Vec<String> = (0..6)
+        .map(|i| {
+            idp.mint(
+                &new,
+                &with(idp.claims("ana"), json!({ "jti": format!("r{i}") })),
+            )
+        })
+        .collect();
+    let answers =
+        futures_util::future::join_all(rotated.iter().map(|token| viewer(&t, token))).await;
+    assert!(
+        answers
+            .iter()
+            .all(|me| me["authenticatedBy"]["method"] == "IDENTITY_PROVIDER")
+    );
     assert_eq!(idp.jwks_fetches(), 2, "one refresh for the new key id");
 
     // The refreshed set no longer holds k1: its new tokens are refused.
