@@ -543,12 +543,36 @@ async fn claimed_memberships_follow_each_sign_in() {
     let body = t.gql(Some(&token2), WORKSPACES, json!({})).await;
     assert_eq!(roles(&body), vec![], "{body}");
     let token3 = grant(json!({ first.to_string(): "viewer" }), "3");
-    let body = t.gql(Some(&token3), WORKSPACES, json!({})).await;
-    assert_eq!(
-        roles(&body),
-        vec![(first.to_string(), "VIEWER".into())],
-        "{body}"
-    );
+    // Concurrent first requests with one token: every answer already has the membership, and
+    // it is applied once.
+    let answers =
+        futures_util::future::join_all((0..5).map(|_| t.gql(Some(&token3), WORKSPACES, json!({}))))
+            .await;
+    for body in &answers {
+        assert_eq!(
+            roles(body),
+            vec![(first.to_string(), "VIEWER".into())],
+            "{body}"
+        );
+    }
+    let audit = t
+        .ok(
+            &admin_actor,
+            "query($w: ID!) { workspace(id: $w) { auditEvents(first: 50) { edges { node { action targetId details } } } } }",
+            json!({ "w": first.to_string() }),
+        )
+        .await;
+    let viewer_adds = audit["workspace"]["auditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["node"]["action"] == "workspace.member.add"
+                && e["node"]["targetId"] == user_id.as_str()
+                && e["node"]["details"]["role"] == "viewer"
+        })
+        .count();
+    assert_eq!(viewer_adds, 1, "{audit}");
 
     // A malformed claim refuses the token and changes nothing.
     for bad in [

@@ -44,6 +44,9 @@ pub struct IdentityState {
     providers: Vec<(Provider, ProviderKeys)>,
     /// Hashes of tokens already signed in with, and their expiry (seconds since the epoch).
     signed_in: Mutex<HashMap<String, i64>>,
+    /// Held while a sign-in applies claimed memberships, so that concurrent first requests
+    /// with one token apply them once, and none answers before they are applied.
+    applying: tokio::sync::Mutex<()>,
 }
 
 /// A verified token: the provider that vouched for it and what it says.
@@ -64,6 +67,7 @@ impl IdentityState {
                 .map(|p| (p, ProviderKeys::default()))
                 .collect(),
             signed_in: Mutex::default(),
+            applying: tokio::sync::Mutex::const_new(()),
         }
     }
 
@@ -112,12 +116,18 @@ impl IdentityState {
         Err(first_error.unwrap_or(JwtError::UnknownIssuer))
     }
 
-    /// Whether the token with this hash was signed in with already (and remember it).
-    fn first_sign_in(&self, hash: &str, expires_at: i64, now: i64) -> bool {
-        let mut signed_in = self.signed_in.lock().unwrap_or_else(|p| p.into_inner());
-        if signed_in.contains_key(hash) {
-            return false;
-        }
+    fn signed_in(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.signed_in.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the token with this hash was signed in with already.
+    fn has_signed_in(&self, hash: &str) -> bool {
+        self.signed_in().contains_key(hash)
+    }
+
+    /// Remember that the token with this hash signed in.
+    fn remember_sign_in(&self, hash: &str, expires_at: i64, now: i64) {
+        let mut signed_in = self.signed_in();
         if signed_in.len() >= SIGNED_IN_KEPT {
             signed_in.retain(|_, exp| exp.saturating_add(jwt::CLOCK_SKEW_SECS) >= now);
             if signed_in.len() >= SIGNED_IN_KEPT {
@@ -125,15 +135,6 @@ impl IdentityState {
             }
         }
         signed_in.insert(hash.to_owned(), expires_at);
-        true
-    }
-
-    /// Forget a sign-in whose effects did not complete, so the next request tries again.
-    fn forget_sign_in(&self, hash: &str) {
-        self.signed_in
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(hash);
     }
 }
 
@@ -147,17 +148,19 @@ pub async fn sign_in(
 ) -> Result<Uuid> {
     let Verified { provider, identity } = verified;
     let user = provision(ctx, &provider.issuer, identity).await?;
+    let Some(granted) = &identity.memberships else {
+        return Ok(user.id.0);
+    };
     let hash = sha256_hex(token);
-    if let Some(granted) = &identity.memberships
-        && ctx.identity.first_sign_in(&hash, identity.expires_at, now)
-    {
-        let applied =
-            super::workspaces::apply_granted_memberships(ctx, user.id.0, granted, &provider.issuer)
-                .await;
-        if let Err(error) = applied {
-            ctx.identity.forget_sign_in(&hash);
-            return Err(error);
-        }
+    if ctx.identity.has_signed_in(&hash) {
+        return Ok(user.id.0);
+    }
+    let _applying = ctx.identity.applying.lock().await;
+    if !ctx.identity.has_signed_in(&hash) {
+        super::workspaces::apply_granted_memberships(ctx, user.id.0, granted, &provider.issuer)
+            .await?;
+        ctx.identity
+            .remember_sign_in(&hash, identity.expires_at, now);
     }
     Ok(user.id.0)
 }
