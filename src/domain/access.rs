@@ -2,10 +2,10 @@
 //!
 //! A request is authenticated once, from its API token or its identity provider's JWT (see
 //! [`super::identity`]), into a [`Principal`] that says how the caller authenticated
-//! ([`Credential`]) and carries the caller's memberships. Every operation on a workspace object first resolves the object, then
-//! asks the principal for the needed role in the object's workspace: a caller who is not a
-//! member gets `NotFound` (the object's existence is not revealed), a member with too low a
-//! role gets `Forbidden`.
+//! ([`Credential`]) and carries the caller's memberships. Every operation on a workspace
+//! object first resolves the object, then asks the principal for the needed role in the
+//! object's workspace: a caller who is not a member gets `NotFound` (the object's existence is
+//! not revealed), a member with too low a role gets `Forbidden`.
 //!
 //! Long-lived sessions (WebSocket sockets) authenticate again, with [`authenticate`], for every
 //! operation they start, and follow [`AccessEvent`]s: a revoked token or a lost membership ends

@@ -2,9 +2,11 @@
 //! `graphql-ws` one (subscriptions-transport-ws), one task per socket.
 //!
 //! A socket authenticates with the bearer token in its `connection_init` payload (an API token,
-//! or a JWT of a configured identity provider), within the init timeout. Every operation it starts authenticates that token again, with the function HTTP
-//! uses, and runs with the principal read then: a revoked token starts nothing (the socket
-//! closes with 4403) and memberships are always current. The [`Sockets`] registry holds every
+//! or a JWT of a configured identity provider), within the init timeout. Every operation it
+//! starts authenticates that token again, with the function HTTP uses, and runs with the
+//! principal read then: a revoked token starts nothing (the socket closes with 4403) and
+//! memberships are always current. A socket opened with an identity provider's JWT closes
+//! with 4401 when the token expires. The [`Sockets`] registry holds every
 //! open socket by user and token, and follows the access changes the event bus brings from
 //! every replica: a revoked token, or a user removed from a workspace, closes the affected
 //! sockets with 4403. A changed role (a promotion or a demotion) keeps them open: operations

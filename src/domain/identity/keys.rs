@@ -10,7 +10,9 @@
 //!   plus key set, [`MAX_DOCUMENT_BYTES`] per body, [`super::jwt::MAX_KEYS`] keys. A failed
 //!   fetch keeps the keys already cached; with none cached, the token is refused.
 //! - Cached keys are fetched again after [`KEYS_MAX_AGE`], so a key the provider dropped stops
-//!   being accepted.
+//!   being accepted; while the provider fails, the stale keys serve and it is asked again at
+//!   most every [`REFRESH_INTERVAL`]. Without any keys, it is asked at most every
+//!   [`RETRY_WITHOUT_KEYS`], and tokens are refused meanwhile.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +29,9 @@ use crate::net::{self, GuardedClient};
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// How long fetched keys are used before they are fetched again.
 pub const KEYS_MAX_AGE: Duration = Duration::from_secs(600);
+/// The least time between two attempts to fetch the keys of a provider none could be fetched
+/// from yet.
+pub const RETRY_WITHOUT_KEYS: Duration = Duration::from_secs(5);
 /// The time one request to a provider may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The time discovery and the key set together may take.
@@ -74,19 +79,20 @@ impl ProviderKeys {
         if state.attempted_at.is_some_and(|at| at >= asked_at) {
             return state.keys.clone().ok_or_else(unavailable);
         }
-        let fresh = state
+        let attempted_within =
+            |interval: Duration| state.attempted_at.is_some_and(|at| at.elapsed() < interval);
+        // Stale keys are fetched again, but a provider that keeps failing is not asked on every
+        // request: the stale keys serve meanwhile.
+        let stale = state
             .fetched_at
-            .is_some_and(|at| at.elapsed() < KEYS_MAX_AGE);
+            .is_none_or(|at| at.elapsed() >= KEYS_MAX_AGE)
+            && !attempted_within(REFRESH_INTERVAL);
         let fetch = match (want, &state.keys) {
-            (_, None) => {
-                // Nothing cached (the last fetch failed): retry, but not in a tight loop.
-                state
-                    .attempted_at
-                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-            }
-            (Want::Cached, Some(_)) => !fresh,
+            // Nothing cached (the last fetch failed): retry, but not on every request.
+            (_, None) => !attempted_within(RETRY_WITHOUT_KEYS),
+            (Want::Cached, Some(_)) => stale,
             (Want::Refresh, Some(_)) => {
-                !fresh
+                stale
                     || state
                         .refreshed_at
                         .is_none_or(|at| at.elapsed() >= REFRESH_INTERVAL)
@@ -180,4 +186,80 @@ async fn fetch_json(http: &GuardedClient, url: &Url) -> Result<Value, JwtError> 
         .await
         .map_err(|e| failed(&e.to_string()))?;
     serde_json::from_slice(&body).map_err(|_| failed("not JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{ClientOptions, NetPolicy};
+    use switchboard_testkit::fake_oidc::{Behaviour, FakeOidc, KeyAlg};
+
+    fn client() -> GuardedClient {
+        let policy = NetPolicy {
+            allow_private_networks: true,
+        };
+        GuardedClient::new(policy, ClientOptions::default()).unwrap()
+    }
+
+    fn provider(idp: &FakeOidc) -> Provider {
+        Provider {
+            issuer: idp.issuer.clone(),
+            keys: KeySource::Discovery,
+            audience: "switchboard".into(),
+            required_scope: None,
+            subject_claim: "sub".into(),
+            name_claim: None,
+            memberships_claim: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn refreshes_are_rate_limited_and_failures_keep_the_cached_keys() {
+        let idp = FakeOidc::start(&[KeyAlg::Es256, KeyAlg::EdDsa]).await;
+        let (http, provider, cache) = (client(), provider(&idp), ProviderKeys::default());
+        let keys = cache.get(&http, &provider, Want::Cached).await.unwrap();
+        assert_eq!(keys.len(), 2);
+        cache.get(&http, &provider, Want::Cached).await.unwrap();
+        assert_eq!(idp.jwks_fetches(), 1, "cached");
+
+        // The first refresh goes out, even right after the first fetch; it fails, and the
+        // cached keys stay in use.
+        idp.set_behaviour(Behaviour::NotJson);
+        let discoveries = || {
+            idp.requests
+                .all()
+                .iter()
+                .filter(|r| r.path.ends_with("openid-configuration"))
+                .count()
+        };
+        let kept = cache.get(&http, &provider, Want::Refresh).await.unwrap();
+        assert_eq!(kept, keys);
+        assert_eq!(discoveries(), 2, "the refresh went out");
+        assert_eq!(idp.jwks_fetches(), 1, "and stopped at discovery");
+        idp.set_behaviour(Behaviour::Normal);
+        cache.get(&http, &provider, Want::Refresh).await.unwrap();
+        assert_eq!(discoveries(), 2, "no second refresh within the interval");
+    }
+
+    #[tokio::test]
+    async fn without_keys_a_failing_provider_is_not_asked_on_every_request() {
+        let idp = FakeOidc::start(&[KeyAlg::Es256]).await;
+        idp.set_behaviour(Behaviour::WrongIssuer);
+        let (http, provider, cache) = (client(), provider(&idp), ProviderKeys::default());
+        for _ in 0..3 {
+            let error = cache
+                .get(&http, &provider, Want::Refresh)
+                .await
+                .unwrap_err();
+            assert!(matches!(error, JwtError::Keys(_)), "{error}");
+        }
+        let discoveries = idp
+            .requests
+            .all()
+            .iter()
+            .filter(|r| r.path.ends_with("openid-configuration"))
+            .count();
+        assert_eq!(discoveries, 1);
+        assert_eq!(idp.jwks_fetches(), 0, "a wrong issuer stops at discovery");
+    }
 }
