@@ -182,6 +182,9 @@ impl App {
                 .context("relaying status events between replicas")?,
             DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
         };
+        for provider in &config.identity_providers {
+            tracing::info!(issuer = %provider.issuer, audience = %provider.audience, "trusting the tokens of an identity provider");
+        }
         let settings = settings(&config);
         let context = Context {
             db,
