@@ -788,3 +788,36 @@ async fn a_membership_no_longer_claimed_revokes_the_users_grants() {
     let body = t.gql(Some(&next), WHOAMI, json!({ "id": server })).await;
     assert_eq!(error_code(&body), Some("NOT_FOUND"), "{body}");
 }
+
+/// Two providers of one issuer (two audiences) share its keys: each audience is accepted, one
+/// key fetch serves both, and an audience neither names is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn providers_of_one_issuer_share_its_keys() {
+    let idp = FakeOidc::start(&[KeyAlg::Rs256]).await;
+    let web = provider(&idp);
+    let mobile = Provider {
+        audience: "switchboard-mobile".to_owned(),
+        ..provider(&idp)
+    };
+    let t = start(vec![web, mobile]).await;
+    let first = viewer(&t, &idp.mint("k1", &idp.claims("ana"))).await;
+    let second = viewer(
+        &t,
+        &idp.mint(
+            "k1",
+            &with(idp.claims("ana"), json!({ "aud": "switchboard-mobile" })),
+        ),
+    )
+    .await;
+    assert_eq!(first["id"], second["id"], "one subject, one user");
+    assert_refused(
+        &t,
+        &idp.mint(
+            "k1",
+            &with(idp.claims("ana"), json!({ "aud": "elsewhere" })),
+        ),
+        "neither audience",
+    )
+    .await;
+    assert_eq!(idp.jwks_fetches(), 1);
+}

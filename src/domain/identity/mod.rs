@@ -18,7 +18,7 @@ pub mod keys;
 pub mod provider;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
@@ -41,7 +41,8 @@ const SIGNED_IN_KEPT: usize = 10_000;
 /// The configured providers, their keys, and the tokens signed in with on this process.
 #[derive(Default)]
 pub struct IdentityState {
-    providers: Vec<(Provider, ProviderKeys)>,
+    /// Each provider with its key cache, shared by the providers of one issuer and key source.
+    providers: Vec<(Provider, Arc<ProviderKeys>)>,
     /// Hashes of tokens already signed in with, and their expiry (seconds since the epoch).
     signed_in: Mutex<HashMap<String, i64>>,
     /// Held while a sign-in applies claimed memberships, so that concurrent first requests
@@ -61,11 +62,16 @@ pub struct Verified<'a> {
 impl IdentityState {
     /// The state for `providers`, with no keys fetched yet.
     pub fn new(providers: Vec<Provider>) -> IdentityState {
+        let mut with_keys: Vec<(Provider, Arc<ProviderKeys>)> = Vec::with_capacity(providers.len());
+        for provider in providers {
+            let keys = with_keys
+                .iter()
+                .find(|(p, _)| p.issuer == provider.issuer && p.keys == provider.keys)
+                .map_or_else(Arc::default, |(_, keys)| keys.clone());
+            with_keys.push((provider, keys));
+        }
         IdentityState {
-            providers: providers
-                .into_iter()
-                .map(|p| (p, ProviderKeys::default()))
-                .collect(),
+            providers: with_keys,
             signed_in: Mutex::default(),
             applying: tokio::sync::Mutex::const_new(()),
         }
