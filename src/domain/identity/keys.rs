@@ -1,4 +1,5 @@
-//! Each provider's signing keys, fetched through the guarded client and cached.
+//! Signing keys of each issuer (one cache per issuer and key source, shared by its providers),
+//! fetched through the guarded client and cached.
 //!
 //! Invariants:
 //! - One fetch per provider at a time: callers wait on the provider's lock, and those who
