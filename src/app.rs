@@ -182,6 +182,9 @@ impl App {
                 .context("relaying status events between replicas")?,
             DatabaseTarget::Sqlite(_) => EventBus::new(EVENT_CAPACITY),
         };
+        for provider in &config.identity_providers {
+            tracing::info!(issuer = %provider.issuer, audience = %provider.audience, "trusting the tokens of an identity provider");
+        }
         let settings = settings(&config);
         let context = Context {
             db,
@@ -194,6 +197,9 @@ impl App {
             limits: Limits::new(&settings),
             settings,
             principals: Default::default(),
+            identity: crate::domain::identity::IdentityState::new(
+                config.identity_providers.clone(),
+            ),
         };
         // Other replicas' access changes reach this process's principal cache through the
         // relay; a restarted follower starts from an empty cache.

@@ -38,6 +38,7 @@
 //! | `--ws-max-sockets-per-user` | `SWITCHBOARD_WS_MAX_SOCKETS_PER_USER` | `100` |
 //! | `--ws-max-sockets` | `SWITCHBOARD_WS_MAX_SOCKETS` | `20000` |
 //! | `--ws-max-subscriptions-per-socket` | `SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET` | `100` |
+//! | `--identity-providers` | `SWITCHBOARD_IDENTITY_PROVIDERS` | none (a JSON file of trusted identity providers; only API tokens authenticate) |
 //!
 //! The log filter follows `RUST_LOG` (default `info`).
 
@@ -197,6 +198,10 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value = "100",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub ws_max_subscriptions_per_socket: u32,
+    /// JSON file listing the identity providers whose bearer JWTs sign users in (see the
+    /// README, "Connecting your product"); without it only API tokens authenticate.
+    #[arg(long, env = "SWITCHBOARD_IDENTITY_PROVIDERS")]
+    pub identity_providers: Option<PathBuf>,
 }
 
 /// The settings the `admin` commands read: where the database is and the keys that open its
@@ -284,6 +289,8 @@ pub struct Config {
     pub max_catalogue_bytes: u64,
     /// WebSocket limits.
     pub websocket: WebSocketLimits,
+    /// Trusted identity providers; empty: only API tokens authenticate.
+    pub identity_providers: Vec<crate::domain::identity::Provider>,
 }
 
 /// Limits on GraphQL WebSockets (see `http::ws`).
@@ -381,7 +388,12 @@ impl ConfigArgs {
                 Some(addr)
             }
         };
+        let identity_providers = match &self.identity_providers {
+            Some(path) => parse_identity_providers(path)?,
+            None => Vec::new(),
+        };
         Ok(Config {
+            identity_providers,
             database,
             client_metadata_url,
             bind,
@@ -470,6 +482,30 @@ fn parse_metrics_token(raw: &str) -> Result<crate::crypto::Secret, ConfigError> 
         ));
     }
     Ok(crate::crypto::Secret::new(token))
+}
+
+/// The identity providers file: read (at most 64 KiB) and checked, errors naming the
+/// provider and the field.
+fn parse_identity_providers(
+    path: &std::path::Path,
+) -> Result<Vec<crate::domain::identity::Provider>, ConfigError> {
+    use crate::domain::identity::provider::MAX_FILE_BYTES;
+    use std::io::Read as _;
+    const SETTING: &str = "--identity-providers / SWITCHBOARD_IDENTITY_PROVIDERS";
+    let file =
+        std::fs::File::open(path).map_err(|e| bad(SETTING, format!("{}: {e}", path.display())))?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| bad(SETTING, format!("{}: {e}", path.display())))?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(bad(
+            SETTING,
+            format!("{} is larger than {MAX_FILE_BYTES} bytes", path.display()),
+        ));
+    }
+    crate::domain::identity::parse_providers(&text)
+        .map_err(|e| bad(SETTING, format!("{} {e}", path.display())))
 }
 
 fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
@@ -775,6 +811,34 @@ mod tests {
         assert!(!error.contains("short"), "not echoed: {error}");
         let error = parse_admin(&["--bind", "127.0.0.1:1"]).expect_err("not an admin setting");
         assert!(error.contains("--bind"), "{error}");
+    }
+
+    #[test]
+    fn identity_providers_come_from_a_file_checked_at_start() {
+        let config = parse(&[]).expect("defaults are valid");
+        assert!(config.identity_providers.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("providers.json");
+        std::fs::write(
+            &path,
+            r#"[{"issuer": "https://id.example.com", "audience": "switchboard"}]"#,
+        )
+        .unwrap();
+        let config = parse(&["--identity-providers", path.to_str().unwrap()]).expect("valid");
+        assert_eq!(config.identity_providers.len(), 1);
+        assert_eq!(config.identity_providers[0].subject_claim, "sub");
+
+        std::fs::write(&path, r#"[{"issuer": "https://id.example.com"}]"#).unwrap();
+        let error = parse(&["--identity-providers", path.to_str().unwrap()]).expect_err("bad");
+        assert!(error.contains("SWITCHBOARD_IDENTITY_PROVIDERS"), "{error}");
+        assert!(error.contains("audience"), "{error}");
+        let missing = dir.path().join("missing.json");
+        let error =
+            parse(&["--identity-providers", missing.to_str().unwrap()]).expect_err("no file");
+        assert!(error.contains("SWITCHBOARD_IDENTITY_PROVIDERS"), "{error}");
+        std::fs::write(&path, " ".repeat(70_000)).unwrap();
+        let error = parse(&["--identity-providers", path.to_str().unwrap()]).expect_err("huge");
+        assert!(error.contains("larger than"), "{error}");
     }
 
     #[test]

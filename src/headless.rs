@@ -19,7 +19,7 @@ use crate::config::{Config, LogFormat};
 use crate::crypto::{KeyRing, Secret};
 use crate::db::DatabaseTarget;
 use crate::db::models::McpServerRow;
-use crate::domain::access::{Principal, Role};
+use crate::domain::access::{Credential, Principal, Role};
 use crate::domain::mcp::catalogue;
 use crate::domain::mcp::input::{self, MAX_ROUNDS};
 use crate::domain::oauth::challenge::Challenge;
@@ -128,7 +128,9 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         .ok_or_else(|| anyhow!("fresh database expected"))?;
     let principal = Principal {
         user_id: first.user.id.0,
-        token_id: first.token.row.id.0,
+        credential: Credential::ApiToken {
+            token_id: first.token.row.id.0,
+        },
         memberships: [(first.workspace.id.0, Role::Admin)].into(),
     };
     // The command line is one caller making one request per step, under the same limits.

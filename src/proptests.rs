@@ -1,6 +1,7 @@
 //! Property tests of every parser that reads bytes from another server or from a caller:
 //! `WWW-Authenticate` challenges, protected-resource and authorization-server metadata, token
-//! responses, URL validation and normalisation, the outbound address guard and page cursors.
+//! responses, URL validation and normalisation, the outbound address guard, page cursors, and
+//! identity providers' JWTs, key sets and claims.
 //! Each feeds arbitrary input and asserts no panic and the documented outcome. The case count
 //! is fixed so the suite stays fast and repeatable.
 
@@ -9,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 use url::Url;
 
+use crate::domain::identity::{jwt, provider};
 use crate::domain::oauth::challenge;
 use crate::domain::oauth::discovery::{self, DiscoverOptions, ServerMetadata};
 use crate::domain::oauth::tokens::{self, MAX_EXPIRES_IN};
@@ -97,8 +99,54 @@ fn server_metadata() -> impl Strategy<Value = serde_json::Value> {
         })
 }
 
+/// Base64url of bytes, unpadded, as a JWT segment.
+fn segment(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    #[test]
+    fn jwts_of_any_shape_are_refused_or_parsed_without_panicking(
+        raw in ".{0,300}",
+        header in json(),
+        claims in json(),
+        signature in prop::collection::vec(any::<u8>(), 0..80),
+    ) {
+        let _ = jwt::parse(&raw);
+        let token = format!(
+            "{}.{}.{}",
+            segment(header.to_string().as_bytes()),
+            segment(claims.to_string().as_bytes()),
+            segment(&signature)
+        );
+        if let Ok(parsed) = jwt::parse(&token) {
+            // Only the accepted algorithms get this far.
+            let alg = header.get("alg").and_then(serde_json::Value::as_str);
+            prop_assert!(matches!(alg, Some("RS256" | "ES256" | "EdDSA")));
+            let _ = parsed.issuer();
+        }
+    }
+
+    #[test]
+    fn key_sets_and_claims_of_any_shape_never_panic(keys in prop::collection::vec(json(), 0..6), claims in json(), now in any::<i64>()) {
+        let _ = jwt::parse_key_set(&serde_json::json!({ "keys": keys }));
+        let provider = provider::Provider {
+            issuer: "https://id.example.com".into(),
+            keys: provider::KeySource::Discovery,
+            audience: "switchboard".into(),
+            required_scope: Some("switchboard".into()),
+            subject_claim: "sub".into(),
+            name_claim: Some("name".into()),
+            memberships_claim: Some("workspaces".into()),
+        };
+        if let serde_json::Value::Object(claims) = claims {
+            let _ = jwt::check_claims(&claims, &provider, now);
+            let _ = jwt::parse_memberships(claims.get("workspaces"));
+        }
+    }
 
     #[test]
     fn challenges_never_panic(values in prop::collection::vec(".{0,200}", 0..4)) {

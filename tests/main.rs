@@ -22,6 +22,7 @@ mod graphiql;
 mod health;
 mod hostile_servers;
 mod hostile_users;
+mod identity;
 mod layers;
 mod limits;
 mod machine;

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{ApiTokenRow, MemberRow, UserRow, WorkspaceRow};
+use super::models::{ApiTokenRow, MemberRow, ProvisionedUserRow, UserRow, WorkspaceRow};
 use super::schema::{api_tokens, users, workspace_members, workspaces};
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
@@ -16,6 +16,46 @@ pub async fn insert_user(conn: &mut DbConn, row: &UserRow) -> Result<(), DbError
         .execute(c)
         .await)?;
     Ok(())
+}
+
+/// Insert a user signed in from an identity provider.
+pub async fn insert_provisioned_user(
+    conn: &mut DbConn,
+    row: &ProvisionedUserRow,
+) -> Result<(), DbError> {
+    with_conn!(conn, |c| diesel::insert_into(users::table)
+        .values(row)
+        .execute(c)
+        .await)?;
+    Ok(())
+}
+
+/// The user an identity provider's issuer and subject name.
+pub async fn find_user_by_identity(
+    conn: &mut DbConn,
+    issuer: &str,
+    subject: &str,
+) -> Result<Option<UserRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        users::table
+            .filter(users::issuer.eq(issuer))
+            .filter(users::subject.eq(subject))
+            .select(UserRow::as_select())
+            .first(c)
+            .await
+            .optional()
+    })?)
+}
+
+/// Every membership of one user.
+pub async fn members_of_user(conn: &mut DbConn, user_id: Uuid) -> Result<Vec<MemberRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        workspace_members::table
+            .filter(workspace_members::user_id.eq(DbUuid(user_id)))
+            .select(MemberRow::as_select())
+            .load(c)
+            .await
+    })?)
 }
 
 /// Insert a workspace.

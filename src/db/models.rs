@@ -32,6 +32,23 @@ pub struct UserRow {
     pub created_at: DbTime,
 }
 
+/// A user signed in from an identity provider, as first inserted: the issuer and subject
+/// name them for good (unique together).
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]
+pub struct ProvisionedUserRow {
+    /// Id.
+    pub id: DbUuid,
+    /// Display name.
+    pub name: String,
+    /// Creation time.
+    pub created_at: DbTime,
+    /// The provider's issuer.
+    pub issuer: Option<String>,
+    /// The subject at that issuer.
+    pub subject: Option<String>,
+}
+
 /// A user's role in a workspace.
 #[derive(Queryable, Selectable, Insertable, Debug, Clone)]
 #[diesel(table_name = workspace_members, check_for_backend(diesel::pg::Pg, diesel::sqlite::Sqlite))]

@@ -23,6 +23,8 @@ diesel::table! {
         id -> PortableUuid,
         name -> Text,
         created_at -> PortableTimestamp,
+        issuer -> Nullable<Text>,
+        subject -> Nullable<Text>,
     }
 }
 

@@ -1,10 +1,11 @@
 //! Principals, roles and workspace scoping.
 //!
-//! A request is authenticated once, from its API token, into a [`Principal`] that carries the
-//! caller's memberships. Every operation on a workspace object first resolves the object, then
-//! asks the principal for the needed role in the object's workspace: a caller who is not a
-//! member gets `NotFound` (the object's existence is not revealed), a member with too low a
-//! role gets `Forbidden`.
+//! A request is authenticated once, from its API token or its identity provider's JWT (see
+//! [`super::identity`]), into a [`Principal`] that says how the caller authenticated
+//! ([`Credential`]) and carries the caller's memberships. Every operation on a workspace
+//! object first resolves the object, then asks the principal for the needed role in the
+//! object's workspace: a caller who is not a member gets `NotFound` (the object's existence is
+//! not revealed), a member with too low a role gets `Forbidden`.
 //!
 //! Long-lived sessions (WebSocket sockets) authenticate again, with [`authenticate`], for every
 //! operation they start, and follow [`AccessEvent`]s: a revoked token or a lost membership ends
@@ -23,18 +24,52 @@ use crate::domain::Context;
 /// A role in a workspace, in increasing order of power.
 pub use crate::db::types::Role;
 
+/// How a caller authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credential {
+    /// With one of Switchboard's own API tokens.
+    ApiToken {
+        /// The token.
+        token_id: Uuid,
+    },
+    /// With a bearer JWT from a trusted identity provider.
+    IdentityProvider {
+        /// The provider's issuer.
+        issuer: String,
+        /// When the token expires.
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+}
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
     /// The user.
     pub user_id: Uuid,
-    /// The token used.
-    pub token_id: Uuid,
+    /// How the caller authenticated.
+    pub credential: Credential,
     /// Role per workspace, read when the request was authenticated.
     pub memberships: HashMap<Uuid, Role>,
 }
 
 impl Principal {
+    /// The API token used, if the caller authenticated with one.
+    pub fn token_id(&self) -> Option<Uuid> {
+        match self.credential {
+            Credential::ApiToken { token_id } => Some(token_id),
+            Credential::IdentityProvider { .. } => None,
+        }
+    }
+
+    /// When the credential stops being valid, if it expires (identity tokens do; API tokens
+    /// last until revoked).
+    pub fn expires_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.credential {
+            Credential::ApiToken { .. } => None,
+            Credential::IdentityProvider { expires_at, .. } => Some(expires_at),
+        }
+    }
+
     /// The caller's role in a workspace, if a member.
     pub fn role_in(&self, workspace_id: Uuid) -> Option<Role> {
         self.memberships.get(&workspace_id).copied()
@@ -130,7 +165,8 @@ const PRINCIPALS_KEPT: usize = 10_000;
 /// Authenticated principals by token hash, so a request costs no database read for its token.
 ///
 /// Invariants:
-/// - An entry is used for at most [`PRINCIPAL_MAX_AGE`] after it was read.
+/// - An entry is used for at most [`PRINCIPAL_MAX_AGE`] after it was read, and never past the
+///   expiry of the token it was read for (identity tokens).
 /// - Every access change drops what it concerns before it is published ([`publish_change`]
 ///   on this process; the `principal_cache` service for the other replicas' changes, relayed
 ///   through PostgreSQL): a revoked token, or every token of a user whose membership changed.
@@ -144,7 +180,18 @@ pub struct PrincipalCache {
 struct CachedPrincipal {
     principal: Principal,
     read_at: std::time::Instant,
+    /// When the token expires, if it does.
+    expires: Option<std::time::Instant>,
     last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl CachedPrincipal {
+    fn usable(&self) -> bool {
+        self.read_at.elapsed() < PRINCIPAL_MAX_AGE
+            && self
+                .expires
+                .is_none_or(|expires| std::time::Instant::now() < expires)
+    }
 }
 
 impl PrincipalCache {
@@ -155,7 +202,8 @@ impl PrincipalCache {
     fn get(&self, hash: &str) -> Option<(Principal, Option<chrono::DateTime<chrono::Utc>>)> {
         let entries = self.entries();
         let cached = entries.get(hash)?;
-        (cached.read_at.elapsed() < PRINCIPAL_MAX_AGE)
+        cached
+            .usable()
             .then(|| (cached.principal.clone(), cached.last_used_at))
     }
 
@@ -163,11 +211,12 @@ impl PrincipalCache {
         &self,
         hash: String,
         principal: Principal,
+        expires: Option<std::time::Instant>,
         last_used_at: Option<chrono::DateTime<chrono::Utc>>,
     ) {
         let mut entries = self.entries();
         if entries.len() >= PRINCIPALS_KEPT {
-            entries.retain(|_, cached| cached.read_at.elapsed() < PRINCIPAL_MAX_AGE);
+            entries.retain(|_, cached| cached.usable());
             if entries.len() >= PRINCIPALS_KEPT {
                 entries.clear();
             }
@@ -177,6 +226,7 @@ impl PrincipalCache {
             CachedPrincipal {
                 principal,
                 read_at: std::time::Instant::now(),
+                expires,
                 last_used_at,
             },
         );
@@ -197,7 +247,7 @@ impl PrincipalCache {
         let mut entries = self.entries();
         match change {
             Some(AccessEvent::TokenRevoked { token_id, .. }) => {
-                entries.retain(|_, cached| cached.principal.token_id != *token_id);
+                entries.retain(|_, cached| cached.principal.token_id() != Some(*token_id));
             }
             Some(change) => {
                 let user_id = change.user_id();
@@ -239,8 +289,10 @@ pub async fn follow_changes(
     }
 }
 
-/// Authenticate an API token: `Unauthenticated` unless it is a live token. The principal is
-/// cached (see [`PrincipalCache`]).
+/// Authenticate a bearer token: an API token (`sbt_…`) that is live, or, when identity
+/// providers are configured, any other token as a JWT of one of them (see
+/// [`super::identity`]). `Unauthenticated` otherwise. The principal is cached (see
+/// [`PrincipalCache`]).
 pub async fn authenticate(ctx: &Context, token: &str) -> Result<Principal> {
     authenticate_with(ctx, token, true).await
 }
@@ -253,7 +305,13 @@ pub async fn authenticate_fresh(ctx: &Context, token: &str) -> Result<Principal>
 }
 
 async fn authenticate_with(ctx: &Context, token: &str, cached: bool) -> Result<Principal> {
-    if !token.starts_with(TOKEN_PREFIX) || token.len() > 256 {
+    if !token.starts_with(TOKEN_PREFIX) {
+        if ctx.identity.is_configured() {
+            return authenticate_identity(ctx, token, cached).await;
+        }
+        return Err(Error::Unauthenticated);
+    }
+    if token.len() > 256 {
         return Err(Error::Unauthenticated);
     }
     let hash = sha256_hex(token);
@@ -261,7 +319,9 @@ async fn authenticate_with(ctx: &Context, token: &str, cached: bool) -> Result<P
     if cached && let Some((principal, last_used_at)) = ctx.principals.get(&hash) {
         if last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL) {
             let mut conn = ctx.db.conn().await?;
-            db::access::touch_token(&mut conn, principal.token_id, DbTime(now)).await?;
+            if let Some(token_id) = principal.token_id() {
+                db::access::touch_token(&mut conn, token_id, DbTime(now)).await?;
+            }
             ctx.principals.touched(&hash, now);
         }
         return Ok(principal);
@@ -284,10 +344,58 @@ async fn authenticate_with(ctx: &Context, token: &str, cached: bool) -> Result<P
     }
     let principal = Principal {
         user_id: user.id.0,
-        token_id: token_row.id.0,
+        credential: Credential::ApiToken {
+            token_id: token_row.id.0,
+        },
         memberships,
     };
-    ctx.principals.put(hash, principal.clone(), last_used_at);
+    ctx.principals
+        .put(hash, principal.clone(), None, last_used_at);
+    Ok(principal)
+}
+
+/// Authenticate a JWT of a configured identity provider: verify it, sign its user in (see
+/// [`super::identity::sign_in`]) and read the user's memberships. Cached by the token's hash,
+/// never past the token's expiry.
+async fn authenticate_identity(ctx: &Context, token: &str, cached: bool) -> Result<Principal> {
+    if token.len() > super::identity::jwt::MAX_TOKEN_BYTES {
+        return Err(Error::Unauthenticated);
+    }
+    let hash = sha256_hex(token);
+    if cached && let Some((principal, _)) = ctx.principals.get(&hash) {
+        return Ok(principal);
+    }
+    let now = db::now();
+    let verified = match ctx.identity.verify(&ctx.http, token, now.timestamp()).await {
+        Ok(verified) => verified,
+        Err(error) => {
+            ctx.principals.forget_hash(&hash);
+            super::identity::log_refusal(&error);
+            return Err(Error::Unauthenticated);
+        }
+    };
+    let user_id = super::identity::sign_in(ctx, token, &verified, now.timestamp()).await?;
+    let mut conn = ctx.db.conn().await?;
+    let memberships = db::access::members_of_user(&mut conn, user_id)
+        .await?
+        .into_iter()
+        .map(|m| (m.workspace_id.0, m.role))
+        .collect();
+    let expires_at = chrono::DateTime::from_timestamp(verified.identity.expires_at, 0)
+        .ok_or(Error::Unauthenticated)?;
+    let principal = Principal {
+        user_id,
+        credential: Credential::IdentityProvider {
+            issuer: verified.provider.issuer.clone(),
+            expires_at,
+        },
+        memberships,
+    };
+    let left = (expires_at - now).to_std().unwrap_or_default();
+    if !left.is_zero() {
+        let expires = std::time::Instant::now().checked_add(left);
+        ctx.principals.put(hash, principal.clone(), expires, None);
+    }
     Ok(principal)
 }
 
@@ -301,7 +409,9 @@ mod tests {
         let ws = Uuid::now_v7();
         let principal = Principal {
             user_id: Uuid::now_v7(),
-            token_id: Uuid::now_v7(),
+            credential: Credential::ApiToken {
+                token_id: Uuid::now_v7(),
+            },
             memberships: HashMap::from([(ws, Role::Editor)]),
         };
         assert!(principal.require(ws, Role::Viewer).is_ok());
@@ -323,19 +433,30 @@ mod tests {
         let ws = Uuid::now_v7();
         let principal = |user_id| Principal {
             user_id,
-            token_id: Uuid::now_v7(),
+            credential: Credential::ApiToken {
+                token_id: Uuid::now_v7(),
+            },
             memberships: HashMap::from([(ws, Role::Viewer)]),
         };
         let (ana1, ana2, bo1) = (principal(ana), principal(ana), principal(bo));
-        cache.put("a1".into(), ana1.clone(), None);
-        cache.put("a2".into(), ana2, None);
-        cache.put("b1".into(), bo1, None);
-        assert_eq!(cache.len(), 3);
-        assert_eq!(cache.get("a1").unwrap().0.token_id, ana1.token_id);
+        let ana_jwt = Principal {
+            credential: Credential::IdentityProvider {
+                issuer: "https://id.example.com".into(),
+                expires_at: chrono::Utc::now(),
+            },
+            ..principal(ana)
+        };
+        cache.put("a1".into(), ana1.clone(), None, None);
+        cache.put("a2".into(), ana2, None, None);
+        cache.put("b1".into(), bo1, None, None);
+        cache.put("a3".into(), ana_jwt, Some(std::time::Instant::now()), None);
+        assert_eq!(cache.len(), 4);
+        assert!(cache.get("a3").is_none(), "never past the token's expiry");
+        assert_eq!(cache.get("a1").unwrap().0.token_id(), ana1.token_id());
 
         cache.forget(Some(&AccessEvent::TokenRevoked {
             user_id: ana,
-            token_id: ana1.token_id,
+            token_id: ana1.token_id().unwrap(),
         }));
         assert!(cache.get("a1").is_none(), "the revoked token");
         assert!(cache.get("a2").is_some() && cache.get("b1").is_some());

@@ -42,6 +42,8 @@ pub struct Context {
     pub settings: Settings,
     /// Authenticated callers by token hash, dropped on every access change.
     pub principals: Arc<super::access::PrincipalCache>,
+    /// Trusted identity providers, their cached keys and the tokens signed in with.
+    pub identity: super::identity::IdentityState,
 }
 
 /// The part of the configuration the domain reads, and nothing more.

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod audit;
 mod context;
 pub mod health;
+pub mod identity;
 pub mod lifecycle;
 pub mod limits;
 pub mod mcp;

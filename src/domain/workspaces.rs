@@ -270,6 +270,126 @@ pub async fn remove_member_as_operator(
     Ok(())
 }
 
+/// Make a user's memberships those an identity provider's claim grants, on a sign-in: granted
+/// memberships are added or given the granted role, and every other membership of the user is
+/// removed exactly as [`remove_member`] removes one (audited, the user's grants on the
+/// workspace's servers withdrawn and revoked, the user's sessions ended). Nobody acts: the
+/// audit events name the issuer instead of an actor. Workspaces that do not exist are skipped
+/// with a log line; so is a change that would leave a workspace without an admin.
+pub async fn apply_granted_memberships(
+    ctx: &Context,
+    user_id: Uuid,
+    granted: &HashMap<Uuid, Role>,
+    issuer: &str,
+) -> Result<()> {
+    let mut conn = ctx.db.conn().await?;
+    let held: HashMap<Uuid, Role> = db::access::members_of_user(&mut conn, user_id)
+        .await?
+        .into_iter()
+        .map(|m| (m.workspace_id.0, m.role))
+        .collect();
+    let mut changed: Vec<(Uuid, Role)> = granted
+        .iter()
+        .filter(|(workspace, role)| held.get(workspace) != Some(role))
+        .map(|(workspace, role)| (*workspace, *role))
+        .collect();
+    changed.sort();
+    for (workspace_id, role) in changed {
+        let outcome = transaction!(conn, {
+            if !db::access::lock_workspace(&mut conn, workspace_id).await? {
+                return Ok::<_, Error>(Some("the workspace does not exist"));
+            }
+            let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
+            if role < Role::Admin
+                && previous.is_some_and(|m| m.role == Role::Admin)
+                && is_last_admin(&mut conn, workspace_id).await?
+            {
+                return Ok(Some("the user is the workspace's last admin"));
+            }
+            let member = MemberRow {
+                workspace_id: DbUuid(workspace_id),
+                user_id: DbUuid(user_id),
+                role,
+                created_at: DbTime(db::now()),
+            };
+            db::access::upsert_member(&mut conn, &member).await?;
+            audit::record_as(
+                &mut conn,
+                workspace_id,
+                None,
+                "workspace.member.add",
+                Some(user_id),
+                json!({ "role": role.as_str(), "issuer": issuer }),
+            )
+            .await?;
+            Ok(None)
+        })?;
+        match outcome {
+            Some(why) => tracing::info!(
+                workspace.id = %workspace_id, user.id = %user_id, issuer, why,
+                "a membership granted by an identity provider was not applied"
+            ),
+            None => super::access::publish_change(
+                ctx,
+                AccessEvent::RoleChanged {
+                    workspace_id,
+                    user_id,
+                    role,
+                },
+            ),
+        }
+    }
+    let mut ended: Vec<Uuid> = held
+        .keys()
+        .filter(|workspace| !granted.contains_key(workspace))
+        .copied()
+        .collect();
+    ended.sort();
+    let mut to_revoke = Vec::new();
+    for workspace_id in ended {
+        let outcome = transaction!(conn, {
+            let role = match delete_membership(&mut conn, workspace_id, user_id).await {
+                Ok(role) => role,
+                Err(Error::NotFound) => return Ok::<_, Error>(None),
+                Err(Error::Conflict { .. }) => return Ok(Some(Err(()))),
+                Err(other) => return Err(other),
+            };
+            audit::record_as(
+                &mut conn,
+                workspace_id,
+                None,
+                "workspace.member.remove",
+                Some(user_id),
+                json!({ "role": role, "issuer": issuer }),
+            )
+            .await?;
+            let withdrawn = withdraw_grants(&mut conn, workspace_id, user_id, None).await?;
+            Ok(Some(Ok(withdrawn)))
+        })?;
+        match outcome {
+            None => {}
+            Some(Err(())) => tracing::info!(
+                workspace.id = %workspace_id, user.id = %user_id, issuer,
+                "a membership no longer granted by an identity provider was kept: the user is \
+                 the workspace's last admin"
+            ),
+            Some(Ok(withdrawn)) => {
+                super::access::publish_change(
+                    ctx,
+                    AccessEvent::MemberRemoved {
+                        workspace_id,
+                        user_id,
+                    },
+                );
+                to_revoke.extend(withdrawn);
+            }
+        }
+    }
+    drop(conn);
+    revoke_withdrawn(ctx, user_id, to_revoke).await;
+    Ok(())
+}
+
 /// Delete one membership inside the caller's transaction, keeping the workspace's last admin;
 /// returns the role the member had. `NotFound` when there is no such membership.
 async fn delete_membership(conn: &mut DbConn, workspace_id: Uuid, user_id: Uuid) -> Result<Role> {

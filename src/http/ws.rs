@@ -1,10 +1,12 @@
 //! GraphQL over WebSocket on `/graphql/ws`: the `graphql-transport-ws` protocol and the legacy
 //! `graphql-ws` one (subscriptions-transport-ws), one task per socket.
 //!
-//! A socket authenticates with the API token in its `connection_init` payload, within the init
-//! timeout. Every operation it starts authenticates that token again, with the function HTTP
-//! uses, and runs with the principal read then: a revoked token starts nothing (the socket
-//! closes with 4403) and memberships are always current. The [`Sockets`] registry holds every
+//! A socket authenticates with the bearer token in its `connection_init` payload (an API token,
+//! or a JWT of a configured identity provider), within the init timeout. Every operation it
+//! starts authenticates that token again, with the function HTTP uses, and runs with the
+//! principal read then: a revoked token starts nothing (the socket closes with 4403) and
+//! memberships are always current. A socket opened with an identity provider's JWT closes
+//! with 4401 when the token expires. The [`Sockets`] registry holds every
 //! open socket by user and token, and follows the access changes the event bus brings from
 //! every replica: a revoked token, or a user removed from a workspace, closes the affected
 //! sockets with 4403. A changed role (a promotion or a demotion) keeps them open: operations
@@ -14,7 +16,8 @@
 //! token and memberships are checked against the database again.
 //!
 //! Close codes, as graphql-transport-ws defines them: 4400 malformed message, 4401 operation
-//! before `connection_ack`, 4403 missing, bad or revoked token or lost membership, 4408 no
+//! before `connection_ack` or the identity token the socket was opened with expired (reconnect
+//! with a fresh one), 4403 missing, bad or revoked token or lost membership, 4408 no
 //! `connection_init` in time, 4409 an operation id already in use, 4429 a second
 //! `connection_init`. Besides: 1001 when the server shuts down or the socket reached its
 //! lifetime (reconnect), 1013 when the user holds too many sockets or the database failed
@@ -93,6 +96,8 @@ impl Close {
     pub const BAD_MESSAGE: Close = Close::fixed(4400, "Invalid message received");
     /// 4401: an operation before `connection_ack`.
     pub const UNAUTHORIZED: Close = Close::fixed(4401, "Unauthorized");
+    /// 4401: the identity token the socket was opened with expired; reconnect with a new one.
+    pub const TOKEN_EXPIRED: Close = Close::fixed(4401, "Unauthorized: the token expired");
     /// 4403: no token or a bad one in `connection_init`.
     pub const FORBIDDEN: Close = Close::fixed(4403, "Forbidden");
     /// 4403: the socket's token is no longer valid.
@@ -164,7 +169,8 @@ struct Registry {
 /// What the registry knows of an authenticated socket.
 struct Session {
     user_id: Uuid,
-    token_id: Uuid,
+    /// The API token, when the socket authenticated with one.
+    token_id: Option<Uuid>,
     token: Secret,
     /// The memberships last read for it (at `connection_init`, at each operation, and from
     /// role changes since).
@@ -205,7 +211,7 @@ impl Registry {
                     if self
                         .sessions
                         .get(&id)
-                        .is_some_and(|session| session.token_id == token_id)
+                        .is_some_and(|session| session.token_id == Some(token_id))
                     {
                         self.close(id, Close::REVOKED);
                     }
@@ -308,10 +314,10 @@ impl Sockets {
     /// Check every authenticated socket against the database: close those whose token no
     /// longer authenticates or whose user lost a membership, refresh the others' memberships.
     async fn recheck(&self, app: &AppHandle) {
-        let mut tokens: HashMap<Uuid, (Secret, Vec<u64>)> = HashMap::new();
+        let mut tokens: HashMap<String, (Secret, Vec<u64>)> = HashMap::new();
         for (id, session) in &self.registry().sessions {
             tokens
-                .entry(session.token_id)
+                .entry(crate::crypto::sha256_hex(session.token.expose()))
                 .or_insert_with(|| (session.token.clone(), Vec::new()))
                 .1
                 .push(*id);
@@ -402,7 +408,7 @@ impl Slot {
             self.id,
             Session {
                 user_id: principal.user_id,
-                token_id: principal.token_id,
+                token_id: principal.token_id(),
                 token,
                 memberships: principal.memberships.clone(),
                 close,
@@ -497,6 +503,8 @@ type Output = (Arc<str>, u64, Option<Response>);
 /// An authenticated socket's credentials.
 struct Authenticated {
     token: Secret,
+    /// When the token expires (identity tokens): the socket closes then, with 4401.
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Hears when the registry closes the socket; `None` once its sender is gone.
     closed: Option<oneshot::Receiver<Close>>,
 }
@@ -547,6 +555,7 @@ enum Wake {
     Shutdown,
     Closed(Result<Close, oneshot::error::RecvError>),
     Expired,
+    TokenExpired,
     InitTimeout,
     Received(Option<Result<Message, axum::Error>>),
     Output(Output),
@@ -561,6 +570,11 @@ impl Driver {
             if self.session.is_some() {
                 init_deadline = None;
             }
+            let token_left = self
+                .session
+                .as_ref()
+                .and_then(|s| s.expires_at)
+                .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
             let closed = self.session.as_mut().and_then(|s| s.closed.as_mut());
             let wake = tokio::select! {
                 biased;
@@ -572,6 +586,12 @@ impl Driver {
                     }
                 } => Wake::Closed(close),
                 () = &mut expiry => Wake::Expired,
+                () = async {
+                    match token_left {
+                        Some(left) => tokio::time::sleep(left).await,
+                        None => std::future::pending().await,
+                    }
+                } => Wake::TokenExpired,
                 () = async {
                     match init_deadline.as_mut() {
                         Some(deadline) => deadline.await,
@@ -611,6 +631,7 @@ impl Driver {
                 Step::Continue
             }
             Wake::Expired => Step::Close(Close::LIFETIME),
+            Wake::TokenExpired => Step::Close(Close::TOKEN_EXPIRED),
             Wake::InitTimeout => Step::Close(Close::INIT_TIMEOUT),
             Wake::Received(message) => self.receive(message).await,
             Wake::Output(output) => self.deliver(output).await,
@@ -664,6 +685,7 @@ impl Driver {
             Ok(closed) => {
                 self.session = Some(Authenticated {
                     token,
+                    expires_at: principal.expires_at(),
                     closed: Some(closed),
                 });
                 self.send(&Outgoing::ConnectionAck).await
@@ -872,6 +894,7 @@ mod tests {
             Close::UNAVAILABLE,
             Close::BAD_MESSAGE,
             Close::UNAUTHORIZED,
+            Close::TOKEN_EXPIRED,
             Close::FORBIDDEN,
             Close::REVOKED,
             Close::MEMBERSHIP_REMOVED,
@@ -901,7 +924,7 @@ mod tests {
             id,
             Session {
                 user_id,
-                token_id,
+                token_id: Some(token_id),
                 token: Secret::new("sbt_x"),
                 memberships: HashMap::from([(workspace, Role::Editor)]),
                 close,

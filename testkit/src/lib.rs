@@ -1,6 +1,7 @@
 //! The network peers Switchboard is tested and benchmarked against, as real HTTP servers on
-//! 127.0.0.1: an OAuth authorization server ([`fake_as`]), a remote MCP server ([`fake_mcp`])
-//! and the browser of the OAuth popup ([`popup`]), on shared plumbing ([`fake_http`]), with
+//! 127.0.0.1: an OAuth authorization server ([`fake_as`]), a remote MCP server ([`fake_mcp`]),
+//! an OpenID provider whose tokens sign users in ([`fake_oidc`]) and the browser of the OAuth
+//! popup ([`popup`]), on shared plumbing ([`fake_http`]), with
 //! signing keys for the authorization server's `private_key_jwt` clients ([`jws`]).
 //!
 //! The server's unit tests, its integration tests and the benchmark harness all run against
@@ -15,5 +16,6 @@
 pub mod fake_as;
 pub mod fake_http;
 pub mod fake_mcp;
+pub mod fake_oidc;
 pub mod jws;
 pub mod popup;

@@ -1,9 +1,10 @@
 //! Users and their API tokens.
 
-use async_graphql::{ID, Object};
+use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use crate::db::models::{ApiTokenRow, UserRow};
+use crate::domain::access::{Credential, Principal};
 
 /// A user.
 pub struct User(pub UserRow);
@@ -15,6 +16,54 @@ impl User {
     }
     async fn name(&self) -> &str {
         &self.0.name
+    }
+    /// How the caller authenticated this request: set on the caller's own user (`viewer`),
+    /// null on every other user.
+    async fn authenticated_by(&self, ctx: &Context<'_>) -> Option<Authentication> {
+        let principal = ctx.data_opt::<Principal>()?;
+        (principal.user_id == self.0.id.0).then(|| Authentication::of(principal))
+    }
+}
+
+/// The kind of credential a request was authenticated with.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthenticationMethod {
+    /// One of Switchboard's own API tokens.
+    ApiToken,
+    /// A bearer JWT from a trusted identity provider.
+    IdentityProvider,
+}
+
+/// How a request was authenticated.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Authentication {
+    /// The kind of credential.
+    pub method: AuthenticationMethod,
+    /// The API token's id, when one was used.
+    pub api_token_id: Option<ID>,
+    /// The identity provider's issuer, when one of its tokens was used.
+    pub issuer: Option<String>,
+    /// When the credential expires (identity provider tokens); null for API tokens, which
+    /// last until revoked.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Authentication {
+    fn of(principal: &Principal) -> Authentication {
+        match &principal.credential {
+            Credential::ApiToken { token_id } => Authentication {
+                method: AuthenticationMethod::ApiToken,
+                api_token_id: Some(ID(token_id.to_string())),
+                issuer: None,
+                expires_at: None,
+            },
+            Credential::IdentityProvider { issuer, expires_at } => Authentication {
+                method: AuthenticationMethod::IdentityProvider,
+                api_token_id: None,
+                issuer: Some(issuer.clone()),
+                expires_at: Some(*expires_at),
+            },
+        }
     }
 }
 
