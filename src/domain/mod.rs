@@ -33,7 +33,7 @@ use crate::db::DbError;
 /// input carry text meant for the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No valid API token.
+    /// No valid API token or identity-provider token.
     #[error("authentication required")]
     Unauthenticated,
     /// A member whose role does not allow the operation.

@@ -122,7 +122,7 @@ fn flow_failure(failure: FlowFailure) -> async_graphql::Error {
 fn api_error(error: Error) -> async_graphql::Error {
     match error {
         Error::Unauthenticated => coded(
-            "authentication required: send a valid API token",
+            "authentication required: send a valid API token or identity-provider token",
             "UNAUTHENTICATED",
         ),
         Error::Forbidden(message) => coded(message, "FORBIDDEN"),
