@@ -70,6 +70,7 @@ fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::So
     let capped = Router::new()
         .route("/", get(console::index))
         .route("/console.js", get(console::script))
+        .route("/console/identity.json", get(console::identity))
         .route("/console.css", get(console::style))
         .route("/favicon.svg", get(console::icon))
         .route("/graphiql/{*file}", get(graphiql::asset))
@@ -221,7 +222,8 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
     http
 }
 
-const BAD_TOKEN: &str = "authentication required: send a valid API token or identity-provider token";
+const BAD_TOKEN: &str =
+    "authentication required: send a valid API token or identity-provider token";
 
 /// Whether the request says its body is JSON (`application/json`, any parameters).
 fn is_json(headers: &HeaderMap) -> bool {
