@@ -7,7 +7,8 @@
 // click, checks that the code left the address bar and what the tab keeps, that the person's
 // name and workspace appear and live updates connect, that the token is renewed silently before
 // it expires (the live connection, closed when its first token expired, comes back), signs
-// out, signs in again and, with no refresh token left, is told the session expired.
+// out, refuses a redirect back it did not start, signs in again and, with no refresh token
+// left, is told the session expired.
 //
 // Every step prints "ok - <step>"; the first failure prints the step and the reason, saves
 // console_identity-failure.png in E2E_OUTPUT and exits 1 (see kit.mjs). No address outside
@@ -94,6 +95,15 @@ async function scenario() {
     await page.locator('#sign-in').waitFor();
     check(await page.locator('#workbench').isHidden(), 'the workbench is hidden');
     check((await stored()).count === 0, 'nothing stays in sessionStorage');
+  });
+
+  await step('a redirect back this tab did not start is refused and its code never redeemed', async () => {
+    await page.goto(`${BASE}/?code=forged-code&state=forged-state&iss=${encodeURIComponent(BASE)}`);
+    await expectText(page.locator('#sign-in-error'), 'This sign-in was not started in this tab',
+      'the refusal');
+    const url = new URL(page.url());
+    check(url.search === '', `the code left the address bar: ${page.url()}`);
+    check(await page.locator('#workbench').isHidden(), 'not signed in');
   });
 
   await step('without a refresh token the session ends with a clear message', async () => {

@@ -360,9 +360,20 @@ async fn the_console_signs_in_with_the_identity_provider_in_a_real_browser() {
         ],
     )
     .await;
+    let issued = idp.issued_grants();
     assert!(
-        idp.issued_grants().iter().any(|g| g == "refresh_token"),
-        "the console renewed its token: {:?}",
-        idp.issued_grants()
+        issued.iter().any(|g| g == "refresh_token"),
+        "the console renewed its token: {issued:?}"
+    );
+    let token_requests = idp
+        .requests
+        .all()
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == "/token")
+        .count();
+    assert_eq!(
+        token_requests,
+        issued.len(),
+        "every code the console redeemed was its own: {issued:?}"
     );
 }
