@@ -12,6 +12,9 @@
 //! deterministically when another user has it. A sign-in is the first time a given token is
 //! verified on this process: then, when the provider maps memberships, the user's memberships
 //! are made to match the claim (see `workspaces::apply_granted_memberships`).
+//!
+//! Providers that name a console client are also offered to the built-in console, with their
+//! public endpoints from OpenID discovery ([`console`]).
 
 pub mod console;
 pub mod jwt;
