@@ -5,6 +5,14 @@
 // (`/graphql/ws`, graphql-transport-ws), both authenticated with the API token the person
 // pasted, which is kept in sessionStorage for this tab only.
 //
+// Or, when the server names identity providers for the console (`/console/identity.json`),
+// the person signs in with one: authorization code with PKCE (S256) as a public client, by a
+// full-page redirect that comes back to this page. The verifier, `state` and `nonce` live in
+// sessionStorage for that one round trip; the code is removed from the address bar at once and
+// redeemed at the provider's token endpoint (the only other origin the page may reach). The
+// access token (issued for Switchboard's audience) is then the bearer exactly like an API
+// token, and is renewed with the refresh token, when one was issued, before it expires.
+//
 // Rules this file keeps:
 // - Everything that comes from the API, from an MCP server or from a person is put on the
 //   page with textContent or DOM methods, never parsed as HTML.
@@ -23,6 +31,11 @@
 //   someone typed one), never read back: the API says only whether one is stored.
 
 const TOKEN_KEY = 'switchboard.console.token';
+// { issuer, refreshToken, expiresAt, lifetime } of a sign-in with an identity provider.
+const PROVIDER_SESSION_KEY = 'switchboard.console.provider-session';
+// { issuer, state, nonce, verifier, redirectUri } of the round trip to a provider under way.
+const PROVIDER_PENDING_KEY = 'switchboard.console.provider-pending';
+const SESSION_EXPIRED = 'Your session expired — sign in again.';
 const WORKSPACE_KEY = 'switchboard.console.workspace';
 
 const SERVER_FIELDS = `id name description url transport protocolVersion enabled authType headerNames
@@ -256,7 +269,9 @@ async function api(query, variables) {
   try {
     return await gql(query, variables);
   } catch (error) {
-    if (error.code === 'UNAUTHENTICATED') signOut('Your token is no longer accepted. Sign in again.');
+    if (error.code === 'UNAUTHENTICATED') {
+      signOut(providerSession() ? SESSION_EXPIRED : 'Your token is no longer accepted. Sign in again.');
+    }
     throw error;
   }
 }
@@ -321,6 +336,8 @@ const live = {
   subscriptionId: null,
   nextId: 0,
   wanted: false,
+  // The bearer the open socket was initialised with.
+  token: null,
 };
 
 function setLive(mode, text) {
@@ -367,6 +384,7 @@ function connectSocket() {
   live.acknowledged = false;
   live.subscriptionId = null;
   socket.addEventListener('open', () => {
+    live.token = state.token;
     socket.send(JSON.stringify({
       type: 'connection_init',
       payload: { Authorization: `Bearer ${state.token}` },
@@ -449,6 +467,15 @@ function onSocketClose(socket, event) {
   live.acknowledged = false;
   live.subscriptionId = null;
   if (!live.wanted) return;
+  if (event.code === 4401 && providerSession()) {
+    // The token the socket was opened with expired: open it again with the renewed one,
+    // renewing first when that has not happened yet.
+    const renewed = state.token !== live.token ? Promise.resolve(true) : renewProviderToken();
+    renewed.then((ok) => {
+      if (ok && live.wanted && !live.socket) connectSocket();
+    });
+    return;
+  }
   if (event.code === 4401 || event.code === 4403) {
     // The server refuses this session (a revoked token, a lost membership): reconnecting
     // would be refused the same way.
@@ -555,8 +582,13 @@ async function signIn(token) {
 function signOut(message = '') {
   liveStop();
   for (const id of [...state.flows.keys()]) finishFlow(id, true);
+  clearTimeout(renewal.timer);
+  renewal.timer = null;
+  renewal.running = null;
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(WORKSPACE_KEY);
+  sessionStorage.removeItem(PROVIDER_SESSION_KEY);
+  sessionStorage.removeItem(PROVIDER_PENDING_KEY);
   state.token = null;
   state.viewer = null;
   state.workspaces = [];
@@ -567,6 +599,248 @@ function signOut(message = '') {
   $('#workspace').replaceChildren();
   $('#notice').hidden = true;
   showSignIn(message);
+}
+
+
+// ---------------------------------------------------------------------------------------
+// Signing in with an identity provider (authorization code + PKCE, public client).
+
+// The providers the server offers: { issuer, display_name, client_id, scopes,
+// authorization_endpoint, token_endpoint, end_session_endpoint? }.
+let identityProviders = [];
+const renewal = { timer: null, running: null };
+
+function base64url(bytes) {
+  let binary = '';
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+function randomText(size = 32) {
+  const bytes = new Uint8Array(size);
+  crypto.getRandomValues(bytes);
+  return base64url(bytes);
+}
+
+async function s256(text) {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
+  return base64url(new Uint8Array(digest));
+}
+
+// The claims of a JWT, unverified (the provider's TLS answer vouches for it here; Switchboard
+// verifies the access token itself), or null.
+function jwtClaims(token) {
+  const part = typeof token === 'string' ? token.split('.')[1] : null;
+  if (!part) return null;
+  try {
+    const padded = part.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((part.length + 3) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return claims && typeof claims === 'object' ? claims : null;
+  } catch {
+    return null;
+  }
+}
+
+function readStored(key) {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(key) || 'null');
+    return value && typeof value === 'object' ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+function providerSession() {
+  return readStored(PROVIDER_SESSION_KEY);
+}
+
+function redirectUri() {
+  return new URL('/', window.location.href).href;
+}
+
+async function loadIdentityProviders() {
+  try {
+    const response = await fetch('/console/identity.json', { credentials: 'omit', cache: 'no-store' });
+    const body = response.ok ? await response.json() : null;
+    identityProviders = body && Array.isArray(body.providers) ? body.providers : [];
+  } catch {
+    identityProviders = [];
+  }
+  const buttons = identityProviders.map((provider) => button(
+    `Sign in with ${provider.display_name}`,
+    (event) => busy(event.currentTarget, () => beginProviderSignIn(provider))
+      .catch((error) => showSignIn(`Could not start signing in: ${error.message}`)),
+    { class: 'primary' },
+  ));
+  $('#provider-buttons').replaceChildren(...buttons);
+  $('#providers').hidden = buttons.length === 0;
+}
+
+async function beginProviderSignIn(provider) {
+  const pending = {
+    issuer: provider.issuer,
+    state: randomText(),
+    nonce: randomText(),
+    verifier: randomText(48),
+    redirectUri: redirectUri(),
+  };
+  sessionStorage.setItem(PROVIDER_PENDING_KEY, JSON.stringify(pending));
+  const url = new URL(provider.authorization_endpoint);
+  const params = {
+    response_type: 'code',
+    client_id: provider.client_id,
+    redirect_uri: pending.redirectUri,
+    scope: provider.scopes.join(' '),
+    state: pending.state,
+    code_challenge: await s256(pending.verifier),
+    code_challenge_method: 'S256',
+    nonce: pending.nonce,
+  };
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  window.location.assign(url.href);
+}
+
+class ProviderError extends Error {}
+
+// POST a form to the provider's token endpoint; the token response, or a ProviderError.
+async function tokenRequest(provider, fields) {
+  let response;
+  try {
+    response = await fetch(provider.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ProviderError(`${provider.display_name} could not be reached.`);
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = null;
+  }
+  if (!response.ok || !body || typeof body.access_token !== 'string' || !body.access_token) {
+    const reason = body && typeof body.error === 'string' ? ` (${body.error.slice(0, 64)})` : '';
+    throw new ProviderError(`${provider.display_name} did not issue a token${reason}.`);
+  }
+  return body;
+}
+
+// Keep what a token response brought, for this tab.
+function keepProviderTokens(provider, tokens, previous = null) {
+  const now = Date.now();
+  const seconds = Number(tokens.expires_in);
+  let expiresAt = null;
+  if (Number.isFinite(seconds) && seconds > 0) {
+    expiresAt = now + Math.min(seconds, 86400 * 365) * 1000;
+  } else {
+    const claims = jwtClaims(tokens.access_token);
+    if (claims && Number.isFinite(claims.exp)) expiresAt = claims.exp * 1000;
+  }
+  const session = {
+    issuer: provider.issuer,
+    refreshToken: typeof tokens.refresh_token === 'string' ? tokens.refresh_token
+      : (previous && previous.refreshToken) || null,
+    expiresAt,
+    lifetime: expiresAt ? Math.max(0, expiresAt - now) : null,
+  };
+  state.token = tokens.access_token;
+  sessionStorage.setItem(TOKEN_KEY, tokens.access_token);
+  sessionStorage.setItem(PROVIDER_SESSION_KEY, JSON.stringify(session));
+  scheduleRenewal();
+}
+
+// Renew ahead of expiry: a quarter of the lifetime early, at most a minute.
+function scheduleRenewal() {
+  clearTimeout(renewal.timer);
+  renewal.timer = null;
+  const session = providerSession();
+  if (!session || !session.expiresAt) return;
+  const margin = Math.min(60000, (session.lifetime || 0) / 4);
+  const delay = Math.max(0, session.expiresAt - margin - Date.now());
+  renewal.timer = setTimeout(() => {
+    renewProviderToken();
+  }, Math.min(delay, 2 ** 31 - 1));
+}
+
+// Renew the token with the refresh token; true when it was renewed. Without a refresh token,
+// or when renewal fails, the person is signed out with SESSION_EXPIRED.
+function renewProviderToken() {
+  if (renewal.running) return renewal.running;
+  renewal.running = (async () => {
+    const session = providerSession();
+    const provider = session && identityProviders.find((p) => p.issuer === session.issuer);
+    if (!session || !provider || !session.refreshToken) {
+      if (session) signOut(SESSION_EXPIRED);
+      return false;
+    }
+    try {
+      const tokens = await tokenRequest(provider, {
+        grant_type: 'refresh_token',
+        refresh_token: session.refreshToken,
+        client_id: provider.client_id,
+      });
+      if (!providerSession()) return false;
+      keepProviderTokens(provider, tokens, session);
+      return true;
+    } catch {
+      if (providerSession()) signOut(SESSION_EXPIRED);
+      return false;
+    }
+  })().finally(() => {
+    renewal.running = null;
+  });
+  return renewal.running;
+}
+
+// The page was opened by the provider's redirect back: check it, redeem the code, sign in.
+async function finishProviderSignIn(params) {
+  // The code leaves the address bar (and the history) before anything else happens.
+  window.history.replaceState(null, '', window.location.pathname);
+  const pending = readStored(PROVIDER_PENDING_KEY);
+  sessionStorage.removeItem(PROVIDER_PENDING_KEY);
+  if (!pending || params.get('state') !== pending.state) {
+    showSignIn('This sign-in was not started in this tab, or it was already used. Sign in again.');
+    return;
+  }
+  const provider = identityProviders.find((p) => p.issuer === pending.issuer);
+  if (!provider) {
+    showSignIn('This identity provider is not offered any more.');
+    return;
+  }
+  if (params.has('iss') && params.get('iss') !== provider.issuer) {
+    showSignIn(`The answer did not come from ${provider.display_name}. Sign in again.`);
+    return;
+  }
+  if (params.has('error') || !params.get('code')) {
+    const reason = (params.get('error') || 'no code').slice(0, 64);
+    showSignIn(`${provider.display_name} did not sign you in (${reason}).`);
+    return;
+  }
+  try {
+    const tokens = await tokenRequest(provider, {
+      grant_type: 'authorization_code',
+      code: params.get('code'),
+      code_verifier: pending.verifier,
+      client_id: provider.client_id,
+      redirect_uri: pending.redirectUri,
+    });
+    const identity = typeof tokens.id_token === 'string' ? jwtClaims(tokens.id_token) : null;
+    if (typeof tokens.id_token === 'string' && (!identity || identity.nonce !== pending.nonce)) {
+      throw new ProviderError(`The answer of ${provider.display_name} was not for this sign-in.`);
+    }
+    keepProviderTokens(provider, tokens);
+    await signIn(tokens.access_token);
+  } catch (error) {
+    const text = error instanceof ApiError && error.code === 'UNAUTHENTICATED'
+      ? `Switchboard did not accept the token of ${provider.display_name}.`
+      : error instanceof ProviderError ? error.message : describeError(error);
+    signOut(text);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -2409,16 +2683,26 @@ function wire() {
 
 async function main() {
   wire();
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (!token) {
+  await loadIdentityProviders();
+  const params = new URLSearchParams(window.location.search);
+  if (params.has('state') && (params.has('code') || params.has('error'))) {
+    await finishProviderSignIn(params);
+    return;
+  }
+  if (!sessionStorage.getItem(TOKEN_KEY)) {
     showSignIn();
     return;
   }
+  // A provider's token that expired while the page was closed is renewed first.
+  const session = providerSession();
+  if (session && session.expiresAt && session.expiresAt <= Date.now() && !(await renewProviderToken())) return;
+  const token = sessionStorage.getItem(TOKEN_KEY);
   try {
     await signIn(token);
+    scheduleRenewal();
   } catch (error) {
     if (error instanceof ApiError && error.code === 'UNAUTHENTICATED') {
-      signOut('Your token is no longer accepted. Sign in again.');
+      signOut(providerSession() ? SESSION_EXPIRED : 'Your token is no longer accepted. Sign in again.');
     } else {
       // Keep the token: the server may just be restarting.
       showSignIn(`Could not reach the server: ${describeError(error)}`);

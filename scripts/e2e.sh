@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Browser tests of the built-in console (driven in Chromium through the OAuth popup flow) and
-# of GraphiQL at /graphql (docs, history, queries and a subscription with a pasted token).
+# Browser tests of the built-in console (driven in Chromium through the OAuth popup flow, and
+# signing in with an identity provider) and of GraphiQL at /graphql (docs, history, queries and
+# a subscription with a pasted token).
 #
 #   scripts/e2e.sh
 #
@@ -8,12 +9,13 @@
 #    (apt-get install -y --no-install-recommends chromium; as root, or through sudo).
 # 2. Installs playwright-core, pinned by e2e/package-lock.json, with `npm ci` into
 #    e2e/node_modules (git-ignored). It downloads no browser of its own.
-# 3. Runs the ignored browser tests of tests/console.rs and tests/graphiql.rs, one at a time:
-#    each starts Switchboard, a fake authorization server and fake MCP servers on 127.0.0.1
-#    and runs e2e/console.test.mjs or e2e/graphiql.test.mjs (Node 20 or newer) against them.
+# 3. Runs the ignored browser tests of tests/console.rs, tests/console_identity.rs and
+#    tests/graphiql.rs, one at a time: each starts Switchboard and its fakes (authorization
+#    server, OpenID provider, MCP servers) on 127.0.0.1 and runs e2e/console.test.mjs,
+#    e2e/console_identity.test.mjs or e2e/graphiql.test.mjs (Node 20 or newer) against them.
 #
 # Screenshots land in target/e2e/: console.png, console-narrow.png and graphiql.png on
-# success, <scenario>-failure.png when a step fails. Optional environment: CHROMIUM_PATH
+# success, <scenario>-failure.png (console, console_identity, graphiql) when a step fails. Optional environment: CHROMIUM_PATH
 # (default /usr/bin/chromium).
 set -euo pipefail
 
@@ -52,7 +54,7 @@ fi
 say "npm ci in e2e/"
 (cd "$ROOT/e2e" && npm ci --no-audit --no-fund --ignore-scripts)
 
-say "cargo test --test main -- --ignored --test-threads=1 console:: graphiql::"
-cargo test --test main -- --ignored --test-threads=1 console:: graphiql::
+say "cargo test --test main -- --ignored --test-threads=1 console:: console_identity:: graphiql::"
+cargo test --test main -- --ignored --test-threads=1 console:: console_identity:: graphiql::
 
 say "e2e passed in $((SECONDS - START))s; screenshots in target/e2e/"

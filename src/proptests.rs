@@ -141,6 +141,7 @@ proptest! {
             subject_claim: "sub".into(),
             name_claim: Some("name".into()),
             memberships_claim: Some("workspaces".into()),
+            console: None,
         };
         if let serde_json::Value::Object(claims) = claims {
             let _ = jwt::check_claims(&claims, &provider, now);

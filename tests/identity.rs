@@ -31,6 +31,7 @@ fn provider(idp: &FakeOidc) -> Provider {
         subject_claim: "sub".to_owned(),
         name_claim: Some("name".to_owned()),
         memberships_claim: None,
+        console: None,
     }
 }
 
@@ -444,6 +445,7 @@ async fn claimed_memberships_follow_each_sign_in() {
     let idp = FakeOidc::start(&[KeyAlg::Es256]).await;
     let mapped = Provider {
         memberships_claim: Some(MEMBERS_CLAIM.to_owned()),
+        console: None,
         ..provider(&idp)
     };
     let t = start(vec![mapped]).await;
@@ -723,6 +725,7 @@ async fn a_membership_no_longer_claimed_revokes_the_users_grants() {
     let idp = FakeOidc::start(&[KeyAlg::Es256]).await;
     let mapped = Provider {
         memberships_claim: Some(MEMBERS_CLAIM.to_owned()),
+        console: None,
         ..provider(&idp)
     };
     let t = start(vec![mapped]).await;

@@ -15,6 +15,7 @@ mod audit_retention;
 mod binary;
 mod cli;
 mod console;
+mod console_identity;
 mod domain_rules;
 mod faults;
 mod grants;

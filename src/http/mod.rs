@@ -70,6 +70,7 @@ fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::So
     let capped = Router::new()
         .route("/", get(console::index))
         .route("/console.js", get(console::script))
+        .route("/console/identity.json", get(console::identity))
         .route("/console.css", get(console::style))
         .route("/favicon.svg", get(console::icon))
         .route("/graphiql/{*file}", get(graphiql::asset))

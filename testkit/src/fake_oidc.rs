@@ -9,7 +9,15 @@
 //!
 //! Besides well-formed tokens it mints the classic forgeries: unsigned (`alg: none`) and HS256
 //! with a public key as the HMAC secret ([`FakeOidc::mint_hs256`]).
+//!
+//! For a browser signing in it is also an authorization server for public clients
+//! ([`FakeOidc::register_client`]): `/authorize` checks the client, its exact redirect URI and
+//! an S256 PKCE challenge, then at once redirects back with a code, the `state` and `iss` for
+//! the configured user ([`FakeOidc::set_user`]); `/token` (CORS for the client's origin)
+//! redeems a code once against its verifier and issues an access token JWT for the audience,
+//! an ID token carrying the `nonce`, and, when enabled, a refresh token that rotates on use.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,15 +28,15 @@ use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair,
 };
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
 
-use crate::fake_http::{self, RequestLog, ServerTask};
+use crate::fake_http::{self, RequestLog, ServerTask, parse_form, pkce_challenge};
 
 /// The audience tokens are minted for unless a test says otherwise.
 pub const DEFAULT_AUDIENCE: &str = "switchboard";
@@ -85,11 +93,60 @@ struct Key {
     published: bool,
 }
 
+/// A code issued by `/authorize`, redeemable once.
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    scope: String,
+    nonce: Option<String>,
+}
+
+/// A refresh token's grant.
+struct RefreshGrant {
+    client_id: String,
+    scope: String,
+}
+
+/// How the provider signs people in through `/authorize` and `/token`.
+struct SignInSettings {
+    /// Public clients: id and exact redirect URI.
+    clients: Vec<(String, String)>,
+    /// The person signed in at once: subject and name.
+    user: Option<(String, String)>,
+    audience: String,
+    token_lifetime_secs: i64,
+    refresh_tokens: bool,
+    codes: HashMap<String, PendingCode>,
+    refresh: HashMap<String, RefreshGrant>,
+    /// Claims added to every access token.
+    extra_claims: Value,
+    /// The grant types of the tokens issued, in order.
+    issued: Vec<String>,
+}
+
+impl Default for SignInSettings {
+    fn default() -> SignInSettings {
+        SignInSettings {
+            clients: Vec::new(),
+            user: None,
+            audience: DEFAULT_AUDIENCE.to_owned(),
+            token_lifetime_secs: 300,
+            refresh_tokens: false,
+            codes: HashMap::new(),
+            refresh: HashMap::new(),
+            extra_claims: json!({}),
+            issued: Vec::new(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct ProviderState {
     keys: Vec<Key>,
     behaviour: Behaviour,
     next_kid: usize,
+    sign_in: SignInSettings,
 }
 
 /// A running fake OpenID provider.
@@ -116,6 +173,8 @@ impl FakeOidc {
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
+            .route("/authorize", get(authorize))
+            .route("/token", post(token).options(token_preflight))
             .with_state(shared);
         let task = fake_http::serve(listener, requests.record(router));
         let provider = FakeOidc {
@@ -200,6 +259,46 @@ impl FakeOidc {
             .count()
     }
 
+    /// Accept the public client `client_id`, redirecting only to exactly `redirect_uri`; the
+    /// token endpoint allows the redirect URI's origin (CORS).
+    pub fn register_client(&self, client_id: &str, redirect_uri: &str) {
+        self.state()
+            .sign_in
+            .clients
+            .push((client_id.to_owned(), redirect_uri.to_owned()));
+    }
+
+    /// The person `/authorize` signs in at once: their subject and `name` claim.
+    pub fn set_user(&self, subject: &str, name: &str) {
+        self.state().sign_in.user = Some((subject.to_owned(), name.to_owned()));
+    }
+
+    /// The `aud` of the access tokens `/token` issues (default [`DEFAULT_AUDIENCE`]).
+    pub fn set_audience(&self, audience: &str) {
+        self.state().sign_in.audience = audience.to_owned();
+    }
+
+    /// How long the tokens `/token` issues last (default 300 s).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.state().sign_in.token_lifetime_secs =
+            i64::try_from(lifetime.as_secs()).expect("lifetime fits");
+    }
+
+    /// Whether `/token` issues refresh tokens (default not).
+    pub fn set_refresh_tokens(&self, issue: bool) {
+        self.state().sign_in.refresh_tokens = issue;
+    }
+
+    /// Claims merged into every access token `/token` issues (e.g. memberships).
+    pub fn set_extra_claims(&self, claims: Value) {
+        self.state().sign_in.extra_claims = claims;
+    }
+
+    /// The grant type of each token `/token` issued, in order.
+    pub fn issued_grants(&self) -> Vec<String> {
+        self.state().sign_in.issued.clone()
+    }
+
     /// Claims of a well-formed token for `subject`: this issuer, [`DEFAULT_AUDIENCE`], issued
     /// now and expiring in five minutes.
     pub fn claims(&self, subject: &str) -> Value {
@@ -222,30 +321,7 @@ impl FakeOidc {
             .iter()
             .find(|k| k.kid == kid)
             .expect("known key id");
-        let mut full = json!({ "alg": key.alg.name(), "kid": key.kid, "typ": "JWT" });
-        merge(&mut full, header);
-        let input = signing_input(&full, claims);
-        let rng = SystemRandom::new();
-        let signature = match &key.pair {
-            Pair::Rsa(pair) => {
-                let mut signature = vec![0; pair.public_modulus_len()];
-                pair.sign(
-                    &signature::RSA_PKCS1_SHA256,
-                    &rng,
-                    input.as_bytes(),
-                    &mut signature,
-                )
-                .expect("RSA signature");
-                signature
-            }
-            Pair::Ec(pair) => pair
-                .sign(&rng, input.as_bytes())
-                .expect("ECDSA signature")
-                .as_ref()
-                .to_vec(),
-            Pair::Ed(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
-        };
-        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        sign(key, header, claims)
     }
 
     /// A token signed by key `kid` with `claims` and the default header.
@@ -279,6 +355,51 @@ pub fn now_secs() -> i64 {
         .expect("clock after 1970")
         .as_secs();
     i64::try_from(secs).expect("seconds fit")
+}
+
+/// A token signed by `key` with `claims`; the header is `{"alg", "kid", "typ"}` with `header`
+/// merged over it.
+fn sign(key: &Key, header: Value, claims: &Value) -> String {
+    let mut full = json!({ "alg": key.alg.name(), "kid": key.kid, "typ": "JWT" });
+    merge(&mut full, header);
+    let input = signing_input(&full, claims);
+    let rng = SystemRandom::new();
+    let signature = match &key.pair {
+        Pair::Rsa(pair) => {
+            let mut signature = vec![0; pair.public_modulus_len()];
+            pair.sign(
+                &signature::RSA_PKCS1_SHA256,
+                &rng,
+                input.as_bytes(),
+                &mut signature,
+            )
+            .expect("RSA signature");
+            signature
+        }
+        Pair::Ec(pair) => pair
+            .sign(&rng, input.as_bytes())
+            .expect("ECDSA signature")
+            .as_ref()
+            .to_vec(),
+        Pair::Ed(pair) => pair.sign(input.as_bytes()).as_ref().to_vec(),
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// Whether `verifier` is a well-formed PKCE code verifier (RFC 7636: 43 to 128 unreserved
+/// characters) whose S256 transform is `challenge`.
+pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'));
+    well_formed && pkce_challenge(verifier) == challenge
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut bytes).expect("random bytes");
+    b64(&bytes)
 }
 
 fn merge(base: &mut Value, patch: Value) {
@@ -423,4 +544,174 @@ async fn jwks(State((_, state)): State<Shared>) -> Response {
     let mut document = Map::new();
     document.insert("keys".into(), Value::Array(keys));
     axum::Json(Value::Object(document)).into_response()
+}
+
+fn refuse(status: StatusCode, error: &str) -> Response {
+    (status, axum::Json(json!({ "error": error }))).into_response()
+}
+
+/// `GET /authorize`: checks the request, then redirects back at once for the configured user.
+async fn authorize(State((issuer, state)): State<Shared>, RawQuery(query): RawQuery) -> Response {
+    let query = parse_form(query.unwrap_or_default().as_bytes());
+    let field = |name: &str| query.get(name).cloned().unwrap_or_default();
+    let mut state = state.lock().expect("fake provider state");
+    let sign_in = &mut state.sign_in;
+    let (client_id, redirect_uri) = (field("client_id"), field("redirect_uri"));
+    if !sign_in
+        .clients
+        .iter()
+        .any(|(id, uri)| *id == client_id && *uri == redirect_uri)
+    {
+        // Never redirect to a URI not registered for the client.
+        return refuse(StatusCode::BAD_REQUEST, "invalid_client_or_redirect_uri");
+    }
+    if field("response_type") != "code"
+        || field("code_challenge_method") != "S256"
+        || field("code_challenge").len() != 43
+    {
+        return refuse(StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    if sign_in.user.is_none() {
+        return refuse(StatusCode::FORBIDDEN, "access_denied");
+    }
+    let code = random_token();
+    sign_in.codes.insert(
+        code.clone(),
+        PendingCode {
+            client_id,
+            redirect_uri: redirect_uri.clone(),
+            challenge: field("code_challenge"),
+            scope: field("scope"),
+            nonce: query.get("nonce").cloned(),
+        },
+    );
+    let mut back = url::Url::parse(&redirect_uri).expect("registered redirect URIs are URLs");
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", &field("state"))
+        .append_pair("iss", &issuer);
+    (
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, back.to_string())],
+    )
+        .into_response()
+}
+
+/// The CORS headers for `origin` when it is a registered client's.
+fn cors(state: &ProviderState, headers: &HeaderMap) -> Vec<(header::HeaderName, HeaderValue)> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return Vec::new();
+    };
+    let allowed = state.sign_in.clients.iter().any(|(_, uri)| {
+        url::Url::parse(uri).is_ok_and(|u| u.origin().ascii_serialization() == origin)
+    });
+    match (allowed, HeaderValue::from_str(origin)) {
+        (true, Ok(value)) => vec![
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, value),
+            (header::VARY, HeaderValue::from_static("origin")),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+async fn token_preflight(State((_, state)): State<Shared>, headers: HeaderMap) -> Response {
+    let state = state.lock().expect("fake provider state");
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    for (name, value) in cors(&state, &headers) {
+        response.headers_mut().insert(name, value);
+    }
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST"),
+    );
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
+    );
+    response
+}
+
+/// `POST /token`: redeems a code (once, against its PKCE verifier) or a refresh token
+/// (rotated).
+async fn token(
+    State((issuer, state)): State<Shared>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let form = parse_form(body.as_bytes());
+    let field = |name: &str| form.get(name).cloned().unwrap_or_default();
+    let mut state = state.lock().expect("fake provider state");
+    let cors = cors(&state, &headers);
+    let answer = |response: Response| {
+        let mut response = response;
+        for (name, value) in cors.clone() {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    };
+    let grant_type = field("grant_type");
+    let (scope, nonce) = match grant_type.as_str() {
+        "authorization_code" => {
+            // The code is spent by any attempt, so a replay after a failure fails too.
+            let Some(pending) = state.sign_in.codes.remove(&field("code")) else {
+                return answer(refuse(StatusCode::BAD_REQUEST, "invalid_grant"));
+            };
+            if pending.client_id != field("client_id")
+                || pending.redirect_uri != field("redirect_uri")
+                || !pkce_s256_matches(&field("code_verifier"), &pending.challenge)
+            {
+                return answer(refuse(StatusCode::BAD_REQUEST, "invalid_grant"));
+            }
+            (pending.scope, pending.nonce)
+        }
+        "refresh_token" => {
+            let Some(grant) = state.sign_in.refresh.remove(&field("refresh_token")) else {
+                return answer(refuse(StatusCode::BAD_REQUEST, "invalid_grant"));
+            };
+            if grant.client_id != field("client_id") {
+                return answer(refuse(StatusCode::BAD_REQUEST, "invalid_grant"));
+            }
+            (grant.scope, None)
+        }
+        _ => return answer(refuse(StatusCode::BAD_REQUEST, "unsupported_grant_type")),
+    };
+    let Some((subject, name)) = state.sign_in.user.clone() else {
+        return answer(refuse(StatusCode::BAD_REQUEST, "invalid_grant"));
+    };
+    let Some(key) = state.keys.iter().find(|k| k.published) else {
+        return answer(refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error"));
+    };
+    let now = now_secs();
+    let lifetime = state.sign_in.token_lifetime_secs;
+    let mut access_claims = json!({
+        "iss": issuer, "aud": state.sign_in.audience, "sub": subject, "name": name,
+        "scope": scope, "iat": now, "exp": now + lifetime,
+    });
+    merge(&mut access_claims, state.sign_in.extra_claims.clone());
+    let access = sign(key, json!({}), &access_claims);
+    let client_id = field("client_id");
+    let mut id_claims = json!({
+        "iss": issuer, "aud": client_id, "sub": subject, "iat": now, "exp": now + lifetime,
+    });
+    if let Some(nonce) = nonce {
+        id_claims["nonce"] = json!(nonce);
+    }
+    let id_token = sign(key, json!({}), &id_claims);
+    let mut document = json!({
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": lifetime,
+        "scope": scope,
+        "id_token": id_token,
+    });
+    if state.sign_in.refresh_tokens {
+        let refresh = random_token();
+        state
+            .sign_in
+            .refresh
+            .insert(refresh.clone(), RefreshGrant { client_id, scope });
+        document["refresh_token"] = json!(refresh);
+    }
+    state.sign_in.issued.push(grant_type);
+    answer(([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response())
 }

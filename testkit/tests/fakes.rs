@@ -3412,3 +3412,21 @@ async fn the_legacy_default_answers_discover_as_unknown() {
         "Bad Request: Mcp-Session-Id header is required"
     );
 }
+
+#[test]
+fn the_fake_provider_checks_pkce_verifiers_as_rfc_7636_says() {
+    use switchboard_testkit::fake_oidc::pkce_s256_matches;
+    // RFC 7636, appendix B.
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    assert!(pkce_s256_matches(verifier, challenge));
+    assert!(!pkce_s256_matches(&verifier.replace('d', "e"), challenge));
+    assert!(!pkce_s256_matches(verifier, &challenge.replace('E', "F")));
+    // Malformed verifiers fail even when their transform matches.
+    for malformed in ["short", &"a".repeat(129), &format!("{verifier} ")] {
+        assert!(
+            !pkce_s256_matches(malformed, &pkce_challenge(malformed)),
+            "{malformed}"
+        );
+    }
+}

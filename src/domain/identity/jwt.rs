@@ -509,6 +509,7 @@ mod tests {
             subject_claim: "sub".into(),
             name_claim: Some("name".into()),
             memberships_claim: None,
+            console: None,
         }
     }
 
@@ -766,6 +767,7 @@ mod tests {
 
         let mapped = Provider {
             memberships_claim: Some("switchboard_workspaces".into()),
+            console: None,
             ..provider()
         };
         let identity = check_claims(

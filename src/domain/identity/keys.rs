@@ -145,9 +145,11 @@ async fn fetch_keys(
     jwt::parse_key_set(&document)
 }
 
-/// The `jwks_uri` of the issuer's OpenID configuration, whose `issuer` must be the one
-/// configured.
-async fn discover(http: &GuardedClient, issuer: &str) -> Result<Url, JwtError> {
+/// The issuer's OpenID configuration, whose `issuer` must be the one configured.
+pub(super) async fn discovery_document(
+    http: &GuardedClient,
+    issuer: &str,
+) -> Result<Value, JwtError> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
@@ -159,6 +161,12 @@ async fn discover(http: &GuardedClient, issuer: &str) -> Result<Url, JwtError> {
             "the OpenID configuration names another issuer".to_owned(),
         ));
     }
+    Ok(document)
+}
+
+/// The `jwks_uri` of the issuer's OpenID configuration.
+async fn discover(http: &GuardedClient, issuer: &str) -> Result<Url, JwtError> {
+    let document = discovery_document(http, issuer).await?;
     let jwks_uri = document
         .get("jwks_uri")
         .and_then(Value::as_str)
@@ -211,6 +219,7 @@ mod tests {
             subject_claim: "sub".into(),
             name_claim: None,
             memberships_claim: None,
+            console: None,
         }
     }
 

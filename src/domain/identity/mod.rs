@@ -12,7 +12,11 @@
 //! deterministically when another user has it. A sign-in is the first time a given token is
 //! verified on this process: then, when the provider maps memberships, the user's memberships
 //! are made to match the claim (see `workspaces::apply_granted_memberships`).
+//!
+//! Providers that name a console client are also offered to the built-in console, with their
+//! public endpoints from OpenID discovery ([`console`]).
 
+pub mod console;
 pub mod jwt;
 pub mod keys;
 pub mod provider;
@@ -22,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
+use self::console::{ConsoleProvider, EndpointCache};
 use self::jwt::{Identity, JwtError, KeyMatch};
 use self::keys::{ProviderKeys, Want};
 pub use self::provider::{KeySource, Provider, parse_providers};
@@ -43,6 +48,8 @@ const SIGNED_IN_KEPT: usize = 10_000;
 pub struct IdentityState {
     /// Each provider with its key cache, shared by the providers of one issuer and key source.
     providers: Vec<(Provider, Arc<ProviderKeys>)>,
+    /// The endpoints of each provider the console signs in with, by index in `providers`.
+    console: Vec<(usize, EndpointCache)>,
     /// Hashes of tokens already signed in with, and their expiry (seconds since the epoch).
     signed_in: Mutex<HashMap<String, i64>>,
     /// Held while a sign-in applies claimed memberships, so that concurrent first requests
@@ -70,8 +77,15 @@ impl IdentityState {
                 .map_or_else(Arc::default, |(_, keys)| keys.clone());
             with_keys.push((provider, keys));
         }
+        let console = with_keys
+            .iter()
+            .enumerate()
+            .filter(|(_, (p, _))| p.console.is_some())
+            .map(|(index, _)| (index, EndpointCache::default()))
+            .collect();
         IdentityState {
             providers: with_keys,
+            console,
             signed_in: Mutex::default(),
             applying: tokio::sync::Mutex::const_new(()),
         }
@@ -80,6 +94,22 @@ impl IdentityState {
     /// Whether any provider is configured (else only API tokens authenticate).
     pub fn is_configured(&self) -> bool {
         !self.providers.is_empty()
+    }
+
+    /// The providers the console can sign in with now: those naming a console client whose
+    /// OpenID configuration could be read (in the order configured).
+    pub async fn console_providers(&self, http: &GuardedClient) -> Vec<ConsoleProvider> {
+        let lookups = self.console.iter().map(|(index, cache)| async move {
+            let (provider, _) = self.providers.get(*index)?;
+            let client = provider.console.as_ref()?;
+            let endpoints = cache.get(http, &provider.issuer).await?;
+            Some(console::describe(provider, client, &endpoints))
+        });
+        futures_util::future::join_all(lookups)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Verify `token` at `now` (seconds since the epoch) against the providers of its issuer.

@@ -10,11 +10,17 @@
 //!   "required_scope": "switchboard",
 //!   "subject_claim": "sub",
 //!   "name_claim": "name",
-//!   "memberships_claim": "switchboard_workspaces"
+//!   "memberships_claim": "switchboard_workspaces",
+//!   "console_client_id": "switchboard-console",
+//!   "console_scopes": ["openid", "switchboard"],
+//!   "display_name": "Example ID"
 //! }]
 //! ```
 //!
-//! `issuer` and `audience` are required. Without `jwks_uri` the keys are found through OpenID
+//! `issuer` and `audience` are required. With `console_client_id` (a public client registered
+//! at the provider, without a secret) the console offers to sign in with the provider;
+//! `console_scopes` (default `openid` and the `required_scope`) and `display_name` (default the
+//! issuer's host) only go with it. Without `jwks_uri` the keys are found through OpenID
 //! discovery (`{issuer}/.well-known/openid-configuration`). Unknown fields are refused, so a
 //! misspelt setting stops start-up instead of being ignored.
 
@@ -55,7 +61,23 @@ pub struct Provider {
     /// The claim mapping workspaces to roles, applied on each sign-in; `None` leaves
     /// memberships alone.
     pub memberships_claim: Option<String>,
+    /// How the console signs in with this provider, when it does.
+    pub console: Option<ConsoleClient>,
 }
+
+/// The console's public client at a provider (authorization code with PKCE, no secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleClient {
+    /// The client id registered at the provider.
+    pub client_id: String,
+    /// The scopes the console asks for.
+    pub scopes: Vec<String>,
+    /// The name shown on the sign-in button.
+    pub display_name: String,
+}
+
+/// Most scopes the console asks one provider for.
+pub const MAX_CONSOLE_SCOPES: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,6 +89,9 @@ struct RawProvider {
     subject_claim: Option<String>,
     name_claim: Option<String>,
     memberships_claim: Option<String>,
+    console_client_id: Option<String>,
+    console_scopes: Option<Vec<String>>,
+    display_name: Option<String>,
 }
 
 /// Parse and check the providers file's text. Errors name the provider (by position, from 1)
@@ -111,6 +136,14 @@ pub fn parse_providers(text: &str) -> Result<Vec<Provider>, String> {
         }
         let subject_claim =
             claim("subject_claim", raw.subject_claim)?.unwrap_or_else(|| "sub".to_owned());
+        let console = console_client(
+            &issuer,
+            required_scope.as_deref(),
+            raw.console_client_id,
+            raw.console_scopes,
+            raw.display_name,
+        )
+        .map_err(|(field, problem)| at(field, &problem))?;
         let provider = Provider {
             issuer,
             keys,
@@ -119,6 +152,7 @@ pub fn parse_providers(text: &str) -> Result<Vec<Provider>, String> {
             subject_claim,
             name_claim: claim("name_claim", raw.name_claim)?,
             memberships_claim: claim("memberships_claim", raw.memberships_claim)?,
+            console,
         };
         if providers
             .iter()
@@ -129,6 +163,74 @@ pub fn parse_providers(text: &str) -> Result<Vec<Provider>, String> {
         providers.push(provider);
     }
     Ok(providers)
+}
+
+/// The console's client at a provider, from its three optional fields; an error names the field.
+fn console_client(
+    issuer: &str,
+    required_scope: Option<&str>,
+    client_id: Option<String>,
+    scopes: Option<Vec<String>>,
+    display_name: Option<String>,
+) -> Result<Option<ConsoleClient>, (&'static str, String)> {
+    let Some(client_id) = client_id.map(|id| id.trim().to_owned()) else {
+        if scopes.is_some() {
+            return Err(("console_scopes", "needs console_client_id".to_owned()));
+        }
+        if display_name.is_some() {
+            return Err(("display_name", "needs console_client_id".to_owned()));
+        }
+        return Ok(None);
+    };
+    let printable = |text: &str| !text.chars().any(char::is_control);
+    if client_id.is_empty() || client_id.len() > 256 || !printable(&client_id) {
+        return Err((
+            "console_client_id",
+            "must be 1 to 256 printable characters".to_owned(),
+        ));
+    }
+    let scopes = match scopes {
+        None => std::iter::once("openid")
+            .chain(required_scope.filter(|s| *s != "openid"))
+            .map(str::to_owned)
+            .collect(),
+        Some(scopes) => {
+            if scopes.is_empty() || scopes.len() > MAX_CONSOLE_SCOPES {
+                return Err((
+                    "console_scopes",
+                    format!("must list 1 to {MAX_CONSOLE_SCOPES} scopes"),
+                ));
+            }
+            let valid = |s: &String| {
+                !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+            };
+            if !scopes.iter().all(valid) || scopes.iter().any(|s| s.contains(['"', '\\'])) {
+                return Err((
+                    "console_scopes",
+                    "must be single scopes of 1 to 128 characters".to_owned(),
+                ));
+            }
+            scopes
+        }
+    };
+    let display_name = match display_name.map(|name| name.trim().to_owned()) {
+        Some(name) if name.is_empty() || name.chars().count() > 64 || !printable(&name) => {
+            return Err((
+                "display_name",
+                "must be 1 to 64 printable characters".to_owned(),
+            ));
+        }
+        Some(name) => name,
+        None => Url::parse(issuer)
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_owned))
+            .unwrap_or_else(|| issuer.to_owned()),
+    };
+    Ok(Some(ConsoleClient {
+        client_id,
+        scopes,
+        display_name,
+    }))
 }
 
 /// An issuer or key set URL: absolute http(s) without credentials, query or fragment, and
@@ -169,6 +271,7 @@ mod tests {
                 subject_claim: "sub".into(),
                 name_claim: None,
                 memberships_claim: None,
+                console: None,
             }]
         );
         let full = parse_providers(
@@ -184,6 +287,59 @@ mod tests {
         );
         assert_eq!(full[0].subject_claim, "oid");
         assert!(parse_providers("[]").unwrap().is_empty());
+    }
+
+    #[test]
+    fn console_fields_default_to_openid_the_required_scope_and_the_host() {
+        let providers = parse_providers(
+            r#"[{"issuer": "https://id.example.com/tenant", "audience": "sb",
+                 "required_scope": "api", "console_client_id": " console "}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            providers[0].console,
+            Some(ConsoleClient {
+                client_id: "console".into(),
+                scopes: vec!["openid".into(), "api".into()],
+                display_name: "id.example.com".into(),
+            })
+        );
+        let chosen = parse_providers(
+            r#"[{"issuer": "https://id.example.com", "audience": "sb",
+                 "console_client_id": "c", "console_scopes": ["openid", "profile"],
+                 "display_name": "Example ID"}]"#,
+        )
+        .unwrap();
+        let console = chosen[0].console.clone().unwrap();
+        assert_eq!(console.scopes, ["openid", "profile"]);
+        assert_eq!(console.display_name, "Example ID");
+    }
+
+    #[test]
+    fn console_field_errors_name_the_field() {
+        let cases = [
+            (r#""console_scopes": ["openid"]"#, "console_scopes"),
+            (r#""display_name": "X""#, "display_name"),
+            (r#""console_client_id": """#, "console_client_id"),
+            (r#""console_client_id": "a\u0000b""#, "console_client_id"),
+            (
+                r#""console_client_id": "c", "console_scopes": []"#,
+                "console_scopes",
+            ),
+            (
+                r#""console_client_id": "c", "console_scopes": ["a b"]"#,
+                "console_scopes",
+            ),
+            (
+                r#""console_client_id": "c", "display_name": " ""#,
+                "display_name",
+            ),
+        ];
+        for (fields, named) in cases {
+            let text = format!(r#"[{{"issuer": "https://a", "audience": "x", {fields}}}]"#);
+            let error = parse_providers(&text).expect_err(&text);
+            assert!(error.contains(named), "{text}: {error}");
+        }
     }
 
     #[test]
