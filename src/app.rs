@@ -114,6 +114,29 @@ pub fn start_background_tasks(app: &AppHandle) {
             },
         );
     }
+    // The console's sign-in endpoints are read from start-up on and kept fresh, so the page
+    // never waits for an identity provider.
+    if app.identity.offers_console_sign_in() {
+        let handle = app.clone();
+        let first = std::sync::atomic::AtomicBool::new(true);
+        tasks.spawn(
+            "console_identity_warm",
+            move || {
+                if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    std::time::Duration::ZERO
+                } else {
+                    crate::domain::identity::CONSOLE_WARM_EVERY
+                }
+            },
+            move || {
+                let app = handle.clone();
+                async move {
+                    app.identity.warm_console_providers(&app.http).await;
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            },
+        );
+    }
     // Stateless servers that say their tools changed are listed again at once.
     let listeners = app.config.catalogue_listeners;
     if listeners > 0 {

@@ -377,3 +377,22 @@ async fn the_console_signs_in_with_the_identity_provider_in_a_real_browser() {
         "every code the console redeemed was its own: {issued:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warmed_endpoints_serve_the_page_while_the_provider_is_slow() {
+    let idp = FakeOidc::start(&[KeyAlg::Es256]).await;
+    let t = start(vec![console_provider(&idp, "Example ID")]).await;
+    assert!(t.app.identity.offers_console_sign_in());
+    // What the background task does at start-up.
+    t.app.identity.warm_console_providers(&t.app.http).await;
+    assert_eq!(discoveries(&idp), 1);
+    // Fresh: warming again reads nothing.
+    t.app.identity.warm_console_providers(&t.app.http).await;
+    assert_eq!(discoveries(&idp), 1);
+
+    // A page load then reads the warmed endpoints, never the (now slow) provider.
+    idp.set_behaviour(Behaviour::Slow(Duration::from_secs(30)));
+    let document = identity_document(&t).await;
+    assert_eq!(document["providers"][0]["display_name"], "Example ID");
+    assert_eq!(discoveries(&idp), 1, "served from what was warmed");
+}

@@ -72,10 +72,18 @@ struct CacheState {
 impl EndpointCache {
     /// The provider's endpoints, read again when stale; `None` when they could never be read.
     pub async fn get(&self, http: &GuardedClient, issuer: &str) -> Option<Arc<Endpoints>> {
+        self.get_within(http, issuer, ENDPOINTS_MAX_AGE).await
+    }
+
+    /// The provider's endpoints, read again when older than `max_age`.
+    pub async fn get_within(
+        &self,
+        http: &GuardedClient,
+        issuer: &str,
+        max_age: Duration,
+    ) -> Option<Arc<Endpoints>> {
         let mut state = self.state.lock().await;
-        let fresh = state
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < ENDPOINTS_MAX_AGE);
+        let fresh = state.fetched_at.is_some_and(|at| at.elapsed() < max_age);
         let retry_after = if state.endpoints.is_some() {
             super::keys::REFRESH_INTERVAL
         } else {

@@ -38,6 +38,9 @@ use crate::domain::Context;
 use crate::net::GuardedClient;
 use crate::transaction;
 
+/// How often the console providers' endpoints are looked at in the background.
+pub const CONSOLE_WARM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Most providers one token is tried against (those sharing its issuer).
 pub const MAX_PROVIDERS_TRIED: usize = 4;
 /// Signed-in tokens remembered at most; past that the oldest knowledge starts over.
@@ -99,10 +102,32 @@ impl IdentityState {
     /// The providers the console can sign in with now: those naming a console client whose
     /// OpenID configuration could be read (in the order configured).
     pub async fn console_providers(&self, http: &GuardedClient) -> Vec<ConsoleProvider> {
+        self.console_providers_within(http, console::ENDPOINTS_MAX_AGE)
+            .await
+    }
+
+    /// Whether any provider offers the console a sign-in.
+    pub fn offers_console_sign_in(&self) -> bool {
+        !self.console.is_empty()
+    }
+
+    /// Read the console providers' endpoints again when they are past half their age, so a
+    /// page load finds them fresh instead of waiting for the provider: what the background
+    /// task does from start-up on, every [`CONSOLE_WARM_EVERY`].
+    pub async fn warm_console_providers(&self, http: &GuardedClient) {
+        self.console_providers_within(http, console::ENDPOINTS_MAX_AGE / 2)
+            .await;
+    }
+
+    async fn console_providers_within(
+        &self,
+        http: &GuardedClient,
+        max_age: std::time::Duration,
+    ) -> Vec<ConsoleProvider> {
         let lookups = self.console.iter().map(|(index, cache)| async move {
             let (provider, _) = self.providers.get(*index)?;
             let client = provider.console.as_ref()?;
-            let endpoints = cache.get(http, &provider.issuer).await?;
+            let endpoints = cache.get_within(http, &provider.issuer, max_age).await?;
             Some(console::describe(provider, client, &endpoints))
         });
         futures_util::future::join_all(lookups)
