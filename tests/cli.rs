@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use switchboard::config::Config;
 use switchboard::crypto::KeyRing;
 use switchboard::db::models::UserRow;
-use switchboard::db::{DatabaseTarget, DbTime, DbUuid};
+use switchboard::db::DatabaseTarget;
 use uuid::Uuid;
 
 use crate::binary::{command, gql, start_with, stop};
@@ -359,11 +359,7 @@ fn ambiguous_and_unknown_names_are_refused_with_the_candidates() {
         let mut conn = app.db.conn().await.unwrap();
         let mut ids = Vec::new();
         for name in ["Dana", "dana"] {
-            let row = UserRow {
-                id: DbUuid(Uuid::now_v7()),
-                name: name.into(),
-                created_at: DbTime(switchboard::db::now()),
-            };
+            let row = UserRow::human(name.into());
             switchboard::db::access::insert_user(&mut conn, &row)
                 .await
                 .unwrap();

@@ -25,6 +25,10 @@ diesel::table! {
         created_at -> PortableTimestamp,
         issuer -> Nullable<Text>,
         subject -> Nullable<Text>,
+        kind -> Text,
+        operator -> Bool,
+        scope_workspace_id -> Nullable<PortableUuid>,
+        deleted_at -> Nullable<PortableTimestamp>,
     }
 }
 

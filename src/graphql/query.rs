@@ -3,10 +3,12 @@
 use async_graphql::{Context, ID, Object};
 
 use super::error::{ApiError, Result, parse_id, principal};
-use super::types::{ApiToken, McpProbeResult, McpServer, McpTransport, User, Workspace};
+use super::types::{
+    ApiToken, McpProbeResult, McpServer, McpTransport, ServiceAccount, User, Workspace,
+};
 use crate::app::AppHandle;
 use crate::domain::servers::{self, Transport};
-use crate::domain::workspaces;
+use crate::domain::{onboarding, workspaces};
 
 /// Queries.
 pub struct QueryRoot;
@@ -74,6 +76,53 @@ impl QueryRoot {
             reason: result.reason,
             transport: result.transport.into(),
         })
+    }
+
+    /// Onboarding: a user by id (service accounts and instance operators; a workspace-scoped
+    /// service account sees the members of its workspace only, others are `NOT_FOUND`).
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> Result<User> {
+        let principal = principal(ctx)?;
+        let id = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::user(app, principal, id)
+            .await
+            .map_err(ApiError::from)
+            .map(User)
+    }
+
+    /// Onboarding: the user an identity provider's issuer and subject name, seen like `user`.
+    async fn user_by_identity(
+        &self,
+        ctx: &Context<'_>,
+        issuer: String,
+        subject: String,
+    ) -> Result<User> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::user_by_identity(app, principal, &issuer, &subject)
+            .await
+            .map_err(ApiError::from)
+            .map(User)
+    }
+
+    /// The live service accounts of a workspace (its admins and instance operators), or the
+    /// instance-wide ones without `workspaceId` (instance operators), oldest first.
+    async fn service_accounts(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: Option<ID>,
+    ) -> Result<Vec<ServiceAccount>> {
+        let principal = principal(ctx)?;
+        let workspace = workspace_id
+            .as_ref()
+            .map(|id| parse_id("workspaceId", id))
+            .transpose()?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        Ok(onboarding::service_accounts(app, principal, workspace)
+            .await?
+            .into_iter()
+            .map(ServiceAccount)
+            .collect())
     }
 
     /// The caller's API tokens, newest first.

@@ -221,7 +221,8 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
     http
 }
 
-const BAD_TOKEN: &str = "authentication required: send a valid API token or identity-provider token";
+const BAD_TOKEN: &str =
+    "authentication required: send a valid API token or identity-provider token";
 
 /// Whether the request says its body is JSON (`application/json`, any parameters).
 fn is_json(headers: &HeaderMap) -> bool {
