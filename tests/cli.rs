@@ -9,8 +9,8 @@ use std::process::Output;
 use serde_json::{Value, json};
 use switchboard::config::Config;
 use switchboard::crypto::KeyRing;
-use switchboard::db::models::UserRow;
 use switchboard::db::DatabaseTarget;
+use switchboard::db::models::UserRow;
 use uuid::Uuid;
 
 use crate::binary::{command, gql, start_with, stop};
@@ -644,4 +644,56 @@ async fn concurrent_first_starts_create_one_admin() {
     let users = switchboard::domain::admin::list_users(&app).await.unwrap();
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].user.name, "admin");
+}
+
+/// `grant-operator` lets a person onboard through the API (here, create a user);
+/// `revoke-operator` takes it back.
+#[test]
+fn operators_are_granted_and_revoked_from_the_command_line() {
+    let site = Site::new();
+    site.ok(&["admin", "create-user", "--name", "carol"]);
+    let token = site.ok(&["admin", "create-token", "--user", "carol"]);
+    assert_eq!(
+        site.ok(&["admin", "grant-operator", "--user", "carol"]),
+        "ok"
+    );
+    let create = "mutation($n: String!) { createUser(input: { name: $n }) { name } }";
+    let server = site.start("granted");
+    let me = gql(
+        &server.base,
+        &token,
+        "{ viewer { instanceWide } }",
+        json!({}),
+        &mut Vec::new(),
+    );
+    assert_eq!(me["data"]["viewer"]["instanceWide"], true, "{me}");
+    let made = gql(
+        &server.base,
+        &token,
+        create,
+        json!({ "n": "dave" }),
+        &mut Vec::new(),
+    );
+    assert_eq!(made["data"]["createUser"]["name"], "dave", "{made}");
+    stop(server);
+
+    assert_eq!(
+        site.ok(&["admin", "revoke-operator", "--user", "CAROL"]),
+        "ok"
+    );
+    let server = site.start("revoked");
+    let refused = gql(
+        &server.base,
+        &token,
+        create,
+        json!({ "n": "erin" }),
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    stop(server);
+    let stderr = site.fails(&["admin", "grant-operator", "--user", "nobody"]);
+    assert!(stderr.contains("--user"), "{stderr}");
 }
