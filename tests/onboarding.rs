@@ -33,6 +33,8 @@ const USER_BY_IDENTITY: &str = "query($iss: String!, $sub: String!) {
     userByIdentity(issuer: $iss, subject: $sub) { id name } }";
 const ME: &str = "{ viewer { id name kind instanceWide scopeWorkspaceId
     authenticatedBy { method apiTokenId } } workspaces { id role } }";
+const INSTANCE_AUDIT: &str = "{ instanceAuditEvents(first: 50) {
+    edges { node { action targetId actor { name } } } } }";
 const AUDIT: &str = "query($w: ID!) { workspace(id: $w) { auditEvents(first: 50) {
     edges { node { action targetId actor { id name kind } } } } } }";
 
@@ -76,6 +78,24 @@ async fn user_count(t: &TestApp) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// The actions of the instance's audit trail, oldest first, with their actor's name.
+async fn instance_audit(t: &TestApp, reader: &Actor) -> Vec<(String, String)> {
+    let data = t.ok(reader, INSTANCE_AUDIT, json!({})).await;
+    let mut events: Vec<(String, String)> = data["instanceAuditEvents"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["action"].as_str().unwrap().to_owned(),
+                e["node"]["actor"]["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    events.reverse();
+    events
 }
 
 /// The actions of a workspace's audit trail, oldest first, with their actor's name.
@@ -301,6 +321,24 @@ async fn an_instance_service_account_onboards_a_user_end_to_end() {
     assert_eq!(code(&again), "NOT_FOUND", "{again}");
     let events = audit(&t, &bo_actor, acme.parse().unwrap()).await;
     assert_eq!(events.last(), Some(&by_backend("user.token.revoke")));
+
+    // Acts of no workspace are in the instance's trail, for operators only.
+    let by_admin = |action: &str| (action.to_owned(), "admin".to_owned());
+    assert_eq!(
+        instance_audit(&t, &t.admin).await,
+        vec![
+            by_admin("service_account.create"),
+            by_admin("service_account.token.create"),
+            by_backend("user.create"),
+            by_backend("user.create"),
+            by_backend("user.token.create"),
+            by_backend("user.token.revoke"),
+        ]
+    );
+    let body = t
+        .gql(Some(&bo_actor.token), INSTANCE_AUDIT, json!({}))
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
 }
 
 /// A user created with an issuer and subject is the user a later JWT of that subject signs in
@@ -684,6 +722,15 @@ async fn members_are_refused_every_onboarding_operation() {
         )
         .await;
     assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    let trail = instance_audit(&t, &t.admin).await;
+    assert_eq!(
+        trail,
+        vec![
+            ("operator.grant".to_owned(), String::new()),
+            ("user.create".to_owned(), "owner".to_owned()),
+            ("operator.revoke".to_owned(), String::new()),
+        ]
+    );
 }
 
 /// A revoked service-account token stops working at once, as any token does; deleting the

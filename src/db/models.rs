@@ -410,8 +410,8 @@ pub struct UserToolRow {
 pub struct AuditEventRow {
     /// Id (time-ordered).
     pub id: DbUuid,
-    /// Workspace.
-    pub workspace_id: DbUuid,
+    /// Workspace; none for events of the instance itself.
+    pub workspace_id: Option<DbUuid>,
     /// Who did it, if still a user.
     pub actor_user_id: Option<DbUuid>,
     /// What happened, e.g. `mcp_server.create`.

@@ -191,7 +191,7 @@ diesel::table! {
 
     audit_events (id) {
         id -> PortableUuid,
-        workspace_id -> PortableUuid,
+        workspace_id -> Nullable<PortableUuid>,
         actor_user_id -> Nullable<PortableUuid>,
         action -> Text,
         target_id -> Nullable<PortableUuid>,

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use serde_json::json;
 use uuid::Uuid;
 
 use super::Context;
@@ -92,9 +93,17 @@ pub(super) async fn ensure_name_free(conn: &mut DbConn, name: &str) -> Result<()
 /// accounts. Only people hold it this way; the user's cached principals are dropped.
 pub async fn set_operator(ctx: &Context, user_id: Uuid, operator: bool) -> Result<()> {
     let mut conn = ctx.db.conn().await?;
-    if !db::access::set_operator(&mut conn, user_id, operator).await? {
-        return Err(bad_input("user", "is a service account, not a person"));
-    }
+    transaction!(conn, {
+        if !db::access::set_operator(&mut conn, user_id, operator).await? {
+            return Err(bad_input("user", "is a service account, not a person"));
+        }
+        let action = if operator {
+            "operator.grant"
+        } else {
+            "operator.revoke"
+        };
+        super::audit::record_instance(&mut conn, None, action, Some(user_id), json!({})).await
+    })?;
     // Running servers read the privilege again within `access::PRINCIPAL_MAX_AGE`, and
     // WebSocket sessions before their next operation.
     ctx.principals.forget(None);

@@ -18,9 +18,10 @@
 //! only for members of its workspace who belong to no other workspace and whose role there is
 //! not above its own (a token carries all of its user's memberships).
 //!
-//! Every change is audited in the workspace it concerns, with the caller as actor; a user's
-//! creation and tokens are audited in the workspace of a workspace-scoped caller, and in every
-//! workspace the user belongs to for an instance-wide caller.
+//! Every change is audited with the caller as actor ([`Trail`]): in the workspace it concerns;
+//! a user's creation and tokens in the workspace of a workspace-scoped caller, or in the
+//! instance's trail and every workspace the user belongs to for an instance-wide caller;
+//! instance-wide service accounts in the instance's trail.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -76,6 +77,55 @@ impl Authority {
             } if own == workspace_id => Ok(role),
             Authority::Workspace { .. } => Err(Error::NotFound),
         }
+    }
+}
+
+/// Where an act is audited: workspaces' trails and the instance's.
+#[derive(Clone, Debug, Default)]
+struct Trail {
+    workspaces: Vec<Uuid>,
+    instance: bool,
+}
+
+impl Trail {
+    /// The trail of a service account's own changes: its workspace's, or the instance's for an
+    /// instance-wide one.
+    fn of_account(account: &UserRow) -> Trail {
+        match account.scope_workspace_id {
+            Some(workspace_id) => Trail {
+                workspaces: vec![workspace_id.0],
+                instance: false,
+            },
+            None => Trail {
+                workspaces: Vec::new(),
+                instance: true,
+            },
+        }
+    }
+
+    async fn record(
+        &self,
+        conn: &mut DbConn,
+        actor: Uuid,
+        action: &str,
+        target_id: Uuid,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        for workspace_id in &self.workspaces {
+            audit::record(
+                conn,
+                *workspace_id,
+                actor,
+                action,
+                Some(target_id),
+                details.clone(),
+            )
+            .await?;
+        }
+        if self.instance {
+            audit::record_instance(conn, Some(actor), action, Some(target_id), details).await?;
+        }
+        Ok(())
     }
 }
 
@@ -149,27 +199,19 @@ pub async fn create_service_account(
                 },
             )
             .await?;
-            audit::record(
+        }
+        let role = workspace_id.map(|_| role);
+        Trail::of_account(&user)
+            .record(
                 &mut conn,
-                workspace_id,
                 principal.user_id,
                 "service_account.create",
-                Some(user.id.0),
-                json!({ "name": name, "role": role.as_str() }),
+                user.id.0,
+                json!({ "name": name, "role": role.map(Role::as_str) }),
             )
             .await?;
-        }
-        Ok::<_, Error>(ServiceAccount {
-            role: workspace_id.map(|_| role),
-            user,
-        })
+        Ok::<_, Error>(ServiceAccount { role, user })
     })?;
-    if workspace_id.is_none() {
-        tracing::info!(
-            user.id = %account.user.id.0, actor.id = %principal.user_id,
-            "instance-wide service account created"
-        );
-    }
     Ok(account)
 }
 
@@ -235,16 +277,16 @@ pub async fn delete_service_account(ctx: &Context, principal: &Principal, id: Uu
                 Some(principal.user_id),
             )
             .await?;
-            audit::record(
+        }
+        Trail::of_account(&account)
+            .record(
                 &mut conn,
-                workspace_id,
                 principal.user_id,
                 "service_account.delete",
-                Some(id),
+                id,
                 json!({ "name": account.name, "tokens_revoked": revoked.len() }),
             )
             .await?;
-        }
         Ok::<_, Error>((revoked, withdrawn))
     })?;
     drop(conn);
@@ -282,17 +324,15 @@ pub async fn create_service_account_token(
     let account = managed_account(&mut conn, principal, id).await?;
     transaction!(conn, {
         let token = issue_token(&mut conn, id, &name).await?;
-        if let Some(workspace_id) = account.scope_workspace_id {
-            audit::record(
+        Trail::of_account(&account)
+            .record(
                 &mut conn,
-                workspace_id.0,
                 principal.user_id,
                 "service_account.token.create",
-                Some(id),
+                id,
                 json!({ "token": token.row.id.0, "name": name }),
             )
             .await?;
-        }
         Ok::<_, Error>(token)
     })
 }
@@ -306,16 +346,11 @@ pub async fn revoke_service_account_token(
 ) -> Result<ApiTokenRow> {
     let mut conn = ctx.db.conn().await?;
     let account = managed_account(&mut conn, principal, id).await?;
-    let audit_in: Vec<Uuid> = account
-        .scope_workspace_id
-        .map(|w| w.0)
-        .into_iter()
-        .collect();
     revoke_user_token(
         ctx,
         &mut conn,
         principal.user_id,
-        &audit_in,
+        &Trail::of_account(&account),
         id,
         token_id,
         "service_account.token.revoke",
@@ -425,20 +460,27 @@ pub async fn create_user(
             },
         )
         .await?;
-        if let Authority::Workspace { workspace_id, .. } = authority {
-            audit::record(
+        let trail = match authority {
+            Authority::Workspace { workspace_id, .. } => Trail {
+                workspaces: vec![workspace_id],
+                instance: false,
+            },
+            Authority::Instance => Trail {
+                workspaces: Vec::new(),
+                instance: true,
+            },
+        };
+        trail
+            .record(
                 &mut conn,
-                workspace_id,
                 principal.user_id,
                 "user.create",
-                Some(user.id.0),
+                user.id.0,
                 json!({ "name": name, "issuer": issuer }),
             )
             .await?;
-        }
         Ok::<_, Error>(user)
     })?;
-    tracing::info!(user.id = %user.id.0, actor.id = %principal.user_id, "user created through onboarding");
     Ok(user)
 }
 
@@ -625,11 +667,11 @@ async fn token_holder(
     conn: &mut DbConn,
     authority: Authority,
     user_id: Uuid,
-) -> Result<(UserRow, Vec<Uuid>)> {
+) -> Result<(UserRow, Trail)> {
     let user = db::access::find_user(conn, user_id)
         .await?
         .ok_or(Error::NotFound)?;
-    let audit_in = match authority {
+    let trail = match authority {
         Authority::Workspace { workspace_id, role } => {
             let member = db::access::find_member(conn, workspace_id, user_id)
                 .await?
@@ -651,20 +693,26 @@ async fn token_holder(
                         .to_owned(),
                 ));
             }
-            vec![workspace_id]
+            Trail {
+                workspaces: vec![workspace_id],
+                instance: false,
+            }
         }
-        Authority::Instance => db::access::members_of_user(conn, user_id)
-            .await?
-            .into_iter()
-            .map(|m| m.workspace_id.0)
-            .collect(),
+        Authority::Instance => Trail {
+            workspaces: db::access::members_of_user(conn, user_id)
+                .await?
+                .into_iter()
+                .map(|m| m.workspace_id.0)
+                .collect(),
+            instance: true,
+        },
     };
     if user.kind != UserKind::Human || user.operator {
         return Err(Error::Forbidden(
             "tokens are minted here only for people who are not instance operators".to_owned(),
         ));
     }
-    Ok((user, audit_in))
+    Ok((user, trail))
 }
 
 /// Mint an API token for a person within the caller's scope (shown once).
@@ -677,20 +725,18 @@ pub async fn create_user_token(
     let authority = Authority::of(principal)?;
     let name = validate_label("name", name)?;
     let mut conn = ctx.db.conn().await?;
-    let (_, audit_in) = token_holder(&mut conn, authority, user_id).await?;
+    let (_, trail) = token_holder(&mut conn, authority, user_id).await?;
     transaction!(conn, {
         let token = issue_token(&mut conn, user_id, &name).await?;
-        for workspace_id in &audit_in {
-            audit::record(
+        trail
+            .record(
                 &mut conn,
-                *workspace_id,
                 principal.user_id,
                 "user.token.create",
-                Some(user_id),
+                user_id,
                 json!({ "token": token.row.id.0, "name": name }),
             )
             .await?;
-        }
         Ok::<_, Error>(token)
     })
 }
@@ -705,12 +751,12 @@ pub async fn revoke_person_token(
 ) -> Result<ApiTokenRow> {
     let authority = Authority::of(principal)?;
     let mut conn = ctx.db.conn().await?;
-    let (_, audit_in) = token_holder(&mut conn, authority, user_id).await?;
+    let (_, trail) = token_holder(&mut conn, authority, user_id).await?;
     revoke_user_token(
         ctx,
         &mut conn,
         principal.user_id,
-        &audit_in,
+        &trail,
         user_id,
         token_id,
         "user.token.revoke",
@@ -719,12 +765,12 @@ pub async fn revoke_person_token(
 }
 
 /// Revoke one live token of `user_id` (`NotFound` when it has no such live token), audited in
-/// `audit_in`, and publish the change.
+/// `trail`, and publish the change.
 async fn revoke_user_token(
     ctx: &Context,
     conn: &mut DbConn,
     actor: Uuid,
-    audit_in: &[Uuid],
+    trail: &Trail,
     user_id: Uuid,
     token_id: Uuid,
     action: &str,
@@ -733,17 +779,9 @@ async fn revoke_user_token(
         if !db::access::revoke_token(conn, token_id, user_id, DbTime(db::now())).await? {
             return Err(Error::NotFound);
         }
-        for workspace_id in audit_in {
-            audit::record(
-                conn,
-                *workspace_id,
-                actor,
-                action,
-                Some(user_id),
-                json!({ "token": token_id }),
-            )
+        trail
+            .record(conn, actor, action, user_id, json!({ "token": token_id }))
             .await?;
-        }
         Ok::<_, Error>(())
     })?;
     publish_change(ctx, AccessEvent::TokenRevoked { user_id, token_id });

@@ -1,14 +1,15 @@
 //! Query root.
 
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object};
 
 use super::error::{ApiError, Result, parse_id, principal};
 use super::types::{
-    ApiToken, McpProbeResult, McpServer, McpTransport, ServiceAccount, User, Workspace,
+    ApiToken, AuditEvent, McpProbeResult, McpServer, McpTransport, ServiceAccount, User, Workspace,
 };
 use crate::app::AppHandle;
 use crate::domain::servers::{self, Transport};
-use crate::domain::{onboarding, workspaces};
+use crate::domain::{audit, onboarding, workspaces};
 
 /// Queries.
 pub struct QueryRoot;
@@ -123,6 +124,29 @@ impl QueryRoot {
             .into_iter()
             .map(ServiceAccount)
             .collect())
+    }
+
+    /// The instance's own audit trail, newest first: users created and tokens minted by
+    /// instance-wide callers, instance-wide service accounts, operator grants (instance
+    /// operators and instance-wide service accounts).
+    #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
+    async fn instance_audit_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, AuditEvent>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
+        let page = audit::instance_page(app, principal, first.map(i64::from), after).await?;
+        let mut connection = Connection::new(after.is_some(), page.has_next);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|row| Edge::new(row.id.0.to_string(), AuditEvent(row))),
+        );
+        Ok(connection)
     }
 
     /// The caller's API tokens, newest first.
