@@ -500,6 +500,10 @@ async fn a_workspace_scoped_account_stays_in_its_workspace() {
         (USER_TOKEN, json!({ "u": alice.user_id.to_string() })),
         (CREATE_WORKSPACE, json!({ "input": { "name": "Mine" } })),
         (
+            "mutation { createWorkspace(name: \"Mine\") { id } }",
+            json!({}),
+        ),
+        (
             CREATE_SERVICE_ACCOUNT,
             json!({ "input": { "name": "child", "workspaceId": a_id, "role": "VIEWER" } }),
         ),

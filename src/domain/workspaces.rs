@@ -71,8 +71,15 @@ pub async fn viewer(ctx: &Context, principal: &Principal) -> Result<UserRow> {
         .ok_or(Error::Unauthenticated)
 }
 
-/// Create a workspace; the caller becomes its admin.
+/// Create a workspace; the caller becomes its admin. Refused to service accounts: a
+/// workspace-scoped one belongs to its workspace only, and instance-wide ones create workspaces
+/// through onboarding (`super::onboarding::create_workspace`).
 pub async fn create(ctx: &Context, principal: &Principal, name: &str) -> Result<WorkspaceRow> {
+    if principal.kind == UserKind::ServiceAccount {
+        return Err(Error::Forbidden(
+            "a service account creates workspaces with createOnboardedWorkspace".to_owned(),
+        ));
+    }
     let name = validate_label("name", name)?;
     let mut conn = ctx.db.conn().await?;
     let workspace = transaction!(conn, {

@@ -362,7 +362,8 @@ pub struct MutationRoot;
 
 #[Object]
 impl MutationRoot {
-    /// Create a workspace; the caller becomes its admin.
+    /// Create a workspace; the caller becomes its admin. Refused to service accounts
+    /// (`FORBIDDEN`): they use `createOnboardedWorkspace`.
     async fn create_workspace(&self, ctx: &Context<'_>, name: String) -> Result<Workspace> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
