@@ -779,6 +779,17 @@ async fn revoked_and_deleted_service_accounts_stop_working() {
     let (status, body) = t.gql_raw(Some(&scoped.token), ME, json!({})).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(code(&body), "UNAUTHENTICATED");
+    let list = t
+        .ok(
+            &alice,
+            "query($w: ID) { serviceAccounts(workspaceId: $w) { tokens { id name revokedAt } } }",
+            json!({ "w": a }),
+        )
+        .await;
+    let tokens = &list["serviceAccounts"][0]["tokens"];
+    assert_eq!(tokens[0]["id"], token_id.as_str(), "{list}");
+    assert_eq!(tokens[0]["name"], "backend");
+    assert!(tokens[0]["revokedAt"].is_string(), "{list}");
 
     let data = t
         .ok(&alice, SERVICE_ACCOUNT_TOKEN, json!({ "id": id }))

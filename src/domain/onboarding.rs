@@ -337,6 +337,17 @@ pub async fn create_service_account_token(
     })
 }
 
+/// A service account's tokens, newest first (revoked ones included).
+pub async fn service_account_tokens(
+    ctx: &Context,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<Vec<ApiTokenRow>> {
+    let mut conn = ctx.db.conn().await?;
+    managed_account(&mut conn, principal, id).await?;
+    Ok(db::access::tokens_of(&mut conn, id).await?)
+}
+
 /// Revoke a service account's token; sessions opened with it end, on every replica.
 pub async fn revoke_service_account_token(
     ctx: &Context,
@@ -790,4 +801,106 @@ async fn revoke_user_token(
         .into_iter()
         .find(|t| t.id.0 == token_id)
         .ok_or(Error::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::domain::access::Credential;
+
+    fn principal(
+        kind: UserKind,
+        operator: bool,
+        scope: Option<Uuid>,
+        role: Option<Role>,
+    ) -> Principal {
+        Principal {
+            user_id: Uuid::now_v7(),
+            credential: Credential::ApiToken {
+                token_id: Uuid::now_v7(),
+            },
+            memberships: scope
+                .zip(role)
+                .map(|(w, r)| HashMap::from([(w, r)]))
+                .unwrap_or_default(),
+            kind,
+            operator,
+            scope_workspace_id: scope,
+        }
+    }
+
+    #[test]
+    fn authority_follows_the_kind_the_privilege_and_the_scope() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let cases = [
+            // kind, operator, scope, role in scope, authority, ceiling in A, ceiling in B
+            (
+                UserKind::Human,
+                true,
+                None,
+                None,
+                Some(Authority::Instance),
+                Some(Role::Admin),
+                Some(Role::Admin),
+            ),
+            (
+                UserKind::ServiceAccount,
+                true,
+                None,
+                None,
+                Some(Authority::Instance),
+                Some(Role::Admin),
+                Some(Role::Admin),
+            ),
+            (
+                UserKind::ServiceAccount,
+                false,
+                Some(a),
+                Some(Role::Editor),
+                Some(Authority::Workspace {
+                    workspace_id: a,
+                    role: Role::Editor,
+                }),
+                Some(Role::Editor),
+                None,
+            ),
+            // A scoped account whose membership was removed has no authority left.
+            (
+                UserKind::ServiceAccount,
+                false,
+                Some(a),
+                None,
+                None,
+                None,
+                None,
+            ),
+            // People who are members, even admins, have none.
+            (
+                UserKind::Human,
+                false,
+                Some(a),
+                Some(Role::Admin),
+                None,
+                None,
+                None,
+            ),
+        ];
+        for (kind, operator, scope, role, authority, in_a, in_b) in cases {
+            let p = principal(kind, operator, scope, role);
+            match (Authority::of(&p), authority) {
+                (Ok(got), Some(want)) => {
+                    assert_eq!(got, want);
+                    assert_eq!(got.ceiling_in(a).ok(), in_a);
+                    assert_eq!(got.ceiling_in(b).ok(), in_b);
+                    if in_b.is_none() {
+                        assert!(matches!(got.ceiling_in(b), Err(Error::NotFound)));
+                    }
+                }
+                (Err(Error::Forbidden(_)), None) => {}
+                (got, want) => panic!("{kind:?} {operator} {scope:?}: {got:?} != {want:?}"),
+            }
+        }
+    }
 }

@@ -3,7 +3,9 @@
 use async_graphql::{Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::super::error::{Result, principal};
 use super::WorkspaceRole;
+use crate::app::AppHandle;
 use crate::db::models::{ApiTokenRow, UserRow, WorkspaceRow};
 use crate::domain::access::{Credential, Principal};
 use crate::domain::onboarding;
@@ -79,6 +81,19 @@ impl ServiceAccount {
     /// The account as a user.
     async fn user(&self) -> User {
         User(self.0.user.clone())
+    }
+    /// Its API tokens, newest first (revoked ones included); the tokens themselves are never
+    /// shown again.
+    async fn tokens(&self, ctx: &Context<'_>) -> Result<Vec<ApiToken>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        Ok(
+            onboarding::service_account_tokens(app, principal, self.0.user.id.0)
+                .await?
+                .into_iter()
+                .map(ApiToken)
+                .collect(),
+        )
     }
 }
 
