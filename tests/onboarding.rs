@@ -850,3 +850,82 @@ async fn revoked_and_deleted_service_accounts_stop_working() {
         .await;
     assert_eq!(code(&again), "NOT_FOUND", "{again}");
 }
+
+/// Removal through onboarding does what `removeWorkspaceMember` does: the member's per-user
+/// grant is revoked upstream and deleted, another member's stays, and the removal is audited
+/// with the service account as actor.
+#[tokio::test(flavor = "multi_thread")]
+async fn removal_through_onboarding_revokes_exactly_the_members_grants() {
+    use crate::support::fake_as::{AsConfig, FakeAuthServer};
+    use crate::support::fake_mcp::{FakeMcpServer, McpAuth, McpConfig, whoami_tool};
+    const WHOAMI: &str =
+        "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"whoami\") { content isError } }";
+
+    let t = TestApp::start().await;
+    let auth = FakeAuthServer::start(AsConfig::default()).await;
+    let mcp = FakeMcpServer::start(McpConfig {
+        auth: McpAuth::oauth(&auth),
+        tools: vec![whoami_tool()],
+        ..McpConfig::default()
+    })
+    .await;
+    let server = t
+        .create_server(
+            &t.admin,
+            json!({ "name": "mine", "url": mcp.url(), "credentials": "PER_USER" }),
+        )
+        .await;
+    let workspace = t.admin.workspace_id;
+    let alice = t.new_member("alice", workspace, Role::Viewer).await;
+    let bob = t.new_member("bob", workspace, Role::Viewer).await;
+    for (actor, subject) in [(&alice, "alice-upstream"), (&bob, "bob-upstream")] {
+        auth.set_subject(subject);
+        let run = t.authorize_in_browser(actor, &server).await;
+        assert_eq!(run.status, 200, "{}", run.page);
+    }
+    let scoped = service_account(&t, &t.admin, "backend", Some(workspace), "EDITOR").await;
+
+    t.ok(
+        &scoped,
+        REMOVE_MEMBERSHIP,
+        json!({ "w": workspace.to_string(), "u": alice.user_id.to_string() }),
+    )
+    .await;
+    let revoked: Vec<Option<String>> = auth.revocations().into_iter().map(|r| r.subject).collect();
+    assert!(!revoked.is_empty(), "alice's grant was revoked upstream");
+    assert!(
+        revoked
+            .iter()
+            .all(|s| s.as_deref() == Some("alice-upstream")),
+        "{revoked:?}"
+    );
+    let mut conn = t.app.db.conn().await.unwrap();
+    let server_id: Uuid = server.parse().unwrap();
+    assert!(
+        switchboard::db::oauth::find_grant(&mut conn, server_id, Some(alice.user_id))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    drop(conn);
+    let body = t
+        .gql(Some(&bob.token), WHOAMI, json!({ "id": server }))
+        .await;
+    assert_eq!(
+        body["data"]["callMcpTool"]["content"][0]["text"], "bob-upstream",
+        "{body}"
+    );
+    let body = t
+        .gql(Some(&alice.token), WHOAMI, json!({ "id": server }))
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
+    let events = audit(&t, &t.admin, workspace).await;
+    assert!(
+        events.contains(&("workspace.member.remove".to_owned(), "backend".to_owned())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&("mcp_server.oauth_revoke".to_owned(), "backend".to_owned())),
+        "{events:?}"
+    );
+}
