@@ -151,6 +151,20 @@ enum AdminCommand {
         #[arg(long, default_value = "cli")]
         name: String,
     },
+    /// Make a person an instance operator: through the API they may then onboard users,
+    /// workspaces, memberships and tokens in every workspace, and manage instance-wide service
+    /// accounts. The first user is one already.
+    GrantOperator {
+        /// User id or name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Withdraw the instance operator privilege from a person.
+    RevokeOperator {
+        /// User id or name.
+        #[arg(long)]
+        user: String,
+    },
     /// List users, oldest first: id, creation time (UTC), number of workspaces, name. With
     /// --workspace, its members only, with their role instead.
     ListUsers {
@@ -410,6 +424,19 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Grant or withdraw the instance operator privilege; prints `ok`.
+async fn set_operator(app: &crate::app::App, user: &str, operator: bool) -> anyhow::Result<()> {
+    let domain = |e: crate::domain::Error| anyhow::anyhow!("{e}");
+    let user = admin::find_user(app, "--user", user)
+        .await
+        .map_err(domain)?;
+    admin::set_operator(app, user.id.0, operator)
+        .await
+        .map_err(domain)?;
+    println!("ok");
+    Ok(())
+}
+
 async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> {
     let domain = |e: crate::domain::Error| anyhow::anyhow!("{e}");
     // Key rotation builds the app with the rotated ring itself.
@@ -476,6 +503,8 @@ async fn run_admin(command: AdminCommand, config: Config) -> anyhow::Result<()> 
                 .map_err(domain)?;
             println!("{}", token.token.expose());
         }
+        AdminCommand::GrantOperator { user } => set_operator(&app, &user, true).await?,
+        AdminCommand::RevokeOperator { user } => set_operator(&app, &user, false).await?,
         AdminCommand::ListUsers { workspace, json } => {
             let only = match workspace {
                 Some(reference) => Some(

@@ -126,13 +126,13 @@ pub async fn connect(options: ConnectOptions, out: &mut (dyn Write + Send)) -> a
         .await
         .map_err(domain_error)?
         .ok_or_else(|| anyhow!("fresh database expected"))?;
-    let principal = Principal {
-        user_id: first.user.id.0,
-        credential: Credential::ApiToken {
+    let principal = Principal::of(
+        &first.user,
+        Credential::ApiToken {
             token_id: first.token.row.id.0,
         },
-        memberships: [(first.workspace.id.0, Role::Admin)].into(),
-    };
+        [(first.workspace.id.0, Role::Admin)].into(),
+    );
     // The command line is one caller making one request per step, under the same limits.
     let budget = app.limits.request_budget();
     let created = servers::create(

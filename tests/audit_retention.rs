@@ -16,7 +16,7 @@ fn event(workspace_id: Uuid, actor: Uuid, age: TimeDelta, action: &str) -> Audit
     let random: [u8; 10] = rand_bytes();
     AuditEventRow {
         id: DbUuid(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()),
-        workspace_id: DbUuid(workspace_id),
+        workspace_id: Some(DbUuid(workspace_id)),
         actor_user_id: Some(DbUuid(actor)),
         action: action.to_owned(),
         target_id: None,
@@ -33,7 +33,7 @@ fn rand_bytes() -> [u8; 10] {
 
 async fn actions(t: &TestApp) -> Vec<String> {
     let mut conn = t.app.db.conn().await.unwrap();
-    db::audit::page(&mut conn, t.admin.workspace_id, None, 10_000)
+    db::audit::page(&mut conn, Some(t.admin.workspace_id), None, 10_000)
         .await
         .unwrap()
         .into_iter()

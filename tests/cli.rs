@@ -9,8 +9,8 @@ use std::process::Output;
 use serde_json::{Value, json};
 use switchboard::config::Config;
 use switchboard::crypto::KeyRing;
+use switchboard::db::DatabaseTarget;
 use switchboard::db::models::UserRow;
-use switchboard::db::{DatabaseTarget, DbTime, DbUuid};
 use uuid::Uuid;
 
 use crate::binary::{command, gql, start_with, stop};
@@ -359,11 +359,7 @@ fn ambiguous_and_unknown_names_are_refused_with_the_candidates() {
         let mut conn = app.db.conn().await.unwrap();
         let mut ids = Vec::new();
         for name in ["Dana", "dana"] {
-            let row = UserRow {
-                id: DbUuid(Uuid::now_v7()),
-                name: name.into(),
-                created_at: DbTime(switchboard::db::now()),
-            };
+            let row = UserRow::human(name.into());
             switchboard::db::access::insert_user(&mut conn, &row)
                 .await
                 .unwrap();
@@ -648,4 +644,56 @@ async fn concurrent_first_starts_create_one_admin() {
     let users = switchboard::domain::admin::list_users(&app).await.unwrap();
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].user.name, "admin");
+}
+
+/// `grant-operator` lets a person onboard through the API (here, create a user);
+/// `revoke-operator` takes it back.
+#[test]
+fn operators_are_granted_and_revoked_from_the_command_line() {
+    let site = Site::new();
+    site.ok(&["admin", "create-user", "--name", "carol"]);
+    let token = site.ok(&["admin", "create-token", "--user", "carol"]);
+    assert_eq!(
+        site.ok(&["admin", "grant-operator", "--user", "carol"]),
+        "ok"
+    );
+    let create = "mutation($n: String!) { createUser(input: { name: $n }) { name } }";
+    let server = site.start("granted");
+    let me = gql(
+        &server.base,
+        &token,
+        "{ viewer { instanceWide } }",
+        json!({}),
+        &mut Vec::new(),
+    );
+    assert_eq!(me["data"]["viewer"]["instanceWide"], true, "{me}");
+    let made = gql(
+        &server.base,
+        &token,
+        create,
+        json!({ "n": "dave" }),
+        &mut Vec::new(),
+    );
+    assert_eq!(made["data"]["createUser"]["name"], "dave", "{made}");
+    stop(server);
+
+    assert_eq!(
+        site.ok(&["admin", "revoke-operator", "--user", "CAROL"]),
+        "ok"
+    );
+    let server = site.start("revoked");
+    let refused = gql(
+        &server.base,
+        &token,
+        create,
+        json!({ "n": "erin" }),
+        &mut Vec::new(),
+    );
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    stop(server);
+    let stderr = site.fails(&["admin", "grant-operator", "--user", "nobody"]);
+    assert!(stderr.contains("--user"), "{stderr}");
 }

@@ -30,6 +30,7 @@ mod machine;
 mod metrics;
 mod modern;
 mod oauth;
+mod onboarding;
 mod outbound;
 mod replicas;
 mod servers;

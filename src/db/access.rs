@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::models::{ApiTokenRow, MemberRow, ProvisionedUserRow, UserRow, WorkspaceRow};
 use super::schema::{api_tokens, users, workspace_members, workspaces};
+use super::types::UserKind;
 use super::{DbConn, DbError, DbTime, DbUuid};
 use crate::with_conn;
 
@@ -229,6 +230,7 @@ pub async fn find_live_token_with_memberships(
             .inner_join(users::table.left_join(workspace_members::table))
             .filter(api_tokens::token_hash.eq(token_hash))
             .filter(api_tokens::revoked_at.is_null())
+            .filter(users::deleted_at.is_null())
             .select((
                 ApiTokenRow::as_select(),
                 UserRow::as_select(),
@@ -349,4 +351,79 @@ pub async fn delete_member(
             .await
     })?;
     Ok(deleted == 1)
+}
+
+/// Grant or withdraw the instance-wide privilege of a person; returns whether such a person
+/// exists.
+pub async fn set_operator(
+    conn: &mut DbConn,
+    user_id: Uuid,
+    operator: bool,
+) -> Result<bool, DbError> {
+    let changed = with_conn!(conn, |c| {
+        diesel::update(
+            users::table
+                .filter(users::id.eq(DbUuid(user_id)))
+                .filter(users::kind.eq(UserKind::Human.as_str())),
+        )
+        .set(users::operator.eq(operator))
+        .execute(c)
+        .await
+    })?;
+    Ok(changed == 1)
+}
+
+/// Live service accounts, oldest first: those scoped to `workspace_id`, or the instance-wide
+/// ones when `None`.
+pub async fn service_accounts(
+    conn: &mut DbConn,
+    workspace_id: Option<Uuid>,
+) -> Result<Vec<UserRow>, DbError> {
+    Ok(with_conn!(conn, |c| {
+        let mut query = users::table
+            .filter(users::kind.eq(UserKind::ServiceAccount.as_str()))
+            .filter(users::deleted_at.is_null())
+            .order((users::created_at.asc(), users::id.asc()))
+            .select(UserRow::as_select())
+            .into_boxed();
+        query = match workspace_id {
+            Some(id) => query.filter(users::scope_workspace_id.eq(DbUuid(id))),
+            None => query.filter(users::scope_workspace_id.is_null()),
+        };
+        query.load(c).await
+    })?)
+}
+
+/// Mark a service account deleted.
+pub async fn mark_deleted(conn: &mut DbConn, user_id: Uuid, at: DbTime) -> Result<(), DbError> {
+    with_conn!(conn, |c| {
+        diesel::update(users::table.find(DbUuid(user_id)))
+            .set(users::deleted_at.eq(Some(at)))
+            .execute(c)
+            .await
+    })?;
+    Ok(())
+}
+
+/// Revoke every live token of a user; returns the ids revoked.
+pub async fn revoke_all_tokens(
+    conn: &mut DbConn,
+    user_id: Uuid,
+    at: DbTime,
+) -> Result<Vec<Uuid>, DbError> {
+    let ids: Vec<DbUuid> = with_conn!(conn, |c| {
+        api_tokens::table
+            .filter(api_tokens::user_id.eq(DbUuid(user_id)))
+            .filter(api_tokens::revoked_at.is_null())
+            .select(api_tokens::id)
+            .load(c)
+            .await
+    })?;
+    with_conn!(conn, |c| {
+        diesel::update(api_tokens::table.filter(api_tokens::id.eq_any(&ids)))
+            .set(api_tokens::revoked_at.eq(Some(at)))
+            .execute(c)
+            .await
+    })?;
+    Ok(ids.into_iter().map(|id| id.0).collect())
 }

@@ -22,20 +22,24 @@ pub async fn insert(conn: &mut DbConn, row: &AuditEventRow) -> Result<(), DbErro
     Ok(())
 }
 
-/// A page of a workspace's events, newest first, strictly older than `before` when given.
+/// A page of a workspace's events (the instance's own events when `None`), newest first,
+/// strictly older than `before` when given.
 pub async fn page(
     conn: &mut DbConn,
-    workspace_id: Uuid,
+    workspace_id: Option<Uuid>,
     before: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<AuditEventRow>, DbError> {
     Ok(with_conn!(conn, |c| {
         let mut query = audit_events::table
-            .filter(audit_events::workspace_id.eq(DbUuid(workspace_id)))
             .order(audit_events::id.desc())
             .limit(limit)
             .select(AuditEventRow::as_select())
             .into_boxed();
+        query = match workspace_id {
+            Some(id) => query.filter(audit_events::workspace_id.eq(DbUuid(id))),
+            None => query.filter(audit_events::workspace_id.is_null()),
+        };
         if let Some(before) = before {
             query = query.filter(audit_events::id.lt(DbUuid(before)));
         }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::schema::*;
 use super::types::{
     AuthStatus, AuthType, ConnectionStatus, CredentialMode, DbTime, DbUuid, RegistrationKind, Role,
-    StatusReason, Transport,
+    StatusReason, Transport, UserKind,
 };
 
 /// A workspace.
@@ -30,6 +30,32 @@ pub struct UserRow {
     pub name: String,
     /// Creation time.
     pub created_at: DbTime,
+    /// A person or a service account.
+    pub kind: UserKind,
+    /// Holds the instance-wide privilege: onboarding (users, workspaces, memberships, tokens)
+    /// in every workspace.
+    pub operator: bool,
+    /// The one workspace a service account acts in; null for instance-wide service accounts
+    /// and for people.
+    pub scope_workspace_id: Option<DbUuid>,
+    /// When a service account was deleted (its tokens are revoked; the row stays for the
+    /// audit trail).
+    pub deleted_at: Option<DbTime>,
+}
+
+impl UserRow {
+    /// A person, as the command line, first start and the API create them.
+    pub fn human(name: String) -> UserRow {
+        UserRow {
+            id: DbUuid(uuid::Uuid::now_v7()),
+            name,
+            created_at: DbTime(crate::db::now()),
+            kind: UserKind::Human,
+            operator: false,
+            scope_workspace_id: None,
+            deleted_at: None,
+        }
+    }
 }
 
 /// A user signed in from an identity provider, as first inserted: the issuer and subject
@@ -384,8 +410,8 @@ pub struct UserToolRow {
 pub struct AuditEventRow {
     /// Id (time-ordered).
     pub id: DbUuid,
-    /// Workspace.
-    pub workspace_id: DbUuid,
+    /// Workspace; none for events of the instance itself.
+    pub workspace_id: Option<DbUuid>,
     /// Who did it, if still a user.
     pub actor_user_id: Option<DbUuid>,
     /// What happened, e.g. `mcp_server.create`.

@@ -25,6 +25,10 @@ diesel::table! {
         created_at -> PortableTimestamp,
         issuer -> Nullable<Text>,
         subject -> Nullable<Text>,
+        kind -> Text,
+        operator -> Bool,
+        scope_workspace_id -> Nullable<PortableUuid>,
+        deleted_at -> Nullable<PortableTimestamp>,
     }
 }
 
@@ -187,7 +191,7 @@ diesel::table! {
 
     audit_events (id) {
         id -> PortableUuid,
-        workspace_id -> PortableUuid,
+        workspace_id -> Nullable<PortableUuid>,
         actor_user_id -> Nullable<PortableUuid>,
         action -> Text,
         target_id -> Nullable<PortableUuid>,

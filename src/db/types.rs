@@ -299,6 +299,16 @@ text_enum! {
 }
 
 text_enum! {
+    /// What a user is.
+    pub enum UserKind {
+        /// A person.
+        Human => "human",
+        /// A non-human account a product's backend acts with (see `domain::onboarding`).
+        ServiceAccount => "service_account",
+    }
+}
+
+text_enum! {
     /// A role in a workspace, in increasing order of power.
     pub enum Role {
         /// Reads and calls tools.

@@ -41,6 +41,9 @@ pub enum Credential {
     },
 }
 
+/// What a user is.
+pub use crate::db::types::UserKind;
+
 /// An authenticated caller.
 #[derive(Clone, Debug)]
 pub struct Principal {
@@ -50,9 +53,31 @@ pub struct Principal {
     pub credential: Credential,
     /// Role per workspace, read when the request was authenticated.
     pub memberships: HashMap<Uuid, Role>,
+    /// A person or a service account.
+    pub kind: UserKind,
+    /// Whether the user holds the instance-wide privilege (see [`super::onboarding`]).
+    pub operator: bool,
+    /// The one workspace a service account is scoped to (none for instance-wide ones).
+    pub scope_workspace_id: Option<Uuid>,
 }
 
 impl Principal {
+    /// The principal of a user read from the database.
+    pub fn of(
+        user: &crate::db::models::UserRow,
+        credential: Credential,
+        memberships: HashMap<Uuid, Role>,
+    ) -> Principal {
+        Principal {
+            user_id: user.id.0,
+            credential,
+            memberships,
+            kind: user.kind,
+            operator: user.operator,
+            scope_workspace_id: user.scope_workspace_id.map(|id| id.0),
+        }
+    }
+
     /// The API token used, if the caller authenticated with one.
     pub fn token_id(&self) -> Option<Uuid> {
         match self.credential {
@@ -342,13 +367,13 @@ async fn authenticate_with(ctx: &Context, token: &str, cached: bool) -> Result<P
         db::access::touch_token(&mut conn, token_row.id.0, DbTime(now)).await?;
         last_used_at = Some(now);
     }
-    let principal = Principal {
-        user_id: user.id.0,
-        credential: Credential::ApiToken {
+    let principal = Principal::of(
+        &user,
+        Credential::ApiToken {
             token_id: token_row.id.0,
         },
         memberships,
-    };
+    );
     ctx.principals
         .put(hash, principal.clone(), None, last_used_at);
     Ok(principal)
@@ -376,6 +401,9 @@ async fn authenticate_identity(ctx: &Context, token: &str, cached: bool) -> Resu
     };
     let user_id = super::identity::sign_in(ctx, token, &verified, now.timestamp()).await?;
     let mut conn = ctx.db.conn().await?;
+    let user = db::access::find_user(&mut conn, user_id)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
     let memberships = db::access::members_of_user(&mut conn, user_id)
         .await?
         .into_iter()
@@ -383,14 +411,14 @@ async fn authenticate_identity(ctx: &Context, token: &str, cached: bool) -> Resu
         .collect();
     let expires_at = chrono::DateTime::from_timestamp(verified.identity.expires_at, 0)
         .ok_or(Error::Unauthenticated)?;
-    let principal = Principal {
-        user_id,
-        credential: Credential::IdentityProvider {
+    let principal = Principal::of(
+        &user,
+        Credential::IdentityProvider {
             issuer: verified.provider.issuer.clone(),
             expires_at,
         },
         memberships,
-    };
+    );
     let left = (expires_at - now).to_std().unwrap_or_default();
     if !left.is_zero() {
         let expires = std::time::Instant::now().checked_add(left);
@@ -413,6 +441,9 @@ mod tests {
                 token_id: Uuid::now_v7(),
             },
             memberships: HashMap::from([(ws, Role::Editor)]),
+            kind: UserKind::Human,
+            operator: false,
+            scope_workspace_id: None,
         };
         assert!(principal.require(ws, Role::Viewer).is_ok());
         assert!(principal.require(ws, Role::Editor).is_ok());
@@ -437,6 +468,9 @@ mod tests {
                 token_id: Uuid::now_v7(),
             },
             memberships: HashMap::from([(ws, Role::Viewer)]),
+            kind: UserKind::Human,
+            operator: false,
+            scope_workspace_id: None,
         };
         let (ana1, ana2, bo1) = (principal(ana), principal(ana), principal(bo));
         let ana_jwt = Principal {

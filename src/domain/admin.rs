@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 
+use serde_json::json;
 use uuid::Uuid;
 
 use super::Context;
@@ -17,7 +18,7 @@ use super::access::Role;
 use super::workspaces::{NewToken, insert_workspace, issue_token, validate_label};
 use super::{Error, Result, bad_input};
 use crate::db::models::{UserRow, WorkspaceRow};
-use crate::db::{self, DbTime, DbUuid, sealed};
+use crate::db::{self, DbConn, DbTime, DbUuid, sealed};
 use crate::transaction;
 
 /// What first start created on an empty database.
@@ -40,10 +41,10 @@ pub async fn bootstrap(ctx: &Context) -> Result<Option<Bootstrap>> {
         if db::access::any_user(&mut conn).await? {
             return Ok(None);
         }
+        // The first user holds the instance-wide privilege too.
         let user = UserRow {
-            id: DbUuid(Uuid::now_v7()),
-            name: "admin".into(),
-            created_at: DbTime(db::now()),
+            operator: true,
+            ..UserRow::human("admin".into())
         };
         db::access::insert_user(&mut conn, &user).await?;
         let workspace = insert_workspace(&mut conn, "Default", user.id.0).await?;
@@ -62,26 +63,51 @@ pub async fn create_user(ctx: &Context, name: &str) -> Result<UserRow> {
     let mut conn = ctx.db.conn().await?;
     transaction!(conn, {
         db::access::lock_users(&mut conn).await?;
-        // Every user is read: the comparison folds case beyond ASCII, which SQLite's `lower()`
-        // does not, and users are few and created by operators.
-        let users = db::access::all_users(&mut conn).await?;
-        if let Some(taken) = users.iter().find(|user| same_name(&user.name, &name)) {
-            return Err(Error::Conflict {
-                message: format!(
-                    "a user named {:?} already exists ({})",
-                    taken.name, taken.id.0
-                ),
-                existing_id: Some(taken.id.0),
-            });
-        }
-        let user = UserRow {
-            id: DbUuid(Uuid::now_v7()),
-            name,
-            created_at: DbTime(db::now()),
-        };
+        ensure_name_free(&mut conn, &name).await?;
+        let user = UserRow::human(name);
         db::access::insert_user(&mut conn, &user).await?;
         Ok::<_, Error>(user)
     })
+}
+
+/// Refuse (`Conflict`) a user name another user has ([`same_name`]). Call inside a transaction
+/// holding the users' write lock ([`db::access::lock_users`]).
+pub(super) async fn ensure_name_free(conn: &mut DbConn, name: &str) -> Result<()> {
+    // Every user is read: the comparison folds case beyond ASCII, which SQLite's `lower()`
+    // does not.
+    let users = db::access::all_users(conn).await?;
+    if let Some(taken) = users.iter().find(|user| same_name(&user.name, name)) {
+        return Err(Error::Conflict {
+            message: format!(
+                "a user named {:?} already exists ({})",
+                taken.name, taken.id.0
+            ),
+            existing_id: Some(taken.id.0),
+        });
+    }
+    Ok(())
+}
+
+/// Grant (or withdraw) the instance-wide privilege: onboarding users, workspaces,
+/// memberships and tokens anywhere through the API, and managing instance-wide service
+/// accounts. Only people hold it this way; the user's cached principals are dropped.
+pub async fn set_operator(ctx: &Context, user_id: Uuid, operator: bool) -> Result<()> {
+    let mut conn = ctx.db.conn().await?;
+    transaction!(conn, {
+        if !db::access::set_operator(&mut conn, user_id, operator).await? {
+            return Err(bad_input("user", "is a service account, not a person"));
+        }
+        let action = if operator {
+            "operator.grant"
+        } else {
+            "operator.revoke"
+        };
+        super::audit::record_instance(&mut conn, None, action, Some(user_id), json!({})).await
+    })?;
+    // Running servers read the privilege again within `access::PRINCIPAL_MAX_AGE`, and
+    // WebSocket sessions before their next operation.
+    ctx.principals.forget(None);
+    Ok(())
 }
 
 /// Create a workspace administered by `admin`.
@@ -120,8 +146,14 @@ pub async fn add_member(
         {
             return Err(bad_input("workspace", "no such workspace"));
         }
-        if db::access::find_user(&mut conn, user_id).await?.is_none() {
+        let Some(user) = db::access::find_user(&mut conn, user_id).await? else {
             return Err(bad_input("user", "no such user"));
+        };
+        if user.kind == db::types::UserKind::ServiceAccount {
+            return Err(bad_input(
+                "user",
+                "a service account belongs to the workspace it was created in",
+            ));
         }
         db::access::upsert_member(
             &mut conn,

@@ -1,4 +1,5 @@
-//! The audit trail: who changed what, per workspace. Details never hold secrets.
+//! The audit trail: who changed what, per workspace, and the instance's own events (no
+//! workspace). Details never hold secrets.
 //!
 //! Events are kept for the configured retention (`--audit-retention-days`, 365 by default; 0
 //! keeps them all). A background task purges older ones about once an hour, in batches.
@@ -47,10 +48,34 @@ pub async fn record_as(
     target_id: Option<Uuid>,
     details: serde_json::Value,
 ) -> Result<()> {
+    insert(conn, Some(workspace_id), actor, action, target_id, details).await
+}
+
+/// Append an event of the instance itself (no workspace: a user created through onboarding,
+/// an instance-wide service account, an operator grant) inside the caller's transaction;
+/// instance operators read them.
+pub async fn record_instance(
+    conn: &mut DbConn,
+    actor: Option<Uuid>,
+    action: &str,
+    target_id: Option<Uuid>,
+    details: serde_json::Value,
+) -> Result<()> {
+    insert(conn, None, actor, action, target_id, details).await
+}
+
+async fn insert(
+    conn: &mut DbConn,
+    workspace_id: Option<Uuid>,
+    actor: Option<Uuid>,
+    action: &str,
+    target_id: Option<Uuid>,
+    details: serde_json::Value,
+) -> Result<()> {
     let row = AuditEventRow {
         // Time-ordered: paging and the retention purge walk the ids (see `db::audit`).
         id: DbUuid(Uuid::now_v7()),
-        workspace_id: DbUuid(workspace_id),
+        workspace_id: workspace_id.map(DbUuid),
         actor_user_id: actor.map(DbUuid),
         action: action.to_owned(),
         target_id: target_id.map(DbUuid),
@@ -72,7 +97,26 @@ pub async fn page(
     principal.require(workspace_id, Role::Viewer)?;
     let first = page_size(first)?;
     let mut conn = ctx.db.conn().await?;
-    let fetched = db::audit::page(&mut conn, workspace_id, after, fetch_limit(first)).await?;
+    let fetched = db::audit::page(&mut conn, Some(workspace_id), after, fetch_limit(first)).await?;
+    Ok(Page::cut(fetched, first))
+}
+
+/// A page of the instance's own events, newest first (instance operators and instance-wide
+/// service accounts).
+pub async fn instance_page(
+    ctx: &Context,
+    principal: &Principal,
+    first: Option<i64>,
+    after: Option<Uuid>,
+) -> Result<Page<AuditEventRow>> {
+    if !principal.operator {
+        return Err(super::Error::Forbidden(
+            "the instance's audit trail is for instance operators".to_owned(),
+        ));
+    }
+    let first = page_size(first)?;
+    let mut conn = ctx.db.conn().await?;
+    let fetched = db::audit::page(&mut conn, None, after, fetch_limit(first)).await?;
     Ok(Page::cut(fetched, first))
 }
 

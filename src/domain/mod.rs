@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod mcp;
 pub mod oauth;
+pub mod onboarding;
 pub mod pagination;
 pub mod retry;
 pub mod servers;

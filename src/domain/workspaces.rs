@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::access::{AccessEvent, Principal, Role, TOKEN_PREFIX};
+use super::access::{AccessEvent, Principal, Role, TOKEN_PREFIX, UserKind};
 use super::oauth::revoke;
 use super::{Error, Result, audit, bad_input};
 use crate::crypto::{Secret, random_token, sha256_hex};
@@ -71,8 +71,15 @@ pub async fn viewer(ctx: &Context, principal: &Principal) -> Result<UserRow> {
         .ok_or(Error::Unauthenticated)
 }
 
-/// Create a workspace; the caller becomes its admin.
+/// Create a workspace; the caller becomes its admin. Refused to service accounts: a
+/// workspace-scoped one belongs to its workspace only, and instance-wide ones create workspaces
+/// through onboarding (`super::onboarding::create_workspace`).
 pub async fn create(ctx: &Context, principal: &Principal, name: &str) -> Result<WorkspaceRow> {
+    if principal.kind == UserKind::ServiceAccount {
+        return Err(Error::Forbidden(
+            "a service account creates workspaces with createOnboardedWorkspace".to_owned(),
+        ));
+    }
     let name = validate_label("name", name)?;
     let mut conn = ctx.db.conn().await?;
     let workspace = transaction!(conn, {
@@ -118,8 +125,14 @@ pub async fn add_member(
         if !db::access::lock_workspace(&mut conn, workspace_id).await? {
             return Err(Error::NotFound);
         }
-        if db::access::find_user(&mut conn, user_id).await?.is_none() {
+        let Some(user) = db::access::find_user(&mut conn, user_id).await? else {
             return Err(bad_input("userId", "no such user"));
+        };
+        if user.kind == UserKind::ServiceAccount {
+            return Err(bad_input(
+                "userId",
+                "a service account belongs to the workspace it was created in",
+            ));
         }
         let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
         if role < Role::Admin
@@ -166,20 +179,31 @@ pub async fn remove_member(
     user_id: Uuid,
 ) -> Result<()> {
     principal.require(workspace_id, Role::Admin)?;
+    remove_member_by(ctx, principal.user_id, workspace_id, user_id).await
+}
+
+/// Remove a user from a workspace on behalf of `actor`, whose authority the caller checked:
+/// audited, the member's grants on the workspace's servers withdrawn and revoked, the member's
+/// sessions ended on every replica. The last admin cannot be removed.
+pub(super) async fn remove_member_by(
+    ctx: &Context,
+    actor: Uuid,
+    workspace_id: Uuid,
+    user_id: Uuid,
+) -> Result<()> {
     let mut conn = ctx.db.conn().await?;
     let withdrawn = transaction!(conn, {
         let role = delete_membership(&mut conn, workspace_id, user_id).await?;
         audit::record(
             &mut conn,
             workspace_id,
-            principal.user_id,
+            actor,
             "workspace.member.remove",
             Some(user_id),
             json!({ "role": role }),
         )
         .await?;
-        let withdrawn =
-            withdraw_grants(&mut conn, workspace_id, user_id, Some(principal.user_id)).await?;
+        let withdrawn = withdraw_grants(&mut conn, workspace_id, user_id, Some(actor)).await?;
         Ok::<_, Error>(withdrawn)
     })?;
     drop(conn);
@@ -197,7 +221,7 @@ pub async fn remove_member(
 /// The grants a member held on a workspace's servers, withdrawn with their membership: deleted
 /// (with their pending flows) and audited, inside the caller's transaction. Revoke them at
 /// their authorization servers with [`revoke_withdrawn`] once it has committed.
-async fn withdraw_grants(
+pub(super) async fn withdraw_grants(
     conn: &mut DbConn,
     workspace_id: Uuid,
     user_id: Uuid,
@@ -227,7 +251,7 @@ async fn withdraw_grants(
 
 /// Revoke withdrawn grants at their authorization servers (best effort, no connection held)
 /// and end the sessions opened with them.
-async fn revoke_withdrawn(
+pub(super) async fn revoke_withdrawn(
     ctx: &Context,
     user_id: Uuid,
     withdrawn: Vec<(McpServerRow, OauthGrantRow)>,
@@ -406,13 +430,13 @@ async fn delete_membership(conn: &mut DbConn, workspace_id: Uuid, user_id: Uuid)
     Ok(member.role)
 }
 
-async fn is_last_admin(conn: &mut DbConn, workspace_id: Uuid) -> Result<bool> {
+pub(super) async fn is_last_admin(conn: &mut DbConn, workspace_id: Uuid) -> Result<bool> {
     let admins =
         db::access::count_members_with_role(conn, workspace_id, Role::Admin.as_str()).await?;
     Ok(admins <= 1)
 }
 
-fn last_admin() -> Error {
+pub(super) fn last_admin() -> Error {
     Error::Conflict {
         message: "a workspace needs an admin: make another member admin first".to_owned(),
         existing_id: None,

@@ -5,8 +5,8 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, MaybeUndefined, Object
 use super::enums::McpInputAction;
 use super::error::{ApiError, Result, parse_id, principal};
 use super::types::{
-    ApiToken, McpAuthType, McpCredentialMode, McpServer, McpTransport, Workspace, WorkspaceMember,
-    WorkspaceRole,
+    ApiToken, McpAuthType, McpCredentialMode, McpServer, McpTransport, OnboardedWorkspace,
+    ServiceAccount, User, Workspace, WorkspaceMember, WorkspaceRole,
 };
 use crate::app::AppHandle;
 use crate::crypto::Secret;
@@ -15,7 +15,7 @@ use crate::domain::mcp::calls::{self, CallOutcome, UnansweredInput};
 use crate::domain::mcp::input::{Answer, Ask};
 use crate::domain::oauth::flow;
 use crate::domain::servers::{self, HeaderInput as DomainHeader, NewServer, Patch, ServerChanges};
-use crate::domain::workspaces;
+use crate::domain::{onboarding, workspaces};
 
 /// A static header sent to an MCP server. The value is stored encrypted and never returned.
 #[derive(InputObject)]
@@ -288,6 +288,41 @@ impl From<CallOutcome> for McpToolResult {
     }
 }
 
+/// Input of `createServiceAccount`.
+#[derive(InputObject)]
+pub struct CreateServiceAccountInput {
+    /// Display name (unique among users, whatever the case).
+    pub name: String,
+    /// The workspace it acts in (its admins and instance operators create it); absent for an
+    /// instance-wide account (instance operators only).
+    pub workspace_id: Option<ID>,
+    /// Its role in its workspace: the highest role it may grant there. Default VIEWER;
+    /// ignored for instance-wide accounts.
+    pub role: Option<WorkspaceRole>,
+}
+
+/// Input of `createUser`.
+#[derive(InputObject)]
+pub struct CreateUserInput {
+    /// Display name (unique among users, whatever the case).
+    pub name: String,
+    /// An identity provider's issuer; with `subject`, a later token of that subject signs in
+    /// as this user.
+    pub issuer: Option<String>,
+    /// The user's subject at `issuer`.
+    pub subject: Option<String>,
+}
+
+/// Input of `createOnboardedWorkspace`.
+#[derive(InputObject)]
+pub struct CreateOnboardedWorkspaceInput {
+    /// Display name.
+    pub name: String,
+    /// Its first admin (a person); absent for none, the workspace then being managed through
+    /// onboarding.
+    pub admin_user_id: Option<ID>,
+}
+
 /// Result of `createApiToken`.
 #[derive(SimpleObject)]
 pub struct CreateApiTokenPayload {
@@ -327,7 +362,8 @@ pub struct MutationRoot;
 
 #[Object]
 impl MutationRoot {
-    /// Create a workspace; the caller becomes its admin.
+    /// Create a workspace; the caller becomes its admin. Refused to service accounts
+    /// (`FORBIDDEN`): they use `createOnboardedWorkspace`.
     async fn create_workspace(&self, ctx: &Context<'_>, name: String) -> Result<Workspace> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
@@ -375,6 +411,185 @@ impl MutationRoot {
         let app = ctx.data_unchecked::<AppHandle>();
         workspaces::remove_member(app, principal, workspace, user).await?;
         Ok(ID(user.to_string()))
+    }
+
+    /// Create a service account: scoped to a workspace (its admins and instance operators) or
+    /// instance-wide (instance operators). Service accounts cannot create service accounts.
+    async fn create_service_account(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateServiceAccountInput,
+    ) -> Result<ServiceAccount> {
+        let principal = principal(ctx)?;
+        let workspace = input
+            .workspace_id
+            .as_ref()
+            .map(|id| parse_id("workspaceId", id))
+            .transpose()?;
+        let role = input.role.map_or(Role::Viewer, Into::into);
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::create_service_account(app, principal, &input.name, workspace, role)
+            .await
+            .map_err(ApiError::from)
+            .map(ServiceAccount)
+    }
+
+    /// Delete a service account: its tokens are revoked (its WebSocket connections close with
+    /// 4403) and its membership ends. Returns its id.
+    async fn delete_service_account(&self, ctx: &Context<'_>, id: ID) -> Result<ID> {
+        let principal = principal(ctx)?;
+        let account = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::delete_service_account(app, principal, account).await?;
+        Ok(id)
+    }
+
+    /// Create an API token for a service account. The token is returned this once.
+    async fn create_service_account_token(
+        &self,
+        ctx: &Context<'_>,
+        service_account_id: ID,
+        name: String,
+    ) -> Result<CreateApiTokenPayload> {
+        let principal = principal(ctx)?;
+        let account = parse_id("serviceAccountId", &service_account_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let created =
+            onboarding::create_service_account_token(app, principal, account, &name).await?;
+        Ok(CreateApiTokenPayload {
+            token: created.token.into_inner(),
+            api_token: ApiToken(created.row),
+        })
+    }
+
+    /// Revoke a service account's API token. WebSocket connections opened with it close with
+    /// 4403, on every replica.
+    async fn revoke_service_account_token(
+        &self,
+        ctx: &Context<'_>,
+        service_account_id: ID,
+        id: ID,
+    ) -> Result<ApiToken> {
+        let principal = principal(ctx)?;
+        let account = parse_id("serviceAccountId", &service_account_id)?;
+        let token = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::revoke_service_account_token(app, principal, account, token)
+            .await
+            .map_err(ApiError::from)
+            .map(ApiToken)
+    }
+
+    /// Onboarding: create a person (service accounts and instance operators).
+    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::create_user(
+            app,
+            principal,
+            &input.name,
+            input.issuer.as_deref(),
+            input.subject.as_deref(),
+        )
+        .await
+        .map_err(ApiError::from)
+        .map(User)
+    }
+
+    /// Onboarding: create a workspace with a person as its first admin, or with no member
+    /// (instance-wide service accounts and instance operators).
+    async fn create_onboarded_workspace(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateOnboardedWorkspaceInput,
+    ) -> Result<OnboardedWorkspace> {
+        let principal = principal(ctx)?;
+        let admin = input
+            .admin_user_id
+            .as_ref()
+            .map(|id| parse_id("adminUserId", id))
+            .transpose()?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::create_workspace(app, principal, &input.name, admin)
+            .await
+            .map_err(ApiError::from)
+            .map(OnboardedWorkspace)
+    }
+
+    /// Onboarding: add a person to a workspace or change their role, within the caller's
+    /// scope and never above its own role there. The last admin cannot be demoted
+    /// (`CONFLICT`).
+    async fn set_workspace_membership(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+        role: WorkspaceRole,
+    ) -> Result<WorkspaceMember> {
+        let principal = principal(ctx)?;
+        let workspace = parse_id("workspaceId", &workspace_id)?;
+        let user = parse_id("userId", &user_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let member =
+            onboarding::set_membership(app, principal, workspace, user, role.into()).await?;
+        Ok(WorkspaceMember {
+            user_id: ID(member.user_id.0.to_string()),
+            workspace_id: ID(member.workspace_id.0.to_string()),
+            role,
+        })
+    }
+
+    /// Onboarding: remove a person from a workspace within the caller's scope, as
+    /// `removeWorkspaceMember` does (their WebSocket connections close with 4403, their grants
+    /// are revoked). Returns the user's id.
+    async fn remove_workspace_membership(
+        &self,
+        ctx: &Context<'_>,
+        workspace_id: ID,
+        user_id: ID,
+    ) -> Result<ID> {
+        let principal = principal(ctx)?;
+        let workspace = parse_id("workspaceId", &workspace_id)?;
+        let user = parse_id("userId", &user_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::remove_membership(app, principal, workspace, user).await?;
+        Ok(user_id)
+    }
+
+    /// Onboarding: create an API token for a person within the caller's scope (never for a
+    /// service account or an instance operator). The token is returned this once.
+    async fn create_user_api_token(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        name: String,
+    ) -> Result<CreateApiTokenPayload> {
+        let principal = principal(ctx)?;
+        let user = parse_id("userId", &user_id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let created = onboarding::create_user_token(app, principal, user, &name).await?;
+        Ok(CreateApiTokenPayload {
+            token: created.token.into_inner(),
+            api_token: ApiToken(created.row),
+        })
+    }
+
+    /// Onboarding: revoke a person's API token within the caller's scope. WebSocket
+    /// connections opened with it close with 4403, on every replica.
+    async fn revoke_user_api_token(
+        &self,
+        ctx: &Context<'_>,
+        user_id: ID,
+        id: ID,
+    ) -> Result<ApiToken> {
+        let principal = principal(ctx)?;
+        let user = parse_id("userId", &user_id)?;
+        let token = parse_id("id", &id)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        onboarding::revoke_person_token(app, principal, user, token)
+            .await
+            .map_err(ApiError::from)
+            .map(ApiToken)
     }
 
     /// Create an API token for the caller. The token is returned this once.

@@ -254,8 +254,8 @@ async fn provision(ctx: &Context, issuer: &str, identity: &Identity) -> Result<U
         db::access::insert_provisioned_user(&mut conn, &row).await?;
         Ok::<_, Error>(UserRow {
             id: row.id,
-            name: row.name,
             created_at: row.created_at,
+            ..UserRow::human(row.name)
         })
     })?;
     tracing::info!(user.id = %user.id.0, issuer, "user created on first sign-in");

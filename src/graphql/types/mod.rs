@@ -7,7 +7,7 @@ mod account;
 mod server;
 mod workspace;
 
-pub use self::account::{ApiToken, User};
+pub use self::account::{ApiToken, OnboardedWorkspace, ServiceAccount, User, UserKind};
 pub use self::server::{McpOauthGrant, McpProbeResult, McpServer, McpServerStatus, McpTool};
 pub use self::workspace::{AuditEvent, Workspace, WorkspaceMember};
 pub use super::enums::{
