@@ -29,7 +29,7 @@ use uuid::Uuid;
 use super::access::{AccessEvent, Principal, Role, UserKind, publish_change};
 use super::admin::ensure_name_free;
 use super::workspaces::{
-    NewToken, is_last_admin, issue_token, last_admin, remove_member_by, validate_label,
+    NewToken, issue_token, last_admin, put_member, remove_member_by, validate_label,
 };
 use super::{Context, Error, Result, audit, bad_input};
 use crate::db::models::{ApiTokenRow, MemberRow, ProvisionedUserRow, UserRow, WorkspaceRow};
@@ -599,24 +599,14 @@ pub async fn set_membership(
         }
         person(&mut conn, "userId", user_id).await?;
         let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
-        if let Some(previous) = &previous {
-            if previous.role > ceiling {
-                return Err(above_own_role(ceiling));
-            }
-            if role < Role::Admin
-                && previous.role == Role::Admin
-                && is_last_admin(&mut conn, workspace_id).await?
-            {
-                return Err(last_admin());
-            }
+        if previous.as_ref().is_some_and(|m| m.role > ceiling) {
+            return Err(above_own_role(ceiling));
         }
-        let member = MemberRow {
-            workspace_id: DbUuid(workspace_id),
-            user_id: DbUuid(user_id),
-            role,
-            created_at: DbTime(db::now()),
+        let Some(member) =
+            put_member(&mut conn, workspace_id, user_id, role, previous.as_ref()).await?
+        else {
+            return Err(last_admin());
         };
-        db::access::upsert_member(&mut conn, &member).await?;
         audit::record(
             &mut conn,
             workspace_id,

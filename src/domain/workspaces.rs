@@ -135,19 +135,11 @@ pub async fn add_member(
             ));
         }
         let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
-        if role < Role::Admin
-            && previous.is_some_and(|m| m.role == Role::Admin)
-            && is_last_admin(&mut conn, workspace_id).await?
-        {
+        let Some(member) =
+            put_member(&mut conn, workspace_id, user_id, role, previous.as_ref()).await?
+        else {
             return Err(last_admin());
-        }
-        let member = MemberRow {
-            workspace_id: DbUuid(workspace_id),
-            user_id: DbUuid(user_id),
-            role,
-            created_at: DbTime(db::now()),
         };
-        db::access::upsert_member(&mut conn, &member).await?;
         audit::record(
             &mut conn,
             workspace_id,
@@ -324,19 +316,12 @@ pub async fn apply_granted_memberships(
                 return Ok::<_, Error>(Some("the workspace does not exist"));
             }
             let previous = db::access::find_member(&mut conn, workspace_id, user_id).await?;
-            if role < Role::Admin
-                && previous.is_some_and(|m| m.role == Role::Admin)
-                && is_last_admin(&mut conn, workspace_id).await?
+            if put_member(&mut conn, workspace_id, user_id, role, previous.as_ref())
+                .await?
+                .is_none()
             {
                 return Ok(Some("the user is the workspace's last admin"));
             }
-            let member = MemberRow {
-                workspace_id: DbUuid(workspace_id),
-                user_id: DbUuid(user_id),
-                role,
-                created_at: DbTime(db::now()),
-            };
-            db::access::upsert_member(&mut conn, &member).await?;
             audit::record_as(
                 &mut conn,
                 workspace_id,
@@ -428,6 +413,32 @@ async fn delete_membership(conn: &mut DbConn, workspace_id: Uuid, user_id: Uuid)
     }
     db::access::delete_member(conn, workspace_id, user_id).await?;
     Ok(member.role)
+}
+
+/// Give `user_id` `role` in a workspace the caller's transaction has locked, `previous` being
+/// their membership now; `None`, and nothing written, when that would leave the workspace
+/// without an admin.
+pub(super) async fn put_member(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    role: Role,
+    previous: Option<&MemberRow>,
+) -> Result<Option<MemberRow>> {
+    if role < Role::Admin
+        && previous.is_some_and(|m| m.role == Role::Admin)
+        && is_last_admin(conn, workspace_id).await?
+    {
+        return Ok(None);
+    }
+    let member = MemberRow {
+        workspace_id: DbUuid(workspace_id),
+        user_id: DbUuid(user_id),
+        role,
+        created_at: DbTime(db::now()),
+    };
+    db::access::upsert_member(conn, &member).await?;
+    Ok(Some(member))
 }
 
 pub(super) async fn is_last_admin(conn: &mut DbConn, workspace_id: Uuid) -> Result<bool> {
