@@ -322,19 +322,15 @@ pub async fn create_service_account_token(
     let name = validate_label("name", name)?;
     let mut conn = ctx.db.conn().await?;
     let account = managed_account(&mut conn, principal, id).await?;
-    transaction!(conn, {
-        let token = issue_token(&mut conn, id, &name).await?;
-        Trail::of_account(&account)
-            .record(
-                &mut conn,
-                principal.user_id,
-                "service_account.token.create",
-                id,
-                json!({ "token": token.row.id.0, "name": name }),
-            )
-            .await?;
-        Ok::<_, Error>(token)
-    })
+    issue_recorded(
+        &mut conn,
+        &Trail::of_account(&account),
+        principal.user_id,
+        "service_account.token.create",
+        id,
+        &name,
+    )
+    .await
 }
 
 /// A service account's tokens, newest first (revoked ones included).
@@ -727,13 +723,33 @@ pub async fn create_user_token(
     let name = validate_label("name", name)?;
     let mut conn = ctx.db.conn().await?;
     let (_, trail) = token_holder(&mut conn, authority, user_id).await?;
+    issue_recorded(
+        &mut conn,
+        &trail,
+        principal.user_id,
+        "user.token.create",
+        user_id,
+        &name,
+    )
+    .await
+}
+
+/// Mint a token for `user_id` and record it on `trail` as `action` by `actor`, together.
+async fn issue_recorded(
+    conn: &mut DbConn,
+    trail: &Trail,
+    actor: Uuid,
+    action: &str,
+    user_id: Uuid,
+    name: &str,
+) -> Result<NewToken> {
     transaction!(conn, {
-        let token = issue_token(&mut conn, user_id, &name).await?;
+        let token = issue_token(conn, user_id, name).await?;
         trail
             .record(
-                &mut conn,
-                principal.user_id,
-                "user.token.create",
+                conn,
+                actor,
+                action,
                 user_id,
                 json!({ "token": token.row.id.0, "name": name }),
             )
