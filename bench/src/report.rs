@@ -11,6 +11,8 @@ pub enum Unit {
     PerSecond,
     /// Milliseconds.
     Millis,
+    /// Microseconds.
+    Micros,
     /// Seconds.
     Seconds,
     /// MiB.
@@ -26,6 +28,7 @@ impl Unit {
         match self {
             Unit::PerSecond => format!("{} req/s", thousands(value.round())),
             Unit::Millis => format!("{value:.2} ms"),
+            Unit::Micros => format!("{value:.0} µs"),
             Unit::Seconds => format!("{value:.3} s"),
             Unit::MiB => format!("{value:.1} MiB"),
             Unit::Count => thousands(value.round()),
@@ -272,6 +275,7 @@ mod tests {
         assert_eq!(Unit::Count.show(1000.0), "1,000");
         assert_eq!(Unit::Count.show(7.0), "7");
         assert_eq!(Unit::Millis.show(1.234), "1.23 ms");
+        assert_eq!(Unit::Micros.show(181.6), "182 µs");
     }
 
     #[test]

@@ -189,6 +189,12 @@ impl Server {
         process_memory(self.pid())
     }
 
+    /// CPU time (user and system, every thread, exited ones included) the process has used
+    /// since it started.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        process_cpu(self.pid())
+    }
+
     /// The last lines of both logs, for error messages.
     pub fn log_tail(&self) -> String {
         format!(
@@ -277,6 +283,46 @@ pub fn process_memory(pid: u32) -> anyhow::Result<Memory> {
     Ok(Memory {
         rss_kib: field("VmRSS:")?,
         peak_kib: field("VmHWM:")?,
+    })
+}
+
+/// CPU time a process has used, from `/proc/PID/stat` (`utime` + `stime`, fields 14 and 15,
+/// which count every thread the process ever had).
+pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; fields are counted after its ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .with_context(|| format!("no command name in /proc/{pid}/stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| -> anyhow::Result<u64> {
+        fields
+            .get(index)
+            .and_then(|field| field.parse().ok())
+            .with_context(|| format!("no field {} in /proc/{pid}/stat", index + 3))
+    };
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_secs_f64(
+        total as f64 / clock_ticks_per_second(),
+    ))
+}
+
+/// `sysconf(_SC_CLK_TCK)`, as `getconf CLK_TCK` reports it (100 on every Linux the harness
+/// runs on, which is also the fallback).
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .filter(|ticks| *ticks > 0.0)
+            .unwrap_or(100.0)
     })
 }
 

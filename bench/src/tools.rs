@@ -1,11 +1,13 @@
 //! Scenario 2: a tool call through Switchboard against the same `tools/call` sent straight to
 //! the upstream.
 //!
-//! The upstream is the fake MCP server with sessions on, as real Streamable HTTP servers have
-//! them. The baseline opens one session (`initialize`, `notifications/initialized`) and then
-//! posts `tools/call` with that session's id, which is the least any client can send per call.
-//! The upstream's request counter is read around each measured phase, so the requests
-//! Switchboard sends per call are counted where they arrive.
+//! The upstream is the in-process fake MCP server with sessions on, as real Streamable HTTP
+//! servers have them, and optionally (`--node-upstream`) a server built on the official
+//! TypeScript SDK in stateless mode, which costs what a realistic upstream costs. The baseline
+//! opens one session (`initialize`, `notifications/initialized`; a stateless server issues
+//! none) and then posts `tools/call` with that session's id, which is the least any client can
+//! send per call. The fake's request counter is read around each measured phase, so the
+//! requests Switchboard sends per call are counted where they arrive.
 
 use std::collections::BTreeMap;
 
@@ -13,11 +15,12 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::list::checked;
+use crate::list::{checked, with_cpu};
 use crate::load::{self, Spec};
 use crate::report::{Report, Row, Target, Unit};
+use crate::server::Server;
 use crate::{Ctx, server_input};
-use switchboard_testkit::fake_mcp::PROTOCOL_VERSION;
+use switchboard_testkit::fake_mcp::{FakeMcpServer, PROTOCOL_VERSION};
 
 const CALL: &str = "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"echo\", \
     arguments: { message: \"hello\" }) { content structuredContent isError } }";
@@ -25,13 +28,49 @@ const CALL: &str = "mutation($id: ID!) { callMcpTool(serverId: $id, name: \"echo
 /// Calls whose upstream requests are broken down by kind in the notes.
 const SAMPLE_CALLS: usize = 5;
 
+/// The MCP server the calls go to.
+pub struct ToolUpstream<'a> {
+    /// How the scenario names it (`None` for the in-process fake).
+    pub name: Option<&'a str>,
+    /// Its endpoint.
+    pub url: String,
+    /// The in-process fake, when it is one: its request counter gives the upstream requests
+    /// per call.
+    pub fake: Option<&'a FakeMcpServer>,
+}
+
+impl<'a> ToolUpstream<'a> {
+    /// The in-process fake every run has.
+    pub fn fake(mcp: &'a FakeMcpServer) -> Self {
+        ToolUpstream {
+            name: None,
+            url: mcp.url(),
+            fake: Some(mcp),
+        }
+    }
+}
+
 /// Run the scenario through the server behind `api`.
-pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyhow::Result<()> {
-    let scenario = format!("2 tool call ({label})");
-    let mcp = &ctx.upstreams.tool_mcp;
+pub async fn run(
+    ctx: &Ctx,
+    server: &Server,
+    api: &Api,
+    upstream: &ToolUpstream<'_>,
+    label: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let scenario = match upstream.name {
+        Some(name) => format!("2 tool call, {name} ({label})"),
+        None => format!("2 tool call ({label})"),
+    };
     let workspace = api.default_workspace().await?;
     let id = api
-        .create_server(server_input(&workspace, "Tools", &mcp.url(), "NONE"))
+        .create_server(server_input(
+            &workspace,
+            &format!("Tools {}", upstream.name.unwrap_or("fake")),
+            &upstream.url,
+            "NONE",
+        ))
         .await?;
     let data = api
         .ok(
@@ -45,30 +84,33 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
     );
 
     // What one call sends upstream today, by kind, for the notes.
-    let start = mcp.request_count();
-    for _ in 0..SAMPLE_CALLS {
-        api.ok(CALL, json!({ "id": id })).await?;
+    if let Some(mcp) = upstream.fake {
+        let start = mcp.request_count();
+        for _ in 0..SAMPLE_CALLS {
+            api.ok(CALL, json!({ "id": id })).await?;
+        }
+        let mut kinds = BTreeMap::<String, usize>::new();
+        for request in &mcp.requests()[start..] {
+            let rpc = request.json()["method"]
+                .as_str()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default();
+            *kinds.entry(format!("{}{rpc}", request.method)).or_default() += 1;
+        }
+        let breakdown: Vec<String> = kinds
+            .iter()
+            .map(|(kind, n)| format!("{} × {kind}", *n as f64 / SAMPLE_CALLS as f64))
+            .collect();
+        report.note(format!(
+            "{scenario}: upstream requests per call through Switchboard, averaged over the \
+             first {SAMPLE_CALLS} calls after a catalogue refresh (the first call opens the \
+             session): {}.",
+            breakdown.join(", ")
+        ));
     }
-    let mut kinds = BTreeMap::<String, usize>::new();
-    for request in &mcp.requests()[start..] {
-        let rpc = request.json()["method"]
-            .as_str()
-            .map(|m| format!(" {m}"))
-            .unwrap_or_default();
-        *kinds.entry(format!("{}{rpc}", request.method)).or_default() += 1;
-    }
-    let breakdown: Vec<String> = kinds
-        .iter()
-        .map(|(kind, n)| format!("{} × {kind}", *n as f64 / SAMPLE_CALLS as f64))
-        .collect();
-    report.note(format!(
-        "{scenario}: upstream requests per call through Switchboard, averaged over the first \
-         {SAMPLE_CALLS} calls after a catalogue refresh (the first call opens the session): {}.",
-        breakdown.join(", ")
-    ));
 
     let client = load::client(16);
-    let session = open_session(&client, &mcp.url()).await?;
+    let session = open_session(&client, &upstream.url).await?;
     let direct_body = json!({
         "jsonrpc": "2.0",
         "id": 1,
@@ -76,14 +118,17 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
         "params": { "name": "echo", "arguments": { "message": "hello" } },
     })
     .to_string();
+    let mut headers = vec![
+        ("accept", "application/json, text/event-stream".into()),
+        ("mcp-protocol-version", PROTOCOL_VERSION.into()),
+    ];
+    if let Some(session) = session {
+        headers.push(("mcp-session-id", session));
+    }
     let direct = load::post_json(
         &client,
-        mcp.url(),
-        vec![
-            ("accept", "application/json, text/event-stream".into()),
-            ("mcp-session-id", session),
-            ("mcp-protocol-version", PROTOCOL_VERSION.into()),
-        ],
+        upstream.url.clone(),
+        headers,
         direct_body,
         direct_ok,
     );
@@ -99,15 +144,15 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
         warmup: ctx.plan.warmup,
         measure: ctx.plan.measure,
     };
+    let fake = upstream.fake;
     let counted = |spec, request| async move {
-        let (outcome, upstream) = load::run_around(
+        load::run_around(
             spec,
             request,
-            || mcp.request_count(),
-            |before| mcp.request_count() - before,
+            || fake.map(FakeMcpServer::request_count),
+            |before| Some(fake?.request_count() - before?),
         )
-        .await;
-        (outcome, upstream)
+        .await
     };
 
     let phase = |name: &str| crate::progress(format_args!("{scenario}: {name}"));
@@ -117,6 +162,9 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
     phase("through Switchboard, c=16");
     let (through16, through_upstream) = counted(spec(16), through.clone()).await;
     let through16 = checked(report, &scenario, "through Switchboard, c=16", through16);
+    phase("through Switchboard, c=16, server CPU");
+    let (cpu16, cpu16_spent) = with_cpu(server, spec(16), through.clone()).await?;
+    let cpu16 = checked(report, &scenario, "through Switchboard, c=16", cpu16);
     let direct1 = checked(
         report,
         &scenario,
@@ -132,9 +180,17 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
     );
 
     let per_call = |upstream: usize, calls: u64| upstream as f64 / calls.max(1) as f64;
-    let direct_per_call = per_call(direct_upstream, direct16.ok + direct16.errors);
-    let through_per_call = per_call(through_upstream, through16.ok + through16.errors);
-    if (direct_per_call - 1.0).abs() > 1e-9 || through_per_call < 1.0 {
+    let per_call = direct_upstream
+        .zip(through_upstream)
+        .map(|(direct, through)| {
+            (
+                per_call(direct, direct16.ok + direct16.errors),
+                per_call(through, through16.ok + through16.errors),
+            )
+        });
+    if let Some((direct_per_call, through_per_call)) = per_call
+        && ((direct_per_call - 1.0).abs() > 1e-9 || through_per_call < 1.0)
+    {
         report.fail(format!(
             "{scenario}: impossible upstream counts ({direct_per_call:.2} per direct call, \
              {through_per_call:.2} per call through Switchboard)"
@@ -142,6 +198,7 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
     }
 
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let us = |d: std::time::Duration| d.as_secs_f64() * 1_000_000.0;
     report.push(
         Row::info(
             &scenario,
@@ -174,18 +231,29 @@ pub async fn run(ctx: &Ctx, api: &Api, label: &str, report: &mut Report) -> anyh
     report.push(
         Row::info(
             &scenario,
-            "upstream HTTP requests per call, c=16",
-            through_per_call,
-            Unit::Number,
+            "Switchboard CPU per call, c=16",
+            us(cpu16_spent) / cpu16.ok.max(1) as f64,
+            Unit::Micros,
         )
-        .against(direct_per_call, "direct")
-        .target(Target::Exactly(1.0)),
+        .target(Target::AtMost(200.0)),
     );
+    if let Some((direct_per_call, through_per_call)) = per_call {
+        report.push(
+            Row::info(
+                &scenario,
+                "upstream HTTP requests per call, c=16",
+                through_per_call,
+                Unit::Number,
+            )
+            .against(direct_per_call, "direct")
+            .target(Target::Exactly(1.0)),
+        );
+    }
     Ok(())
 }
 
-/// Open an MCP session the way a client does; returns its id.
-async fn open_session(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
+/// Open an MCP session the way a client does; returns its id (none from a stateless server).
+async fn open_session(client: &reqwest::Client, url: &str) -> anyhow::Result<Option<String>> {
     let post = |message: Value, session: Option<&str>| {
         let mut request = client
             .post(url)
@@ -219,12 +287,12 @@ async fn open_session(client: &reqwest::Client, url: &str) -> anyhow::Result<Str
     let session = initialized
         .headers()
         .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .context("the upstream issued no session id")?
-        .to_owned();
+        .map(|v| v.to_str().map(str::to_owned))
+        .transpose()
+        .context("the upstream's session id is not text")?;
     let notified = post(
         json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }),
-        Some(&session),
+        session.as_deref(),
     )
     .await?;
     ensure!(
@@ -235,8 +303,9 @@ async fn open_session(client: &reqwest::Client, url: &str) -> anyhow::Result<Str
     Ok(session)
 }
 
+/// A tool result that is not an error (`isError` may be absent, which means false).
 fn direct_ok(body: &[u8]) -> bool {
-    load::contains(body, b"\"result\"") && load::contains(body, b"\"isError\":false")
+    load::contains(body, b"\"result\"") && !load::contains(body, b"\"isError\":true")
 }
 
 fn call_ok(body: &[u8]) -> bool {
