@@ -486,3 +486,69 @@ async fn servers_page_as_a_relay_connection() {
         .await;
     assert_eq!(error_code(&body), Some("BAD_USER_INPUT"), "{body}");
 }
+
+/// Every server of a page shows its own shared grant, on every page, even when another
+/// workspace's servers (with grants of their own) were created in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_shows_each_servers_own_grant() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let b = t.new_workspace_admin("Other").await;
+    let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..6 {
+        let url = |who: &str| format!("http://127.0.0.1:9/{who}{i}");
+        mine.push(
+            t.create_server(a, json!({ "name": format!("s{i}"), "url": url("a") }))
+                .await,
+        );
+        theirs.push(
+            t.create_server(&b, json!({ "name": format!("s{i}"), "url": url("b") }))
+                .await,
+        );
+    }
+    let granted = [0, 2, 3];
+    for i in granted {
+        insert_grant(&t, &mine[i]).await;
+    }
+    for id in &theirs {
+        insert_grant(&t, id).await;
+    }
+    let q = "query($w: ID!, $after: String) { workspace(id: $w) { mcpServers(first: 4, after: $after) { \
+             edges { node { id oauth { issuer } } } pageInfo { hasNextPage endCursor } } } }";
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let data = t
+            .ok(
+                a,
+                q,
+                json!({ "w": a.workspace_id.to_string(), "after": after }),
+            )
+            .await;
+        let page = &data["workspace"]["mcpServers"];
+        for edge in page["edges"].as_array().unwrap() {
+            let node = &edge["node"];
+            seen.push((
+                node["id"].as_str().unwrap().to_owned(),
+                node["oauth"]["issuer"].as_str().map(str::to_owned),
+            ));
+        }
+        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    let expected: Vec<_> = mine
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                id.clone(),
+                granted
+                    .contains(&i)
+                    .then(|| "https://as.example".to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(seen, expected);
+}

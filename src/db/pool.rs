@@ -129,6 +129,28 @@ macro_rules! with_conn {
     };
 }
 
+/// Load every row of `$query` (an expression, compiled once per backend) into a `Vec`. On
+/// SQLite the statement runs, and its rows are decoded, in one trip to a blocking thread: the
+/// async wrapper's own `load` first copies every value of every row to hand the rows over, and
+/// decodes the copies afterwards. For the hot reads; values used by `$query` are moved into
+/// that thread, so they must be owned (`Copy` ids, numbers).
+#[macro_export]
+macro_rules! load_rows {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            $crate::db::DbConn::Postgres(c) => {
+                let c: &mut ::diesel_async::AsyncPgConnection = &mut *c;
+                ::diesel_async::RunQueryDsl::load($query, c).await
+            }
+            $crate::db::DbConn::Sqlite(c) => {
+                let c: &mut $crate::db::SqliteConn = &mut *c;
+                c.spawn_blocking(move |c| ::diesel::RunQueryDsl::load($query, c))
+                    .await
+            }
+        }
+    };
+}
+
 /// Run `$body` (an expression producing `Result<T, E>` where `E: From<DbError>`) inside one
 /// write transaction on `$conn`: committed when it returns `Ok`, rolled back otherwise. On
 /// SQLite the transaction starts with `BEGIN IMMEDIATE` so two writers never deadlock on a

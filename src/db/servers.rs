@@ -8,7 +8,7 @@ use super::models::{McpServerRow, ToolRow, UserToolRow};
 use super::schema::{mcp_servers, mcp_tools, mcp_user_catalogues, mcp_user_tools, workspaces};
 use super::types::Transport;
 use super::{DbConn, DbError, DbTime, DbUuid};
-use crate::with_conn;
+use crate::{load_rows, with_conn};
 
 /// Insert a server.
 pub async fn insert(conn: &mut DbConn, row: &McpServerRow) -> Result<(), DbError> {
@@ -85,7 +85,8 @@ pub async fn page(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<McpServerRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
+    // The hottest read of the API (every dashboard refresh): one blocking trip on SQLite.
+    Ok(load_rows!(conn, {
         let mut query = mcp_servers::table
             .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
             .order(mcp_servers::id.asc())
@@ -95,7 +96,7 @@ pub async fn page(
         if let Some(after) = after {
             query = query.filter(mcp_servers::id.gt(DbUuid(after)));
         }
-        query.load(c).await
+        query
     })?)
 }
 

@@ -7,7 +7,7 @@
 //! - Each kind is one query whatever the number of servers (tools: one per distinct page).
 //! - Nothing sealed is loaded into a view.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -109,7 +109,20 @@ pub async fn related(ctx: &Context, rows: &[McpServerRow], wanted: Wanted) -> Re
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut conn = ctx.db.conn().await?;
     if wanted.grants || wanted.users {
-        related.grants = Some(oauth_views(&mut conn, &ids, wanted.flows_in_progress).await?);
+        let summaries = match page_bounds(rows) {
+            Some((workspace_id, first, last)) => {
+                let wanted_ids: HashSet<Uuid> = ids.iter().copied().collect();
+                let mut summaries =
+                    db::oauth::shared_grant_summaries_between(&mut conn, workspace_id, first, last)
+                        .await?;
+                // A server created between the two reads may fall in the range.
+                summaries.retain(|grant| wanted_ids.contains(&grant.server_id.0));
+                summaries
+            }
+            None => db::oauth::shared_grant_summaries(&mut conn, &ids).await?,
+        };
+        related.grants =
+            Some(views_with_flows(&mut conn, summaries, &ids, wanted.flows_in_progress).await?);
     }
     for page in wanted.tools {
         if let std::collections::hash_map::Entry::Vacant(slot) = related.tools.entry(page) {
@@ -157,7 +170,34 @@ pub async fn oauth_views(
     ids: &[Uuid],
     in_progress: bool,
 ) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
-    let mut views = views_of(db::oauth::shared_grant_summaries(conn, ids).await?);
+    let summaries = db::oauth::shared_grant_summaries(conn, ids).await?;
+    views_with_flows(conn, summaries, ids, in_progress).await
+}
+
+/// The workspace and the lowest and highest id of rows that all belong to one workspace (a
+/// page of its servers); `None` for rows of several workspaces.
+fn page_bounds(rows: &[McpServerRow]) -> Option<(Uuid, Uuid, Uuid)> {
+    let workspace_id = rows.first()?.workspace_id.0;
+    let mut first = rows.first()?.id.0;
+    let mut last = first;
+    for row in rows {
+        if row.workspace_id.0 != workspace_id {
+            return None;
+        }
+        first = first.min(row.id.0);
+        last = last.max(row.id.0);
+    }
+    Some((workspace_id, first, last))
+}
+
+/// [`oauth_views`] from grant summaries already read.
+async fn views_with_flows(
+    conn: &mut DbConn,
+    summaries: Vec<GrantSummary>,
+    ids: &[Uuid],
+    in_progress: bool,
+) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
+    let mut views = views_of(summaries);
     let asked: Vec<Uuid> = if in_progress {
         ids.to_vec()
     } else {

@@ -72,18 +72,21 @@ impl McpServer {
                 role: workspace.role,
             });
         }
-        let principal = principal(ctx)?;
-        let id = self.row.workspace_id.0;
-        let role = principal.role_in(id).ok_or_else(|| {
-            ApiError::internal("a server reached a caller outside its workspace", &id)
-        })?;
-        let row = ctx
-            .data_unchecked::<DataLoader<WorkspaceLoader>>()
-            .load_one(id)
-            .await
-            .map_err(load_error)?
-            .ok_or_else(|| ApiError::internal("a server's workspace is missing", &id))?;
-        Ok(Workspace { row, role })
+        boxed(async move {
+            let principal = principal(ctx)?;
+            let id = self.row.workspace_id.0;
+            let role = principal.role_in(id).ok_or_else(|| {
+                ApiError::internal("a server reached a caller outside its workspace", &id)
+            })?;
+            let row = ctx
+                .data_unchecked::<DataLoader<WorkspaceLoader>>()
+                .load_one(id)
+                .await
+                .map_err(load_error)?
+                .ok_or_else(|| ApiError::internal("a server's workspace is missing", &id))?;
+            Ok(Workspace { row, role })
+        })
+        .await
     }
     async fn name(&self) -> &str {
         &self.row.name
@@ -153,17 +156,20 @@ impl McpServer {
         if self.row.credential_mode != CredentialMode::PerUser {
             return Ok(None);
         }
-        let user_id = principal(ctx)?.user_id;
-        let view = ctx
-            .data_unchecked::<DataLoader<OwnGrantLoader>>()
-            .load_one(OwnGrantKey {
-                server_id: self.row.id.0,
-                user_id,
-            })
-            .await
-            .map_err(load_error)?
-            .unwrap_or_default();
-        Ok(Some(McpMyAuthorization(view)))
+        boxed(async move {
+            let user_id = principal(ctx)?.user_id;
+            let view = ctx
+                .data_unchecked::<DataLoader<OwnGrantLoader>>()
+                .load_one(OwnGrantKey {
+                    server_id: self.row.id.0,
+                    user_id,
+                })
+                .await
+                .map_err(load_error)?
+                .unwrap_or_default();
+            Ok(Some(McpMyAuthorization(view)))
+        })
+        .await
     }
     /// Who has connected their own account to a `PER_USER` server, oldest first (admins only;
     /// empty on a shared server). Never tokens. A cursor is an opaque grant id. `first`
@@ -175,27 +181,7 @@ impl McpServer {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<Connection<String, McpUserAuthorization>> {
-        let principal = principal(ctx)?;
-        let app = ctx.data_unchecked::<AppHandle>();
-        let after_id = after
-            .as_deref()
-            .map(|cursor| {
-                Uuid::parse_str(cursor)
-                    .map_err(|_| crate::domain::bad_input("after", "is not a cursor of this list"))
-            })
-            .transpose()
-            .map_err(ApiError::from)?;
-        let page =
-            servers::authorizations(app, principal, &self.row, first.map(i64::from), after_id)
-                .await
-                .map_err(ApiError::from)?;
-        let mut connection = Connection::new(after_id.is_some(), page.has_next);
-        connection.edges.extend(
-            page.items
-                .into_iter()
-                .map(|grant| Edge::new(grant.id.0.to_string(), McpUserAuthorization(grant))),
-        );
-        Ok(connection)
+        boxed(self.authorizations_page(ctx, first, after)).await
     }
     /// The workspace's OAuth grant for this server, if one exists.
     async fn oauth(&self, ctx: &Context<'_>) -> Result<Option<McpOauthGrant>> {
@@ -206,12 +192,15 @@ impl McpServer {
                 .cloned()
                 .map(|row| McpOauthGrant { row, related }));
         }
-        Ok(ctx
-            .data_unchecked::<DataLoader<GrantLoader>>()
-            .load_one(self.row.id.0)
-            .await
-            .map_err(load_error)?
-            .map(|row| McpOauthGrant { row, related: None }))
+        boxed(async move {
+            Ok(ctx
+                .data_unchecked::<DataLoader<GrantLoader>>()
+                .load_one(self.row.id.0)
+                .await
+                .map_err(load_error)?
+                .map(|row| McpOauthGrant { row, related: None }))
+        })
+        .await
     }
     async fn connection_status(&self) -> McpConnectionStatus {
         self.row.connection_status.into()
@@ -234,6 +223,39 @@ impl McpServer {
     /// counts the server's).
     #[graphql(complexity = "first.unwrap_or(50).clamp(0, 100) as usize * child_complexity + 1")]
     async fn tools(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, McpTool>> {
+        boxed(self.tools_page(ctx, first, after)).await
+    }
+    async fn tool_count(&self) -> i32 {
+        self.row.tool_count
+    }
+    async fn tools_refreshed_at(&self) -> Option<DateTime<Utc>> {
+        self.row.tools_refreshed_at.map(|t| t.0)
+    }
+    /// Who registered the server (null once that user is gone).
+    async fn created_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        boxed(load_user(
+            ctx,
+            self.related.as_deref(),
+            self.row.created_by.map(|id| id.0),
+        ))
+        .await
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at.0
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.row.updated_at.0
+    }
+}
+
+impl McpServer {
+    /// The body of `tools` (see [`boxed`]).
+    async fn tools_page(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
@@ -281,27 +303,44 @@ impl McpServer {
         );
         Ok(connection)
     }
-    async fn tool_count(&self) -> i32 {
-        self.row.tool_count
+
+    /// The body of `authorizations`, boxed by the field so that every field's future stays
+    /// small.
+    async fn authorizations_page(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Connection<String, McpUserAuthorization>> {
+        let principal = principal(ctx)?;
+        let app = ctx.data_unchecked::<AppHandle>();
+        let after_id = after
+            .as_deref()
+            .map(|cursor| {
+                Uuid::parse_str(cursor)
+                    .map_err(|_| crate::domain::bad_input("after", "is not a cursor of this list"))
+            })
+            .transpose()
+            .map_err(ApiError::from)?;
+        let page =
+            servers::authorizations(app, principal, &self.row, first.map(i64::from), after_id)
+                .await
+                .map_err(ApiError::from)?;
+        let mut connection = Connection::new(after_id.is_some(), page.has_next);
+        connection.edges.extend(
+            page.items
+                .into_iter()
+                .map(|grant| Edge::new(grant.id.0.to_string(), McpUserAuthorization(grant))),
+        );
+        Ok(connection)
     }
-    async fn tools_refreshed_at(&self) -> Option<DateTime<Utc>> {
-        self.row.tools_refreshed_at.map(|t| t.0)
-    }
-    /// Who registered the server (null once that user is gone).
-    async fn created_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        load_user(
-            ctx,
-            self.related.as_deref(),
-            self.row.created_by.map(|id| id.0),
-        )
-        .await
-    }
-    async fn created_at(&self) -> DateTime<Utc> {
-        self.row.created_at.0
-    }
-    async fn updated_at(&self) -> DateTime<Utc> {
-        self.row.updated_at.0
-    }
+}
+
+/// A resolver's body on the heap. A type's fields are resolved through one future as large as
+/// its largest field's, created and moved for every field of every object: boxing the few
+/// fields that await loaders or queries keeps the plain ones (most of any page) cheap.
+async fn boxed<'a, T>(body: impl std::future::Future<Output = T> + Send + 'a) -> T {
+    Box::pin(body).await
 }
 
 pub(super) async fn load_user(
@@ -360,14 +399,14 @@ impl McpOauthGrant {
     }
     /// Who completed the last authorization.
     async fn authorized_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        load_user(
+        boxed(load_user(
             ctx,
             self.related.as_deref(),
             self.row
                 .grant
                 .as_ref()
                 .and_then(|g| g.authorized_by.map(|id| id.0)),
-        )
+        ))
         .await
     }
     /// Whether someone started a flow in the last 10 minutes that has not completed.
