@@ -451,7 +451,7 @@ mod tests {
 
         let err = error(&[
             BASE,
-            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret-9c4d\n"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=secret%0A-9c4d"),
         ]);
         assert_eq!(err.variable, "OTEL_EXPORTER_OTLP_HEADERS");
         assert!(!err.to_string().contains("9c4d"), "{err}");
