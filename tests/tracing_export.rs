@@ -9,16 +9,21 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use futures_util::{SinkExt as _, StreamExt as _};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::{Value, json};
+use switchboard::db::DatabaseTarget;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use crate::binary::{command, read, start_async, stop};
 use crate::support::fake_mcp::{Era, FakeMcpServer, McpAuth, McpConfig};
@@ -128,10 +133,18 @@ async fn a_tool_call_is_exported_as_one_trace_and_handed_on_without_secrets() {
 
     let dir = tempfile::tempdir().unwrap();
     let headers = format!("api-key={COLLECTOR_KEY}");
+    // The backend under test: PostgreSQL when the suite runs against it.
+    let (database, system) = match crate::support::test_database(dir.path()).await {
+        DatabaseTarget::Postgres(url) => (url, "postgresql"),
+        DatabaseTarget::Sqlite(_) => ("sqlite://data/switchboard.db".to_owned(), "sqlite"),
+    };
+    let keys = format!("k1:{}", "7".repeat(64));
     let server = start_async(
         dir.path(),
         "otel",
         &[
+            ("SWITCHBOARD_DATABASE_URL", &database),
+            ("SWITCHBOARD_ENCRYPTION_KEYS", &keys),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector),
             ("OTEL_EXPORTER_OTLP_HEADERS", &headers),
             ("OTEL_SERVICE_NAME", "switchboard-under-test"),
@@ -204,6 +217,41 @@ async fn a_tool_call_is_exported_as_one_trace_and_handed_on_without_secrets() {
         assert_eq!(data["callMcpTool"]["isError"], false, "{data}");
     }
 
+    // A query on a WebSocket whose upgrade request carried the trace context.
+    let mut upgrade = format!("{}/graphql/ws", base.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    upgrade.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    upgrade
+        .headers_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(upgrade).await.unwrap();
+    for message in [
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } }),
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "query Workspaces { workspaces { id } }" } }),
+    ] {
+        socket
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if message.to_string().contains("\"complete\"") {
+            break;
+        }
+    }
+    socket.close(None).await.unwrap();
+    // The server ends the socket's span once it has seen the close.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // Graceful shutdown exports what is still buffered.
     let (_, stderr) = tokio::task::spawn_blocking(move || stop(server))
         .await
@@ -264,6 +312,14 @@ async fn a_tool_call_is_exported_as_one_trace_and_handed_on_without_secrets() {
         .filter(|s| s.name == "POST /graphql")
         .collect();
     assert_eq!(requests.len(), 2, "{}", tree(&spans));
+    let upgrade = traced
+        .iter()
+        .find(|s| s.name == "GET /graphql/ws")
+        .unwrap_or_else(|| panic!("{}", tree(&spans)));
+    assert_eq!(upgrade.parent_span_id, hex::decode(CALLER_SPAN).unwrap());
+    let query = children(upgrade, "query Workspaces");
+    assert_eq!(query.len(), 1, "{}", tree(&spans));
+    assert_eq!(text(query[0], "graphql.operation.type"), Some("query"));
     let mut upstream_spans = Vec::new();
     for request in &requests {
         assert_eq!(request.parent_span_id, hex::decode(CALLER_SPAN).unwrap());
@@ -306,7 +362,7 @@ async fn a_tool_call_is_exported_as_one_trace_and_handed_on_without_secrets() {
         .iter()
         .filter(|s| text(s, "db.system.name").is_some())
     {
-        assert_eq!(text(statement, "db.system.name"), Some("sqlite"));
+        assert_eq!(text(statement, "db.system.name"), Some(system));
         let operation = text(statement, "db.operation.name").unwrap();
         assert!(
             operation.chars().all(|c| c.is_ascii_uppercase()),

@@ -287,6 +287,13 @@ async fn graphql_ws(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -
         ..
     } = state;
     let max_message = app.config.max_body_bytes;
+    // With trace export on, the socket's operations are children of the upgrade request's
+    // span (which continues the client's trace context); the socket runs on a task of its own.
+    let request_span = if crate::telemetry::exporting() {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    };
     upgrade
         // A subscriber sends a few small messages and receives small events, but the default
         // buffers (128 KiB each way, per connection) would make ten thousand dashboards cost
@@ -295,15 +302,7 @@ async fn graphql_ws(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        // With trace export on, the socket's operations are children of the upgrade request's
-        // span, which continues the client's trace context.
         .on_upgrade(move |socket| {
-            ws::serve(socket, protocol, app, schema, slot, shutdown).instrument(
-                if crate::telemetry::exporting() {
-                    tracing::Span::current()
-                } else {
-                    tracing::Span::none()
-                },
-            )
+            ws::serve(socket, protocol, app, schema, slot, shutdown).instrument(request_span)
         })
 }
