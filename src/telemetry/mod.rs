@@ -293,6 +293,12 @@ mod tests {
     }
 
     #[test]
+    fn the_export_only_target_is_the_one_instrumented_functions_name() {
+        // `#[tracing::instrument(target = …)]` takes a literal, not this constant.
+        assert_eq!(SPANS, "switchboard::spans");
+    }
+
+    #[test]
     fn spans_for_export_only_never_reach_the_log() {
         for rust_log in [None, Some("trace"), Some("switchboard::spans=trace,trace")] {
             let log = logged(rust_log);
