@@ -252,7 +252,7 @@ pub fn main() -> ExitCode {
     let telemetry = {
         // The exporter sends its batches from the runtime.
         let _runtime = runtime.enter();
-        match crate::telemetry::init_with_traces(config.log_format, traces.as_ref()) {
+        match crate::telemetry::init(config.log_format, traces.as_ref()) {
             Ok(telemetry) => telemetry,
             Err(error) => {
                 eprintln!("switchboard: {error}");

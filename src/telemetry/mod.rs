@@ -96,19 +96,11 @@ pub const CAPS: &[(&str, LevelFilter)] = &[
     ("axum::rejection", LevelFilter::DEBUG),
 ];
 
-/// Install the global subscriber, logging only. Safe to call more than once (later calls do
-/// nothing).
-pub fn init(format: LogFormat) {
-    let _ = install(format, None);
-}
-
-/// Install the global subscriber, with trace export when `traces` is given. Must run inside
-/// the tokio runtime, which the exporter's batches are sent from. Only the first subscriber
-/// installed in a process takes effect.
-pub fn init_with_traces(
-    format: LogFormat,
-    traces: Option<&OtelSettings>,
-) -> Result<Telemetry, ExportError> {
+/// Install the global subscriber: the log, and trace export when `traces` is given. With
+/// traces it must run inside the tokio runtime, which the exporter's batches are sent from.
+/// Safe to call more than once (only the first subscriber installed in a process takes
+/// effect).
+pub fn init(format: LogFormat, traces: Option<&OtelSettings>) -> Result<Telemetry, ExportError> {
     let provider = traces.map(export::tracer_provider).transpose()?;
     let installed = install(format, provider.as_ref());
     if installed && provider.is_some() {
