@@ -355,6 +355,12 @@ async fn a_tool_call_is_exported_as_one_trace_and_handed_on_without_secrets() {
         let exchange = children(mcp, "POST");
         assert_eq!(exchange.len(), 1, "{:?}", names(&traced));
         assert_eq!(text(exchange[0], "mcp.method.name"), Some("tools/call"));
+        assert_eq!(text(exchange[0], "server.address"), Some("127.0.0.1"));
+        assert!(
+            matches!(attribute(exchange[0], "server.port"), Some(AnyValue::IntValue(_))),
+            "{:?}",
+            exchange[0].attributes
+        );
         upstream_spans.push(exchange[0].span_id.clone());
     }
     // Every statement is named by kind and table only, under a span of the trace.

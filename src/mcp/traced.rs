@@ -69,7 +69,11 @@ impl TracedHttp {
             http.request.method = "POST",
             mcp.method.name = request.request.method(),
             server.address = url.as_ref().and_then(|url| url.host_str()),
-            server.port = url.as_ref().and_then(url::Url::port_or_known_default),
+            server.port = url
+                .as_ref()
+                .and_then(url::Url::port_or_known_default)
+                .map(i64::from),
+            http.response.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
@@ -116,11 +120,40 @@ fn take_context(request: &mut ClientRequest, keep: bool) -> Option<TraceContext>
     envelope.or(params)
 }
 
-fn record<T, E: std::fmt::Display>(span: &tracing::Span, result: &Result<T, E>) {
-    if result.is_err() && !span.is_disabled() {
-        span.record("error.type", "transport");
-        span.record("otel.status_code", "ERROR");
+/// Record how the exchange ended: the status when the answer tells it (202 for an accepted
+/// notification or response, the status of a refusal), and the kind of failure.
+fn record(
+    span: &tracing::Span,
+    result: &Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
+) {
+    if span.is_disabled() {
+        return;
     }
+    let error = match result {
+        Ok(StreamableHttpPostResponse::Accepted) => {
+            span.record("http.response.status_code", 202_i64);
+            return;
+        }
+        Ok(_) => return,
+        Err(error) => error,
+    };
+    let status = match error {
+        StreamableHttpError::HttpStatus(status) => Some(status.status),
+        StreamableHttpError::AuthRequired(_) => Some(401),
+        StreamableHttpError::InsufficientScope(_) => Some(403),
+        StreamableHttpError::SessionExpired => Some(404),
+        _ => None,
+    };
+    match status {
+        Some(status) => {
+            span.record("http.response.status_code", i64::from(status));
+            span.record("error.type", status.to_string().as_str());
+        }
+        None => {
+            span.record("error.type", "transport");
+        }
+    }
+    span.record("otel.status_code", "ERROR");
 }
 
 impl StreamableHttpClient for TracedHttp {
