@@ -357,7 +357,10 @@ async fn a_tool_call_is_exported_as_one_trace_and_handed_on_without_secrets() {
         assert_eq!(text(exchange[0], "mcp.method.name"), Some("tools/call"));
         assert_eq!(text(exchange[0], "server.address"), Some("127.0.0.1"));
         assert!(
-            matches!(attribute(exchange[0], "server.port"), Some(AnyValue::IntValue(_))),
+            matches!(
+                attribute(exchange[0], "server.port"),
+                Some(AnyValue::IntValue(_))
+            ),
             "{:?}",
             exchange[0].attributes
         );

@@ -294,7 +294,7 @@ impl std::fmt::Write for SqlHead {
         while !text.is_char_boundary(end) {
             end = end.saturating_sub(1);
         }
-        self.0.push_str(&text[..end]);
+        self.0.push_str(text.get(..end).unwrap_or_default());
         if end < text.len() {
             Err(std::fmt::Error)
         } else {
