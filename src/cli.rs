@@ -226,7 +226,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(config.log_format);
+    // Trace export is for the server only; the other commands never read its settings.
+    let traces = match &command {
+        Command::Serve(_) => {
+            match crate::telemetry::OtelSettings::from_env(|name| std::env::var(name).ok()) {
+                Ok(traces) => traces,
+                Err(error) => {
+                    eprintln!("switchboard: {error}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,7 +249,21 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, config)) {
+    let telemetry = {
+        // The exporter sends its batches from the runtime.
+        let _runtime = runtime.enter();
+        match crate::telemetry::init(config.log_format, traces.as_ref()) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("switchboard: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let outcome = runtime.block_on(run(command, config));
+    // On this thread, outside the workers, which send the last batch.
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchboard: {error:#}");

@@ -40,7 +40,9 @@
 //! | `--ws-max-subscriptions-per-socket` | `SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET` | `100` |
 //! | `--identity-providers` | `SWITCHBOARD_IDENTITY_PROVIDERS` | none (a JSON file of trusted identity providers; only API tokens authenticate) |
 //!
-//! The log filter follows `RUST_LOG` (default `info`).
+//! The log filter follows `RUST_LOG` (default `info`). Trace export reads the standard
+//! OpenTelemetry variables (`OTEL_EXPORTER_OTLP_ENDPOINT`, …) instead of flags of its own, as
+//! collectors and their operators expect; see [`crate::telemetry::settings`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

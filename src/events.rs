@@ -207,6 +207,20 @@ impl<S: Event, A: Event> Bus<S, A> {
     /// Publish one status event (call after the change committed). No subscribers is not an
     /// error. Subscribers of this process get it at once; other replicas shortly after.
     pub fn publish(&self, event: S) {
+        // Traced as a step of whatever changed the status, never as a trace of its own.
+        let _span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                target: crate::telemetry::SPANS,
+                "status.publish",
+                otel.name = "publish mcpServerStatus",
+                otel.kind = "producer",
+                messaging.operation.type = "publish",
+                messaging.destination.name = "mcpServerStatus",
+            )
+        }
+        .entered();
         self.share(Shared::Status(event.clone()));
         let _ = self.local.send(event);
     }

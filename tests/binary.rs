@@ -85,7 +85,7 @@ pub(crate) fn start_with(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server 
 }
 
 /// [`start`] for async tests, without blocking the runtime the fakes run on.
-async fn start_async(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) async fn start_async(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
     let server = spawn(dir, tag, env);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

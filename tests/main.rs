@@ -39,5 +39,6 @@ mod status;
 mod storage;
 mod subscriptions;
 mod tools;
+mod tracing_export;
 
 mod websocket;

@@ -8,7 +8,15 @@
 //!
 //! Every connection counts the statements it runs into one shared counter; tests and the
 //! benchmark read it to prove that a request costs a constant number of queries.
+//!
+//! When traces are exported, every statement run inside a span gets a span of its own, named
+//! by its kind and table only (`SELECT mcp_servers`): never the SQL text, which may hold
+//! literals, nor a bound value. SQLite statements run on blocking threads; the connection's
+//! runtime ([`SpanCarrying`]) takes the caller's span along, so they have the same parent as
+//! PostgreSQL's, which run on the caller's task.
 
+use std::error::Error as StdError;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,15 +28,56 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::sync_connection_wrapper::{SyncConnectionWrapper, SyncTransactionManagerWrapper};
+use diesel_async::sync_connection_wrapper::{
+    SpawnBlocking, SyncConnectionWrapper, SyncTransactionManagerWrapper,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
 use super::DbError;
 
-/// The SQLite connection type: diesel's sync connection run on blocking threads.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+/// The SQLite connection type: diesel's sync connection run on blocking threads, which carry
+/// the caller's span ([`SpanCarrying`]).
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, SpanCarrying>;
+
+/// The runtime a wrapped connection spawns its blocking work on.
+trait RuntimeOf {
+    type Runtime;
+}
+
+impl<C, S> RuntimeOf for SyncConnectionWrapper<C, S> {
+    type Runtime = S;
+}
+
+/// diesel-async's own tokio runtime for wrapped connections (its type is not exported by name).
+type TokioBlocking = <SyncConnectionWrapper<SqliteConnection> as RuntimeOf>::Runtime;
+
+/// diesel-async's tokio runtime for SQLite's blocking work, which runs that work in the span
+/// of the task that asked for it while traces are exported, so a statement's span has the
+/// caller's span as parent.
+pub struct SpanCarrying(TokioBlocking);
+
+impl SpawnBlocking for SpanCarrying {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> BoxFuture<'a, Result<R, Box<dyn StdError + Send + Sync + 'static>>>
+    where
+        R: Send + 'static,
+    {
+        if crate::telemetry::exporting() {
+            let span = tracing::Span::current();
+            self.0.spawn_blocking(move || span.in_scope(task))
+        } else {
+            self.0.spawn_blocking(task)
+        }
+    }
+
+    fn get_runtime() -> Self {
+        SpanCarrying(TokioBlocking::get_runtime())
+    }
+}
 
 /// Which database a URL names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,12 +222,146 @@ macro_rules! transaction {
     }};
 }
 
-fn counting_instrumentation(statements: Arc<AtomicU64>) -> impl Instrumentation {
-    move |event: InstrumentationEvent<'_>| {
-        if let InstrumentationEvent::StartQuery { .. } = event {
-            statements.fetch_add(1, Ordering::Relaxed);
+/// Counts the statements a connection runs and, while traces are exported, gives each one run
+/// inside a span a span of its own.
+struct StatementInstrumentation {
+    statements: Arc<AtomicU64>,
+    /// `db.system.name`.
+    system: &'static str,
+    /// Spans of statements started and not yet finished (PostgreSQL may pipeline several;
+    /// `None` for a statement run outside any span), oldest first.
+    open: std::collections::VecDeque<Option<tracing::Span>>,
+}
+
+/// Statements a connection may have in flight at once, as far as spans go: a statement whose
+/// end was never reported is let go once this many more have started.
+const OPEN_STATEMENTS: usize = 16;
+
+fn counting_instrumentation(
+    statements: Arc<AtomicU64>,
+    system: &'static str,
+) -> impl Instrumentation {
+    StatementInstrumentation {
+        statements,
+        system,
+        open: std::collections::VecDeque::new(),
+    }
+}
+
+impl Instrumentation for StatementInstrumentation {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        match event {
+            InstrumentationEvent::StartQuery { query, .. } => {
+                self.statements.fetch_add(1, Ordering::Relaxed);
+                if !crate::telemetry::exporting() {
+                    return;
+                }
+                if self.open.len() >= OPEN_STATEMENTS {
+                    self.open.pop_front();
+                }
+                // Only statements run for something already traced: a background sweep's
+                // would each be a trace of their own.
+                let traced = !tracing::Span::current().is_none();
+                self.open
+                    .push_back(traced.then(|| statement_span(self.system, query)));
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => {
+                if let Some(Some(span)) = self.open.pop_front()
+                    && error.is_some()
+                {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.type", "database_error");
+                }
+            }
+            _ => {}
         }
     }
+}
+
+/// The span of one statement: its kind and table, read from the start of its SQL.
+fn statement_span(system: &'static str, query: &dyn std::fmt::Display) -> tracing::Span {
+    let mut head = SqlHead::default();
+    // Stops once the head is full: the rest (and the binds diesel prints after the SQL) is
+    // never formatted.
+    let _ = write!(head, "{query}");
+    let (operation, table) = summarize(&head.0);
+    let summary = match table {
+        Some(table) => format!("{operation} {table}"),
+        None => operation.clone(),
+    };
+    tracing::info_span!(
+        target: crate::telemetry::SPANS,
+        "db.statement",
+        otel.name = %summary,
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = %operation,
+        db.collection.name = table,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    )
+}
+
+/// The first bytes of a statement's SQL, enough for its kind and table.
+#[derive(Default)]
+struct SqlHead(String);
+
+/// How much of a statement is read for its summary.
+const SQL_HEAD_BYTES: usize = 256;
+
+impl std::fmt::Write for SqlHead {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let room = SQL_HEAD_BYTES.saturating_sub(self.0.len());
+        let mut end = text.len().min(room);
+        while !text.is_char_boundary(end) {
+            end = end.saturating_sub(1);
+        }
+        self.0.push_str(text.get(..end).unwrap_or_default());
+        if end < text.len() {
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The statement's kind (`SELECT`, `INSERT`, …) and, for the common kinds, its table: words
+/// of the SQL that are plain identifiers, never a literal. Anything else is `OTHER`.
+fn summarize(sql: &str) -> (String, Option<&str>) {
+    // diesel prints the binds after the SQL.
+    let sql = sql.split(" -- binds:").next().unwrap_or_default();
+    let mut words = sql
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ',' || c == ';')
+        .filter(|word| !word.is_empty());
+    let Some(first) = words.next() else {
+        return ("OTHER".to_owned(), None);
+    };
+    let operation = first.to_ascii_uppercase();
+    if !operation.chars().all(|c| c.is_ascii_alphabetic()) || operation.len() > 16 {
+        return ("OTHER".to_owned(), None);
+    }
+    let table_after = match operation.as_str() {
+        "SELECT" | "DELETE" => Some("FROM"),
+        "INSERT" => Some("INTO"),
+        "UPDATE" => None,
+        _ => return (operation, None),
+    };
+    let table = match table_after {
+        Some(keyword) => words
+            .skip_while(|word| !word.eq_ignore_ascii_case(keyword))
+            .nth(1),
+        None => words.next(),
+    };
+    let table = table
+        .map(|word| word.trim_matches(|c| c == '"' || c == '`'))
+        .and_then(|word| word.rsplit('.').next())
+        .map(|word| word.trim_matches('"'))
+        .filter(|word| {
+            !word.is_empty()
+                && word.len() <= 64
+                && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    (operation, table)
 }
 
 /// Open one PostgreSQL connection with TLS support: `sslmode=disable|prefer|require` in the URL
@@ -263,7 +446,7 @@ impl Db {
                     let counter = counter.clone();
                     async move {
                         let mut conn = establish_postgres(url).await?;
-                        conn.set_instrumentation(counting_instrumentation(counter));
+                        conn.set_instrumentation(counting_instrumentation(counter, "postgresql"));
                         Ok(conn)
                     }
                     .boxed()
@@ -287,7 +470,7 @@ impl Db {
                     let counter = counter.clone();
                     async move {
                         let mut conn = establish_sqlite(path).await?;
-                        conn.set_instrumentation(counting_instrumentation(counter));
+                        conn.set_instrumentation(counting_instrumentation(counter, "sqlite"));
                         Ok(conn)
                     }
                     .boxed()
@@ -447,6 +630,46 @@ mod tests {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 
     use super::*;
+
+    #[test]
+    fn statements_are_summarized_by_kind_and_table_only() {
+        let cases = [
+            (
+                r#"SELECT "mcp_servers"."id", "mcp_servers"."name" FROM "mcp_servers" WHERE ("mcp_servers"."id" = $1) -- binds: [secret-value]"#,
+                ("SELECT", Some("mcp_servers")),
+            ),
+            (
+                r#"INSERT INTO `audit_events` (`id`, `kind`) VALUES (?, ?) -- binds: ["x"]"#,
+                ("INSERT", Some("audit_events")),
+            ),
+            (
+                r#"UPDATE "oauth_grants" SET "tokens" = $1"#,
+                ("UPDATE", Some("oauth_grants")),
+            ),
+            (r#"DELETE FROM "flows" WHERE 1"#, ("DELETE", Some("flows"))),
+            ("BEGIN IMMEDIATE", ("BEGIN", None)),
+            ("SELECT 1 -- binds: []", ("SELECT", None)),
+            ("SELECT 'literal'", ("SELECT", None)),
+            ("'quoted' nonsense", ("OTHER", None)),
+            ("", ("OTHER", None)),
+        ];
+        for (sql, (operation, table)) in cases {
+            let (got_operation, got_table) = summarize(sql);
+            assert_eq!(
+                (got_operation.as_str(), got_table),
+                (operation, table),
+                "{sql}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sql_head_stops_at_its_limit() {
+        let mut head = SqlHead::default();
+        let long = "é".repeat(SQL_HEAD_BYTES);
+        assert!(write!(head, "{long}").is_err());
+        assert!(head.0.len() <= SQL_HEAD_BYTES);
+    }
 
     /// The permission bits, in octal.
     fn mode(path: &Path) -> String {

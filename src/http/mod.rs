@@ -11,6 +11,7 @@ mod graphiql;
 mod health;
 pub mod metrics;
 pub mod oauth_pages;
+mod trace;
 pub mod ws;
 
 use std::future::Future;
@@ -28,7 +29,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, OnResponse as _, TraceLayer};
+use tracing::Instrument as _;
 
 use crate::app::{App, AppHandle};
 use crate::domain::{self, access};
@@ -90,15 +92,14 @@ fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::So
         .merge(capped)
         .with_state(state)
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                // The route template, not the path: begin links carry a flow id.
-                let route = request
-                    .extensions()
-                    .get::<axum::extract::MatchedPath>()
-                    .map_or("unmatched", |p| p.as_str())
-                    .to_owned();
-                tracing::info_span!("http", method = %request.method(), route = %route)
-            }),
+            TraceLayer::new_for_http()
+                .make_span_with(trace::request_span)
+                .on_response(
+                    |response: &Response, latency: Duration, span: &tracing::Span| {
+                        trace::record_status(response.status(), span);
+                        DefaultOnResponse::default().on_response(response, latency, span);
+                    },
+                ),
         );
     if !origins.is_empty() {
         let origins: Vec<HeaderValue> = origins
@@ -201,11 +202,14 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
             }
         }
     };
+    let span = trace::operation_span(&request);
     let mut response = state
         .schema
         .execute(crate::graphql::prepare(app, request, principal))
+        .instrument(span.clone())
         .await;
     crate::graphql::finish(app, &mut response);
+    trace::record_response(&span, &response);
     let unauthenticated = response.errors.iter().any(|error| {
         error
             .extensions
@@ -283,6 +287,13 @@ async fn graphql_ws(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -
         ..
     } = state;
     let max_message = app.config.max_body_bytes;
+    // With trace export on, the socket's operations are children of the upgrade request's
+    // span (which continues the client's trace context); the socket runs on a task of its own.
+    let request_span = if crate::telemetry::exporting() {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    };
     upgrade
         // A subscriber sends a few small messages and receives small events, but the default
         // buffers (128 KiB each way, per connection) would make ten thousand dashboards cost
@@ -291,5 +302,7 @@ async fn graphql_ws(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| ws::serve(socket, protocol, app, schema, slot, shutdown))
+        .on_upgrade(move |socket| {
+            ws::serve(socket, protocol, app, schema, slot, shutdown).instrument(request_span)
+        })
 }

@@ -736,12 +736,15 @@ impl Driver {
         if !self.slot.refresh(&principal) {
             return Step::Close(Close::MEMBERSHIP_REMOVED);
         }
-        let (responses, stop) =
-            futures_util::stream::abortable(self.schema.execute_stream(crate::graphql::prepare(
+        let span = super::trace::operation_span(&request);
+        let (responses, stop) = futures_util::stream::abortable(super::trace::InSpan::new(
+            self.schema.execute_stream(crate::graphql::prepare(
                 &self.app,
                 request,
                 Some(principal),
-            )));
+            )),
+            span,
+        ));
         self.runs += 1;
         let run = self.runs;
         let tag: Arc<str> = Arc::from(id.as_str());

@@ -28,6 +28,7 @@ mod ids;
 pub mod pool;
 pub mod session;
 mod sse;
+mod traced;
 mod unanswered;
 
 #[cfg(test)]

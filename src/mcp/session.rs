@@ -34,7 +34,7 @@ use rmcp::model::{
     ElicitRequestParams, ElicitResult, ErrorData, Implementation, InitializeRequestParams,
     InputRequiredResult, PaginatedRequestParams, ProtocolVersion, RequestId, ServerResult, Tool,
 };
-use rmcp::model::{ServerNotification, SubscriptionFilter};
+use rmcp::model::{GetMeta as _, RequestParamsMeta as _, ServerNotification, SubscriptionFilter};
 use rmcp::service::{
     ClientInitializeError, InboundStreamOrigin, PeerRequestOptions, RequestContext, RunningService,
     Subscription,
@@ -48,10 +48,12 @@ use rmcp::{
     ServiceExt,
 };
 use serde_json::{Map, Value};
+use tracing::Instrument as _;
 use url::Url;
 
 use super::ids::FreshCallIds;
 use super::sse::{SseClientTransport, SseTransportError};
+use super::traced::TracedHttp;
 use super::unanswered::{Unanswered, UnansweredInput};
 use super::{RESERVED_HEADERS, Transport};
 use crate::crypto::Secret;
@@ -369,12 +371,34 @@ pub enum McpError {
     },
 }
 
+impl McpError {
+    /// A low-cardinality name of the failure, for a span's `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            McpError::Unauthorized { .. } => "unauthorized",
+            McpError::Forbidden { .. } => "forbidden",
+            McpError::Timeout => "timeout",
+            McpError::SessionExpired => "session_expired",
+            McpError::Protocol(_) => "protocol",
+            McpError::Transport(_) => "transport",
+            McpError::Interrupted => "interrupted",
+            McpError::Net(_) => "refused",
+            McpError::TooManyTools { .. } => "too_many_tools",
+            McpError::CatalogueTooLarge { .. } => "catalogue_too_large",
+        }
+    }
+}
+
 /// Open a session: check the URL against the outbound rules, then discover the server or run
 /// the `initialize` handshake, in the order [`McpTarget::era`] suggests. Bounded by
 /// `target.timeout`.
 pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession, McpError> {
     let timeout = target.timeout;
-    let (service, transport) = bounded(timeout, connect(http, &target)).await?;
+    let (service, transport) = if crate::telemetry::exporting() {
+        bounded(timeout, connect_detached(http, &target)).await?
+    } else {
+        bounded(timeout, connect(http, &target)).await?
+    };
     let protocol_version = service
         .peer()
         .peer_info()
@@ -452,6 +476,29 @@ impl McpSession {
     /// may have run the tool: the call is sent once more, on this session and so under a new
     /// request id, only when [`ToolCall::rerunnable`] says that does no harm.
     pub async fn call(&self, call: ToolCall) -> Result<CallResult, McpError> {
+        let span = tracing::info_span!(
+            target: crate::telemetry::SPANS,
+            "mcp.request",
+            otel.name = %format!("tools/call {}", call.name),
+            otel.kind = "client",
+            mcp.method.name = "tools/call",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %call.name,
+            mcp.protocol.version = %self.protocol_version,
+            error.type = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self.call_bounded(call).instrument(span.clone()).await;
+        if let Err(error) = &result
+            && !span.is_disabled()
+        {
+            span.record("error.type", error.kind());
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn call_bounded(&self, call: ToolCall) -> Result<CallResult, McpError> {
         bounded(self.timeout, async {
             match self.call_inner(call.clone()).await {
                 Err(McpError::Interrupted) if call.rerunnable && !self.is_closed() => {
@@ -481,6 +528,15 @@ impl McpSession {
                 .await?;
         }
         let mut params = CallToolRequestParams::new(call.name).with_arguments(call.arguments);
+        // The revision defines the trace keys of `_meta`; the transport also sends them as
+        // headers ([`super::traced`]).
+        if let Some(context) = crate::telemetry::propagation::context_of(&tracing::Span::current())
+        {
+            params.set_traceparent(&context.traceparent);
+            if let Some(state) = &context.tracestate {
+                params.set_tracestate(state);
+            }
+        }
         if let Some(resume) = call.resume {
             params.input_responses = Some(resume.responses.into_iter().collect());
             params.request_state = resume.request_state;
@@ -511,12 +567,19 @@ impl McpSession {
         &self,
         params: CallToolRequestParams,
     ) -> Result<ToolCallOutcome, McpError> {
+        let mut request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        // Carried to the transport, which sends it as headers only ([`super::traced`]).
+        if let Some(context) = crate::telemetry::propagation::context_of(&tracing::Span::current())
+        {
+            let meta = request.get_meta_mut();
+            meta.set_traceparent(context.traceparent);
+            if let Some(state) = context.tracestate {
+                meta.set_tracestate(state);
+            }
+        }
         let handle = self
             .peer
-            .send_request_with_option(
-                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
-                PeerRequestOptions::no_options(),
-            )
+            .send_request_with_option(request, PeerRequestOptions::no_options())
             .await
             .map_err(|err| service_error(&err))?;
         let mut in_flight = InFlight {
@@ -777,6 +840,27 @@ async fn bounded<T>(
 
 type Service = RunningService<RoleClient, Client>;
 
+/// [`connect`] on a task of its own, outside the caller's span: rmcp runs a session in a task
+/// that keeps the span current when it started, so a session opened inside a traced call would
+/// hold that call's span (and its whole trace) open for as long as the session lives. The
+/// task stops when this future is dropped.
+async fn connect_detached(
+    http: &GuardedClient,
+    target: &McpTarget,
+) -> Result<(Service, Transport), McpError> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let (http, target) = (http.clone(), target.clone());
+    let mut task = AbortOnDrop(tokio::spawn(async move { connect(&http, &target).await }));
+    (&mut task.0)
+        .await
+        .map_err(|_| McpError::Transport("opening the session stopped unexpectedly".to_owned()))?
+}
+
 async fn connect(
     http: &GuardedClient,
     target: &McpTarget,
@@ -889,7 +973,7 @@ impl Opening {
 /// a version the server names in a `-32022` answer.
 async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
     let transport = FreshCallIds::new(StreamableHttpClientTransport::with_client(
-        http.reqwest_client().clone(),
+        TracedHttp::new(http.reqwest_client().clone(), true),
         transport_config(target).map_err(Opening::Error)?,
     ));
     let lifecycle = ClientLifecycleMode::Discover {
@@ -918,7 +1002,7 @@ async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, O
 /// of its requests is checked again when it connects, whatever URL it goes to.
 async fn initialize(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
     let transport = FreshCallIds::new(StreamableHttpClientTransport::with_client(
-        http.reqwest_client().clone(),
+        TracedHttp::new(http.reqwest_client().clone(), false),
         transport_config(target).map_err(Opening::Error)?,
     ));
     Client::legacy(ProtocolVersion::LATEST_WITH_INITIALIZE)

@@ -19,7 +19,9 @@ use tower_layer::Layer;
 use tower_service::Service;
 use url::Url;
 
-use super::{NetError, NetPolicy, check_target, resolve_checked};
+use super::{
+    NetError, NetPolicy, ORIGIN_POLICY, check_origin_target, check_target, resolve_checked,
+};
 
 /// 1 MiB cap for OAuth JSON documents (metadata, registration and token
 /// responses), which are small in practice; anything larger is hostile.
@@ -68,6 +70,25 @@ impl Default for ClientOptions {
 pub struct GuardedClient {
     inner: reqwest::Client,
     policy: NetPolicy,
+    reach: Reach,
+}
+
+/// What a client may connect to.
+#[derive(Clone, Debug)]
+enum Reach {
+    /// Whatever its [`NetPolicy`] allows.
+    Policy(NetPolicy),
+    /// Exactly one origin, set by the operator ([`GuardedClient::for_collector`]).
+    Origin(Arc<url::Origin>),
+}
+
+impl Reach {
+    fn check(&self, url: &Url) -> Result<(), NetError> {
+        match self {
+            Reach::Policy(policy) => check_target(url, *policy),
+            Reach::Origin(origin) => check_origin_target(url, origin),
+        }
+    }
 }
 
 impl GuardedClient {
@@ -79,7 +100,9 @@ impl GuardedClient {
             .no_proxy()
             .dns_resolver(Arc::new(PinnedResolver { policy }))
             // reqwest connects to IP literals without asking the resolver.
-            .connector_layer(TargetGuardLayer { policy })
+            .connector_layer(TargetGuardLayer {
+                reach: Reach::Policy(policy),
+            })
             .redirect(redirect_policy(policy, options.max_redirects))
             // The Referer would leak the previous URL, query included, to
             // whatever host a redirect points at.
@@ -89,7 +112,50 @@ impl GuardedClient {
             .user_agent(options.user_agent)
             .build()
             .map_err(|err| NetError::Request(describe(&err.without_url())))?;
-        Ok(Self { inner, policy })
+        Ok(Self {
+            inner,
+            policy,
+            reach: Reach::Policy(policy),
+        })
+    }
+
+    /// A client that reaches exactly the origin (scheme, host and port) of `endpoint` and
+    /// nothing else, for the trace collector the operator configured.
+    ///
+    /// The collector is configuration, not user input, and usually runs on loopback or a
+    /// private network, often over plain `http`; so that one origin is reached whatever
+    /// `--allow-private-networks` says, on any address but those refused whatever the policy
+    /// (cloud metadata endpoints, unspecified, multicast, broadcast). Any other URL is refused
+    /// with [`NetError::OutsideOrigin`] before a connection is opened, its host is never
+    /// resolved, and redirects are never followed.
+    pub fn for_collector(endpoint: &Url, options: ClientOptions) -> Result<Self, NetError> {
+        let origin = endpoint.origin();
+        let Some(host) = endpoint.host_str().map(str::to_owned) else {
+            return Err(NetError::InvalidUrl("the URL has no host".to_owned()));
+        };
+        if !origin.is_tuple() || !matches!(endpoint.scheme(), "http" | "https") {
+            return Err(NetError::UnsupportedScheme);
+        }
+        let reach = Reach::Origin(Arc::new(origin));
+        reach.check(endpoint)?;
+        let inner = reqwest::Client::builder()
+            .no_proxy()
+            .dns_resolver(Arc::new(OriginResolver { host }))
+            .connector_layer(TargetGuardLayer {
+                reach: reach.clone(),
+            })
+            .redirect(Policy::none())
+            .referer(false)
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout)
+            .user_agent(options.user_agent)
+            .build()
+            .map_err(|err| NetError::Request(describe(&err.without_url())))?;
+        Ok(Self {
+            inner,
+            policy: ORIGIN_POLICY,
+            reach,
+        })
     }
 
     /// The policy this client enforces.
@@ -126,7 +192,7 @@ impl GuardedClient {
     pub async fn send(&self, request: RequestBuilder) -> Result<Response, NetError> {
         let (_, request) = request.build_split();
         let request = request.map_err(map_reqwest_error)?;
-        check_target(request.url(), self.policy)?;
+        self.reach.check(request.url())?;
         self.inner.execute(request).await.map_err(map_reqwest_error)
     }
 
@@ -168,9 +234,9 @@ pub async fn read_body_capped(response: Response, limit: usize) -> Result<Bytes,
 /// the pool is keyed by scheme and authority and belongs to one client with
 /// one policy, so such a connection was checked for the same target when it
 /// was opened.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct TargetGuardLayer {
-    policy: NetPolicy,
+    reach: Reach,
 }
 
 impl<S> Layer<S> for TargetGuardLayer {
@@ -179,7 +245,7 @@ impl<S> Layer<S> for TargetGuardLayer {
     fn layer(&self, inner: S) -> TargetGuard<S> {
         TargetGuard {
             inner,
-            policy: self.policy,
+            reach: self.reach.clone(),
         }
     }
 }
@@ -188,7 +254,7 @@ impl<S> Layer<S> for TargetGuardLayer {
 #[derive(Clone, Debug)]
 struct TargetGuard<S> {
     inner: S,
-    policy: NetPolicy,
+    reach: Reach,
 }
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -207,7 +273,7 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        match connect_target(&request).and_then(|target| check_target(&target, self.policy)) {
+        match connect_target(&request).and_then(|target| self.reach.check(&target)) {
             Ok(()) => Either::Left(self.inner.call(request)),
             Err(err) => Either::Right(ready(Err(Box::new(err)))),
         }
@@ -250,6 +316,29 @@ impl Resolve for PinnedResolver {
                 .map_err(|err| Box::new(err) as Box<dyn StdError + Send + Sync>)?;
             // Port 0 makes reqwest substitute the URL's port or the scheme
             // default.
+            let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip: IpAddr| (ip, 0).into()).collect();
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// The resolver of a client confined to one origin: it resolves that origin's host, checked
+/// against [`ORIGIN_POLICY`], and refuses every other name without looking it up.
+struct OriginResolver {
+    host: String,
+}
+
+impl Resolve for OriginResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let allowed = name.as_str().eq_ignore_ascii_case(&self.host);
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            if !allowed {
+                return Err(Box::new(NetError::OutsideOrigin) as Box<dyn StdError + Send + Sync>);
+            }
+            let ips = resolve_checked(&host, ORIGIN_POLICY, RESOLVER_TIMEOUT)
+                .await
+                .map_err(|err| Box::new(err) as Box<dyn StdError + Send + Sync>)?;
             let addrs: Vec<SocketAddr> = ips.into_iter().map(|ip: IpAddr| (ip, 0).into()).collect();
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })

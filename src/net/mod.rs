@@ -24,6 +24,14 @@
 //! - Redirects are followed only when asked for, and every hop is re-checked.
 //! - Response bodies are read with a size cap ([`read_body_capped`]) and
 //!   every request has a total and a connect timeout.
+//!
+//! One client is built differently: the trace exporter's
+//! ([`GuardedClient::for_collector`]). The collector's endpoint is operator
+//! configuration, not user input, and usually sits on loopback or a private
+//! network, often behind plain `http`. That client reaches exactly the
+//! configured origin (scheme, host and port) on any address but those
+//! refused whatever the policy, and nothing else: every other URL, and every
+//! redirect, is refused before a connection is opened.
 
 mod client;
 mod ip;
@@ -163,6 +171,10 @@ pub enum NetError {
     /// Any other failure while building, sending or reading the request.
     #[error("request failed: {0}")]
     Request(String),
+    /// A client confined to one origin ([`GuardedClient::for_collector`]) was asked for
+    /// another.
+    #[error("only the configured origin may be reached by this client")]
+    OutsideOrigin,
 }
 
 /// Upper bound for a lookup made by [`check_url`]. Requests sent through
@@ -238,6 +250,30 @@ fn check_target(url: &Url, policy: NetPolicy) -> Result<(), NetError> {
     match url.host() {
         Some(Host::Ipv4(v4)) => check_ip_literal(IpAddr::V4(v4), policy).map(drop),
         Some(Host::Ipv6(v6)) => check_ip_literal(IpAddr::V6(v6), policy).map(drop),
+        Some(Host::Domain(_)) => Ok(()),
+        None => Err(missing_host()),
+    }
+}
+
+/// The policy of a client confined to one configured origin: any address but those refused
+/// whatever the policy.
+const ORIGIN_POLICY: NetPolicy = NetPolicy {
+    allow_private_networks: true,
+};
+
+/// The checks of a client confined to `origin`: no userinfo, exactly that scheme, host and
+/// port (`http` included, whatever the host), and IP-literal hosts checked against
+/// [`ORIGIN_POLICY`]. Hostnames are checked by the resolver, which resolves only the origin's.
+fn check_origin_target(url: &Url, origin: &url::Origin) -> Result<(), NetError> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(NetError::CredentialsInUrl);
+    }
+    if url.origin() != *origin {
+        return Err(NetError::OutsideOrigin);
+    }
+    match url.host() {
+        Some(Host::Ipv4(v4)) => check_ip_literal(IpAddr::V4(v4), ORIGIN_POLICY).map(drop),
+        Some(Host::Ipv6(v6)) => check_ip_literal(IpAddr::V6(v6), ORIGIN_POLICY).map(drop),
         Some(Host::Domain(_)) => Ok(()),
         None => Err(missing_host()),
     }

@@ -1102,3 +1102,95 @@ async fn refused_connections_are_connect_errors() {
         other => panic!("expected a connect error, got {other:?}"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// The client confined to the configured trace collector
+
+#[tokio::test]
+async fn collector_client_reaches_exactly_its_origin_whatever_the_policy() {
+    let server = spawn_server().await;
+    let other = spawn_server().await;
+    let collector = GuardedClient::for_collector(&server.url("/v1/traces"), follow(3)).unwrap();
+
+    // Loopback over plain http, with private networks otherwise refused by default.
+    let response = collector.get(server.url("/ok")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.hits(), 1);
+
+    // Another port of the same host, another host, another scheme, the same host by
+    // another name: refused before any connection, also through the bare reqwest client.
+    for target in [
+        other.url("/ok"),
+        server.localhost_url("/ok"),
+        url(&format!("https://{}/ok", server.addr)),
+        url("http://169.254.169.254/latest/meta-data/"),
+    ] {
+        let refused = collector.get(target.clone()).await;
+        assert!(
+            matches!(refused, Err(NetError::OutsideOrigin)),
+            "{target}: {refused:?}"
+        );
+        let err = collector
+            .reqwest_client()
+            .get(target.clone())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(NetError::find_in(&err), Some(NetError::OutsideOrigin)),
+            "{target}: {err:?}"
+        );
+    }
+    assert_eq!(other.hits(), 0);
+
+    // Redirects are never followed, even when the options ask for them.
+    let response = collector.get(server.url("/redirect-ok")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(server.hits(), 2);
+}
+
+#[tokio::test]
+async fn collector_client_by_name_resolves_only_that_name() {
+    let server = spawn_server().await;
+    let collector = GuardedClient::for_collector(
+        &server.localhost_url("/v1/traces"),
+        ClientOptions::default(),
+    )
+    .unwrap();
+    let response = collector.get(server.localhost_url("/ok")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let err = collector
+        .reqwest_client()
+        .get(url(&format!(
+            "http://other.localhost:{}/ok",
+            server.addr.port()
+        )))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(NetError::find_in(&err), Some(NetError::OutsideOrigin)),
+        "{err:?}"
+    );
+    assert_eq!(server.hits(), 1);
+}
+
+#[tokio::test]
+async fn collector_client_never_reaches_addresses_refused_whatever_the_policy() {
+    for endpoint in [
+        "http://169.254.169.254/v1/traces",
+        "http://0.0.0.0:4318/v1/traces",
+    ] {
+        let endpoint = url(endpoint);
+        let refused = GuardedClient::for_collector(&endpoint, ClientOptions::default());
+        assert!(
+            matches!(refused, Err(NetError::DisallowedAddress { .. })),
+            "{endpoint}: {refused:?}"
+        );
+    }
+    let refused = GuardedClient::for_collector(&url("ftp://127.0.0.1/"), ClientOptions::default());
+    assert!(
+        matches!(refused, Err(NetError::UnsupportedScheme)),
+        "{refused:?}"
+    );
+}

@@ -68,6 +68,8 @@ pub async fn call_tool(
     };
     measured(
         ctx,
+        server_id,
+        name,
         call(ctx, outbound, server_id, name, arguments, None, 0),
     )
     .await
@@ -84,6 +86,8 @@ pub async fn continue_call(
     let continued = input::resume(ctx, outbound.user_id(), continuation, answers)?;
     measured(
         ctx,
+        continued.server_id,
+        &continued.tool,
         call(
             ctx,
             outbound,
@@ -97,13 +101,25 @@ pub async fn continue_call(
     .await
 }
 
-/// Count a call in the metrics by outcome and latency.
+/// Count a call in the metrics by outcome and latency, in a span of its own (traces only: the
+/// server and the tool's name, never its arguments).
 async fn measured(
     ctx: &Context,
+    server_id: Uuid,
+    tool: &str,
     call: impl Future<Output = Result<CallOutcome>>,
 ) -> Result<CallOutcome> {
+    let span = tracing::info_span!(
+        target: crate::telemetry::SPANS,
+        "tool_call",
+        otel.name = %format!("call_tool {tool}"),
+        mcp_server.id = %server_id,
+        gen_ai.tool.name = tool,
+        switchboard.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
     let started = std::time::Instant::now();
-    let result = call.await;
+    let result = tracing::Instrument::instrument(call, span.clone()).await;
     let outcome = match &result {
         Ok(CallOutcome::Complete(outcome)) if outcome.is_error => "tool_error",
         Ok(CallOutcome::Complete(_)) => "ok",
@@ -123,6 +139,10 @@ async fn measured(
         Err(_) => "internal_error",
     };
     ctx.metrics.tool_call(outcome, started.elapsed());
+    span.record("switchboard.outcome", outcome);
+    if !matches!(outcome, "ok" | "tool_error" | "input_required") {
+        span.record("otel.status_code", "ERROR");
+    }
     result
 }
 

@@ -87,6 +87,8 @@ pub(crate) struct ServerMetadata {
 }
 
 /// Discover how to authorize against the server at `server_url` (the URL as stored).
+// Traced only when spans are exported (`crate::telemetry::SPANS`); no argument is recorded.
+#[tracing::instrument(target = "switchboard::spans", name = "oauth.discovery", skip_all)]
 pub async fn discover(
     http: &GuardedClient,
     server_url: &str,

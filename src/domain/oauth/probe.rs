@@ -109,6 +109,21 @@ enum Ask {
 /// era, with an `initialize` POST; a legacy HTTP+SSE server with the GET that opens its event
 /// stream (the body is never read).
 pub async fn probe(http: &GuardedClient, url: &Url, transport: Transport) -> ProbeResult {
+    // Traces only: the host, never the URL (its query may be a secret).
+    let span = tracing::info_span!(
+        target: crate::telemetry::SPANS,
+        "probe",
+        server.address = url.host_str(),
+        auth_type = tracing::field::Empty,
+        reason = tracing::field::Empty,
+    );
+    let result = tracing::Instrument::instrument(detect(http, url, transport), span.clone()).await;
+    span.record("auth_type", tracing::field::debug(&result.auth_type));
+    span.record("reason", result.reason.as_str());
+    result
+}
+
+async fn detect(http: &GuardedClient, url: &Url, transport: Transport) -> ProbeResult {
     let refused = || Verdict {
         auth_type: AuthType::Undetected,
         reason: "protocol_refused".into(),

@@ -95,6 +95,8 @@ pub struct StoredClient {
 /// The client to use for a new flow, and the registration to keep with the flow (none for a
 /// pre-registered client, whose secret stays on the server row). `reusable` are registrations
 /// kept from earlier: a dynamic one made with this issuer for this redirect URI is reused.
+// Traced only when spans are exported (`crate::telemetry::SPANS`); no argument is recorded.
+#[tracing::instrument(target = "switchboard::spans", name = "oauth.client", skip_all, fields(mcp_server.id = %server.id.0))]
 pub async fn client_for_flow(
     ctx: &Context,
     server: &McpServerRow,

@@ -135,10 +135,37 @@ pub async fn token_request(
     client: &Client,
     form: Vec<(&'static str, String)>,
 ) -> Result<TokenResponse, OauthError> {
-    let response = post_form(ctx, &server.token_endpoint, client, form, TOKEN_TIMEOUT).await?;
-    let status = response.status().as_u16();
-    let bytes = net::read_body_capped(response, net::OAUTH_JSON_LIMIT).await?;
-    read_token_response(status, &bytes)
+    // Traces only: the grant type and the endpoint's host, never the form's other fields.
+    let grant_type = form
+        .iter()
+        .find(|(name, _)| *name == "grant_type")
+        .map(|(_, value)| value.clone());
+    let host = url::Url::parse(&server.token_endpoint)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
+    let span = tracing::info_span!(
+        target: crate::telemetry::SPANS,
+        "oauth.token_request",
+        otel.name = "POST",
+        otel.kind = "client",
+        http.request.method = "POST",
+        server.address = host.as_deref(),
+        oauth.grant_type = grant_type.as_deref(),
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    let sent = async {
+        let response = post_form(ctx, &server.token_endpoint, client, form, TOKEN_TIMEOUT).await?;
+        let status = response.status().as_u16();
+        tracing::Span::current().record("http.response.status_code", i64::from(status));
+        let bytes = net::read_body_capped(response, net::OAUTH_JSON_LIMIT).await?;
+        read_token_response(status, &bytes)
+    };
+    let result = tracing::Instrument::instrument(sent, span.clone()).await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
 }
 
 /// Read a token endpoint's answer (status and body, already capped in size). Anything that is
@@ -394,6 +421,27 @@ async fn read_grant_by_id(
 /// was rejected or is about to expire): if the grant moved past it meanwhile, the newer token
 /// is returned without another refresh. `None` asks for a refresh whatever happened before.
 pub async fn refresh(
+    ctx: &Context,
+    server: &McpServerRow,
+    holder: Holder,
+    seen: Option<i64>,
+) -> Result<Access, OauthError> {
+    let span = tracing::info_span!(
+        target: crate::telemetry::SPANS,
+        "token_refresh",
+        mcp_server.id = %server.id.0,
+        otel.status_code = tracing::field::Empty,
+    );
+    let result =
+        tracing::Instrument::instrument(refresh_grant(ctx, server, holder, seen), span.clone())
+            .await;
+    if result.is_err() {
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
+async fn refresh_grant(
     ctx: &Context,
     server: &McpServerRow,
     holder: Holder,

@@ -127,6 +127,8 @@ pub enum Binding<'a> {
 }
 
 /// Complete a flow. On success the server has a grant and its status says so.
+// Traced only when spans are exported (`crate::telemetry::SPANS`); no argument is recorded.
+#[tracing::instrument(target = "switchboard::spans", name = "oauth.flow.complete", skip_all)]
 pub async fn complete(
     ctx: &Context,
     params: CallbackParams,

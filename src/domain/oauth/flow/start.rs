@@ -30,6 +30,8 @@ use crate::transaction;
 /// Start a flow for a server: for its shared grant (editor role), or on a per-user server for
 /// the caller's own grant (any member). `challenge` is the `WWW-Authenticate` challenge that
 /// caused it, when the caller has one; otherwise the server is probed for it.
+// Traced only when spans are exported (`crate::telemetry::SPANS`); no argument is recorded.
+#[tracing::instrument(target = "switchboard::spans", name = "oauth.flow.start", skip_all, fields(mcp_server.id = %server_id))]
 pub async fn start(
     ctx: &Context,
     principal: &Principal,

@@ -11,13 +11,61 @@
 //! those targets whatever `RUST_LOG` says: it is a second filter that every span and event must
 //! pass as well, so no `RUST_LOG` directive, however specific (`rmcp::service=trace`,
 //! `[span]=trace`), can lift it.
+//!
+//! Trace export over OTLP ([`settings`], [`propagation`]) is off unless an endpoint is
+//! configured; then one more layer, behind the same [`CAPS`], hands spans to the exporter.
+//! Without it no OpenTelemetry layer is installed at all, and the spans that exist for export
+//! only (target [`SPANS`]) are disabled at their call sites, so they cost nothing. Those spans
+//! never reach the log either: logging reads the same whether export is on or off.
 
-use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+mod export;
+pub mod propagation;
+pub mod settings;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets, filter_fn};
 use tracing_subscriber::layer::{Filter, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _, Registry, fmt};
 
 use crate::config::LogFormat;
+
+pub use export::ExportError;
+pub use settings::{OtelSettings, SettingsError};
+
+/// The target of spans that exist for trace export only (statements, outbound requests,
+/// operations): never logged, and disabled where they are created unless export is on.
+pub const SPANS: &str = "switchboard::spans";
+
+/// Whether the export layer is installed.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (an OTLP endpoint is configured and the layer installed).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// The installed telemetry; [`Telemetry::shutdown`] flushes the spans not yet exported.
+#[must_use = "shut the telemetry down after the server stops, so buffered spans are exported"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Export what is still buffered and stop the exporter. Blocks until the batch is sent
+    /// or the export timeout passes; call it outside the runtime's worker threads.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(%error, "the last spans could not be exported");
+        }
+    }
+}
 
 /// The filter when `RUST_LOG` is unset, empty or invalid.
 const DEFAULT_FILTER: &str = "info";
@@ -48,8 +96,32 @@ pub const CAPS: &[(&str, LevelFilter)] = &[
     ("axum::rejection", LevelFilter::DEBUG),
 ];
 
-/// Install the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init(format: LogFormat) {
+/// Install the global subscriber: the log, and trace export when `traces` is given. With
+/// traces it must run inside the tokio runtime, which the exporter's batches are sent from.
+/// Safe to call more than once (only the first subscriber installed in a process takes
+/// effect).
+pub fn init(format: LogFormat, traces: Option<&OtelSettings>) -> Result<Telemetry, ExportError> {
+    let provider = traces.map(export::tracer_provider).transpose()?;
+    let installed = install(format, provider.as_ref());
+    if installed && provider.is_some() {
+        EXPORTING.store(true, Ordering::Relaxed);
+        if let Some(settings) = traces {
+            // The endpoint without its query, never the headers.
+            let mut endpoint = settings.endpoint.clone();
+            endpoint.set_query(None);
+            tracing::info!(endpoint = %endpoint, service = %settings.service_name, "exporting traces over OTLP");
+            if endpoint.scheme() == "http" && !crate::net::is_loopback_host(&endpoint) {
+                tracing::warn!(
+                    "the trace collector is reached over plain http: spans and the export headers travel unencrypted"
+                );
+            }
+        }
+    }
+    Ok(Telemetry { provider })
+}
+
+/// Install the log layer and, with a provider, the export layer. Whether it was installed.
+fn install(format: LogFormat, provider: Option<&SdkTracerProvider>) -> bool {
     let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     // Colour codes only for a terminal, never in files or collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -67,17 +139,45 @@ pub fn init(format: LogFormat) {
             .with_filter(filter)
             .boxed(),
     };
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let export = provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("switchboard"))
+            .with_filter(export_filter())
+    });
+    tracing_subscriber::registry()
+        .with(layer)
+        .with(export)
+        .try_init()
+        .is_ok()
 }
 
-/// The log filter: the `RUST_LOG` directives (or the default), and then [`CAPS`].
+/// What is exported: spans at `info` and above and events at `warn` and above, then
+/// [`CAPS`], whatever `RUST_LOG` says (it governs the log only).
+fn export_filter<S: tracing::Subscriber>() -> impl Filter<S> + Send + Sync + 'static {
+    filter_fn(|metadata| {
+        let most = if metadata.is_span() {
+            LevelFilter::INFO
+        } else {
+            LevelFilter::WARN
+        };
+        *metadata.level() <= most
+    })
+    .and(caps())
+}
+
+/// The log filter: the `RUST_LOG` directives (or the default), and then [`CAPS`]. Spans for
+/// export only ([`SPANS`]) are never logged.
 fn filter(rust_log: Option<&str>) -> impl Filter<Registry> + Send + Sync + 'static {
     let directives = rust_log
         .map(str::trim)
         .filter(|directives| !directives.is_empty())
         .and_then(|directives| EnvFilter::try_new(directives).ok())
         .unwrap_or_else(|| EnvFilter::new(DEFAULT_FILTER));
-    directives.and(caps())
+    directives.and(caps()).and(
+        Targets::new()
+            .with_default(LevelFilter::TRACE)
+            .with_target(SPANS, LevelFilter::OFF),
+    )
 }
 
 fn caps() -> Targets {
@@ -136,6 +236,9 @@ mod tests {
             tracing::info!(target: "switchboard::domain", "own-info");
             let span = tracing::info_span!("transport_worker");
             span.in_scope(|| tracing::trace!(target: "rmcp::transport", "rmcp-in-span"));
+            let export_only = tracing::info_span!(target: SPANS, "export_only_span");
+            export_only
+                .in_scope(|| tracing::info!(target: "switchboard::domain", "in-export-only"));
         });
         let bytes = captured.0.lock().unwrap().clone();
         String::from_utf8(bytes).unwrap()
@@ -179,6 +282,90 @@ mod tests {
                 assert!(log.contains("own-trace"), "{rust_log}:\n{log}");
             }
         }
+    }
+
+    #[test]
+    fn the_export_only_target_is_the_one_instrumented_functions_name() {
+        // `#[tracing::instrument(target = …)]` takes a literal, not this constant.
+        assert_eq!(SPANS, "switchboard::spans");
+    }
+
+    #[test]
+    fn spans_for_export_only_never_reach_the_log() {
+        for rust_log in [None, Some("trace"), Some("switchboard::spans=trace,trace")] {
+            let log = logged(rust_log);
+            assert!(log.contains("in-export-only"), "{rust_log:?}:\n{log}");
+            assert!(!log.contains("export_only_span"), "{rust_log:?}:\n{log}");
+        }
+    }
+
+    /// Records the names of the spans and events a filter lets through.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Seen {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(attrs.metadata().name().to_owned());
+        }
+
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "message" {
+                        self.0 = format!("{value:?}");
+                    }
+                }
+            }
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            self.0.lock().unwrap().push(message.0);
+        }
+    }
+
+    #[test]
+    fn export_passes_the_same_caps_as_the_log() {
+        let seen = Seen::default();
+        let subscriber =
+            tracing_subscriber::registry().with(seen.clone().with_filter(export_filter()));
+        tracing::subscriber::with_default(subscriber, || {
+            let _ = tracing::info_span!(target: SPANS, "statement");
+            let _ = tracing::info_span!(target: "switchboard::http", "request");
+            let _ = tracing::debug_span!(target: "switchboard::domain", "debug-span");
+            let _ = tracing::info_span!(target: "rmcp::service", "rmcp-span");
+            let _ = tracing::info_span!(target: "async_graphql::graphql", "graphql-extension-span");
+            let _ = tracing::warn_span!(target: "tungstenite::protocol", "tungstenite-warn-span");
+            tracing::info!(target: "switchboard::domain", "info-event");
+            tracing::warn!(target: "switchboard::domain", "warn-event");
+            tracing::error!(target: "rmcp::service", "rmcp-error-event");
+        });
+        let seen = seen.0.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            [
+                "statement",
+                "request",
+                "tungstenite-warn-span",
+                "warn-event"
+            ],
+            "{seen:?}"
+        );
     }
 
     #[test]
