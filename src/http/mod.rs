@@ -7,6 +7,7 @@
 
 mod console;
 mod embedded;
+mod fanout;
 mod graphiql;
 mod health;
 pub mod metrics;
