@@ -471,7 +471,98 @@ async fn other_access_gets_its_own_execution_and_errors_stay_with_their_subscrib
         metric(&t, "switchboard_subscription_results_total").await - results,
         3.0
     );
+
+    // A change of the viewer's own grant reaches the viewer's subscription only.
+    let server_id = uuid::Uuid::parse_str(&server).unwrap();
+    t.app.events.publish(status_event(
+        a.workspace_id,
+        server_id,
+        Some(viewer.user_id),
+    ));
+    let message = next(&mut viewing).await.unwrap();
+    assert_eq!(
+        message["payload"]["data"]["mcpServerStatus"]["personal"], true,
+        "{message}"
+    );
+    silent(&mut admin).await;
+    silent(&mut admin_again).await;
     silent(&mut refused).await;
+}
+
+fn status_event(
+    workspace_id: uuid::Uuid,
+    server_id: uuid::Uuid,
+    user_id: Option<uuid::Uuid>,
+) -> switchboard::domain::status::StatusEvent {
+    use switchboard::domain::status::{AuthStatus, ConnectionStatus, Status, StatusReason};
+    switchboard::domain::status::StatusEvent {
+        workspace_id,
+        server_id,
+        previous: None,
+        current: Status {
+            connection: ConnectionStatus::Disconnected,
+            auth: AuthStatus::AuthorizationRequired,
+            reason: Some(StatusReason::FlowStarted),
+        },
+        at: switchboard::db::now(),
+        user_id,
+    }
+}
+
+/// A subscription that falls behind the event bus says how many events it missed, and goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_subscription_that_falls_behind_the_bus_is_told() {
+    let t = TestApp::start_configured(Options::default(), |config| {
+        config.websocket.max_queued_messages = 100_000;
+    })
+    .await;
+    let a = &t.admin;
+    let server = t
+        .create_server(
+            a,
+            json!({ "name": "s", "url": "http://127.0.0.1:9/s", "authType": "NONE" }),
+        )
+        .await;
+    let server_id = uuid::Uuid::parse_str(&server).unwrap();
+    let mut socket = authenticated(&t, "graphql-transport-ws", &a.token).await;
+    let variables = json!({ "w": a.workspace_id.to_string() });
+    start(&mut socket, "subscribe", "s", WATCH, variables).await;
+    metric_reaches(&t, "switchboard_open_subscriptions", 1.0).await;
+
+    // Far more events at once than the bus keeps for a subscriber that is still resolving
+    // the first ones (each reads the server).
+    let published = 20_000;
+    for _ in 0..published {
+        t.app
+            .events
+            .publish(status_event(a.workspace_id, server_id, None));
+    }
+    let mut events = 0;
+    let missed = loop {
+        let message = next(&mut socket).await.expect("a message");
+        assert_eq!(message["id"], "s", "{message}");
+        if message["payload"]["errors"].is_null() {
+            events += 1;
+            assert!(
+                events < published,
+                "every event arrived: nothing was missed"
+            );
+            continue;
+        }
+        let error = &message["payload"]["errors"][0];
+        assert_eq!(error["extensions"]["code"], "EVENTS_MISSED", "{message}");
+        break error["message"].as_str().unwrap().to_owned();
+    };
+    let count: u64 = missed.split(' ').next().unwrap().parse().unwrap();
+    assert!(count > 0, "{missed}");
+    assert!(metric(&t, "switchboard_subscription_events_missed_total").await >= count as f64);
+    // And the subscription goes on.
+    loop {
+        let message = next(&mut socket).await.expect("a message");
+        if message["payload"]["errors"].is_null() {
+            break;
+        }
+    }
 }
 
 /// A socket that does not read is closed with 4413 once more results wait for it than its
