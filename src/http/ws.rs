@@ -39,6 +39,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_graphql::http::ClientMessage;
@@ -607,8 +608,10 @@ impl Driver {
                         None => std::future::pending().await,
                     }
                 } => Wake::InitTimeout,
-                message = self.socket.recv() => Wake::Received(message),
+                // Results first: a wake-up for one then does not poll the connection for
+                // reading as well. The queue is bounded, so reading waits at most that long.
                 delivery = self.outbox.next() => Wake::Output(delivery),
+                message = self.socket.recv() => Wake::Received(message),
             };
             // Boxed: handling awaits authentication and sends, whose futures are large, and a
             // socket's task would otherwise reserve room for them for its whole life.
@@ -850,9 +853,19 @@ impl Driver {
     /// socket closes as too slow.
     async fn send_text(&mut self, text: String) -> Step {
         let outbox = self.outbox.clone();
+        let mut send = pin!(self.socket.send(Message::text(text)));
+        // Nothing is buffered for writing, so a send mostly completes at once: the timer is
+        // only armed for one that has to wait.
+        if let Poll::Ready(sent) = futures_util::poll!(send.as_mut()) {
+            return if sent.is_ok() {
+                Step::Continue
+            } else {
+                Step::Gone
+            };
+        }
         tokio::select! {
             biased;
-            sent = tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::text(text))) => {
+            sent = tokio::time::timeout(SEND_TIMEOUT, send) => {
                 match sent {
                     Ok(Ok(())) => Step::Continue,
                     Ok(Err(_)) | Err(_) => Step::Gone,
