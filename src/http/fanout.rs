@@ -221,9 +221,9 @@ impl Outbox {
             queue.items = VecDeque::new();
             drop(queue);
             self.ready.notify_one();
-            tracing::warn!(
+            tracing::debug!(
                 queued = self.capacity,
-                "a WebSocket fell too far behind its subscriptions; closing it"
+                "a WebSocket's queue overflowed; it closes"
             );
             return false;
         }

@@ -833,7 +833,7 @@ impl Driver {
     fn too_slow() -> Step {
         tracing::warn!(
             code = Close::TOO_SLOW.code,
-            "closing a WebSocket that fell too far behind"
+            "closing a WebSocket that fell too far behind: more messages waited than its queue holds"
         );
         Step::Close(Close::TOO_SLOW)
     }
