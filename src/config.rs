@@ -200,6 +200,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "SWITCHBOARD_WS_MAX_SUBSCRIPTIONS_PER_SOCKET", default_value = "100",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub ws_max_subscriptions_per_socket: u32,
+    /// Messages waiting to be sent on one WebSocket; a socket that falls further behind is
+    /// closed with 4413.
+    #[arg(long, env = "SWITCHBOARD_WS_MAX_QUEUED_MESSAGES", default_value = "1024",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub ws_max_queued_messages: u32,
     /// JSON file listing the identity providers whose bearer JWTs sign users in (see the
     /// README, "Connecting your product"); without it only API tokens authenticate.
     #[arg(long, env = "SWITCHBOARD_IDENTITY_PROVIDERS")]
@@ -308,6 +313,8 @@ pub struct WebSocketLimits {
     pub max_sockets: usize,
     /// Operations open at once on one socket.
     pub max_subscriptions_per_socket: usize,
+    /// Messages waiting to be sent on one socket before it counts as too slow.
+    pub max_queued_messages: usize,
 }
 
 /// A setting with a bad value.
@@ -435,6 +442,8 @@ impl ConfigArgs {
                     .unwrap_or(usize::MAX),
                 max_sockets: usize::try_from(self.ws_max_sockets).unwrap_or(usize::MAX),
                 max_subscriptions_per_socket: usize::try_from(self.ws_max_subscriptions_per_socket)
+                    .unwrap_or(usize::MAX),
+                max_queued_messages: usize::try_from(self.ws_max_queued_messages)
                     .unwrap_or(usize::MAX),
             },
         })
@@ -644,6 +653,7 @@ mod tests {
             "--ws-max-sockets-per-user",
             "--ws-max-sockets",
             "--ws-max-subscriptions-per-socket",
+            "--ws-max-queued-messages",
         ] {
             let error = parse(&[flag, "0"]).expect_err("zero is refused");
             assert!(error.contains(flag), "{error}");
@@ -663,6 +673,7 @@ mod tests {
                 max_sockets_per_user: 100,
                 max_sockets: 20_000,
                 max_subscriptions_per_socket: 100,
+                max_queued_messages: 1024,
             }
         );
         let config = parse(&[
@@ -676,6 +687,8 @@ mod tests {
             "50000",
             "--ws-max-subscriptions-per-socket",
             "5",
+            "--ws-max-queued-messages",
+            "8",
         ])
         .expect("valid");
         assert_eq!(config.websocket.init_timeout.as_secs(), 3);
@@ -683,6 +696,7 @@ mod tests {
         assert_eq!(config.websocket.max_sockets_per_user, 20_000);
         assert_eq!(config.websocket.max_sockets, 50_000);
         assert_eq!(config.websocket.max_subscriptions_per_socket, 5);
+        assert_eq!(config.websocket.max_queued_messages, 8);
     }
 
     #[test]

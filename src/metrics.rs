@@ -1,6 +1,6 @@
 //! Process metrics in the Prometheus text format (served at `GET /metrics`): GraphQL requests
 //! and errors by code, tool calls by outcome with a latency histogram, token refreshes by
-//! outcome, open subscriptions, open WebSockets and WebSocket closes by close code, and the SQL
+//! outcome, open subscriptions and the executions serving them, open WebSockets and WebSocket closes by close code, and the SQL
 //! statements the pool has run (so a benchmark can
 //! show that a request costs a constant number of them). Servers by status are counted from
 //! the database, and kept MCP sessions read from the session pool, at scrape time. Labels are fixed words; no id, URL or secret ever becomes a
@@ -28,6 +28,9 @@ pub struct Metrics {
     tool_latency_sum_micros: AtomicU64,
     token_refreshes: Mutex<BTreeMap<&'static str, u64>>,
     open_subscriptions: AtomicI64,
+    subscription_executions: AtomicI64,
+    subscription_results: AtomicU64,
+    subscription_events_missed: AtomicU64,
     open_websockets: AtomicI64,
     websocket_closes: Mutex<BTreeMap<u16, u64>>,
 }
@@ -78,6 +81,24 @@ impl Metrics {
     pub fn subscription_opened(self: &std::sync::Arc<Self>) -> SubscriptionGuard {
         self.open_subscriptions.fetch_add(1, Ordering::Relaxed);
         SubscriptionGuard(self.clone())
+    }
+
+    /// A subscription execution started (one may serve many subscribers); the guard counts it
+    /// ended when dropped.
+    pub fn subscription_execution_started(self: &std::sync::Arc<Self>) -> ExecutionGuard {
+        self.subscription_executions.fetch_add(1, Ordering::Relaxed);
+        ExecutionGuard(self.clone())
+    }
+
+    /// A subscription execution computed one result (for all its subscribers at once).
+    pub fn subscription_result(&self) {
+        self.subscription_results.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A subscription fell behind the event bus and missed `count` events.
+    pub fn subscription_events_missed(&self, count: u64) {
+        self.subscription_events_missed
+            .fetch_add(count, Ordering::Relaxed);
     }
 
     /// A WebSocket opened; the guard counts it closed when dropped.
@@ -210,6 +231,39 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP switchboard_subscription_executions Running subscription executions (subscribers of the same operation with the same access share one)."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_subscription_executions gauge");
+        let _ = writeln!(
+            out,
+            "switchboard_subscription_executions {}",
+            self.subscription_executions.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_subscription_results_total Results computed by subscription executions (one per event and execution, however many subscribers share it)."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_subscription_results_total counter");
+        let _ = writeln!(
+            out,
+            "switchboard_subscription_results_total {}",
+            self.subscription_results.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_subscription_events_missed_total Status events subscriptions missed because they fell behind the event bus."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE switchboard_subscription_events_missed_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "switchboard_subscription_events_missed_total {}",
+            self.subscription_events_missed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "# HELP switchboard_websockets_open Open GraphQL WebSockets, authenticated or not."
         );
         let _ = writeln!(out, "# TYPE switchboard_websockets_open gauge");
@@ -256,6 +310,17 @@ pub struct SubscriptionGuard(std::sync::Arc<Metrics>);
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
         self.0.open_subscriptions.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Keeps a subscription execution counted while alive.
+pub struct ExecutionGuard(std::sync::Arc<Metrics>);
+
+impl Drop for ExecutionGuard {
+    fn drop(&mut self) {
+        self.0
+            .subscription_executions
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Subscription root: live server status for dashboards.
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, ID, Object, Subscription};
+use async_graphql::{Context, ErrorExtensions as _, ID, Object, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use tokio::sync::broadcast::error::RecvError;
@@ -67,13 +67,14 @@ impl SubscriptionRoot {
     /// Events start from the moment of subscribing; read the current state with a query.
     /// Deleting a server sends a last event with reason `DELETED` and a null `server`. Over
     /// WebSocket, removing the subscriber from the workspace or revoking their token closes the
-    /// connection (close code 4403), so no event reaches them afterwards.
+    /// connection (close code 4403), so no event reaches them afterwards. A subscription that
+    /// fell behind gets an error with code `EVENTS_MISSED` (read the state again) and goes on.
     async fn mcp_server_status(
         &self,
         ctx: &Context<'_>,
         workspace_id: ID,
         server_id: Option<ID>,
-    ) -> Result<impl Stream<Item = McpServerStatusEvent> + use<>> {
+    ) -> Result<impl Stream<Item = async_graphql::Result<McpServerStatusEvent>> + use<>> {
         let principal = principal(ctx)?;
         let workspace_id = parse_id("workspaceId", &workspace_id)?;
         let server_id = server_id.map(|id| parse_id("serverId", &id)).transpose()?;
@@ -81,32 +82,56 @@ impl SubscriptionRoot {
         let user_id = principal.user_id;
         let app = ctx.data_unchecked::<AppHandle>();
         let receiver = app.events.subscribe();
-        // Counted as open while the stream lives.
-        let open = app.metrics.subscription_opened();
+        // Counted as open while the stream lives, unless the transport counts its subscribers
+        // itself (one stream may then serve many).
+        let open = ctx
+            .data_opt::<SubscribersCounted>()
+            .is_none()
+            .then(|| app.metrics.subscription_opened());
+        let metrics = app.metrics.clone();
         Ok(futures_util::stream::unfold(
             (receiver, open),
-            move |(mut receiver, open)| async move {
-                loop {
-                    match receiver.recv().await {
-                        Ok(event)
-                            if wanted(&event, workspace_id, server_id)
-                                && event.visible_to(user_id) =>
-                        {
-                            return Some((McpServerStatusEvent(event), (receiver, open)));
+            move |(mut receiver, open)| {
+                let metrics = metrics.clone();
+                async move {
+                    loop {
+                        match receiver.recv().await {
+                            Ok(event)
+                                if wanted(&event, workspace_id, server_id)
+                                    && event.visible_to(user_id) =>
+                            {
+                                return Some((Ok(McpServerStatusEvent(event)), (receiver, open)));
+                            }
+                            Ok(_) => {}
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::warn!(
+                                    missed,
+                                    "a status subscription fell behind; its subscribers are told"
+                                );
+                                metrics.subscription_events_missed(missed);
+                                return Some((Err(events_missed(missed)), (receiver, open)));
+                            }
+                            Err(RecvError::Closed) => return None,
                         }
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::warn!(
-                                missed,
-                                "a status subscriber fell behind; events were dropped"
-                            );
-                        }
-                        Err(RecvError::Closed) => return None,
                     }
                 }
             },
         ))
     }
+}
+
+/// Request data of a transport that counts each subscriber itself, because one execution of a
+/// subscription may serve several of them: the stream is then not counted on its own.
+pub struct SubscribersCounted;
+
+/// What a subscription sends when it fell behind the event bus: an error (code
+/// `EVENTS_MISSED`) saying how many events were lost, so the client reads the current state
+/// again. The subscription carries on.
+fn events_missed(missed: u64) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "{missed} status events were missed: read the current state with a query"
+    ))
+    .extend_with(|_, extensions| extensions.set("code", "EVENTS_MISSED"))
 }
 
 fn wanted(event: &StatusEvent, workspace_id: Uuid, server_id: Option<Uuid>) -> bool {

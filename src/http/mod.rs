@@ -7,6 +7,7 @@
 
 mod console;
 mod embedded;
+mod fanout;
 mod graphiql;
 mod health;
 pub mod metrics;
@@ -254,8 +255,9 @@ fn refused(app: &App, status: StatusCode, code: &'static str, message: &str) -> 
     response
 }
 
-/// Bytes read from a WebSocket at a time.
-const WS_READ_BUFFER_BYTES: usize = 4 << 10;
+/// Bytes read from a WebSocket at a time, and kept allocated per socket for reading: clients
+/// send a `connection_init` and a few `subscribe`s of a few hundred bytes each.
+const WS_READ_BUFFER_BYTES: usize = 512;
 
 /// Upgrade to a GraphQL WebSocket (see [`ws`]), unless as many as allowed are open already
 /// (`503`, before any upgrade work) or no supported sub-protocol was asked for (`400`).
@@ -298,6 +300,7 @@ async fn graphql_ws(State(state): State<HttpState>, upgrade: WebSocketUpgrade) -
         // A subscriber sends a few small messages and receives small events, but the default
         // buffers (128 KiB each way, per connection) would make ten thousand dashboards cost
         // over a gigabyte. Larger messages still arrive: the read buffer grows as needed.
+        // Nothing is buffered for writing: each message goes out as it is sent.
         .read_buffer_size(WS_READ_BUFFER_BYTES)
         .write_buffer_size(0)
         .max_message_size(max_message)

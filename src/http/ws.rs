@@ -15,32 +15,37 @@
 //! missed changes (the link to the other replicas was lost for a while), every open socket's
 //! token and memberships are checked against the database again.
 //!
+//! Operations run apart from the socket (see [`super::fanout`]): subscriptions that are the
+//! same and run with the same access share one execution, each result serialised once; results
+//! wait in the socket's bounded queue until the socket sends them.
+//!
 //! Close codes, as graphql-transport-ws defines them: 4400 malformed message, 4401 operation
 //! before `connection_ack` or the identity token the socket was opened with expired (reconnect
 //! with a fresh one), 4403 missing, bad or revoked token or lost membership, 4408 no
 //! `connection_init` in time, 4409 an operation id already in use, 4429 a second
-//! `connection_init`. Besides: 1001 when the server shuts down or the socket reached its
+//! `connection_init`. Besides: 4413 when the client reads too slowly (more results waited
+//! than its queue holds), 1001 when the server shuts down or the socket reached its
 //! lifetime (reconnect), 1013 when the user holds too many sockets or the database failed
 //! (try again later), 1000 after a legacy `connection_terminate`. On the legacy protocol a
 //! refused `connection_init` is answered with `connection_error` before the close.
 //!
 //! Limits: sockets per process (refused before the upgrade with `503`), sockets per user,
 //! operations open per socket (each one over the limit is refused with a `RATE_LIMITED`
-//! error and the socket stays open), init timeout, lifetime, message size. A send that does not
-//! complete in time drops the connection, so a peer that stops reading cannot keep a socket (or
-//! a shutdown) waiting.
+//! error and the socket stays open), messages queued per socket, init timeout, lifetime,
+//! message size. A send that does not complete in time drops the connection, so a peer that
+//! stops reading cannot keep a socket (or a shutdown) waiting.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::pin::pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_graphql::http::ClientMessage;
-use async_graphql::{ErrorExtensionValues, Request, Response, ServerError};
+use async_graphql::{ErrorExtensionValues, Request, ServerError};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::stream::{AbortHandle, BoxStream, SelectAll};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use rand::RngExt as _;
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, oneshot, watch};
@@ -53,6 +58,8 @@ use crate::domain::access::{self, AccessEvent, AccessSignal, Principal, Role};
 use crate::domain::{self};
 use crate::graphql::ApiSchema;
 use crate::metrics::WebSocketGuard;
+
+use super::fanout::{Delivery, Fanout, Item, Key, Membership, Outbox, Subscriber};
 
 /// How long one message may take to go out before the peer counts as gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -109,6 +116,12 @@ impl Close {
     pub const INIT_TIMEOUT: Close = Close::fixed(4408, "Connection initialisation timeout");
     /// 4429: a second `connection_init`.
     pub const TOO_MANY_INITS: Close = Close::fixed(4429, "Too many initialisation requests");
+    /// 4413: the client read too slowly; more messages waited than allowed. Reconnect and read
+    /// the current state.
+    pub const TOO_SLOW: Close = Close::fixed(
+        4413,
+        "Too slow: too many messages waited to be read; reconnect and read the current state",
+    );
 
     /// 4409: an operation id that is already running.
     fn duplicate(id: &str) -> Close {
@@ -151,6 +164,8 @@ impl Protocol {
 pub struct Sockets {
     limits: WebSocketLimits,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The executions serving the sockets' operations.
+    fanout: Arc<Fanout>,
     registry: Mutex<Registry>,
     /// Woken whenever the last open socket ends.
     emptied: Notify,
@@ -243,6 +258,7 @@ impl Sockets {
         let sockets = Arc::new(Sockets {
             limits: app.config.websocket.clone(),
             metrics: app.metrics.clone(),
+            fanout: Fanout::new(),
             registry: Mutex::default(),
             emptied: Notify::new(),
         });
@@ -457,21 +473,14 @@ fn lost_membership(held: &HashMap<Uuid, Role>, now: &Principal) -> bool {
         .any(|workspace| !now.memberships.contains_key(workspace))
 }
 
-/// Messages the server sends (both protocols; `next` is `data` on the legacy one).
+/// Messages the server sends (both protocols), but results (`next`, `data` on the legacy one),
+/// which are spliced from a payload serialised once (see [`super::fanout::Payload`]).
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Outgoing<'a> {
     ConnectionAck,
     ConnectionError {
         payload: serde_json::Value,
-    },
-    Next {
-        id: &'a str,
-        payload: &'a Response,
-    },
-    Data {
-        id: &'a str,
-        payload: &'a Response,
     },
     Error {
         id: &'a str,
@@ -497,9 +506,6 @@ enum Step {
     Gone,
 }
 
-/// An item of an operation's results: its id, its run, and a response, or `None` once done.
-type Output = (Arc<str>, u64, Option<Response>);
-
 /// An authenticated socket's credentials.
 struct Authenticated {
     token: Secret,
@@ -524,11 +530,12 @@ pub async fn serve(
         protocol,
         app,
         schema,
+        fanout: slot.sockets.fanout.clone(),
         slot,
         max_operations: limits.max_subscriptions_per_socket,
         session: None,
         operations: HashMap::new(),
-        running: SelectAll::new(),
+        outbox: Outbox::new(limits.max_queued_messages),
         runs: 0,
     };
     let jitter = rand::rng().random_range(0.0..LIFETIME_JITTER);
@@ -541,12 +548,15 @@ struct Driver {
     protocol: Protocol,
     app: AppHandle,
     schema: ApiSchema,
+    fanout: Arc<Fanout>,
     slot: Slot,
     max_operations: usize,
     session: Option<Authenticated>,
-    /// Operations running, by id: which run of that id, and how to stop it.
-    operations: HashMap<String, (u64, AbortHandle)>,
-    running: SelectAll<BoxStream<'static, Output>>,
+    /// Operations running, by id: which run of that id, and its place in an execution
+    /// (dropping it stops the operation).
+    operations: HashMap<String, (u64, Membership)>,
+    /// Results of the operations waiting to be sent; `None` from it means it overflowed.
+    outbox: Arc<Outbox>,
     runs: u64,
 }
 
@@ -558,7 +568,7 @@ enum Wake {
     TokenExpired,
     InitTimeout,
     Received(Option<Result<Message, axum::Error>>),
-    Output(Output),
+    Output(Option<Delivery>),
 }
 
 impl Driver {
@@ -598,8 +608,10 @@ impl Driver {
                         None => std::future::pending().await,
                     }
                 } => Wake::InitTimeout,
+                // Results first: a wake-up for one then does not poll the connection for
+                // reading as well. The queue is bounded, so reading waits at most that long.
+                delivery = self.outbox.next() => Wake::Output(delivery),
                 message = self.socket.recv() => Wake::Received(message),
-                Some(output) = self.running.next(), if !self.running.is_empty() => Wake::Output(output),
             };
             // Boxed: handling awaits authentication and sends, whose futures are large, and a
             // socket's task would otherwise reserve room for them for its whole life.
@@ -609,7 +621,7 @@ impl Driver {
             }
         };
         // Stop the operations before saying goodbye.
-        self.running.clear();
+        self.operations.clear();
         match end {
             Step::Close(close) => Box::pin(self.close(close)).await,
             Step::PeerClosed => {
@@ -736,25 +748,26 @@ impl Driver {
         if !self.slot.refresh(&principal) {
             return Step::Close(Close::MEMBERSHIP_REMOVED);
         }
+        // Subscribers of the same subscription with the same access share its execution (and
+        // a shared execution carries the span of the subscriber that started it).
         let span = super::trace::operation_span(&request);
-        let (responses, stop) = futures_util::stream::abortable(super::trace::InSpan::new(
-            self.schema.execute_stream(crate::graphql::prepare(
-                &self.app,
-                request,
-                Some(principal),
-            )),
+        let mut request = request;
+        let key = Key::of(&mut request, &principal);
+        let request = crate::graphql::prepare(&self.app, request, Some(principal))
+            .data(crate::graphql::subscription::SubscribersCounted);
+        let responses = futures_util::StreamExt::boxed(super::trace::InSpan::new(
+            self.schema.execute_stream(request),
             span,
         ));
         self.runs += 1;
         let run = self.runs;
-        let tag: Arc<str> = Arc::from(id.as_str());
-        let done = tag.clone();
-        let outputs = responses
-            .map(move |response| (tag.clone(), run, Some(response)))
-            .chain(futures_util::stream::once(async move { (done, run, None) }))
-            .boxed();
-        self.operations.insert(id, (run, stop));
-        self.running.push(outputs);
+        let subscriber = Subscriber {
+            outbox: self.outbox.clone(),
+            id: Arc::from(id.as_str()),
+            run,
+        };
+        let membership = self.fanout.start(&self.app, key, responses, subscriber);
+        self.operations.insert(id, (run, membership));
         Step::Continue
     }
 
@@ -777,10 +790,10 @@ impl Driver {
         if self.session.is_none() {
             return Step::Close(Close::UNAUTHORIZED);
         }
-        let Some((_, stop)) = self.operations.remove(&id) else {
+        let Some((_, membership)) = self.operations.remove(&id) else {
             return Step::Continue;
         };
-        stop.abort();
+        drop(membership);
         match self.protocol {
             // The legacy protocol confirms; graphql-transport-ws sends nothing more for the id.
             Protocol::LegacyWs => self.send(&Outgoing::Complete { id: &id }).await,
@@ -788,8 +801,12 @@ impl Driver {
         }
     }
 
-    /// Forward an operation's response, or its end, unless the client ended it already.
-    async fn deliver(&mut self, (id, run, response): Output) -> Step {
+    /// Forward an operation's result, or its end, unless the client ended it already; close
+    /// the socket when its queue overflowed.
+    async fn deliver(&mut self, delivery: Option<Delivery>) -> Step {
+        let Some(Delivery { id, run, item }) = delivery else {
+            return Self::too_slow();
+        };
         if self
             .operations
             .get(&*id)
@@ -797,26 +814,33 @@ impl Driver {
         {
             return Step::Continue;
         }
-        match response {
-            Some(mut payload) => {
-                crate::graphql::finish(&self.app, &mut payload);
-                let message = match self.protocol {
-                    Protocol::TransportWs => Outgoing::Next {
-                        id: &id,
-                        payload: &payload,
-                    },
-                    Protocol::LegacyWs => Outgoing::Data {
-                        id: &id,
-                        payload: &payload,
-                    },
+        match item {
+            Item::Next(payload) => {
+                let kind = match self.protocol {
+                    Protocol::TransportWs => "next",
+                    Protocol::LegacyWs => "data",
                 };
-                self.send(&message).await
+                match payload.message(kind, &id) {
+                    Ok(text) => self.send_text(text).await,
+                    Err(error) => {
+                        tracing::error!(%error, "a WebSocket message could not be encoded");
+                        Step::Close(Close::UNAVAILABLE)
+                    }
+                }
             }
-            None => {
+            Item::Complete => {
                 self.operations.remove(&*id);
                 self.send(&Outgoing::Complete { id: &id }).await
             }
         }
+    }
+
+    fn too_slow() -> Step {
+        tracing::warn!(
+            code = Close::TOO_SLOW.code,
+            "closing a WebSocket that fell too far behind: more messages waited than its queue holds"
+        );
+        Step::Close(Close::TOO_SLOW)
     }
 
     async fn send(&mut self, message: &Outgoing<'_>) -> Step {
@@ -827,9 +851,32 @@ impl Driver {
                 return Step::Close(Close::UNAVAILABLE);
             }
         };
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::text(text))).await {
-            Ok(Ok(())) => Step::Continue,
-            Ok(Err(_)) | Err(_) => Step::Gone,
+        self.send_text(text).await
+    }
+
+    /// Send one message; a send still waiting when the queue overflows is given up, and the
+    /// socket closes as too slow.
+    async fn send_text(&mut self, text: String) -> Step {
+        let outbox = self.outbox.clone();
+        let mut send = pin!(self.socket.send(Message::text(text)));
+        // Nothing is buffered for writing, so a send mostly completes at once: the timer is
+        // only armed for one that has to wait.
+        if let Poll::Ready(sent) = futures_util::poll!(send.as_mut()) {
+            return if sent.is_ok() {
+                Step::Continue
+            } else {
+                Step::Gone
+            };
+        }
+        tokio::select! {
+            biased;
+            sent = tokio::time::timeout(SEND_TIMEOUT, send) => {
+                match sent {
+                    Ok(Ok(())) => Step::Continue,
+                    Ok(Err(_)) | Err(_) => Step::Gone,
+                }
+            }
+            () = outbox.overflowed() => Self::too_slow(),
         }
     }
 
@@ -903,6 +950,7 @@ mod tests {
             Close::MEMBERSHIP_REMOVED,
             Close::INIT_TIMEOUT,
             Close::TOO_MANY_INITS,
+            Close::TOO_SLOW,
             Close::duplicate("1"),
             Close::duplicate(&"x".repeat(MAX_ID_BYTES)),
         ] {
