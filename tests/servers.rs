@@ -457,25 +457,11 @@ async fn servers_page_as_a_relay_connection() {
     }
     let q = "query($w: ID!, $after: String) { workspace(id: $w) { mcpServers(first: 2, after: $after) { \
              edges { cursor node { id } } pageInfo { hasNextPage endCursor } } } }";
-    let mut seen = Vec::new();
-    let mut after = Value::Null;
-    loop {
-        let data = t
-            .ok(
-                a,
-                q,
-                json!({ "w": a.workspace_id.to_string(), "after": after }),
-            )
-            .await;
-        let conn = &data["workspace"]["mcpServers"];
-        for edge in conn["edges"].as_array().unwrap() {
-            seen.push(edge["node"]["id"].as_str().unwrap().to_owned());
-        }
-        if !conn["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-            break;
-        }
-        after = conn["pageInfo"]["endCursor"].clone();
-    }
+    let seen: Vec<String> = every_page(&t, a, q)
+        .await
+        .iter()
+        .map(|node| node["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(seen, ids);
     let body = t
         .gql(
@@ -515,29 +501,16 @@ async fn a_page_shows_each_servers_own_grant() {
     }
     let q = "query($w: ID!, $after: String) { workspace(id: $w) { mcpServers(first: 4, after: $after) { \
              edges { node { id oauth { issuer } } } pageInfo { hasNextPage endCursor } } } }";
-    let mut seen = Vec::new();
-    let mut after = Value::Null;
-    loop {
-        let data = t
-            .ok(
-                a,
-                q,
-                json!({ "w": a.workspace_id.to_string(), "after": after }),
-            )
-            .await;
-        let page = &data["workspace"]["mcpServers"];
-        for edge in page["edges"].as_array().unwrap() {
-            let node = &edge["node"];
-            seen.push((
+    let seen: Vec<_> = every_page(&t, a, q)
+        .await
+        .iter()
+        .map(|node| {
+            (
                 node["id"].as_str().unwrap().to_owned(),
                 node["oauth"]["issuer"].as_str().map(str::to_owned),
-            ));
-        }
-        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
-            break;
-        }
-        after = page["pageInfo"]["endCursor"].clone();
-    }
+            )
+        })
+        .collect();
     let expected: Vec<_> = mine
         .iter()
         .enumerate()
@@ -551,4 +524,28 @@ async fn a_page_shows_each_servers_own_grant() {
         })
         .collect();
     assert_eq!(seen, expected);
+}
+
+/// The nodes of every page of `query` (which takes `$w` and `$after` and selects
+/// `mcpServers { edges { node } pageInfo { hasNextPage endCursor } }`), in order.
+async fn every_page(t: &TestApp, actor: &crate::support::Actor, query: &str) -> Vec<Value> {
+    let mut nodes = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let data = t
+            .ok(
+                actor,
+                query,
+                json!({ "w": actor.workspace_id.to_string(), "after": after }),
+            )
+            .await;
+        let page = &data["workspace"]["mcpServers"];
+        for edge in page["edges"].as_array().unwrap() {
+            nodes.push(edge["node"].clone());
+        }
+        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            return nodes;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
 }
