@@ -124,8 +124,7 @@ pub async fn run(
             Unit::MiB,
         )
         .against(mib(idle), "same process, before subscribing")
-        // 300 MB.
-        .target(Target::AtMost(300e6 / 1048576.0)),
+        .target(Target::AtMost(150.0)),
     );
     report.push(
         Row::info(
