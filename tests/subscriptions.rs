@@ -512,17 +512,8 @@ fn status_event(
 /// A subscription that falls behind the event bus says how many events it missed, and goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_subscription_that_falls_behind_the_bus_is_told() {
-    let t = TestApp::start_configured(Options::default(), |config| {
-        config.websocket.max_queued_messages = 100_000;
-    })
-    .await;
+    let (t, server) = with_queue_of(100_000).await;
     let a = &t.admin;
-    let server = t
-        .create_server(
-            a,
-            json!({ "name": "s", "url": "http://127.0.0.1:9/s", "authType": "NONE" }),
-        )
-        .await;
     let server_id = uuid::Uuid::parse_str(&server).unwrap();
     let mut socket = authenticated(&t, "graphql-transport-ws", &a.token).await;
     let variables = json!({ "w": a.workspace_id.to_string() });
@@ -569,17 +560,8 @@ async fn a_subscription_that_falls_behind_the_bus_is_told() {
 /// queue holds; the execution it shared carries on for the others.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reader_that_falls_behind_is_closed_and_the_others_carry_on() {
-    let t = TestApp::start_configured(Options::default(), |config| {
-        config.websocket.max_queued_messages = 4;
-    })
-    .await;
+    let (t, server) = with_queue_of(4).await;
     let a = &t.admin;
-    let server = t
-        .create_server(
-            a,
-            json!({ "name": "s", "url": "http://127.0.0.1:9/s", "authType": "NONE" }),
-        )
-        .await;
     // Large results, so that the connection's buffers fill after a few.
     let fields: String = (0..1000).map(|n| format!(" a{n}: serverId")).collect();
     let query = format!(
@@ -657,4 +639,20 @@ async fn a_reader_that_falls_behind_is_closed_and_the_others_carry_on() {
     let message = next(&mut reader).await.unwrap();
     assert_eq!(message["id"], "reader", "{message}");
     assert_eq!(metric(&t, closes).await, 1.0);
+}
+
+/// A server whose sockets queue at most `max_queued` results, with one server of its default
+/// workspace (no auth, never reachable) to cause status changes on.
+async fn with_queue_of(max_queued: usize) -> (TestApp, String) {
+    let t = TestApp::start_configured(Options::default(), |config| {
+        config.websocket.max_queued_messages = max_queued;
+    })
+    .await;
+    let server = t
+        .create_server(
+            &t.admin,
+            json!({ "name": "s", "url": "http://127.0.0.1:9/s", "authType": "NONE" }),
+        )
+        .await;
+    (t, server)
 }

@@ -179,13 +179,13 @@ pub async fn run(
         load::run(spec(1), through).await,
     );
 
-    let per_call = |upstream: usize, calls: u64| upstream as f64 / calls.max(1) as f64;
+    let ratio = |upstream: usize, calls: u64| upstream as f64 / calls.max(1) as f64;
     let per_call = direct_upstream
         .zip(through_upstream)
         .map(|(direct, through)| {
             (
-                per_call(direct, direct16.ok + direct16.errors),
-                per_call(through, through16.ok + through16.errors),
+                ratio(direct, direct16.ok + direct16.errors),
+                ratio(through, through16.ok + through16.errors),
             )
         });
     if let Some((direct_per_call, through_per_call)) = per_call
