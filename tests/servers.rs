@@ -526,6 +526,98 @@ async fn a_page_shows_each_servers_own_grant() {
     assert_eq!(seen, expected);
 }
 
+/// Every field a page can read in one pass, with an alias, and the shared grant's.
+const PLAIN_FIELDS: &str = "__typename id name description url transport protocolVersion \
+    toolsFreshUntil enabled timeoutMs retries authType headerNames oauthClientId \
+    oauthLenientPkce credentials hasOauthClientSecret hasOauthClientKey connectionStatus \
+    authStatus statusReason lastError lastConnectedAt toolCount toolsRefreshedAt createdAt \
+    updatedAt label: name oauth { __typename issuer scopes expiresAt lastRefreshedAt \
+    registration flowInProgress }";
+
+/// A page's servers read in one pass answer exactly as through each field's resolver (which
+/// a fragment, an argument or a field that loads makes them go through), for servers that
+/// differ in every field, with and without a grant.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_reads_the_same_on_both_paths() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let bare = t
+        .create_server(
+            a,
+            json!({ "name": "bare", "url": "http://127.0.0.1:9/bare" }),
+        )
+        .await;
+    let full = t
+        .create_server(
+            a,
+            json!({ "name": "full \"quoted\" ✓", "description": "d", "url": "http://127.0.0.1:9/full",
+                    "authType": "OAUTH", "oauthClientId": "cid", "oauthClientSecret": "sec",
+                    "timeoutMs": 1234, "retries": 2,
+                    "headers": [{ "name": "X-A", "value": "1" }, { "name": "X-B", "value": "2" }] }),
+        )
+        .await;
+    insert_grant(&t, &full).await;
+    {
+        let mut conn = t.app.db.conn().await.unwrap();
+        let id = Uuid::parse_str(&full).unwrap();
+        let mut row = db::servers::find(&mut conn, id).await.unwrap().unwrap();
+        let at = DbTime(db::now());
+        row.protocol_version = Some("2025-11-25".into());
+        row.tools_fresh_until = Some(at);
+        row.last_error = Some("it failed".into());
+        row.status_reason = Some(switchboard::db::types::StatusReason::Unreachable);
+        row.last_connected_at = Some(at);
+        row.tool_count = 7;
+        row.tools_refreshed_at = Some(at);
+        row.enabled = false;
+        assert!(db::servers::save(&mut conn, &row).await.unwrap());
+    }
+    let w = json!({ "w": a.workspace_id.to_string() });
+    let page = |node: String| {
+        format!(
+            "query($w: ID!) {{ workspace(id: $w) {{ mcpServers(first: 10) {{ edges {{ cursor node {{ {node} }} }} }} }} }}"
+        )
+    };
+    let one_pass = t.ok(a, &page(PLAIN_FIELDS.to_owned()), w.clone()).await;
+    let nodes = one_pass["workspace"]["mcpServers"]["edges"]
+        .as_array()
+        .unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[0]["node"]["id"], bare.as_str());
+    assert_eq!(nodes[1]["node"]["label"], "full \"quoted\" ✓");
+    assert_eq!(
+        nodes[1]["node"]["oauth"]["scopes"],
+        json!(["read", "write"])
+    );
+    assert_eq!(nodes[1]["node"]["headerNames"], json!(["X-A", "X-B"]));
+    assert_eq!(nodes[1]["node"]["statusReason"], "UNREACHABLE");
+    assert_eq!(nodes[0]["node"]["oauth"], Value::Null);
+    let through_fragment = t
+        .ok(
+            a,
+            &page(format!("... on McpServer {{ {PLAIN_FIELDS} }}")),
+            w.clone(),
+        )
+        .await;
+    assert_eq!(one_pass, through_fragment);
+    // A field that loads sends the object through the resolvers; the rest reads the same.
+    let mut with_loading = t
+        .ok(
+            a,
+            &page(format!("{PLAIN_FIELDS} createdBy {{ name }}")),
+            w.clone(),
+        )
+        .await;
+    for edge in with_loading["workspace"]["mcpServers"]["edges"]
+        .as_array_mut()
+        .unwrap()
+    {
+        let node = edge["node"].as_object_mut().unwrap();
+        assert!(node.remove("createdBy").unwrap()["name"].is_string());
+    }
+    assert_eq!(one_pass, with_loading);
+}
+
 /// The nodes of every page of `query` (which takes `$w` and `$after` and selects
 /// `mcpServers { edges { node } pageInfo { hasNextPage endCursor } }`), in order.
 async fn every_page(t: &TestApp, actor: &crate::support::Actor, query: &str) -> Vec<Value> {

@@ -5,7 +5,7 @@
 //! 16-byte BLOB on SQLite; a timestamp is `timestamptz` on PostgreSQL and fixed-width RFC 3339
 //! text on SQLite (fixed width so that text order is time order).
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use diesel::deserialize::{self, FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
@@ -79,9 +79,8 @@ impl ToSql<PortableUuid, Sqlite> for DbUuid {
 }
 
 impl FromSql<PortableUuid, Sqlite> for DbUuid {
-    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let bytes = <Vec<u8> as FromSql<diesel::sql_types::Binary, Sqlite>>::from_sql(value)?;
-        Ok(DbUuid(Uuid::from_slice(&bytes)?))
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        Ok(DbUuid(Uuid::from_slice(value.read_blob())?))
     }
 }
 
@@ -105,9 +104,8 @@ impl ToSql<PortableTimestamp, Sqlite> for DbTime {
 }
 
 impl FromSql<PortableTimestamp, Sqlite> for DbTime {
-    fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-        let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
-        parse_sqlite_text(&text).map(DbTime)
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        parse_sqlite_text(value.read_text()).map(DbTime)
     }
 }
 
@@ -117,6 +115,9 @@ fn sqlite_text(at: DateTime<Utc>) -> String {
 }
 
 fn parse_sqlite_text(text: &str) -> deserialize::Result<DateTime<Utc>> {
+    if let Some(at) = parse_fixed_width(text) {
+        return Ok(at);
+    }
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Ok(at.with_timezone(&Utc));
     }
@@ -125,10 +126,76 @@ fn parse_sqlite_text(text: &str) -> deserialize::Result<DateTime<Utc>> {
     Ok(naive.and_utc())
 }
 
+/// The form [`sqlite_text`] writes (`2026-01-02T03:04:05.123456Z`), read without a general
+/// parser: every row of a page holds several. `None` for anything else, which the general
+/// parsers then read.
+fn parse_fixed_width(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    let shape = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ];
+    if b.len() != 27 || shape.iter().any(|&(at, byte)| b[at] != byte) {
+        return None;
+    }
+    let number = |from: usize, to: usize| {
+        b[from..to].iter().try_fold(0u32, |n, &digit| {
+            digit
+                .is_ascii_digit()
+                .then(|| n * 10 + u32::from(digit - b'0'))
+        })
+    };
+    let date = NaiveDate::from_ymd_opt(
+        i32::try_from(number(0, 4)?).ok()?,
+        number(5, 7)?,
+        number(8, 10)?,
+    )?;
+    let time = NaiveTime::from_hms_micro_opt(
+        number(11, 13)?,
+        number(14, 16)?,
+        number(17, 19)?,
+        number(20, 26)?,
+    )?;
+    Some(date.and_time(time).and_utc())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn the_fixed_width_form_reads_as_the_general_parser_reads_it() {
+        for text in [
+            "2026-01-02T03:04:05.123456Z",
+            "1970-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.999999Z",
+            "2024-02-29T12:00:00.000001Z",
+        ] {
+            let general = DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc));
+            assert_eq!(parse_fixed_width(text), general.ok(), "{text}");
+        }
+        // Anything else is left to the general parsers, which still read the valid ones.
+        for text in [
+            "2026-02-30T03:04:05.123456Z",
+            "2026-01-02T24:04:05.123456Z",
+            "2026-01-02T03:04:60.123456Z",
+            "2026-01-02T03:04:05.12345aZ",
+            "2026-01-02T03:04:05.123456+00:00",
+            "2026-01-02T03:04:05Z",
+            "+026-01-02T03:04:05.123456Z",
+        ] {
+            assert_eq!(parse_fixed_width(text), None, "{text}");
+        }
+        assert!(parse_sqlite_text("2026-01-02T03:04:05Z").is_ok());
+        assert!(parse_sqlite_text("2026-01-02T03:04:05.123456+00:00").is_ok());
+        assert!(parse_sqlite_text("2026-02-30T03:04:05.123456Z").is_err());
+    }
 
     #[test]
     fn sqlite_text_is_fixed_width_and_round_trips() {
@@ -216,8 +283,8 @@ macro_rules! text_enum {
 
         impl FromSql<diesel::sql_types::Text, Pg> for $name {
             fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
-                let text = <String as FromSql<diesel::sql_types::Text, Pg>>::from_sql(value)?;
-                $name::from_text(&text).ok_or_else(|| {
+                let text = std::str::from_utf8(value.as_bytes())?;
+                $name::from_text(text).ok_or_else(|| {
                     format!(concat!("unknown ", stringify!($name), " {:?}"), text).into()
                 })
             }
@@ -231,9 +298,9 @@ macro_rules! text_enum {
         }
 
         impl FromSql<diesel::sql_types::Text, Sqlite> for $name {
-            fn from_sql(value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
-                let text = <String as FromSql<diesel::sql_types::Text, Sqlite>>::from_sql(value)?;
-                $name::from_text(&text).ok_or_else(|| {
+            fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+                let text = value.read_text();
+                $name::from_text(text).ok_or_else(|| {
                     format!(concat!("unknown ", stringify!($name), " {:?}"), text).into()
                 })
             }

@@ -4,6 +4,7 @@
 //! domain function, map the result. `schema.graphql` at the repository root is the exported
 //! SDL; a test fails when it drifts, and `switchboard schema` prints it.
 
+pub mod documents;
 pub mod enums;
 pub mod error;
 pub mod loaders;
@@ -66,7 +67,7 @@ pub(crate) const OUTBOUND_COMPLEXITY: usize = 50;
 /// Called by every transport before it executes a request; no schema extension sits on the
 /// field path.
 pub fn prepare(app: &App, request: Request, principal: Option<Principal>) -> Request {
-    let request = request.data(app.limits.request_budget());
+    let request = documents::attach(request).data(app.limits.request_budget());
     match principal {
         Some(principal) => request.data(principal),
         None => request,

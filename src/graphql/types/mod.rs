@@ -4,10 +4,12 @@
 //! from here: sealed columns have no field.
 
 mod account;
+mod listed;
 mod server;
 mod workspace;
 
 pub use self::account::{ApiToken, OnboardedWorkspace, ServiceAccount, User, UserKind};
+pub use self::listed::ListedServer;
 pub use self::server::{McpOauthGrant, McpProbeResult, McpServer, McpServerStatus, McpTool};
 pub use self::workspace::{AuditEvent, Workspace, WorkspaceMember};
 pub use super::enums::{

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::error::{Result, parse_id, principal};
 use super::server::{load_user, requested_tools_page};
-use super::{McpServer, User, WorkspaceRole};
+use super::{ListedServer, McpServer, User, WorkspaceRole};
 use crate::app::AppHandle;
 use crate::db::models::{AuditEventRow, WorkspaceRow};
 use crate::domain::access::Role;
@@ -41,7 +41,7 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, McpServer>> {
+    ) -> Result<Connection<String, ListedServer>> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
@@ -84,11 +84,11 @@ impl Workspace {
             let cursor = row.id.0.to_string();
             Edge::new(
                 cursor,
-                McpServer {
+                ListedServer(McpServer {
                     row,
                     related: Some(related.clone()),
                     workspace: Some(workspace.clone()),
-                },
+                }),
             )
         }));
         Ok(connection)

@@ -1,0 +1,220 @@
+//! A page of servers, rendered without a future per field.
+//!
+//! The executor resolves every field of every object through a future of its own, with a
+//! context, a name lookup and a merge into the parent's map: for a dashboard's page of a
+//! hundred servers, a thousand of them, most of which only copy a column. A server of a page
+//! (and its shared grant, loaded for the whole page) is instead read in one pass over its
+//! selection set when every selected field only reads what is already loaded. Each value is
+//! made as the executor makes a field's value of that type (`InputType::to_value`, which is what
+//! scalars and enums resolve to). Anything else (a field that loads, takes arguments or carries
+//! a directive, a fragment, a response key selected twice) sends the whole object down the
+//! executor's own path, so what a query returns never depends on which path ran; the
+//! `servers::a_page_reads_the_same_on_both_paths` test holds the two side by side. No schema
+//! extension sits on the field path (see `graphql::build_schema`), so none is skipped.
+
+use std::borrow::Cow;
+
+use async_graphql::parser::types::{Field, Selection, SelectionSet};
+use async_graphql::{
+    ContextSelectionSet, InputType, OutputType, Positioned, ServerResult, Value, registry,
+};
+use indexmap::IndexMap;
+
+use super::server::{McpOauthGrant, McpServer};
+use super::{
+    McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
+    McpStatusReason, McpTransport,
+};
+use crate::domain::servers::{self, OauthView};
+
+/// A server of a page: the GraphQL type `McpServer`, read in one pass where it can be.
+pub struct ListedServer(pub McpServer);
+
+impl OutputType for ListedServer {
+    fn type_name() -> Cow<'static, str> {
+        <McpServer as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut registry::Registry) -> String {
+        <McpServer as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match read_plainly(&ctx.item.node, |name, selection| {
+            plain_server_field(&self.0, name, selection)
+        }) {
+            Some(value) => Ok(value),
+            None => OutputType::resolve(&self.0, ctx, field).await,
+        }
+    }
+}
+
+/// An object's value read field by field with `read` (given a field's name and its selection
+/// set), or `None` when the selection set holds anything but plain fields or `read` declines
+/// one of them.
+fn read_plainly(
+    selection_set: &SelectionSet,
+    read: impl Fn(&str, &SelectionSet) -> Option<Value>,
+) -> Option<Value> {
+    let mut object = IndexMap::with_capacity(selection_set.items.len());
+    for selection in &selection_set.items {
+        let Selection::Field(field) = &selection.node else {
+            return None;
+        };
+        let field = &field.node;
+        if !field.arguments.is_empty() || !field.directives.is_empty() {
+            return None;
+        }
+        let key = field.response_key().node.clone();
+        if object.contains_key(&key) {
+            return None;
+        }
+        let value = read(field.name.node.as_str(), &field.selection_set.node)?;
+        object.insert(key, value);
+    }
+    // As the executor answers an object none of whose fields was selected.
+    Some(if object.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(object)
+    })
+}
+
+fn typename<T: OutputType>() -> Value {
+    Value::String(T::type_name().into_owned())
+}
+
+/// The value of a field of `server` that only reads what is loaded; `None` for the others.
+/// Each arm gives what the field's resolver in `server.rs` returns.
+fn plain_server_field(server: &McpServer, name: &str, selection: &SelectionSet) -> Option<Value> {
+    let row = &server.row;
+    Some(match name {
+        "__typename" => typename::<McpServer>(),
+        "id" => Value::String(row.id.0.to_string()),
+        "name" => row.name.to_value(),
+        "description" => row.description.to_value(),
+        "url" => row.url.to_value(),
+        "transport" => McpTransport::from(row.transport).to_value(),
+        "protocolVersion" => row.protocol_version.to_value(),
+        "toolsFreshUntil" => row.tools_fresh_until.map(|at| at.0).to_value(),
+        "enabled" => row.enabled.to_value(),
+        "timeoutMs" => row.timeout_ms.to_value(),
+        "retries" => row.retries.to_value(),
+        "authType" => McpAuthType::from(row.auth_type).to_value(),
+        "headerNames" => servers::header_names(row).to_value(),
+        "oauthClientId" => row.oauth_client_id.to_value(),
+        "oauthLenientPkce" => row.oauth_lenient_pkce.to_value(),
+        "credentials" => McpCredentialMode::from(row.credential_mode).to_value(),
+        "hasOauthClientSecret" => row.oauth_client_secret_sealed.is_some().to_value(),
+        "hasOauthClientKey" => row.oauth_client_key_sealed.is_some().to_value(),
+        "connectionStatus" => McpConnectionStatus::from(row.connection_status).to_value(),
+        "authStatus" => McpAuthStatus::from(row.auth_status).to_value(),
+        "statusReason" => row.status_reason.map(McpStatusReason::from).to_value(),
+        "lastError" => row.last_error.to_value(),
+        "lastConnectedAt" => row.last_connected_at.map(|at| at.0).to_value(),
+        "toolCount" => row.tool_count.to_value(),
+        "toolsRefreshedAt" => row.tools_refreshed_at.map(|at| at.0).to_value(),
+        "createdAt" => row.created_at.0.to_value(),
+        "updatedAt" => row.updated_at.0.to_value(),
+        // The shared grant, when the page loaded the grants of all its servers.
+        "oauth" => {
+            let grants = server.related.as_ref()?.grants.as_ref()?;
+            match grants.get(&row.id.0) {
+                None => Value::Null,
+                Some(view) => read_plainly(selection, |name, _| plain_grant_field(view, name))?,
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// The value of a field of a shared grant that only reads what is loaded; `None` for the
+/// others. Each arm gives what the field's resolver of `McpOauthGrant` returns.
+fn plain_grant_field(view: &OauthView, name: &str) -> Option<Value> {
+    let grant = view.grant.as_ref();
+    Some(match name {
+        "__typename" => typename::<McpOauthGrant>(),
+        "issuer" => grant.and_then(|g| g.issuer.clone()).to_value(),
+        "scopes" => grant
+            .and_then(|g| g.granted_scopes.as_deref())
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+            .to_value(),
+        "expiresAt" => grant
+            .and_then(|g| g.access_expires_at.map(|at| at.0))
+            .to_value(),
+        "lastRefreshedAt" => grant
+            .and_then(|g| g.last_refreshed_at.map(|at| at.0))
+            .to_value(),
+        "registration" => grant
+            .and_then(|g| g.registration_kind.map(McpOauthRegistration::from))
+            .to_value(),
+        "flowInProgress" => view.flow_in_progress.to_value(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+    use async_graphql::parser::types::{DocumentOperations, ExecutableDocument};
+
+    use super::*;
+
+    /// The selection set of `node` in `{ node { … } }`.
+    fn node_selection(document: &ExecutableDocument) -> &SelectionSet {
+        let DocumentOperations::Single(operation) = &document.operations else {
+            panic!("one operation expected");
+        };
+        let Selection::Field(node) = &operation.node.selection_set.node.items[0].node else {
+            panic!("a field expected");
+        };
+        &node.node.selection_set.node
+    }
+
+    /// Reads fields `a` and `b` as their names, and `inner` as an object of them.
+    fn read(query: &str) -> Option<Value> {
+        fn field(name: &str, selection: &SelectionSet) -> Option<Value> {
+            match name {
+                "a" | "b" => Some(Value::from(name)),
+                "inner" => read_plainly(selection, field),
+                _ => None,
+            }
+        }
+        let document = parse_query(query).ok()?;
+        read_plainly(node_selection(&document), field)
+    }
+
+    #[test]
+    fn plain_fields_are_read_in_one_pass_under_their_response_keys() {
+        let value = read("{ node { a other: b inner { b } } }").map(|v| v.into_json().ok());
+        assert_eq!(
+            value,
+            Some(Some(
+                serde_json::json!({ "a": "a", "other": "b", "inner": { "b": "b" } })
+            ))
+        );
+    }
+
+    #[test]
+    fn anything_but_plain_fields_goes_through_the_executor() {
+        for query in [
+            "{ node { a c } }",
+            "{ node { a inner { c } } }",
+            "{ node { a ... on T { b } } }",
+            "{ node { a ...F } } fragment F on T { b }",
+            "{ node { a b(first: 1) } }",
+            "{ node { a b @custom } }",
+            "{ node { a a } }",
+            "{ node { a: b a } }",
+        ] {
+            assert_eq!(read(query), None, "{query}");
+        }
+    }
+}
