@@ -573,41 +573,74 @@ async fn a_page_reads_the_same_on_both_paths() {
         assert!(db::servers::save(&mut conn, &row).await.unwrap());
     }
     let w = json!({ "w": a.workspace_id.to_string() });
-    let page = |node: String| {
+    // The page around `node`'s selection, and the page's own fields around that.
+    let page = |node: &str| {
         format!(
-            "query($w: ID!) {{ workspace(id: $w) {{ mcpServers(first: 10) {{ edges {{ cursor node {{ {node} }} }} }} }} }}"
+            "__typename edges {{ __typename cursor node {{ {node} }} }} nodes {{ id name }} \
+             pageInfo {{ __typename hasPreviousPage hasNextPage startCursor endCursor }}"
         )
     };
-    let one_pass = t.ok(a, &page(PLAIN_FIELDS.to_owned()), w.clone()).await;
-    let nodes = one_pass["workspace"]["mcpServers"]["edges"]
-        .as_array()
-        .unwrap();
-    assert_eq!(nodes.len(), 2);
-    assert_eq!(nodes[0]["node"]["id"], bare.as_str());
-    assert_eq!(nodes[1]["node"]["label"], "full \"quoted\" ✓");
+    let query = |args: &str, page: &str| {
+        format!(
+            "query($w: ID!, $after: String) {{ workspace(id: $w) {{ \
+             mcpServers({args}, after: $after) {{ {page} }} }} }}"
+        )
+    };
+    let all = query("first: 10", &page(PLAIN_FIELDS));
+    let one_pass = t.ok(a, &all, w.clone()).await;
+    let servers = &one_pass["workspace"]["mcpServers"];
+    assert_eq!(servers["__typename"], "McpServerConnection");
+    let edges = servers["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2);
+    assert_eq!(edges[0]["__typename"], "McpServerEdge");
+    assert_eq!(edges[0]["cursor"], bare.as_str());
+    assert_eq!(edges[0]["node"]["id"], bare.as_str());
+    assert_eq!(edges[1]["node"]["label"], "full \"quoted\" ✓");
     assert_eq!(
-        nodes[1]["node"]["oauth"]["scopes"],
+        edges[1]["node"]["oauth"]["scopes"],
         json!(["read", "write"])
     );
-    assert_eq!(nodes[1]["node"]["headerNames"], json!(["X-A", "X-B"]));
-    assert_eq!(nodes[1]["node"]["statusReason"], "UNREACHABLE");
-    assert_eq!(nodes[0]["node"]["oauth"], Value::Null);
-    let through_fragment = t
-        .ok(
-            a,
-            &page(format!("... on McpServer {{ {PLAIN_FIELDS} }}")),
-            w.clone(),
-        )
+    assert_eq!(edges[1]["node"]["headerNames"], json!(["X-A", "X-B"]));
+    assert_eq!(edges[1]["node"]["statusReason"], "UNREACHABLE");
+    assert_eq!(edges[0]["node"]["oauth"], Value::Null);
+    assert_eq!(servers["nodes"][1]["id"], full.as_str());
+    assert_eq!(servers["pageInfo"]["endCursor"], full.as_str());
+    // Through the executor for the page, then for each server as well.
+    let page_fragment = query(
+        "first: 10",
+        &format!("... on McpServerConnection {{ {} }}", page(PLAIN_FIELDS)),
+    );
+    assert_eq!(one_pass, t.ok(a, &page_fragment, w.clone()).await);
+    let server_fragment = query(
+        "first: 10",
+        &page(&format!("... on McpServer {{ {PLAIN_FIELDS} }}")),
+    );
+    assert_eq!(one_pass, t.ok(a, &server_fragment, w.clone()).await);
+    // A second page, both ways.
+    let second = json!({ "w": a.workspace_id.to_string(), "after": bare });
+    let rest = t
+        .ok(a, &query("first: 1", &page(PLAIN_FIELDS)), second.clone())
         .await;
-    assert_eq!(one_pass, through_fragment);
+    assert_eq!(
+        rest["workspace"]["mcpServers"]["pageInfo"]["hasPreviousPage"],
+        true
+    );
+    assert_eq!(
+        rest["workspace"]["mcpServers"]["pageInfo"]["hasNextPage"],
+        false
+    );
+    assert_eq!(rest["workspace"]["mcpServers"]["edges"][0], edges[1]);
+    let rest_fragment = query(
+        "first: 1",
+        &page(&format!("... on McpServer {{ {PLAIN_FIELDS} }}")),
+    );
+    assert_eq!(rest, t.ok(a, &rest_fragment, second).await);
     // A field that loads sends the object through the resolvers; the rest reads the same.
-    let mut with_loading = t
-        .ok(
-            a,
-            &page(format!("{PLAIN_FIELDS} createdBy {{ name }}")),
-            w.clone(),
-        )
-        .await;
+    let loading = query(
+        "first: 10",
+        &page(&format!("{PLAIN_FIELDS} createdBy {{ name }}")),
+    );
+    let mut with_loading = t.ok(a, &loading, w.clone()).await;
     for edge in with_loading["workspace"]["mcpServers"]["edges"]
         .as_array_mut()
         .unwrap()

@@ -2,9 +2,10 @@
 //!
 //! The executor resolves every field of every object through a future of its own, with a
 //! context, a name lookup and a merge into the parent's map: for a dashboard's page of a
-//! hundred servers, a thousand of them, most of which only copy a column. A server of a page
-//! (and its shared grant, loaded for the whole page) is instead read in one pass over its
-//! selection set when every selected field only reads what is already loaded. Each value is
+//! hundred servers, a thousand of them, most of which only copy a column. A page (its edges,
+//! nodes and page info, each server and its shared grant, all loaded with the page) is instead
+//! read in one pass over its selection set when every selected field only reads what is
+//! already loaded; failing that, each server still is. Each value is
 //! made as the executor makes a field's value of that type (`InputType::to_value`, which is what
 //! scalars and enums resolve to). Anything else (a field that loads, takes arguments or carries
 //! a directive, a fragment, a response key selected twice) sends the whole object down the
@@ -14,6 +15,7 @@
 
 use std::borrow::Cow;
 
+use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::{
     ContextSelectionSet, InputType, OutputType, Positioned, ServerResult, Value, registry,
@@ -26,6 +28,86 @@ use super::{
     McpStatusReason, McpTransport,
 };
 use crate::domain::servers::{self, OauthView};
+
+/// A page of servers: the GraphQL type `McpServerConnection`, read in one pass (edges, nodes,
+/// page info and the servers) where it can be.
+pub struct ServerPage(pub Connection<String, ListedServer>);
+
+impl OutputType for ServerPage {
+    fn type_name() -> Cow<'static, str> {
+        <Connection<String, ListedServer> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut registry::Registry) -> String {
+        <Connection<String, ListedServer> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        match read_plainly(&ctx.item.node, |name, selection| {
+            plain_page_field(&self.0, name, selection)
+        }) {
+            Some(value) => Ok(value),
+            None => OutputType::resolve(&self.0, ctx, field).await,
+        }
+    }
+}
+
+/// The value of a field of a page when it (and all it selects) only reads what is loaded.
+fn plain_page_field(
+    page: &Connection<String, ListedServer>,
+    name: &str,
+    selection: &SelectionSet,
+) -> Option<Value> {
+    let node = |server: &ListedServer| {
+        read_plainly(selection, |name, nested| {
+            plain_server_field(&server.0, name, nested)
+        })
+    };
+    Some(match name {
+        "__typename" => typename::<Connection<String, ListedServer>>(),
+        "edges" => Value::List(
+            page.edges
+                .iter()
+                .map(|edge| {
+                    read_plainly(selection, |name, nested| match name {
+                        "__typename" => Some(typename::<ServerEdge>()),
+                        "cursor" => Some(Value::String(edge.cursor.encode_cursor())),
+                        "node" => read_plainly(nested, |name, nested| {
+                            plain_server_field(&edge.node.0, name, nested)
+                        }),
+                        _ => None,
+                    })
+                })
+                .collect::<Option<_>>()?,
+        ),
+        "nodes" => Value::List(
+            page.edges
+                .iter()
+                .map(|edge| node(&edge.node))
+                .collect::<Option<_>>()?,
+        ),
+        "pageInfo" => {
+            let cursor = |edge: Option<&ServerEdge>| edge.map(|edge| edge.cursor.encode_cursor());
+            read_plainly(selection, |name, _| {
+                Some(match name {
+                    "__typename" => typename::<PageInfo>(),
+                    "hasPreviousPage" => page.has_previous_page.to_value(),
+                    "hasNextPage" => page.has_next_page.to_value(),
+                    "startCursor" => cursor(page.edges.first()).to_value(),
+                    "endCursor" => cursor(page.edges.last()).to_value(),
+                    _ => return None,
+                })
+            })?
+        }
+        _ => return None,
+    })
+}
+
+type ServerEdge = Edge<String, ListedServer, EmptyFields>;
 
 /// A server of a page: the GraphQL type `McpServer`, read in one pass where it can be.
 pub struct ListedServer(pub McpServer);

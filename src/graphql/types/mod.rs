@@ -9,7 +9,7 @@ mod server;
 mod workspace;
 
 pub use self::account::{ApiToken, OnboardedWorkspace, ServiceAccount, User, UserKind};
-pub use self::listed::ListedServer;
+pub use self::listed::{ListedServer, ServerPage};
 pub use self::server::{McpOauthGrant, McpProbeResult, McpServer, McpServerStatus, McpTool};
 pub use self::workspace::{AuditEvent, Workspace, WorkspaceMember};
 pub use super::enums::{

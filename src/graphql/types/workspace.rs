@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::super::error::{Result, parse_id, principal};
 use super::server::{load_user, requested_tools_page};
-use super::{ListedServer, McpServer, User, WorkspaceRole};
+use super::{ListedServer, McpServer, ServerPage, User, WorkspaceRole};
 use crate::app::AppHandle;
 use crate::db::models::{AuditEventRow, WorkspaceRow};
 use crate::domain::access::Role;
@@ -41,7 +41,7 @@ impl Workspace {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> Result<Connection<String, ListedServer>> {
+    ) -> Result<ServerPage> {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
@@ -91,7 +91,7 @@ impl Workspace {
                 }),
             )
         }));
-        Ok(connection)
+        Ok(ServerPage(connection))
     }
     /// The audit trail, newest first.
     #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
