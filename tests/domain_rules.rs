@@ -337,16 +337,34 @@ async fn a_page_loads_pending_flows_where_they_are_needed() {
     )
     .unwrap();
     let principal = principal(&t).await;
+    // The grants read here, or read with the page: the same views either way.
     let page = servers::page(&t.app, &principal, t.admin.workspace_id, Some(100), None)
         .await
         .unwrap();
-    for in_progress in [false, true] {
+    let (with_grants, grants) =
+        servers::page_with_grants(&t.app, &principal, t.admin.workspace_id, Some(100), None)
+            .await
+            .unwrap();
+    assert_eq!(grants.len(), 2);
+    let ids = |page: &switchboard::domain::pagination::Page<_>| -> Vec<Uuid> {
+        page.items
+            .iter()
+            .map(|row: &switchboard::db::models::McpServerRow| row.id.0)
+            .collect()
+    };
+    assert_eq!(ids(&page), ids(&with_grants));
+    for (in_progress, read_with_page) in
+        [(false, false), (true, false), (false, true), (true, true)]
+    {
         let wanted = servers::Wanted {
             grants: true,
             flows_in_progress: in_progress,
             ..Default::default()
         };
-        let related = servers::related(&t.app, &page.items, wanted).await.unwrap();
+        let given = read_with_page.then(|| grants.clone());
+        let related = servers::related(&t.app, &page.items, wanted, given)
+            .await
+            .unwrap();
         let views = related.grants.unwrap();
         let flow = |id: &Uuid| views.get(id).map(|v| v.flow_in_progress);
         assert_eq!(flow(&flow_only), Some(true), "in_progress={in_progress}");

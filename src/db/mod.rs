@@ -5,6 +5,9 @@
 //! several inside one [`transaction!`](crate::transaction). Row types are separate from the
 //! GraphQL types and from the domain's view of them.
 
+#[macro_use]
+mod queries;
+
 pub mod access;
 pub mod audit;
 pub mod listener;

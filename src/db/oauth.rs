@@ -38,13 +38,7 @@ pub async fn shared_grant_summaries_between(
 ) -> Result<Vec<GrantSummary>, DbError> {
     Ok(load_rows!(
         conn,
-        mcp_oauth_grants::table
-            .inner_join(mcp_servers::table.on(mcp_servers::id.eq(mcp_oauth_grants::server_id)))
-            .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
-            .filter(mcp_oauth_grants::server_id.ge(DbUuid(first)))
-            .filter(mcp_oauth_grants::server_id.le(DbUuid(last)))
-            .filter(mcp_oauth_grants::user_id.is_null())
-            .select(GrantSummary::as_select())
+        grants_between_query!(workspace_id, first, last)
     )?)
 }
 

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{McpServerRow, ToolRow, UserToolRow};
+use super::models::{GrantSummary, McpServerRow, ToolRow, UserToolRow};
 use super::schema::{mcp_servers, mcp_tools, mcp_user_catalogues, mcp_user_tools, workspaces};
 use super::types::Transport;
 use super::{DbConn, DbError, DbTime, DbUuid};
@@ -86,18 +86,55 @@ pub async fn page(
     limit: i64,
 ) -> Result<Vec<McpServerRow>, DbError> {
     // The hottest read of the API (every dashboard refresh): one blocking trip on SQLite.
-    Ok(load_rows!(conn, {
-        let mut query = mcp_servers::table
-            .filter(mcp_servers::workspace_id.eq(DbUuid(workspace_id)))
-            .order(mcp_servers::id.asc())
-            .limit(limit)
-            .select(McpServerRow::as_select())
-            .into_boxed();
-        if let Some(after) = after {
-            query = query.filter(mcp_servers::id.gt(DbUuid(after)));
+    Ok(load_rows!(conn, page_query!(workspace_id, after, limit))?)
+}
+
+/// [`page`], and the workspace's shared grants of the servers in the id range of the rows read
+/// (`super::oauth::shared_grant_summaries_between`): a dashboard's page and its grants in one
+/// trip to a blocking thread on SQLite. The range may hold a server the caller did not ask
+/// for (the extra row read to learn whether another page follows, or one created meanwhile),
+/// so its grant may be there too.
+pub async fn page_with_grants(
+    conn: &mut DbConn,
+    workspace_id: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<(Vec<McpServerRow>, Vec<GrantSummary>), DbError> {
+    fn range(rows: &[McpServerRow]) -> Option<(Uuid, Uuid)> {
+        // Rows come in id order.
+        Some((rows.first()?.id.0, rows.last()?.id.0))
+    }
+    match conn {
+        DbConn::Postgres(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = &mut *c;
+            let rows: Vec<McpServerRow> = page_query!(workspace_id, after, limit).load(c).await?;
+            let grants = match range(&rows) {
+                Some((first, last)) => {
+                    grants_between_query!(workspace_id, first, last)
+                        .load(c)
+                        .await?
+                }
+                None => Vec::new(),
+            };
+            Ok((rows, grants))
         }
-        query
-    })?)
+        DbConn::Sqlite(c) => {
+            let c: &mut super::SqliteConn = &mut *c;
+            Ok(c.spawn_blocking(move |c| {
+                let rows: Vec<McpServerRow> =
+                    diesel::RunQueryDsl::load(page_query!(workspace_id, after, limit), c)?;
+                let grants = match range(&rows) {
+                    Some((first, last)) => diesel::RunQueryDsl::load(
+                        grants_between_query!(workspace_id, first, last),
+                        c,
+                    )?,
+                    None => Vec::new(),
+                };
+                Ok((rows, grants))
+            })
+            .await?)
+        }
+    }
 }
 
 /// Bind a server's pre-registered client to the authorization server it is first used with

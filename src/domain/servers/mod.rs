@@ -44,7 +44,7 @@ use super::oauth::{probe, revoke};
 use super::pagination::{Page, fetch_limit, page_size};
 use super::status::{self, Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
-use crate::db::models::McpServerRow;
+use crate::db::models::{GrantSummary, McpServerRow};
 use crate::db::sealed;
 pub use crate::db::types::CredentialMode;
 use crate::db::types::{AuthStatus, ConnectionStatus, StatusReason};
@@ -104,6 +104,24 @@ pub async fn page(
     let mut conn = ctx.db.conn().await?;
     let fetched = db::servers::page(&mut conn, workspace_id, after, fetch_limit(first)).await?;
     Ok(Page::cut(fetched, first))
+}
+
+/// [`page`] with the workspace's shared grants of its servers, read together (one trip to a
+/// blocking thread on SQLite), for [`related`]. The grants may include one of a server beyond
+/// the page; `related` keeps only the page's.
+pub async fn page_with_grants(
+    ctx: &Context,
+    principal: &Principal,
+    workspace_id: Uuid,
+    first: Option<i64>,
+    after: Option<Uuid>,
+) -> Result<(Page<McpServerRow>, Vec<GrantSummary>)> {
+    principal.require(workspace_id, Role::Viewer)?;
+    let first = page_size(first)?;
+    let mut conn = ctx.db.conn().await?;
+    let (fetched, grants) =
+        db::servers::page_with_grants(&mut conn, workspace_id, after, fetch_limit(first)).await?;
+    Ok((Page::cut(fetched, first), grants))
 }
 
 /// Probe a URL without saving anything (editor role in the workspace).

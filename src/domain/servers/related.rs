@@ -101,7 +101,15 @@ pub struct Related {
 
 /// Load what `wanted` asks for about `rows` (already access-checked): one query per kind and
 /// per distinct tools page, whatever the number of servers.
-pub async fn related(ctx: &Context, rows: &[McpServerRow], wanted: Wanted) -> Result<Related> {
+///
+/// `grants`: the shared grants already read with the page ([`super::page_with_grants`]), or
+/// `None` to read them here when they are wanted.
+pub async fn related(
+    ctx: &Context,
+    rows: &[McpServerRow],
+    wanted: Wanted,
+    grants: Option<Vec<GrantSummary>>,
+) -> Result<Related> {
     let mut related = Related::default();
     if rows.is_empty() || !(wanted.grants || !wanted.tools.is_empty() || wanted.users) {
         return Ok(related);
@@ -109,13 +117,19 @@ pub async fn related(ctx: &Context, rows: &[McpServerRow], wanted: Wanted) -> Re
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut conn = ctx.db.conn().await?;
     if wanted.grants || wanted.users {
-        let summaries = match page_bounds(rows) {
-            Some((workspace_id, first, last)) => {
+        let in_range = match (grants, page_bounds(rows)) {
+            (Some(grants), _) => Some(grants),
+            (None, Some((workspace_id, first, last))) => Some(
+                db::oauth::shared_grant_summaries_between(&mut conn, workspace_id, first, last)
+                    .await?,
+            ),
+            (None, None) => None,
+        };
+        let summaries = match in_range {
+            Some(mut summaries) => {
+                // The range may hold a server beyond the page, or one created between the
+                // two reads.
                 let wanted_ids: HashSet<Uuid> = ids.iter().copied().collect();
-                let mut summaries =
-                    db::oauth::shared_grant_summaries_between(&mut conn, workspace_id, first, last)
-                        .await?;
-                // A server created between the two reads may fall in the range.
                 summaries.retain(|grant| wanted_ids.contains(&grant.server_id.0));
                 summaries
             }

@@ -45,8 +45,6 @@ impl Workspace {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
-        let page =
-            servers::page(app, principal, self.row.id.0, first.map(i64::from), after).await?;
         // Nested rows of the whole page are loaded here, one query per kind, for exactly the
         // fields the query selects; a timer-based loader batch could split under load.
         let look = ctx.look_ahead();
@@ -74,7 +72,16 @@ impl Workspace {
                     .iter()
                     .any(|n| n.field("oauth").field("authorizedBy").exists()),
         };
-        let related = Arc::new(servers::related(app, &page.items, wanted).await?);
+        let (id, first) = (self.row.id.0, first.map(i64::from));
+        // The grants, when wanted, are read with the page (one trip to the database).
+        let (page, grants) = if wanted.grants || wanted.users {
+            let (page, grants) =
+                servers::page_with_grants(app, principal, id, first, after).await?;
+            (page, Some(grants))
+        } else {
+            (servers::page(app, principal, id, first, after).await?, None)
+        };
+        let related = Arc::new(servers::related(app, &page.items, wanted, grants).await?);
         let workspace = Arc::new(Workspace {
             row: self.row.clone(),
             role: self.role,
