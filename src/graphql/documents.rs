@@ -1,10 +1,12 @@
 //! Parsed documents of the queries a process sees again and again.
 //!
 //! Parsing is a fifth of what a small operation costs (a tool call), and a dashboard sends the
-//! same few texts all day. Parsed documents are kept by their exact text, so a request whose
-//! text was seen before starts from a copy. The parse does not depend on the schema, the
-//! caller or the variables, so one cache serves the whole process; everything that does
-//! (validation, limits, the caller's access) still runs on every request.
+//! same few texts all day. Parsed documents are kept by their exact text and the user who sent
+//! it, so a request whose text that user sent before starts from a copy. Everything that
+//! depends on more than the text (validation, limits, the caller's access) still runs on every
+//! request. Keeping them per user means a hit says nothing about what anyone else sent: a text
+//! may hold literal values (a tool's arguments written inline), and a shared cache would let
+//! one caller time whether another sent a guessed text.
 //!
 //! Bounded against floods: only texts of at most [`MAX_TEXT_BYTES`] are kept, at most
 //! [`CAPACITY`] of them and [`BUDGET_BYTES`] of text in all (a document takes up to about a
@@ -16,6 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use async_graphql::Request;
 use async_graphql::parser::types::ExecutableDocument;
+use uuid::Uuid;
 
 /// Documents kept at most.
 const CAPACITY: usize = 256;
@@ -26,7 +29,10 @@ const MAX_TEXT_BYTES: usize = 4 * 1024;
 /// The text of all kept documents together, in bytes.
 const BUDGET_BYTES: usize = 64 * 1024;
 
-/// Parsed documents by their text.
+/// Who sent a text (`None`: no caller) and the text.
+type Key = (Option<Uuid>, Arc<str>);
+
+/// Parsed documents by their sender and text.
 struct Documents {
     kept: Mutex<Kept>,
     capacity: usize,
@@ -36,7 +42,7 @@ struct Documents {
 /// The documents and the length of their texts together.
 #[derive(Default)]
 struct Kept {
-    by_text: HashMap<Arc<str>, ExecutableDocument>,
+    by_text: HashMap<Key, ExecutableDocument>,
     bytes: usize,
 }
 
@@ -46,9 +52,10 @@ fn documents() -> &'static Documents {
     DOCUMENTS.get_or_init(|| Documents::new(CAPACITY, BUDGET_BYTES))
 }
 
-/// `request` with its document set from the cache, parsing (and keeping) it on a miss.
-pub fn attach(mut request: Request) -> Request {
-    if let Some(document) = documents().parsed(&request.query) {
+/// `request` (sent by `user`, if anyone) with its document set from the cache, parsing (and
+/// keeping) it on a miss.
+pub fn attach(mut request: Request, user: Option<Uuid>) -> Request {
+    if let Some(document) = documents().parsed(user, &request.query) {
         request.set_parsed_query(document);
     }
     request
@@ -64,11 +71,12 @@ impl Documents {
     }
 
     /// The parsed document of `text`, if it is short enough to keep and parses.
-    fn parsed(&self, text: &str) -> Option<ExecutableDocument> {
+    fn parsed(&self, user: Option<Uuid>, text: &str) -> Option<ExecutableDocument> {
         if text.len() > MAX_TEXT_BYTES {
             return None;
         }
-        if let Some(document) = self.lock().by_text.get(text) {
+        let key: Key = (user, Arc::from(text));
+        if let Some(document) = self.lock().by_text.get(&key) {
             return Some(document.clone());
         }
         let document = async_graphql::parser::parse_query(text).ok()?;
@@ -78,13 +86,10 @@ impl Documents {
                 break;
             };
             kept.by_text.remove(&evicted);
-            kept.bytes -= evicted.len();
+            kept.bytes -= evicted.1.len();
         }
         if kept.bytes + text.len() <= self.budget
-            && kept
-                .by_text
-                .insert(Arc::from(text), document.clone())
-                .is_none()
+            && kept.by_text.insert(key, document.clone()).is_none()
         {
             kept.bytes += text.len();
         }
@@ -104,35 +109,53 @@ impl Documents {
 mod tests {
     use super::*;
 
-    fn kept(documents: &Documents, text: &str) -> bool {
-        documents.lock().by_text.contains_key(text)
+    fn kept(documents: &Documents, user: Option<Uuid>, text: &str) -> bool {
+        documents
+            .lock()
+            .by_text
+            .contains_key(&(user, Arc::from(text)))
     }
 
     #[test]
     fn a_text_seen_again_starts_from_the_same_document() {
         let documents = Documents::new(4, 1024);
         let text = "query One { viewer { id } }";
-        let first = documents.parsed(text);
+        let first = documents.parsed(None, text);
         assert!(first.is_some());
-        assert!(kept(&documents, text));
-        let again = documents.parsed(text);
+        assert!(kept(&documents, None, text));
+        let again = documents.parsed(None, text);
         assert_eq!(format!("{first:?}"), format!("{again:?}"));
         let fresh = async_graphql::parser::parse_query(text).ok();
         assert_eq!(format!("{again:?}"), format!("{fresh:?}"));
     }
 
     #[test]
+    fn a_text_is_kept_for_the_user_who_sent_it() {
+        let documents = Documents::new(4, 1024);
+        let (alice, bob) = (Some(Uuid::new_v4()), Some(Uuid::new_v4()));
+        let text = "mutation { callMcpTool(serverId: \"s\", name: \"t\", arguments: { pin: 1234 }) { isError } }";
+        assert!(documents.parsed(alice, text).is_some());
+        assert!(kept(&documents, alice, text));
+        assert!(!kept(&documents, bob, text));
+        assert!(!kept(&documents, None, text));
+        // Bob's request parses on its own and is then kept for him.
+        assert!(documents.parsed(bob, text).is_some());
+        assert!(kept(&documents, bob, text));
+        assert_eq!(documents.lock().by_text.len(), 2);
+    }
+
+    #[test]
     fn texts_that_do_not_parse_or_are_too_long_are_not_kept() {
         let documents = Documents::new(4, 1024);
         let broken = "query Broken { viewer { id ";
-        assert!(documents.parsed(broken).is_none());
-        assert!(!kept(&documents, broken));
+        assert!(documents.parsed(None, broken).is_none());
+        assert!(!kept(&documents, None, broken));
         let mut long = String::from("query Long { viewer { id } }");
         long.push_str(&" ".repeat(MAX_TEXT_BYTES));
-        assert!(documents.parsed(&long).is_none());
-        assert!(!kept(&documents, &long));
+        assert!(documents.parsed(None, &long).is_none());
+        assert!(!kept(&documents, None, &long));
         // Such a request is left as it came, for the schema to parse and report.
-        let request = attach(Request::new(broken));
+        let request = attach(Request::new(broken), None);
         assert_eq!(request.query, broken);
     }
 
@@ -141,18 +164,18 @@ mod tests {
         let documents = Documents::new(8, 1024);
         for n in 0..20 {
             let text = format!("query Flood{n} {{ viewer {{ id }} }}");
-            assert!(documents.parsed(&text).is_some());
-            assert!(kept(&documents, &text));
+            assert!(documents.parsed(None, &text).is_some());
+            assert!(kept(&documents, None, &text));
             assert!(documents.lock().by_text.len() <= 8);
         }
         // Long texts are bounded by their bytes together, whatever their number.
         let documents = Documents::new(8, 1024);
         for n in 0..20 {
             let text = format!("query Long{n} {{ viewer {{ id }} }}{}", " ".repeat(300));
-            assert!(documents.parsed(&text).is_some());
-            assert!(kept(&documents, &text));
+            assert!(documents.parsed(None, &text).is_some());
+            assert!(kept(&documents, None, &text));
             let kept = documents.lock();
-            let bytes: usize = kept.by_text.keys().map(|text| text.len()).sum();
+            let bytes: usize = kept.by_text.keys().map(|(_, text)| text.len()).sum();
             assert_eq!(bytes, kept.bytes);
             assert!(kept.bytes <= 1024 && kept.by_text.len() <= 3);
         }

@@ -67,7 +67,8 @@ pub(crate) const OUTBOUND_COMPLEXITY: usize = 50;
 /// Called by every transport before it executes a request; no schema extension sits on the
 /// field path.
 pub fn prepare(app: &App, request: Request, principal: Option<Principal>) -> Request {
-    let request = documents::attach(request).data(app.limits.request_budget());
+    let user = principal.as_ref().map(|principal| principal.user_id);
+    let request = documents::attach(request, user).data(app.limits.request_budget());
     match principal {
         Some(principal) => request.data(principal),
         None => request,
