@@ -47,12 +47,9 @@ impl OutputType for ServerPage {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        match read_plainly(&ctx.item.node, |name, selection| {
-            plain_page_field(&self.0, name, selection)
-        }) {
-            Some(value) => Ok(value),
-            None => OutputType::resolve(&self.0, ctx, field).await,
-        }
+        let read =
+            |name: &str, selection: &SelectionSet| plain_page_field(&self.0, name, selection);
+        resolve_plainly(&self.0, ctx, field, read).await
     }
 }
 
@@ -126,12 +123,23 @@ impl OutputType for ListedServer {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        match read_plainly(&ctx.item.node, |name, selection| {
-            plain_server_field(&self.0, name, selection)
-        }) {
-            Some(value) => Ok(value),
-            None => OutputType::resolve(&self.0, ctx, field).await,
-        }
+        let read =
+            |name: &str, selection: &SelectionSet| plain_server_field(&self.0, name, selection);
+        resolve_plainly(&self.0, ctx, field, read).await
+    }
+}
+
+/// The object `ctx` selects of `inner`, read in one pass with `read` ([`read_plainly`]), or
+/// through `inner`'s own resolvers when that declines.
+async fn resolve_plainly<T: OutputType>(
+    inner: &T,
+    ctx: &ContextSelectionSet<'_>,
+    field: &Positioned<Field>,
+    read: impl Fn(&str, &SelectionSet) -> Option<Value>,
+) -> ServerResult<Value> {
+    match read_plainly(&ctx.item.node, read) {
+        Some(value) => Ok(value),
+        None => inner.resolve(ctx, field).await,
     }
 }
 
