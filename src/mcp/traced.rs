@@ -120,12 +120,18 @@ fn take_context(request: &mut ClientRequest, keep: bool) -> Option<TraceContext>
     envelope.or(params)
 }
 
+type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
+
+/// Run a POST exchange in its span and record how it ended there.
+async fn traced(span: tracing::Span, exchange: impl Future<Output = PostResult>) -> PostResult {
+    let result = exchange.instrument(span.clone()).await;
+    record(&span, &result);
+    result
+}
+
 /// Record how the exchange ended: the status when the answer tells it (202 for an accepted
 /// notification or response, the status of a refusal), and the kind of failure.
-fn record(
-    span: &tracing::Span,
-    result: &Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>,
-) {
+fn record(span: &tracing::Span, result: &PostResult) {
     if span.is_disabled() {
         return;
     }
@@ -166,15 +172,14 @@ impl StreamableHttpClient for TracedHttp {
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+    ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let result = self
-            .inner
-            .post_message(uri, message, session_id, auth_header, custom_headers)
-            .instrument(span.clone())
-            .await;
-        record(&span, &result);
-        result
+        traced(
+            span,
+            self.inner
+                .post_message(uri, message, session_id, auth_header, custom_headers),
+        )
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -185,22 +190,20 @@ impl StreamableHttpClient for TracedHttp {
         auth_header: Option<String>,
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+    ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let result = self
-            .inner
-            .post_message_with_max_sse_event_size(
+        traced(
+            span,
+            self.inner.post_message_with_max_sse_event_size(
                 uri,
                 message,
                 session_id,
                 auth_header,
                 custom_headers,
                 max_sse_event_size,
-            )
-            .instrument(span.clone())
-            .await;
-        record(&span, &result);
-        result
+            ),
+        )
+        .await
     }
 
     async fn post_message_with_response_limits(
@@ -211,22 +214,20 @@ impl StreamableHttpClient for TracedHttp {
         auth_header: Option<String>,
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
+    ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let result = self
-            .inner
-            .post_message_with_response_limits(
+        traced(
+            span,
+            self.inner.post_message_with_response_limits(
                 uri,
                 message,
                 session_id,
                 auth_header,
                 custom_headers,
                 limits,
-            )
-            .instrument(span.clone())
-            .await;
-        record(&span, &result);
-        result
+            ),
+        )
+        .await
     }
 
     async fn delete_session(

@@ -94,24 +94,12 @@ impl Reach {
 impl GuardedClient {
     /// Build a client enforcing `policy`.
     pub fn new(policy: NetPolicy, options: ClientOptions) -> Result<Self, NetError> {
-        let inner = reqwest::Client::builder()
-            // A proxy would resolve and connect on our behalf, bypassing
-            // every address check below.
-            .no_proxy()
-            .dns_resolver(Arc::new(PinnedResolver { policy }))
-            // reqwest connects to IP literals without asking the resolver.
-            .connector_layer(TargetGuardLayer {
-                reach: Reach::Policy(policy),
-            })
-            .redirect(redirect_policy(policy, options.max_redirects))
-            // The Referer would leak the previous URL, query included, to
-            // whatever host a redirect points at.
-            .referer(false)
-            .timeout(options.timeout)
-            .connect_timeout(options.connect_timeout)
-            .user_agent(options.user_agent)
-            .build()
-            .map_err(|err| NetError::Request(describe(&err.without_url())))?;
+        let inner = build(
+            PinnedResolver { policy },
+            Reach::Policy(policy),
+            redirect_policy(policy, options.max_redirects),
+            options,
+        )?;
         Ok(Self {
             inner,
             policy,
@@ -138,19 +126,12 @@ impl GuardedClient {
         }
         let reach = Reach::Origin(Arc::new(origin));
         reach.check(endpoint)?;
-        let inner = reqwest::Client::builder()
-            .no_proxy()
-            .dns_resolver(Arc::new(OriginResolver { host }))
-            .connector_layer(TargetGuardLayer {
-                reach: reach.clone(),
-            })
-            .redirect(Policy::none())
-            .referer(false)
-            .timeout(options.timeout)
-            .connect_timeout(options.connect_timeout)
-            .user_agent(options.user_agent)
-            .build()
-            .map_err(|err| NetError::Request(describe(&err.without_url())))?;
+        let inner = build(
+            OriginResolver { host },
+            reach.clone(),
+            Policy::none(),
+            options,
+        )?;
         Ok(Self {
             inner,
             policy: ORIGIN_POLICY,
@@ -455,4 +436,29 @@ fn describe(err: &(dyn StdError + 'static)) -> String {
         source = current.source();
     }
     message
+}
+
+/// The reqwest client of a [`GuardedClient`]: names resolved by `resolver` only, every
+/// connection checked against `reach`, redirects as `redirect` says.
+fn build(
+    resolver: impl reqwest::dns::Resolve + 'static,
+    reach: Reach,
+    redirect: Policy,
+    options: ClientOptions,
+) -> Result<reqwest::Client, NetError> {
+    reqwest::Client::builder()
+        // A proxy would resolve and connect on our behalf, bypassing every address check.
+        .no_proxy()
+        .dns_resolver(Arc::new(resolver))
+        // reqwest connects to IP literals without asking the resolver.
+        .connector_layer(TargetGuardLayer { reach })
+        .redirect(redirect)
+        // The Referer would leak the previous URL, query included, to whatever host a
+        // redirect points at.
+        .referer(false)
+        .timeout(options.timeout)
+        .connect_timeout(options.connect_timeout)
+        .user_agent(options.user_agent)
+        .build()
+        .map_err(|err| NetError::Request(describe(&err.without_url())))
 }
