@@ -130,6 +130,15 @@ mod tests {
     }
 
     #[test]
+    fn a_request_carries_its_parsed_document() {
+        let mut request = attach(Request::new("query Attached { viewer { id } }"), None);
+        // The schema reads the attached document, not the text: a text changed afterwards
+        // would not parse.
+        request.query = "query Attached { viewer {".to_owned();
+        assert!(request.parsed_query().is_ok());
+    }
+
+    #[test]
     fn a_text_is_kept_for_the_user_who_sent_it() {
         let documents = Documents::new(4, 1024);
         let (alice, bob) = (Some(Uuid::new_v4()), Some(Uuid::new_v4()));
