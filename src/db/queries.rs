@@ -35,3 +35,56 @@ macro_rules! grants_between_query {
             .select($crate::db::models::GrantSummary::as_select())
     }};
 }
+
+/// The server with id `$id` (a `Uuid`), as at most one row.
+macro_rules! server_query {
+    ($id:expr) => {{
+        $crate::db::schema::mcp_servers::table
+            .find($crate::db::DbUuid($id))
+            .select($crate::db::models::McpServerRow::as_select())
+            .limit(1)
+    }};
+}
+
+/// What a call needs of the tool `$name` (a `&str`) in server `$server_id`'s stored catalogue.
+macro_rules! callable_tool_query {
+    ($server_id:expr, $name:expr) => {{
+        use $crate::db::schema::mcp_tools;
+        mcp_tools::table
+            .filter(mcp_tools::server_id.eq($crate::db::DbUuid($server_id)))
+            .filter(mcp_tools::name.eq($name))
+            .select((
+                mcp_tools::input_schema.like($crate::db::servers::HEADER_PARAMETER_PATTERN),
+                mcp_tools::annotations,
+            ))
+            .limit(1)
+    }};
+}
+
+/// Whether user `$user_id` has a catalogue of their own of server `$server_id`: its tool count.
+macro_rules! user_catalogue_query {
+    ($server_id:expr, $user_id:expr) => {{
+        use $crate::db::schema::mcp_user_catalogues;
+        mcp_user_catalogues::table
+            .filter(mcp_user_catalogues::server_id.eq($crate::db::DbUuid($server_id)))
+            .filter(mcp_user_catalogues::user_id.eq($crate::db::DbUuid($user_id)))
+            .select(mcp_user_catalogues::tool_count)
+            .limit(1)
+    }};
+}
+
+/// [`callable_tool_query`] in user `$user_id`'s own catalogue of server `$server_id`.
+macro_rules! callable_user_tool_query {
+    ($server_id:expr, $user_id:expr, $name:expr) => {{
+        use $crate::db::schema::mcp_user_tools;
+        mcp_user_tools::table
+            .filter(mcp_user_tools::server_id.eq($crate::db::DbUuid($server_id)))
+            .filter(mcp_user_tools::user_id.eq($crate::db::DbUuid($user_id)))
+            .filter(mcp_user_tools::name.eq($name))
+            .select((
+                mcp_user_tools::input_schema.like($crate::db::servers::HEADER_PARAMETER_PATTERN),
+                mcp_user_tools::annotations,
+            ))
+            .limit(1)
+    }};
+}

@@ -51,14 +51,9 @@ pub async fn delete(conn: &mut DbConn, id: Uuid, workspace_id: Uuid) -> Result<b
 
 /// Find a server by id, whatever its workspace (callers check access next).
 pub async fn find(conn: &mut DbConn, id: Uuid) -> Result<Option<McpServerRow>, DbError> {
-    Ok(with_conn!(conn, |c| {
-        mcp_servers::table
-            .find(DbUuid(id))
-            .select(McpServerRow::as_select())
-            .first(c)
-            .await
-            .optional()
-    })?)
+    // Read by nearly every operation on a server: one blocking trip on SQLite.
+    let rows: Vec<McpServerRow> = load_rows!(conn, server_query!(id))?;
+    Ok(rows.into_iter().next())
 }
 
 /// The server of a workspace registered under this normalised URL.
@@ -381,25 +376,81 @@ pub struct CallableTool {
     pub annotations: Option<String>,
 }
 
-/// The tool, if the server's stored catalogue lists it.
-pub async fn has_tool(
+/// The server with this id, and the tool named `name` in the catalogue a call on it uses:
+/// the own catalogue of the user `catalogue_user` names for the server, when they have one,
+/// and otherwise the server's. `None` when there is no such server; `Some((server, None))`
+/// when that catalogue does not list the tool. One checkout, and one blocking trip on SQLite:
+/// the read of every tool call. Callers check access to the server before using either.
+pub async fn find_for_call(
     conn: &mut DbConn,
     server_id: Uuid,
     name: &str,
-) -> Result<Option<CallableTool>, DbError> {
-    let found: Option<(bool, Option<String>)> = with_conn!(conn, |c| {
-        mcp_tools::table
-            .filter(mcp_tools::server_id.eq(DbUuid(server_id)))
-            .filter(mcp_tools::name.eq(name))
-            .select((
-                mcp_tools::input_schema.like(HEADER_PARAMETER_PATTERN),
-                mcp_tools::annotations,
-            ))
-            .first(c)
-            .await
-            .optional()
-    })?;
-    Ok(found.map(callable))
+    catalogue_user: impl FnOnce(&McpServerRow) -> Option<Uuid> + Send + 'static,
+) -> Result<Option<(McpServerRow, Option<CallableTool>)>, DbError> {
+    type Found = Option<(bool, Option<String>)>;
+    let found = match conn {
+        DbConn::Postgres(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = &mut *c;
+            let Some(server) = server_query!(server_id)
+                .get_result::<McpServerRow>(c)
+                .await
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            let own = match catalogue_user(&server) {
+                Some(user) => user_catalogue_query!(server_id, user)
+                    .get_result::<i32>(c)
+                    .await
+                    .optional()?
+                    .map(|_| user),
+                None => None,
+            };
+            let tool: Found = match own {
+                Some(user) => callable_user_tool_query!(server_id, user, name)
+                    .get_result(c)
+                    .await
+                    .optional()?,
+                None => callable_tool_query!(server_id, name)
+                    .get_result(c)
+                    .await
+                    .optional()?,
+            };
+            Some((server, tool))
+        }
+        DbConn::Sqlite(c) => {
+            let c: &mut super::SqliteConn = &mut *c;
+            let name = name.to_owned();
+            c.spawn_blocking(move |c| {
+                use diesel::RunQueryDsl as Sync;
+                let Some(server) =
+                    Sync::get_result::<McpServerRow>(server_query!(server_id), c).optional()?
+                else {
+                    return Ok(None);
+                };
+                let own = match catalogue_user(&server) {
+                    Some(user) => {
+                        Sync::get_result::<i32>(user_catalogue_query!(server_id, user), c)
+                            .optional()?
+                            .map(|_| user)
+                    }
+                    None => None,
+                };
+                let tool: Found = match own {
+                    Some(user) => {
+                        Sync::get_result(callable_user_tool_query!(server_id, user, &name), c)
+                            .optional()?
+                    }
+                    None => {
+                        Sync::get_result(callable_tool_query!(server_id, &name), c).optional()?
+                    }
+                };
+                Ok(Some((server, tool)))
+            })
+            .await?
+        }
+    };
+    Ok(found.map(|(server, tool)| (server, tool.map(callable))))
 }
 
 fn callable((header_parameters, annotations): (bool, Option<String>)) -> CallableTool {
@@ -411,7 +462,7 @@ fn callable((header_parameters, annotations): (bool, Option<String>)) -> Callabl
 
 /// Matches a schema that names `x-mcp-header` parameters: the SQL form of
 /// [`crate::mcp::ToolInfo::names_header_parameters`].
-const HEADER_PARAMETER_PATTERN: &str = "%x-mcp-header%";
+pub(super) const HEADER_PARAMETER_PATTERN: &str = "%x-mcp-header%";
 
 /// Servers by id, in one query (callers check access).
 pub async fn by_ids(conn: &mut DbConn, ids: &[Uuid]) -> Result<Vec<McpServerRow>, DbError> {
@@ -657,34 +708,4 @@ pub async fn user_tool_page(
             .load::<ToolRow>(c)
             .await
     })?)
-}
-
-/// The tool of that name in `user_id`'s own catalogue of a server, as [`has_tool`] answers
-/// it; `None` when they have no catalogue of their own (the server's applies).
-pub async fn has_user_tool(
-    conn: &mut DbConn,
-    server_id: Uuid,
-    user_id: Uuid,
-    name: &str,
-) -> Result<Option<Option<CallableTool>>, DbError> {
-    if user_catalogues(conn, &[server_id], user_id)
-        .await?
-        .is_empty()
-    {
-        return Ok(None);
-    }
-    let found: Option<(bool, Option<String>)> = with_conn!(conn, |c| {
-        mcp_user_tools::table
-            .filter(mcp_user_tools::server_id.eq(DbUuid(server_id)))
-            .filter(mcp_user_tools::user_id.eq(DbUuid(user_id)))
-            .filter(mcp_user_tools::name.eq(name))
-            .select((
-                mcp_user_tools::input_schema.like(HEADER_PARAMETER_PATTERN),
-                mcp_user_tools::annotations,
-            ))
-            .first(c)
-            .await
-            .optional()
-    })?;
-    Ok(Some(found.map(callable)))
 }

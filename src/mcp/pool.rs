@@ -86,7 +86,8 @@ impl SessionPool {
         if let Some(session) = slot.usable(&fingerprint) {
             return Ok(session);
         }
-        let session = Arc::new(session::open(http, target).await?);
+        // Boxed: opening is rare, and its future would otherwise weigh on every lease's.
+        let session = Arc::new(Box::pin(session::open(http, target)).await?);
         let replaced = lock(&slot.current).replace(Kept {
             session: Arc::clone(&session),
             fingerprint,

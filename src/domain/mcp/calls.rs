@@ -157,27 +157,24 @@ async fn call(
     round: u32,
 ) -> Result<CallOutcome> {
     let user_id = outbound.user_id();
-    let server = find(ctx, outbound, server_id, |_| Role::Viewer).await?;
+    // The server and the tool in one read; neither is used before the caller's access to the
+    // server is checked, in `find`'s order.
+    let (server, known) = {
+        let mut conn = ctx.db.conn().await?;
+        // On a per-user server a member with a catalogue of their own calls what it lists.
+        db::servers::find_for_call(&mut conn, server_id, name, move |server| {
+            servers::holder(server, user_id).user_id()
+        })
+        .await?
+        .ok_or(Error::NotFound)?
+    };
+    admit(outbound, &server, Role::Viewer)?;
     // On a per-user server the call acts as the caller upstream, with their own grant and
     // their own session, or not at all.
     let holder = servers::holder(&server, user_id);
     let key = SessionKey {
         server: server_id,
         user: holder.user_id(),
-    };
-    let known = {
-        let mut conn = ctx.db.conn().await?;
-        // A member with a catalogue of their own calls what it lists.
-        let own = match holder {
-            Holder::User(user) => {
-                db::servers::has_user_tool(&mut conn, server_id, user, name).await?
-            }
-            Holder::Workspace => None,
-        };
-        match own {
-            Some(known) => known,
-            None => db::servers::has_tool(&mut conn, server_id, name).await?,
-        }
     };
     let Some(known) = known else {
         return Err(bad_input(
@@ -215,7 +212,9 @@ async fn call(
         let outcome = match ctx.sessions.lease(&ctx.http, key, target).await {
             Ok(session) => {
                 catalogue::remember_protocol(ctx, &server, &session).await;
-                let outcome = session.call(call.clone()).await;
+                // Boxed: the exchange's future is most of a call's, and the call's is moved
+                // several times on its way to the executor.
+                let outcome = Box::pin(session.call(call.clone())).await;
                 if outcome.is_err() {
                     ctx.sessions.discard(key, &session);
                 }
@@ -287,7 +286,8 @@ async fn fail(
             if server.auth_type == AuthType::Oauth && !*refreshed && generation.is_some() =>
         {
             *refreshed = true;
-            match tokens::refresh(ctx, server, holder, generation).await {
+            // Boxed, as a refresh is rare and its future large.
+            match Box::pin(tokens::refresh(ctx, server, holder, generation)).await {
                 Ok(_) => Ok(()),
                 Err(_) => {
                     let error = Error::ReauthRequired { server_id };
@@ -317,7 +317,13 @@ async fn find(
     role: impl FnOnce(&McpServerRow) -> Role,
 ) -> Result<McpServerRow> {
     let server = servers::load(ctx, server_id).await?;
-    outbound.require(server.workspace_id.0, role(&server))?;
-    servers::ensure_enabled(&server)?;
+    admit(outbound, &server, role(&server))?;
     Ok(server)
+}
+
+/// Whether the caller may act on `server` with `role`: they hold it in its workspace, the
+/// workspace's rate limit admits one more outbound operation, and the server is enabled.
+fn admit(outbound: Outbound<'_>, server: &McpServerRow, role: Role) -> Result<()> {
+    outbound.require(server.workspace_id.0, role)?;
+    servers::ensure_enabled(server)
 }

@@ -109,7 +109,8 @@ pub async fn target(
     // Headers that no longer open (lost key) are an internal failure, never sent half.
     let headers = servers::open_headers(ctx, server)?;
     let (bearer, generation) = if server.auth_type == AuthType::Oauth {
-        match tokens::access_token(ctx, server, holder).await {
+        // Boxed: the refresh it may run would otherwise weigh on every call's future.
+        match Box::pin(tokens::access_token(ctx, server, holder)).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
             Err(
                 OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient,
