@@ -348,3 +348,89 @@ async fn a_page_of_servers_costs_a_constant_number_of_queries() {
         counts[0]
     );
 }
+
+/// A member's role in a workspace is known without reading the workspace, so a query that
+/// selects none of its row's fields reads no row; one that does reads it, directly or batched
+/// under the servers, and sees the same name everywhere.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workspace_is_read_only_for_the_fields_that_need_it() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let w = a.workspace_id.to_string();
+    for i in 0..3 {
+        t.create_server(
+            a,
+            json!({ "name": format!("s{i}"), "url": format!("http://127.0.0.1:9/s{i}"), "authType": "NONE" }),
+        )
+        .await;
+    }
+    let listed = t.ok(a, "{ workspaces { id name } }", json!({})).await;
+    let name = listed["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|ws| ws["id"] == w)
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let statements = |query: &'static str| {
+        let t = &t;
+        let w = w.clone();
+        async move {
+            // Warm the pool first: one measured request.
+            t.ok(a, query, json!({ "w": w })).await;
+            let before = t.app.db.statement_count();
+            let data = t.ok(a, query, json!({ "w": w })).await;
+            (t.app.db.statement_count() - before, data)
+        }
+    };
+
+    let (without, data) = statements(
+        "query($w: ID!) { workspace(id: $w) { id role mcpServers(first: 10) { nodes { id } } } }",
+    )
+    .await;
+    assert_eq!(data["workspace"]["id"], w);
+    assert_eq!(data["workspace"]["role"], "ADMIN");
+    assert_eq!(
+        data["workspace"]["mcpServers"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let (with, data) = statements(
+        "query($w: ID!) { workspace(id: $w) { id name role mcpServers(first: 10) { nodes { id } } } }",
+    )
+    .await;
+    assert_eq!(data["workspace"]["name"], name.as_str());
+    assert_eq!(with, without + 1, "the name costs the row, and only it");
+
+    // Under the servers, through a fragment: read once for the whole page.
+    let (under, data) = statements(
+        "query($w: ID!) { workspace(id: $w) { id mcpServers(first: 10) { nodes { \
+         workspace { ...named } } } } } fragment named on Workspace { id name }",
+    )
+    .await;
+    for node in data["workspace"]["mcpServers"]["nodes"].as_array().unwrap() {
+        assert_eq!(node["workspace"]["id"], w);
+        assert_eq!(node["workspace"]["name"], name.as_str());
+    }
+    assert_eq!(under, without + 1, "once for the page, not once per server");
+    let (_, data) =
+        statements("query($w: ID!) { workspace(id: $w) { ... on Workspace { name } } }").await;
+    assert_eq!(data["workspace"]["name"], name.as_str());
+
+    // Outside the caller's workspaces, existing or not: null either way, with or without
+    // the row's fields.
+    let other = t.new_workspace_admin("elsewhere").await;
+    for id in [other.workspace_id, uuid::Uuid::new_v4()] {
+        for query in [
+            "query($w: ID!) { workspace(id: $w) { id } }",
+            "query($w: ID!) { workspace(id: $w) { id name } }",
+        ] {
+            let data = t.ok(a, query, json!({ "w": id.to_string() })).await;
+            assert!(data["workspace"].is_null(), "{query}: {data}");
+        }
+    }
+}

@@ -36,6 +36,13 @@ pub async fn get(
         .map(|w| (w, role)))
 }
 
+/// The caller's role in a workspace; `None` when they are not a member. A membership names an
+/// existing workspace (workspaces are never deleted, and memberships reference them), so this
+/// answers whether the workspace exists for the caller without reading it.
+pub fn role(principal: &Principal, id: Uuid) -> Option<Role> {
+    principal.role_in(id)
+}
+
 /// Every workspace the caller belongs to, with the caller's role.
 pub async fn mine(ctx: &Context, principal: &Principal) -> Result<Vec<(WorkspaceRow, Role)>> {
     let ids = principal.workspace_ids();

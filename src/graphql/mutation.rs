@@ -368,10 +368,7 @@ impl MutationRoot {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let row = workspaces::create(app, principal, &name).await?;
-        Ok(Workspace {
-            row,
-            role: Role::Admin,
-        })
+        Ok(Workspace::read(row, Role::Admin))
     }
 
     /// Add a user to a workspace or change their role (admin). The last admin of a workspace

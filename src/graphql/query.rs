@@ -33,7 +33,7 @@ impl QueryRoot {
         let rows = workspaces::mine(app, principal).await?;
         Ok(rows
             .into_iter()
-            .map(|(row, role)| Workspace { row, role })
+            .map(|(row, role)| Workspace::read(row, role))
             .collect())
     }
 
@@ -41,10 +41,8 @@ impl QueryRoot {
     async fn workspace(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Workspace>> {
         let principal = principal(ctx)?;
         let id = parse_id("id", &id)?;
-        let app = ctx.data_unchecked::<AppHandle>();
-        Ok(workspaces::get(app, principal, id)
-            .await?
-            .map(|(row, role)| Workspace { row, role }))
+        // Its row is read only if a field selected needs it.
+        Ok(workspaces::role(principal, id).map(|role| Workspace::of_member(id, role)))
     }
 
     /// An MCP server; null outside the caller's workspaces.

@@ -67,10 +67,7 @@ impl McpServer {
     }
     async fn workspace(&self, ctx: &Context<'_>) -> Result<Workspace> {
         if let Some(workspace) = &self.workspace {
-            return Ok(Workspace {
-                row: workspace.row.clone(),
-                role: workspace.role,
-            });
+            return Ok(Workspace::clone(workspace));
         }
         boxed(async move {
             let principal = principal(ctx)?;
@@ -84,7 +81,7 @@ impl McpServer {
                 .await
                 .map_err(load_error)?
                 .ok_or_else(|| ApiError::internal("a server's workspace is missing", &id))?;
-            Ok(Workspace { row, role })
+            Ok(Workspace::read(row, role))
         })
         .await
     }

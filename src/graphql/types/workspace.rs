@@ -5,30 +5,73 @@ use std::sync::Arc;
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use chrono::{DateTime, Utc};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
 
-use super::super::error::{Result, parse_id, principal};
+use super::super::error::{ApiError, Result, parse_id, principal};
 use super::server::{load_user, requested_tools_page};
 use super::{ListedServer, McpServer, ServerPage, User, WorkspaceRole};
 use crate::app::AppHandle;
 use crate::db::models::{AuditEventRow, WorkspaceRow};
 use crate::domain::access::Role;
-use crate::domain::servers;
+use crate::domain::{servers, workspaces};
 
-/// A workspace, seen by one of its members.
+/// A workspace, seen by one of its members. Clones share the row.
+#[derive(Clone)]
 pub struct Workspace {
-    /// The row.
-    pub row: WorkspaceRow,
+    /// Its id.
+    pub id: Uuid,
     /// The caller's role in it.
     pub role: Role,
+    /// The row, read at most once: a member's role in a workspace is known without reading
+    /// it (memberships name existing workspaces), so a query that selects none of the row's
+    /// fields reads no row, and a page of servers whose workspace is selected reads it once.
+    row: Arc<OnceCell<WorkspaceRow>>,
+}
+
+impl Workspace {
+    /// A workspace whose row was read.
+    pub fn read(row: WorkspaceRow, role: Role) -> Self {
+        Workspace {
+            id: row.id.0,
+            role,
+            row: Arc::new(OnceCell::new_with(Some(row))),
+        }
+    }
+
+    /// A workspace the caller is a member of with `role`, read when a field needs the row.
+    pub fn of_member(id: Uuid, role: Role) -> Self {
+        Workspace {
+            id,
+            role,
+            row: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn row(&self, ctx: &Context<'_>) -> Result<&WorkspaceRow> {
+        self.row
+            .get_or_try_init(|| async {
+                let principal = principal(ctx)?;
+                let app = ctx.data_unchecked::<AppHandle>();
+                let (row, _) =
+                    workspaces::get(app, principal, self.id)
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::internal("a member's workspace is missing", &self.id)
+                        })?;
+                Ok(row)
+            })
+            .await
+    }
 }
 
 #[Object]
 impl Workspace {
     async fn id(&self) -> ID {
-        ID(self.row.id.0.to_string())
+        ID(self.id.to_string())
     }
-    async fn name(&self) -> &str {
-        &self.row.name
+    async fn name(&self, ctx: &Context<'_>) -> Result<&str> {
+        Ok(&self.row(ctx).await?.name)
     }
     /// The caller's role in this workspace.
     async fn role(&self) -> WorkspaceRole {
@@ -72,7 +115,7 @@ impl Workspace {
                     .iter()
                     .any(|n| n.field("oauth").field("authorizedBy").exists()),
         };
-        let (id, first) = (self.row.id.0, first.map(i64::from));
+        let (id, first) = (self.id, first.map(i64::from));
         // The grants, when wanted, are read with the page (one trip to the database).
         let (page, grants) = if wanted.grants || wanted.users {
             let (page, grants) =
@@ -82,10 +125,7 @@ impl Workspace {
             (servers::page(app, principal, id, first, after).await?, None)
         };
         let related = Arc::new(servers::related(app, &page.items, wanted, grants).await?);
-        let workspace = Arc::new(Workspace {
-            row: self.row.clone(),
-            role: self.role,
-        });
+        let workspace = Arc::new(self.clone());
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(page.items.into_iter().map(|row| {
             let cursor = row.id.0.to_string();
@@ -111,9 +151,8 @@ impl Workspace {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
-        let page =
-            crate::domain::audit::page(app, principal, self.row.id.0, first.map(i64::from), after)
-                .await?;
+        let page = crate::domain::audit::page(app, principal, self.id, first.map(i64::from), after)
+            .await?;
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(
             page.items
