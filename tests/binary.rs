@@ -67,39 +67,67 @@ fn start(dir: &Path, tag: &str) -> Server {
 
 /// [`start`] with `env` added to [`command`]'s environment.
 pub(crate) fn start_with(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
-    let server = spawn(dir, tag, env);
+    let mut server = spawn(dir, tag, env);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = reqwest::blocking::get(format!("{}/healthz", server.base))
-            && response.status().is_success()
-        {
-            return server;
+        let healthy = reqwest::blocking::get(format!("{}/healthz", server.base))
+            .is_ok_and(|response| response.status().is_success());
+        match settle(server, healthy, dir, tag, env, deadline) {
+            Ok(ready) => return ready,
+            Err(waiting) => server = waiting,
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not become healthy: {}",
-            read(&server.stderr)
-        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// [`start`] for async tests, without blocking the runtime the fakes run on.
 pub(crate) async fn start_async(dir: &Path, tag: &str, env: &[(&str, &str)]) -> Server {
-    let server = spawn(dir, tag, env);
+    let mut server = spawn(dir, tag, env);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(response) = reqwest::get(format!("{}/healthz", server.base)).await
-            && response.status().is_success()
-        {
-            return server;
+        let healthy = reqwest::get(format!("{}/healthz", server.base))
+            .await
+            .is_ok_and(|response| response.status().is_success());
+        match settle(server, healthy, dir, tag, env, deadline) {
+            Ok(ready) => return ready,
+            Err(waiting) => server = waiting,
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not become healthy: {}",
-            read(&server.stderr)
-        );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One check of a starting server: `Ok` once it answers healthy while still running (a
+/// healthy answer from a port it failed to bind would be another process's). A port taken
+/// between [`free_port`] and the child's bind starts it again on another port; any other
+/// exit, or no health within the deadline, fails the test with the server's log.
+fn settle(
+    mut server: Server,
+    healthy: bool,
+    dir: &Path,
+    tag: &str,
+    env: &[(&str, &str)],
+    deadline: Instant,
+) -> Result<Server, Server> {
+    match server.child.try_wait().expect("poll the server process") {
+        None if healthy => Ok(server),
+        None => {
+            assert!(
+                Instant::now() < deadline,
+                "server did not become healthy: {}",
+                read(&server.stderr)
+            );
+            Err(server)
+        }
+        Some(status) => {
+            let log = read(&server.stderr);
+            assert!(
+                log.contains("cannot listen on")
+                    && log.contains("Address already in use")
+                    && Instant::now() < deadline,
+                "server exited ({status}) before it was healthy: {log}"
+            );
+            Err(spawn(dir, tag, env))
+        }
     }
 }
 
