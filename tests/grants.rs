@@ -303,6 +303,22 @@ async fn each_member_acts_as_their_own_account_upstream() {
         assert_eq!(w.whoami(&w.alice).await.unwrap(), "alice-upstream");
         assert_eq!(w.whoami(&w.bob).await.unwrap(), "bob-upstream");
     }
+
+    // Two members' grants are no shared grant: the workspace's page, read with its shared
+    // grants, lists the server once, with none.
+    let page =
+        w.t.ok(
+            &w.alice,
+            "query($w: ID!) { workspace(id: $w) { mcpServers(first: 1) { \
+             nodes { id oauth { issuer } } pageInfo { hasNextPage } } } }",
+            json!({ "w": w.t.admin.workspace_id.to_string() }),
+        )
+        .await;
+    let servers = &page["workspace"]["mcpServers"];
+    assert_eq!(servers["nodes"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(servers["nodes"][0]["id"], w.id);
+    assert_eq!(servers["nodes"][0]["oauth"], Value::Null, "{page}");
+    assert_eq!(servers["pageInfo"]["hasNextPage"], false, "{page}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

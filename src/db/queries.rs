@@ -20,6 +20,32 @@ macro_rules! page_query {
     }};
 }
 
+/// [`page_query`], each server with what the API shows of its shared grant (`None` without
+/// one): a left join on the grant whose user is null, of which a server has at most one.
+macro_rules! page_with_grant_query {
+    ($workspace_id:expr, $after:expr, $limit:expr) => {{
+        use $crate::db::schema::{mcp_oauth_grants, mcp_servers};
+        let mut query = mcp_servers::table
+            .left_join(
+                mcp_oauth_grants::table.on(mcp_oauth_grants::server_id
+                    .eq(mcp_servers::id)
+                    .and(mcp_oauth_grants::user_id.is_null())),
+            )
+            .filter(mcp_servers::workspace_id.eq($crate::db::DbUuid($workspace_id)))
+            .order(mcp_servers::id.asc())
+            .limit($limit)
+            .select((
+                $crate::db::models::McpServerRow::as_select(),
+                Option::<$crate::db::models::GrantSummary>::as_select(),
+            ))
+            .into_boxed();
+        if let Some(after) = $after {
+            query = query.filter(mcp_servers::id.gt($crate::db::DbUuid(after)));
+        }
+        query
+    }};
+}
+
 /// What the API shows of the shared grants of workspace `$workspace_id`'s servers whose ids lie
 /// between `$first` and `$last` (inclusive). One statement of constant shape whatever the page
 /// holds, so SQLite keeps it prepared, where a list of ids is compiled again for each length.

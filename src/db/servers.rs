@@ -84,52 +84,27 @@ pub async fn page(
     Ok(load_rows!(conn, page_query!(workspace_id, after, limit))?)
 }
 
-/// [`page`], and the workspace's shared grants of the servers in the id range of the rows read
-/// (`super::oauth::shared_grant_summaries_between`): a dashboard's page and its grants in one
-/// trip to a blocking thread on SQLite. The range may hold a server the caller did not ask
-/// for (the extra row read to learn whether another page follows, or one created meanwhile),
-/// so its grant may be there too.
+/// [`page`], each server with its shared grant when it has one, in one statement: a
+/// dashboard's page and its grants in one round trip (one trip to a blocking thread on
+/// SQLite). A server has at most one shared grant (a unique partial index), so the join never
+/// repeats a server and the limit counts servers.
 pub async fn page_with_grants(
     conn: &mut DbConn,
     workspace_id: Uuid,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<(Vec<McpServerRow>, Vec<GrantSummary>), DbError> {
-    fn range(rows: &[McpServerRow]) -> Option<(Uuid, Uuid)> {
-        // Rows come in id order.
-        Some((rows.first()?.id.0, rows.last()?.id.0))
-    }
-    match conn {
-        DbConn::Postgres(c) => {
-            let c: &mut diesel_async::AsyncPgConnection = &mut *c;
-            let rows: Vec<McpServerRow> = page_query!(workspace_id, after, limit).load(c).await?;
-            let grants = match range(&rows) {
-                Some((first, last)) => {
-                    grants_between_query!(workspace_id, first, last)
-                        .load(c)
-                        .await?
-                }
-                None => Vec::new(),
-            };
-            Ok((rows, grants))
-        }
-        DbConn::Sqlite(c) => {
-            let c: &mut super::SqliteConn = &mut *c;
-            Ok(c.spawn_blocking(move |c| {
-                let rows: Vec<McpServerRow> =
-                    diesel::RunQueryDsl::load(page_query!(workspace_id, after, limit), c)?;
-                let grants = match range(&rows) {
-                    Some((first, last)) => diesel::RunQueryDsl::load(
-                        grants_between_query!(workspace_id, first, last),
-                        c,
-                    )?,
-                    None => Vec::new(),
-                };
-                Ok((rows, grants))
-            })
-            .await?)
-        }
-    }
+    let joined: Vec<(McpServerRow, Option<GrantSummary>)> =
+        load_rows!(conn, page_with_grant_query!(workspace_id, after, limit))?;
+    let mut grants = Vec::new();
+    let rows = joined
+        .into_iter()
+        .map(|(row, grant)| {
+            grants.extend(grant);
+            row
+        })
+        .collect();
+    Ok((rows, grants))
 }
 
 /// Bind a server's pre-registered client to the authorization server it is first used with
