@@ -59,7 +59,7 @@ fn plain_page_field(
     name: &str,
     selection: &SelectionSet,
 ) -> Option<Value> {
-    let node = |server: &ListedServer| {
+    let node = |server: &ListedServer, selection: &SelectionSet| {
         read_plainly(selection, |name, nested| {
             plain_server_field(&server.0, name, nested)
         })
@@ -73,9 +73,7 @@ fn plain_page_field(
                     read_plainly(selection, |name, nested| match name {
                         "__typename" => Some(typename::<ServerEdge>()),
                         "cursor" => Some(Value::String(edge.cursor.encode_cursor())),
-                        "node" => read_plainly(nested, |name, nested| {
-                            plain_server_field(&edge.node.0, name, nested)
-                        }),
+                        "node" => node(&edge.node, nested),
                         _ => None,
                     })
                 })
@@ -84,7 +82,7 @@ fn plain_page_field(
         "nodes" => Value::List(
             page.edges
                 .iter()
-                .map(|edge| node(&edge.node))
+                .map(|edge| node(&edge.node, selection))
                 .collect::<Option<_>>()?,
         ),
         "pageInfo" => {
