@@ -421,6 +421,29 @@ async fn a_workspace_is_read_only_for_the_fields_that_need_it() {
         statements("query($w: ID!) { workspace(id: $w) { ... on Workspace { name } } }").await;
     assert_eq!(data["workspace"]["name"], name.as_str());
 
+    // A server read alone reads its workspace's row the same way: only for its name.
+    let server = first_server(&t, a).await;
+    let single = |query: &'static str| {
+        let t = &t;
+        let server = server.clone();
+        async move {
+            t.ok(a, query, json!({ "s": server })).await;
+            let before = t.app.db.statement_count();
+            let data = t.ok(a, query, json!({ "s": server })).await;
+            (t.app.db.statement_count() - before, data)
+        }
+    };
+    let (bare, _) = single("query($s: ID!) { mcpServer(id: $s) { id } }").await;
+    let (with_role, data) =
+        single("query($s: ID!) { mcpServer(id: $s) { id workspace { id role } } }").await;
+    assert_eq!(data["mcpServer"]["workspace"]["id"], w);
+    assert_eq!(data["mcpServer"]["workspace"]["role"], "ADMIN");
+    assert_eq!(with_role, bare, "the workspace's id and role read no row");
+    let (with_name, data) =
+        single("query($s: ID!) { mcpServer(id: $s) { id workspace { name } } }").await;
+    assert_eq!(data["mcpServer"]["workspace"]["name"], name.as_str());
+    assert_eq!(with_name, bare + 1);
+
     // Outside the caller's workspaces, existing or not: null either way, with or without
     // the row's fields.
     let other = t.new_workspace_admin("elsewhere").await;
@@ -433,4 +456,19 @@ async fn a_workspace_is_read_only_for_the_fields_that_need_it() {
             assert!(data["workspace"].is_null(), "{query}: {data}");
         }
     }
+}
+
+/// The id of one of `actor`'s servers.
+async fn first_server(t: &TestApp, actor: &crate::support::Actor) -> String {
+    let data = t
+        .ok(
+            actor,
+            "query($w: ID!) { workspace(id: $w) { mcpServers(first: 1) { nodes { id } } } }",
+            json!({ "w": actor.workspace_id.to_string() }),
+        )
+        .await;
+    data["workspace"]["mcpServers"]["nodes"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }

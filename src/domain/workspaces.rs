@@ -54,14 +54,6 @@ pub async fn mine(ctx: &Context, principal: &Principal) -> Result<Vec<(Workspace
         .collect())
 }
 
-/// Workspaces by id, for the nested fields of objects whose access was checked when they were
-/// resolved (one query). Ids not found are absent.
-pub async fn by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, WorkspaceRow>> {
-    let mut conn = ctx.db.conn().await?;
-    let rows = db::access::workspaces_by_ids(&mut conn, ids).await?;
-    Ok(rows.into_iter().map(|r| (r.id.0, r)).collect())
-}
-
 /// Users by id, for the nested fields of objects whose access was checked when they were
 /// resolved (one query). Ids not found are absent.
 pub async fn users_by_ids(ctx: &Context, ids: &[Uuid]) -> Result<HashMap<Uuid, UserRow>> {

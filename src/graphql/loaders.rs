@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use crate::app::AppHandle;
-use crate::db::models::{McpServerRow, ToolRow, UserRow, WorkspaceRow};
+use crate::db::models::{McpServerRow, ToolRow, UserRow};
 use crate::domain::pagination::{Page, ToolsPage};
 use crate::domain::servers::{self, OauthView};
 use crate::domain::{self, workspaces};
@@ -22,8 +22,6 @@ pub type LoadError = Arc<domain::Error>;
 
 /// Users by id.
 pub struct UserLoader(pub AppHandle);
-/// Workspaces by id.
-pub struct WorkspaceLoader(pub AppHandle);
 /// Servers by id.
 pub struct ServerLoader(pub AppHandle);
 /// OAuth state (grant and pending flow) by server id.
@@ -74,15 +72,6 @@ impl Loader<Uuid> for UserLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserRow>, LoadError> {
         Ok(workspaces::users_by_ids(&self.0, keys).await?)
-    }
-}
-
-impl Loader<Uuid> for WorkspaceLoader {
-    type Value = WorkspaceRow;
-    type Error = LoadError;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, WorkspaceRow>, LoadError> {
-        Ok(workspaces::by_ids(&self.0, keys).await?)
     }
 }
 

@@ -20,10 +20,7 @@ use crate::app::{App, AppHandle};
 use crate::domain::access::Principal;
 use crate::domain::limits::{Outbound, RequestBudget};
 
-use loaders::{
-    GrantLoader, OwnGrantLoader, OwnToolsLoader, ServerLoader, ToolsLoader, UserLoader,
-    WorkspaceLoader,
-};
+use loaders::{GrantLoader, OwnGrantLoader, OwnToolsLoader, ServerLoader, ToolsLoader, UserLoader};
 use mutation::MutationRoot;
 use query::QueryRoot;
 use subscription::SubscriptionRoot;
@@ -40,7 +37,6 @@ pub fn build_schema(app: AppHandle) -> ApiSchema {
         .limit_recursive_depth(32)
         .register_output_type::<enums::McpOauthFailureReason>()
         .data(DataLoader::new(UserLoader(app.clone()), tokio::spawn))
-        .data(DataLoader::new(WorkspaceLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(ServerLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(GrantLoader(app.clone()), tokio::spawn))
         .data(DataLoader::new(OwnGrantLoader(app.clone()), tokio::spawn))

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::super::error::{ApiError, Result, principal};
 use super::super::loaders::{
     GrantLoader, OwnGrantKey, OwnGrantLoader, OwnToolsKey, OwnToolsLoader, ToolsKey, ToolsLoader,
-    UserLoader, WorkspaceLoader, load_error, tools_load_error,
+    UserLoader, load_error, tools_load_error,
 };
 use super::{
     McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
@@ -23,6 +23,7 @@ use crate::db::types::CredentialMode;
 use crate::domain::pagination::ToolsPage;
 use crate::domain::servers::{self, OauthView, Related};
 use crate::domain::status;
+use crate::domain::workspaces;
 
 /// The page of tools a `tools` selection asks for, when its arguments are valid (an invalid
 /// one is reported by the field itself).
@@ -69,21 +70,13 @@ impl McpServer {
         if let Some(workspace) = &self.workspace {
             return Ok(Workspace::clone(workspace));
         }
-        boxed(async move {
-            let principal = principal(ctx)?;
-            let id = self.row.workspace_id.0;
-            let role = principal.role_in(id).ok_or_else(|| {
-                ApiError::internal("a server reached a caller outside its workspace", &id)
-            })?;
-            let row = ctx
-                .data_unchecked::<DataLoader<WorkspaceLoader>>()
-                .load_one(id)
-                .await
-                .map_err(load_error)?
-                .ok_or_else(|| ApiError::internal("a server's workspace is missing", &id))?;
-            Ok(Workspace::read(row, role))
-        })
-        .await
+        // Its row is read only if a field selected needs it, as for `workspace(id)`.
+        let principal = principal(ctx)?;
+        let id = self.row.workspace_id.0;
+        let role = workspaces::role(principal, id).ok_or_else(|| {
+            ApiError::internal("a server reached a caller outside its workspace", &id)
+        })?;
+        Ok(Workspace::of_member(id, role))
     }
     async fn name(&self) -> &str {
         &self.row.name
