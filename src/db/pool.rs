@@ -671,6 +671,29 @@ mod tests {
         assert!(head.0.len() <= SQL_HEAD_BYTES);
     }
 
+    /// The bundled SQLite is built as `.cargo/config.toml` asks: without a mutex per
+    /// connection, without global memory statistics, with the planner stability guarantee.
+    #[test]
+    fn the_bundled_sqlite_is_built_with_the_repository_settings() {
+        use diesel::{Connection as _, RunQueryDsl as _};
+
+        #[derive(diesel::QueryableByName)]
+        struct CompileOption {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            compile_options: String,
+        }
+        let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+        let options: Vec<String> = diesel::sql_query("PRAGMA compile_options")
+            .load::<CompileOption>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .map(|row| row.compile_options)
+            .collect();
+        for wanted in ["THREADSAFE=2", "DEFAULT_MEMSTATUS=0", "ENABLE_QPSG"] {
+            assert!(options.iter().any(|o| o == wanted), "{wanted}: {options:?}");
+        }
+    }
+
     /// The permission bits, in octal.
     fn mode(path: &Path) -> String {
         let mode = std::fs::metadata(path)
