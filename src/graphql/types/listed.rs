@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::{
-    ContextSelectionSet, InputType, OutputType, Positioned, ServerResult, Value, registry,
+    ContextSelectionSet, InputType, Name, OutputType, Positioned, ServerResult, Value, registry,
 };
 use indexmap::IndexMap;
 
@@ -47,8 +47,7 @@ impl OutputType for ServerPage {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let read =
-            |name: &str, selection: &SelectionSet| plain_page_field(&self.0, name, selection);
+        let read = |name: &str, shape: &Shape| plain_page_field(&self.0, name, shape);
         resolve_plainly(&self.0, ctx, field, read).await
     }
 }
@@ -57,10 +56,10 @@ impl OutputType for ServerPage {
 fn plain_page_field(
     page: &Connection<String, ListedServer>,
     name: &str,
-    selection: &SelectionSet,
+    shape: &Shape,
 ) -> Option<Value> {
-    let node = |server: &ListedServer, selection: &SelectionSet| {
-        read_plainly(selection, |name, nested| {
+    let node = |server: &ListedServer, shape: &Shape| {
+        read_plainly(shape, |name, nested| {
             plain_server_field(&server.0, name, nested)
         })
     };
@@ -70,7 +69,7 @@ fn plain_page_field(
             page.edges
                 .iter()
                 .map(|edge| {
-                    read_plainly(selection, |name, nested| match name {
+                    read_plainly(shape, |name, nested| match name {
                         "__typename" => Some(typename::<ServerEdge>()),
                         "cursor" => Some(Value::String(edge.cursor.encode_cursor())),
                         "node" => node(&edge.node, nested),
@@ -82,12 +81,12 @@ fn plain_page_field(
         "nodes" => Value::List(
             page.edges
                 .iter()
-                .map(|edge| node(&edge.node, selection))
+                .map(|edge| node(&edge.node, shape))
                 .collect::<Option<_>>()?,
         ),
         "pageInfo" => {
             let cursor = |edge: Option<&ServerEdge>| edge.map(|edge| edge.cursor.encode_cursor());
-            read_plainly(selection, |name, _| {
+            read_plainly(shape, |name, _| {
                 Some(match name {
                     "__typename" => typename::<PageInfo>(),
                     "hasPreviousPage" => page.has_previous_page.to_value(),
@@ -121,8 +120,7 @@ impl OutputType for ListedServer {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let read =
-            |name: &str, selection: &SelectionSet| plain_server_field(&self.0, name, selection);
+        let read = |name: &str, shape: &Shape| plain_server_field(&self.0, name, shape);
         resolve_plainly(&self.0, ctx, field, read).await
     }
 }
@@ -133,43 +131,64 @@ async fn resolve_plainly<T: OutputType>(
     inner: &T,
     ctx: &ContextSelectionSet<'_>,
     field: &Positioned<Field>,
-    read: impl Fn(&str, &SelectionSet) -> Option<Value>,
+    read: impl Fn(&str, &Shape) -> Option<Value>,
 ) -> ServerResult<Value> {
-    match read_plainly(&ctx.item.node, read) {
+    match Shape::of(&ctx.item.node).and_then(|shape| read_plainly(&shape, read)) {
         Some(value) => Ok(value),
         None => inner.resolve(ctx, field).await,
     }
 }
 
-/// An object's value read field by field with `read` (given a field's name and its selection
-/// set), or `None` when the selection set holds anything but plain fields or `read` declines
-/// one of them.
-fn read_plainly(
-    selection_set: &SelectionSet,
-    read: impl Fn(&str, &SelectionSet) -> Option<Value>,
-) -> Option<Value> {
-    let mut object = IndexMap::with_capacity(selection_set.items.len());
-    for selection in &selection_set.items {
-        let Selection::Field(field) = &selection.node else {
-            return None;
-        };
-        let field = &field.node;
-        if !field.arguments.is_empty() || !field.directives.is_empty() {
-            return None;
+/// What a selection set selects when it holds only plain fields, all the way down: no
+/// fragment, argument or directive, and each response key once. Worked out once for all the
+/// objects of a page it is read on.
+struct Shape<'a> {
+    /// Each field's name, and the shape of what it selects in turn (empty for a leaf).
+    fields: Vec<(&'a str, Shape<'a>)>,
+    /// The object's response keys in order, each with a null value. Each object read starts
+    /// from a copy, so no key is hashed or compared again.
+    keys: IndexMap<Name, Value>,
+}
+
+impl<'a> Shape<'a> {
+    /// The shape of `selection_set`, or `None` when it (or anything below it) holds more than
+    /// plain fields.
+    fn of(selection_set: &'a SelectionSet) -> Option<Self> {
+        let count = selection_set.items.len();
+        let (mut fields, mut keys) = (Vec::with_capacity(count), IndexMap::with_capacity(count));
+        for selection in &selection_set.items {
+            let Selection::Field(field) = &selection.node else {
+                return None;
+            };
+            let field = &field.node;
+            if !field.arguments.is_empty() || !field.directives.is_empty() {
+                return None;
+            }
+            if keys
+                .insert(field.response_key().node.clone(), Value::Null)
+                .is_some()
+            {
+                return None;
+            }
+            let nested = Shape::of(&field.selection_set.node)?;
+            fields.push((field.name.node.as_str(), nested));
         }
-        let key = field.response_key().node.clone();
-        if object.contains_key(&key) {
-            return None;
-        }
-        let value = read(field.name.node.as_str(), &field.selection_set.node)?;
-        object.insert(key, value);
+        Some(Shape { fields, keys })
     }
+}
+
+/// An object's value read field by field with `read` (given a field's name and the shape of
+/// what it selects), or `None` when `read` declines one of them.
+fn read_plainly(shape: &Shape, read: impl Fn(&str, &Shape) -> Option<Value>) -> Option<Value> {
     // As the executor answers an object none of whose fields was selected.
-    Some(if object.is_empty() {
-        Value::Null
-    } else {
-        Value::Object(object)
-    })
+    if shape.fields.is_empty() {
+        return Some(Value::Null);
+    }
+    let mut object = shape.keys.clone();
+    for ((name, nested), (_, value)) in shape.fields.iter().zip(object.iter_mut()) {
+        *value = read(name, nested)?;
+    }
+    Some(Value::Object(object))
 }
 
 fn typename<T: OutputType>() -> Value {
@@ -178,7 +197,7 @@ fn typename<T: OutputType>() -> Value {
 
 /// The value of a field of `server` that only reads what is loaded; `None` for the others.
 /// Each arm gives what the field's resolver in `server.rs` returns.
-fn plain_server_field(server: &McpServer, name: &str, selection: &SelectionSet) -> Option<Value> {
+fn plain_server_field(server: &McpServer, name: &str, shape: &Shape) -> Option<Value> {
     let row = &server.row;
     Some(match name {
         "__typename" => typename::<McpServer>(),
@@ -213,7 +232,7 @@ fn plain_server_field(server: &McpServer, name: &str, selection: &SelectionSet) 
             let grants = server.related.as_ref()?.grants.as_ref()?;
             match grants.get(&row.id.0) {
                 None => Value::Null,
-                Some(view) => read_plainly(selection, |name, _| plain_grant_field(view, name))?,
+                Some(view) => read_plainly(shape, |name, _| plain_grant_field(view, name))?,
             }
         }
         _ => return None,
@@ -268,15 +287,15 @@ mod tests {
 
     /// Reads fields `a` and `b` as their names, and `inner` as an object of them.
     fn read(query: &str) -> Option<Value> {
-        fn field(name: &str, selection: &SelectionSet) -> Option<Value> {
+        fn field(name: &str, shape: &Shape) -> Option<Value> {
             match name {
                 "a" | "b" => Some(Value::from(name)),
-                "inner" => read_plainly(selection, field),
+                "inner" => read_plainly(shape, field),
                 _ => None,
             }
         }
         let document = parse_query(query).ok()?;
-        read_plainly(node_selection(&document), field)
+        read_plainly(&Shape::of(node_selection(&document))?, field)
     }
 
     #[test]
