@@ -1,31 +1,25 @@
-//! Statements shared by several reads, as macros: a query's type depends on the backend once
-//! it is boxed, so each backend's branch expands its own copy.
+//! Statements shared by several reads, as macros: each backend's branch expands its own copy,
+//! and a query's static type is what finds its prepared statement.
 
-/// The servers of workspace `$workspace_id` (a `Uuid`) in id order after `$after` (an
-/// `Option<Uuid>`), at most `$limit`.
+/// The servers of workspace `$workspace_id` (a `Uuid`) in id order, at most `$limit`; a later
+/// page adds its cursor with [`load_page`].
 macro_rules! page_query {
-    ($workspace_id:expr, $after:expr, $limit:expr) => {{
-        let mut query = $crate::db::schema::mcp_servers::table
-            .filter(
-                $crate::db::schema::mcp_servers::workspace_id.eq($crate::db::DbUuid($workspace_id)),
-            )
-            .order($crate::db::schema::mcp_servers::id.asc())
+    ($workspace_id:expr, $limit:expr) => {{
+        use $crate::db::schema::mcp_servers;
+        mcp_servers::table
+            .filter(mcp_servers::workspace_id.eq($crate::db::DbUuid($workspace_id)))
+            .order(mcp_servers::id.asc())
             .limit($limit)
             .select($crate::db::models::McpServerRow::as_select())
-            .into_boxed();
-        if let Some(after) = $after {
-            query = query.filter($crate::db::schema::mcp_servers::id.gt($crate::db::DbUuid(after)));
-        }
-        query
     }};
 }
 
 /// [`page_query`], each server with what the API shows of its shared grant (`None` without
 /// one): a left join on the grant whose user is null, of which a server has at most one.
 macro_rules! page_with_grant_query {
-    ($workspace_id:expr, $after:expr, $limit:expr) => {{
+    ($workspace_id:expr, $limit:expr) => {{
         use $crate::db::schema::{mcp_oauth_grants, mcp_servers};
-        let mut query = mcp_servers::table
+        mcp_servers::table
             .left_join(
                 mcp_oauth_grants::table.on(mcp_oauth_grants::server_id
                     .eq(mcp_servers::id)
@@ -38,12 +32,23 @@ macro_rules! page_with_grant_query {
                 $crate::db::models::McpServerRow::as_select(),
                 Option::<$crate::db::models::GrantSummary>::as_select(),
             ))
-            .into_boxed();
-        if let Some(after) = $after {
-            query = query.filter(mcp_servers::id.gt($crate::db::DbUuid(after)));
-        }
-        query
     }};
+}
+
+/// The rows of `$query` (a page of servers in id order) after the server `$after` (an
+/// `Option<Uuid>`), with `load_rows!`. The first page and a later one are two statements of
+/// their own static types, so each finds its prepared statement by its type; a boxed query
+/// would write out its SQL, and hash it, on every execution to find it.
+macro_rules! load_page {
+    ($conn:expr, $query:expr, $after:expr) => {
+        match $after {
+            None => load_rows!($conn, $query),
+            Some(after) => load_rows!(
+                $conn,
+                $query.filter($crate::db::schema::mcp_servers::id.gt($crate::db::DbUuid(after)))
+            ),
+        }
+    };
 }
 
 /// What the API shows of the shared grants of workspace `$workspace_id`'s servers whose ids lie

@@ -81,7 +81,7 @@ pub async fn page(
     limit: i64,
 ) -> Result<Vec<McpServerRow>, DbError> {
     // The hottest read of the API (every dashboard refresh): one blocking trip on SQLite.
-    Ok(load_rows!(conn, page_query!(workspace_id, after, limit))?)
+    Ok(load_page!(conn, page_query!(workspace_id, limit), after)?)
 }
 
 /// [`page`], each server with its shared grant when it has one, in one statement: a
@@ -95,7 +95,7 @@ pub async fn page_with_grants(
     limit: i64,
 ) -> Result<(Vec<McpServerRow>, Vec<GrantSummary>), DbError> {
     let joined: Vec<(McpServerRow, Option<GrantSummary>)> =
-        load_rows!(conn, page_with_grant_query!(workspace_id, after, limit))?;
+        load_page!(conn, page_with_grant_query!(workspace_id, limit), after)?;
     let mut grants = Vec::new();
     let rows = joined
         .into_iter()
