@@ -320,6 +320,10 @@ mod tests {
             "{ node { a b @custom } }",
             "{ node { a a } }",
             "{ node { a: b a } }",
+            // Below the first level too: the shape is worked out all the way down.
+            "{ node { a inner { b b } } }",
+            "{ node { a inner { b(first: 1) } } }",
+            "{ node { a inner { ... on T { b } } } }",
         ] {
             assert_eq!(read(query), None, "{query}");
         }
