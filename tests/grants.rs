@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use switchboard::crypto::SealContext;
 use switchboard::db::types::PortableUuid;
 use switchboard::db::{self, DbConn, DbUuid, migrations};
-use switchboard::domain::oauth::{Holder, registration, tokens};
+use switchboard::domain::oauth::tokens::GrantFrom;
+use switchboard::domain::oauth::{Holder, OauthError, registration, tokens};
 use uuid::Uuid;
 
 use crate::support::fake_as::{AsConfig, FakeAuthServer};
@@ -670,9 +671,10 @@ async fn two_members_grants_expiring_at_once_refresh_once_each_across_two_proces
             w.bob.user_id
         };
         tokio::spawn(async move {
-            let access = tokens::access_token(&app, &server, Holder::User(user))
-                .await
-                .unwrap();
+            let access =
+                tokens::access_token(&app, &server, Holder::User(user), GrantFrom::Storage)
+                    .await
+                    .unwrap();
             (user, access.token.expose().to_owned())
         })
     });
@@ -700,6 +702,53 @@ async fn two_members_grants_expiring_at_once_refresh_once_each_across_two_proces
         };
         assert_eq!(w.auth.token_subject(&token).as_deref(), Some(expected));
     }
+}
+
+/// A tool call reads its grant with its server; the token comes from that grant only when it
+/// is this server's grant of this holder, and from storage otherwise.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_read_with_the_server_serves_only_its_own_holder() {
+    let w = per_user().await;
+    w.connect(&w.alice, "alice-upstream").await;
+    w.connect(&w.bob, "bob-upstream").await;
+    let mut conn = w.t.app.db.conn().await.unwrap();
+    let alices = db::oauth::find_grant(&mut conn, w.server_id(), Some(w.alice.user_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let server = db::servers::find(&mut conn, w.server_id())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    let auth = &w.auth;
+    let token = |holder: Holder, from: GrantFrom| {
+        let (app, server) = (w.t.app.clone(), server.clone());
+        async move {
+            let access = tokens::access_token(&app, &server, holder, from).await;
+            access.map(|access| auth.token_subject(access.token.expose()))
+        }
+    };
+    let read = |grant: &db::models::OauthGrantRow| GrantFrom::Read(Some(Box::new(grant.clone())));
+
+    // Alice's grant, given for Alice: her token, as from storage.
+    let given = token(Holder::User(w.alice.user_id), read(&alices))
+        .await
+        .unwrap();
+    assert_eq!(given.as_deref(), Some("alice-upstream"));
+    // Alice's grant, given for Bob or for the workspace: never used for them.
+    let bobs = token(Holder::User(w.bob.user_id), read(&alices))
+        .await
+        .unwrap();
+    assert_eq!(bobs.as_deref(), Some("bob-upstream"));
+    let shared = token(Holder::Workspace, read(&alices)).await;
+    assert!(
+        matches!(shared, Err(OauthError::NotAuthorized)),
+        "the workspace holds no grant of this server: {shared:?}"
+    );
+    // No grant found with the server: not authorized, without another read.
+    let none = token(Holder::User(w.alice.user_id), GrantFrom::Read(None)).await;
+    assert!(matches!(none, Err(OauthError::NotAuthorized)), "{none:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,6 +12,7 @@ use crate::support::{
 use serde_json::{Value, json};
 use switchboard::db;
 use switchboard::domain::access::Role;
+use switchboard::domain::oauth::tokens::GrantFrom;
 use switchboard::domain::oauth::{Holder, tokens};
 use uuid::Uuid;
 
@@ -655,7 +656,7 @@ async fn expiring_tokens_refresh_once_for_many_callers() {
         let app = t.app.clone();
         let server = server.clone();
         tokio::spawn(async move {
-            tokens::access_token(&app, &server, Holder::Workspace)
+            tokens::access_token(&app, &server, Holder::Workspace, GrantFrom::Storage)
                 .await
                 .map(|a| a.token.expose().to_owned())
         })
@@ -798,7 +799,7 @@ async fn tokens_that_no_longer_open_ask_for_authorization_instead_of_failing() {
     drop(conn);
     let stored = row(&t, &id).await;
     assert!(
-        tokens::access_token(&t.app, &stored, Holder::Workspace)
+        tokens::access_token(&t.app, &stored, Holder::Workspace, GrantFrom::Storage)
             .await
             .is_err()
     );

@@ -114,22 +114,7 @@ pub async fn find_grant(
     user: Option<Uuid>,
 ) -> Result<Option<OauthGrantRow>, DbError> {
     Ok(with_conn!(conn, |c| {
-        // Two statically typed statements, each found in the statement cache by its type.
-        let query = mcp_oauth_grants::table
-            .filter(mcp_oauth_grants::server_id.eq(DbUuid(server_id)))
-            .select(OauthGrantRow::as_select());
-        match user {
-            Some(user) => query
-                .filter(mcp_oauth_grants::user_id.eq(DbUuid(user)))
-                .first(c)
-                .await
-                .optional(),
-            None => query
-                .filter(mcp_oauth_grants::user_id.is_null())
-                .first(c)
-                .await
-                .optional(),
-        }
+        grant_read!(server_id, user, |query| query.first(c).await.optional())
     })?)
 }
 

@@ -77,6 +77,28 @@ macro_rules! server_query {
     }};
 }
 
+/// The grant of server `$server_id` held by user `$user_id` (an `Option<Uuid>`; `None`: the
+/// workspace's shared grant), read with `$read` (`first` or `get_result`, sync or async): two
+/// statements of their own static types, as a grant has one or the other holder.
+macro_rules! grant_read {
+    ($server_id:expr, $user_id:expr, |$query:ident| $read:expr) => {{
+        use $crate::db::schema::mcp_oauth_grants;
+        let held = mcp_oauth_grants::table
+            .filter(mcp_oauth_grants::server_id.eq($crate::db::DbUuid($server_id)))
+            .select($crate::db::models::OauthGrantRow::as_select());
+        match $user_id {
+            Some(user) => {
+                let $query = held.filter(mcp_oauth_grants::user_id.eq($crate::db::DbUuid(user)));
+                $read
+            }
+            None => {
+                let $query = held.filter(mcp_oauth_grants::user_id.is_null());
+                $read
+            }
+        }
+    }};
+}
+
 /// What a call needs of the tool `$name` (a `&str`) in server `$server_id`'s stored catalogue.
 macro_rules! callable_tool_query {
     ($server_id:expr, $name:expr) => {{

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use super::models::{GrantSummary, McpServerRow, ToolRow, UserToolRow};
+use super::models::{GrantSummary, McpServerRow, OauthGrantRow, ToolRow, UserToolRow};
 use super::schema::{mcp_servers, mcp_tools, mcp_user_catalogues, mcp_user_tools, workspaces};
 use super::types::Transport;
 use super::{DbConn, DbError, DbTime, DbUuid};
@@ -351,17 +351,36 @@ pub struct CallableTool {
     pub annotations: Option<String>,
 }
 
-/// The server with this id, and the tool named `name` in the catalogue a call on it uses:
-/// the own catalogue of the user `catalogue_user` names for the server, when they have one,
-/// and otherwise the server's. `None` when there is no such server; `Some((server, None))`
-/// when that catalogue does not list the tool. One checkout, and one blocking trip on SQLite:
-/// the read of every tool call. Callers check access to the server before using either.
+/// What a tool call reads besides its server, as the caller decides from the server's row.
+pub struct CallReads {
+    /// Whose grant and own catalogue the call uses: a member's on a per-user server, `None`
+    /// for the workspace's.
+    pub holder: Option<Uuid>,
+    /// Whether the call needs that grant.
+    pub grant: bool,
+}
+
+/// What a tool call reads, in one checkout (and one blocking trip on SQLite).
+pub struct ForCall {
+    /// The server.
+    pub server: McpServerRow,
+    /// The tool, in the holder's own catalogue when they have one and otherwise in the
+    /// server's; `None` when that catalogue does not list it.
+    pub tool: Option<CallableTool>,
+    /// The holder's grant, when [`CallReads::grant`] asked for it and it exists.
+    pub grant: Option<OauthGrantRow>,
+}
+
+/// The server with this id, and what a tool call on it reads besides ([`CallReads`], decided by
+/// `reads` from the server's row): the tool named `name` and the holder's grant. `None` when
+/// there is no such server. The read of every tool call; callers check access to the server
+/// before using any of it.
 pub async fn find_for_call(
     conn: &mut DbConn,
     server_id: Uuid,
     name: &str,
-    catalogue_user: impl FnOnce(&McpServerRow) -> Option<Uuid> + Send + 'static,
-) -> Result<Option<(McpServerRow, Option<CallableTool>)>, DbError> {
+    reads: impl FnOnce(&McpServerRow) -> CallReads + Send + 'static,
+) -> Result<Option<ForCall>, DbError> {
     type Found = Option<(bool, Option<String>)>;
     let found = match conn {
         DbConn::Postgres(c) => {
@@ -373,7 +392,8 @@ pub async fn find_for_call(
             else {
                 return Ok(None);
             };
-            let own = match catalogue_user(&server) {
+            let reads = reads(&server);
+            let own = match reads.holder {
                 Some(user) => user_catalogue_query!(server_id, user)
                     .get_result::<i32>(c)
                     .await
@@ -391,7 +411,15 @@ pub async fn find_for_call(
                     .await
                     .optional()?,
             };
-            Some((server, tool))
+            let grant = if reads.grant {
+                grant_read!(server_id, reads.holder, |query| query
+                    .first::<OauthGrantRow>(c)
+                    .await
+                    .optional())?
+            } else {
+                None
+            };
+            Some((server, tool, grant))
         }
         DbConn::Sqlite(c) => {
             let c: &mut super::SqliteConn = &mut *c;
@@ -403,7 +431,8 @@ pub async fn find_for_call(
                 else {
                     return Ok(None);
                 };
-                let own = match catalogue_user(&server) {
+                let reads = reads(&server);
+                let own = match reads.holder {
                     Some(user) => {
                         Sync::get_result::<i32>(user_catalogue_query!(server_id, user), c)
                             .optional()?
@@ -420,12 +449,23 @@ pub async fn find_for_call(
                         Sync::get_result(callable_tool_query!(server_id, &name), c).optional()?
                     }
                 };
-                Ok(Some((server, tool)))
+                let grant = if reads.grant {
+                    grant_read!(server_id, reads.holder, |query| {
+                        Sync::first::<OauthGrantRow>(query, c).optional()
+                    })?
+                } else {
+                    None
+                };
+                Ok(Some((server, tool, grant)))
             })
             .await?
         }
     };
-    Ok(found.map(|(server, tool)| (server, tool.map(callable))))
+    Ok(found.map(|(server, tool, grant)| ForCall {
+        server,
+        tool: tool.map(callable),
+        grant,
+    }))
 }
 
 fn callable((header_parameters, annotations): (bool, Option<String>)) -> CallableTool {

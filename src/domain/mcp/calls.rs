@@ -19,6 +19,7 @@ use super::catalogue;
 use super::input::{self, Answer, Pending};
 use crate::db;
 use crate::db::models::McpServerRow;
+use crate::db::servers::CallReads;
 use crate::domain::Context;
 use crate::domain::access::Role;
 use crate::domain::limits::Outbound;
@@ -157,21 +158,26 @@ async fn call(
     round: u32,
 ) -> Result<CallOutcome> {
     let user_id = outbound.user_id();
-    // The server and the tool in one read; neither is used before the caller's access to the
-    // server is checked, in `find`'s order.
-    let (server, known) = {
+    // The server, the tool and the grant in one read; none is used before the caller's access
+    // to the server is checked, in `find`'s order. On a per-user server the call acts as the
+    // caller upstream, with their own grant and their own session, or not at all; a member
+    // with a catalogue of their own calls what it lists.
+    let found = {
         let mut conn = ctx.db.conn().await?;
-        // On a per-user server a member with a catalogue of their own calls what it lists.
-        db::servers::find_for_call(&mut conn, server_id, name, move |server| {
-            servers::holder(server, user_id).user_id()
+        db::servers::find_for_call(&mut conn, server_id, name, move |server| CallReads {
+            holder: servers::holder(server, user_id).user_id(),
+            grant: tokens::uses_stored_grant(server),
         })
         .await?
         .ok_or(Error::NotFound)?
     };
+    let server = found.server;
     admit(outbound, &server, Role::Viewer)?;
-    // On a per-user server the call acts as the caller upstream, with their own grant and
-    // their own session, or not at all.
     let holder = servers::holder(&server, user_id);
+    let known = found.tool;
+    // The grant read with the server serves the first attempt; a later one reads it again.
+    let mut grant = tokens::uses_stored_grant(&server)
+        .then_some(tokens::GrantFrom::Read(found.grant.map(Box::new)));
     let key = SessionKey {
         server: server_id,
         user: holder.user_id(),
@@ -201,7 +207,8 @@ async fn call(
     let mut renewed_session = false;
     let mut server = server;
     loop {
-        let (target, generation) = match catalogue::target(ctx, &server, holder).await {
+        let from = grant.take().unwrap_or(tokens::GrantFrom::Storage);
+        let (target, generation) = match catalogue::target(ctx, &server, holder, from).await {
             Ok(target) => target,
             Err(error) => {
                 fail(ctx, &server, holder, error, &mut refreshed, None).await?;

@@ -31,7 +31,7 @@ pub async fn connect(
     server: &McpServerRow,
     holder: Holder,
 ) -> Result<(McpSession, Option<i64>)> {
-    let (target, generation) = target(ctx, server, holder).await?;
+    let (target, generation) = target(ctx, server, holder, tokens::GrantFrom::Storage).await?;
     let session = mcp::open(&ctx.http, target)
         .await
         .map_err(|e| mcp_error(server, e))?;
@@ -98,11 +98,12 @@ fn is_revision(version: &str) -> bool {
 }
 
 /// The target of a server with its current credentials: its static headers and, for OAuth
-/// servers, the access token of `holder`'s grant.
+/// servers, the access token of `holder`'s grant (found as `grant` says).
 pub async fn target(
     ctx: &Context,
     server: &McpServerRow,
     holder: Holder,
+    grant: tokens::GrantFrom,
 ) -> Result<(McpTarget, Option<i64>)> {
     let url = url::Url::parse(&server.url)
         .map_err(|_| crate::domain::bad_input("url", "is not a valid URL"))?;
@@ -110,7 +111,7 @@ pub async fn target(
     let headers = servers::open_headers(ctx, server)?;
     let (bearer, generation) = if server.auth_type == AuthType::Oauth {
         // Boxed: the refresh it may run would otherwise weigh on every call's future.
-        match Box::pin(tokens::access_token(ctx, server, holder)).await {
+        match Box::pin(tokens::access_token(ctx, server, holder, grant)).await {
             Ok(access) => (Some(access.token), Some(access.generation)),
             Err(
                 OauthError::NotAuthorized | OauthError::InvalidGrant | OauthError::InvalidClient,

@@ -38,7 +38,7 @@ use crate::crypto::{Secret, random_token};
 use crate::db::DbUuid;
 use crate::db::models::{McpServerRow, OauthGrantRow, RegistrationRow};
 use crate::db::sealed;
-use crate::db::types::CredentialMode;
+use crate::db::types::{AuthType, CredentialMode};
 use crate::db::{self, DbTime};
 use crate::domain::Context;
 use crate::domain::lifecycle::Event;
@@ -305,6 +305,22 @@ pub struct Access {
     pub generation: i64,
 }
 
+/// Where [`access_token`] finds `holder`'s grant.
+pub enum GrantFrom {
+    /// Read it now.
+    Storage,
+    /// Already read with its server, in the same trip to the database (`None`: there is none).
+    /// Only for a server that [`uses_stored_grant`]. Boxed: a call holds it across awaits.
+    Read(Option<Box<OauthGrantRow>>),
+}
+
+/// Whether an access token for `server` comes from a holder's stored grant, which a caller may
+/// read with the server ([`GrantFrom::Read`]); a machine client's token does not.
+pub fn uses_stored_grant(server: &McpServerRow) -> bool {
+    server.auth_type == AuthType::Oauth
+        && server.credential_mode != CredentialMode::ClientCredentials
+}
+
 /// A usable access token of `holder`'s grant for a server, refreshed first when it is about to
 /// expire. When the refresh fails for a transient reason and the current token has not expired
 /// yet, the current token is used.
@@ -312,11 +328,23 @@ pub async fn access_token(
     ctx: &Context,
     server: &McpServerRow,
     holder: Holder,
+    from: GrantFrom,
 ) -> Result<Access, OauthError> {
     if server.credential_mode == CredentialMode::ClientCredentials {
         return machine_access_token(ctx, server).await;
     }
-    let Some(grant) = read_grant(ctx, server.id.0, holder).await? else {
+    let grant = match from {
+        // Only ever this server's grant of this holder: anything else is read again.
+        GrantFrom::Read(grant)
+            if grant.as_ref().is_none_or(|grant| {
+                grant.server_id == server.id && grant.user_id.map(|user| user.0) == holder.user_id()
+            }) =>
+        {
+            grant.map(|grant| *grant)
+        }
+        _ => read_grant(ctx, server.id.0, holder).await?,
+    };
+    let Some(grant) = grant else {
         return Err(OauthError::NotAuthorized);
     };
     let Some(tokens) = open_tokens(ctx, &grant) else {
