@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::models::{FlowRow, GrantSummary, OauthGrantRow, RegistrationRow};
 use super::schema::{mcp_oauth_flows, mcp_oauth_grants, mcp_oauth_registrations, mcp_servers};
 use super::{DbConn, DbError, DbTime, DbUuid};
-use crate::{load_rows, with_conn};
+use crate::with_conn;
 
 /// What the API shows of the workspace's shared grants of these servers, in one query.
 pub async fn shared_grant_summaries(
@@ -25,21 +25,6 @@ pub async fn shared_grant_summaries(
             .load(c)
             .await
     })?)
-}
-
-/// [`shared_grant_summaries`] of every server of a workspace whose id lies between `first` and
-/// `last` (inclusive): the servers of a page. One statement of constant shape whatever the page
-/// holds, so SQLite keeps it prepared, where a list of ids is compiled again for each length.
-pub async fn shared_grant_summaries_between(
-    conn: &mut DbConn,
-    workspace_id: Uuid,
-    first: Uuid,
-    last: Uuid,
-) -> Result<Vec<GrantSummary>, DbError> {
-    Ok(load_rows!(
-        conn,
-        grants_between_query!(workspace_id, first, last)
-    )?)
 }
 
 /// Every per-user grant of one server, oldest first, up to `limit` after the grant `after`.

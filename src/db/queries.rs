@@ -51,22 +51,6 @@ macro_rules! load_page {
     };
 }
 
-/// What the API shows of the shared grants of workspace `$workspace_id`'s servers whose ids lie
-/// between `$first` and `$last` (inclusive). One statement of constant shape whatever the page
-/// holds, so SQLite keeps it prepared, where a list of ids is compiled again for each length.
-macro_rules! grants_between_query {
-    ($workspace_id:expr, $first:expr, $last:expr) => {{
-        use $crate::db::schema::{mcp_oauth_grants, mcp_servers};
-        mcp_oauth_grants::table
-            .inner_join(mcp_servers::table.on(mcp_servers::id.eq(mcp_oauth_grants::server_id)))
-            .filter(mcp_servers::workspace_id.eq($crate::db::DbUuid($workspace_id)))
-            .filter(mcp_oauth_grants::server_id.ge($crate::db::DbUuid($first)))
-            .filter(mcp_oauth_grants::server_id.le($crate::db::DbUuid($last)))
-            .filter(mcp_oauth_grants::user_id.is_null())
-            .select($crate::db::models::GrantSummary::as_select())
-    }};
-}
-
 /// The server with id `$id` (a `Uuid`), as at most one row.
 macro_rules! server_query {
     ($id:expr) => {{

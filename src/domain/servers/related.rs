@@ -103,7 +103,7 @@ pub struct Related {
 /// per distinct tools page, whatever the number of servers.
 ///
 /// `grants`: the shared grants already read with the page ([`super::page_with_grants`]), or
-/// `None` to read them here when they are wanted.
+/// `None` to read those of `rows` here when they are wanted.
 pub async fn related(
     ctx: &Context,
     rows: &[McpServerRow],
@@ -117,18 +117,10 @@ pub async fn related(
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id.0).collect();
     let mut conn = ctx.db.conn().await?;
     if wanted.grants || wanted.users {
-        let in_range = match (grants, page_bounds(rows)) {
-            (Some(grants), _) => Some(grants),
-            (None, Some((workspace_id, first, last))) => Some(
-                db::oauth::shared_grant_summaries_between(&mut conn, workspace_id, first, last)
-                    .await?,
-            ),
-            (None, None) => None,
-        };
-        let summaries = match in_range {
+        let summaries = match grants {
             Some(mut summaries) => {
-                // The range may hold a server beyond the page, or one created between the
-                // two reads.
+                // Read with the page, whose read holds one row beyond it (to learn whether
+                // another page follows).
                 let wanted_ids: HashSet<Uuid> = ids.iter().copied().collect();
                 summaries.retain(|grant| wanted_ids.contains(&grant.server_id.0));
                 summaries
@@ -186,22 +178,6 @@ pub async fn oauth_views(
 ) -> std::result::Result<HashMap<Uuid, OauthView>, db::DbError> {
     let summaries = db::oauth::shared_grant_summaries(conn, ids).await?;
     views_with_flows(conn, summaries, ids, in_progress).await
-}
-
-/// The workspace and the lowest and highest id of rows that all belong to one workspace (a
-/// page of its servers); `None` for rows of several workspaces.
-fn page_bounds(rows: &[McpServerRow]) -> Option<(Uuid, Uuid, Uuid)> {
-    let workspace_id = rows.first()?.workspace_id.0;
-    let mut first = rows.first()?.id.0;
-    let mut last = first;
-    for row in rows {
-        if row.workspace_id.0 != workspace_id {
-            return None;
-        }
-        first = first.min(row.id.0);
-        last = last.max(row.id.0);
-    }
-    Some((workspace_id, first, last))
 }
 
 /// [`oauth_views`] from grant summaries already read.
