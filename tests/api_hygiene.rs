@@ -374,17 +374,17 @@ async fn a_workspace_is_read_only_for_the_fields_that_need_it() {
         .as_str()
         .unwrap()
         .to_owned();
-    let statements = |query: &'static str| {
+    // The statements of one request (after one that warms the pool), and its data.
+    let count = |query: &'static str, variables: Value| {
         let t = &t;
-        let w = w.clone();
         async move {
-            // Warm the pool first: one measured request.
-            t.ok(a, query, json!({ "w": w })).await;
+            t.ok(a, query, variables.clone()).await;
             let before = t.app.db.statement_count();
-            let data = t.ok(a, query, json!({ "w": w })).await;
+            let data = t.ok(a, query, variables).await;
             (t.app.db.statement_count() - before, data)
         }
     };
+    let statements = |query: &'static str| count(query, json!({ "w": w }));
 
     let (without, data) = statements(
         "query($w: ID!) { workspace(id: $w) { id role mcpServers(first: 10) { nodes { id } } } }",
@@ -423,16 +423,7 @@ async fn a_workspace_is_read_only_for_the_fields_that_need_it() {
 
     // A server read alone reads its workspace's row the same way: only for its name.
     let server = first_server(&t, a).await;
-    let single = |query: &'static str| {
-        let t = &t;
-        let server = server.clone();
-        async move {
-            t.ok(a, query, json!({ "s": server })).await;
-            let before = t.app.db.statement_count();
-            let data = t.ok(a, query, json!({ "s": server })).await;
-            (t.app.db.statement_count() - before, data)
-        }
-    };
+    let single = |query: &'static str| count(query, json!({ "s": server }));
     let (bare, _) = single("query($s: ID!) { mcpServer(id: $s) { id } }").await;
     let (with_role, data) =
         single("query($s: ID!) { mcpServer(id: $s) { id workspace { id role } } }").await;
