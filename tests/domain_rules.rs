@@ -376,4 +376,98 @@ async fn a_page_loads_pending_flows_where_they_are_needed() {
             "a grant's pending flow is read only when asked"
         );
     }
+    // A page read as chosen columns learns of the same flows.
+    let columns = {
+        let mut columns = servers::Columns::default();
+        columns.add(servers::Column::HasGrant);
+        columns.add(servers::Column::GrantIssuer);
+        columns
+    };
+    for flows in [
+        servers::PendingFlows::None,
+        servers::PendingFlows::WithoutGrant,
+        servers::PendingFlows::All,
+    ] {
+        let projected = servers::projected_page(
+            &t.app,
+            &principal,
+            t.admin.workspace_id,
+            Some(100),
+            None,
+            columns,
+            flows,
+        )
+        .await
+        .unwrap();
+        let ids: Vec<Uuid> = projected.page.items.iter().map(|row| row.id).collect();
+        assert_eq!(
+            ids,
+            page.items.iter().map(|row| row.id.0).collect::<Vec<_>>()
+        );
+        let pending = |id: &Uuid| projected.pending_flows.contains(id);
+        let asked = flows != servers::PendingFlows::None;
+        assert_eq!(pending(&flow_only), asked, "{flows:?}");
+        assert!(!pending(&neither), "{flows:?}");
+        assert!(!pending(&grant_only), "{flows:?}");
+        assert_eq!(
+            pending(&both),
+            flows == servers::PendingFlows::All,
+            "{flows:?}"
+        );
+        for row in &projected.page.items {
+            let has_grant = row.id == both || row.id == grant_only;
+            let issuer = if has_grant {
+                servers::Cell::Text("https://as.example".into())
+            } else {
+                servers::Cell::Null
+            };
+            assert_eq!(row.cells, [servers::Cell::Bool(has_grant), issuer]);
+        }
+    }
+    // Through the API: the same OAuth states whichever way the page is read (a fragment
+    // sends it through each field's resolver).
+    let w = json!({ "w": t.admin.workspace_id.to_string() });
+    for oauth in [
+        "oauth { expiresAt }",
+        "oauth { __typename flowInProgress issuer }",
+    ] {
+        let query = |node: &str| {
+            format!(
+                "query($w: ID!) {{ workspace(id: $w) {{ mcpServers(first: 10) {{ \
+                 edges {{ node {{ {node} }} }} }} }} }}"
+            )
+        };
+        let plain = t
+            .ok(&t.admin, &query(&format!("id {oauth}")), w.clone())
+            .await;
+        let resolved = t
+            .ok(
+                &t.admin,
+                &query(&format!("... on McpServer {{ id {oauth} }}")),
+                w.clone(),
+            )
+            .await;
+        assert_eq!(plain, resolved, "{oauth}");
+        let nodes: Vec<&serde_json::Value> = plain["workspace"]["mcpServers"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|edge| &edge["node"])
+            .collect();
+        let of = |id: Uuid| {
+            nodes
+                .iter()
+                .find(|node| node["id"] == id.to_string())
+                .map(|node| node["oauth"].clone())
+                .unwrap()
+        };
+        assert!(of(neither).is_null(), "{oauth}");
+        assert!(of(flow_only).is_object(), "{oauth}");
+        assert!(of(grant_only).is_object(), "{oauth}");
+        if oauth.contains("flowInProgress") {
+            assert_eq!(of(both)["flowInProgress"], true);
+            assert_eq!(of(flow_only)["flowInProgress"], true);
+            assert_eq!(of(grant_only)["flowInProgress"], false);
+        }
+    }
 }

@@ -534,12 +534,9 @@ const PLAIN_FIELDS: &str = "__typename id name description url transport protoco
     updatedAt label: name oauth { __typename issuer scopes expiresAt lastRefreshedAt \
     registration flowInProgress }";
 
-/// A page's servers read in one pass answer exactly as through each field's resolver (which
-/// a fragment, an argument or a field that loads makes them go through), for servers that
-/// differ in every field, with and without a grant.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_page_reads_the_same_on_both_paths() {
-    let t = TestApp::start().await;
+/// Two servers of the admin's workspace that differ in every field a page shows: `bare`
+/// (defaults only) and `full` (every field set, a shared grant, headers, a client secret).
+async fn varied_servers(t: &TestApp) -> (String, String) {
     let a = &t.admin;
     let bare = t
         .create_server(
@@ -556,7 +553,7 @@ async fn a_page_reads_the_same_on_both_paths() {
                     "headers": [{ "name": "X-A", "value": "1" }, { "name": "X-B", "value": "2" }] }),
         )
         .await;
-    insert_grant(&t, &full).await;
+    insert_grant(t, &full).await;
     {
         let mut conn = t.app.db.conn().await.unwrap();
         let id = Uuid::parse_str(&full).unwrap();
@@ -572,6 +569,18 @@ async fn a_page_reads_the_same_on_both_paths() {
         row.enabled = false;
         assert!(db::servers::save(&mut conn, &row).await.unwrap());
     }
+    (bare, full)
+}
+
+/// A page answers exactly the same on each of its paths, for servers that differ in every
+/// field, with and without a grant: read as only the columns a plain selection shows, read in
+/// one pass over loaded rows (a fragment around the page's fields), and through each field's
+/// resolver (a fragment around a server's fields, or a field that loads).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_reads_the_same_on_both_paths() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let (bare, full) = varied_servers(&t).await;
     let w = json!({ "w": a.workspace_id.to_string() });
     // The page around `node`'s selection, and the page's own fields around that.
     let page = |node: &str| {
@@ -649,6 +658,82 @@ async fn a_page_reads_the_same_on_both_paths() {
         assert!(node.remove("createdBy").unwrap()["name"].is_string());
     }
     assert_eq!(one_pass, with_loading);
+}
+
+/// Every field a page can read as a column answers as its resolver does, alone and beside
+/// others, in more distinct selections than keep their prepared statements: those beyond are
+/// prepared for each read and answer the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_column_of_a_page_reads_as_its_resolver() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let (bare, full) = varied_servers(&t).await;
+    let fields = [
+        "name",
+        "description",
+        "url",
+        "transport",
+        "protocolVersion",
+        "toolsFreshUntil",
+        "enabled",
+        "timeoutMs",
+        "retries",
+        "authType",
+        "headerNames",
+        "oauthClientId",
+        "oauthLenientPkce",
+        "credentials",
+        "hasOauthClientSecret",
+        "hasOauthClientKey",
+        "connectionStatus",
+        "authStatus",
+        "statusReason",
+        "lastError",
+        "lastConnectedAt",
+        "toolCount",
+        "toolsRefreshedAt",
+        "createdAt",
+        "updatedAt",
+        "oauth { issuer }",
+        "oauth { scopes }",
+        "oauth { expiresAt }",
+        "oauth { lastRefreshedAt }",
+        "oauth { registration }",
+    ];
+    let query = |node: &str| {
+        format!(
+            "query($w: ID!) {{ workspace(id: $w) {{ mcpServers(first: 10) {{ \
+             edges {{ cursor node {{ {node} }} }} pageInfo {{ endCursor }} }} }} }}"
+        )
+    };
+    let w = json!({ "w": a.workspace_id.to_string() });
+    let mut selections = Vec::new();
+    for width in 1..=3 {
+        for at in 0..fields.len() {
+            let chosen: Vec<&str> = (0..width)
+                .map(|k| fields[(at + k * 7) % fields.len()])
+                .collect();
+            selections.push(chosen.join(" "));
+        }
+    }
+    assert!(selections.len() > 64);
+    for selection in &selections {
+        let plain = t.ok(a, &query(selection), w.clone()).await;
+        let resolved = t
+            .ok(
+                a,
+                &query(&format!("... on McpServer {{ {selection} }}")),
+                w.clone(),
+            )
+            .await;
+        assert_eq!(plain, resolved, "{selection}");
+        let edges = plain["workspace"]["mcpServers"]["edges"]
+            .as_array()
+            .unwrap();
+        assert_eq!(edges.len(), 2, "{selection}");
+        assert_eq!(edges[0]["cursor"], bare.as_str());
+        assert_eq!(edges[1]["cursor"], full.as_str());
+    }
 }
 
 /// The nodes of every page of `query` (which takes `$w` and `$after` and selects

@@ -16,6 +16,7 @@ pub mod models;
 pub mod notify;
 pub mod oauth;
 mod pool;
+pub mod projection;
 pub mod schema;
 pub mod sealed;
 pub mod servers;

@@ -25,7 +25,7 @@ mod input;
 mod related;
 mod secrets;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 use url::Url;
@@ -45,6 +45,7 @@ use super::pagination::{Page, fetch_limit, page_size};
 use super::status::{self, Status, StatusEvent, change_event};
 use super::{Error, Result, audit, bad_input};
 use crate::db::models::{GrantSummary, McpServerRow};
+pub use crate::db::projection::{Cell, Column, Columns, ProjectedRow};
 use crate::db::sealed;
 pub use crate::db::types::CredentialMode;
 use crate::db::types::{AuthStatus, ConnectionStatus, StatusReason};
@@ -63,7 +64,7 @@ pub use self::related::{
     OauthView, Related, Wanted, authorizations, oauth_by_ids, oauth_views, own_oauth_by_ids,
     own_tool_pages, related, tool_pages,
 };
-pub use self::secrets::{header_names, open_headers};
+pub use self::secrets::{header_names, header_names_of, open_headers};
 
 /// The MCP transport a server speaks (defined with the sessions that speak it).
 pub use crate::mcp::Transport;
@@ -122,6 +123,74 @@ pub async fn page_with_grants(
     let (fetched, grants) =
         db::servers::page_with_grants(&mut conn, workspace_id, after, fetch_limit(first)).await?;
     Ok((Page::cut(fetched, first), grants))
+}
+
+/// Which servers of a projected page to learn of a pending OAuth flow for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PendingFlows {
+    /// None.
+    None,
+    /// Those without a shared grant: the ones whose OAuth state exists only if a flow is
+    /// pending (as [`oauth_views`] reads them without `in_progress`).
+    WithoutGrant,
+    /// All of them.
+    All,
+}
+
+/// A page of servers read as only the columns a caller chose, with the servers that have an
+/// OAuth flow pending among those asked about.
+#[derive(Debug)]
+pub struct ProjectedPage {
+    /// The servers.
+    pub page: Page<ProjectedRow>,
+    /// The servers of the page, among those asked about, with a pending flow.
+    pub pending_flows: HashSet<Uuid>,
+}
+
+/// [`page`], each server read as only `columns` (viewer role): one statement for the page,
+/// and one more for pending flows when `flows` asks and the page has servers to ask about.
+/// `flows` other than [`PendingFlows::None`] needs [`Column::HasGrant`] among `columns`.
+pub async fn projected_page(
+    ctx: &Context,
+    principal: &Principal,
+    workspace_id: Uuid,
+    first: Option<i64>,
+    after: Option<Uuid>,
+    columns: Columns,
+    flows: PendingFlows,
+) -> Result<ProjectedPage> {
+    principal.require(workspace_id, Role::Viewer)?;
+    let first = page_size(first)?;
+    let mut conn = ctx.db.conn().await?;
+    let fetched =
+        db::projection::page(&mut conn, workspace_id, columns, after, fetch_limit(first)).await?;
+    let page = Page::cut(fetched, first);
+    let has_grant = columns.position(Column::HasGrant);
+    let asked: Vec<Uuid> = page
+        .items
+        .iter()
+        .filter(|row| match flows {
+            PendingFlows::None => false,
+            PendingFlows::All => true,
+            PendingFlows::WithoutGrant => {
+                has_grant.and_then(|at| row.cells.get(at)) != Some(&Cell::Bool(true))
+            }
+        })
+        .map(|row| row.id)
+        .collect();
+    let pending_flows = if asked.is_empty() {
+        HashSet::new()
+    } else {
+        let now = DbTime(db::now());
+        db::oauth::servers_with_live_flows(&mut conn, &asked, now)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    Ok(ProjectedPage {
+        page,
+        pending_flows,
+    })
 }
 
 /// Probe a URL without saving anything (editor role in the workspace).

@@ -14,7 +14,12 @@ use crate::domain::{Context, Result};
 
 /// Header names of a server, in the order they were given.
 pub fn header_names(row: &McpServerRow) -> Vec<String> {
-    serde_json::from_str(&row.header_names).unwrap_or_default()
+    header_names_of(&row.header_names)
+}
+
+/// Header names from their stored list (a server's `header_names` column).
+pub fn header_names_of(stored: &str) -> Vec<String> {
+    serde_json::from_str(stored).unwrap_or_default()
 }
 
 /// The static headers of a server, opened. A value that no longer opens (lost key) is

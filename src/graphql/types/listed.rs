@@ -1,5 +1,10 @@
 //! A page of servers, rendered without a future per field.
 //!
+//! A page whose selection holds only plain fields that each show one column of a server or
+//! of its shared grant (a dashboard's) is read as just those columns ([`projection`],
+//! `db::projection`) and rendered from them. Any other page loads its rows, and is rendered as
+//! below.
+//!
 //! The executor resolves every field of every object through a future of its own, with a
 //! context, a name lookup and a merge into the parent's map: for a dashboard's page of a
 //! hundred servers, a thousand of them, most of which only copy a column. A page (its edges,
@@ -14,24 +19,42 @@
 //! extension sits on the field path (see `graphql::build_schema`), so none is skipped.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::{
-    ContextSelectionSet, InputType, Name, OutputType, Positioned, ServerResult, Value, registry,
+    ContextSelectionSet, InputType, Name, OutputType, Positioned, ServerError, ServerResult, Value,
+    registry,
 };
 use indexmap::IndexMap;
+use uuid::Uuid;
 
 use super::server::{McpOauthGrant, McpServer};
 use super::{
     McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
     McpStatusReason, McpTransport,
 };
-use crate::domain::servers::{self, OauthView};
+use crate::domain::servers::{
+    self, Cell, Column, Columns, OauthView, PendingFlows, ProjectedPage, ProjectedRow,
+};
 
 /// A page of servers: the GraphQL type `McpServerConnection`, read in one pass (edges, nodes,
 /// page info and the servers) where it can be.
-pub struct ServerPage(pub Connection<String, ListedServer>);
+pub enum ServerPage {
+    /// The servers' rows and what they need besides, loaded.
+    Loaded(Connection<String, ListedServer>),
+    /// Only the columns the page's selection reads ([`projection`]), for a selection that
+    /// holds only plain fields.
+    Projected {
+        /// The servers.
+        page: ProjectedPage,
+        /// The columns read, which place each cell in a row.
+        columns: Columns,
+        /// Whether the page was asked for after a cursor.
+        has_previous: bool,
+    },
+}
 
 impl OutputType for ServerPage {
     fn type_name() -> Cow<'static, str> {
@@ -47,8 +70,27 @@ impl OutputType for ServerPage {
         ctx: &ContextSelectionSet<'_>,
         field: &Positioned<Field>,
     ) -> ServerResult<Value> {
-        let read = |name: &str, shape: &Shape| plain_page_field(&self.0, name, shape);
-        resolve_plainly(&self.0, ctx, field, read).await
+        match self {
+            ServerPage::Loaded(page) => {
+                let read = |name: &str, shape: &Shape| plain_page_field(page, name, shape);
+                resolve_plainly(page, ctx, field, read).await
+            }
+            ServerPage::Projected {
+                page,
+                columns,
+                has_previous,
+            } => {
+                let read = |name: &str, shape: &Shape| {
+                    projected_page_field(page, *columns, *has_previous, name, shape)
+                };
+                // The same selection set the page was read for, so it reads in one pass.
+                Shape::of(&ctx.item.node)
+                    .and_then(|shape| read_plainly(&shape, read))
+                    .ok_or_else(|| {
+                        ServerError::new("the page's selection does not match its read", None)
+                    })
+            }
+        }
     }
 }
 
@@ -265,6 +307,221 @@ fn plain_grant_field(view: &OauthView, name: &str) -> Option<Value> {
         "flowInProgress" => view.flow_in_progress.to_value(),
         _ => return None,
     })
+}
+
+/// The fields of a server a projected page reads, each from one column.
+const SERVER_COLUMNS: &[(&str, Column)] = &[
+    ("name", Column::Name),
+    ("description", Column::Description),
+    ("url", Column::Url),
+    ("transport", Column::Transport),
+    ("protocolVersion", Column::ProtocolVersion),
+    ("toolsFreshUntil", Column::ToolsFreshUntil),
+    ("enabled", Column::Enabled),
+    ("timeoutMs", Column::TimeoutMs),
+    ("retries", Column::Retries),
+    ("authType", Column::AuthType),
+    ("headerNames", Column::HeaderNames),
+    ("oauthClientId", Column::OauthClientId),
+    ("oauthLenientPkce", Column::OauthLenientPkce),
+    ("credentials", Column::CredentialMode),
+    ("hasOauthClientSecret", Column::HasOauthClientSecret),
+    ("hasOauthClientKey", Column::HasOauthClientKey),
+    ("connectionStatus", Column::ConnectionStatus),
+    ("authStatus", Column::AuthStatus),
+    ("statusReason", Column::StatusReason),
+    ("lastError", Column::LastError),
+    ("lastConnectedAt", Column::LastConnectedAt),
+    ("toolCount", Column::ToolCount),
+    ("toolsRefreshedAt", Column::ToolsRefreshedAt),
+    ("createdAt", Column::CreatedAt),
+    ("updatedAt", Column::UpdatedAt),
+];
+
+/// The fields of a shared grant a projected page reads, each from one column.
+const GRANT_COLUMNS: &[(&str, Column)] = &[
+    ("issuer", Column::GrantIssuer),
+    ("scopes", Column::GrantScopes),
+    ("expiresAt", Column::GrantExpiresAt),
+    ("lastRefreshedAt", Column::GrantLastRefreshedAt),
+    ("registration", Column::GrantRegistration),
+];
+
+fn column_of(table: &[(&str, Column)], name: &str) -> Option<Column> {
+    table
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map(|(_, column)| *column)
+}
+
+/// What a page must read for `selection_set` (the selection of a page of servers) when it
+/// holds only plain fields that read a server's or its shared grant's columns: those columns,
+/// and which pending flows to learn of. `None` for anything else, which loads the page's rows.
+pub fn projection(selection_set: &SelectionSet) -> Option<(Columns, PendingFlows)> {
+    let shape = Shape::of(selection_set)?;
+    let mut columns = Columns::default();
+    let mut flows = PendingFlows::None;
+    let mut server = |shape: &Shape| -> Option<()> {
+        for (name, nested) in &shape.fields {
+            match *name {
+                "__typename" | "id" => {}
+                "oauth" => {
+                    columns.add(Column::HasGrant);
+                    if flows == PendingFlows::None {
+                        flows = PendingFlows::WithoutGrant;
+                    }
+                    for (name, _) in &nested.fields {
+                        match *name {
+                            "__typename" => {}
+                            "flowInProgress" => flows = PendingFlows::All,
+                            name => columns.add(column_of(GRANT_COLUMNS, name)?),
+                        }
+                    }
+                }
+                name => columns.add(column_of(SERVER_COLUMNS, name)?),
+            }
+        }
+        Some(())
+    };
+    for (name, nested) in &shape.fields {
+        match *name {
+            "__typename" => {}
+            "edges" => {
+                for (name, nested) in &nested.fields {
+                    match *name {
+                        "__typename" | "cursor" => {}
+                        "node" => server(nested)?,
+                        _ => return None,
+                    }
+                }
+            }
+            "nodes" => server(nested)?,
+            "pageInfo" => {
+                let known = [
+                    "__typename",
+                    "hasPreviousPage",
+                    "hasNextPage",
+                    "startCursor",
+                    "endCursor",
+                ];
+                if !nested.fields.iter().all(|(name, _)| known.contains(name)) {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some((columns, flows))
+}
+
+/// The value of a field of a projected page.
+fn projected_page_field(
+    page: &ProjectedPage,
+    columns: Columns,
+    has_previous: bool,
+    name: &str,
+    shape: &Shape,
+) -> Option<Value> {
+    let rows = &page.page.items;
+    let node = |row: &ProjectedRow, shape: &Shape| {
+        read_plainly(shape, |name, nested| {
+            projected_server_field(row, columns, &page.pending_flows, name, nested)
+        })
+    };
+    let cursor = |row: Option<&ProjectedRow>| row.map(|row| row.id.to_string());
+    Some(match name {
+        "__typename" => typename::<Connection<String, ListedServer>>(),
+        "edges" => Value::List(
+            rows.iter()
+                .map(|row| {
+                    read_plainly(shape, |name, nested| match name {
+                        "__typename" => Some(typename::<ServerEdge>()),
+                        "cursor" => Some(Value::String(row.id.to_string())),
+                        "node" => node(row, nested),
+                        _ => None,
+                    })
+                })
+                .collect::<Option<_>>()?,
+        ),
+        "nodes" => Value::List(
+            rows.iter()
+                .map(|row| node(row, shape))
+                .collect::<Option<_>>()?,
+        ),
+        "pageInfo" => read_plainly(shape, |name, _| {
+            Some(match name {
+                "__typename" => typename::<PageInfo>(),
+                "hasPreviousPage" => has_previous.to_value(),
+                "hasNextPage" => page.page.has_next.to_value(),
+                "startCursor" => cursor(rows.first()).to_value(),
+                "endCursor" => cursor(rows.last()).to_value(),
+                _ => return None,
+            })
+        })?,
+        _ => return None,
+    })
+}
+
+/// The value of a field of a server of a projected page. Each arm gives what the field's
+/// resolver in `server.rs` returns.
+fn projected_server_field(
+    row: &ProjectedRow,
+    columns: Columns,
+    pending_flows: &HashSet<Uuid>,
+    name: &str,
+    shape: &Shape,
+) -> Option<Value> {
+    let cell = |column: Column| row.cells.get(columns.position(column)?);
+    Some(match name {
+        "__typename" => typename::<McpServer>(),
+        "id" => Value::String(row.id.to_string()),
+        "headerNames" => match cell(Column::HeaderNames)? {
+            Cell::Text(stored) => servers::header_names_of(stored).to_value(),
+            _ => return None,
+        },
+        // The shared grant's view: absent without a grant or a pending flow, as
+        // `servers::oauth_views` reads it.
+        "oauth" => {
+            let has_grant = *cell(Column::HasGrant)? == Cell::Bool(true);
+            let pending = pending_flows.contains(&row.id);
+            if !has_grant && !pending {
+                Value::Null
+            } else {
+                read_plainly(shape, |name, _| match name {
+                    "__typename" => Some(typename::<McpOauthGrant>()),
+                    "flowInProgress" => Some(pending.to_value()),
+                    "scopes" => Some(match cell(Column::GrantScopes)? {
+                        Cell::Text(scopes) => scopes
+                            .split_whitespace()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                            .to_value(),
+                        _ => Vec::<String>::new().to_value(),
+                    }),
+                    name => Some(cell_value(cell(column_of(GRANT_COLUMNS, name)?)?)),
+                })?
+            }
+        }
+        name => cell_value(cell(column_of(SERVER_COLUMNS, name)?)?),
+    })
+}
+
+/// A cell's value, as the executor makes a field's value of its type.
+fn cell_value(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Text(text) => Value::String(text.clone()),
+        Cell::Int(n) => n.to_value(),
+        Cell::Bool(b) => b.to_value(),
+        Cell::Time(at) => at.to_value(),
+        Cell::Transport(t) => McpTransport::from(*t).to_value(),
+        Cell::AuthType(t) => McpAuthType::from(*t).to_value(),
+        Cell::CredentialMode(m) => McpCredentialMode::from(*m).to_value(),
+        Cell::ConnectionStatus(s) => McpConnectionStatus::from(*s).to_value(),
+        Cell::AuthStatus(s) => McpAuthStatus::from(*s).to_value(),
+        Cell::StatusReason(r) => McpStatusReason::from(*r).to_value(),
+        Cell::Registration(k) => McpOauthRegistration::from(*k).to_value(),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::super::error::{ApiError, Result, parse_id, principal};
+use super::listed::projection;
 use super::server::{load_user, requested_tools_page};
 use super::{ListedServer, McpServer, ServerPage, User, WorkspaceRole};
 use crate::app::AppHandle;
@@ -88,6 +89,17 @@ impl Workspace {
         let principal = principal(ctx)?;
         let app = ctx.data_unchecked::<AppHandle>();
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
+        let (id, first) = (self.id, first.map(i64::from));
+        // A selection of plain fields reads only the columns it shows.
+        if let Some((columns, flows)) = projection(&ctx.item.node.selection_set.node) {
+            let page =
+                servers::projected_page(app, principal, id, first, after, columns, flows).await?;
+            return Ok(ServerPage::Projected {
+                page,
+                columns,
+                has_previous: after.is_some(),
+            });
+        }
         // Nested rows of the whole page are loaded here, one query per kind, for exactly the
         // fields the query selects; a timer-based loader batch could split under load.
         let look = ctx.look_ahead();
@@ -115,7 +127,6 @@ impl Workspace {
                     .iter()
                     .any(|n| n.field("oauth").field("authorizedBy").exists()),
         };
-        let (id, first) = (self.id, first.map(i64::from));
         // The grants, when wanted, are read with the page (one trip to the database).
         let (page, grants) = if wanted.grants || wanted.users {
             let (page, grants) =
@@ -138,7 +149,7 @@ impl Workspace {
                 }),
             )
         }));
-        Ok(ServerPage(connection))
+        Ok(ServerPage::Loaded(connection))
     }
     /// The audit trail, newest first.
     #[graphql(complexity = "first.unwrap_or(20).clamp(0, 100) as usize * child_complexity + 1")]
