@@ -284,7 +284,8 @@ async fn required_fields_cannot_be_cleared_and_nothing_changes() {
     assert!(has_grant(&t, id).await);
 }
 
-async fn pending_flow(t: &TestApp, server: Uuid) {
+/// A flow the admin started on `server`, pending for ten more minutes.
+pub(crate) async fn pending_flow(t: &TestApp, server: Uuid) {
     let now = db::now();
     let flow = FlowRow {
         id: DbUuid(Uuid::now_v7()),
@@ -394,8 +395,11 @@ async fn a_page_loads_pending_flows_where_they_are_needed() {
             t.admin.workspace_id,
             Some(100),
             None,
-            columns,
-            flows,
+            servers::Projection {
+                columns,
+                flows,
+                own_flows: false,
+            },
         )
         .await
         .unwrap();

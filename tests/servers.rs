@@ -668,6 +668,28 @@ async fn every_column_of_a_page_reads_as_its_resolver() {
     let t = TestApp::start().await;
     let a = &t.admin;
     let (bare, full) = varied_servers(&t).await;
+    // Two per-user servers: one the admin connected to, with a flow of theirs pending too,
+    // and one they did not.
+    let per_user = |name: &str| {
+        json!({ "name": name, "url": format!("http://127.0.0.1:9/{name}"),
+                "authType": "OAUTH", "credentials": "PER_USER" })
+    };
+    let mine = Uuid::parse_str(&t.create_server(a, per_user("mine")).await).unwrap();
+    let theirs = t.create_server(a, per_user("theirs")).await;
+    {
+        let now = DbTime(db::now());
+        let own = OauthGrantRow {
+            issuer: Some("https://as.example".into()),
+            tokens_sealed: Some("sealed".into()),
+            granted_scopes: Some("read own".into()),
+            access_expires_at: Some(now),
+            token_generation: 1,
+            ..OauthGrantRow::empty(DbUuid(mine), Some(DbUuid(a.user_id)), now)
+        };
+        let mut conn = t.app.db.conn().await.unwrap();
+        db::oauth::insert_grant(&mut conn, &own).await.unwrap();
+    }
+    crate::domain_rules::pending_flow(&t, mine).await;
     let fields = [
         "name",
         "description",
@@ -699,6 +721,11 @@ async fn every_column_of_a_page_reads_as_its_resolver() {
         "oauth { expiresAt }",
         "oauth { lastRefreshedAt }",
         "oauth { registration }",
+        "myAuthorization { authorized }",
+        "myAuthorization { expiresAt }",
+        "myAuthorization { scopes }",
+        "myAuthorization { authorizedAt }",
+        "myAuthorization { __typename flowInProgress }",
     ];
     let query = |node: &str| {
         format!(
@@ -730,10 +757,39 @@ async fn every_column_of_a_page_reads_as_its_resolver() {
         let edges = plain["workspace"]["mcpServers"]["edges"]
             .as_array()
             .unwrap();
-        assert_eq!(edges.len(), 2, "{selection}");
-        assert_eq!(edges[0]["cursor"], bare.as_str());
-        assert_eq!(edges[1]["cursor"], full.as_str());
+        let cursors: Vec<&str> = edges
+            .iter()
+            .map(|e| e["cursor"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            cursors,
+            [&bare, &full, &mine.to_string(), &theirs].map(String::as_str),
+            "{selection}"
+        );
     }
+    // What the per-user servers show, read as columns.
+    let own = t
+        .ok(
+            a,
+            &query("myAuthorization { authorized scopes flowInProgress authorizedAt }"),
+            w,
+        )
+        .await;
+    let nodes: Vec<&Value> = own["workspace"]["mcpServers"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| &edge["node"]["myAuthorization"])
+        .collect();
+    assert!(nodes[0].is_null() && nodes[1].is_null(), "{own}");
+    assert_eq!(nodes[2]["authorized"], true);
+    assert_eq!(nodes[2]["scopes"], json!(["read", "own"]));
+    assert_eq!(nodes[2]["flowInProgress"], true);
+    assert!(nodes[2]["authorizedAt"].is_string());
+    assert_eq!(nodes[3]["authorized"], false);
+    assert_eq!(nodes[3]["scopes"], json!([]));
+    assert_eq!(nodes[3]["flowInProgress"], false);
+    assert!(nodes[3]["authorizedAt"].is_null());
 }
 
 /// The nodes of every page of `query` (which takes `$w` and `$after` and selects

@@ -15,6 +15,7 @@ use crate::api::Api;
 use crate::load::{self, Spec};
 use crate::report::{Report, Row, Target, Unit};
 use crate::server::Server;
+use crate::storm::FreshDatabase;
 use crate::{Ctx, LIST_TOOLS, server_input};
 
 /// The list query: one page of up to 100 servers with their status, tool count and grant.
@@ -28,12 +29,14 @@ const CEILING_QUERY: &str = "{ __typename }";
 /// OAuth flows run at once while seeding.
 const SEED_CONCURRENCY: usize = 8;
 
-/// Run the scenario on `server`.
+/// Run the scenario on `server`; on PostgreSQL, `database` is its database, whose statistics
+/// are gathered after each round of seeding.
 pub async fn run(
     ctx: &Ctx,
     server: &Server,
     api: &Api,
     label: &str,
+    database: Option<&FreshDatabase>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let scenario = format!("1 list ({label})");
@@ -44,6 +47,9 @@ pub async fn run(
     for &size in &plan.server_counts {
         crate::progress(format_args!("{scenario}: seeding up to {size} servers"));
         seed(ctx, api, &workspace, seeded, size).await?;
+        if let Some(database) = database {
+            database.analyze().await?;
+        }
         seeded = size;
         check_page(api, &workspace, size).await?;
         let per_request = statements_per_request(api, &workspace, plan.statement_samples).await?;

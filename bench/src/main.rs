@@ -344,7 +344,7 @@ async fn sqlite(ctx: &Ctx, dir: &std::path::Path, report: &mut Report) -> anyhow
     let idle = settled_memory(&server).await?;
     footprint_rows(ctx, label, started_fresh, "empty database", idle, report);
 
-    list::run(ctx, &server, &api, label, report).await?;
+    list::run(ctx, &server, &api, label, None, report).await?;
     tool_scenarios(ctx, &server, &api, label, report).await?;
     let peak = server.memory()?.peak_kib;
     report.push(Row::info(
@@ -403,7 +403,7 @@ async fn postgres(ctx: &Ctx, admin_url: &str, report: &mut Report) -> anyhow::Re
         let api = Api::new(&first.url(""), &first.bootstrap_token().await?)?;
         let idle = settled_memory(&first).await?;
         footprint_rows(ctx, label, first.started_in, "empty database", idle, report);
-        list::run(ctx, &first, &api, label, report).await?;
+        list::run(ctx, &first, &api, label, Some(&database), report).await?;
         tool_scenarios(ctx, &first, &api, label, report).await?;
         report.push(Row::info(
             &format!("5 footprint ({label})"),

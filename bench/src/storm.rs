@@ -53,6 +53,17 @@ impl FreshDatabase {
         })
     }
 
+    /// Gather the planner's statistics on every table, as autovacuum keeps them in a running
+    /// deployment; without them the plans of freshly seeded tables depend on when autovacuum
+    /// last passed.
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        admin(&self.url)
+            .await?
+            .batch_execute("ANALYZE")
+            .await
+            .with_context(|| format!("analyzing database {}", self.name))
+    }
+
     /// Drop the database (best effort: a leftover is reported, not fatal).
     pub async fn drop_it(self) {
         let dropped = async {

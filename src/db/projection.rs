@@ -123,12 +123,25 @@ columns! {
     GrantLastRefreshedAt => "g.last_refreshed_at" as Time,
     /// The shared grant's `registration_kind`.
     GrantRegistration => "g.registration_kind" as Registration,
+    /// Whether the reading user's own grant holds tokens (false without one).
+    MyAuthorized => "m.tokens_sealed IS NOT NULL" as Bool,
+    /// The reading user's own grant's `access_expires_at`.
+    MyExpiresAt => "m.access_expires_at" as Time,
+    /// The reading user's own grant's `granted_scopes`.
+    MyScopes => "m.granted_scopes" as Text,
+    /// When the reading user's own grant was first stored.
+    MyAuthorizedAt => "m.created_at" as Time,
 }
 
 impl Column {
     /// Whether it reads the shared grant.
-    fn of_grant(self) -> bool {
-        self as u8 >= Column::HasGrant as u8
+    fn of_shared_grant(self) -> bool {
+        (Column::HasGrant as u8..Column::MyAuthorized as u8).contains(&(self as u8))
+    }
+
+    /// Whether it reads the reading user's own grant.
+    fn of_own_grant(self) -> bool {
+        self as u8 >= Column::MyAuthorized as u8
     }
 
     fn bit(self) -> u64 {
@@ -203,8 +216,12 @@ impl Columns {
             .filter(move |c| self.0 & c.bit() != 0)
     }
 
-    fn reads_grant(self) -> bool {
-        self.iter().any(Column::of_grant)
+    fn reads_shared_grant(self) -> bool {
+        self.iter().any(Column::of_shared_grant)
+    }
+
+    fn reads_own_grant(self) -> bool {
+        self.iter().any(Column::of_own_grant)
     }
 }
 
@@ -250,8 +267,11 @@ fn keep(key: (Columns, bool)) -> bool {
 
 /// The statement of a projected page.
 struct PageStatement {
-    /// Everything before the workspace's parameter.
+    /// Everything before the first parameter: the reading user's, when their own grant is
+    /// read, otherwise the workspace's.
     head: String,
+    /// The reading user, when their own grant is read.
+    reader: Option<DbUuid>,
     workspace_id: DbUuid,
     after: Option<DbUuid>,
     limit: i64,
@@ -260,7 +280,13 @@ struct PageStatement {
 }
 
 impl PageStatement {
-    fn new(columns: Columns, workspace_id: Uuid, after: Option<Uuid>, limit: i64) -> Self {
+    fn new(
+        columns: Columns,
+        workspace_id: Uuid,
+        reader: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Self {
         let mut head = String::with_capacity(64 + 48 * columns.0.count_ones() as usize);
         head.push_str("SELECT s.id");
         for column in columns.iter() {
@@ -270,16 +296,22 @@ impl PageStatement {
             head.push_str(&(column as u8).to_string());
         }
         head.push_str(" FROM mcp_servers s");
-        if columns.reads_grant() {
-            // A server has at most one shared grant (a unique partial index), so the join
-            // never repeats a server and the limit counts servers.
+        // A server has at most one shared grant and one grant per user (unique indexes), so
+        // neither join repeats a server and the limit counts servers.
+        if columns.reads_shared_grant() {
             head.push_str(
                 " LEFT JOIN mcp_oauth_grants g ON g.server_id = s.id AND g.user_id IS NULL",
             );
         }
-        head.push_str(" WHERE s.workspace_id = ");
+        let reader = columns.reads_own_grant().then_some(DbUuid(reader));
+        if reader.is_some() {
+            head.push_str(" LEFT JOIN mcp_oauth_grants m ON m.server_id = s.id AND m.user_id = ");
+        } else {
+            head.push_str(" WHERE s.workspace_id = ");
+        }
         PageStatement {
             head,
+            reader,
             workspace_id: DbUuid(workspace_id),
             after: after.map(DbUuid),
             limit,
@@ -310,6 +342,10 @@ where
             out.unsafe_to_cache_prepared();
         }
         out.push_sql(&self.head);
+        if let Some(reader) = &self.reader {
+            out.push_bind_param::<PortableUuid, _>(reader)?;
+            out.push_sql(" WHERE s.workspace_id = ");
+        }
         out.push_bind_param::<PortableUuid, _>(&self.workspace_id)?;
         if let Some(after) = &self.after {
             out.push_sql(" AND s.id > ");
@@ -378,15 +414,17 @@ where
 }
 
 /// A page of a workspace's servers in id (creation) order, after `after` when given, each as
-/// the `columns` chosen: one statement, one trip to a blocking thread on SQLite.
+/// the `columns` chosen, with `reader`'s own grant where they are chosen: one statement, one
+/// trip to a blocking thread on SQLite.
 pub async fn page(
     conn: &mut DbConn,
     workspace_id: Uuid,
+    reader: Uuid,
     columns: Columns,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<ProjectedRow>, DbError> {
-    let statement = PageStatement::new(columns, workspace_id, after, limit);
+    let statement = PageStatement::new(columns, workspace_id, reader, after, limit);
     Ok(load_rows!(conn, statement)?)
 }
 
@@ -409,10 +447,14 @@ mod tests {
         assert_eq!(columns.position(Column::Url), Some(1));
         assert_eq!(columns.position(Column::GrantExpiresAt), Some(2));
         assert_eq!(columns.position(Column::Description), None);
-        assert!(columns.reads_grant());
+        assert!(columns.reads_shared_grant());
+        assert!(!columns.reads_own_grant());
         let mut without_grant = Columns::default();
         without_grant.add(Column::UpdatedAt);
-        assert!(!without_grant.reads_grant());
+        assert!(!without_grant.reads_shared_grant());
+        without_grant.add(Column::MyScopes);
+        assert!(without_grant.reads_own_grant());
+        assert!(!without_grant.reads_shared_grant());
         // Every column has a bit of its own.
         assert!(Column::ALL.len() <= 64);
         for (at, column) in Column::ALL.iter().enumerate() {
@@ -441,19 +483,29 @@ mod tests {
         let mut columns = Columns::default();
         columns.add(Column::Name);
         columns.add(Column::GrantIssuer);
-        let statement = PageStatement::new(columns, Uuid::nil(), None, 3);
+        let statement = PageStatement::new(columns, Uuid::nil(), Uuid::max(), None, 3);
         assert_eq!(
             statement.head,
             "SELECT s.id, s.name AS c0, g.issuer AS c26 FROM mcp_servers s \
              LEFT JOIN mcp_oauth_grants g ON g.server_id = s.id AND g.user_id IS NULL \
              WHERE s.workspace_id = "
         );
+        assert_eq!(statement.reader, None);
         let mut plain = Columns::default();
         plain.add(Column::ToolCount);
-        let statement = PageStatement::new(plain, Uuid::nil(), Some(Uuid::nil()), 3);
+        let statement = PageStatement::new(plain, Uuid::nil(), Uuid::max(), Some(Uuid::nil()), 3);
         assert_eq!(
             statement.head,
             "SELECT s.id, s.tool_count AS c21 FROM mcp_servers s WHERE s.workspace_id = "
         );
+        let mut own = Columns::default();
+        own.add(Column::MyScopes);
+        let statement = PageStatement::new(own, Uuid::nil(), Uuid::max(), None, 3);
+        assert_eq!(
+            statement.head,
+            "SELECT s.id, m.granted_scopes AS c33 FROM mcp_servers s \
+             LEFT JOIN mcp_oauth_grants m ON m.server_id = s.id AND m.user_id = "
+        );
+        assert_eq!(statement.reader, Some(DbUuid(Uuid::max())));
     }
 }

@@ -137,6 +137,19 @@ pub enum PendingFlows {
     All,
 }
 
+/// What a page read as chosen columns reads: the columns, and which pending flows to learn of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Projection {
+    /// The columns.
+    pub columns: Columns,
+    /// Which servers to learn of a pending flow of the workspace's for; other than
+    /// [`PendingFlows::None`], [`Column::HasGrant`] must be among the columns.
+    pub flows: PendingFlows,
+    /// Whether to learn of the reader's own pending flows on the page's per-user servers;
+    /// [`Column::CredentialMode`] must be among the columns.
+    pub own_flows: bool,
+}
+
 /// A page of servers read as only the columns a caller chose, with the servers that have an
 /// OAuth flow pending among those asked about.
 #[derive(Debug)]
@@ -145,27 +158,44 @@ pub struct ProjectedPage {
     pub page: Page<ProjectedRow>,
     /// The servers of the page, among those asked about, with a pending flow.
     pub pending_flows: HashSet<Uuid>,
+    /// The per-user servers of the page the reader has a pending flow of their own on, when
+    /// asked.
+    pub own_pending_flows: HashSet<Uuid>,
 }
 
-/// [`page`], each server read as only `columns` (viewer role): one statement for the page,
-/// and one more for pending flows when `flows` asks and the page has servers to ask about.
-/// `flows` other than [`PendingFlows::None`] needs [`Column::HasGrant`] among `columns`.
+/// [`page`], each server read as only the columns of `projection` (viewer role), the grant
+/// columns of the reader's own being the caller's: one statement for the page, and one more
+/// for each kind of pending flows asked for when the page has servers to ask about.
 pub async fn projected_page(
     ctx: &Context,
     principal: &Principal,
     workspace_id: Uuid,
     first: Option<i64>,
     after: Option<Uuid>,
-    columns: Columns,
-    flows: PendingFlows,
+    projection: Projection,
 ) -> Result<ProjectedPage> {
     principal.require(workspace_id, Role::Viewer)?;
     let first = page_size(first)?;
+    let Projection {
+        columns,
+        flows,
+        own_flows,
+    } = projection;
+    let reader = principal.user_id;
     let mut conn = ctx.db.conn().await?;
-    let fetched =
-        db::projection::page(&mut conn, workspace_id, columns, after, fetch_limit(first)).await?;
+    let fetched = db::projection::page(
+        &mut conn,
+        workspace_id,
+        reader,
+        columns,
+        after,
+        fetch_limit(first),
+    )
+    .await?;
     let page = Page::cut(fetched, first);
-    let has_grant = columns.position(Column::HasGrant);
+    fn cell(row: &ProjectedRow, columns: Columns, column: Column) -> Option<&Cell> {
+        columns.position(column).and_then(|at| row.cells.get(at))
+    }
     let asked: Vec<Uuid> = page
         .items
         .iter()
@@ -173,23 +203,36 @@ pub async fn projected_page(
             PendingFlows::None => false,
             PendingFlows::All => true,
             PendingFlows::WithoutGrant => {
-                has_grant.and_then(|at| row.cells.get(at)) != Some(&Cell::Bool(true))
+                cell(row, columns, Column::HasGrant) != Some(&Cell::Bool(true))
             }
         })
         .map(|row| row.id)
         .collect();
-    let pending_flows = if asked.is_empty() {
-        HashSet::new()
-    } else {
-        let now = DbTime(db::now());
-        db::oauth::servers_with_live_flows(&mut conn, &asked, now)
-            .await?
-            .into_iter()
-            .collect()
-    };
+    let now = DbTime(db::now());
+    let mut pending_flows = HashSet::new();
+    if !asked.is_empty() {
+        pending_flows.extend(db::oauth::servers_with_live_flows(&mut conn, &asked, now).await?);
+    }
+    let per_user: Vec<Uuid> = page
+        .items
+        .iter()
+        .filter(|row| {
+            own_flows
+                && cell(row, columns, Column::CredentialMode)
+                    == Some(&Cell::CredentialMode(CredentialMode::PerUser))
+        })
+        .map(|row| row.id)
+        .collect();
+    let mut own_pending_flows = HashSet::new();
+    if !per_user.is_empty() {
+        own_pending_flows.extend(
+            db::oauth::servers_with_own_live_flows(&mut conn, &per_user, reader, now).await?,
+        );
+    }
     Ok(ProjectedPage {
         page,
         pending_flows,
+        own_pending_flows,
     })
 }
 

@@ -19,7 +19,6 @@
 //! extension sits on the field path (see `graphql::build_schema`), so none is skipped.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
@@ -28,15 +27,15 @@ use async_graphql::{
     registry,
 };
 use indexmap::IndexMap;
-use uuid::Uuid;
 
-use super::server::{McpOauthGrant, McpServer};
+use super::server::{McpMyAuthorization, McpOauthGrant, McpServer};
 use super::{
     McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
     McpStatusReason, McpTransport,
 };
 use crate::domain::servers::{
-    self, Cell, Column, Columns, OauthView, PendingFlows, ProjectedPage, ProjectedRow,
+    self, Cell, Column, Columns, CredentialMode, OauthView, PendingFlows, ProjectedPage,
+    ProjectedRow, Projection,
 };
 
 /// A page of servers: the GraphQL type `McpServerConnection`, read in one pass (edges, nodes,
@@ -347,6 +346,14 @@ const GRANT_COLUMNS: &[(&str, Column)] = &[
     ("registration", Column::GrantRegistration),
 ];
 
+/// The fields of the reader's own authorization a projected page reads, each from one column.
+const OWN_GRANT_COLUMNS: &[(&str, Column)] = &[
+    ("authorized", Column::MyAuthorized),
+    ("expiresAt", Column::MyExpiresAt),
+    ("scopes", Column::MyScopes),
+    ("authorizedAt", Column::MyAuthorizedAt),
+];
+
 fn column_of(table: &[(&str, Column)], name: &str) -> Option<Column> {
     table
         .iter()
@@ -357,10 +364,11 @@ fn column_of(table: &[(&str, Column)], name: &str) -> Option<Column> {
 /// What a page must read for `selection_set` (the selection of a page of servers) when it
 /// holds only plain fields that read a server's or its shared grant's columns: those columns,
 /// and which pending flows to learn of. `None` for anything else, which loads the page's rows.
-pub fn projection(selection_set: &SelectionSet) -> Option<(Columns, PendingFlows)> {
+pub fn projection(selection_set: &SelectionSet) -> Option<Projection> {
     let shape = Shape::of(selection_set)?;
     let mut columns = Columns::default();
     let mut flows = PendingFlows::None;
+    let mut own_flows = false;
     let mut server = |shape: &Shape| -> Option<()> {
         for (name, nested) in &shape.fields {
             match *name {
@@ -375,6 +383,17 @@ pub fn projection(selection_set: &SelectionSet) -> Option<(Columns, PendingFlows
                             "__typename" => {}
                             "flowInProgress" => flows = PendingFlows::All,
                             name => columns.add(column_of(GRANT_COLUMNS, name)?),
+                        }
+                    }
+                }
+                // Null but on a per-user server, which the credential mode tells.
+                "myAuthorization" => {
+                    columns.add(Column::CredentialMode);
+                    for (name, _) in &nested.fields {
+                        match *name {
+                            "__typename" => {}
+                            "flowInProgress" => own_flows = true,
+                            name => columns.add(column_of(OWN_GRANT_COLUMNS, name)?),
                         }
                     }
                 }
@@ -411,7 +430,11 @@ pub fn projection(selection_set: &SelectionSet) -> Option<(Columns, PendingFlows
             _ => return None,
         }
     }
-    Some((columns, flows))
+    Some(Projection {
+        columns,
+        flows,
+        own_flows,
+    })
 }
 
 /// The value of a field of a projected page.
@@ -425,7 +448,7 @@ fn projected_page_field(
     let rows = &page.page.items;
     let node = |row: &ProjectedRow, shape: &Shape| {
         read_plainly(shape, |name, nested| {
-            projected_server_field(row, columns, &page.pending_flows, name, nested)
+            projected_server_field(page, row, columns, name, nested)
         })
     };
     let cursor = |row: Option<&ProjectedRow>| row.map(|row| row.id.to_string());
@@ -465,13 +488,23 @@ fn projected_page_field(
 /// The value of a field of a server of a projected page. Each arm gives what the field's
 /// resolver in `server.rs` returns.
 fn projected_server_field(
+    page: &ProjectedPage,
     row: &ProjectedRow,
     columns: Columns,
-    pending_flows: &HashSet<Uuid>,
     name: &str,
     shape: &Shape,
 ) -> Option<Value> {
     let cell = |column: Column| row.cells.get(columns.position(column)?);
+    let scopes = |column: Column| match cell(column)? {
+        Cell::Text(scopes) => Some(
+            scopes
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+                .to_value(),
+        ),
+        _ => Some(Vec::<String>::new().to_value()),
+    };
     Some(match name {
         "__typename" => typename::<McpServer>(),
         "id" => Value::String(row.id.to_string()),
@@ -483,22 +516,28 @@ fn projected_server_field(
         // `servers::oauth_views` reads it.
         "oauth" => {
             let has_grant = *cell(Column::HasGrant)? == Cell::Bool(true);
-            let pending = pending_flows.contains(&row.id);
+            let pending = page.pending_flows.contains(&row.id);
             if !has_grant && !pending {
                 Value::Null
             } else {
                 read_plainly(shape, |name, _| match name {
                     "__typename" => Some(typename::<McpOauthGrant>()),
                     "flowInProgress" => Some(pending.to_value()),
-                    "scopes" => Some(match cell(Column::GrantScopes)? {
-                        Cell::Text(scopes) => scopes
-                            .split_whitespace()
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>()
-                            .to_value(),
-                        _ => Vec::<String>::new().to_value(),
-                    }),
+                    "scopes" => scopes(Column::GrantScopes),
                     name => Some(cell_value(cell(column_of(GRANT_COLUMNS, name)?)?)),
+                })?
+            }
+        }
+        // The reader's own authorization, on a per-user server only.
+        "myAuthorization" => {
+            if *cell(Column::CredentialMode)? != Cell::CredentialMode(CredentialMode::PerUser) {
+                Value::Null
+            } else {
+                read_plainly(shape, |name, _| match name {
+                    "__typename" => Some(typename::<McpMyAuthorization>()),
+                    "flowInProgress" => Some(page.own_pending_flows.contains(&row.id).to_value()),
+                    "scopes" => scopes(Column::MyScopes),
+                    name => Some(cell_value(cell(column_of(OWN_GRANT_COLUMNS, name)?)?)),
                 })?
             }
         }

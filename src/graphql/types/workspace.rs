@@ -91,12 +91,12 @@ impl Workspace {
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
         let (id, first) = (self.id, first.map(i64::from));
         // A selection of plain fields reads only the columns it shows.
-        if let Some((columns, flows)) = projection(&ctx.item.node.selection_set.node) {
+        if let Some(projection) = projection(&ctx.item.node.selection_set.node) {
             let page =
-                servers::projected_page(app, principal, id, first, after, columns, flows).await?;
+                servers::projected_page(app, principal, id, first, after, projection).await?;
             return Ok(ServerPage::Projected {
                 page,
-                columns,
+                columns: projection.columns,
                 has_previous: after.is_some(),
             });
         }
