@@ -99,47 +99,72 @@ fn plain_page_field(
     name: &str,
     shape: &Shape,
 ) -> Option<Value> {
-    let node = |server: &ListedServer, shape: &Shape| {
-        read_plainly(shape, |name, nested| {
-            plain_server_field(&server.0, name, nested)
-        })
+    let rows = PageRows {
+        rows: &page.edges,
+        has_previous: page.has_previous_page,
+        has_next: page.has_next_page,
+        cursor: |edge: &ServerEdge| edge.cursor.encode_cursor(),
+        node: |edge: &ServerEdge, shape: &Shape| {
+            read_plainly(shape, |name, nested| {
+                plain_server_field(&edge.node.0, name, nested)
+            })
+        },
     };
-    Some(match name {
-        "__typename" => typename::<Connection<String, ListedServer>>(),
-        "edges" => Value::List(
-            page.edges
-                .iter()
-                .map(|edge| {
-                    read_plainly(shape, |name, nested| match name {
-                        "__typename" => Some(typename::<ServerEdge>()),
-                        "cursor" => Some(Value::String(edge.cursor.encode_cursor())),
-                        "node" => node(&edge.node, nested),
-                        _ => None,
+    rows.field(name, shape)
+}
+
+/// The rows of a page, each with its cursor and its node read in one pass, and whether pages
+/// come before and after it.
+struct PageRows<'r, R, C, N> {
+    rows: &'r [R],
+    has_previous: bool,
+    has_next: bool,
+    cursor: C,
+    node: N,
+}
+
+impl<R, C, N> PageRows<'_, R, C, N>
+where
+    C: Fn(&R) -> String,
+    N: Fn(&R, &Shape) -> Option<Value>,
+{
+    /// The value of the page's field `name`, or `None` when a node declines.
+    fn field(&self, name: &str, shape: &Shape) -> Option<Value> {
+        let cursor = |row: Option<&R>| row.map(&self.cursor);
+        Some(match name {
+            "__typename" => typename::<Connection<String, ListedServer>>(),
+            "edges" => Value::List(
+                self.rows
+                    .iter()
+                    .map(|row| {
+                        read_plainly(shape, |name, nested| match name {
+                            "__typename" => Some(typename::<ServerEdge>()),
+                            "cursor" => Some(Value::String((self.cursor)(row))),
+                            "node" => (self.node)(row, nested),
+                            _ => None,
+                        })
                     })
-                })
-                .collect::<Option<_>>()?,
-        ),
-        "nodes" => Value::List(
-            page.edges
-                .iter()
-                .map(|edge| node(&edge.node, shape))
-                .collect::<Option<_>>()?,
-        ),
-        "pageInfo" => {
-            let cursor = |edge: Option<&ServerEdge>| edge.map(|edge| edge.cursor.encode_cursor());
-            read_plainly(shape, |name, _| {
+                    .collect::<Option<_>>()?,
+            ),
+            "nodes" => Value::List(
+                self.rows
+                    .iter()
+                    .map(|row| (self.node)(row, shape))
+                    .collect::<Option<_>>()?,
+            ),
+            "pageInfo" => read_plainly(shape, |name, _| {
                 Some(match name {
                     "__typename" => typename::<PageInfo>(),
-                    "hasPreviousPage" => page.has_previous_page.to_value(),
-                    "hasNextPage" => page.has_next_page.to_value(),
-                    "startCursor" => cursor(page.edges.first()).to_value(),
-                    "endCursor" => cursor(page.edges.last()).to_value(),
+                    "hasPreviousPage" => self.has_previous.to_value(),
+                    "hasNextPage" => self.has_next.to_value(),
+                    "startCursor" => cursor(self.rows.first()).to_value(),
+                    "endCursor" => cursor(self.rows.last()).to_value(),
                     _ => return None,
                 })
-            })?
-        }
-        _ => return None,
-    })
+            })?,
+            _ => return None,
+        })
+    }
 }
 
 type ServerEdge = Edge<String, ListedServer, EmptyFields>;
@@ -445,44 +470,18 @@ fn projected_page_field(
     name: &str,
     shape: &Shape,
 ) -> Option<Value> {
-    let rows = &page.page.items;
-    let node = |row: &ProjectedRow, shape: &Shape| {
-        read_plainly(shape, |name, nested| {
-            projected_server_field(page, row, columns, name, nested)
-        })
-    };
-    let cursor = |row: Option<&ProjectedRow>| row.map(|row| row.id.to_string());
-    Some(match name {
-        "__typename" => typename::<Connection<String, ListedServer>>(),
-        "edges" => Value::List(
-            rows.iter()
-                .map(|row| {
-                    read_plainly(shape, |name, nested| match name {
-                        "__typename" => Some(typename::<ServerEdge>()),
-                        "cursor" => Some(Value::String(row.id.to_string())),
-                        "node" => node(row, nested),
-                        _ => None,
-                    })
-                })
-                .collect::<Option<_>>()?,
-        ),
-        "nodes" => Value::List(
-            rows.iter()
-                .map(|row| node(row, shape))
-                .collect::<Option<_>>()?,
-        ),
-        "pageInfo" => read_plainly(shape, |name, _| {
-            Some(match name {
-                "__typename" => typename::<PageInfo>(),
-                "hasPreviousPage" => has_previous.to_value(),
-                "hasNextPage" => page.page.has_next.to_value(),
-                "startCursor" => cursor(rows.first()).to_value(),
-                "endCursor" => cursor(rows.last()).to_value(),
-                _ => return None,
+    let rows = PageRows {
+        rows: &page.page.items,
+        has_previous,
+        has_next: page.page.has_next,
+        cursor: |row: &ProjectedRow| row.id.to_string(),
+        node: |row: &ProjectedRow, shape: &Shape| {
+            read_plainly(shape, |name, nested| {
+                projected_server_field(page, row, columns, name, nested)
             })
-        })?,
-        _ => return None,
-    })
+        },
+    };
+    rows.field(name, shape)
 }
 
 /// The value of a field of a server of a projected page. Each arm gives what the field's
