@@ -428,8 +428,8 @@ async fn a_page_loads_pending_flows_where_they_are_needed() {
             assert_eq!(row.cells, [servers::Cell::Bool(has_grant), issuer]);
         }
     }
-    // Through the API: the same OAuth states whichever way the page is read (a fragment
-    // sends it through each field's resolver).
+    // Through the API: the same OAuth states whichever way the page is read (a fragment with
+    // a directive sends it through each field's resolver).
     let w = json!({ "w": t.admin.workspace_id.to_string() });
     for oauth in [
         "oauth { expiresAt }",
@@ -447,7 +447,9 @@ async fn a_page_loads_pending_flows_where_they_are_needed() {
         let resolved = t
             .ok(
                 &t.admin,
-                &query(&format!("... on McpServer {{ id {oauth} }}")),
+                &query(&format!(
+                    "... on McpServer @include(if: true) {{ id {oauth} }}"
+                )),
                 w.clone(),
             )
             .await;

@@ -573,9 +573,10 @@ async fn varied_servers(t: &TestApp) -> (String, String) {
 }
 
 /// A page answers exactly the same on each of its paths, for servers that differ in every
-/// field, with and without a grant: read as only the columns a plain selection shows, read in
-/// one pass over loaded rows (a fragment around the page's fields), and through each field's
-/// resolver (a fragment around a server's fields, or a field that loads).
+/// field, with and without a grant: read as only the columns a plain selection shows (with
+/// or without fragments), read in one pass over loaded rows (a fragment with a directive
+/// around the page's fields), and through each field's resolver (such a fragment around a
+/// server's fields, or a field that loads).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_reads_the_same_on_both_paths() {
     let t = TestApp::start().await;
@@ -617,14 +618,26 @@ async fn a_page_reads_the_same_on_both_paths() {
     // Through the executor for the page, then for each server as well.
     let page_fragment = query(
         "first: 10",
-        &format!("... on McpServerConnection {{ {} }}", page(PLAIN_FIELDS)),
+        &format!(
+            "... on McpServerConnection @include(if: true) {{ {} }}",
+            page(PLAIN_FIELDS)
+        ),
     );
     assert_eq!(one_pass, t.ok(a, &page_fragment, w.clone()).await);
     let server_fragment = query(
         "first: 10",
-        &page(&format!("... on McpServer {{ {PLAIN_FIELDS} }}")),
+        &page(&format!(
+            "... on McpServer @include(if: true) {{ {PLAIN_FIELDS} }}"
+        )),
     );
     assert_eq!(one_pass, t.ok(a, &server_fragment, w.clone()).await);
+    // Fragments as client libraries write them, with keys repeated around them, read the same.
+    let with_fragments = format!(
+        "{} fragment Card on McpServer {{ __typename id ...Grant {PLAIN_FIELDS} }} \
+         fragment Grant on McpServer {{ id name }}",
+        query("first: 10", &page("__typename id ...Card"))
+    );
+    assert_eq!(one_pass, t.ok(a, &with_fragments, w.clone()).await);
     // A second page, both ways.
     let second = json!({ "w": a.workspace_id.to_string(), "after": bare });
     let rest = t
@@ -641,7 +654,9 @@ async fn a_page_reads_the_same_on_both_paths() {
     assert_eq!(rest["workspace"]["mcpServers"]["edges"][0], edges[1]);
     let rest_fragment = query(
         "first: 1",
-        &page(&format!("... on McpServer {{ {PLAIN_FIELDS} }}")),
+        &page(&format!(
+            "... on McpServer @include(if: true) {{ {PLAIN_FIELDS} }}"
+        )),
     );
     assert_eq!(rest, t.ok(a, &rest_fragment, second).await);
     // A field that loads sends the object through the resolvers; the rest reads the same.
@@ -749,7 +764,9 @@ async fn every_column_of_a_page_reads_as_its_resolver() {
         let resolved = t
             .ok(
                 a,
-                &query(&format!("... on McpServer {{ {selection} }}")),
+                &query(&format!(
+                    "... on McpServer @include(if: true) {{ {selection} }}"
+                )),
                 w.clone(),
             )
             .await;

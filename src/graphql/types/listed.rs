@@ -1,9 +1,10 @@
 //! A page of servers, rendered without a future per field.
 //!
-//! A page whose selection holds only plain fields that each show one column of a server or
-//! of its shared grant (a dashboard's) is read as just those columns ([`projection`],
-//! `db::projection`) and rendered from them. Any other page loads its rows, and is rendered as
-//! below.
+//! A page whose selection holds only plain fields that each show one column of a server, of
+//! its shared grant or of the reader's own grant (a dashboard's, the console's) is read as
+//! just those columns ([`projection`], `db::projection`) and rendered from them. Any other page
+//! loads its rows, and is rendered as below. Fragments on an object's own type count as their
+//! fields, in place, as client libraries write them.
 //!
 //! The executor resolves every field of every object through a future of its own, with a
 //! context, a name lookup and a merge into the parent's map: for a dashboard's page of a
@@ -13,18 +14,20 @@
 //! already loaded; failing that, each server still is. Each value is
 //! made as the executor makes a field's value of that type (`InputType::to_value`, which is what
 //! scalars and enums resolve to). Anything else (a field that loads, takes arguments or carries
-//! a directive, a fragment, a response key selected twice) sends the whole object down the
-//! executor's own path, so what a query returns never depends on which path ran; the
-//! `servers::a_page_reads_the_same_on_both_paths` test holds the two side by side. No schema
+//! a directive, a fragment on another type or with a directive, an object selected twice under
+//! one key) sends the whole object down the executor's own path, so what a query returns never
+//! depends on which path ran; the `servers::a_page_reads_the_same_on_both_paths` and
+//! `servers::every_column_of_a_page_reads_as_its_resolver` tests hold the paths side by side. No schema
 //! extension sits on the field path (see `graphql::build_schema`), so none is skipped.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
-use async_graphql::parser::types::{Field, Selection, SelectionSet};
+use async_graphql::parser::types::{Field, FragmentDefinition, Selection, SelectionSet};
 use async_graphql::{
-    ContextSelectionSet, InputType, Name, OutputType, Positioned, ServerError, ServerResult, Value,
-    registry,
+    Context, ContextBase, ContextSelectionSet, InputType, Name, OutputType, Positioned,
+    ServerError, ServerResult, Value, registry,
 };
 use indexmap::IndexMap;
 
@@ -83,7 +86,7 @@ impl OutputType for ServerPage {
                     projected_page_field(page, *columns, *has_previous, name, shape)
                 };
                 // The same selection set the page was read for, so it reads in one pass.
-                Shape::of(&ctx.item.node)
+                shape_in(ctx, &ctx.item.node, &Self::type_name())
                     .and_then(|shape| read_plainly(&shape, read))
                     .ok_or_else(|| {
                         ServerError::new("the page's selection does not match its read", None)
@@ -199,15 +202,18 @@ async fn resolve_plainly<T: OutputType>(
     field: &Positioned<Field>,
     read: impl Fn(&str, &Shape) -> Option<Value>,
 ) -> ServerResult<Value> {
-    match Shape::of(&ctx.item.node).and_then(|shape| read_plainly(&shape, read)) {
+    let shape = shape_in(ctx, &ctx.item.node, &T::type_name());
+    match shape.and_then(|shape| read_plainly(&shape, read)) {
         Some(value) => Ok(value),
         None => inner.resolve(ctx, field).await,
     }
 }
 
 /// What a selection set selects when it holds only plain fields, all the way down: no
-/// fragment, argument or directive, and each response key once. Worked out once for all the
-/// objects of a page it is read on.
+/// argument or directive, fragments only on the object's own type (their fields taken in
+/// place), and each response key once, but for a leaf field repeated as itself (`id` in a
+/// fragment and beside it), which GraphQL merges into one. Worked out once for all the objects
+/// of a page it is read on.
 struct Shape<'a> {
     /// Each field's name, and the shape of what it selects in turn (empty for a leaf).
     fields: Vec<(&'a str, Shape<'a>)>,
@@ -216,30 +222,119 @@ struct Shape<'a> {
     keys: IndexMap<Name, Value>,
 }
 
+/// Where a selection's named fragments and its fields' types are found.
+#[derive(Clone, Copy)]
+struct Env<'a, 'e> {
+    fragments: &'a HashMap<Name, Positioned<FragmentDefinition>>,
+    /// The named type of a field (its object type, its name), list and non-null removed.
+    field_type: &'e dyn Fn(&str, &str) -> Option<&'a str>,
+}
+
+/// The shape of `selection_set`, selected on an object of type `type_name` in the request of
+/// `ctx`.
+fn shape_in<'a, T>(
+    ctx: &ContextBase<'a, T>,
+    selection_set: &'a SelectionSet,
+    type_name: &str,
+) -> Option<Shape<'a>> {
+    let registry: &'a registry::Registry = &ctx.schema_env.registry;
+    let field_type = |object: &str, field: &str| -> Option<&'a str> {
+        let field = registry.types.get(object)?.field_by_name(field)?;
+        Some(field.ty.trim_matches(|c| c == '[' || c == ']' || c == '!'))
+    };
+    let env = Env {
+        fragments: &ctx.query_env.fragments,
+        field_type: &field_type,
+    };
+    Shape::of(selection_set, env, type_name)
+}
+
+/// How deep fragments may nest in one another before a selection is left to the executor.
+const FRAGMENT_DEPTH: usize = 8;
+
 impl<'a> Shape<'a> {
-    /// The shape of `selection_set`, or `None` when it (or anything below it) holds more than
-    /// plain fields.
-    fn of(selection_set: &'a SelectionSet) -> Option<Self> {
+    /// The shape of `selection_set` on an object of type `type_name`, or `None` when it (or
+    /// anything below it) holds more than plain fields.
+    fn of(selection_set: &'a SelectionSet, env: Env<'a, '_>, type_name: &str) -> Option<Self> {
         let count = selection_set.items.len();
-        let (mut fields, mut keys) = (Vec::with_capacity(count), IndexMap::with_capacity(count));
+        let mut shape = Shape {
+            fields: Vec::with_capacity(count),
+            keys: IndexMap::with_capacity(count),
+        };
+        shape.add(selection_set, env, type_name, 0)?;
+        Some(shape)
+    }
+
+    /// Add the fields of `selection_set` (on an object of type `type_name`, inside `depth`
+    /// fragments).
+    fn add(
+        &mut self,
+        selection_set: &'a SelectionSet,
+        env: Env<'a, '_>,
+        type_name: &str,
+        depth: usize,
+    ) -> Option<()> {
         for selection in &selection_set.items {
-            let Selection::Field(field) = &selection.node else {
-                return None;
+            let fragment = match &selection.node {
+                Selection::Field(field) => {
+                    self.add_field(&field.node, env, type_name)?;
+                    continue;
+                }
+                Selection::InlineFragment(fragment) => {
+                    let fragment = &fragment.node;
+                    let on = fragment.type_condition.as_ref();
+                    if !fragment.directives.is_empty()
+                        || on.is_some_and(|on| on.node.on.node != type_name)
+                    {
+                        return None;
+                    }
+                    &fragment.selection_set.node
+                }
+                Selection::FragmentSpread(spread) => {
+                    let spread = &spread.node;
+                    let fragment = &env.fragments.get(&spread.fragment_name.node)?.node;
+                    if !spread.directives.is_empty()
+                        || !fragment.directives.is_empty()
+                        || fragment.type_condition.node.on.node != type_name
+                    {
+                        return None;
+                    }
+                    &fragment.selection_set.node
+                }
             };
-            let field = &field.node;
-            if !field.arguments.is_empty() || !field.directives.is_empty() {
+            if depth >= FRAGMENT_DEPTH {
                 return None;
             }
-            if keys
-                .insert(field.response_key().node.clone(), Value::Null)
-                .is_some()
-            {
-                return None;
-            }
-            let nested = Shape::of(&field.selection_set.node)?;
-            fields.push((field.name.node.as_str(), nested));
+            self.add(fragment, env, type_name, depth + 1)?;
         }
-        Some(Shape { fields, keys })
+        Some(())
+    }
+
+    fn add_field(&mut self, field: &'a Field, env: Env<'a, '_>, type_name: &str) -> Option<()> {
+        if !field.arguments.is_empty() || !field.directives.is_empty() {
+            return None;
+        }
+        let name = field.name.node.as_str();
+        let selection_set = &field.selection_set.node;
+        let key = &field.response_key().node;
+        if let Some(at) = self.keys.get_index_of(key) {
+            // The same leaf again is the same field; anything else under a key already taken
+            // would need merging.
+            let (taken, nested) = &self.fields[at];
+            let leaf = nested.fields.is_empty() && selection_set.items.is_empty();
+            return (*taken == name && leaf).then_some(());
+        }
+        let nested = if selection_set.items.is_empty() {
+            Shape {
+                fields: Vec::new(),
+                keys: IndexMap::new(),
+            }
+        } else {
+            Shape::of(selection_set, env, (env.field_type)(type_name, name)?)?
+        };
+        self.keys.insert(key.clone(), Value::Null);
+        self.fields.push((name, nested));
+        Some(())
     }
 }
 
@@ -386,11 +481,15 @@ fn column_of(table: &[(&str, Column)], name: &str) -> Option<Column> {
         .map(|(_, column)| *column)
 }
 
-/// What a page must read for `selection_set` (the selection of a page of servers) when it
+/// What a page must read for the selection of `ctx` (a field of a page of servers) when it
 /// holds only plain fields that read a server's or its shared grant's columns: those columns,
 /// and which pending flows to learn of. `None` for anything else, which loads the page's rows.
-pub fn projection(selection_set: &SelectionSet) -> Option<Projection> {
-    let shape = Shape::of(selection_set)?;
+pub fn projection(ctx: &Context<'_>) -> Option<Projection> {
+    let shape = shape_in(
+        ctx,
+        &ctx.item.node.selection_set.node,
+        &ServerPage::type_name(),
+    )?;
     let mut columns = Columns::default();
     let mut flows = PendingFlows::None;
     let mut own_flows = false;
@@ -590,7 +689,20 @@ mod tests {
             }
         }
         let document = parse_query(query).ok()?;
-        read_plainly(&Shape::of(node_selection(&document))?, field)
+        // `node` and `inner` are of type `T`; `a` and `b` are leaves.
+        fn field_type<'a>(object: &str, field: &str) -> Option<&'a str> {
+            (object == "T" && field == "inner").then_some("T")
+        }
+        let env = Env {
+            fragments: &document.fragments,
+            field_type: &field_type,
+        };
+        let shape = Shape::of(node_selection(&document), env, "T")?;
+        read_plainly(&shape, field)
+    }
+
+    fn json(query: &str) -> Option<serde_json::Value> {
+        read(query)?.into_json().ok()
     }
 
     #[test]
@@ -605,20 +717,49 @@ mod tests {
     }
 
     #[test]
+    fn fragments_on_the_object_type_and_repeated_leaves_read_in_place() {
+        let both = serde_json::json!({ "a": "a", "b": "b" });
+        for query in [
+            "{ node { a ...F } } fragment F on T { b }",
+            "{ node { a ... on T { b } } }",
+            "{ node { a ... { b } } }",
+            "{ node { a ...F b } } fragment F on T { a }",
+            "{ node { a a b } }",
+            "{ node { ...F } } fragment F on T { ...G b } fragment G on T { a }",
+        ] {
+            assert_eq!(json(query), Some(both.clone()), "{query}");
+        }
+        assert_eq!(
+            json("{ node { a inner { ...F } } } fragment F on T { b b }"),
+            Some(serde_json::json!({ "a": "a", "inner": { "b": "b" } }))
+        );
+    }
+
+    #[test]
     fn anything_but_plain_fields_goes_through_the_executor() {
         for query in [
             "{ node { a c } }",
             "{ node { a inner { c } } }",
-            "{ node { a ... on T { b } } }",
-            "{ node { a ...F } } fragment F on T { b }",
+            "{ node { a ... on U { b } } }",
+            "{ node { a ...F } } fragment F on U { b }",
+            "{ node { a ...F @include(if: true) } } fragment F on T { b }",
+            "{ node { a ...F } } fragment F on T @custom { b }",
+            "{ node { a ... @include(if: true) { b } } }",
+            "{ node { a ...Missing } }",
             "{ node { a b(first: 1) } }",
             "{ node { a b @custom } }",
-            "{ node { a a } }",
             "{ node { a: b a } }",
+            // A repeated object would need its selections merged.
+            "{ node { inner { a } inner { b } } }",
             // Below the first level too: the shape is worked out all the way down.
-            "{ node { a inner { b b } } }",
+            "{ node { a inner { b: a b } } }",
             "{ node { a inner { b(first: 1) } } }",
-            "{ node { a inner { ... on T { b } } } }",
+            "{ node { a inner { ... on U { b } } } }",
+            // Fragments nested deeper than a selection is worth.
+            "{ node { ...F0 } } fragment F0 on T { ...F1 } fragment F1 on T { ...F2 } \
+             fragment F2 on T { ...F3 } fragment F3 on T { ...F4 } fragment F4 on T { ...F5 } \
+             fragment F5 on T { ...F6 } fragment F6 on T { ...F7 } fragment F7 on T { ...F8 } \
+             fragment F8 on T { a }",
         ] {
             assert_eq!(read(query), None, "{query}");
         }

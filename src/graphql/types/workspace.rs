@@ -91,7 +91,7 @@ impl Workspace {
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
         let (id, first) = (self.id, first.map(i64::from));
         // A selection of plain fields reads only the columns it shows.
-        if let Some(projection) = projection(&ctx.item.node.selection_set.node) {
+        if let Some(projection) = projection(ctx) {
             let page =
                 servers::projected_page(app, principal, id, first, after, projection).await?;
             return Ok(ServerPage::Projected {
