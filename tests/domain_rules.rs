@@ -408,14 +408,23 @@ async fn a_page_loads_pending_flows_where_they_are_needed() {
             ids,
             page.items.iter().map(|row| row.id.0).collect::<Vec<_>>()
         );
-        let pending = |id: &Uuid| projected.pending_flows.contains(id);
+        // The same views as `related` gives, where the flows were asked for.
+        let view = |id: Uuid| {
+            let row = projected
+                .page
+                .items
+                .iter()
+                .find(|row| row.id == id)
+                .unwrap();
+            projected.oauth_view(row)
+        };
         let asked = flows != servers::PendingFlows::None;
-        assert_eq!(pending(&flow_only), asked, "{flows:?}");
-        assert!(!pending(&neither), "{flows:?}");
-        assert!(!pending(&grant_only), "{flows:?}");
+        assert_eq!(view(flow_only), asked.then_some(true), "{flows:?}");
+        assert_eq!(view(neither), None, "{flows:?}");
+        assert_eq!(view(grant_only), Some(false), "{flows:?}");
         assert_eq!(
-            pending(&both),
-            flows == servers::PendingFlows::All,
+            view(both),
+            Some(flows == servers::PendingFlows::All),
             "{flows:?}"
         );
         for row in &projected.page.items {

@@ -235,6 +235,13 @@ pub struct ProjectedRow {
     pub cells: Vec<Cell>,
 }
 
+impl ProjectedRow {
+    /// The cell of `column` in this row, read with `columns`; `None` when it was not read.
+    pub fn cell(&self, columns: Columns, column: Column) -> Option<&Cell> {
+        self.cells.get(columns.position(column)?)
+    }
+}
+
 /// How many sets of columns keep their prepared statements (per connection, with and without
 /// a cursor each).
 pub const KEPT_SHAPES: usize = 64;

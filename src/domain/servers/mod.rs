@@ -156,11 +156,36 @@ pub struct Projection {
 pub struct ProjectedPage {
     /// The servers.
     pub page: Page<ProjectedRow>,
+    /// The columns each row was read with ([`ProjectedRow::cell`]).
+    pub columns: Columns,
     /// The servers of the page, among those asked about, with a pending flow.
-    pub pending_flows: HashSet<Uuid>,
+    pending_flows: HashSet<Uuid>,
     /// The per-user servers of the page the reader has a pending flow of their own on, when
     /// asked.
-    pub own_pending_flows: HashSet<Uuid>,
+    own_pending_flows: HashSet<Uuid>,
+}
+
+impl ProjectedPage {
+    /// The cell of `column` in `row`, when it was read.
+    pub fn cell<'r>(&self, row: &'r ProjectedRow, column: Column) -> Option<&'r Cell> {
+        row.cell(self.columns, column)
+    }
+
+    /// The OAuth state of `row` as [`oauth_views`] has it: `None` for a server with neither a
+    /// shared grant nor a pending flow, otherwise whether a flow is pending (known for a
+    /// server with a grant only when [`PendingFlows::All`] was asked). Needs
+    /// [`Column::HasGrant`].
+    pub fn oauth_view(&self, row: &ProjectedRow) -> Option<bool> {
+        let has_grant = self.cell(row, Column::HasGrant) == Some(&Cell::Bool(true));
+        let pending = self.pending_flows.contains(&row.id);
+        (has_grant || pending).then_some(pending)
+    }
+
+    /// Whether the reader has a flow of their own pending on `row`'s server (known when
+    /// [`Projection::own_flows`] was asked).
+    pub fn own_flow_pending(&self, row: &ProjectedRow) -> bool {
+        self.own_pending_flows.contains(&row.id)
+    }
 }
 
 /// [`page`], each server read as only the columns of `projection` (viewer role), the grant
@@ -193,9 +218,6 @@ pub async fn projected_page(
     )
     .await?;
     let page = Page::cut(fetched, first);
-    fn cell(row: &ProjectedRow, columns: Columns, column: Column) -> Option<&Cell> {
-        columns.position(column).and_then(|at| row.cells.get(at))
-    }
     let asked: Vec<Uuid> = page
         .items
         .iter()
@@ -203,7 +225,7 @@ pub async fn projected_page(
             PendingFlows::None => false,
             PendingFlows::All => true,
             PendingFlows::WithoutGrant => {
-                cell(row, columns, Column::HasGrant) != Some(&Cell::Bool(true))
+                row.cell(columns, Column::HasGrant) != Some(&Cell::Bool(true))
             }
         })
         .map(|row| row.id)
@@ -218,7 +240,7 @@ pub async fn projected_page(
         .iter()
         .filter(|row| {
             own_flows
-                && cell(row, columns, Column::CredentialMode)
+                && row.cell(columns, Column::CredentialMode)
                     == Some(&Cell::CredentialMode(CredentialMode::PerUser))
         })
         .map(|row| row.id)
@@ -231,6 +253,7 @@ pub async fn projected_page(
     }
     Ok(ProjectedPage {
         page,
+        columns,
         pending_flows,
         own_pending_flows,
     })

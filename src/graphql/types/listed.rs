@@ -36,6 +36,7 @@ use super::{
     McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
     McpStatusReason, McpTransport,
 };
+use crate::domain::oauth::scope_list;
 use crate::domain::servers::{
     self, Cell, Column, Columns, CredentialMode, OauthView, PendingFlows, ProjectedPage,
     ProjectedRow, Projection,
@@ -51,8 +52,6 @@ pub enum ServerPage {
     Projected {
         /// The servers.
         page: ProjectedPage,
-        /// The columns read, which place each cell in a row.
-        columns: Columns,
         /// Whether the page was asked for after a cursor.
         has_previous: bool,
     },
@@ -77,13 +76,9 @@ impl OutputType for ServerPage {
                 let read = |name: &str, shape: &Shape| plain_page_field(page, name, shape);
                 resolve_plainly(page, ctx, field, read).await
             }
-            ServerPage::Projected {
-                page,
-                columns,
-                has_previous,
-            } => {
+            ServerPage::Projected { page, has_previous } => {
                 let read = |name: &str, shape: &Shape| {
-                    projected_page_field(page, *columns, *has_previous, name, shape)
+                    projected_page_field(page, *has_previous, name, shape)
                 };
                 // The same selection set the page was read for, so it reads in one pass.
                 shape_in(ctx, &ctx.item.node, &Self::type_name())
@@ -407,13 +402,7 @@ fn plain_grant_field(view: &OauthView, name: &str) -> Option<Value> {
     Some(match name {
         "__typename" => typename::<McpOauthGrant>(),
         "issuer" => grant.and_then(|g| g.issuer.clone()).to_value(),
-        "scopes" => grant
-            .and_then(|g| g.granted_scopes.as_deref())
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-            .to_value(),
+        "scopes" => scope_list(grant.and_then(|g| g.granted_scopes.as_deref())).to_value(),
         "expiresAt" => grant
             .and_then(|g| g.access_expires_at.map(|at| at.0))
             .to_value(),
@@ -482,14 +471,20 @@ fn column_of(table: &[(&str, Column)], name: &str) -> Option<Column> {
 }
 
 /// What a page must read for the selection of `ctx` (a field of a page of servers) when it
-/// holds only plain fields that read a server's or its shared grant's columns: those columns,
-/// and which pending flows to learn of. `None` for anything else, which loads the page's rows.
+/// holds only plain fields that each read a column of a server, of its shared grant or of the
+/// reader's own grant: those columns, and which pending flows to learn of. `None` for
+/// anything else, which loads the page's rows.
 pub fn projection(ctx: &Context<'_>) -> Option<Projection> {
     let shape = shape_in(
         ctx,
         &ctx.item.node.selection_set.node,
         &ServerPage::type_name(),
     )?;
+    projection_of(&shape)
+}
+
+/// [`projection`] of a page's selection shape.
+fn projection_of(shape: &Shape) -> Option<Projection> {
     let mut columns = Columns::default();
     let mut flows = PendingFlows::None;
     let mut own_flows = false;
@@ -564,7 +559,6 @@ pub fn projection(ctx: &Context<'_>) -> Option<Projection> {
 /// The value of a field of a projected page.
 fn projected_page_field(
     page: &ProjectedPage,
-    columns: Columns,
     has_previous: bool,
     name: &str,
     shape: &Shape,
@@ -576,7 +570,7 @@ fn projected_page_field(
         cursor: |row: &ProjectedRow| row.id.to_string(),
         node: |row: &ProjectedRow, shape: &Shape| {
             read_plainly(shape, |name, nested| {
-                projected_server_field(page, row, columns, name, nested)
+                projected_server_field(page, row, name, nested)
             })
         },
     };
@@ -588,20 +582,16 @@ fn projected_page_field(
 fn projected_server_field(
     page: &ProjectedPage,
     row: &ProjectedRow,
-    columns: Columns,
     name: &str,
     shape: &Shape,
 ) -> Option<Value> {
-    let cell = |column: Column| row.cells.get(columns.position(column)?);
-    let scopes = |column: Column| match cell(column)? {
-        Cell::Text(scopes) => Some(
-            scopes
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-                .to_value(),
-        ),
-        _ => Some(Vec::<String>::new().to_value()),
+    let cell = |column: Column| page.cell(row, column);
+    let scopes = |column: Column| {
+        let scopes = match cell(column)? {
+            Cell::Text(scopes) => Some(scopes.as_str()),
+            _ => None,
+        };
+        Some(scope_list(scopes).to_value())
     };
     Some(match name {
         "__typename" => typename::<McpServer>(),
@@ -610,22 +600,15 @@ fn projected_server_field(
             Cell::Text(stored) => servers::header_names_of(stored).to_value(),
             _ => return None,
         },
-        // The shared grant's view: absent without a grant or a pending flow, as
-        // `servers::oauth_views` reads it.
-        "oauth" => {
-            let has_grant = *cell(Column::HasGrant)? == Cell::Bool(true);
-            let pending = page.pending_flows.contains(&row.id);
-            if !has_grant && !pending {
-                Value::Null
-            } else {
-                read_plainly(shape, |name, _| match name {
-                    "__typename" => Some(typename::<McpOauthGrant>()),
-                    "flowInProgress" => Some(pending.to_value()),
-                    "scopes" => scopes(Column::GrantScopes),
-                    name => Some(cell_value(cell(column_of(GRANT_COLUMNS, name)?)?)),
-                })?
-            }
-        }
+        "oauth" => match page.oauth_view(row) {
+            None => Value::Null,
+            Some(pending) => read_plainly(shape, |name, _| match name {
+                "__typename" => Some(typename::<McpOauthGrant>()),
+                "flowInProgress" => Some(pending.to_value()),
+                "scopes" => scopes(Column::GrantScopes),
+                name => Some(cell_value(cell(column_of(GRANT_COLUMNS, name)?)?)),
+            })?,
+        },
         // The reader's own authorization, on a per-user server only.
         "myAuthorization" => {
             if *cell(Column::CredentialMode)? != Cell::CredentialMode(CredentialMode::PerUser) {
@@ -633,7 +616,7 @@ fn projected_server_field(
             } else {
                 read_plainly(shape, |name, _| match name {
                     "__typename" => Some(typename::<McpMyAuthorization>()),
-                    "flowInProgress" => Some(page.own_pending_flows.contains(&row.id).to_value()),
+                    "flowInProgress" => Some(page.own_flow_pending(row).to_value()),
                     "scopes" => scopes(Column::MyScopes),
                     name => Some(cell_value(cell(column_of(OWN_GRANT_COLUMNS, name)?)?)),
                 })?
@@ -714,6 +697,92 @@ mod tests {
                 serde_json::json!({ "a": "a", "other": "b", "inner": { "b": "b" } })
             ))
         );
+    }
+
+    /// What a page whose selection is that of `node` in `query` reads as columns.
+    fn page_projection(query: &str) -> Option<Projection> {
+        fn field_type<'a>(object: &str, field: &str) -> Option<&'a str> {
+            Some(match (object, field) {
+                ("McpServerConnection", "edges") => "McpServerEdge",
+                ("McpServerConnection", "nodes") | ("McpServerEdge", "node") => "McpServer",
+                ("McpServerConnection", "pageInfo") => "PageInfo",
+                ("McpServer", "oauth") => "McpOauthGrant",
+                ("McpServer", "myAuthorization") => "McpMyAuthorization",
+                ("McpServer", "createdBy") => "User",
+                ("McpServer", "tools") => "McpToolConnection",
+                ("McpToolConnection", "nodes") => "McpTool",
+                _ => return None,
+            })
+        }
+        let document = parse_query(query).ok()?;
+        let env = Env {
+            fragments: &document.fragments,
+            field_type: &field_type,
+        };
+        let shape = Shape::of(node_selection(&document), env, "McpServerConnection")?;
+        projection_of(&shape)
+    }
+
+    fn columns(list: &[Column]) -> Columns {
+        let mut columns = Columns::default();
+        for column in list {
+            columns.add(*column);
+        }
+        columns
+    }
+
+    #[test]
+    fn a_page_of_plain_fields_reads_just_their_columns() {
+        let dashboard = page_projection(
+            "{ node { edges { cursor node { id name url authType connectionStatus authStatus \
+             toolCount oauth { expiresAt } } } pageInfo { hasNextPage endCursor } } }",
+        );
+        assert_eq!(
+            dashboard,
+            Some(Projection {
+                columns: columns(&[
+                    Column::Name,
+                    Column::Url,
+                    Column::AuthType,
+                    Column::ConnectionStatus,
+                    Column::AuthStatus,
+                    Column::ToolCount,
+                    Column::HasGrant,
+                    Column::GrantExpiresAt,
+                ]),
+                flows: PendingFlows::WithoutGrant,
+                own_flows: false,
+            })
+        );
+        let flows = page_projection(
+            "{ node { nodes { ...Card } } } fragment Card on McpServer { id \
+             oauth { flowInProgress } myAuthorization { scopes flowInProgress } }",
+        );
+        assert_eq!(
+            flows,
+            Some(Projection {
+                columns: columns(&[Column::HasGrant, Column::CredentialMode, Column::MyScopes]),
+                flows: PendingFlows::All,
+                own_flows: true,
+            })
+        );
+        assert_eq!(
+            page_projection("{ node { pageInfo { hasNextPage } } }"),
+            Some(Projection {
+                columns: Columns::default(),
+                flows: PendingFlows::None,
+                own_flows: false,
+            })
+        );
+        // A field that is not one column loads the rows.
+        for query in [
+            "{ node { nodes { id createdBy { name } } } }",
+            "{ node { nodes { id oauth { authorizedBy { name } } } } }",
+            "{ node { nodes { id tools { nodes { name } } } } }",
+            "{ node { totalCount } }",
+        ] {
+            assert_eq!(page_projection(query), None, "{query}");
+        }
     }
 
     #[test]

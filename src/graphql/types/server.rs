@@ -20,6 +20,7 @@ use super::{
 use crate::app::AppHandle;
 use crate::db::models::{GrantSummary, McpServerRow, ToolRow};
 use crate::db::types::CredentialMode;
+use crate::domain::oauth::scope_list;
 use crate::domain::pagination::ToolsPage;
 use crate::domain::servers::{self, OauthView, Related};
 use crate::domain::status;
@@ -366,14 +367,12 @@ impl McpOauthGrant {
     }
     /// Granted scopes.
     async fn scopes(&self) -> Vec<String> {
-        self.row
-            .grant
-            .as_ref()
-            .and_then(|g| g.granted_scopes.as_deref())
-            .unwrap_or_default()
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect()
+        scope_list(
+            self.row
+                .grant
+                .as_ref()
+                .and_then(|g| g.granted_scopes.as_deref()),
+        )
     }
     /// When the access token expires.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
@@ -466,12 +465,7 @@ impl McpUserAuthorization {
 }
 
 fn scopes_of(grant: Option<&GrantSummary>) -> Vec<String> {
-    grant
-        .and_then(|g| g.granted_scopes.as_deref())
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
+    scope_list(grant.and_then(|g| g.granted_scopes.as_deref()))
 }
 
 /// One tool of a server's stored catalogue.

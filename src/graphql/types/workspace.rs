@@ -96,7 +96,6 @@ impl Workspace {
                 servers::projected_page(app, principal, id, first, after, projection).await?;
             return Ok(ServerPage::Projected {
                 page,
-                columns: projection.columns,
                 has_previous: after.is_some(),
             });
         }
