@@ -33,6 +33,17 @@ pub struct Metrics {
     subscription_events_missed: AtomicU64,
     open_websockets: AtomicI64,
     websocket_closes: Mutex<BTreeMap<u16, u64>>,
+    server_pages_by_columns: AtomicU64,
+    server_pages_by_rows: AtomicU64,
+}
+
+/// How a page of servers was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageRead {
+    /// Just the columns its selection shows.
+    Columns,
+    /// Whole rows, with what they need besides: for a selection that shows more than columns.
+    Rows,
 }
 
 fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
@@ -110,6 +121,15 @@ impl Metrics {
     /// The server closed a WebSocket with this close code.
     pub fn websocket_closed(&self, code: u16) {
         bump(&self.websocket_closes, code);
+    }
+
+    /// A page of servers was read as `read`.
+    pub fn server_page(&self, read: PageRead) {
+        let counter = match read {
+            PageRead::Columns => &self.server_pages_by_columns,
+            PageRead::Rows => &self.server_pages_by_rows,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// WebSockets open now.
@@ -217,6 +237,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "switchboard_servers{{connection_status=\"{connection}\",auth_status=\"{auth}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_server_pages_total Pages of MCP servers read, by how: just the columns their selection shows, or whole rows for a selection that shows more."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_server_pages_total counter");
+        for (read, counter) in [
+            ("columns", &self.server_pages_by_columns),
+            ("rows", &self.server_pages_by_rows),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchboard_server_pages_total{{read=\"{read}\"}} {}",
+                counter.load(Ordering::Relaxed)
             );
         }
         let _ = writeln!(

@@ -109,6 +109,57 @@ async fn counters_move_after_calls() {
     assert!(!after.contains(&id), "no ids in labels");
 }
 
+/// The pages of servers read as columns and as whole rows while `query` runs: `(columns, rows)`.
+async fn pages_read(t: &TestApp, query: &str) -> (f64, f64) {
+    let scrape = || async {
+        let text = reqwest::get(t.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (
+            value(&text, "switchboard_server_pages_total{read=\"columns\"}"),
+            value(&text, "switchboard_server_pages_total{read=\"rows\"}"),
+        )
+    };
+    let query = format!("query($w: ID!) {{ workspace(id: $w) {{ mcpServers(first: 10) {{ {query}");
+    let before = scrape().await;
+    let data = t
+        .ok(&t.admin, &query, json!({ "w": t.admin.workspace_id }))
+        .await;
+    let after = scrape().await;
+    let servers = &data["workspace"]["mcpServers"];
+    assert!(servers.is_object(), "{data}");
+    (after.0 - before.0, after.1 - before.1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_of_servers_are_counted_by_how_they_were_read() {
+    let t = TestApp::start().await;
+    let mcp = FakeMcpServer::start(McpConfig::default()).await;
+    t.create_server(
+        &t.admin,
+        json!({ "name": "m", "url": mcp.url(), "authType": "NONE" }),
+    )
+    .await;
+
+    // A dashboard's page, and one written with fragments as client libraries write them:
+    // columns.
+    let dashboard = "edges { node { id name url authType connectionStatus authStatus \
+                     toolCount oauth { expiresAt } } } pageInfo { hasNextPage endCursor } } } }";
+    assert_eq!(pages_read(&t, dashboard).await, (1.0, 0.0));
+    let fragments = "nodes { ...S id } } } } fragment S on McpServer { id name ...M } \
+                     fragment M on McpServer { credentials \
+                     myAuthorization { authorized flowInProgress } }";
+    assert_eq!(pages_read(&t, fragments).await, (1.0, 0.0));
+    // A field that is not a column (its creator, its tools) reads whole rows.
+    let creator = "nodes { id createdBy { id } } } } }";
+    assert_eq!(pages_read(&t, creator).await, (0.0, 1.0));
+    let tools = "nodes { name tools(first: 5) { edges { node { name } } } } } } }";
+    assert_eq!(pages_read(&t, tools).await, (0.0, 1.0));
+}
+
 const TOKEN: &str = "scrape-token-5f1e0c9a";
 
 /// Switchboard with a metrics token, and with the metrics on a listener of their own when

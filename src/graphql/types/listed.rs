@@ -21,15 +21,18 @@
 //! extension sits on the field path (see `graphql::build_schema`), so none is skipped.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, FragmentDefinition, Selection, SelectionSet};
+use async_graphql::resolver_utils::EnumType;
 use async_graphql::{
     Context, ContextBase, ContextSelectionSet, InputType, Name, OutputType, Positioned,
     ServerError, ServerResult, Value, registry,
 };
 use indexmap::IndexMap;
+use uuid::Uuid;
 
 use super::server::{McpMyAuthorization, McpOauthGrant, McpServer};
 use super::{
@@ -102,7 +105,8 @@ fn plain_page_field(
         has_previous: page.has_previous_page,
         has_next: page.has_next_page,
         cursor: |edge: &ServerEdge| edge.cursor.encode_cursor(),
-        node: |edge: &ServerEdge, shape: &Shape| {
+        plan: |_: &Shape| Some(()),
+        node: |edge: &ServerEdge, shape: &Shape, _: &()| {
             read_plainly(shape, |name, nested| {
                 plain_server_field(&edge.node.0, name, nested)
             })
@@ -112,44 +116,63 @@ fn plain_page_field(
 }
 
 /// The rows of a page, each with its cursor and its node read in one pass, and whether pages
-/// come before and after it.
-struct PageRows<'r, R, C, N> {
+/// come before and after it. A node's reading is planned once for each selection of nodes
+/// (`plan`), then each row is read with that plan (`node`).
+struct PageRows<'r, R, C, P, N> {
     rows: &'r [R],
     has_previous: bool,
     has_next: bool,
     cursor: C,
+    plan: P,
     node: N,
 }
 
-impl<R, C, N> PageRows<'_, R, C, N>
+impl<R, C, P, N, Plan> PageRows<'_, R, C, P, N>
 where
     C: Fn(&R) -> String,
-    N: Fn(&R, &Shape) -> Option<Value>,
+    P: Fn(&Shape) -> Option<Plan>,
+    N: Fn(&R, &Shape, &Plan) -> Option<Value>,
 {
     /// The value of the page's field `name`, or `None` when a node declines.
     fn field(&self, name: &str, shape: &Shape) -> Option<Value> {
         let cursor = |row: Option<&R>| row.map(&self.cursor);
         Some(match name {
             "__typename" => typename::<Connection<String, ListedServer>>(),
-            "edges" => Value::List(
-                self.rows
+            "edges" => {
+                // Each selection of the node (aliases may select it more than once), planned.
+                let plans = shape
+                    .fields
                     .iter()
-                    .map(|row| {
-                        read_plainly(shape, |name, nested| match name {
-                            "__typename" => Some(typename::<ServerEdge>()),
-                            "cursor" => Some(Value::String((self.cursor)(row))),
-                            "node" => (self.node)(row, nested),
-                            _ => None,
+                    .filter(|(name, _)| *name == "node")
+                    .map(|(_, node)| Some((node, (self.plan)(node)?)))
+                    .collect::<Option<Vec<_>>>()?;
+                let plan_of = |node: &Shape| {
+                    let planned = plans.iter().find(|(of, _)| std::ptr::eq(*of, node));
+                    planned.map(|(_, plan)| plan)
+                };
+                Value::List(
+                    self.rows
+                        .iter()
+                        .map(|row| {
+                            read_plainly(shape, |name, nested| match name {
+                                "__typename" => Some(typename::<ServerEdge>()),
+                                "cursor" => Some(Value::String((self.cursor)(row))),
+                                "node" => (self.node)(row, nested, plan_of(nested)?),
+                                _ => None,
+                            })
                         })
-                    })
-                    .collect::<Option<_>>()?,
-            ),
-            "nodes" => Value::List(
-                self.rows
-                    .iter()
-                    .map(|row| (self.node)(row, shape))
-                    .collect::<Option<_>>()?,
-            ),
+                        .collect::<Option<_>>()?,
+                )
+            }
+            "nodes" => {
+                let plan = (self.plan)(shape)?;
+                Value::List(
+                    self.rows
+                        .iter()
+                        .map(|row| (self.node)(row, shape, &plan))
+                        .collect::<Option<_>>()?,
+                )
+            }
             "pageInfo" => read_plainly(shape, |name, _| {
                 Some(match name {
                     "__typename" => typename::<PageInfo>(),
@@ -336,13 +359,28 @@ impl<'a> Shape<'a> {
 /// An object's value read field by field with `read` (given a field's name and the shape of
 /// what it selects), or `None` when `read` declines one of them.
 fn read_plainly(shape: &Shape, read: impl Fn(&str, &Shape) -> Option<Value>) -> Option<Value> {
+    read_planned(shape, &shape.fields, |(name, _), nested| read(name, nested))
+}
+
+/// An object's value read field by field, each with its entry of `plan` (one per field of
+/// `shape`, in order) and the shape of what it selects, or `None` when `read` declines one of
+/// them.
+fn read_planned<F>(
+    shape: &Shape,
+    plan: &[F],
+    read: impl Fn(&F, &Shape) -> Option<Value>,
+) -> Option<Value> {
     // As the executor answers an object none of whose fields was selected.
     if shape.fields.is_empty() {
         return Some(Value::Null);
     }
+    if plan.len() != shape.fields.len() {
+        return None;
+    }
     let mut object = shape.keys.clone();
-    for ((name, nested), (_, value)) in shape.fields.iter().zip(object.iter_mut()) {
-        *value = read(name, nested)?;
+    let fields = shape.fields.iter().zip(plan).zip(object.iter_mut());
+    for (((_, nested), field), (_, value)) in fields {
+        *value = read(field, nested)?;
     }
     Some(Value::Object(object))
 }
@@ -470,6 +508,168 @@ fn column_of(table: &[(&str, Column)], name: &str) -> Option<Column> {
         .map(|(_, column)| *column)
 }
 
+/// How a field of a projected server is read, worked out once for a selection of servers. The
+/// same plan tells which columns a page reads ([`projection_of`]) and reads each row
+/// ([`ServerField::read`]), so the two cannot disagree.
+enum ServerField {
+    Typename,
+    Id,
+    /// The names of its stored headers.
+    HeaderNames,
+    /// A column, as it is.
+    Cell(Column),
+    /// The shared grant, shown when there is one or a flow is pending.
+    Oauth(Vec<GrantField>),
+    /// The reader's own authorization, on a per-user server only.
+    MyAuthorization(Vec<GrantField>),
+}
+
+/// How a field of a projected server's grant (the shared one, or the reader's own) is read.
+enum GrantField {
+    /// The grant type's name.
+    Typename(Value),
+    FlowInProgress,
+    /// A column of space-separated scopes, as a list.
+    Scopes(Column),
+    /// A column, as it is.
+    Cell(Column),
+}
+
+impl ServerField {
+    /// The plan of each field of `shape` (a selection on a server), or `None` when one of
+    /// them is not read from a column.
+    fn plan(shape: &Shape) -> Option<Vec<ServerField>> {
+        shape
+            .fields
+            .iter()
+            .map(|(name, nested)| ServerField::of(name, nested))
+            .collect()
+    }
+
+    fn of(name: &str, nested: &Shape) -> Option<Self> {
+        Some(match name {
+            "__typename" => ServerField::Typename,
+            "id" => ServerField::Id,
+            "headerNames" => ServerField::HeaderNames,
+            "oauth" => ServerField::Oauth(GrantField::plan(
+                nested,
+                GRANT_COLUMNS,
+                typename::<McpOauthGrant>,
+            )?),
+            "myAuthorization" => ServerField::MyAuthorization(GrantField::plan(
+                nested,
+                OWN_GRANT_COLUMNS,
+                typename::<McpMyAuthorization>,
+            )?),
+            name => ServerField::Cell(column_of(SERVER_COLUMNS, name)?),
+        })
+    }
+
+    /// Add what reading this field takes to `projection`.
+    fn needs(&self, projection: &mut Projection) {
+        let grant_columns = |fields: &[GrantField], projection: &mut Projection| {
+            for field in fields {
+                if let GrantField::Scopes(column) | GrantField::Cell(column) = field {
+                    projection.columns.add(*column);
+                }
+            }
+        };
+        match self {
+            ServerField::Typename | ServerField::Id => {}
+            ServerField::HeaderNames => projection.columns.add(Column::HeaderNames),
+            ServerField::Cell(column) => projection.columns.add(*column),
+            ServerField::Oauth(fields) => {
+                projection.columns.add(Column::HasGrant);
+                let all = fields
+                    .iter()
+                    .any(|field| matches!(field, GrantField::FlowInProgress));
+                projection.flows = match (all, projection.flows) {
+                    (true, _) | (_, PendingFlows::All) => PendingFlows::All,
+                    _ => PendingFlows::WithoutGrant,
+                };
+                grant_columns(fields, projection);
+            }
+            // Null but on a per-user server, which the credential mode tells.
+            ServerField::MyAuthorization(fields) => {
+                projection.columns.add(Column::CredentialMode);
+                projection.own_flows |= fields
+                    .iter()
+                    .any(|field| matches!(field, GrantField::FlowInProgress));
+                grant_columns(fields, projection);
+            }
+        }
+    }
+
+    /// The value of this field of `row`, selecting `shape`, as the field's resolver in
+    /// `server.rs` returns it; `None` when a cell it needs was not read.
+    fn read(&self, page: &ProjectedPage, row: &ProjectedRow, shape: &Shape) -> Option<Value> {
+        let cell = |column: Column| page.cell(row, column);
+        Some(match self {
+            ServerField::Typename => typename::<McpServer>(),
+            ServerField::Id => Value::String(id_string(row.id)),
+            ServerField::HeaderNames => match cell(Column::HeaderNames)? {
+                Cell::Text(stored) => servers::header_names_of(stored).to_value(),
+                _ => return None,
+            },
+            ServerField::Cell(column) => cell_value(cell(*column)?),
+            ServerField::Oauth(fields) => match page.oauth_view(row) {
+                None => Value::Null,
+                Some(pending) => {
+                    read_planned(shape, fields, |field, _| field.read(page, row, pending))?
+                }
+            },
+            ServerField::MyAuthorization(fields) => {
+                if *cell(Column::CredentialMode)? != Cell::CredentialMode(CredentialMode::PerUser) {
+                    Value::Null
+                } else {
+                    let pending = page.own_flow_pending(row);
+                    read_planned(shape, fields, |field, _| field.read(page, row, pending))?
+                }
+            }
+        })
+    }
+}
+
+impl GrantField {
+    /// The plan of each field of `shape` (a selection on a grant whose `__typename` is
+    /// `typename`, and whose column fields are `table`), or `None` when one of them is not
+    /// read from a column.
+    fn plan(
+        shape: &Shape,
+        table: &[(&str, Column)],
+        typename: fn() -> Value,
+    ) -> Option<Vec<GrantField>> {
+        shape
+            .fields
+            .iter()
+            .map(|(name, _)| {
+                Some(match *name {
+                    "__typename" => GrantField::Typename(typename()),
+                    "flowInProgress" => GrantField::FlowInProgress,
+                    "scopes" => GrantField::Scopes(column_of(table, "scopes")?),
+                    name => GrantField::Cell(column_of(table, name)?),
+                })
+            })
+            .collect()
+    }
+
+    /// The value of this field of `row`'s grant, whose flow is `pending` or not.
+    fn read(&self, page: &ProjectedPage, row: &ProjectedRow, pending: bool) -> Option<Value> {
+        Some(match self {
+            GrantField::Typename(name) => name.clone(),
+            GrantField::FlowInProgress => pending.to_value(),
+            GrantField::Scopes(column) => {
+                let scopes = match page.cell(row, *column)? {
+                    Cell::Text(scopes) => Some(scopes.as_str()),
+                    _ => None,
+                };
+                scope_list(scopes).to_value()
+            }
+            GrantField::Cell(column) => cell_value(page.cell(row, *column)?),
+        })
+    }
+}
+
 /// What a page must read for the selection of `ctx` (a field of a page of servers) when it
 /// holds only plain fields that each read a column of a server, of its shared grant or of the
 /// reader's own grant: those columns, and which pending flows to learn of. `None` for
@@ -485,39 +685,14 @@ pub fn projection(ctx: &Context<'_>) -> Option<Projection> {
 
 /// [`projection`] of a page's selection shape.
 fn projection_of(shape: &Shape) -> Option<Projection> {
-    let mut columns = Columns::default();
-    let mut flows = PendingFlows::None;
-    let mut own_flows = false;
+    let mut projection = Projection {
+        columns: Columns::default(),
+        flows: PendingFlows::None,
+        own_flows: false,
+    };
     let mut server = |shape: &Shape| -> Option<()> {
-        for (name, nested) in &shape.fields {
-            match *name {
-                "__typename" | "id" => {}
-                "oauth" => {
-                    columns.add(Column::HasGrant);
-                    if flows == PendingFlows::None {
-                        flows = PendingFlows::WithoutGrant;
-                    }
-                    for (name, _) in &nested.fields {
-                        match *name {
-                            "__typename" => {}
-                            "flowInProgress" => flows = PendingFlows::All,
-                            name => columns.add(column_of(GRANT_COLUMNS, name)?),
-                        }
-                    }
-                }
-                // Null but on a per-user server, which the credential mode tells.
-                "myAuthorization" => {
-                    columns.add(Column::CredentialMode);
-                    for (name, _) in &nested.fields {
-                        match *name {
-                            "__typename" => {}
-                            "flowInProgress" => own_flows = true,
-                            name => columns.add(column_of(OWN_GRANT_COLUMNS, name)?),
-                        }
-                    }
-                }
-                name => columns.add(column_of(SERVER_COLUMNS, name)?),
-            }
+        for field in ServerField::plan(shape)? {
+            field.needs(&mut projection);
         }
         Some(())
     };
@@ -549,11 +724,7 @@ fn projection_of(shape: &Shape) -> Option<Projection> {
             _ => return None,
         }
     }
-    Some(Projection {
-        columns,
-        flows,
-        own_flows,
-    })
+    Some(projection)
 }
 
 /// The value of a field of a projected page.
@@ -567,63 +738,19 @@ fn projected_page_field(
         rows: &page.page.items,
         has_previous,
         has_next: page.page.has_next,
-        cursor: |row: &ProjectedRow| row.id.to_string(),
-        node: |row: &ProjectedRow, shape: &Shape| {
-            read_plainly(shape, |name, nested| {
-                projected_server_field(page, row, name, nested)
-            })
+        cursor: |row: &ProjectedRow| id_string(row.id),
+        plan: ServerField::plan,
+        node: |row: &ProjectedRow, shape: &Shape, plan: &Vec<ServerField>| {
+            read_planned(shape, plan, |field, nested| field.read(page, row, nested))
         },
     };
     rows.field(name, shape)
 }
 
-/// The value of a field of a server of a projected page. Each arm gives what the field's
-/// resolver in `server.rs` returns.
-fn projected_server_field(
-    page: &ProjectedPage,
-    row: &ProjectedRow,
-    name: &str,
-    shape: &Shape,
-) -> Option<Value> {
-    let cell = |column: Column| page.cell(row, column);
-    let scopes = |column: Column| {
-        let scopes = match cell(column)? {
-            Cell::Text(scopes) => Some(scopes.as_str()),
-            _ => None,
-        };
-        Some(scope_list(scopes).to_value())
-    };
-    Some(match name {
-        "__typename" => typename::<McpServer>(),
-        "id" => Value::String(row.id.to_string()),
-        "headerNames" => match cell(Column::HeaderNames)? {
-            Cell::Text(stored) => servers::header_names_of(stored).to_value(),
-            _ => return None,
-        },
-        "oauth" => match page.oauth_view(row) {
-            None => Value::Null,
-            Some(pending) => read_plainly(shape, |name, _| match name {
-                "__typename" => Some(typename::<McpOauthGrant>()),
-                "flowInProgress" => Some(pending.to_value()),
-                "scopes" => scopes(Column::GrantScopes),
-                name => Some(cell_value(cell(column_of(GRANT_COLUMNS, name)?)?)),
-            })?,
-        },
-        // The reader's own authorization, on a per-user server only.
-        "myAuthorization" => {
-            if *cell(Column::CredentialMode)? != Cell::CredentialMode(CredentialMode::PerUser) {
-                Value::Null
-            } else {
-                read_plainly(shape, |name, _| match name {
-                    "__typename" => Some(typename::<McpMyAuthorization>()),
-                    "flowInProgress" => Some(page.own_flow_pending(row).to_value()),
-                    "scopes" => scopes(Column::MyScopes),
-                    name => Some(cell_value(cell(column_of(OWN_GRANT_COLUMNS, name)?)?)),
-                })?
-            }
-        }
-        name => cell_value(cell(column_of(SERVER_COLUMNS, name)?)?),
-    })
+/// A server's id as its `id` field and its cursor show it.
+fn id_string(id: Uuid) -> String {
+    let mut buffer = Uuid::encode_buffer();
+    id.hyphenated().encode_lower(&mut buffer).to_owned()
 }
 
 /// A cell's value, as the executor makes a field's value of its type.
@@ -634,14 +761,39 @@ fn cell_value(cell: &Cell) -> Value {
         Cell::Int(n) => n.to_value(),
         Cell::Bool(b) => b.to_value(),
         Cell::Time(at) => at.to_value(),
-        Cell::Transport(t) => McpTransport::from(*t).to_value(),
-        Cell::AuthType(t) => McpAuthType::from(*t).to_value(),
-        Cell::CredentialMode(m) => McpCredentialMode::from(*m).to_value(),
-        Cell::ConnectionStatus(s) => McpConnectionStatus::from(*s).to_value(),
-        Cell::AuthStatus(s) => McpAuthStatus::from(*s).to_value(),
-        Cell::StatusReason(r) => McpStatusReason::from(*r).to_value(),
-        Cell::Registration(k) => McpOauthRegistration::from(*k).to_value(),
+        Cell::Transport(t) => enum_value(McpTransport::from(*t)),
+        Cell::AuthType(t) => enum_value(McpAuthType::from(*t)),
+        Cell::CredentialMode(m) => enum_value(McpCredentialMode::from(*m)),
+        Cell::ConnectionStatus(s) => enum_value(McpConnectionStatus::from(*s)),
+        Cell::AuthStatus(s) => enum_value(McpAuthStatus::from(*s)),
+        Cell::StatusReason(r) => enum_value(McpStatusReason::from(*r)),
+        Cell::Registration(k) => enum_value(McpOauthRegistration::from(*k)),
     }
+}
+
+/// An enum's value as `to_value` makes it, but with its name shared rather than allocated again
+/// for every row: each thread makes the names of an enum type once, on its first value.
+fn enum_value<E: EnumType>(value: E) -> Value {
+    thread_local! {
+        /// Each enum type's names, in the order of its items, found by the items' address.
+        static NAMES: RefCell<Vec<(usize, Vec<Name>)>> = const { RefCell::new(Vec::new()) };
+    }
+    let items = E::items();
+    let Some(at) = items.iter().position(|item| item.value == value) else {
+        return Value::Null;
+    };
+    let key = items.as_ptr() as usize;
+    NAMES.with_borrow_mut(|types| {
+        let names = match types.iter().position(|(of, _)| *of == key) {
+            Some(known) => &types[known].1,
+            None => {
+                let names = items.iter().map(|item| Name::new(item.name)).collect();
+                types.push((key, names));
+                &types[types.len() - 1].1
+            }
+        };
+        Value::Enum(names[at].clone())
+    })
 }
 
 #[cfg(test)]
@@ -832,5 +984,29 @@ mod tests {
         ] {
             assert_eq!(read(query), None, "{query}");
         }
+    }
+
+    #[test]
+    fn shared_enum_names_are_the_executors_values() {
+        fn each<E: EnumType + InputType>() {
+            for item in E::items() {
+                // Made, then found again.
+                for _ in 0..2 {
+                    assert_eq!(
+                        enum_value(item.value),
+                        item.value.to_value(),
+                        "{}",
+                        item.name
+                    );
+                }
+            }
+        }
+        each::<McpTransport>();
+        each::<McpAuthType>();
+        each::<McpCredentialMode>();
+        each::<McpConnectionStatus>();
+        each::<McpAuthStatus>();
+        each::<McpStatusReason>();
+        each::<McpOauthRegistration>();
     }
 }

@@ -16,6 +16,7 @@ use crate::app::AppHandle;
 use crate::db::models::{AuditEventRow, WorkspaceRow};
 use crate::domain::access::Role;
 use crate::domain::{servers, workspaces};
+use crate::metrics::PageRead;
 
 /// A workspace, seen by one of its members. Clones share the row.
 #[derive(Clone)]
@@ -94,6 +95,7 @@ impl Workspace {
         if let Some(projection) = projection(ctx) {
             let page =
                 servers::projected_page(app, principal, id, first, after, projection).await?;
+            app.metrics.server_page(PageRead::Columns);
             return Ok(ServerPage::Projected {
                 page,
                 has_previous: after.is_some(),
@@ -135,6 +137,7 @@ impl Workspace {
             (servers::page(app, principal, id, first, after).await?, None)
         };
         let related = Arc::new(servers::related(app, &page.items, wanted, grants).await?);
+        app.metrics.server_page(PageRead::Rows);
         let workspace = Arc::new(self.clone());
         let mut connection = Connection::new(after.is_some(), page.has_next);
         connection.edges.extend(page.items.into_iter().map(|row| {
