@@ -463,3 +463,37 @@ async fn first_server(t: &TestApp, actor: &crate::support::Actor) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_passed_before_is_answered_alike_and_new_variables_are_validated_in_full() {
+    let t = TestApp::start().await;
+    let a = &t.admin;
+    let reader = t
+        .new_member(
+            "reader",
+            a.workspace_id,
+            switchboard::domain::access::Role::Viewer,
+        )
+        .await;
+    let query = "query($w: ID!, $first: Int) { workspace(id: $w) { name \
+                 mcpServers(first: $first) { pageInfo { hasNextPage } } } }";
+    let good = json!({ "w": a.workspace_id, "first": 5 });
+    // Validated in full, then known to pass: the same answer both times.
+    let first = t.ok(a, query, good.clone()).await;
+    let again = t.ok(a, query, good.clone()).await;
+    assert_eq!(first, again);
+    assert_eq!(
+        first["workspace"]["mcpServers"]["pageInfo"]["hasNextPage"],
+        false
+    );
+
+    // The same text with variables of the wrong type: the caller who sent it before gets
+    // exactly what someone who never sent it gets.
+    let bad = json!({ "w": { "not": "an id" }, "first": 5 });
+    let told = t.gql(Some(&a.token), query, bad.clone()).await;
+    let fresh = t.gql(Some(&reader.token), query, bad).await;
+    assert!(told["errors"][0]["message"].is_string(), "{told}");
+    assert_eq!(told, fresh);
+    // And the run that passed still passes.
+    assert_eq!(t.ok(a, query, good).await, first);
+}

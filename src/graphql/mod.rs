@@ -14,7 +14,7 @@ pub mod subscription;
 pub mod types;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql::{Context, Request, Response, Schema, Value};
+use async_graphql::{Context, Request, Response, Schema, ValidationMode, Value};
 
 use crate::app::{App, AppHandle};
 use crate::domain::access::Principal;
@@ -30,8 +30,20 @@ pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Build the schema with its limits and shared data.
 pub fn build_schema(app: AppHandle) -> ApiSchema {
+    build_schema_validating(app, ValidationMode::Strict)
+}
+
+/// The schema for requests known to pass validation ([`documents::Checked::Before`]): the
+/// same, but validating with the fast rules, which still enforce the depth and complexity
+/// limits.
+pub fn build_checked_schema(app: AppHandle) -> ApiSchema {
+    build_schema_validating(app, ValidationMode::Fast)
+}
+
+fn build_schema_validating(app: AppHandle, mode: ValidationMode) -> ApiSchema {
     let config = &app.config;
     Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .validation_mode(mode)
         .limit_depth(config.max_query_depth)
         .limit_complexity(config.max_query_complexity)
         .limit_recursive_depth(32)
@@ -61,14 +73,20 @@ pub(crate) const OUTBOUND_COMPLEXITY: usize = 50;
 /// Everything a request (or a WebSocket operation) carries besides its text: the caller, when
 /// authenticated, and a fresh [`RequestBudget`] of outbound operations its fields share.
 /// Called by every transport before it executes a request; no schema extension sits on the
-/// field path.
-pub fn prepare(app: &App, request: Request, principal: Option<Principal>) -> Request {
+/// field path. Also tells whether the request is known to pass validation.
+pub fn prepare(
+    app: &App,
+    request: Request,
+    principal: Option<Principal>,
+) -> (Request, documents::Checked) {
     let user = principal.as_ref().map(|principal| principal.user_id);
-    let request = documents::attach(request, user).data(app.limits.request_budget());
-    match principal {
+    let (request, checked) = documents::attach(request, user);
+    let request = request.data(app.limits.request_budget());
+    let request = match principal {
         Some(principal) => request.data(principal),
         None => request,
-    }
+    };
+    (request, checked)
 }
 
 /// Finish a response as every transport sends it: each error gets a code (errors raised by

@@ -35,7 +35,8 @@ use tracing::Instrument as _;
 
 use crate::app::{App, AppHandle};
 use crate::domain::{self, access};
-use crate::graphql::{ApiSchema, build_schema};
+use crate::graphql::documents::{self, Checked};
+use crate::graphql::{ApiSchema, build_checked_schema, build_schema};
 
 /// State shared by the handlers.
 #[derive(Clone)]
@@ -44,6 +45,8 @@ pub struct HttpState {
     pub app: AppHandle,
     /// The GraphQL schema.
     pub schema: ApiSchema,
+    /// The same schema for requests known to pass validation.
+    pub checked_schema: ApiSchema,
     /// Flips to `true` when the server shuts down, closing WebSocket sessions.
     pub shutdown: watch::Receiver<bool>,
     /// The open WebSockets.
@@ -58,6 +61,7 @@ pub fn router(app: AppHandle, shutdown: watch::Receiver<bool>) -> Router {
 /// The router and the registry of the WebSockets it serves.
 fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::Sockets>) {
     let schema = build_schema(app.clone());
+    let checked_schema = build_checked_schema(app.clone());
     let max_body = app.config.max_body_bytes;
     let origins = app.config.app_origins.clone();
     let metrics_routes = metrics::main_listener_routes(&app);
@@ -65,6 +69,7 @@ fn build(app: AppHandle, shutdown: watch::Receiver<bool>) -> (Router, Arc<ws::So
     let state = HttpState {
         app,
         schema,
+        checked_schema,
         shutdown,
         sockets: sockets.clone(),
     };
@@ -204,11 +209,17 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
         }
     };
     let span = trace::operation_span(&request);
-    let mut response = state
-        .schema
-        .execute(crate::graphql::prepare(app, request, principal))
-        .instrument(span.clone())
-        .await;
+    let (request, checked) = crate::graphql::prepare(app, request, principal);
+    let schema = match checked {
+        Checked::Before => &state.checked_schema,
+        Checked::Unknown(_) => &state.schema,
+    };
+    let mut response = schema.execute(request).instrument(span.clone()).await;
+    if let Checked::Unknown(Some(run)) = checked
+        && response.errors.is_empty()
+    {
+        documents::passed(run);
+    }
     crate::graphql::finish(app, &mut response);
     trace::record_response(&span, &response);
     let unauthenticated = response.errors.iter().any(|error| {

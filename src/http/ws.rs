@@ -753,8 +753,9 @@ impl Driver {
         let span = super::trace::operation_span(&request);
         let mut request = request;
         let key = Key::of(&mut request, &principal);
-        let request = crate::graphql::prepare(&self.app, request, Some(principal))
-            .data(crate::graphql::subscription::SubscribersCounted);
+        // Over a socket every operation is validated in full.
+        let (request, _) = crate::graphql::prepare(&self.app, request, Some(principal));
+        let request = request.data(crate::graphql::subscription::SubscribersCounted);
         let responses = futures_util::StreamExt::boxed(super::trace::InSpan::new(
             self.schema.execute_stream(request),
             span,
