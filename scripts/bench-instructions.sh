@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Count the instructions Switchboard executes per GraphQL request in one benchmark phase, under
+# callgrind: a figure that does not move with the machine's neighbours, for comparing two
+# builds whose difference is smaller than what wall-clock runs can show.
+#
+#   scripts/bench-instructions.sh [--switchboard BINARY] [--phase list|tool]
+#                                 [--postgres URL] [--seconds N]
+#
+# The benchmark harness runs as usual with the server under `valgrind --tool=callgrind`. When
+# the phase starts (`list`: the SQLite list at c=1; `tool`: the tool call through Switchboard
+# at c=1, on PostgreSQL when `--postgres` is given), the counters are zeroed, the requests the
+# server answered are read from `switchboard_graphql_requests_total` on `/metrics`, and after
+# N seconds (default 10) both are read again. It prints the instructions per request; one line
+# per run, so runs of two builds can be set side by side. Requests at c=1 run one at a time,
+# so at most one is cut at either end of the window (under a fraction of a percent).
+#
+# Needs valgrind and curl. Counts exclude the kernel: they measure the process's own work, not
+# its system calls (see BENCHMARKS.md).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'bench-instructions: %s\n' "$*" >&2; }
+die() { printf 'bench-instructions: error: %s\n' "$*" >&2; exit 1; }
+
+binary=target/release/switchboard
+phase=list
+postgres=
+seconds=10
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --switchboard) binary="$2"; shift ;;
+        --phase) phase="$2"; shift ;;
+        --postgres) postgres="$2"; shift ;;
+        --seconds) seconds="$2"; shift ;;
+        *) die "unknown argument: $1" ;;
+    esac
+    shift
+done
+command -v valgrind >/dev/null || die "valgrind is not installed"
+command -v callgrind_control >/dev/null || die "callgrind_control is not installed"
+command -v curl >/dev/null || die "curl is not installed"
+[[ "$seconds" =~ ^[0-9]+$ && "$seconds" -ge 4 ]] || die "--seconds takes a whole number of at least 4"
+
+backend=SQLite
+[[ -n "$postgres" ]] && backend=PostgreSQL
+case "$phase" in
+    list) backend=SQLite; pattern='1 list \(SQLite\): list, c=1$' ;;
+    tool) pattern="2 tool call \\($backend\\): through Switchboard, c=1\$" ;;
+    *) die "--phase takes list or tool" ;;
+esac
+
+cargo build --release -p switchboard-bench >&2
+[[ -x "$binary" ]] || cargo build --release -p switchboard >&2
+binary="$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")"
+
+work="$(mktemp -d)"
+harness=
+cleanup() {
+    [[ -n "$harness" ]] && kill "$harness" 2>/dev/null || true
+    pkill -f "callgrind-out-file=$work/" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# The harness starts the server through this wrapper.
+cat >"$work/switchboard" <<EOF
+#!/bin/sh
+exec valgrind --tool=callgrind --callgrind-out-file=$work/callgrind.%p "$binary" "\$@"
+EOF
+chmod +x "$work/switchboard"
+
+args=(--switchboard "$work/switchboard" --duration $((seconds + 4)) --warmup 1 --servers 100
+    --subscribers 2 --events 1 --storm-calls 2)
+[[ -n "$postgres" ]] && args+=(--postgres "$postgres")
+target/release/switchboard-bench "${args[@]}" >"$work/report" 2>"$work/progress" &
+harness=$!
+
+until grep -qE "$pattern" "$work/progress"; do
+    kill -0 "$harness" 2>/dev/null || die "the harness ended before the phase: $(tail -3 "$work/progress")"
+    sleep 0.2
+done
+server=$(grep "$backend: server pid" "$work/progress" | tail -1)
+pid=$(sed -E 's/.*pid ([0-9]+).*/\1/' <<<"$server")
+addr=$(sed -E 's/.* on ([0-9.:]+).*/\1/' <<<"$server")
+answered() {
+    curl -sf "http://$addr/metrics" | awk '/^switchboard_graphql_requests_total /{print $2}'
+}
+# Past the phase's warm-up.
+sleep 2
+callgrind_control -z "$pid" >/dev/null
+before=$(answered)
+sleep "$seconds"
+after=$(answered)
+callgrind_control -d "$pid" >/dev/null
+dump=$(ls -t "$work"/callgrind."$pid".* 2>/dev/null | head -1)
+[[ -n "$dump" ]] || die "callgrind wrote no dump"
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+requests=$((after - before))
+[[ "$requests" -gt 0 ]] || die "no request was answered in the window"
+printf '%s %s: %d requests, %d instructions per request (%s)\n' \
+    "$phase" "$backend" "$requests" $((total / requests)) "$(basename "$binary")"
