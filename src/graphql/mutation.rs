@@ -840,8 +840,9 @@ impl MutationRoot {
         let (_, outbound) = super::outbound(ctx)?;
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let outcome =
-            calls::call_tool(app, outbound, server_id, &name, arguments.map(|a| a.0)).await?;
+        // Boxed: a call's future is large, and the executor moves each field's future.
+        let call = calls::call_tool(app, outbound, server_id, &name, arguments.map(|a| a.0));
+        let outcome = Box::pin(call).await?;
         Ok(outcome.into())
     }
 
@@ -866,7 +867,7 @@ impl MutationRoot {
                 content: response.content.map(|content| content.0),
             })
             .collect();
-        let outcome = calls::continue_call(app, outbound, &continuation, answers).await?;
+        let outcome = Box::pin(calls::continue_call(app, outbound, &continuation, answers)).await?;
         Ok(outcome.into())
     }
 

@@ -488,7 +488,10 @@ impl McpSession {
             error.type = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let result = self.call_bounded(call).instrument(span.clone()).await;
+        // Boxed once here rather than moved through the span's and the timeout's wrappers.
+        let result = Box::pin(self.call_bounded(call))
+            .instrument(span.clone())
+            .await;
         if let Err(error) = &result
             && !span.is_disabled()
         {

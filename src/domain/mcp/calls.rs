@@ -71,7 +71,7 @@ pub async fn call_tool(
         ctx,
         server_id,
         name,
-        call(ctx, outbound, server_id, name, arguments, None, 0),
+        Box::pin(call(ctx, outbound, server_id, name, arguments, None, 0)),
     )
     .await
 }
@@ -89,7 +89,7 @@ pub async fn continue_call(
         ctx,
         continued.server_id,
         &continued.tool,
-        call(
+        Box::pin(call(
             ctx,
             outbound,
             continued.server_id,
@@ -97,7 +97,7 @@ pub async fn continue_call(
             continued.arguments,
             Some(continued.resume),
             continued.round,
-        ),
+        )),
     )
     .await
 }
