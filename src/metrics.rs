@@ -35,6 +35,7 @@ pub struct Metrics {
     websocket_closes: Mutex<BTreeMap<u16, u64>>,
     server_pages_by_columns: AtomicU64,
     server_pages_by_rows: AtomicU64,
+    validations_remembered: AtomicU64,
 }
 
 /// How a page of servers was read.
@@ -130,6 +131,11 @@ impl Metrics {
             PageRead::Rows => &self.server_pages_by_rows,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request ran without validating it again: it passed before (`graphql::documents`).
+    pub fn validation_remembered(&self) {
+        self.validations_remembered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// WebSockets open now.
@@ -254,6 +260,19 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_graphql_validations_remembered_total GraphQL requests run on the fast validation rules because the same user sent the same text, operation and variables before and it ran without errors."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE switchboard_graphql_validations_remembered_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "switchboard_graphql_validations_remembered_total {}",
+            self.validations_remembered.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP switchboard_open_subscriptions Open GraphQL subscriptions."

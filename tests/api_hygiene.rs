@@ -478,9 +478,36 @@ async fn a_request_that_passed_before_is_answered_alike_and_new_variables_are_va
     let query = "query($w: ID!, $first: Int) { workspace(id: $w) { name \
                  mcpServers(first: $first) { pageInfo { hasNextPage } } } }";
     let good = json!({ "w": a.workspace_id, "first": 5 });
-    // Validated in full, then known to pass: the same answer both times.
+    let remembered = || async {
+        let text = reqwest::get(t.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix("switchboard_graphql_validations_remembered_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("the counter is exposed")
+    };
+    // Validated in full, then known to pass: the same answer both times, the second on the
+    // fast rules.
+    let before = remembered().await;
     let first = t.ok(a, query, good.clone()).await;
+    assert_eq!(
+        remembered().await,
+        before,
+        "a first request is validated in full"
+    );
     let again = t.ok(a, query, good.clone()).await;
+    assert_eq!(
+        remembered().await,
+        before + 1,
+        "the same request again is remembered"
+    );
     assert_eq!(first, again);
     assert_eq!(
         first["workspace"]["mcpServers"]["pageInfo"]["hasNextPage"],
@@ -492,6 +519,11 @@ async fn a_request_that_passed_before_is_answered_alike_and_new_variables_are_va
     let bad = json!({ "w": { "not": "an id" }, "first": 5 });
     let told = t.gql(Some(&a.token), query, bad.clone()).await;
     let fresh = t.gql(Some(&reader.token), query, bad).await;
+    assert_eq!(
+        remembered().await,
+        before + 1,
+        "new variables are validated in full"
+    );
     assert!(told["errors"][0]["message"].is_string(), "{told}");
     assert_eq!(told, fresh);
     // And the run that passed still passes.

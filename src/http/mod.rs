@@ -211,7 +211,10 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
     let span = trace::operation_span(&request);
     let (request, checked) = crate::graphql::prepare(app, request, principal);
     let schema = match checked {
-        Checked::Before => &state.checked_schema,
+        Checked::Before => {
+            app.metrics.validation_remembered();
+            &state.checked_schema
+        }
         Checked::Unknown(_) => &state.schema,
     };
     let mut response = schema.execute(request).instrument(span.clone()).await;
