@@ -771,6 +771,19 @@ async fn every_column_of_a_page_reads_as_its_resolver() {
             )
             .await;
         assert_eq!(plain, resolved, "{selection}");
+        // Byte for byte, keys in order: the page written as JSON from its cells, and the same
+        // page as values the executor writes (a response key given twice makes it merge them,
+        // so nothing is written ahead).
+        let inner = format!(
+            "workspace(id: $w) {{ mcpServers(first: 10) {{ \
+             edges {{ cursor node {{ {selection} }} }} pageInfo {{ endCursor }} }} }}"
+        );
+        let once = format!("query($w: ID!) {{ {inner} }}");
+        let twice = format!("query($w: ID!) {{ {inner} {inner} }}");
+        let written = t.gql_text(Some(&a.token), &once, w.clone()).await;
+        let merged = t.gql_text(Some(&a.token), &twice, w.clone()).await;
+        assert!(written.starts_with(r#"{"data":{"workspace":{"mcpServers":{"edges":[{"cursor":""#));
+        assert_eq!(written, merged, "{selection}");
         let edges = plain["workspace"]["mcpServers"]["edges"]
             .as_array()
             .unwrap();

@@ -7,6 +7,7 @@
 pub mod documents;
 pub mod enums;
 pub mod error;
+pub mod json;
 pub mod loaders;
 pub mod mutation;
 pub mod query;

@@ -19,7 +19,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql_axum::GraphQLResponse;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{State, WebSocketUpgrade};
@@ -36,6 +35,7 @@ use tracing::Instrument as _;
 use crate::app::{App, AppHandle};
 use crate::domain::{self, access};
 use crate::graphql::documents::{self, Checked};
+use crate::graphql::json::{self, Prewritten};
 use crate::graphql::{ApiSchema, build_checked_schema, build_schema};
 
 /// State shared by the handlers.
@@ -209,7 +209,15 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
         }
     };
     let span = trace::operation_span(&request);
-    let (request, checked) = crate::graphql::prepare(app, request, principal);
+    let (mut request, checked) = crate::graphql::prepare(app, request, principal);
+    // Pages may be written as JSON ahead of the response where no values will be merged.
+    let prewritten = request
+        .parsed_query()
+        .is_ok_and(json::keys_are_unique)
+        .then(|| Arc::new(Prewritten::default()));
+    if let Some(prewritten) = &prewritten {
+        request = request.data(prewritten.clone());
+    }
     let schema = match checked {
         Checked::Before => {
             app.metrics.validation_remembered();
@@ -232,13 +240,49 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
             .and_then(|e| e.get("code"))
             .is_some_and(|code| *code == async_graphql::Value::from("UNAUTHENTICATED"))
     });
-    let mut http = GraphQLResponse::from(response).into_response();
+    let mut http = match graphql_response(response, prewritten.as_deref()) {
+        Ok(http) => http,
+        Err(error) => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            tracing::error!(error_id = %id, %error, "a response could not be encoded");
+            return refused(
+                app,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                &format!("internal error (id {id})"),
+            );
+        }
+    };
     if unauthenticated {
         *http.status_mut() = StatusCode::UNAUTHORIZED;
         http.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     http
+}
+
+/// The HTTP answer carrying `response`, as async-graphql's own responder builds it (media
+/// type, `Cache-Control` of an answer without errors, the headers resolvers set), with the body
+/// written by [`json::response_bytes`] (with the values `prewritten` holds in place).
+fn graphql_response(
+    mut response: async_graphql::Response,
+    prewritten: Option<&Prewritten>,
+) -> serde_json::Result<Response> {
+    let body = json::response_bytes(&response, prewritten)?;
+    let mut http = Response::new(Body::from(body));
+    let headers = http.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/graphql-response+json"),
+    );
+    if response.is_ok()
+        && let Some(cache_control) = response.cache_control.value()
+        && let Ok(value) = HeaderValue::from_str(&cache_control)
+    {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+    headers.extend(std::mem::take(&mut response.http_headers));
+    Ok(http)
 }
 
 const BAD_TOKEN: &str =

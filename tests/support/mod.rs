@@ -213,6 +213,19 @@ impl TestApp {
         (status, body)
     }
 
+    /// POST a GraphQL request; returns the body's text as it came.
+    pub async fn gql_text(&self, token: Option<&str>, query: &str, variables: Value) -> String {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        response.text().await.expect("body")
+    }
+
     /// Run a query that must succeed; returns `data`.
     pub async fn ok(&self, actor: &Actor, query: &str, variables: Value) -> Value {
         let body = self.gql(Some(&actor.token), query, variables).await;

@@ -23,6 +23,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields, PageInfo};
 use async_graphql::parser::types::{Field, FragmentDefinition, Selection, SelectionSet};
@@ -31,6 +32,7 @@ use async_graphql::{
     Context, ContextBase, ContextSelectionSet, InputType, Name, OutputType, Positioned,
     ServerError, ServerResult, Value, registry,
 };
+use chrono::{DateTime, Datelike as _, Timelike as _, Utc};
 use indexmap::IndexMap;
 use uuid::Uuid;
 
@@ -44,6 +46,7 @@ use crate::domain::servers::{
     self, Cell, Column, Columns, CredentialMode, OauthView, PendingFlows, ProjectedPage,
     ProjectedRow, Projection,
 };
+use crate::graphql::json::{self, Prewritten};
 
 /// A page of servers: the GraphQL type `McpServerConnection`, read in one pass (edges, nodes,
 /// page info and the servers) where it can be.
@@ -84,11 +87,17 @@ impl OutputType for ServerPage {
                     projected_page_field(page, *has_previous, name, shape)
                 };
                 // The same selection set the page was read for, so it reads in one pass.
-                shape_in(ctx, &ctx.item.node, &Self::type_name())
-                    .and_then(|shape| read_plainly(&shape, read))
-                    .ok_or_else(|| {
-                        ServerError::new("the page's selection does not match its read", None)
-                    })
+                let mismatch =
+                    || ServerError::new("the page's selection does not match its read", None);
+                let shape =
+                    shape_in(ctx, &ctx.item.node, &Self::type_name()).ok_or_else(mismatch)?;
+                if let Some(prewritten) = ctx.data_opt::<Arc<Prewritten>>() {
+                    let mut out = Vec::with_capacity(PAGE_JSON_BYTES);
+                    if write_projected_page(page, *has_previous, &shape, &mut out).is_some() {
+                        return Ok(prewritten.keep(out));
+                    }
+                }
+                read_plainly(&shape, read).ok_or_else(mismatch)
             }
         }
     }
@@ -238,6 +247,8 @@ struct Shape<'a> {
     /// The object's response keys in order, each with a null value. Each object read starts
     /// from a copy, so no key is hashed or compared again.
     keys: IndexMap<Name, Value>,
+    /// Each response key as JSON, with its colon: `"key":`.
+    json_keys: Vec<Vec<u8>>,
 }
 
 /// Where a selection's named fragments and its fields' types are found.
@@ -278,6 +289,7 @@ impl<'a> Shape<'a> {
         let mut shape = Shape {
             fields: Vec::with_capacity(count),
             keys: IndexMap::with_capacity(count),
+            json_keys: Vec::with_capacity(count),
         };
         shape.add(selection_set, env, type_name, 0)?;
         Some(shape)
@@ -346,10 +358,15 @@ impl<'a> Shape<'a> {
             Shape {
                 fields: Vec::new(),
                 keys: IndexMap::new(),
+                json_keys: Vec::new(),
             }
         } else {
             Shape::of(selection_set, env, (env.field_type)(type_name, name)?)?
         };
+        let mut json_key = Vec::with_capacity(key.len() + 3);
+        json::write_str(&mut json_key, key);
+        json_key.push(b':');
+        self.json_keys.push(json_key);
         self.keys.insert(key.clone(), Value::Null);
         self.fields.push((name, nested));
         Some(())
@@ -630,7 +647,59 @@ impl ServerField {
     }
 }
 
+impl ServerField {
+    /// The JSON of this field of `row`, selecting `shape`, as [`ServerField::read`] reads it.
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        page: &ProjectedPage,
+        row: &ProjectedRow,
+        shape: &Shape,
+    ) -> Option<()> {
+        let cell = |column: Column| page.cell(row, column);
+        match self {
+            ServerField::Id => write_id(out, row.id),
+            ServerField::Cell(column) => write_cell(out, cell(*column)?),
+            ServerField::Oauth(fields) => match page.oauth_view(row) {
+                None => write_value(out, &Value::Null),
+                Some(pending) => write_object(out, shape, fields, |out, field, _| {
+                    field.write(out, page, row, pending)
+                }),
+            },
+            ServerField::MyAuthorization(fields) => {
+                if *cell(Column::CredentialMode)? != Cell::CredentialMode(CredentialMode::PerUser) {
+                    write_value(out, &Value::Null)
+                } else {
+                    let pending = page.own_flow_pending(row);
+                    write_object(out, shape, fields, |out, field, _| {
+                        field.write(out, page, row, pending)
+                    })
+                }
+            }
+            ServerField::Typename | ServerField::HeaderNames => {
+                write_value(out, &self.read(page, row, shape)?)
+            }
+        }
+    }
+}
+
 impl GrantField {
+    /// The JSON of this field, as [`GrantField::read`] reads it.
+    fn write(
+        &self,
+        out: &mut Vec<u8>,
+        page: &ProjectedPage,
+        row: &ProjectedRow,
+        pending: bool,
+    ) -> Option<()> {
+        match self {
+            GrantField::Cell(column) => write_cell(out, page.cell(row, *column)?),
+            GrantField::Typename(_) | GrantField::FlowInProgress | GrantField::Scopes(_) => {
+                write_value(out, &self.read(page, row, pending)?)
+            }
+        }
+    }
+
     /// The plan of each field of `shape` (a selection on a grant whose `__typename` is
     /// `typename`, and whose column fields are `table`), or `None` when one of them is not
     /// read from a column.
@@ -747,6 +816,179 @@ fn projected_page_field(
     rows.field(name, shape)
 }
 
+/// Bytes first set aside for a page's JSON (a dashboard's page of 100 servers is about 25 KiB).
+const PAGE_JSON_BYTES: usize = 16 * 1024;
+
+/// A projected page's JSON, written straight from its cells as [`projected_page_field`] reads
+/// each field (and the executor then writes the values): the same keys in the same order, the
+/// same values. `None` where that declines.
+fn write_projected_page(
+    page: &ProjectedPage,
+    has_previous: bool,
+    shape: &Shape,
+    out: &mut Vec<u8>,
+) -> Option<()> {
+    let rows = &page.page.items;
+    let write_node =
+        |out: &mut Vec<u8>, row: &ProjectedRow, shape: &Shape, plan: &[ServerField]| {
+            write_object(out, shape, plan, |out, field, nested| {
+                field.write(out, page, row, nested)
+            })
+        };
+    write_object(
+        out,
+        shape,
+        &shape.fields,
+        |out, (name, nested), _| match *name {
+            "__typename" => write_value(out, &typename::<Connection<String, ListedServer>>()),
+            "edges" => {
+                let plans = nested
+                    .fields
+                    .iter()
+                    .filter(|(name, _)| *name == "node")
+                    .map(|(_, node)| Some((node, ServerField::plan(node)?)))
+                    .collect::<Option<Vec<_>>>()?;
+                let plan_of = |node: &Shape| {
+                    let planned = plans.iter().find(|(of, _)| std::ptr::eq(*of, node));
+                    planned.map(|(_, plan)| plan.as_slice())
+                };
+                write_list(out, rows, |out, row| {
+                    write_object(
+                        out,
+                        nested,
+                        &nested.fields,
+                        |out, (name, node), _| match *name {
+                            "__typename" => write_value(out, &typename::<ServerEdge>()),
+                            "cursor" => write_id(out, row.id),
+                            "node" => write_node(out, row, node, plan_of(node)?),
+                            _ => None,
+                        },
+                    )
+                })
+            }
+            "nodes" => {
+                let plan = ServerField::plan(nested)?;
+                write_list(out, rows, |out, row| write_node(out, row, nested, &plan))
+            }
+            "pageInfo" => write_object(out, nested, &nested.fields, |out, (name, _), _| {
+                let cursor = |out: &mut Vec<u8>, row: Option<&ProjectedRow>| match row {
+                    Some(row) => write_id(out, row.id),
+                    None => write_value(out, &Value::Null),
+                };
+                match *name {
+                    "__typename" => write_value(out, &typename::<PageInfo>()),
+                    "hasPreviousPage" => write_value(out, &Value::Boolean(has_previous)),
+                    "hasNextPage" => write_value(out, &Value::Boolean(page.page.has_next)),
+                    "startCursor" => cursor(out, rows.first()),
+                    "endCursor" => cursor(out, rows.last()),
+                    _ => None,
+                }
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// An object's JSON, written field by field as [`read_planned`] reads it: `write` gets each
+/// field's entry of `plan` and the shape of what it selects.
+fn write_object<F>(
+    out: &mut Vec<u8>,
+    shape: &Shape,
+    plan: &[F],
+    write: impl Fn(&mut Vec<u8>, &F, &Shape) -> Option<()>,
+) -> Option<()> {
+    if shape.fields.is_empty() {
+        return write_value(out, &Value::Null);
+    }
+    if plan.len() != shape.fields.len() {
+        return None;
+    }
+    out.push(b'{');
+    let fields = shape.fields.iter().zip(plan).zip(&shape.json_keys);
+    for (index, (((_, nested), field), key)) in fields.enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        write(out, field, nested)?;
+    }
+    out.push(b'}');
+    Some(())
+}
+
+/// A list's JSON, an item written by `write` for each of `items`.
+fn write_list<T>(
+    out: &mut Vec<u8>,
+    items: &[T],
+    write: impl Fn(&mut Vec<u8>, &T) -> Option<()>,
+) -> Option<()> {
+    out.push(b'[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write(out, item)?;
+    }
+    out.push(b']');
+    Some(())
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) -> Option<()> {
+    json::write_plain_value(out, value).ok()
+}
+
+/// A server's id as JSON, as its `id` field and its cursor show it.
+fn write_id(out: &mut Vec<u8>, id: Uuid) -> Option<()> {
+    let mut buffer = Uuid::encode_buffer();
+    json::write_str(out, id.hyphenated().encode_lower(&mut buffer));
+    Some(())
+}
+
+/// A cell's JSON, as [`cell_value`] makes its value.
+fn write_cell(out: &mut Vec<u8>, cell: &Cell) -> Option<()> {
+    match cell {
+        Cell::Null => out.extend_from_slice(b"null"),
+        Cell::Text(text) => json::write_str(out, text),
+        Cell::Int(n) => write_int(out, *n),
+        Cell::Bool(true) => out.extend_from_slice(b"true"),
+        Cell::Bool(false) => out.extend_from_slice(b"false"),
+        Cell::Time(at) => match time_text(at) {
+            Some(text) => json::write_str(out, &text),
+            None => return write_value(out, &at.to_value()),
+        },
+        Cell::Transport(t) => json::write_str(out, enum_name(McpTransport::from(*t))?),
+        Cell::AuthType(t) => json::write_str(out, enum_name(McpAuthType::from(*t))?),
+        Cell::CredentialMode(m) => json::write_str(out, enum_name(McpCredentialMode::from(*m))?),
+        Cell::ConnectionStatus(s) => {
+            json::write_str(out, enum_name(McpConnectionStatus::from(*s))?);
+        }
+        Cell::AuthStatus(s) => json::write_str(out, enum_name(McpAuthStatus::from(*s))?),
+        Cell::StatusReason(r) => json::write_str(out, enum_name(McpStatusReason::from(*r))?),
+        Cell::Registration(k) => json::write_str(out, enum_name(McpOauthRegistration::from(*k))?),
+    }
+    Some(())
+}
+
+/// An integer's JSON, as `serde_json` writes it.
+fn write_int(out: &mut Vec<u8>, n: i32) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut magnitude = n.unsigned_abs();
+    // `u32::MAX` has ten digits.
+    let mut digits = [b'0'; 10];
+    let mut at = digits.len();
+    while let Some(next) = at.checked_sub(1) {
+        at = next;
+        digits[at] = b'0' + u8::try_from(magnitude % 10).unwrap_or(0);
+        magnitude /= 10;
+        if magnitude == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 /// A server's id as its `id` field and its cursor show it.
 fn id_string(id: Uuid) -> String {
     let mut buffer = Uuid::encode_buffer();
@@ -760,7 +1002,7 @@ fn cell_value(cell: &Cell) -> Value {
         Cell::Text(text) => Value::String(text.clone()),
         Cell::Int(n) => n.to_value(),
         Cell::Bool(b) => b.to_value(),
-        Cell::Time(at) => at.to_value(),
+        Cell::Time(at) => time_value(at),
         Cell::Transport(t) => enum_value(McpTransport::from(*t)),
         Cell::AuthType(t) => enum_value(McpAuthType::from(*t)),
         Cell::CredentialMode(m) => enum_value(McpCredentialMode::from(*m)),
@@ -769,6 +1011,69 @@ fn cell_value(cell: &Cell) -> Value {
         Cell::StatusReason(r) => enum_value(McpStatusReason::from(*r)),
         Cell::Registration(k) => enum_value(McpOauthRegistration::from(*k)),
     }
+}
+
+/// A timestamp's value as the `DateTime` scalar makes it.
+fn time_value(at: &DateTime<Utc>) -> Value {
+    match time_text(at) {
+        Some(text) => Value::String(text),
+        None => at.to_value(),
+    }
+}
+
+/// A timestamp's text as the `DateTime` scalar writes it (`to_rfc3339`: the fraction of a
+/// second in 0, 3, 6 or 9 digits as it needs, the offset as `+00:00`), without the formatting
+/// machinery; `None` for years beyond four digits and leap seconds, left to the scalar.
+fn time_text(at: &DateTime<Utc>) -> Option<String> {
+    let nanos = at.nanosecond();
+    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    let mut text = String::with_capacity(35);
+    push_digits(&mut text, year, 4);
+    for (separator, part) in [('-', at.month()), ('-', at.day()), ('T', at.hour())] {
+        text.push(separator);
+        push_digits(&mut text, part, 2);
+    }
+    for part in [at.minute(), at.second()] {
+        text.push(':');
+        push_digits(&mut text, part, 2);
+    }
+    match nanos {
+        0 => {}
+        _ if nanos.is_multiple_of(1_000_000) => {
+            text.push('.');
+            push_digits(&mut text, nanos / 1_000_000, 3);
+        }
+        _ if nanos.is_multiple_of(1_000) => {
+            text.push('.');
+            push_digits(&mut text, nanos / 1_000, 6);
+        }
+        _ => {
+            text.push('.');
+            push_digits(&mut text, nanos, 9);
+        }
+    }
+    text.push_str("+00:00");
+    Some(text)
+}
+
+/// Append the last `width` decimal digits of `n`, with leading zeros.
+fn push_digits(text: &mut String, n: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = n / 10u32.pow(place) % 10;
+        text.push(char::from_digit(digit, 10).unwrap_or('0'));
+    }
+}
+
+/// An enum value's name, as `to_value` makes it.
+fn enum_name<E: EnumType>(value: E) -> Option<&'static str> {
+    let items = E::items();
+    items
+        .iter()
+        .find(|item| item.value == value)
+        .map(|item| item.name)
 }
 
 /// An enum's value as `to_value` makes it, but with its name shared rather than allocated again
@@ -838,6 +1143,30 @@ mod tests {
 
     fn json(query: &str) -> Option<serde_json::Value> {
         read(query)?.into_json().ok()
+    }
+
+    #[test]
+    fn timestamps_are_written_as_the_scalar_writes_them() {
+        let mut seconds = -62_200_000_000_i64;
+        let mut nanos = 0_u32;
+        // A walk over some 4,000 years, with fractions of every length.
+        while seconds < 260_000_000_000 {
+            for fraction in [0, nanos, nanos / 1000 * 1000, nanos / 1_000_000 * 1_000_000] {
+                let at = DateTime::from_timestamp(seconds, fraction).unwrap();
+                assert_eq!(time_value(&at), at.to_value(), "{at:?}");
+            }
+            seconds += 7_777_777;
+            nanos = (nanos + 123_456_789) % 1_000_000_000;
+        }
+        for (seconds, nanos) in [
+            (1_483_228_799, 1_500_000_000),
+            (253_402_300_800, 5),
+            (-62_167_219_201, 0),
+            (0, 1),
+        ] {
+            let at = DateTime::from_timestamp(seconds, nanos).unwrap();
+            assert_eq!(time_value(&at), at.to_value(), "{at:?}");
+        }
     }
 
     #[test]
