@@ -1025,46 +1025,53 @@ fn time_value(at: &DateTime<Utc>) -> Value {
 /// second in 0, 3, 6 or 9 digits as it needs, the offset as `+00:00`), without the formatting
 /// machinery; `None` for years beyond four digits and leap seconds, left to the scalar.
 fn time_text(at: &DateTime<Utc>) -> Option<String> {
-    let nanos = at.nanosecond();
-    let year = u32::try_from(at.year()).ok().filter(|year| *year <= 9999)?;
+    let at = at.naive_utc();
+    let (date, time) = (at.date(), at.time());
+    let nanos = time.nanosecond();
+    let year = u32::try_from(date.year())
+        .ok()
+        .filter(|year| *year <= 9999)?;
     if nanos >= 1_000_000_000 {
         return None;
     }
-    let mut text = String::with_capacity(35);
-    push_digits(&mut text, year, 4);
-    for (separator, part) in [('-', at.month()), ('-', at.day()), ('T', at.hour())] {
-        text.push(separator);
-        push_digits(&mut text, part, 2);
-    }
-    for part in [at.minute(), at.second()] {
-        text.push(':');
-        push_digits(&mut text, part, 2);
-    }
+    let mut text = [0u8; 35];
+    let mut length = 0;
+    let mut put = |n: u32, width: usize, after: u8| {
+        let mut rest = n;
+        for slot in text[length..length + width].iter_mut().rev() {
+            *slot = b'0' + u8::try_from(rest % 10).unwrap_or(0);
+            rest /= 10;
+        }
+        length += width;
+        if after != 0 {
+            text[length] = after;
+            length += 1;
+        }
+    };
+    put(year, 4, b'-');
+    put(date.month(), 2, b'-');
+    put(date.day(), 2, b'T');
+    put(time.hour(), 2, b':');
+    put(time.minute(), 2, b':');
     match nanos {
-        0 => {}
+        0 => put(time.second(), 2, 0),
         _ if nanos.is_multiple_of(1_000_000) => {
-            text.push('.');
-            push_digits(&mut text, nanos / 1_000_000, 3);
+            put(time.second(), 2, b'.');
+            put(nanos / 1_000_000, 3, 0);
         }
         _ if nanos.is_multiple_of(1_000) => {
-            text.push('.');
-            push_digits(&mut text, nanos / 1_000, 6);
+            put(time.second(), 2, b'.');
+            put(nanos / 1_000, 6, 0);
         }
         _ => {
-            text.push('.');
-            push_digits(&mut text, nanos, 9);
+            put(time.second(), 2, b'.');
+            put(nanos, 9, 0);
         }
     }
-    text.push_str("+00:00");
-    Some(text)
-}
-
-/// Append the last `width` decimal digits of `n`, with leading zeros.
-fn push_digits(text: &mut String, n: u32, width: u32) {
-    for place in (0..width).rev() {
-        let digit = n / 10u32.pow(place) % 10;
-        text.push(char::from_digit(digit, 10).unwrap_or('0'));
-    }
+    let mut written = String::with_capacity(length + 6);
+    written.push_str(std::str::from_utf8(&text[..length]).ok()?);
+    written.push_str("+00:00");
+    Some(written)
 }
 
 /// An enum value's name, as `to_value` makes it.
