@@ -196,14 +196,8 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
                     return refused(app, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", BAD_TOKEN);
                 }
                 Err(error) => {
-                    let id = uuid::Uuid::new_v4().simple().to_string();
-                    tracing::error!(error_id = %id, %error, "authentication failed on a storage error");
-                    return refused(
-                        app,
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "INTERNAL",
-                        &format!("internal error (id {id})"),
-                    );
+                    let what = "authentication failed on a storage error";
+                    return internal(app, StatusCode::SERVICE_UNAVAILABLE, what, &error);
                 }
             }
         }
@@ -243,14 +237,8 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, body: Body)
     let mut http = match graphql_response(response, prewritten.as_deref()) {
         Ok(http) => http,
         Err(error) => {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            tracing::error!(error_id = %id, %error, "a response could not be encoded");
-            return refused(
-                app,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                &format!("internal error (id {id})"),
-            );
+            let what = "a response could not be encoded";
+            return internal(app, StatusCode::INTERNAL_SERVER_ERROR, what, &error);
         }
     };
     if unauthenticated {
@@ -295,6 +283,18 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// An `INTERNAL` answer with a fresh error id, logged with `what` went wrong and `error`.
+fn internal(app: &App, status: StatusCode, what: &str, error: &dyn std::fmt::Display) -> Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(error_id = %id, %error, "{what}");
+    refused(
+        app,
+        status,
+        "INTERNAL",
+        &format!("internal error (id {id})"),
+    )
 }
 
 /// A request refused before it reached the schema, answered as a GraphQL response with one

@@ -200,14 +200,7 @@ impl TestApp {
         query: &str,
         variables: Value,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .post(self.url("/graphql"))
-            .json(&json!({ "query": query, "variables": variables }));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("request");
+        let response = self.post_graphql(token, query, variables).await;
         let status = response.status().as_u16();
         let body = response.json::<Value>().await.expect("JSON body");
         (status, body)
@@ -215,6 +208,16 @@ impl TestApp {
 
     /// POST a GraphQL request; returns the body's text as it came.
     pub async fn gql_text(&self, token: Option<&str>, query: &str, variables: Value) -> String {
+        let response = self.post_graphql(token, query, variables).await;
+        response.text().await.expect("body")
+    }
+
+    async fn post_graphql(
+        &self,
+        token: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> reqwest::Response {
         let mut request = self
             .http
             .post(self.url("/graphql"))
@@ -222,8 +225,7 @@ impl TestApp {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("request");
-        response.text().await.expect("body")
+        request.send().await.expect("request")
     }
 
     /// Run a query that must succeed; returns `data`.
