@@ -10,6 +10,7 @@ mod queries;
 
 pub mod access;
 pub mod audit;
+mod fixed;
 pub mod listener;
 pub mod migrations;
 pub mod models;

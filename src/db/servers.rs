@@ -385,7 +385,8 @@ pub async fn find_for_call(
     let found = match conn {
         DbConn::Postgres(c) => {
             let c: &mut diesel_async::AsyncPgConnection = &mut *c;
-            let Some(server) = server_query!(server_id)
+            // Its text written once: a server row is many columns.
+            let Some(server) = super::fixed::ServerById(DbUuid(server_id))
                 .get_result::<McpServerRow>(c)
                 .await
                 .optional()?

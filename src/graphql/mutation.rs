@@ -628,7 +628,7 @@ impl MutationRoot {
         let (principal, outbound) = super::outbound(ctx)?;
         let workspace_id = parse_id("workspaceId", &input.workspace_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let created = servers::create(
+        let created = Box::pin(servers::create(
             app,
             principal,
             outbound,
@@ -649,7 +649,7 @@ impl MutationRoot {
                 credentials: input.credentials.map(Into::into),
                 oauth_client_key: input.oauth_client_key.map(Secret::new),
             },
-        )
+        ))
         .await?;
         Ok(CreateMcpServerPayload {
             server: McpServer::single(created.server),
@@ -695,7 +695,7 @@ impl MutationRoot {
                 other => other.map(Secret::new),
             },
         };
-        servers::update(app, principal, outbound, id, changes)
+        Box::pin(servers::update(app, principal, outbound, id, changes))
             .await
             .map_err(ApiError::from)
             .map(McpServer::single)
@@ -714,7 +714,7 @@ impl MutationRoot {
         let server_id = parse_id("serverId", &server_id)?;
         let app = ctx.data_unchecked::<AppHandle>();
         Ok(
-            match flow::start(app, principal, outbound, server_id, None).await? {
+            match Box::pin(flow::start(app, principal, outbound, server_id, None)).await? {
                 flow::Started::Redirect {
                     authorization_url,
                     expires_at,
@@ -753,7 +753,7 @@ impl MutationRoot {
             iss,
             error: None,
         };
-        match flow::complete(app, params, flow::Binding::User(principal)).await {
+        match Box::pin(flow::complete(app, params, flow::Binding::User(principal))).await {
             Ok(row) => Ok(McpServer::single(row)),
             Err(failure) => Err(failure.into()),
         }
@@ -786,7 +786,7 @@ impl MutationRoot {
             (None, false) => flow::Disconnect::Mine,
         };
         let app = ctx.data_unchecked::<AppHandle>();
-        flow::disconnect(app, principal, outbound, server_id, which)
+        Box::pin(flow::disconnect(app, principal, outbound, server_id, which))
             .await
             .map_err(ApiError::from)
             .map(McpServer::single)
@@ -801,7 +801,7 @@ impl MutationRoot {
         let (_, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        calls::refresh_server(app, outbound, id)
+        Box::pin(calls::refresh_server(app, outbound, id))
             .await
             .map_err(ApiError::from)
             .map(McpServer::single)
@@ -820,7 +820,7 @@ impl MutationRoot {
         let (principal, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        let detected = servers::detect(app, principal, outbound, id).await?;
+        let detected = Box::pin(servers::detect(app, principal, outbound, id)).await?;
         Ok(DetectMcpServerAuthPayload {
             server: McpServer::single(detected.server),
             detection: detected.detection,
@@ -878,7 +878,7 @@ impl MutationRoot {
         let (principal, outbound) = super::outbound(ctx)?;
         let id = parse_id("id", &id)?;
         let app = ctx.data_unchecked::<AppHandle>();
-        servers::delete(app, principal, outbound, id)
+        Box::pin(servers::delete(app, principal, outbound, id))
             .await
             .map_err(ApiError::from)
             .map(|id| ID(id.to_string()))

@@ -1,0 +1,148 @@
+//! Statements whose SQL text is written once per process, on PostgreSQL.
+//!
+//! diesel-async writes a statement's SQL text for every execution before it looks for the
+//! prepared statement, even when the statement's type alone finds it. For a row of many
+//! columns that is a quoted identifier (an allocation each) per column, every time: the read
+//! of a tool call's server was about a tenth of the call's instructions. A statement here is
+//! the same query, written by diesel once, kept cut at its bind placeholders, and put back
+//! together around the binds of each execution: the same text, the same binds, the same
+//! prepared statement.
+
+use std::sync::OnceLock;
+
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::{AstPass, Query, QueryBuilder as _, QueryFragment, QueryId};
+use diesel::result::Error as QueryError;
+use diesel::sql_types::BigInt;
+use uuid::Uuid;
+
+use super::DbUuid;
+use super::models::McpServerRow;
+use super::schema::mcp_servers;
+use super::types::PortableUuid;
+
+/// A statement's SQL as diesel writes it for PostgreSQL, cut at its bind placeholders
+/// (`$1`, `$2`, …): one more part than it has binds.
+struct Text {
+    parts: Vec<Box<str>>,
+}
+
+impl Text {
+    /// The text of `query`, which has `binds` binds; `None` if it does not write as expected.
+    fn of(query: &impl QueryFragment<Pg>, binds: usize) -> Option<Text> {
+        let mut builder = PgQueryBuilder::default();
+        query.to_sql(&mut builder, &Pg).ok()?;
+        let sql = builder.finish();
+        let mut parts = Vec::with_capacity(binds + 1);
+        let mut rest = sql.as_str();
+        for number in 1..=binds {
+            let placeholder = format!("${number}");
+            let at = rest.find(&placeholder)?;
+            let after = &rest[at + placeholder.len()..];
+            if after.starts_with(|c: char| c.is_ascii_digit()) {
+                return None;
+            }
+            parts.push(rest[..at].into());
+            rest = after;
+        }
+        if rest.contains('$') {
+            return None;
+        }
+        parts.push(rest.into());
+        Some(Text { parts })
+    }
+
+    /// The parts, for a statement of `N` binds.
+    fn parts<const N: usize>(
+        text: &'static OnceLock<Option<Text>>,
+        write: impl FnOnce() -> Option<Text>,
+    ) -> Result<&'static [Box<str>], QueryError> {
+        text.get_or_init(write)
+            .as_ref()
+            .map(|text| text.parts.as_slice())
+            .filter(|parts| parts.len() == N + 1)
+            .ok_or_else(|| QueryError::QueryBuilderError("a statement's text did not write".into()))
+    }
+}
+
+const ONE: i64 = 1;
+
+/// The server with this id, as [`server_query`] reads it.
+pub struct ServerById(pub DbUuid);
+
+type ServerQuery = diesel::dsl::Limit<
+    diesel::dsl::Select<
+        diesel::dsl::Find<mcp_servers::table, DbUuid>,
+        diesel::dsl::AsSelect<McpServerRow, Pg>,
+    >,
+>;
+
+impl QueryId for ServerById {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for ServerById {
+    type SqlType = <ServerQuery as Query>::SqlType;
+}
+
+impl QueryFragment<Pg> for ServerById {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        use diesel::prelude::*;
+        static TEXT: OnceLock<Option<Text>> = OnceLock::new();
+        let parts = Text::parts::<2>(&TEXT, || {
+            let query: ServerQuery = server_query!(Uuid::nil());
+            Text::of(&query, 2)
+        })?;
+        let [head, limit, tail] = parts else {
+            return Err(QueryError::QueryBuilderError(
+                "a statement's text did not write".into(),
+            ));
+        };
+        out.push_sql(head);
+        out.push_bind_param::<PortableUuid, _>(&self.0)?;
+        out.push_sql(limit);
+        out.push_bind_param::<BigInt, _>(&ONE)?;
+        out.push_sql(tail);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn the_server_read_writes_as_its_query() {
+        let id = Uuid::from_u128(7);
+        let ours = diesel::debug_query::<Pg, _>(&ServerById(DbUuid(id))).to_string();
+        let query: ServerQuery = server_query!(id);
+        let theirs = diesel::debug_query::<Pg, _>(&query).to_string();
+        assert_eq!(ours, theirs);
+        assert!(ours.contains("LIMIT $2"), "{ours}");
+    }
+
+    #[test]
+    fn a_text_is_cut_at_its_placeholders_only() {
+        let parts = |sql: &str, binds| {
+            struct Raw<'a>(&'a str);
+            impl QueryFragment<Pg> for Raw<'_> {
+                fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+                    out.push_sql(self.0);
+                    Ok(())
+                }
+            }
+            Text::of(&Raw(sql), binds)
+                .map(|text| text.parts.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            parts("a = $1 AND b = $2", 2),
+            Some(vec!["a = ".into(), " AND b = ".into(), String::new()])
+        );
+        assert_eq!(parts("a = $1", 2), None);
+        assert_eq!(parts("a = $1 AND b = $2", 1), None);
+        assert_eq!(parts("a = $12", 1), None);
+    }
+}
