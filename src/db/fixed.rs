@@ -3,7 +3,8 @@
 //! diesel-async writes a statement's SQL text for every execution before it looks for the
 //! prepared statement, even when the statement's type alone finds it. For a row of many
 //! columns that is a quoted identifier (an allocation each) per column, every time: the read
-//! of a tool call's server was about a tenth of the call's instructions. A statement here is
+//! of a tool call's server was about a tenth of the call's instructions, and its grant's (for
+//! a server behind OAuth) is of the same kind. A statement here is
 //! the same query, written by diesel once, kept cut at its bind placeholders, and put back
 //! together around the binds of each execution: the same text, the same binds, the same
 //! prepared statement.
@@ -17,8 +18,8 @@ use diesel::sql_types::BigInt;
 use uuid::Uuid;
 
 use super::DbUuid;
-use super::models::McpServerRow;
-use super::schema::mcp_servers;
+use super::models::{McpServerRow, OauthGrantRow};
+use super::schema::{mcp_oauth_grants, mcp_servers};
 use super::types::PortableUuid;
 
 /// A statement's SQL as diesel writes it for PostgreSQL, cut at its bind placeholders
@@ -61,7 +62,7 @@ impl Text {
             .as_ref()
             .map(|text| text.parts.as_slice())
             .filter(|parts| parts.len() == N + 1)
-            .ok_or_else(|| QueryError::QueryBuilderError("a statement's text did not write".into()))
+            .ok_or_else(unwritten)
     }
 }
 
@@ -108,6 +109,105 @@ impl QueryFragment<Pg> for ServerById {
     }
 }
 
+/// The grants of a server, as [`grant_read`] starts them.
+type GrantsOfServer = diesel::dsl::Select<
+    diesel::dsl::Filter<
+        mcp_oauth_grants::table,
+        diesel::dsl::Eq<mcp_oauth_grants::server_id, DbUuid>,
+    >,
+    diesel::dsl::AsSelect<OauthGrantRow, Pg>,
+>;
+type UserGrantQuery = diesel::dsl::Limit<
+    diesel::dsl::Filter<GrantsOfServer, diesel::dsl::Eq<mcp_oauth_grants::user_id, DbUuid>>,
+>;
+type SharedGrantQuery = diesel::dsl::Limit<
+    diesel::dsl::Filter<GrantsOfServer, diesel::dsl::IsNull<mcp_oauth_grants::user_id>>,
+>;
+
+fn grants_of_server() -> GrantsOfServer {
+    use diesel::prelude::*;
+    mcp_oauth_grants::table
+        .filter(mcp_oauth_grants::server_id.eq(DbUuid(Uuid::nil())))
+        .select(OauthGrantRow::as_select())
+}
+
+/// A user's grant of a server, as [`grant_read`] reads it with `first`.
+pub struct UserGrant {
+    pub server: DbUuid,
+    pub user: DbUuid,
+}
+
+impl QueryId for UserGrant {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UserGrant {
+    type SqlType = <UserGrantQuery as Query>::SqlType;
+}
+
+impl QueryFragment<Pg> for UserGrant {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        use diesel::prelude::*;
+        static TEXT: OnceLock<Option<Text>> = OnceLock::new();
+        let parts = Text::parts::<3>(&TEXT, || {
+            let query: UserGrantQuery = grants_of_server()
+                .filter(mcp_oauth_grants::user_id.eq(DbUuid(Uuid::nil())))
+                .limit(1);
+            Text::of(&query, 3)
+        })?;
+        let [head, user, limit, tail] = parts else {
+            return Err(unwritten());
+        };
+        out.push_sql(head);
+        out.push_bind_param::<PortableUuid, _>(&self.server)?;
+        out.push_sql(user);
+        out.push_bind_param::<PortableUuid, _>(&self.user)?;
+        out.push_sql(limit);
+        out.push_bind_param::<BigInt, _>(&ONE)?;
+        out.push_sql(tail);
+        Ok(())
+    }
+}
+
+/// The workspace's shared grant of a server, as [`grant_read`] reads it with `first`.
+pub struct SharedGrant(pub DbUuid);
+
+impl QueryId for SharedGrant {
+    type QueryId = Self;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for SharedGrant {
+    type SqlType = <SharedGrantQuery as Query>::SqlType;
+}
+
+impl QueryFragment<Pg> for SharedGrant {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+        use diesel::prelude::*;
+        static TEXT: OnceLock<Option<Text>> = OnceLock::new();
+        let parts = Text::parts::<2>(&TEXT, || {
+            let query: SharedGrantQuery = grants_of_server()
+                .filter(mcp_oauth_grants::user_id.is_null())
+                .limit(1);
+            Text::of(&query, 2)
+        })?;
+        let [head, limit, tail] = parts else {
+            return Err(unwritten());
+        };
+        out.push_sql(head);
+        out.push_bind_param::<PortableUuid, _>(&self.0)?;
+        out.push_sql(limit);
+        out.push_bind_param::<BigInt, _>(&ONE)?;
+        out.push_sql(tail);
+        Ok(())
+    }
+}
+
+fn unwritten() -> QueryError {
+    QueryError::QueryBuilderError("a statement's text did not write".into())
+}
+
 #[cfg(test)]
 mod tests {
     use diesel::prelude::*;
@@ -122,6 +222,27 @@ mod tests {
         let theirs = diesel::debug_query::<Pg, _>(&query).to_string();
         assert_eq!(ours, theirs);
         assert!(ours.contains("LIMIT $2"), "{ours}");
+    }
+
+    #[test]
+    fn the_grant_reads_write_as_their_queries() {
+        let (server, user) = (Uuid::from_u128(7), Uuid::from_u128(9));
+        let theirs = |user: Option<Uuid>| {
+            grant_read!(server, user, |query| diesel::debug_query::<Pg, _>(
+                &query.limit(1)
+            )
+            .to_string())
+        };
+        let own = UserGrant {
+            server: DbUuid(server),
+            user: DbUuid(user),
+        };
+        let ours = diesel::debug_query::<Pg, _>(&own).to_string();
+        assert_eq!(ours, theirs(Some(user)));
+        assert!(ours.contains("LIMIT $3"), "{ours}");
+        let shared = diesel::debug_query::<Pg, _>(&SharedGrant(DbUuid(server))).to_string();
+        assert_eq!(shared, theirs(None));
+        assert!(shared.contains("IS NULL"), "{shared}");
     }
 
     #[test]

@@ -412,13 +412,19 @@ pub async fn find_for_call(
                     .await
                     .optional()?,
             };
-            let grant = if reads.grant {
-                grant_read!(server_id, reads.holder, |query| query
-                    .first::<OauthGrantRow>(c)
+            let grant = match (reads.grant, reads.holder) {
+                (false, _) => None,
+                (true, Some(user)) => super::fixed::UserGrant {
+                    server: DbUuid(server_id),
+                    user: DbUuid(user),
+                }
+                .get_result::<OauthGrantRow>(c)
+                .await
+                .optional()?,
+                (true, None) => super::fixed::SharedGrant(DbUuid(server_id))
+                    .get_result::<OauthGrantRow>(c)
                     .await
-                    .optional())?
-            } else {
-                None
+                    .optional()?,
             };
             Some((server, tool, grant))
         }
