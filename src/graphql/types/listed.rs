@@ -952,10 +952,7 @@ fn write_cell(out: &mut Vec<u8>, cell: &Cell) -> Option<()> {
         Cell::Int(n) => write_int(out, *n),
         Cell::Bool(true) => out.extend_from_slice(b"true"),
         Cell::Bool(false) => out.extend_from_slice(b"false"),
-        Cell::Time(at) => match time_text(at) {
-            Some(text) => json::write_str(out, &text),
-            None => return write_value(out, &at.to_value()),
-        },
+        Cell::Time(at) => return write_time(out, at),
         Cell::Transport(t) => json::write_str(out, enum_name(McpTransport::from(*t))?),
         Cell::AuthType(t) => json::write_str(out, enum_name(McpAuthType::from(*t))?),
         Cell::CredentialMode(m) => json::write_str(out, enum_name(McpCredentialMode::from(*m))?),
@@ -1025,6 +1022,35 @@ fn time_value(at: &DateTime<Utc>) -> Value {
 /// second in 0, 3, 6 or 9 digits as it needs, the offset as `+00:00`), without the formatting
 /// machinery; `None` for years beyond four digits and leap seconds, left to the scalar.
 fn time_text(at: &DateTime<Utc>) -> Option<String> {
+    let mut text = [0u8; TIME_BYTES];
+    let length = time_digits(at, &mut text)?;
+    let mut written = String::with_capacity(length + UTC.len());
+    written.push_str(std::str::from_utf8(text.get(..length)?).ok()?);
+    written.push_str(UTC);
+    Some(written)
+}
+
+/// A timestamp's JSON, as [`time_text`] writes it: a string with nothing to escape.
+fn write_time(out: &mut Vec<u8>, at: &DateTime<Utc>) -> Option<()> {
+    let mut text = [0u8; TIME_BYTES];
+    let Some(length) = time_digits(at, &mut text) else {
+        return write_value(out, &at.to_value());
+    };
+    out.push(b'"');
+    out.extend_from_slice(text.get(..length)?);
+    out.extend_from_slice(UTC.as_bytes());
+    out.push(b'"');
+    Some(())
+}
+
+/// The offset every timestamp is written with.
+const UTC: &str = "+00:00";
+/// The longest timestamp before its offset: `9999-12-31T23:59:59.999999999`.
+const TIME_BYTES: usize = 29;
+
+/// The ASCII of [`time_text`] up to its offset, into `text`; its length, or `None` where the
+/// scalar must write it.
+fn time_digits(at: &DateTime<Utc>, text: &mut [u8; TIME_BYTES]) -> Option<usize> {
     let at = at.naive_utc();
     let (date, time) = (at.date(), at.time());
     let nanos = time.nanosecond();
@@ -1034,7 +1060,6 @@ fn time_text(at: &DateTime<Utc>) -> Option<String> {
     if nanos >= 1_000_000_000 {
         return None;
     }
-    let mut text = [0u8; 35];
     let mut length = 0;
     let mut put = |n: u32, width: usize, after: u8| {
         let mut rest = n;
@@ -1068,10 +1093,7 @@ fn time_text(at: &DateTime<Utc>) -> Option<String> {
             put(nanos, 9, 0);
         }
     }
-    let mut written = String::with_capacity(length + 6);
-    written.push_str(std::str::from_utf8(&text[..length]).ok()?);
-    written.push_str("+00:00");
-    Some(written)
+    Some(length)
 }
 
 /// An enum value's name, as `to_value` makes it.
@@ -1161,6 +1183,10 @@ mod tests {
             for fraction in [0, nanos, nanos / 1000 * 1000, nanos / 1_000_000 * 1_000_000] {
                 let at = DateTime::from_timestamp(seconds, fraction).unwrap();
                 assert_eq!(time_value(&at), at.to_value(), "{at:?}");
+                let mut written = Vec::new();
+                write_time(&mut written, &at).unwrap();
+                let expected = serde_json::to_vec(&at.to_value()).unwrap();
+                assert_eq!(written, expected, "{at:?}");
             }
             seconds += 7_777_777;
             nanos = (nanos + 123_456_789) % 1_000_000_000;
@@ -1173,6 +1199,13 @@ mod tests {
         ] {
             let at = DateTime::from_timestamp(seconds, nanos).unwrap();
             assert_eq!(time_value(&at), at.to_value(), "{at:?}");
+            let mut written = Vec::new();
+            write_time(&mut written, &at).unwrap();
+            assert_eq!(
+                written,
+                serde_json::to_vec(&at.to_value()).unwrap(),
+                "{at:?}"
+            );
         }
     }
 
