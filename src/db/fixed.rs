@@ -53,20 +53,61 @@ impl Text {
         Some(Text { parts })
     }
 
-    /// The parts, for a statement of `N` binds.
-    fn parts<const N: usize>(
+    /// The parts of `text`, written by `write` the first time.
+    fn parts(
         text: &'static OnceLock<Option<Text>>,
         write: impl FnOnce() -> Option<Text>,
     ) -> Result<&'static [Box<str>], QueryError> {
         text.get_or_init(write)
             .as_ref()
             .map(|text| text.parts.as_slice())
-            .filter(|parts| parts.len() == N + 1)
             .ok_or_else(unwritten)
     }
 }
 
+/// A bind of a kept statement.
+enum Bind<'b> {
+    Id(&'b DbUuid),
+    Int(&'b i64),
+}
+
+/// Write a kept statement: its parts around its binds, which must be one fewer.
+fn write<'b>(
+    mut out: AstPass<'_, 'b, Pg>,
+    parts: &[Box<str>],
+    binds: &[Bind<'b>],
+) -> diesel::QueryResult<()> {
+    let (first, rest) = parts.split_first().ok_or_else(unwritten)?;
+    if rest.len() != binds.len() {
+        return Err(unwritten());
+    }
+    out.push_sql(first);
+    for (bind, part) in binds.iter().zip(rest) {
+        match bind {
+            Bind::Id(id) => out.push_bind_param::<PortableUuid, _>(*id)?,
+            Bind::Int(n) => out.push_bind_param::<BigInt, _>(*n)?,
+        }
+        out.push_sql(part);
+    }
+    Ok(())
+}
+
 const ONE: i64 = 1;
+
+/// A statement of this module: found by its type, its rows of the SQL type of `$query`, the
+/// diesel query whose text it keeps.
+macro_rules! kept_statement {
+    ($name:ty, $query:ty) => {
+        impl QueryId for $name {
+            type QueryId = Self;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl Query for $name {
+            type SqlType = <$query as Query>::SqlType;
+        }
+    };
+}
 
 /// The server with this id, as [`server_query`] reads it.
 pub struct ServerById(pub DbUuid);
@@ -78,34 +119,17 @@ type ServerQuery = diesel::dsl::Limit<
     >,
 >;
 
-impl QueryId for ServerById {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for ServerById {
-    type SqlType = <ServerQuery as Query>::SqlType;
-}
+kept_statement!(ServerById, ServerQuery);
 
 impl QueryFragment<Pg> for ServerById {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         use diesel::prelude::*;
         static TEXT: OnceLock<Option<Text>> = OnceLock::new();
-        let parts = Text::parts::<2>(&TEXT, || {
+        let parts = Text::parts(&TEXT, || {
             let query: ServerQuery = server_query!(Uuid::nil());
             Text::of(&query, 2)
         })?;
-        let [head, limit, tail] = parts else {
-            return Err(QueryError::QueryBuilderError(
-                "a statement's text did not write".into(),
-            ));
-        };
-        out.push_sql(head);
-        out.push_bind_param::<PortableUuid, _>(&self.0)?;
-        out.push_sql(limit);
-        out.push_bind_param::<BigInt, _>(&ONE)?;
-        out.push_sql(tail);
-        Ok(())
+        write(out, parts, &[Bind::Id(&self.0), Bind::Int(&ONE)])
     }
 }
 
@@ -137,70 +161,43 @@ pub struct UserGrant {
     pub user: DbUuid,
 }
 
-impl QueryId for UserGrant {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for UserGrant {
-    type SqlType = <UserGrantQuery as Query>::SqlType;
-}
+kept_statement!(UserGrant, UserGrantQuery);
 
 impl QueryFragment<Pg> for UserGrant {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         use diesel::prelude::*;
         static TEXT: OnceLock<Option<Text>> = OnceLock::new();
-        let parts = Text::parts::<3>(&TEXT, || {
+        let parts = Text::parts(&TEXT, || {
             let query: UserGrantQuery = grants_of_server()
                 .filter(mcp_oauth_grants::user_id.eq(DbUuid(Uuid::nil())))
                 .limit(1);
             Text::of(&query, 3)
         })?;
-        let [head, user, limit, tail] = parts else {
-            return Err(unwritten());
-        };
-        out.push_sql(head);
-        out.push_bind_param::<PortableUuid, _>(&self.server)?;
-        out.push_sql(user);
-        out.push_bind_param::<PortableUuid, _>(&self.user)?;
-        out.push_sql(limit);
-        out.push_bind_param::<BigInt, _>(&ONE)?;
-        out.push_sql(tail);
-        Ok(())
+        let binds = [
+            Bind::Id(&self.server),
+            Bind::Id(&self.user),
+            Bind::Int(&ONE),
+        ];
+        write(out, parts, &binds)
     }
 }
 
 /// The workspace's shared grant of a server, as [`grant_read`] reads it with `first`.
 pub struct SharedGrant(pub DbUuid);
 
-impl QueryId for SharedGrant {
-    type QueryId = Self;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for SharedGrant {
-    type SqlType = <SharedGrantQuery as Query>::SqlType;
-}
+kept_statement!(SharedGrant, SharedGrantQuery);
 
 impl QueryFragment<Pg> for SharedGrant {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> diesel::QueryResult<()> {
         use diesel::prelude::*;
         static TEXT: OnceLock<Option<Text>> = OnceLock::new();
-        let parts = Text::parts::<2>(&TEXT, || {
+        let parts = Text::parts(&TEXT, || {
             let query: SharedGrantQuery = grants_of_server()
                 .filter(mcp_oauth_grants::user_id.is_null())
                 .limit(1);
             Text::of(&query, 2)
         })?;
-        let [head, limit, tail] = parts else {
-            return Err(unwritten());
-        };
-        out.push_sql(head);
-        out.push_bind_param::<PortableUuid, _>(&self.0)?;
-        out.push_sql(limit);
-        out.push_bind_param::<BigInt, _>(&ONE)?;
-        out.push_sql(tail);
-        Ok(())
+        write(out, parts, &[Bind::Id(&self.0), Bind::Int(&ONE)])
     }
 }
 
