@@ -478,21 +478,7 @@ async fn a_request_that_passed_before_is_answered_alike_and_new_variables_are_va
     let query = "query($w: ID!, $first: Int) { workspace(id: $w) { name \
                  mcpServers(first: $first) { pageInfo { hasNextPage } } } }";
     let good = json!({ "w": a.workspace_id, "first": 5 });
-    let remembered = || async {
-        let text = reqwest::get(t.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix("switchboard_graphql_validations_remembered_total ")?
-                    .parse::<u64>()
-                    .ok()
-            })
-            .expect("the counter is exposed")
-    };
+    let remembered = || t.metric("switchboard_graphql_validations_remembered_total");
     // Validated in full, then known to pass: the same answer both times, the second on the
     // fast rules.
     let before = remembered().await;
@@ -505,7 +491,7 @@ async fn a_request_that_passed_before_is_answered_alike_and_new_variables_are_va
     let again = t.ok(a, query, good.clone()).await;
     assert_eq!(
         remembered().await,
-        before + 1,
+        before + 1.0,
         "the same request again is remembered"
     );
     assert_eq!(first, again);
@@ -521,7 +507,7 @@ async fn a_request_that_passed_before_is_answered_alike_and_new_variables_are_va
     let fresh = t.gql(Some(&reader.token), query, bad).await;
     assert_eq!(
         remembered().await,
-        before + 1,
+        before + 1.0,
         "new variables are validated in full"
     );
     assert!(told["errors"][0]["message"].is_string(), "{told}");

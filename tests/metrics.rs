@@ -112,15 +112,11 @@ async fn counters_move_after_calls() {
 /// The pages of servers read as columns and as whole rows while `query` runs: `(columns, rows)`.
 async fn pages_read(t: &TestApp, query: &str) -> (f64, f64) {
     let scrape = || async {
-        let text = reqwest::get(t.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
         (
-            value(&text, "switchboard_server_pages_total{read=\"columns\"}"),
-            value(&text, "switchboard_server_pages_total{read=\"rows\"}"),
+            t.metric("switchboard_server_pages_total{read=\"columns\"}")
+                .await,
+            t.metric("switchboard_server_pages_total{read=\"rows\"}")
+                .await,
         )
     };
     let query = format!("query($w: ID!) {{ workspace(id: $w) {{ mcpServers(first: 10) {{ {query}");

@@ -205,27 +205,11 @@ const FLIP: &str = "mutation($id: ID!, $t: McpAuthType!) { updateMcpServer(id: $
 const WATCH: &str = "subscription($w: ID!) { mcpServerStatus(workspaceId: $w) { serverId personal \
     current { authStatus reason } server { name } } }";
 
-/// A value of `/metrics`: the first line starting with `name` (labels included), or 0.
-async fn metric(t: &TestApp, name: &str) -> f64 {
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
-}
-
 /// Wait until `/metrics` shows `value` for `name`.
 async fn metric_reaches(t: &TestApp, name: &str, value: f64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let now = metric(t, name).await;
+        let now = t.metric(name).await;
         if now == value {
             return;
         }
@@ -313,8 +297,8 @@ async fn subscribers_of_the_same_subscription_share_one_execution() {
     start(&mut modern, "subscribe", "two", WATCH, variables.clone()).await;
     start(&mut legacy, "start", "three", WATCH, variables.clone()).await;
     metric_reaches(&t, "switchboard_open_subscriptions", 3.0).await;
-    assert_eq!(metric(&t, "switchboard_subscription_executions").await, 1.0);
-    let results = metric(&t, "switchboard_subscription_results_total").await;
+    assert_eq!(t.metric("switchboard_subscription_executions").await, 1.0);
+    let results = t.metric("switchboard_subscription_results_total").await;
 
     for (round, oauth) in [true, false, true].into_iter().enumerate() {
         flip(&t, &server, oauth).await;
@@ -341,7 +325,7 @@ async fn subscribers_of_the_same_subscription_share_one_execution() {
         );
         // One execution ran each change once, for all three.
         assert_eq!(
-            metric(&t, "switchboard_subscription_results_total").await - results,
+            t.metric("switchboard_subscription_results_total").await - results,
             round as f64 + 1.0
         );
     }
@@ -358,19 +342,19 @@ async fn subscribers_of_the_same_subscription_share_one_execution() {
         by_id(&mut legacy, 1).await.keys().collect::<Vec<_>>(),
         ["three"]
     );
-    assert_eq!(metric(&t, "switchboard_subscription_executions").await, 1.0);
+    assert_eq!(t.metric("switchboard_subscription_executions").await, 1.0);
     assert_eq!(
-        metric(&t, "switchboard_subscription_results_total").await - results,
+        t.metric("switchboard_subscription_results_total").await - results,
         4.0
     );
 
     // A disconnect leaves too; the last one leaving ends the execution.
     drop(legacy);
     metric_reaches(&t, "switchboard_open_subscriptions", 1.0).await;
-    assert_eq!(metric(&t, "switchboard_subscription_executions").await, 1.0);
+    assert_eq!(t.metric("switchboard_subscription_executions").await, 1.0);
     stop(&mut modern, "two").await;
     metric_reaches(&t, "switchboard_subscription_executions", 0.0).await;
-    assert_eq!(metric(&t, "switchboard_open_subscriptions").await, 0.0);
+    assert_eq!(t.metric("switchboard_open_subscriptions").await, 0.0);
     flip(&t, &server, true).await;
     silent(&mut modern).await;
 
@@ -423,7 +407,7 @@ async fn other_access_gets_its_own_execution_and_errors_stay_with_their_subscrib
     start(&mut viewing, "subscribe", "s", WATCH, variables.clone()).await;
     metric_reaches(&t, "switchboard_open_subscriptions", 3.0).await;
     // The same user with another token, and another user, run apart.
-    assert_eq!(metric(&t, "switchboard_subscription_executions").await, 3.0);
+    assert_eq!(t.metric("switchboard_subscription_executions").await, 3.0);
 
     // The same subscription refused to someone else, and a broken one from a subscriber
     // already running it, are answered to them alone.
@@ -454,9 +438,9 @@ async fn other_access_gets_its_own_execution_and_errors_stay_with_their_subscrib
     assert_eq!(next(&mut admin).await.unwrap()["type"], "complete");
     silent(&mut admin_again).await;
     silent(&mut viewing).await;
-    assert_eq!(metric(&t, "switchboard_subscription_executions").await, 3.0);
+    assert_eq!(t.metric("switchboard_subscription_executions").await, 3.0);
 
-    let results = metric(&t, "switchboard_subscription_results_total").await;
+    let results = t.metric("switchboard_subscription_results_total").await;
     flip(&t, &server, true).await;
     for socket in [&mut admin, &mut admin_again, &mut viewing] {
         let message = next(socket).await.unwrap();
@@ -468,7 +452,7 @@ async fn other_access_gets_its_own_execution_and_errors_stay_with_their_subscrib
         silent(socket).await;
     }
     assert_eq!(
-        metric(&t, "switchboard_subscription_results_total").await - results,
+        t.metric("switchboard_subscription_results_total").await - results,
         3.0
     );
 
@@ -546,7 +530,11 @@ async fn a_subscription_that_falls_behind_the_bus_is_told() {
     };
     let count: u64 = missed.split(' ').next().unwrap().parse().unwrap();
     assert!(count > 0, "{missed}");
-    assert!(metric(&t, "switchboard_subscription_events_missed_total").await >= count as f64);
+    assert!(
+        t.metric("switchboard_subscription_events_missed_total")
+            .await
+            >= count as f64
+    );
     // And the subscription goes on.
     loop {
         let message = next(&mut socket).await.expect("a message");
@@ -602,11 +590,11 @@ async fn a_reader_that_falls_behind_is_closed_and_the_others_carry_on() {
     )
     .await;
     metric_reaches(&t, "switchboard_open_subscriptions", 2.0).await;
-    assert_eq!(metric(&t, "switchboard_subscription_executions").await, 1.0);
+    assert_eq!(t.metric("switchboard_subscription_executions").await, 1.0);
 
     let closes = "switchboard_websocket_closes_total{code=\"4413\"}";
     let mut changes = 0;
-    while metric(&t, closes).await == 0.0 {
+    while t.metric(closes).await == 0.0 {
         changes += 1;
         assert!(changes <= 400, "the idle socket was never closed");
         flip(&t, &server, changes % 2 == 1).await;
@@ -638,7 +626,7 @@ async fn a_reader_that_falls_behind_is_closed_and_the_others_carry_on() {
     flip(&t, &server, changes % 2 == 0).await;
     let message = next(&mut reader).await.unwrap();
     assert_eq!(message["id"], "reader", "{message}");
-    assert_eq!(metric(&t, closes).await, 1.0);
+    assert_eq!(t.metric(closes).await, 1.0);
 }
 
 /// A server whose sockets queue at most `max_queued` results, with one server of its default

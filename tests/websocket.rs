@@ -186,21 +186,6 @@ fn is_event(message: &Value, id: &str, reason: &str) -> bool {
         && message["payload"]["data"]["mcpServerStatus"]["current"]["reason"] == reason
 }
 
-async fn metric(t: &TestApp, name: &str) -> String {
-    let text = t
-        .http
-        .get(t.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).map(str::trim).map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// (a) An operation started with a token revoked behind the server's back (no announcement)
 /// is refused and closes the socket 4403; nothing runs.
 #[tokio::test(flavor = "multi_thread")]
@@ -517,18 +502,19 @@ async fn a_socket_without_connection_init_is_closed() {
     .await;
     let opened = Instant::now();
     let mut socket = open(&t, "graphql-transport-ws").await;
-    assert_eq!(metric(&t, "switchboard_websockets_open").await, "1");
+    assert_eq!(t.metric("switchboard_websockets_open").await, 1.0);
     let (code, _, _) = closed(&mut socket, Duration::from_secs(5)).await;
     assert_eq!(code, 4408);
     assert!(opened.elapsed() >= Duration::from_millis(500));
     let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(&t, "switchboard_websockets_open").await != "0" {
+    while t.metric("switchboard_websockets_open").await != 0.0 {
         assert!(Instant::now() < deadline, "the socket is still counted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(
-        metric(&t, "switchboard_websocket_closes_total{code=\"4408\"}").await,
-        "1"
+        t.metric("switchboard_websocket_closes_total{code=\"4408\"}")
+            .await,
+        1.0
     );
 
     // An acknowledged socket is not held to the init timeout.
@@ -665,12 +651,9 @@ async fn operations_per_socket_are_capped() {
     ids.sort();
     assert_eq!(ids, ["2", "3"]);
     assert_eq!(
-        metric(
-            &t,
-            "switchboard_graphql_errors_total{code=\"RATE_LIMITED\"}"
-        )
-        .await,
-        "1"
+        t.metric("switchboard_graphql_errors_total{code=\"RATE_LIMITED\"}")
+            .await,
+        1.0
     );
 }
 

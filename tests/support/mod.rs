@@ -228,6 +228,23 @@ impl TestApp {
         request.send().await.expect("request")
     }
 
+    /// A series of `/metrics`: the value of the line naming exactly `series` (labels
+    /// included), or 0 when there is none.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+    }
+
     /// Run a query that must succeed; returns `data`.
     pub async fn ok(&self, actor: &Actor, query: &str, variables: Value) -> Value {
         let body = self.gql(Some(&actor.token), query, variables).await;
