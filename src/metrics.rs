@@ -36,6 +36,7 @@ pub struct Metrics {
     server_pages_by_columns: AtomicU64,
     server_pages_by_rows: AtomicU64,
     validations_remembered: AtomicU64,
+    server_pages_written: AtomicU64,
 }
 
 /// How a page of servers was read.
@@ -131,6 +132,11 @@ impl Metrics {
             PageRead::Rows => &self.server_pages_by_rows,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A page of servers was written as JSON straight from its cells (`graphql::json`).
+    pub fn server_page_written(&self) {
+        self.server_pages_written.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A request ran without validating it again: it passed before (`graphql::documents`).
@@ -260,6 +266,16 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP switchboard_server_pages_written_total Pages of MCP servers read as columns and written as JSON straight from their cells (over HTTP, where no response key of the document repeats)."
+        );
+        let _ = writeln!(out, "# TYPE switchboard_server_pages_written_total counter");
+        let _ = writeln!(
+            out,
+            "switchboard_server_pages_written_total {}",
+            self.server_pages_written.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP switchboard_graphql_validations_remembered_total GraphQL requests run on the fast validation rules because the same user sent the same text, operation and variables before and it ran without errors."

@@ -780,8 +780,12 @@ async fn every_column_of_a_page_reads_as_its_resolver() {
         );
         let once = format!("query($w: ID!) {{ {inner} }}");
         let twice = format!("query($w: ID!) {{ {inner} {inner} }}");
+        let series = "switchboard_server_pages_written_total";
+        let before = t.metric(series).await;
         let written = t.gql_text(Some(&a.token), &once, w.clone()).await;
+        assert_eq!(t.metric(series).await, before + 1.0, "written: {selection}");
         let merged = t.gql_text(Some(&a.token), &twice, w.clone()).await;
+        assert_eq!(t.metric(series).await, before + 1.0, "merged: {selection}");
         assert!(written.starts_with(r#"{"data":{"workspace":{"mcpServers":{"edges":[{"cursor":""#));
         assert_eq!(written, merged, "{selection}");
         let edges = plain["workspace"]["mcpServers"]["edges"]

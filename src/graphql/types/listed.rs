@@ -41,6 +41,7 @@ use super::{
     McpAuthStatus, McpAuthType, McpConnectionStatus, McpCredentialMode, McpOauthRegistration,
     McpStatusReason, McpTransport,
 };
+use crate::app::AppHandle;
 use crate::domain::oauth::scope_list;
 use crate::domain::servers::{
     self, Cell, Column, Columns, CredentialMode, OauthView, PendingFlows, ProjectedPage,
@@ -94,6 +95,9 @@ impl OutputType for ServerPage {
                 if let Some(prewritten) = ctx.data_opt::<Arc<Prewritten>>() {
                     let mut out = Vec::with_capacity(PAGE_JSON_BYTES);
                     if write_projected_page(page, *has_previous, &shape, &mut out).is_some() {
+                        ctx.data_unchecked::<AppHandle>()
+                            .metrics
+                            .server_page_written();
                         return Ok(prewritten.keep(out));
                     }
                 }
