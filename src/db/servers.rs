@@ -360,7 +360,8 @@ pub struct CallReads {
     pub grant: bool,
 }
 
-/// What a tool call reads, in one checkout (and one blocking trip on SQLite).
+/// What a tool call reads, in one checkout: one blocking trip on SQLite, and on PostgreSQL one
+/// round trip for a call that needs no grant and no member's own catalogue.
 pub struct ForCall {
     /// The server.
     pub server: McpServerRow,
@@ -384,19 +385,26 @@ pub async fn find_for_call(
     type Found = Option<(bool, Option<String>)>;
     let found = match conn {
         DbConn::Postgres(c) => {
-            let c: &mut diesel_async::AsyncPgConnection = &mut *c;
-            // Its text written once: a server row is many columns.
-            let Some(server) = super::fixed::ServerById(DbUuid(server_id))
-                .get_result::<McpServerRow>(c)
-                .await
-                .optional()?
-            else {
+            let c: &diesel_async::AsyncPgConnection = c;
+            // The server (its text written once: a server row is many columns) and the tool in
+            // the server's catalogue, asked together in one round trip: that tool is the one
+            // every call reads but a member's with a catalogue of their own.
+            let (mut server_conn, mut tool_conn) = (c, c);
+            let (server, shared_tool) = futures_util::future::join(
+                super::fixed::ServerById(DbUuid(server_id))
+                    .get_result::<McpServerRow>(&mut server_conn),
+                callable_tool_query!(server_id, name).get_result(&mut tool_conn),
+            )
+            .await;
+            let Some(server) = server.optional()? else {
                 return Ok(None);
             };
+            let shared_tool: Found = shared_tool.optional()?;
+            let mut c = c;
             let reads = reads(&server);
             let own = match reads.holder {
                 Some(user) => user_catalogue_query!(server_id, user)
-                    .get_result::<i32>(c)
+                    .get_result::<i32>(&mut c)
                     .await
                     .optional()?
                     .map(|_| user),
@@ -404,13 +412,10 @@ pub async fn find_for_call(
             };
             let tool: Found = match own {
                 Some(user) => callable_user_tool_query!(server_id, user, name)
-                    .get_result(c)
+                    .get_result(&mut c)
                     .await
                     .optional()?,
-                None => callable_tool_query!(server_id, name)
-                    .get_result(c)
-                    .await
-                    .optional()?,
+                None => shared_tool,
             };
             let grant = match (reads.grant, reads.holder) {
                 (false, _) => None,
@@ -418,11 +423,11 @@ pub async fn find_for_call(
                     server: DbUuid(server_id),
                     user: DbUuid(user),
                 }
-                .get_result::<OauthGrantRow>(c)
+                .get_result::<OauthGrantRow>(&mut c)
                 .await
                 .optional()?,
                 (true, None) => super::fixed::SharedGrant(DbUuid(server_id))
-                    .get_result::<OauthGrantRow>(c)
+                    .get_result::<OauthGrantRow>(&mut c)
                     .await
                     .optional()?,
             };
