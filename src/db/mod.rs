@@ -23,7 +23,7 @@ pub mod sealed;
 pub mod servers;
 pub mod types;
 
-pub use pool::{DatabaseTarget, Db, DbConn, PoolOptions, SqliteConn};
+pub use pool::{DatabaseTarget, Db, DbConn, PoolOptions, SqliteConn, read_here};
 pub use types::{DbTime, DbUuid};
 
 /// A storage failure. Its text is for logs only; the API maps it to `INTERNAL`.

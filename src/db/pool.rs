@@ -11,10 +11,12 @@
 //!
 //! When traces are exported, every statement run inside a span gets a span of its own, named
 //! by its kind and table only (`SELECT mcp_servers`): never the SQL text, which may hold
-//! literals, nor a bound value. SQLite statements run on blocking threads; the connection's
-//! runtime ([`SpanCarrying`]) takes the caller's span along, so they have the same parent as
-//! PostgreSQL's, which run on the caller's task.
+//! literals, nor a bound value. SQLite statements run on blocking threads, but for the short
+//! reads of the hot requests ([`read_here`]); the connection's runtime ([`SpanCarrying`])
+//! takes the caller's span along, so they have the same parent as PostgreSQL's, which run on
+//! the caller's task.
 
+use std::cell::Cell;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,8 +57,37 @@ type TokioBlocking = <SyncConnectionWrapper<SqliteConnection> as RuntimeOf>::Run
 
 /// diesel-async's tokio runtime for SQLite's blocking work, which runs that work in the span
 /// of the task that asked for it while traces are exported, so a statement's span has the
-/// caller's span as parent.
+/// caller's span as parent. Work handed over by [`read_here`] runs on the caller's thread.
 pub struct SpanCarrying(TokioBlocking);
+
+thread_local! {
+    /// Set by [`read_here`] for the one piece of work it hands over.
+    static HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `read` on `conn` on this thread, within the call, rather than on a blocking thread:
+/// for the short reads of the hot requests (a page of at most 100 servers, a tool call's server
+/// and tool), whose trip to a blocking thread and back costs more than the read. In WAL mode a
+/// read never waits for a writer, so the worker is held only for the read's own work. Writes,
+/// which may wait for the write lock, always go to a blocking thread.
+pub fn read_here<'a, R>(
+    conn: &mut SqliteConn,
+    read: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<R> + Send + 'static,
+) -> BoxFuture<'a, diesel::QueryResult<R>>
+where
+    R: Send + 'static,
+{
+    /// Clears the flag however the call ends.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HERE.set(false);
+        }
+    }
+    HERE.set(true);
+    let _reset = Reset;
+    conn.spawn_blocking(read)
+}
 
 impl SpawnBlocking for SpanCarrying {
     fn spawn_blocking<'a, R>(
@@ -66,6 +97,12 @@ impl SpawnBlocking for SpanCarrying {
     where
         R: Send + 'static,
     {
+        if HERE.replace(false) {
+            // A panic is an error of the read, as a blocking thread's would be.
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task))
+                .map_err(|_| Box::from("a SQLite read panicked"));
+            return futures_util::future::ready(done).boxed();
+        }
         if crate::telemetry::exporting() {
             let span = tracing::Span::current();
             self.0.spawn_blocking(move || span.in_scope(task))
@@ -747,5 +784,34 @@ mod tests {
         db.migrate().await.unwrap();
         assert_eq!(mode(&data), "750");
         assert_eq!(mode(&path), "640");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reads_here_run_on_the_callers_thread_and_nothing_else_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(
+            &DatabaseTarget::Sqlite(dir.path().join("here.db")),
+            &PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        let DbConn::Sqlite(mut c) = db.conn().await.unwrap() else {
+            panic!("a SQLite path opens a SQLite connection");
+        };
+        let c: &mut SqliteConn = &mut c;
+        let caller = std::thread::current().id();
+        let ran_on = |c: &mut SqliteConnection| {
+            diesel::sql_query("SELECT 1").execute(c)?;
+            Ok(std::thread::current().id())
+        };
+        use diesel::RunQueryDsl as _;
+        assert_eq!(read_here(c, ran_on).await.unwrap(), caller);
+        // The next piece of work, a write included, goes to a blocking thread again.
+        assert_ne!(c.spawn_blocking(ran_on).await.unwrap(), caller);
+        // A read that panics is an error of that read, and leaves the flag cleared.
+        let panicked = read_here(c, |_| -> diesel::QueryResult<()> { panic!("in the read") });
+        assert!(panicked.await.is_err());
+        assert_ne!(c.spawn_blocking(ran_on).await.unwrap(), caller);
+        assert!(!HERE.get());
     }
 }

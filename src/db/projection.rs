@@ -19,8 +19,6 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{BigInt, Bool, HasSqlType, Integer, Text, Untyped};
 use uuid::Uuid;
 
-use crate::load_rows;
-
 use super::types::{
     AuthStatus, AuthType, ConnectionStatus, CredentialMode, PortableTimestamp, PortableUuid,
     RegistrationKind, StatusReason, Transport,
@@ -422,7 +420,7 @@ where
 
 /// A page of a workspace's servers in id (creation) order, after `after` when given, each as
 /// the `columns` chosen, with `reader`'s own grant where they are chosen: one statement, one
-/// trip to a blocking thread on SQLite.
+/// read on the caller's thread on SQLite ([`super::read_here`]).
 pub async fn page(
     conn: &mut DbConn,
     workspace_id: Uuid,
@@ -432,7 +430,16 @@ pub async fn page(
     limit: i64,
 ) -> Result<Vec<ProjectedRow>, DbError> {
     let statement = PageStatement::new(columns, workspace_id, reader, after, limit);
-    Ok(load_rows!(conn, statement)?)
+    Ok(match conn {
+        DbConn::Postgres(c) => {
+            let c: &mut diesel_async::AsyncPgConnection = c;
+            diesel_async::RunQueryDsl::load(statement, c).await?
+        }
+        // At most 100 rows: read on the caller's thread.
+        DbConn::Sqlite(c) => {
+            super::read_here(c, move |c| diesel::RunQueryDsl::load(statement, c)).await?
+        }
+    })
 }
 
 #[cfg(test)]

@@ -360,7 +360,7 @@ pub struct CallReads {
     pub grant: bool,
 }
 
-/// What a tool call reads, in one checkout: one blocking trip on SQLite, and on PostgreSQL one
+/// What a tool call reads, in one checkout: on SQLite on the caller's thread, on PostgreSQL in one
 /// round trip for a call that needs no grant and no member's own catalogue.
 pub struct ForCall {
     /// The server.
@@ -436,7 +436,7 @@ pub async fn find_for_call(
         DbConn::Sqlite(c) => {
             let c: &mut super::SqliteConn = &mut *c;
             let name = name.to_owned();
-            c.spawn_blocking(move |c| {
+            super::read_here(c, move |c| {
                 use diesel::RunQueryDsl as Sync;
                 let Some(server) =
                     Sync::get_result::<McpServerRow>(server_query!(server_id), c).optional()?
