@@ -360,8 +360,8 @@ pub struct CallReads {
     pub grant: bool,
 }
 
-/// What a tool call reads, in one checkout: on SQLite on the caller's thread, on PostgreSQL in one
-/// round trip for a call that needs no grant and no member's own catalogue.
+/// What a tool call reads, in one checkout: on SQLite on the caller's thread, on PostgreSQL
+/// in one round trip for a call that needs no grant and no member's own catalogue.
 pub struct ForCall {
     /// The server.
     pub server: McpServerRow,
