@@ -814,4 +814,47 @@ mod tests {
         assert_ne!(c.spawn_blocking(ran_on).await.unwrap(), caller);
         assert!(!HERE.get());
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_connection_given_back_with_its_statement_running_is_handed_out_whole() {
+        use diesel::RunQueryDsl as _;
+        let dir = tempfile::tempdir().unwrap();
+        let options = PoolOptions {
+            max_size: 1,
+            wait_timeout: Duration::from_secs(5),
+        };
+        let db = Db::connect(
+            &DatabaseTarget::Sqlite(dir.path().join("given.db")),
+            &options,
+        )
+        .await
+        .unwrap();
+        let mut conn = db.conn().await.unwrap();
+        let DbConn::Sqlite(c) = &mut conn else {
+            panic!("a SQLite path opens a SQLite connection");
+        };
+        let (started, running) = std::sync::mpsc::channel();
+        // The caller gives up on a statement that is still running (a dropped request).
+        let abandoned = c.spawn_blocking(move |c| {
+            started.send(()).ok();
+            std::thread::sleep(Duration::from_millis(300));
+            diesel::sql_query("SELECT 1").execute(c)
+        });
+        tokio::task::spawn_blocking(move || running.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        drop(abandoned);
+        drop(conn);
+        // The next caller gets a connection that works.
+        let mut conn = db.conn().await.unwrap();
+        let DbConn::Sqlite(c) = &mut conn else {
+            panic!("a SQLite path opens a SQLite connection");
+        };
+        let one = c
+            .spawn_blocking(|c| diesel::sql_query("SELECT 1").execute(c))
+            .await
+            .unwrap();
+        assert_eq!(one, 0);
+    }
 }
