@@ -50,9 +50,9 @@ case "$phase" in
     *) die "--phase takes list or tool" ;;
 esac
 
-cargo build --release -p switchboard-bench >&2
-[[ -x "$binary" ]] || cargo build --release -p switchboard >&2
-binary="$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")"
+# shellcheck source=scripts/bench-phase.sh
+source scripts/bench-phase.sh
+binary=$(build_binaries "$binary")
 
 work="$(mktemp -d)"
 harness=
@@ -70,22 +70,8 @@ exec valgrind --tool=callgrind --callgrind-out-file=$work/callgrind.%p "$binary"
 EOF
 chmod +x "$work/switchboard"
 
-args=(--switchboard "$work/switchboard" --duration $((seconds + 4)) --warmup 1 --servers 100
-    --subscribers 2 --events 1 --storm-calls 2)
-[[ -n "$postgres" ]] && args+=(--postgres "$postgres")
-target/release/switchboard-bench "${args[@]}" >"$work/report" 2>"$work/progress" &
-harness=$!
-
-until grep -qE "$pattern" "$work/progress"; do
-    kill -0 "$harness" 2>/dev/null || die "the harness ended before the phase: $(tail -3 "$work/progress")"
-    sleep 0.2
-done
-server=$(grep "$backend: server pid" "$work/progress" | tail -1)
-pid=$(sed -E 's/.*pid ([0-9]+).*/\1/' <<<"$server")
-addr=$(sed -E 's/.* on ([0-9.:]+).*/\1/' <<<"$server")
-answered() {
-    curl -sf "http://$addr/metrics" | awk '/^switchboard_graphql_requests_total /{print $2}'
-}
+start_phase "$work" "$work/switchboard" $((seconds + 4)) "$pattern" "$backend" "$postgres"
+pid=$server_pid
 # Past the phase's warm-up.
 sleep 2
 callgrind_control -z "$pid" >/dev/null

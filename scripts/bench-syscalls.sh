@@ -53,9 +53,9 @@ case "$phase" in
     *) die "--phase takes list or tool" ;;
 esac
 
-cargo build --release -p switchboard-bench >&2
-[[ -x "$binary" ]] || cargo build --release -p switchboard >&2
-binary="$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")"
+# shellcheck source=scripts/bench-phase.sh
+source scripts/bench-phase.sh
+binary=$(build_binaries "$binary")
 
 work="$(mktemp -d)"
 harness=
@@ -65,26 +65,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-args=(--switchboard "$binary" --duration 8 --warmup 1 --servers 100
-    --subscribers 2 --events 1 --storm-calls 2)
-[[ -n "$postgres" ]] && args+=(--postgres "$postgres")
-target/release/switchboard-bench "${args[@]}" >"$work/report" 2>"$work/progress" &
-harness=$!
-
-until grep -qE "$pattern" "$work/progress"; do
-    kill -0 "$harness" 2>/dev/null || die "the harness ended before the phase: $(tail -3 "$work/progress")"
-    sleep 0.2
-done
-server=$(grep "$backend: server pid" "$work/progress" | tail -1)
-pid=$(sed -E 's/.*pid ([0-9]+).*/\1/' <<<"$server")
-addr=$(sed -E 's/.* on ([0-9.:]+).*/\1/' <<<"$server")
-answered() {
-    curl -sf "http://$addr/metrics" | awk '/^switchboard_graphql_requests_total /{print $2}'
-}
+start_phase "$work" "$binary" 8 "$pattern" "$backend" "$postgres"
 # Past the phase's warm-up.
 sleep 1
 before=$(answered)
-timeout -s INT "$seconds" strace -c -f -p "$pid" -o "$work/counts" >/dev/null 2>&1 || true
+timeout -s INT "$seconds" strace -c -f -p "$server_pid" -o "$work/counts" >/dev/null 2>&1 || true
 after=$(answered)
 [[ -s "$work/counts" ]] || die "strace wrote no counts (is ptrace allowed here?)"
 # Less the scrape that read `before`.
