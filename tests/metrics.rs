@@ -2,19 +2,10 @@
 //! configured, and lives on a listener of its own when asked to.
 
 use crate::support::fake_mcp::{FakeMcpServer, McpConfig};
-use crate::support::{Options, TestApp, test_config_at, test_database};
+use crate::support::{Options, TestApp, metric_in, test_config_at, test_database};
 use serde_json::json;
 use switchboard::App;
 use switchboard::crypto::{KeyRing, Secret};
-
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| {
-            line.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_after_calls() {
@@ -51,9 +42,9 @@ async fn counters_move_after_calls() {
         .await;
 
     let after = scrape().await;
-    assert_eq!(value(&before, "switchboard_mcp_sessions_open"), 0.0);
+    assert_eq!(metric_in(&before, "switchboard_mcp_sessions_open"), 0.0);
     assert_eq!(
-        value(&after, "switchboard_mcp_sessions_open"),
+        metric_in(&after, "switchboard_mcp_sessions_open"),
         1.0,
         "the calls share one kept session: {after}"
     );
@@ -62,48 +53,48 @@ async fn counters_move_after_calls() {
         "{after}"
     );
     assert_eq!(
-        value(&after, "switchboard_tool_calls_total{outcome=\"ok\"}"),
+        metric_in(&after, "switchboard_tool_calls_total{outcome=\"ok\"}"),
         1.0,
         "{after}"
     );
     assert_eq!(
-        value(
+        metric_in(
             &after,
             "switchboard_tool_calls_total{outcome=\"tool_error\"}"
         ),
         1.0
     );
     assert_eq!(
-        value(&after, "switchboard_tool_calls_total{outcome=\"refused\"}"),
+        metric_in(&after, "switchboard_tool_calls_total{outcome=\"refused\"}"),
         1.0
     );
     assert_eq!(
-        value(&after, "switchboard_tool_call_duration_seconds_count"),
+        metric_in(&after, "switchboard_tool_call_duration_seconds_count"),
         3.0
     );
     assert!(
-        value(&after, "switchboard_graphql_requests_total")
-            >= value(&before, "switchboard_graphql_requests_total") + 5.0
+        metric_in(&after, "switchboard_graphql_requests_total")
+            >= metric_in(&before, "switchboard_graphql_requests_total") + 5.0
     );
     assert_eq!(
-        value(
+        metric_in(
             &after,
             "switchboard_graphql_errors_total{code=\"BAD_USER_INPUT\"}"
         ),
         1.0
     );
     assert_eq!(
-        value(
+        metric_in(
             &after,
             "switchboard_servers{connection_status=\"connected\",auth_status=\"not_required\"}"
         ),
         1.0,
         "{after}"
     );
-    assert_eq!(value(&after, "switchboard_open_subscriptions"), 0.0);
+    assert_eq!(metric_in(&after, "switchboard_open_subscriptions"), 0.0);
     assert!(
-        value(&after, "switchboard_db_statements_total")
-            > value(&before, "switchboard_db_statements_total"),
+        metric_in(&after, "switchboard_db_statements_total")
+            > metric_in(&before, "switchboard_db_statements_total"),
         "the statement counter moves with the requests: {after}"
     );
     assert!(!after.contains(&id), "no ids in labels");

@@ -240,9 +240,7 @@ impl TestApp {
             .text()
             .await
             .expect("metrics text");
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+        metric_in(&text, series)
     }
 
     /// Run a query that must succeed; returns `data`.
@@ -426,4 +424,12 @@ pub fn oauth_with(
     let mut mcp_auth = fake_mcp::McpAuth::oauth(auth);
     edit(&mut mcp_auth);
     mcp_auth
+}
+
+/// A series of a `/metrics` text: the value of the line naming exactly `series` (labels
+/// included), or 0 when there is none.
+pub fn metric_in(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |value| value.trim().parse().expect("a number"))
 }
