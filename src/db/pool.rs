@@ -857,4 +857,36 @@ mod tests {
             .unwrap();
         assert_eq!(one, 0);
     }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_hot_reads_are_done_when_first_asked() {
+        use crate::db::projection::{self, Column, Columns};
+        use crate::db::servers::{self, CallReads};
+        use futures_util::FutureExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(
+            &DatabaseTarget::Sqlite(dir.path().join("hot.db")),
+            &PoolOptions::default(),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        let mut conn = db.conn().await.unwrap();
+        let (workspace, reader) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let mut columns = Columns::default();
+        columns.add(Column::Name);
+        columns.add(Column::GrantExpiresAt);
+        // Work sent to a blocking thread is not done yet when the caller first polls for it.
+        let page = projection::page(&mut conn, workspace, reader, columns, None, 100)
+            .now_or_never()
+            .expect("the page is read on the caller's thread");
+        assert!(page.unwrap().is_empty());
+        let call = servers::find_for_call(&mut conn, workspace, "echo", |_| CallReads {
+            holder: None,
+            grant: true,
+        })
+        .now_or_never()
+        .expect("a tool call's reads are done on the caller's thread");
+        assert!(call.unwrap().is_none());
+    }
 }
