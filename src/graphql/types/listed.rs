@@ -61,6 +61,8 @@ pub enum ServerPage {
         page: ProjectedPage,
         /// Whether the page was asked for after a cursor.
         has_previous: bool,
+        /// The selection it was read for ([`projection`]), which it is rendered in.
+        shape: Shape,
     },
 }
 
@@ -83,25 +85,26 @@ impl OutputType for ServerPage {
                 let read = |name: &str, shape: &Shape| plain_page_field(page, name, shape);
                 resolve_plainly(page, ctx, field, read).await
             }
-            ServerPage::Projected { page, has_previous } => {
+            ServerPage::Projected {
+                page,
+                has_previous,
+                shape,
+            } => {
                 let read = |name: &str, shape: &Shape| {
                     projected_page_field(page, *has_previous, name, shape)
                 };
-                // The same selection set the page was read for, so it reads in one pass.
                 let mismatch =
                     || ServerError::new("the page's selection does not match its read", None);
-                let shape =
-                    shape_in(ctx, &ctx.item.node, &Self::type_name()).ok_or_else(mismatch)?;
                 if let Some(prewritten) = ctx.data_opt::<Arc<Prewritten>>() {
                     let mut out = Vec::with_capacity(PAGE_JSON_BYTES);
-                    if write_projected_page(page, *has_previous, &shape, &mut out).is_some() {
+                    if write_projected_page(page, *has_previous, shape, &mut out).is_some() {
                         ctx.data_unchecked::<AppHandle>()
                             .metrics
                             .server_page_written();
                         return Ok(prewritten.keep(out));
                     }
                 }
-                read_plainly(&shape, read).ok_or_else(mismatch)
+                read_plainly(shape, read).ok_or_else(mismatch)
             }
         }
     }
@@ -244,10 +247,10 @@ async fn resolve_plainly<T: OutputType>(
 /// argument or directive, fragments only on the object's own type (their fields taken in
 /// place), and each response key once, but for a leaf field repeated as itself (`id` in a
 /// fragment and beside it), which GraphQL merges into one. Worked out once for all the objects
-/// of a page it is read on.
-struct Shape<'a> {
+/// of a page it is read on; it owns what it holds, so that a page read for it keeps it.
+pub struct Shape {
     /// Each field's name, and the shape of what it selects in turn (empty for a leaf).
-    fields: Vec<(&'a str, Shape<'a>)>,
+    fields: Vec<(Name, Shape)>,
     /// The object's response keys in order, each with a null value. Each object read starts
     /// from a copy, so no key is hashed or compared again.
     keys: IndexMap<Name, Value>,
@@ -269,7 +272,7 @@ fn shape_in<'a, T>(
     ctx: &ContextBase<'a, T>,
     selection_set: &'a SelectionSet,
     type_name: &str,
-) -> Option<Shape<'a>> {
+) -> Option<Shape> {
     let registry: &'a registry::Registry = &ctx.schema_env.registry;
     let field_type = |object: &str, field: &str| -> Option<&'a str> {
         let field = registry.types.get(object)?.field_by_name(field)?;
@@ -285,10 +288,10 @@ fn shape_in<'a, T>(
 /// How deep fragments may nest in one another before a selection is left to the executor.
 const FRAGMENT_DEPTH: usize = 8;
 
-impl<'a> Shape<'a> {
+impl Shape {
     /// The shape of `selection_set` on an object of type `type_name`, or `None` when it (or
     /// anything below it) holds more than plain fields.
-    fn of(selection_set: &'a SelectionSet, env: Env<'a, '_>, type_name: &str) -> Option<Self> {
+    fn of<'a>(selection_set: &'a SelectionSet, env: Env<'a, '_>, type_name: &str) -> Option<Self> {
         let count = selection_set.items.len();
         let mut shape = Shape {
             fields: Vec::with_capacity(count),
@@ -301,7 +304,7 @@ impl<'a> Shape<'a> {
 
     /// Add the fields of `selection_set` (on an object of type `type_name`, inside `depth`
     /// fragments).
-    fn add(
+    fn add<'a>(
         &mut self,
         selection_set: &'a SelectionSet,
         env: Env<'a, '_>,
@@ -344,11 +347,11 @@ impl<'a> Shape<'a> {
         Some(())
     }
 
-    fn add_field(&mut self, field: &'a Field, env: Env<'a, '_>, type_name: &str) -> Option<()> {
+    fn add_field<'a>(&mut self, field: &'a Field, env: Env<'a, '_>, type_name: &str) -> Option<()> {
         if !field.arguments.is_empty() || !field.directives.is_empty() {
             return None;
         }
-        let name = field.name.node.as_str();
+        let name = &field.name.node;
         let selection_set = &field.selection_set.node;
         let key = &field.response_key().node;
         if let Some(at) = self.keys.get_index_of(key) {
@@ -356,7 +359,7 @@ impl<'a> Shape<'a> {
             // would need merging.
             let (taken, nested) = &self.fields[at];
             let leaf = nested.fields.is_empty() && selection_set.items.is_empty();
-            return (*taken == name && leaf).then_some(());
+            return (taken == name && leaf).then_some(());
         }
         let nested = if selection_set.items.is_empty() {
             Shape {
@@ -365,14 +368,18 @@ impl<'a> Shape<'a> {
                 json_keys: Vec::new(),
             }
         } else {
-            Shape::of(selection_set, env, (env.field_type)(type_name, name)?)?
+            Shape::of(
+                selection_set,
+                env,
+                (env.field_type)(type_name, name.as_str())?,
+            )?
         };
         let mut json_key = Vec::with_capacity(key.len() + 3);
         json::write_str(&mut json_key, key);
         json_key.push(b':');
         self.json_keys.push(json_key);
         self.keys.insert(key.clone(), Value::Null);
-        self.fields.push((name, nested));
+        self.fields.push((name.clone(), nested));
         Some(())
     }
 }
@@ -716,7 +723,7 @@ impl GrantField {
             .fields
             .iter()
             .map(|(name, _)| {
-                Some(match *name {
+                Some(match name.as_str() {
                     "__typename" => GrantField::Typename(typename()),
                     "flowInProgress" => GrantField::FlowInProgress,
                     "scopes" => GrantField::Scopes(column_of(table, "scopes")?),
@@ -745,15 +752,16 @@ impl GrantField {
 
 /// What a page must read for the selection of `ctx` (a field of a page of servers) when it
 /// holds only plain fields that each read a column of a server, of its shared grant or of the
-/// reader's own grant: those columns, and which pending flows to learn of. `None` for
-/// anything else, which loads the page's rows.
-pub fn projection(ctx: &Context<'_>) -> Option<Projection> {
+/// reader's own grant: those columns and which pending flows to learn of, with the selection's
+/// shape, which the page is then rendered in ([`ServerPage::Projected`]). `None` for anything
+/// else, which loads the page's rows.
+pub fn projection(ctx: &Context<'_>) -> Option<(Projection, Shape)> {
     let shape = shape_in(
         ctx,
         &ctx.item.node.selection_set.node,
         &ServerPage::type_name(),
     )?;
-    projection_of(&shape)
+    Some((projection_of(&shape)?, shape))
 }
 
 /// [`projection`] of a page's selection shape.
@@ -770,11 +778,11 @@ fn projection_of(shape: &Shape) -> Option<Projection> {
         Some(())
     };
     for (name, nested) in &shape.fields {
-        match *name {
+        match name.as_str() {
             "__typename" => {}
             "edges" => {
                 for (name, nested) in &nested.fields {
-                    match *name {
+                    match name.as_str() {
                         "__typename" | "cursor" => {}
                         "node" => server(nested)?,
                         _ => return None,
@@ -790,7 +798,11 @@ fn projection_of(shape: &Shape) -> Option<Projection> {
                     "startCursor",
                     "endCursor",
                 ];
-                if !nested.fields.iter().all(|(name, _)| known.contains(name)) {
+                if !nested
+                    .fields
+                    .iter()
+                    .all(|(name, _)| known.contains(&name.as_str()))
+                {
                     return None;
                 }
             }
@@ -820,8 +832,9 @@ fn projected_page_field(
     rows.field(name, shape)
 }
 
-/// Bytes first set aside for a page's JSON (a dashboard's page of 100 servers is about 25 KiB).
-const PAGE_JSON_BYTES: usize = 16 * 1024;
+/// Bytes first set aside for a page's JSON, before its first row tells how much its rows take
+/// ([`write_list`]).
+const PAGE_JSON_BYTES: usize = 1024;
 
 /// A projected page's JSON, written straight from its cells as [`projected_page_field`] reads
 /// each field (and the executor then writes the values): the same keys in the same order, the
@@ -843,7 +856,7 @@ fn write_projected_page(
         out,
         shape,
         &shape.fields,
-        |out, (name, nested), _| match *name {
+        |out, (name, nested), _| match name.as_str() {
             "__typename" => write_value(out, &typename::<Connection<String, ListedServer>>()),
             "edges" => {
                 let plans = nested
@@ -861,7 +874,7 @@ fn write_projected_page(
                         out,
                         nested,
                         &nested.fields,
-                        |out, (name, node), _| match *name {
+                        |out, (name, node), _| match name.as_str() {
                             "__typename" => write_value(out, &typename::<ServerEdge>()),
                             "cursor" => write_id(out, row.id),
                             "node" => write_node(out, row, node, plan_of(node)?),
@@ -879,7 +892,7 @@ fn write_projected_page(
                     Some(row) => write_id(out, row.id),
                     None => write_value(out, &Value::Null),
                 };
-                match *name {
+                match name.as_str() {
                     "__typename" => write_value(out, &typename::<PageInfo>()),
                     "hasPreviousPage" => write_value(out, &Value::Boolean(has_previous)),
                     "hasNextPage" => write_value(out, &Value::Boolean(page.page.has_next)),
@@ -921,17 +934,27 @@ fn write_object<F>(
 }
 
 /// A list's JSON, an item written by `write` for each of `items`.
+///
+/// Once the first item is written, room is made for the others, each taken to be a quarter
+/// longer than it: a page's rows are written alike, so the buffer grows once, while little is
+/// in it, rather than doubling (and copying what it holds) as it fills.
 fn write_list<T>(
     out: &mut Vec<u8>,
     items: &[T],
     write: impl Fn(&mut Vec<u8>, &T) -> Option<()>,
 ) -> Option<()> {
     out.push(b'[');
+    let start = out.len();
     for (index, item) in items.iter().enumerate() {
         if index > 0 {
             out.push(b',');
         }
         write(out, item)?;
+        if index == 0 {
+            let first = out.len() - start;
+            let each = first.saturating_add(first / 4).saturating_add(1);
+            out.reserve(each.saturating_mul(items.len() - 1).saturating_add(1));
+        }
     }
     out.push(b']');
     Some(())
@@ -1381,5 +1404,28 @@ mod tests {
         each::<McpAuthStatus>();
         each::<McpStatusReason>();
         each::<McpOauthRegistration>();
+    }
+
+    #[test]
+    fn a_list_of_rows_written_alike_grows_its_buffer_once() {
+        let rows: Vec<String> = (0..100)
+            .map(|n| format!("row {n:03} of the page"))
+            .collect();
+        let mut out = Vec::with_capacity(PAGE_JSON_BYTES);
+        // The room there is when the second row is written, after the first made it.
+        let written = std::cell::Cell::new(0);
+        let room = std::cell::Cell::new(0);
+        write_list(&mut out, &rows, |out, row| {
+            if written.get() == 1 {
+                room.set(out.capacity());
+            }
+            written.set(written.get() + 1);
+            json::write_str(out, row);
+            Some(())
+        })
+        .unwrap();
+        assert!(out.len() > PAGE_JSON_BYTES);
+        assert!(room.get() >= out.len(), "{} < {}", room.get(), out.len());
+        assert_eq!(out, serde_json::to_vec(&rows).unwrap());
     }
 }

@@ -92,13 +92,14 @@ impl Workspace {
         let after = after.map(|c| parse_id("after", &ID(c))).transpose()?;
         let (id, first) = (self.id, first.map(i64::from));
         // A selection of plain fields reads only the columns it shows.
-        if let Some(projection) = projection(ctx) {
+        if let Some((projection, shape)) = projection(ctx) {
             let page =
                 servers::projected_page(app, principal, id, first, after, projection).await?;
             app.metrics.server_page(PageRead::Columns);
             return Ok(ServerPage::Projected {
                 page,
                 has_previous: after.is_some(),
+                shape,
             });
         }
         // Nested rows of the whole page are loaded here, one query per kind, for exactly the
