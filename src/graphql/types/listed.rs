@@ -62,7 +62,7 @@ pub enum ServerPage {
         /// Whether the page was asked for after a cursor.
         has_previous: bool,
         /// The selection it was read for ([`projection`]), which it is rendered in.
-        shape: Shape,
+        shape: Box<Shape>,
     },
 }
 
@@ -755,13 +755,13 @@ impl GrantField {
 /// reader's own grant: those columns and which pending flows to learn of, with the selection's
 /// shape, which the page is then rendered in ([`ServerPage::Projected`]). `None` for anything
 /// else, which loads the page's rows.
-pub fn projection(ctx: &Context<'_>) -> Option<(Projection, Shape)> {
+pub fn projection(ctx: &Context<'_>) -> Option<(Projection, Box<Shape>)> {
     let shape = shape_in(
         ctx,
         &ctx.item.node.selection_set.node,
         &ServerPage::type_name(),
     )?;
-    Some((projection_of(&shape)?, shape))
+    Some((projection_of(&shape)?, Box::new(shape)))
 }
 
 /// [`projection`] of a page's selection shape.
