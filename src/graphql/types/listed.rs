@@ -967,8 +967,25 @@ fn write_value(out: &mut Vec<u8>, value: &Value) -> Option<()> {
 /// A server's id as JSON, as its `id` field and its cursor show it.
 fn write_id(out: &mut Vec<u8>, id: Uuid) -> Option<()> {
     let mut buffer = Uuid::encode_buffer();
-    json::write_str(out, id.hyphenated().encode_lower(&mut buffer));
+    // Hexadecimal digits and hyphens: nothing to escape.
+    write_quoted(out, id.hyphenated().encode_lower(&mut buffer));
     Some(())
+}
+
+/// An enum value's JSON, as [`enum_value`] makes its value.
+fn write_enum<E: EnumType>(out: &mut Vec<u8>, value: E) -> Option<()> {
+    // A GraphQL name is letters, digits and underscores: nothing to escape.
+    write_quoted(out, enum_name(value)?);
+    Some(())
+}
+
+/// `text`, which holds nothing JSON escapes, as a JSON string.
+fn write_quoted(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(!text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\'));
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
 }
 
 /// A cell's JSON, as [`cell_value`] makes its value.
@@ -980,15 +997,13 @@ fn write_cell(out: &mut Vec<u8>, cell: &Cell) -> Option<()> {
         Cell::Bool(true) => out.extend_from_slice(b"true"),
         Cell::Bool(false) => out.extend_from_slice(b"false"),
         Cell::Time(at) => return write_time(out, at),
-        Cell::Transport(t) => json::write_str(out, enum_name(McpTransport::from(*t))?),
-        Cell::AuthType(t) => json::write_str(out, enum_name(McpAuthType::from(*t))?),
-        Cell::CredentialMode(m) => json::write_str(out, enum_name(McpCredentialMode::from(*m))?),
-        Cell::ConnectionStatus(s) => {
-            json::write_str(out, enum_name(McpConnectionStatus::from(*s))?);
-        }
-        Cell::AuthStatus(s) => json::write_str(out, enum_name(McpAuthStatus::from(*s))?),
-        Cell::StatusReason(r) => json::write_str(out, enum_name(McpStatusReason::from(*r))?),
-        Cell::Registration(k) => json::write_str(out, enum_name(McpOauthRegistration::from(*k))?),
+        Cell::Transport(t) => return write_enum(out, McpTransport::from(*t)),
+        Cell::AuthType(t) => return write_enum(out, McpAuthType::from(*t)),
+        Cell::CredentialMode(m) => return write_enum(out, McpCredentialMode::from(*m)),
+        Cell::ConnectionStatus(s) => return write_enum(out, McpConnectionStatus::from(*s)),
+        Cell::AuthStatus(s) => return write_enum(out, McpAuthStatus::from(*s)),
+        Cell::StatusReason(r) => return write_enum(out, McpStatusReason::from(*r)),
+        Cell::Registration(k) => return write_enum(out, McpOauthRegistration::from(*k)),
     }
     Some(())
 }
@@ -1395,6 +1410,11 @@ mod tests {
                         item.name
                     );
                 }
+                // Written without escaping, as the executor's value is written.
+                let mut written = Vec::new();
+                write_enum(&mut written, item.value).unwrap();
+                let expected = serde_json::to_vec(&item.value.to_value()).unwrap();
+                assert_eq!(written, expected, "{}", item.name);
             }
         }
         each::<McpTransport>();
