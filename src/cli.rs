@@ -239,10 +239,7 @@ pub fn main() -> ExitCode {
         }
         _ => None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(config.worker_threads) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("switchboard: cannot start the runtime: {error}");
@@ -270,6 +267,16 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime the commands run on: `workers` threads run requests, one per CPU core when
+/// not given.
+fn runtime(workers: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().build()
 }
 
 /// Parse the command line. The server's settings before any command read the environment
@@ -744,6 +751,16 @@ async fn rotate_key(config: Config) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_has_the_workers_asked_for_or_one_per_core() {
+        for workers in [1, 3] {
+            let built = runtime(Some(workers)).unwrap();
+            assert_eq!(built.metrics().num_workers(), workers);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(runtime(None).unwrap().metrics().num_workers(), cores);
+    }
 
     fn ids(command: &clap::Command) -> Vec<String> {
         command

@@ -19,6 +19,7 @@
 //! | `--health-interval-secs` | `SWITCHBOARD_HEALTH_INTERVAL_SECS` | `60` (0 turns checks off) |
 //! | `--health-concurrency` | `SWITCHBOARD_HEALTH_CONCURRENCY` | `8` |
 //! | `--db-pool-size` | `SWITCHBOARD_DB_POOL_SIZE` | `16` |
+//! | `--worker-threads` | `SWITCHBOARD_WORKER_THREADS` | one per CPU core |
 //! | `--max-body-bytes` | `SWITCHBOARD_MAX_BODY_BYTES` | `1048576` |
 //! | `--max-query-depth` | `SWITCHBOARD_MAX_QUERY_DEPTH` | `12` |
 //! | `--max-query-complexity` | `SWITCHBOARD_MAX_QUERY_COMPLEXITY` | `20000` |
@@ -169,6 +170,11 @@ pub struct ConfigArgs {
     /// Separate address to serve `/metrics` on; the main listener then answers 404 for it.
     #[arg(long, env = "SWITCHBOARD_METRICS_BIND")]
     pub metrics_bind: Option<String>,
+    /// Threads that run requests (the runtime's workers); one per CPU core when not given.
+    /// Blocking work (SQLite writes, key derivation) has threads of its own besides.
+    #[arg(long, env = "SWITCHBOARD_WORKER_THREADS",
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_threads: Option<u32>,
     /// Days audit events are kept before a background purge deletes them (0 keeps them all).
     #[arg(long, env = "SWITCHBOARD_AUDIT_RETENTION_DAYS", default_value = "365",
           value_parser = clap::value_parser!(u32).range(0..=36_500))]
@@ -276,6 +282,8 @@ pub struct Config {
     pub metrics_token: Option<crate::crypto::Secret>,
     /// Separate listen address for `/metrics`; `None` serves it on [`Config::bind`].
     pub metrics_bind: Option<SocketAddr>,
+    /// Threads that run requests; `None`: one per CPU core.
+    pub worker_threads: Option<usize>,
     /// Days audit events are kept; 0 keeps them all.
     pub audit_retention_days: u32,
     /// Most tool-change streams kept open; 0: none.
@@ -432,6 +440,9 @@ impl ConfigArgs {
             max_catalogue_bytes: self.max_catalogue_bytes,
             metrics_token,
             metrics_bind,
+            worker_threads: self
+                .worker_threads
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
             audit_retention_days: self.audit_retention_days,
             catalogue_listeners: usize::try_from(self.catalogue_listeners).unwrap_or(usize::MAX),
             catalogue_listen_every: crate::domain::mcp::listen::RECONCILE_EVERY,
@@ -735,6 +746,7 @@ mod tests {
         assert!(config.metrics_token.is_none());
         assert_eq!(config.metrics_bind, None);
         assert_eq!(config.audit_retention_days, 365);
+        assert_eq!(config.worker_threads, None);
 
         let config = parse(&[
             "--metrics-token",
@@ -751,6 +763,14 @@ mod tests {
         );
         assert_eq!(config.metrics_bind, Some("127.0.0.1:9090".parse().unwrap()));
         assert_eq!(config.audit_retention_days, 0);
+        assert_eq!(
+            parse(&["--worker-threads", "1"]).unwrap().worker_threads,
+            Some(1)
+        );
+        for bad in ["0", "1025", "two"] {
+            let error = parse(&["--worker-threads", bad]).expect_err("bad worker count");
+            assert!(error.contains("worker-threads"), "{error}");
+        }
         assert!(
             !format!("{config:?}").contains("scrape-token"),
             "never printed"
