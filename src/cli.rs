@@ -412,7 +412,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    tracing::info!(address = %listener.local_addr()?, database = if app.db.is_postgres() { "postgres" } else { "sqlite" }, "Switchboard listening");
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = if app.db.is_postgres() { "postgres" } else { "sqlite" },
+        workers = tokio::runtime::Handle::current().metrics().num_workers(),
+        "Switchboard listening"
+    );
     crate::http::serve(app.clone(), listener, shutdown_signal())
         .await
         .context("serving")?;

@@ -1,6 +1,6 @@
 //! The `switchboard` binary as an operator runs it: first start, the printed token, the modes
-//! of the key and database files, graceful shutdown, the admin commands, the metrics on a
-//! listener of their own, and that no secret ever reaches a response, a log line (even at
+//! of the key and database files, graceful shutdown, the admin commands, the request threads it
+//! is given, the metrics on a listener of their own, and that no secret ever reaches a response, a log line (even at
 //! trace level, through WebSocket sign-in, an OAuth flow and tool calls) or the database file
 //! in plaintext.
 
@@ -399,6 +399,27 @@ fn admin_commands_and_bad_settings() {
             "{name}: {stderr}"
         );
     }
+}
+
+/// The request threads an operator asks for are the ones the server runs with, and it says
+/// how many it has.
+#[test]
+fn the_worker_threads_setting_reaches_the_runtime() {
+    // A count other than the default of one per core.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let asked = if cores == 3 { 4 } else { 3 };
+    let dir = tempfile::tempdir().unwrap();
+    let setting = asked.to_string();
+    let server = start_with(
+        dir.path(),
+        "workers",
+        &[("SWITCHBOARD_WORKER_THREADS", setting.as_str())],
+    );
+    let (_, stderr) = stop(server);
+    let listening = lines_with(&stderr, "Switchboard listening");
+    assert_eq!(listening.len(), 1, "{stderr}");
+    let said = format!("workers={asked}");
+    assert!(contains_word(&listening[0], &said), "{}", listening[0]);
 }
 
 async fn gql_async(base: &str, token: &str, query: &str, variables: Value) -> Value {
