@@ -1,8 +1,8 @@
 //! The `switchboard` binary as an operator runs it: first start, the printed token, the modes
-//! of the key and database files, graceful shutdown, the admin commands, the request threads it
-//! is given, the metrics on a listener of their own, and that no secret ever reaches a response, a log line (even at
-//! trace level, through WebSocket sign-in, an OAuth flow and tool calls) or the database file
-//! in plaintext.
+//! of the key and database files, graceful shutdown, the admin commands, the request threads
+//! it is given, the metrics on a listener of their own, and that no secret ever reaches a
+//! response, a log line (even at trace level, through WebSocket sign-in, an OAuth flow and
+//! tool calls) or the database file in plaintext.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
