@@ -786,19 +786,28 @@ mod tests {
         assert_eq!(mode(&path), "640");
     }
 
-    #[tokio::test(flavor = "multi_thread")]
-    async fn reads_here_run_on_the_callers_thread_and_nothing_else_does() {
+    /// A SQLite database in a directory of its own, which lives as long as the guard.
+    async fn scratch_sqlite(options: &PoolOptions) -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(
-            &DatabaseTarget::Sqlite(dir.path().join("here.db")),
-            &PoolOptions::default(),
-        )
-        .await
-        .unwrap();
-        let DbConn::Sqlite(mut c) = db.conn().await.unwrap() else {
+        let path = dir.path().join("scratch.db");
+        let db = Db::connect(&DatabaseTarget::Sqlite(path), options)
+            .await
+            .unwrap();
+        (dir, db)
+    }
+
+    fn sqlite(conn: &mut DbConn) -> &mut SqliteConn {
+        let DbConn::Sqlite(c) = conn else {
             panic!("a SQLite path opens a SQLite connection");
         };
-        let c: &mut SqliteConn = &mut c;
+        c
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn reads_here_run_on_the_callers_thread_and_nothing_else_does() {
+        let (_dir, db) = scratch_sqlite(&PoolOptions::default()).await;
+        let mut conn = db.conn().await.unwrap();
+        let c = sqlite(&mut conn);
         let caller = std::thread::current().id();
         let ran_on = |c: &mut SqliteConnection| {
             diesel::sql_query("SELECT 1").execute(c)?;
@@ -818,24 +827,15 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_connection_given_back_with_its_statement_running_is_handed_out_whole() {
         use diesel::RunQueryDsl as _;
-        let dir = tempfile::tempdir().unwrap();
-        let options = PoolOptions {
+        let (_dir, db) = scratch_sqlite(&PoolOptions {
             max_size: 1,
             wait_timeout: Duration::from_secs(5),
-        };
-        let db = Db::connect(
-            &DatabaseTarget::Sqlite(dir.path().join("given.db")),
-            &options,
-        )
-        .await
-        .unwrap();
+        })
+        .await;
         let mut conn = db.conn().await.unwrap();
-        let DbConn::Sqlite(c) = &mut conn else {
-            panic!("a SQLite path opens a SQLite connection");
-        };
         let (started, running) = std::sync::mpsc::channel();
         // The caller gives up on a statement that is still running (a dropped request).
-        let abandoned = c.spawn_blocking(move |c| {
+        let abandoned = sqlite(&mut conn).spawn_blocking(move |c| {
             started.send(()).ok();
             std::thread::sleep(Duration::from_millis(300));
             diesel::sql_query("SELECT 1").execute(c)
@@ -848,10 +848,7 @@ mod tests {
         drop(conn);
         // The next caller gets a connection that works.
         let mut conn = db.conn().await.unwrap();
-        let DbConn::Sqlite(c) = &mut conn else {
-            panic!("a SQLite path opens a SQLite connection");
-        };
-        let one = c
+        let one = sqlite(&mut conn)
             .spawn_blocking(|c| diesel::sql_query("SELECT 1").execute(c))
             .await
             .unwrap();
@@ -863,13 +860,7 @@ mod tests {
         use crate::db::projection::{self, Column, Columns};
         use crate::db::servers::{self, CallReads};
         use futures_util::FutureExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(
-            &DatabaseTarget::Sqlite(dir.path().join("hot.db")),
-            &PoolOptions::default(),
-        )
-        .await
-        .unwrap();
+        let (_dir, db) = scratch_sqlite(&PoolOptions::default()).await;
         db.migrate().await.unwrap();
         let mut conn = db.conn().await.unwrap();
         let (workspace, reader) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
