@@ -3,16 +3,18 @@
 # callgrind: a figure that does not move with the machine's neighbours, for comparing two
 # builds whose difference is smaller than what wall-clock runs can show.
 #
-#   scripts/bench-instructions.sh [--switchboard BINARY] [--phase list|tool]
+#   scripts/bench-instructions.sh [--switchboard BINARY] [--phase list|tool|sdk]
 #                                 [--postgres URL] [--seconds N]
 #
 # The benchmark harness runs as usual with the server under `valgrind --tool=callgrind`. When
 # the phase starts (`list`: the SQLite list at c=1; `tool`: the tool call through Switchboard
-# at c=1, on PostgreSQL when `--postgres` is given), the counters are zeroed, the requests the
-# server answered are read from `switchboard_graphql_requests_total` on `/metrics`, and after
-# N seconds (default 10) both are read again. It prints the instructions per request; one line
-# per run, so runs of two builds can be set side by side. Requests at c=1 run one at a time,
-# so at most one is cut at either end of the window (under a fraction of a percent).
+# at c=1, on PostgreSQL when `--postgres` is given; `sdk`: the same against the TypeScript
+# SDK upstream, which scripts/bench-node.sh installs into .tools/), the counters are zeroed,
+# the requests the server answered are read from `switchboard_graphql_requests_total` on
+# `/metrics`, and after N seconds (default 10) both are read again. It prints the instructions
+# per request; one line per run, so runs of two builds can be set side by side. Requests at
+# c=1 run one at a time, so at most one is cut at either end of the window (under a fraction
+# of a percent).
 #
 # Needs valgrind and curl. Counts exclude the kernel: they measure the process's own work, not
 # its system calls (see BENCHMARKS.md).
@@ -47,12 +49,14 @@ backend=SQLite
 case "$phase" in
     list) backend=SQLite; pattern='1 list \(SQLite\): list, c=1$' ;;
     tool) pattern="2 tool call \\($backend\\): through Switchboard, c=1\$" ;;
-    *) die "--phase takes list or tool" ;;
+    sdk) pattern="2 tool call, TypeScript SDK upstream \\($backend\\): through Switchboard, c=1\$" ;;
+    *) die "--phase takes list, tool or sdk" ;;
 esac
 
 # shellcheck source=scripts/bench-phase.sh
 source scripts/bench-phase.sh
 binary=$(build_binaries "$binary")
+harness_flags_for "$phase"
 
 work="$(mktemp -d)"
 harness=
@@ -70,7 +74,8 @@ exec valgrind --tool=callgrind --callgrind-out-file=$work/callgrind.%p "$binary"
 EOF
 chmod +x "$work/switchboard"
 
-start_phase "$work" "$work/switchboard" $((seconds + 4)) "$pattern" "$backend" "$postgres"
+start_phase "$work" "$work/switchboard" $((seconds + 4)) "$pattern" "$backend" "$postgres" \
+    ${harness_flags[@]+"${harness_flags[@]}"}
 pid=$server_pid
 # Past the phase's warm-up.
 sleep 2

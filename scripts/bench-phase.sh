@@ -3,11 +3,15 @@
 #
 #   build_binaries BINARY          builds the harness, and BINARY when missing; prints its
 #                                  absolute path
-#   start_phase DIR SERVER SECONDS PATTERN BACKEND [POSTGRES]
+#   start_phase DIR SERVER SECONDS PATTERN BACKEND [POSTGRES [FLAGS...]]
 #                                  runs the harness with SERVER as the `switchboard` binary
-#                                  and SECONDS per load phase, writing into DIR, until its
-#                                  progress matches PATTERN; then sets `harness` (its pid),
-#                                  `server_pid` and `server_addr` (BACKEND's server)
+#                                  and SECONDS per load phase (and FLAGS, more of its flags),
+#                                  writing into DIR, until its progress matches PATTERN; then
+#                                  sets `harness` (its pid), `server_pid` and `server_addr`
+#                                  (BACKEND's server)
+#   harness_flags_for PHASE        sets `harness_flags` to the harness flags PHASE needs: for
+#                                  `sdk`, those of the TypeScript SDK upstream (installed into
+#                                  .tools/ when missing, see bench-node.sh)
 #   answered                       the GraphQL requests that server has answered so far
 #
 # The caller defines `die`, runs from the repository's root, and kills `$harness` on exit.
@@ -21,8 +25,9 @@ build_binaries() {
 
 start_phase() {
     local dir="$1" server="$2" seconds="$3" pattern="$4" backend="$5" postgres="${6:-}"
+    shift $(($# < 6 ? $# : 6))
     local args=(--switchboard "$server" --duration "$seconds" --warmup 1 --servers 100
-        --subscribers 2 --events 1 --storm-calls 2)
+        --subscribers 2 --events 1 --storm-calls 2 "$@")
     [[ -n "$postgres" ]] && args+=(--postgres "$postgres")
     target/release/switchboard-bench "${args[@]}" >"$dir/report" 2>"$dir/progress" &
     harness=$!
@@ -35,6 +40,17 @@ start_phase() {
     line=$(grep "$backend: server pid" "$dir/progress" | tail -1)
     server_pid=$(sed -E 's/.*pid ([0-9]+).*/\1/' <<<"$line")
     server_addr=$(sed -E 's/.* on ([0-9.:]+).*/\1/' <<<"$line")
+}
+
+harness_flags_for() {
+    harness_flags=()
+    if [[ "$1" == sdk ]]; then
+        ROOT="$PWD" TOOLS="$PWD/.tools"
+        # shellcheck source=scripts/bench-node.sh
+        source scripts/bench-node.sh
+        ensure_sdk_upstream
+        harness_flags=("${sdk_upstream_args[@]}")
+    fi
 }
 
 answered() {

@@ -3,15 +3,17 @@
 # strace: what a request costs the kernel (sends, receives, and the wake-ups between threads),
 # which instruction counts (scripts/bench-instructions.sh) do not see.
 #
-#   scripts/bench-syscalls.sh [--switchboard BINARY] [--phase list|tool] [--concurrency 1|16]
+#   scripts/bench-syscalls.sh [--switchboard BINARY] [--phase list|tool|sdk]
+#                             [--concurrency 1|16]
 #                             [--postgres URL] [--seconds N]
 #
 # The benchmark harness runs as usual. When the phase starts (`list`: the list of 100 servers;
-# `tool`: the tool call through Switchboard against the in-process upstream; on PostgreSQL when
-# `--postgres` is given, at the concurrency given, default 16), strace attaches to the server
-# for N seconds (default 4) and counts its calls on every thread; the requests the server
-# answered meanwhile are read from `switchboard_graphql_requests_total` on `/metrics`. It
-# prints each call's count per request and their total.
+# `tool`: the tool call through Switchboard against the in-process upstream; `sdk`: the same
+# against the TypeScript SDK upstream, which scripts/bench-node.sh installs into .tools/; on
+# PostgreSQL when `--postgres` is given, at the concurrency given, default 16), strace
+# attaches to the server for N seconds (default 4) and counts its calls on every thread; the
+# requests the server answered meanwhile are read from `switchboard_graphql_requests_total`
+# on `/metrics`. It prints each call's count per request and their total.
 #
 # strace slows the server several times over: counts of sends and receives per request hold,
 # but counts of waits (futex, epoll_wait) depend on how busy the threads are, so compare two
@@ -50,12 +52,14 @@ backend=SQLite
 case "$phase" in
     list) pattern="1 list \\($backend\\): list, c=$concurrency\$" ;;
     tool) pattern="2 tool call \\($backend\\): through Switchboard, c=$concurrency\$" ;;
-    *) die "--phase takes list or tool" ;;
+    sdk) pattern="2 tool call, TypeScript SDK upstream \\($backend\\): through Switchboard, c=$concurrency\$" ;;
+    *) die "--phase takes list, tool or sdk" ;;
 esac
 
 # shellcheck source=scripts/bench-phase.sh
 source scripts/bench-phase.sh
 binary=$(build_binaries "$binary")
+harness_flags_for "$phase"
 
 work="$(mktemp -d)"
 harness=
@@ -65,7 +69,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_phase "$work" "$binary" 8 "$pattern" "$backend" "$postgres"
+start_phase "$work" "$binary" 8 "$pattern" "$backend" "$postgres" \
+    ${harness_flags[@]+"${harness_flags[@]}"}
 # Past the phase's warm-up.
 sleep 1
 before=$(answered)

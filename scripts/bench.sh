@@ -23,7 +23,6 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SDK_VERSION=1.32.2
 ROOT="$PWD"
 TOOLS="$ROOT/.tools"
 say() { printf 'bench: %s\n' "$*" >&2; }
@@ -41,19 +40,10 @@ for arg in "$@"; do
 done
 
 if [[ $node_upstream == 1 ]]; then
-    # shellcheck source=scripts/node22.sh
-    source "$ROOT/scripts/node22.sh"
-    ensure_node22 >&2
-    sdk_dir="$TOOLS/bench-node"
-    sdk_pkg="$sdk_dir/node_modules/@modelcontextprotocol/sdk/package.json"
-    have=$([[ -f "$sdk_pkg" ]] && "$NODE_BIN" -p 'require(process.argv[1]).version' "$sdk_pkg" || true)
-    if [[ "$have" != "$SDK_VERSION" ]]; then
-        say "installing @modelcontextprotocol/sdk@$SDK_VERSION into ${sdk_dir#"$ROOT"/}"
-        npm_install_pinned "$sdk_dir" "@modelcontextprotocol/sdk@$SDK_VERSION" >&2
-    fi
-    # Beside its node_modules, so that the SDK resolves.
-    cp bench/node/upstream.mjs "$sdk_dir/upstream.mjs"
-    args+=(--node-upstream "$sdk_dir/upstream.mjs" --node "$NODE_BIN")
+    # shellcheck source=scripts/bench-node.sh
+    source "$ROOT/scripts/bench-node.sh"
+    ensure_sdk_upstream
+    args+=("${sdk_upstream_args[@]}")
 fi
 
 if [[ "$profile" == release ]]; then
