@@ -25,6 +25,11 @@ use rmcp::model::{ClientNotification, ClientRequest, GetExtensions, JsonRpcMessa
 use rmcp::service::{InboundStreamOrigin, RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 
+/// A tool call's request id never used before: `call-` and 32 random hex digits.
+pub(super) fn fresh_call_id() -> RequestId {
+    RequestId::String(format!("call-{}", uuid::Uuid::new_v4().simple()).into())
+}
+
 /// A transport whose tool calls go out under fresh ids.
 pub(super) struct FreshCallIds<T> {
     inner: T,
@@ -56,8 +61,7 @@ impl<T> FreshCallIds<T> {
             JsonRpcMessage::Request(request)
                 if matches!(request.request, ClientRequest::CallToolRequest(_)) =>
             {
-                let wire =
-                    RequestId::String(format!("call-{}", uuid::Uuid::new_v4().simple()).into());
+                let wire = fresh_call_id();
                 let mut ids = self.ids();
                 ids.wire.insert(request.id.clone(), wire.clone());
                 ids.local

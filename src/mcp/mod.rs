@@ -24,6 +24,7 @@
 //!   twice is harmless ([`ToolCall::rerunnable`]). The caller decides what a 401, a 403 or an
 //!   expired session leads to.
 
+mod direct;
 mod ids;
 pub mod pool;
 pub mod session;

@@ -51,9 +51,10 @@ use serde_json::{Map, Value};
 use tracing::Instrument as _;
 use url::Url;
 
-use super::ids::FreshCallIds;
+use super::direct::DirectCalls;
+use super::ids::{FreshCallIds, fresh_call_id};
 use super::sse::{SseClientTransport, SseTransportError};
-use super::traced::TracedHttp;
+use super::traced::{SessionId, TracedHttp};
 use super::unanswered::{Unanswered, UnansweredInput};
 use super::{RESERVED_HEADERS, Transport};
 use crate::crypto::Secret;
@@ -67,7 +68,7 @@ const MAX_TOOL_PAGES: usize = 100;
 pub(crate) const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// How much of an error body rmcp may read. The text is never passed on, so little is needed.
-const MAX_ERROR_BODY_BYTES: usize = 1024;
+pub(super) const MAX_ERROR_BODY_BYTES: usize = 1024;
 
 /// Longest server-supplied error message kept in an [`McpError::Protocol`].
 const MAX_SERVER_MESSAGE_CHARS: usize = 200;
@@ -171,6 +172,9 @@ pub struct McpSession {
     /// The transport the session runs on: the target's, or HTTP+SSE when a server registered
     /// for Streamable HTTP turned out to speak only that.
     transport: Transport,
+    /// For a legacy server over Streamable HTTP: its tool calls, posted from the caller's
+    /// task rather than through rmcp's service ([`super::direct`]).
+    direct: Option<DirectCalls>,
 }
 
 impl fmt::Debug for McpSession {
@@ -404,6 +408,15 @@ pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession,
         .peer_info()
         .map(|info| info.protocol_version.as_str().to_owned())
         .unwrap_or_default();
+    let direct = match transport {
+        Transport::StreamableHttp if !is_modern(&protocol_version) => Some(DirectCalls::new(
+            http.reqwest_client().clone(),
+            &target,
+            service.service().session.clone(),
+            &protocol_version,
+        )?),
+        _ => None,
+    };
     Ok(McpSession {
         peer: service.peer().clone(),
         transport,
@@ -412,6 +425,7 @@ pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession,
         timeout,
         protocol_version,
         listed: tokio::sync::OnceCell::new(),
+        direct,
     })
 }
 
@@ -580,19 +594,37 @@ impl McpSession {
                 meta.set_tracestate(state);
             }
         }
-        let handle = self
-            .peer
-            .send_request_with_option(request, PeerRequestOptions::no_options())
-            .await
-            .map_err(|err| service_error(&err))?;
-        let mut in_flight = InFlight {
-            peer: &self.peer,
-            id: Some(handle.id.clone()),
-            unanswered: &self.unanswered,
+        let result = match &self.direct {
+            Some(direct) => {
+                let id = fresh_call_id();
+                let mut in_flight = InFlight {
+                    peer: &self.peer,
+                    id: Some(id.clone()),
+                    unanswered: &self.unanswered,
+                };
+                let result = direct.call(request, id, &self.unanswered).await;
+                (result, in_flight.finish())
+            }
+            None => {
+                let handle = self
+                    .peer
+                    .send_request_with_option(request, PeerRequestOptions::no_options())
+                    .await
+                    .map_err(|err| service_error(&err))?;
+                let mut in_flight = InFlight {
+                    peer: &self.peer,
+                    id: Some(handle.id.clone()),
+                    unanswered: &self.unanswered,
+                };
+                let result = handle.await_response().await;
+                (
+                    result.map_err(|err| service_error(&err)),
+                    in_flight.finish(),
+                )
+            }
         };
-        let result = handle.await_response().await;
-        let unanswered = in_flight.finish();
-        let result = match result.map_err(|err| service_error(&err))? {
+        let (result, unanswered) = result;
+        let result = match result? {
             ServerResult::CallToolResult(result) => result,
             // A result without `content` decodes as another shape; read it again as a result.
             other => serde_json::to_value(&other)
@@ -975,17 +1007,15 @@ impl Opening {
 /// The stateless era: `server/discover`, then self-contained requests. rmcp retries once with
 /// a version the server names in a `-32022` answer.
 async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
+    let client = Client::modern(target.machine_client);
     let transport = FreshCallIds::new(StreamableHttpClientTransport::with_client(
-        TracedHttp::new(http.reqwest_client().clone(), true),
+        TracedHttp::new(http.reqwest_client().clone(), true, client.session.clone()),
         transport_config(target).map_err(Opening::Error)?,
     ));
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
     };
-    match Client::modern(target.machine_client)
-        .serve_with_lifecycle(transport, lifecycle)
-        .await
-    {
+    match client.serve_with_lifecycle(transport, lifecycle).await {
         Ok(service) => Ok(service),
         Err(ClientInitializeError::JsonRpcError(data)) if !is_modern_error(&data) => {
             Err(Opening::Legacy)
@@ -1004,11 +1034,12 @@ async fn discover(http: &GuardedClient, target: &McpTarget) -> Result<Service, O
 /// The `initialize` handshake. rmcp sends with the guarded client's `reqwest::Client`, so each
 /// of its requests is checked again when it connects, whatever URL it goes to.
 async fn initialize(http: &GuardedClient, target: &McpTarget) -> Result<Service, Opening> {
+    let client = Client::legacy(ProtocolVersion::LATEST_WITH_INITIALIZE);
     let transport = FreshCallIds::new(StreamableHttpClientTransport::with_client(
-        TracedHttp::new(http.reqwest_client().clone(), false),
+        TracedHttp::new(http.reqwest_client().clone(), false, client.session.clone()),
         transport_config(target).map_err(Opening::Error)?,
     ));
-    Client::legacy(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    client
         .serve(transport)
         .await
         .map_err(|err| Opening::Failed(Box::new(err)))
@@ -1069,6 +1100,8 @@ pub const CLIENT_CREDENTIALS_EXTENSION: &str = "io.modelcontextprotocol/oauth-cl
 pub(super) struct Client {
     info: InitializeRequestParams,
     unanswered: Arc<Unanswered>,
+    /// The session the server assigns, noted by the transport's client.
+    session: Arc<SessionId>,
 }
 
 impl Client {
@@ -1083,6 +1116,7 @@ impl Client {
             info: InitializeRequestParams::new(capabilities, implementation())
                 .with_protocol_version(ProtocolVersion::V_2026_07_28),
             unanswered: Arc::default(),
+            session: Arc::default(),
         }
     }
 
@@ -1091,6 +1125,7 @@ impl Client {
             info: InitializeRequestParams::new(ClientCapabilities::default(), implementation())
                 .with_protocol_version(version),
             unanswered: Arc::default(),
+            session: Arc::default(),
         }
     }
 }
@@ -1111,15 +1146,13 @@ impl ClientHandler for Client {
     ) -> Result<ElicitResult, ErrorData> {
         match context.extensions.get::<InboundStreamOrigin>() {
             Some(InboundStreamOrigin::OutboundRequest(call)) => {
-                tracing::info!(
-                    "the MCP server asked for input during a call; answered cancel (nobody can \
-                     answer a legacy server's request mid-call)"
-                );
-                self.unanswered.record(call.clone(), &request);
+                Ok(self.unanswered.cancel(call.clone(), &request))
             }
-            _ => tracing::info!("the MCP server asked for input outside any call; answered cancel"),
+            _ => {
+                tracing::info!("the MCP server asked for input outside any call; answered cancel");
+                Ok(ElicitResult::new(rmcp::model::ElicitationAction::Cancel))
+            }
         }
-        Ok(ElicitResult::new(rmcp::model::ElicitationAction::Cancel))
     }
 }
 
@@ -1141,7 +1174,9 @@ fn transport_config(target: &McpTarget) -> Result<StreamableHttpClientTransportC
 
 /// The target's static headers as sent, without those the transport owns and without
 /// `Authorization` when a bearer token replaces it.
-fn static_headers(target: &McpTarget) -> Result<HashMap<HeaderName, HeaderValue>, McpError> {
+pub(super) fn static_headers(
+    target: &McpTarget,
+) -> Result<HashMap<HeaderName, HeaderValue>, McpError> {
     let mut headers = HashMap::new();
     for (name, value) in &target.headers {
         let lower = name.to_ascii_lowercase();
@@ -1221,7 +1256,7 @@ fn service_error(err: &ServiceError) -> McpError {
     }
 }
 
-fn rpc_error(data: &ErrorData) -> McpError {
+pub(super) fn rpc_error(data: &ErrorData) -> McpError {
     let message: String = data
         .message
         .chars()
@@ -1250,7 +1285,7 @@ fn transport_error(err: &(dyn StdError + 'static)) -> McpError {
     }
 }
 
-fn http_error(err: &StreamableHttpError<reqwest::Error>) -> McpError {
+pub(super) fn http_error(err: &StreamableHttpError<reqwest::Error>) -> McpError {
     use StreamableHttpError as E;
 
     match err {

@@ -2,7 +2,7 @@
 //! answers plain JSON (stateless, or with sessions that can be expired) and records every request
 //! it receives, so the tests can assert on what went over the wire.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -448,6 +448,110 @@ async fn the_sdk_sends_through_the_guard() {
         "{err:?}"
     );
     assert_eq!(server.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_goes_out_on_the_session_the_handshake_opened() {
+    let server = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..two_pages()
+    })
+    .await;
+    let target = McpTarget {
+        bearer: Some(Secret::new("s3cret")),
+        headers: vec![("X-Team".to_owned(), Secret::new("blue"))],
+        ..target(&server)
+    };
+    let session = open(&http(true), target).await.unwrap();
+    let version = session.protocol_version().to_owned();
+    for text in ["one", "two"] {
+        let outcome = call_tool(&session, "echo", arguments(json!({ "text": text })))
+            .await
+            .unwrap();
+        assert_eq!(outcome.structured_content, Some(json!({ "text": text })));
+    }
+
+    let issued = server.sessions_issued();
+    assert_eq!(issued.len(), 1);
+    let calls: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|request| request.json()["method"] == "tools/call")
+        .collect();
+    assert_eq!(calls.len(), 2);
+    let mut ids = HashSet::new();
+    for call in &calls {
+        assert_eq!(
+            call.header_values("mcp-session-id"),
+            vec![issued[0].as_str()]
+        );
+        assert_eq!(
+            call.header_values("mcp-protocol-version"),
+            vec![version.as_str()]
+        );
+        assert_eq!(call.header_values("authorization"), vec!["Bearer s3cret"]);
+        assert_eq!(call.header_values("x-team"), vec!["blue"]);
+        let id = call.json()["id"].as_str().unwrap().to_owned();
+        let hex = id.strip_prefix("call-").expect("a call's own id");
+        assert!(
+            hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        assert!(ids.insert(id), "never the same id twice");
+    }
+    session.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_stream_breaks_is_interrupted_and_the_session_goes_on() {
+    let server = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..two_pages()
+    })
+    .await;
+    let session = open(&http(true), target(&server)).await.unwrap();
+    server.break_streams("tools/call", 1);
+
+    let lost = call_tool(&session, "echo", arguments(json!({ "text": "lost" }))).await;
+    assert!(matches!(lost, Err(McpError::Interrupted)), "{lost:?}");
+    let next = call_tool(&session, "echo", arguments(json!({ "text": "next" })))
+        .await
+        .unwrap();
+    assert_eq!(next.structured_content, Some(json!({ "text": "next" })));
+    assert_eq!(server.count("initialize"), 1, "on the same session");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_given_up_is_cancelled_on_the_server() {
+    let server = FakeMcpServer::start(McpConfig {
+        sessions: true,
+        ..two_pages()
+    })
+    .await;
+    let target = McpTarget {
+        timeout: Duration::from_millis(500),
+        ..target(&server)
+    };
+    let session = open(&http(true), target).await.unwrap();
+    server.set_mode(Mode::Slow(Duration::from_secs(2)));
+
+    let result = call_tool(&session, "echo", arguments(json!({ "text": "hi" }))).await;
+    assert!(matches!(result, Err(McpError::Timeout)), "{result:?}");
+    server.set_mode(Mode::Normal);
+    let called = posted(&server, "tools/call");
+    assert_eq!(called.len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let cancelled = loop {
+        if let Some(cancelled) = posted(&server, "notifications/cancelled").pop() {
+            break cancelled;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no cancellation reached the server"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(cancelled["params"]["requestId"], called[0]["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

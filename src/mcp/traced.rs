@@ -12,7 +12,7 @@
 //! Everything else is reqwest's own implementation, limits included.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures_util::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
@@ -36,11 +36,51 @@ pub(super) struct TracedHttp {
     inner: reqwest::Client,
     /// Whether the server's revision defines the trace keys of `_meta`.
     keep_meta: bool,
+    /// The session the server assigned, once an exchange has named it.
+    session: Arc<SessionId>,
+}
+
+/// The id of the session a server assigned (`Mcp-Session-Id`), as the first exchange that
+/// named it did: the answer to `initialize`, or the request after it. Shared by the clones of
+/// one transport's client, so a call posted outside rmcp's transport ([`super::direct`])
+/// names the session rmcp opened.
+#[derive(Debug, Default)]
+pub(super) struct SessionId(OnceLock<Arc<str>>);
+
+impl SessionId {
+    /// The session's id, when the server assigned one.
+    pub(super) fn get(&self) -> Option<Arc<str>> {
+        self.0.get().cloned()
+    }
+
+    fn note(&self, id: &str) {
+        if self.0.get().is_none() {
+            let _first = self.0.set(Arc::from(id));
+        }
+    }
 }
 
 impl TracedHttp {
-    pub(super) fn new(inner: reqwest::Client, keep_meta: bool) -> Self {
-        TracedHttp { inner, keep_meta }
+    pub(super) fn new(inner: reqwest::Client, keep_meta: bool, session: Arc<SessionId>) -> Self {
+        TracedHttp {
+            inner,
+            keep_meta,
+            session,
+        }
+    }
+
+    /// Note the session an exchange named, on its way out or in its answer.
+    fn note_session(&self, sent: Option<&str>, result: &PostResult) {
+        let answered = match result {
+            Ok(
+                StreamableHttpPostResponse::Json(_, Some(id))
+                | StreamableHttpPostResponse::Sse(_, Some(id)),
+            ) => Some(id.as_str()),
+            _ => None,
+        };
+        if let Some(id) = sent.or(answered) {
+            self.session.note(id);
+        }
     }
 
     /// The span of the exchange, with its context added to `headers`, when `message` carries
@@ -174,12 +214,15 @@ impl StreamableHttpClient for TracedHttp {
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        traced(
+        let sent = session_id.clone();
+        let result = traced(
             span,
             self.inner
                 .post_message(uri, message, session_id, auth_header, custom_headers),
         )
-        .await
+        .await;
+        self.note_session(sent.as_deref(), &result);
+        result
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -192,7 +235,8 @@ impl StreamableHttpClient for TracedHttp {
         max_sse_event_size: usize,
     ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        traced(
+        let sent = session_id.clone();
+        let result = traced(
             span,
             self.inner.post_message_with_max_sse_event_size(
                 uri,
@@ -203,7 +247,9 @@ impl StreamableHttpClient for TracedHttp {
                 max_sse_event_size,
             ),
         )
-        .await
+        .await;
+        self.note_session(sent.as_deref(), &result);
+        result
     }
 
     async fn post_message_with_response_limits(
@@ -216,7 +262,8 @@ impl StreamableHttpClient for TracedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        traced(
+        let sent = session_id.clone();
+        let result = traced(
             span,
             self.inner.post_message_with_response_limits(
                 uri,
@@ -227,7 +274,9 @@ impl StreamableHttpClient for TracedHttp {
                 limits,
             ),
         )
-        .await
+        .await;
+        self.note_session(sent.as_deref(), &result);
+        result
     }
 
     async fn delete_session(

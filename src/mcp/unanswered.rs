@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use rmcp::model::{ElicitRequestParams, RequestId};
+use rmcp::model::{ElicitRequestParams, ElicitResult, ElicitationAction, RequestId};
 
 /// Most requests remembered for one call.
 pub const MAX_PER_CALL: usize = 16;
@@ -85,6 +85,17 @@ impl Unanswered {
         if asked.len() < MAX_PER_CALL {
             asked.push(UnansweredInput::of(request));
         }
+    }
+
+    /// The answer to an input request that came with the call `call`: `cancel`, since
+    /// nobody can answer a legacy server mid-call. The request is remembered for the call.
+    pub(super) fn cancel(&self, call: RequestId, request: &ElicitRequestParams) -> ElicitResult {
+        tracing::info!(
+            "the MCP server asked for input during a call; answered cancel (nobody can answer a \
+             legacy server's request mid-call)"
+        );
+        self.record(call, request);
+        ElicitResult::new(ElicitationAction::Cancel)
     }
 
     /// What the call `call` was asked, forgotten from here on.

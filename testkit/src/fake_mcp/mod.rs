@@ -429,9 +429,9 @@ impl FakeMcpServer {
         state.listeners.tools_changed(Some(subject));
     }
 
-    /// Break the stream of the next `count` modern requests of `method`: each is accepted
-    /// (and recorded) and its event stream ends before the result, so the client cannot know
-    /// whether it was acted on.
+    /// Break the stream of the next `count` requests of `method`, of either era: each is
+    /// accepted (and, when modern, recorded) and its event stream ends before the result, so
+    /// the client cannot know whether it was acted on.
     pub fn break_streams(&self, method: &str, count: usize) {
         self.shared
             .lock()

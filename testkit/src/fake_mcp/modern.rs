@@ -139,6 +139,11 @@ impl Shared {
             && (!self.config.sessions || self.check_session(headers).is_ok())
         {
             self.insist(id)
+        } else if let Some(method) = requested_method(body)
+            && (!self.config.sessions || self.check_session(headers).is_ok())
+            && self.take_broken_stream(&method)
+        {
+            broken_stream()
         } else {
             self.post(headers, body, caller)
         }
@@ -455,6 +460,13 @@ fn insisting_call(body: &[u8]) -> Option<Value> {
     (message.get("method")? == "tools/call" && message.pointer("/params/name")? == INSIST)
         .then(|| message.get("id").cloned())
         .flatten()
+}
+
+/// The method of a request, if `body` is one.
+fn requested_method(body: &[u8]) -> Option<String> {
+    let message = serde_json::from_slice::<Value>(body).ok()?;
+    message.get("id")?;
+    Some(message.get("method")?.as_str()?.to_owned())
 }
 
 /// An event stream that starts answering a call and ends before its result, as a connection
