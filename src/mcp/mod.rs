@@ -6,7 +6,9 @@
 //! a quota) is decided by `domain::mcp`.
 //!
 //! A catalogue refresh opens a session for the listing and closes it again; tool calls borrow
-//! a session kept open per server by the [`pool`], so a call costs one request. The server's
+//! a session kept open per server by the [`pool`], so a call costs one request. On a session
+//! of the earlier era over Streamable HTTP that request is posted, and its answer read, in the
+//! caller's own task (`direct`); everything else goes through rmcp's service. The server's
 //! URL, transport, static headers, access token and timeout come from the caller as an
 //! [`McpTarget`].
 //!

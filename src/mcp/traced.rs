@@ -9,7 +9,9 @@
 //! keeps the `_meta` keys, where the revision defines them; an older one gets only the header,
 //! the keys taken out of its `_meta`.
 //!
-//! Everything else is reqwest's own implementation, limits included.
+//! It also notes the session id a server assigned ([`SessionId`]), for the calls posted
+//! outside rmcp's transport ([`super::direct`]). Everything else is reqwest's own
+//! implementation, limits included.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
