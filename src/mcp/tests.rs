@@ -39,6 +39,14 @@ fn two_pages() -> McpConfig {
     }
 }
 
+/// The same server, keeping sessions.
+fn with_sessions() -> McpConfig {
+    McpConfig {
+        sessions: true,
+        ..two_pages()
+    }
+}
+
 /// The same server, taking only tokens `auth` issued; `tools/call` needs the scopes listed in
 /// `call_scopes`.
 fn two_pages_behind(auth: &FakeAuthServer, call_scopes: &[&str]) -> McpConfig {
@@ -452,11 +460,7 @@ async fn the_sdk_sends_through_the_guard() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_goes_out_on_the_session_the_handshake_opened() {
-    let server = FakeMcpServer::start(McpConfig {
-        sessions: true,
-        ..two_pages()
-    })
-    .await;
+    let server = FakeMcpServer::start(with_sessions()).await;
     let target = McpTarget {
         bearer: Some(Secret::new("s3cret")),
         headers: vec![("X-Team".to_owned(), Secret::new("blue"))],
@@ -504,11 +508,7 @@ async fn a_call_goes_out_on_the_session_the_handshake_opened() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_whose_stream_breaks_is_interrupted_and_the_session_goes_on() {
-    let server = FakeMcpServer::start(McpConfig {
-        sessions: true,
-        ..two_pages()
-    })
-    .await;
+    let server = FakeMcpServer::start(with_sessions()).await;
     let session = open(&http(true), target(&server)).await.unwrap();
     server.break_streams("tools/call", 1);
 
@@ -523,11 +523,7 @@ async fn a_call_whose_stream_breaks_is_interrupted_and_the_session_goes_on() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_given_up_is_cancelled_on_the_server() {
-    let server = FakeMcpServer::start(McpConfig {
-        sessions: true,
-        ..two_pages()
-    })
-    .await;
+    let server = FakeMcpServer::start(with_sessions()).await;
     let target = McpTarget {
         timeout: Duration::from_millis(500),
         ..target(&server)
@@ -556,11 +552,7 @@ async fn a_call_given_up_is_cancelled_on_the_server() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_sessions_are_reported_and_closed() {
-    let server = FakeMcpServer::start(McpConfig {
-        sessions: true,
-        ..two_pages()
-    })
-    .await;
+    let server = FakeMcpServer::start(with_sessions()).await;
     let session = open(&http(true), target(&server)).await.unwrap();
     // The server forgets the session it assigned on initialize.
     server.expire_sessions();
@@ -624,11 +616,7 @@ async fn an_sse_target_without_an_event_stream_fails_on_the_get() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_kept_sessions_are_ended_by_the_reaper() {
-    let server = FakeMcpServer::start(McpConfig {
-        sessions: true,
-        ..two_pages()
-    })
-    .await;
+    let server = FakeMcpServer::start(with_sessions()).await;
     let pool = super::pool::SessionPool::default();
     let key = super::SessionKey {
         server: uuid::Uuid::now_v7(),
@@ -656,11 +644,7 @@ async fn idle_kept_sessions_are_ended_by_the_reaper() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sessions_are_kept_per_grant_and_capped_least_recently_used_first() {
-    let server = FakeMcpServer::start(McpConfig {
-        sessions: true,
-        ..two_pages()
-    })
-    .await;
+    let server = FakeMcpServer::start(with_sessions()).await;
     let pool = super::pool::SessionPool::default();
     let server_id = uuid::Uuid::now_v7();
     let (alice, bob) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
