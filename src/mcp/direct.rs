@@ -214,8 +214,10 @@ fn answer_to(
     }
 }
 
-/// What a failed read of the call's event stream means: an event over the size limit is the
-/// server's doing; anything else broke the stream, and with it the answer.
+/// What a failed read of the call's event stream means: an event over the size limit, or one
+/// that is not an event, is the server's doing; a failed read of the body broke the stream,
+/// and with it the answer. rmcp reports the first only in its message, which it writes as
+/// "SSE event exceeded the maximum size of N bytes".
 fn stream_error(error: &SseError) -> McpError {
     match error {
         SseError::Body(body) if body.to_string().contains("exceeded the maximum size") => {
@@ -223,6 +225,55 @@ fn stream_error(error: &SseError) -> McpError {
                 "an event of the server's stream exceeds {MAX_MESSAGE_BYTES} bytes"
             ))
         }
-        _ => McpError::Interrupted,
+        SseError::Body(_) => McpError::Interrupted,
+        _ => McpError::Protocol("the server's event stream is malformed".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_stream_is_an_interruption_and_a_bad_event_the_servers_doing() {
+        let too_large = SseError::Body("SSE event exceeded the maximum size of 16 bytes".into());
+        assert!(matches!(stream_error(&too_large), McpError::Transport(_)));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let broken = SseError::Body(Box::new(reset));
+        assert!(matches!(stream_error(&broken), McpError::Interrupted));
+        assert!(matches!(
+            stream_error(&SseError::InvalidLine),
+            McpError::Protocol(_)
+        ));
+    }
+
+    #[test]
+    fn only_an_answer_naming_the_call_ends_it() {
+        let call = RequestId::String("call-1".into());
+        let other = RequestId::String("call-2".into());
+        let response = |id: &RequestId| -> ServerJsonRpcMessage {
+            serde_json::from_value(serde_json::json!({
+                "jsonrpc": "2.0", "id": id, "result": { "content": [] }
+            }))
+            .unwrap()
+        };
+        let error = |id: Option<&RequestId>| -> ServerJsonRpcMessage {
+            let mut message = serde_json::json!({
+                "jsonrpc": "2.0", "error": { "code": -32000, "message": "no" }
+            });
+            if let Some(id) = id {
+                message["id"] = serde_json::json!(id);
+            }
+            serde_json::from_value(message).unwrap()
+        };
+        assert!(answer_to(response(&call), &call).unwrap().is_some());
+        assert!(answer_to(response(&other), &call).unwrap().is_none());
+        assert!(answer_to(error(Some(&other)), &call).unwrap().is_none());
+        for unreadable_or_ours in [error(Some(&call)), error(None)] {
+            assert!(matches!(
+                answer_to(unreadable_or_ours, &call),
+                Err(McpError::Protocol(_))
+            ));
+        }
     }
 }
