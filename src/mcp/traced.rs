@@ -42,8 +42,8 @@ pub(super) struct TracedHttp {
     session: Arc<SessionId>,
 }
 
-/// The id of the session a server assigned (`Mcp-Session-Id`), as the first exchange that
-/// named it did: the answer to `initialize`, or the request after it. Shared by the clones of
+/// The id of the session a server assigned (`Mcp-Session-Id`) in its answer to `initialize`,
+/// as rmcp keeps and sends it. Shared by the clones of
 /// one transport's client, so a call posted outside rmcp's transport ([`super::direct`])
 /// names the session rmcp opened.
 #[derive(Debug, Default)]
@@ -71,16 +71,18 @@ impl TracedHttp {
         }
     }
 
-    /// Note the session an exchange named, on its way out or in its answer.
-    fn note_session(&self, sent: Option<&str>, result: &PostResult) {
-        let answered = match result {
+    /// Note the session an exchange named: the one rmcp sends (the session it holds), or the
+    /// one the answer to `initialize` assigns. A session named in any other answer is not
+    /// the session rmcp keeps, and is not noted.
+    fn note_session(&self, sent: Option<&str>, initialize: bool, result: &PostResult) {
+        let assigned = match result {
             Ok(
                 StreamableHttpPostResponse::Json(_, Some(id))
                 | StreamableHttpPostResponse::Sse(_, Some(id)),
-            ) => Some(id.as_str()),
+            ) if initialize => Some(id.as_str()),
             _ => None,
         };
-        if let Some(id) = sent.or(answered) {
+        if let Some(id) = sent.or(assigned) {
             self.session.note(id);
         }
     }
@@ -133,6 +135,12 @@ impl TracedHttp {
         }
         span
     }
+}
+
+/// Whether `message` is the `initialize` request, whose answer assigns the session.
+fn is_initialize(message: &ClientJsonRpcMessage) -> bool {
+    matches!(message, JsonRpcMessage::Request(request)
+        if matches!(request.request, ClientRequest::InitializeRequest(_)))
 }
 
 /// The trace context in a request's `_meta` (the envelope's, else the call's parameters'),
@@ -216,14 +224,14 @@ impl StreamableHttpClient for TracedHttp {
         mut custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let sent = session_id.clone();
+        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
         let result = traced(
             span,
             self.inner
                 .post_message(uri, message, session_id, auth_header, custom_headers),
         )
         .await;
-        self.note_session(sent.as_deref(), &result);
+        self.note_session(sent.as_deref(), initialize, &result);
         result
     }
 
@@ -237,7 +245,7 @@ impl StreamableHttpClient for TracedHttp {
         max_sse_event_size: usize,
     ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let sent = session_id.clone();
+        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
         let result = traced(
             span,
             self.inner.post_message_with_max_sse_event_size(
@@ -250,7 +258,7 @@ impl StreamableHttpClient for TracedHttp {
             ),
         )
         .await;
-        self.note_session(sent.as_deref(), &result);
+        self.note_session(sent.as_deref(), initialize, &result);
         result
     }
 
@@ -264,7 +272,7 @@ impl StreamableHttpClient for TracedHttp {
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
         let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let sent = session_id.clone();
+        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
         let result = traced(
             span,
             self.inner.post_message_with_response_limits(
@@ -277,7 +285,7 @@ impl StreamableHttpClient for TracedHttp {
             ),
         )
         .await;
-        self.note_session(sent.as_deref(), &result);
+        self.note_session(sent.as_deref(), initialize, &result);
         result
     }
 
