@@ -19,8 +19,8 @@
 //!   result, `elicitation/create` with `cancel` (and remembered for the call), anything else
 //!   with "method not found", since Switchboard declares no capability to such a server.
 //!   Notifications are passed over.
-//! - Each event is bounded by the transport's limits ([`MAX_MESSAGE_BYTES`]), the exchange as a
-//!   whole by the session's timeout, which the caller applies.
+//! - Each answer and event is bounded by the transport's own limits, the exchange as a whole
+//!   by the session's timeout, which the caller applies.
 //! - A stream that ends, or breaks, before the answer is [`McpError::Interrupted`]: the
 //!   server may have run the tool.
 
@@ -34,23 +34,24 @@ use rmcp::model::{
     JsonRpcRequest, RequestId, ServerJsonRpcMessage, ServerRequest, ServerResult,
 };
 use rmcp::transport::streamable_http_client::{
-    StreamableHttpClient as _, StreamableHttpPostResponse, StreamableHttpResponseLimits,
+    StreamableHttpClient as _, StreamableHttpClientTransportConfig, StreamableHttpError,
+    StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 use sse_stream::Error as SseError;
 
-use super::session::{MAX_ERROR_BODY_BYTES, MAX_MESSAGE_BYTES, McpError, McpTarget};
-use super::session::{http_error, rpc_error, static_headers};
+use super::session::{McpError, http_error, rpc_error};
 use super::traced::{SessionId, TracedHttp};
 use super::unanswered::Unanswered;
-use crate::crypto::Secret;
 
 /// Where and how a session's calls are posted.
 pub(super) struct DirectCalls {
     http: TracedHttp,
     uri: Arc<str>,
-    bearer: Option<Secret>,
-    /// The static headers and `MCP-Protocol-Version`.
+    /// The bearer token, as the session's transport sends it.
+    auth: Option<String>,
+    /// The transport's static headers and `MCP-Protocol-Version`.
     headers: HashMap<HeaderName, HeaderValue>,
+    limits: StreamableHttpResponseLimits,
     session: Arc<SessionId>,
 }
 
@@ -61,23 +62,30 @@ impl std::fmt::Debug for DirectCalls {
 }
 
 impl DirectCalls {
-    /// Calls to `target`, on the session `session` names, at the negotiated `version`.
+    /// Calls sent as the transport configured by `config` sends its requests (the same URL,
+    /// token, headers and limits), on the session `session` names, at the negotiated
+    /// `version`.
     pub(super) fn new(
         client: reqwest::Client,
-        target: &McpTarget,
+        config: StreamableHttpClientTransportConfig,
         session: Arc<SessionId>,
         version: &str,
     ) -> Result<DirectCalls, McpError> {
-        let mut headers = static_headers(target)?;
+        let mut headers = config.custom_headers;
         let version = HeaderValue::from_str(version).map_err(|_| {
             McpError::Protocol("the server negotiated a version that is not a header".to_owned())
         })?;
         headers.insert(HeaderName::from_static("mcp-protocol-version"), version);
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_sse_event_size = config.max_sse_event_size;
+        limits.max_json_response_size = config.max_json_response_size;
+        limits.max_error_response_size = config.max_error_response_size;
         Ok(DirectCalls {
             http: TracedHttp::new(client, false, session.clone()),
-            uri: Arc::from(target.url.as_str()),
-            bearer: target.bearer.clone(),
+            uri: config.uri,
+            auth: config.auth_header,
             headers,
+            limits,
             session,
         })
     }
@@ -115,7 +123,7 @@ impl DirectCalls {
         while let Some(event) = stream.next().await {
             let data = match event {
                 Ok(event) => event.data.unwrap_or_default(),
-                Err(error) => return Err(stream_error(&error)),
+                Err(error) => return Err(stream_error(&error, self.limits.max_sse_event_size)),
             };
             // An event without data primes the stream for resumption.
             if data.is_empty() {
@@ -177,22 +185,15 @@ impl DirectCalls {
     async fn post(
         &self,
         message: ClientJsonRpcMessage,
-    ) -> Result<
-        StreamableHttpPostResponse,
-        rmcp::transport::streamable_http_client::StreamableHttpError<reqwest::Error>,
-    > {
-        let mut limits = StreamableHttpResponseLimits::default();
-        limits.max_sse_event_size = MAX_MESSAGE_BYTES;
-        limits.max_json_response_size = MAX_MESSAGE_BYTES;
-        limits.max_error_response_size = MAX_ERROR_BODY_BYTES;
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>> {
         self.http
             .post_message_with_response_limits(
                 self.uri.clone(),
                 message,
                 self.session.get(),
-                self.bearer.as_ref().map(|token| token.expose().to_owned()),
+                self.auth.clone(),
                 self.headers.clone(),
-                limits,
+                self.limits,
             )
             .await
     }
@@ -214,15 +215,15 @@ fn answer_to(
     }
 }
 
-/// What a failed read of the call's event stream means: an event over the size limit, or one
-/// that is not an event, is the server's doing; a failed read of the body broke the stream,
-/// and with it the answer. rmcp reports the first only in its message, which it writes as
+/// What a failed read of the call's event stream means: an event over the size limit
+/// (`max_event_bytes`), or one that is not an event, is the server's doing; a failed read of
+/// the body broke the stream, and with it the answer. rmcp reports the first only in its message, which it writes as
 /// "SSE event exceeded the maximum size of N bytes".
-fn stream_error(error: &SseError) -> McpError {
+fn stream_error(error: &SseError, max_event_bytes: usize) -> McpError {
     match error {
         SseError::Body(body) if body.to_string().contains("exceeded the maximum size") => {
             McpError::Transport(format!(
-                "an event of the server's stream exceeds {MAX_MESSAGE_BYTES} bytes"
+                "an event of the server's stream exceeds {max_event_bytes} bytes"
             ))
         }
         SseError::Body(_) => McpError::Interrupted,
@@ -237,12 +238,15 @@ mod tests {
     #[test]
     fn a_broken_stream_is_an_interruption_and_a_bad_event_the_servers_doing() {
         let too_large = SseError::Body("SSE event exceeded the maximum size of 16 bytes".into());
-        assert!(matches!(stream_error(&too_large), McpError::Transport(_)));
+        assert!(matches!(
+            stream_error(&too_large, 16),
+            McpError::Transport(_)
+        ));
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         let broken = SseError::Body(Box::new(reset));
-        assert!(matches!(stream_error(&broken), McpError::Interrupted));
+        assert!(matches!(stream_error(&broken, 16), McpError::Interrupted));
         assert!(matches!(
-            stream_error(&SseError::InvalidLine),
+            stream_error(&SseError::InvalidLine, 16),
             McpError::Protocol(_)
         ));
     }

@@ -68,7 +68,7 @@ const MAX_TOOL_PAGES: usize = 100;
 pub(crate) const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// How much of an error body rmcp may read. The text is never passed on, so little is needed.
-pub(super) const MAX_ERROR_BODY_BYTES: usize = 1024;
+const MAX_ERROR_BODY_BYTES: usize = 1024;
 
 /// Longest server-supplied error message kept in an [`McpError::Protocol`].
 const MAX_SERVER_MESSAGE_CHARS: usize = 200;
@@ -411,7 +411,7 @@ pub async fn open(http: &GuardedClient, target: McpTarget) -> Result<McpSession,
     let direct = match transport {
         Transport::StreamableHttp if !is_modern(&protocol_version) => Some(DirectCalls::new(
             http.reqwest_client().clone(),
-            &target,
+            transport_config(&target)?,
             service.service().session.clone(),
             &protocol_version,
         )?),
@@ -1174,9 +1174,7 @@ fn transport_config(target: &McpTarget) -> Result<StreamableHttpClientTransportC
 
 /// The target's static headers as sent, without those the transport owns and without
 /// `Authorization` when a bearer token replaces it.
-pub(super) fn static_headers(
-    target: &McpTarget,
-) -> Result<HashMap<HeaderName, HeaderValue>, McpError> {
+fn static_headers(target: &McpTarget) -> Result<HashMap<HeaderName, HeaderValue>, McpError> {
     let mut headers = HashMap::new();
     for (name, value) in &target.headers {
         let lower = name.to_ascii_lowercase();
