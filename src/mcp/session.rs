@@ -26,6 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use rmcp::model::{
@@ -594,16 +595,13 @@ impl McpSession {
                 meta.set_tracestate(state);
             }
         }
-        let result = match &self.direct {
+        // The call's id, and its answer still to come: posted from this task on a session
+        // that allows it, else handed to rmcp's service.
+        let (id, answer) = match &self.direct {
             Some(direct) => {
                 let id = fresh_call_id();
-                let mut in_flight = InFlight {
-                    peer: &self.peer,
-                    id: Some(id.clone()),
-                    unanswered: &self.unanswered,
-                };
-                let result = direct.call(request, id, &self.unanswered).await;
-                (result, in_flight.finish())
+                let answer = direct.call(request, id.clone(), &self.unanswered);
+                (id, Either::Left(answer))
             }
             None => {
                 let handle = self
@@ -611,19 +609,23 @@ impl McpSession {
                     .send_request_with_option(request, PeerRequestOptions::no_options())
                     .await
                     .map_err(|err| service_error(&err))?;
-                let mut in_flight = InFlight {
-                    peer: &self.peer,
-                    id: Some(handle.id.clone()),
-                    unanswered: &self.unanswered,
+                let id = handle.id.clone();
+                let answer = async move {
+                    handle
+                        .await_response()
+                        .await
+                        .map_err(|err| service_error(&err))
                 };
-                let result = handle.await_response().await;
-                (
-                    result.map_err(|err| service_error(&err)),
-                    in_flight.finish(),
-                )
+                (id, Either::Right(answer))
             }
         };
-        let (result, unanswered) = result;
+        let mut in_flight = InFlight {
+            peer: &self.peer,
+            id: Some(id),
+            unanswered: &self.unanswered,
+        };
+        let result = answer.await;
+        let unanswered = in_flight.finish();
         let result = match result? {
             ServerResult::CallToolResult(result) => result,
             // A result without `content` decodes as another shape; read it again as a result.
