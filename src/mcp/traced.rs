@@ -87,6 +87,32 @@ impl TracedHttp {
         }
     }
 
+    /// One POST, made by `send` (one of reqwest's): in its span, with its trace context as
+    /// headers, and the session it names noted.
+    async fn exchange<F, Fut>(
+        &self,
+        uri: Arc<str>,
+        mut message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        mut headers: HashMap<HeaderName, HeaderValue>,
+        send: F,
+    ) -> PostResult
+    where
+        F: FnOnce(
+            Arc<str>,
+            ClientJsonRpcMessage,
+            Option<Arc<str>>,
+            HashMap<HeaderName, HeaderValue>,
+        ) -> Fut,
+        Fut: Future<Output = PostResult>,
+    {
+        let span = self.exchange_span(&uri, &mut message, &mut headers);
+        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
+        let result = traced(span, send(uri, message, session_id, headers)).await;
+        self.note_session(sent.as_deref(), initialize, &result);
+        result
+    }
+
     /// The span of the exchange, with its context added to `headers`, when `message` carries
     /// a trace context; the `_meta` keys are dropped for an older server.
     fn exchange_span(
@@ -218,75 +244,78 @@ impl StreamableHttpClient for TracedHttp {
     async fn post_message(
         &self,
         uri: Arc<str>,
-        mut message: ClientJsonRpcMessage,
+        message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        mut custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
-        let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
-        let result = traced(
-            span,
-            self.inner
-                .post_message(uri, message, session_id, auth_header, custom_headers),
+        self.exchange(
+            uri,
+            message,
+            session_id,
+            custom_headers,
+            |uri, message, session_id, headers| {
+                self.inner
+                    .post_message(uri, message, session_id, auth_header, headers)
+            },
         )
-        .await;
-        self.note_session(sent.as_deref(), initialize, &result);
-        result
+        .await
     }
 
     async fn post_message_with_max_sse_event_size(
         &self,
         uri: Arc<str>,
-        mut message: ClientJsonRpcMessage,
+        message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        mut custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> PostResult {
-        let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
-        let result = traced(
-            span,
-            self.inner.post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            ),
+        self.exchange(
+            uri,
+            message,
+            session_id,
+            custom_headers,
+            |uri, message, session_id, headers| {
+                self.inner.post_message_with_max_sse_event_size(
+                    uri,
+                    message,
+                    session_id,
+                    auth_header,
+                    headers,
+                    max_sse_event_size,
+                )
+            },
         )
-        .await;
-        self.note_session(sent.as_deref(), initialize, &result);
-        result
+        .await
     }
 
     async fn post_message_with_response_limits(
         &self,
         uri: Arc<str>,
-        mut message: ClientJsonRpcMessage,
+        message: ClientJsonRpcMessage,
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
-        mut custom_headers: HashMap<HeaderName, HeaderValue>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
-        let span = self.exchange_span(&uri, &mut message, &mut custom_headers);
-        let (sent, initialize) = (session_id.clone(), is_initialize(&message));
-        let result = traced(
-            span,
-            self.inner.post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                limits,
-            ),
+        self.exchange(
+            uri,
+            message,
+            session_id,
+            custom_headers,
+            |uri, message, session_id, headers| {
+                self.inner.post_message_with_response_limits(
+                    uri,
+                    message,
+                    session_id,
+                    auth_header,
+                    headers,
+                    limits,
+                )
+            },
         )
-        .await;
-        self.note_session(sent.as_deref(), initialize, &result);
-        result
+        .await
     }
 
     async fn delete_session(
