@@ -53,6 +53,9 @@ pub(super) struct DirectCalls {
     headers: HashMap<HeaderName, HeaderValue>,
     limits: StreamableHttpResponseLimits,
     session: Arc<SessionId>,
+    /// Calls posted so far, for the tests to tell this path from rmcp's.
+    #[cfg(test)]
+    pub(super) posted: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for DirectCalls {
@@ -87,6 +90,8 @@ impl DirectCalls {
             headers,
             limits,
             session,
+            #[cfg(test)]
+            posted: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -98,6 +103,9 @@ impl DirectCalls {
         id: RequestId,
         unanswered: &Unanswered,
     ) -> Result<ServerResult, McpError> {
+        #[cfg(test)]
+        self.posted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let sent = self
             .post(ClientJsonRpcMessage::request(request, id.clone()))
             .await

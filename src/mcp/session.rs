@@ -640,6 +640,15 @@ impl McpSession {
         Ok(outcome)
     }
 
+    /// How many tool calls were posted from the caller's task ([`super::direct`]) rather
+    /// than handed to rmcp's service.
+    #[cfg(test)]
+    pub(super) fn calls_posted_itself(&self) -> usize {
+        self.direct.as_ref().map_or(0, |direct| {
+            direct.posted.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    }
+
     /// The session has ended: closed, cancelled, or its transport gave up.
     pub fn is_closed(&self) -> bool {
         self.service

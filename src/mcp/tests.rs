@@ -459,6 +459,48 @@ async fn the_sdk_sends_through_the_guard() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn only_a_legacy_session_over_streamable_http_posts_its_calls_itself() {
+    let http = http(true);
+    for (config, transport, itself) in [
+        (two_pages(), Transport::StreamableHttp, true),
+        (with_sessions(), Transport::StreamableHttp, true),
+        (
+            McpConfig {
+                era: fake_mcp::Era::Modern,
+                ..two_pages()
+            },
+            Transport::StreamableHttp,
+            false,
+        ),
+        (
+            McpConfig {
+                sse: true,
+                ..two_pages()
+            },
+            Transport::Sse,
+            false,
+        ),
+    ] {
+        let server = FakeMcpServer::start(config).await;
+        let target = McpTarget {
+            transport,
+            ..target(&server)
+        };
+        let session = open(&http, target).await.unwrap();
+        let outcome = call_tool(&session, "echo", arguments(json!({ "text": "hi" })))
+            .await
+            .unwrap();
+        assert_eq!(outcome.structured_content, Some(json!({ "text": "hi" })));
+        assert_eq!(
+            session.calls_posted_itself(),
+            usize::from(itself),
+            "{transport:?}"
+        );
+        session.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_call_goes_out_on_the_session_the_handshake_opened() {
     let server = FakeMcpServer::start(with_sessions()).await;
     let target = McpTarget {
@@ -503,6 +545,7 @@ async fn a_call_goes_out_on_the_session_the_handshake_opened() {
         );
         assert!(ids.insert(id), "never the same id twice");
     }
+    assert_eq!(session.calls_posted_itself(), 2);
     session.close().await;
 }
 
@@ -519,6 +562,7 @@ async fn a_call_whose_stream_breaks_is_interrupted_and_the_session_goes_on() {
         .unwrap();
     assert_eq!(next.structured_content, Some(json!({ "text": "next" })));
     assert_eq!(server.count("initialize"), 1, "on the same session");
+    assert_eq!(session.calls_posted_itself(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -548,6 +592,7 @@ async fn a_call_given_up_is_cancelled_on_the_server() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(cancelled["params"]["requestId"], called[0]["id"]);
+    assert_eq!(session.calls_posted_itself(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
