@@ -196,10 +196,10 @@ async fn measure(
 
     let phase = |name: &str| crate::progress(format_args!("{scenario}: {name}"));
     phase("`{ __typename }`, c=16");
-    let (ceiling16, ceiling16_cpu) = with_cpu(server, spec(16), ceiling.clone()).await?;
+    let (ceiling16, ceiling16_spent) = with_spent(server, spec(16), ceiling.clone()).await?;
     let ceiling16 = checked(report, scenario, "`{ __typename }`, c=16", ceiling16);
     phase("list, c=16");
-    let (list16, list16_cpu) = with_cpu(server, spec(16), list.clone()).await?;
+    let (list16, list16_spent) = with_spent(server, spec(16), list.clone()).await?;
     let list16 = checked(report, scenario, "list, c=16", list16);
     phase("`{ __typename }` with token, c=16");
     let token16 = checked(
@@ -224,7 +224,6 @@ async fn measure(
     );
 
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let us = |d: std::time::Duration| d.as_secs_f64() * 1_000_000.0;
     let servers = size.min(100);
     report.push(
         Row::info(
@@ -250,11 +249,23 @@ async fn measure(
         Row::info(
             scenario,
             "server CPU per request, c=16",
-            us(list16_cpu) / list16.ok.max(1) as f64,
+            list16_spent.cpu_micros_per(list16.ok),
             Unit::Micros,
         )
         .against(
-            us(ceiling16_cpu) / ceiling16.ok.max(1) as f64,
+            ceiling16_spent.cpu_micros_per(ceiling16.ok),
+            "`{ __typename }`, c=16",
+        ),
+    );
+    report.push(
+        Row::info(
+            scenario,
+            "server threads' sleeps per request, c=16",
+            list16_spent.sleeps_per(list16.ok),
+            Unit::Number,
+        )
+        .against(
+            ceiling16_spent.sleeps_per(ceiling16.ok),
             "`{ __typename }`, c=16",
         ),
     );
@@ -298,25 +309,59 @@ async fn measure(
     Ok(())
 }
 
-/// A load phase and the CPU time the server used during its measured part (the warm-up
-/// excluded), read from `/proc` around it.
-pub async fn with_cpu<F, Fut>(
+/// What the server spent during a load phase's measured part (the warm-up excluded), read
+/// from `/proc` around it.
+#[derive(Clone, Copy, Debug)]
+pub struct Spent {
+    /// CPU time, user and system, every thread.
+    pub cpu: std::time::Duration,
+    /// Times its threads went to sleep waiting for work (see [`Server::sleeps`]).
+    pub sleeps: u64,
+}
+
+impl Spent {
+    fn now(server: &Server) -> anyhow::Result<Self> {
+        Ok(Self {
+            cpu: server.cpu_time()?,
+            sleeps: server.sleeps()?,
+        })
+    }
+
+    /// CPU time per request, in microseconds.
+    pub fn cpu_micros_per(&self, requests: u64) -> f64 {
+        self.cpu.as_secs_f64() * 1_000_000.0 / requests.max(1) as f64
+    }
+
+    /// Sleeps per request.
+    pub fn sleeps_per(&self, requests: u64) -> f64 {
+        self.sleeps as f64 / requests.max(1) as f64
+    }
+}
+
+/// A load phase and what the server spent during its measured part.
+pub async fn with_spent<F, Fut>(
     server: &Server,
     spec: Spec,
     request: F,
-) -> anyhow::Result<(load::Outcome, std::time::Duration)>
+) -> anyhow::Result<(load::Outcome, Spent)>
 where
     F: Fn() -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
 {
-    let (outcome, cpu) = load::run_around(
+    let (outcome, spent) = load::run_around(
         spec,
         request,
-        || server.cpu_time(),
-        |before| Ok::<_, anyhow::Error>(server.cpu_time()?.saturating_sub(before?)),
+        || Spent::now(server),
+        |before| {
+            let (before, after) = (before?, Spent::now(server)?);
+            Ok::<_, anyhow::Error>(Spent {
+                cpu: after.cpu.saturating_sub(before.cpu),
+                sleeps: after.sleeps.saturating_sub(before.sleeps),
+            })
+        },
     )
     .await;
-    Ok((outcome, cpu?))
+    Ok((outcome, spent?))
 }
 
 /// A load phase's outcome, with any failed request recorded as a harness failure.

@@ -195,6 +195,12 @@ impl Server {
         process_cpu(self.pid())
     }
 
+    /// How many times the process's live threads have gone to sleep waiting (voluntary
+    /// context switches, summed over `/proc/<pid>/task/*/status`) since they started.
+    pub fn sleeps(&self) -> anyhow::Result<u64> {
+        process_sleeps(self.pid())
+    }
+
     /// The last lines of both logs, for error messages.
     pub fn log_tail(&self) -> String {
         format!(
@@ -310,6 +316,32 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
     ))
 }
 
+/// The voluntary context switches of every live thread of `pid`: each is a thread that found
+/// nothing to do (or had to wait) and slept until woken. A thread that has exited no longer
+/// counts, so compare readings taken while the same threads run.
+pub fn process_sleeps(pid: u32) -> anyhow::Result<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("reading /proc/{pid}/task"))?;
+    let mut total = 0_u64;
+    for task in tasks {
+        // A thread may exit between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += voluntary_switches(&status)
+            .with_context(|| format!("no voluntary_ctxt_switches in a thread of {pid}"))?;
+    }
+    Ok(total)
+}
+
+/// `voluntary_ctxt_switches` of one `/proc/.../status` text.
+fn voluntary_switches(status: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        line.strip_prefix("voluntary_ctxt_switches:")
+            .and_then(|rest| rest.trim().parse().ok())
+    })
+}
+
 /// `sysconf(_SC_CLK_TCK)`, as `getconf CLK_TCK` reports it (100 on every Linux the harness
 /// runs on, which is also the fallback).
 fn clock_ticks_per_second() -> f64 {
@@ -354,4 +386,31 @@ pub fn open_files_limit() -> Option<u64> {
         .lines()
         .find(|line| line.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voluntary_switches_are_read_from_a_status_text() {
+        let status = "Name:\tswitchboard\nvoluntary_ctxt_switches:\t1234\n\
+                      nonvoluntary_ctxt_switches:\t56\n";
+        assert_eq!(voluntary_switches(status), Some(1234));
+        assert_eq!(voluntary_switches("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn a_thread_that_sleeps_is_counted() {
+        let own = || {
+            voluntary_switches(&std::fs::read_to_string("/proc/thread-self/status").unwrap())
+                .unwrap()
+        };
+        let before = own();
+        std::thread::sleep(Duration::from_millis(5));
+        let after = own();
+        assert!(after > before, "{before} then {after}");
+        // The process's sum includes this thread, alive throughout.
+        assert!(process_sleeps(std::process::id()).unwrap() >= after);
+    }
 }

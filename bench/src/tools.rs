@@ -15,7 +15,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Value, json};
 
 use crate::api::Api;
-use crate::list::{checked, with_cpu};
+use crate::list::{checked, with_spent};
 use crate::load::{self, Spec};
 use crate::report::{Report, Row, Target, Unit};
 use crate::server::Server;
@@ -163,7 +163,7 @@ pub async fn run(
     let (through16, through_upstream) = counted(spec(16), through.clone()).await;
     let through16 = checked(report, &scenario, "through Switchboard, c=16", through16);
     phase("through Switchboard, c=16, server CPU");
-    let (cpu16, cpu16_spent) = with_cpu(server, spec(16), through.clone()).await?;
+    let (cpu16, cpu16_spent) = with_spent(server, spec(16), through.clone()).await?;
     let cpu16 = checked(report, &scenario, "through Switchboard, c=16", cpu16);
     let direct1 = checked(
         report,
@@ -198,7 +198,6 @@ pub async fn run(
     }
 
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
-    let us = |d: std::time::Duration| d.as_secs_f64() * 1_000_000.0;
     report.push(
         Row::info(
             &scenario,
@@ -232,11 +231,17 @@ pub async fn run(
         Row::info(
             &scenario,
             "Switchboard CPU per call, c=16",
-            us(cpu16_spent) / cpu16.ok.max(1) as f64,
+            cpu16_spent.cpu_micros_per(cpu16.ok),
             Unit::Micros,
         )
         .target(Target::AtMost(200.0)),
     );
+    report.push(Row::info(
+        &scenario,
+        "Switchboard threads' sleeps per call, c=16",
+        cpu16_spent.sleeps_per(cpu16.ok),
+        Unit::Number,
+    ));
     if let Some((direct_per_call, through_per_call)) = per_call {
         report.push(
             Row::info(
