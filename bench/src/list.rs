@@ -245,30 +245,29 @@ async fn measure(
         .against(ceiling16.throughput(), "`{ __typename }`, c=16")
         .target(Target::RatioAtLeast(0.15)),
     );
-    report.push(
-        Row::info(
-            scenario,
-            "server CPU per request, c=16",
-            list16_spent.cpu_micros_per(list16.ok),
-            Unit::Micros,
-        )
-        .against(
-            ceiling16_spent.cpu_micros_per(ceiling16.ok),
-            "`{ __typename }`, c=16",
-        ),
-    );
-    report.push(
-        Row::info(
-            scenario,
+    let cpu: fn(&Spent, u64) -> f64 = Spent::cpu_micros_per;
+    let spent = [
+        ("server CPU per request, c=16", cpu, Unit::Micros),
+        (
             "server threads' sleeps per request, c=16",
-            list16_spent.sleeps_per(list16.ok),
+            Spent::sleeps_per,
             Unit::Number,
-        )
-        .against(
-            ceiling16_spent.sleeps_per(ceiling16.ok),
-            "`{ __typename }`, c=16",
         ),
-    );
+    ];
+    for (metric, per_request, unit) in spent {
+        report.push(
+            Row::info(
+                scenario,
+                metric,
+                per_request(&list16_spent, list16.ok),
+                unit,
+            )
+            .against(
+                per_request(&ceiling16_spent, ceiling16.ok),
+                "`{ __typename }`, c=16",
+            ),
+        );
+    }
     report.push(
         Row::info(
             scenario,
