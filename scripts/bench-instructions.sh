@@ -61,7 +61,7 @@ harness_flags_for "$phase"
 work="$(mktemp -d)"
 harness=
 cleanup() {
-    [[ -n "$harness" ]] && kill "$harness" 2>/dev/null || true
+    stop_harness
     pkill -f "callgrind-out-file=$work/" 2>/dev/null || true
     rm -rf "$work"
 }

@@ -13,8 +13,10 @@
 #                                  `sdk`, those of the TypeScript SDK upstream (installed into
 #                                  .tools/ when missing, see bench-node.sh)
 #   answered                       the GraphQL requests that server has answered so far
+#   stop_harness                   stops the harness and every process it started (its
+#                                  servers, the TypeScript SDK upstream)
 #
-# The caller defines `die`, runs from the repository's root, and kills `$harness` on exit.
+# The caller defines `die`, runs from the repository's root, and calls `stop_harness` on exit.
 
 build_binaries() {
     local binary="$1"
@@ -29,7 +31,9 @@ start_phase() {
     local args=(--switchboard "$server" --duration "$seconds" --warmup 1 --servers 100
         --subscribers 2 --events 1 --storm-calls 2 "$@")
     [[ -n "$postgres" ]] && args+=(--postgres "$postgres")
-    target/release/switchboard-bench "${args[@]}" >"$dir/report" 2>"$dir/progress" &
+    # In a process group of its own, so that stopping it stops the servers and upstreams it
+    # started too: the harness stops them itself only when it runs to its end.
+    setsid target/release/switchboard-bench "${args[@]}" >"$dir/report" 2>"$dir/progress" &
     harness=$!
     until grep -qE "$pattern" "$dir/progress"; do
         kill -0 "$harness" 2>/dev/null \
@@ -55,4 +59,17 @@ harness_flags_for() {
 
 answered() {
     curl -sf "http://$server_addr/metrics" | awk '/^switchboard_graphql_requests_total /{print $2}'
+}
+
+stop_harness() {
+    [[ -n "${harness:-}" ]] || return 0
+    # The group the harness leads; never our own.
+    local group
+    group=$(ps -o pgid= -p "$harness" 2>/dev/null | tr -d ' ') || true
+    if [[ -n "$group" && "$group" == "$harness" && "$group" != "$(ps -o pgid= -p $$ | tr -d ' ')" ]]; then
+        kill -TERM -- "-$group" 2>/dev/null || true
+    else
+        kill "$harness" 2>/dev/null || true
+    fi
+    harness=
 }

@@ -64,7 +64,7 @@ harness_flags_for "$phase"
 work="$(mktemp -d)"
 harness=
 cleanup() {
-    [[ -n "$harness" ]] && kill "$harness" 2>/dev/null || true
+    stop_harness
     rm -rf "$work"
 }
 trap cleanup EXIT
